@@ -1,0 +1,78 @@
+#include "core/autograd/node.h"
+
+#include "core/autograd/grad_mode.h"
+#include "core/ops/elementwise.h"
+
+namespace dtrain::autograd {
+
+namespace {
+std::atomic<uint64_t> g_next_sequence_nr{0};
+}
+
+Node::Node(std::string name) : name_(std::move(name)), sequence_nr_(g_next_sequence_nr++) {}
+
+std::vector<Tensor> FunctionNode::apply(const Tensor& grad_output) {
+  DTRAIN_CHECK(!released_, "backward through the graph of '", name(),
+               "' a second time: its saved tensors were freed after the first backward; pass "
+               "retain_graph=true to the first backward if you need to run it again");
+  return fn_(grad_output, needs_grad_);
+}
+
+void FunctionNode::release() {
+  fn_ = nullptr;  // drops the captured (saved) tensors
+  released_ = true;
+}
+
+std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad_output) {
+  Tensor leaf(leaf_);
+  Tensor g = grad_output;
+  if (g.dtype() != leaf.dtype()) g = g.to(leaf.dtype());
+  if (!leaf.grad().defined()) {
+    // A fresh buffer: the incoming gradient may be a view of, or alias, tensors the graph still uses.
+    leaf.set_grad(g.contiguous().clone());
+  } else {
+    Tensor acc = leaf.grad();
+    add_(acc, g);
+  }
+  for (const auto& hook : leaf_->post_accumulate_hooks) hook(leaf);
+  return {};
+}
+
+std::shared_ptr<Node> grad_accumulator(const Tensor& leaf) {
+  std::shared_ptr<Node> acc = leaf.impl()->grad_accumulator.lock();
+  if (!acc) {
+    acc = std::make_shared<AccumulateGrad>(leaf.impl_ptr());
+    leaf.impl()->grad_accumulator = acc;
+  }
+  return acc;
+}
+
+bool any_requires_grad(std::initializer_list<Tensor> inputs) {
+  for (const Tensor& t : inputs) {
+    if (t.defined() && t.requires_grad()) return true;
+  }
+  return false;
+}
+
+Tensor record(const char* op, std::initializer_list<Tensor> inputs, const Tensor& output,
+              BackwardFn backward) {
+  if (!grad_enabled() || !any_requires_grad(inputs)) return output;
+  auto node = std::make_shared<FunctionNode>(op, std::move(backward));
+  for (const Tensor& t : inputs) {
+    bool needs = t.defined() && t.requires_grad();
+    node->needs_grad_.push_back(needs);
+    node->input_shapes.push_back(t.defined() ? t.shape() : Shape{});
+    if (!needs) {
+      node->next.push_back(nullptr);
+    } else if (t.grad_fn()) {
+      node->next.push_back(t.grad_fn());
+    } else {
+      node->next.push_back(grad_accumulator(t));
+    }
+  }
+  output.impl()->requires_grad = true;
+  output.impl()->grad_fn = std::move(node);
+  return output;
+}
+
+}  // namespace dtrain::autograd

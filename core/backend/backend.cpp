@@ -1,0 +1,40 @@
+#include "core/backend/backend.h"
+
+#include "core/backend/cpu/cpu_backend.h"
+
+namespace dtrain {
+
+#ifdef DTRAIN_WITH_CUDA
+// Defined in core/backend/cuda (built when the CUDA toolkit is found).
+Backend& cuda_backend();
+int cuda_backend_device_count();
+#endif
+
+int cuda_device_count() {
+#ifdef DTRAIN_WITH_CUDA
+  return cuda_backend_device_count();
+#else
+  return 0;
+#endif
+}
+
+bool cuda_available() { return cuda_device_count() > 0; }
+
+Backend& backend_for(Device device) {
+  static CpuBackend cpu;
+  if (device.is_cpu()) return cpu;
+#ifdef DTRAIN_WITH_CUDA
+  int count = cuda_device_count();
+  DTRAIN_CHECK(count > 0, "device ", device.str(),
+               " requested but no CUDA device is visible; run with --device cpu");
+  DTRAIN_CHECK(device.index < count, "device ", device.str(), " requested but only ", count,
+               " CUDA device(s) are visible");
+  return cuda_backend();
+#else
+  throw Error("device " + device.str() +
+              " requested but dtrain was built without CUDA; rebuild where nvcc is found "
+              "(-DDTRAIN_CUDA=ON) or run with --device cpu");
+#endif
+}
+
+}  // namespace dtrain

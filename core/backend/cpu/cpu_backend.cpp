@@ -1,0 +1,50 @@
+// CPU backend: memory, threads, and the f16/bf16 staging shared by its kernel files.
+#include "core/backend/cpu/cpu_backend.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace dtrain {
+
+namespace {
+constexpr size_t kAlignment = 64;  // a cache line, and enough for any SIMD load
+}
+
+void* CpuBackend::allocate(size_t nbytes, int) {
+  size_t rounded = (nbytes + kAlignment - 1) / kAlignment * kAlignment;
+  if (rounded == 0) rounded = kAlignment;
+  void* p = std::aligned_alloc(kAlignment, rounded);
+  if (!p) throw Error("out of host memory allocating " + std::to_string(nbytes) + " bytes");
+  return p;
+}
+
+void CpuBackend::deallocate(void* ptr, size_t, int) { std::free(ptr); }
+
+void CpuBackend::copy_to_host(const void* src, void* dst_host, size_t nbytes, int) {
+  std::memcpy(dst_host, src, nbytes);
+}
+
+void CpuBackend::copy_from_host(const void* src_host, void* dst, size_t nbytes, int) {
+  std::memcpy(dst, src_host, nbytes);
+}
+
+Tensor cpu_to_f32(const Tensor& t) {
+  if (!t.defined() || !is_half(t.dtype())) return t;
+  Tensor out = Tensor::empty(t.shape(), DType::f32, Device::cpu());
+  if (out.numel() > 0) backend_for(Device::cpu()).copy(t, out);
+  return out;
+}
+
+void set_num_threads(int n) {
+  if (n <= 0) n = omp_get_num_procs();
+  omp_set_num_threads(n);
+  openblas_set_num_threads(n);
+}
+
+int get_num_threads() { return omp_get_max_threads(); }
+
+}  // namespace dtrain

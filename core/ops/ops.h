@@ -1,0 +1,15 @@
+// Everything in core/ops, for convenience.
+#pragma once
+#include "core/autograd/grad_mode.h"
+#include "core/ops/activation.h"
+#include "core/ops/attention.h"
+#include "core/ops/conv.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/embedding.h"
+#include "core/ops/linalg.h"
+#include "core/ops/loss.h"
+#include "core/ops/norm.h"
+#include "core/ops/reduce.h"
+#include "core/ops/shape.h"
+#include "core/tensor/random.h"
+#include "core/tensor/tensor.h"
