@@ -1,0 +1,353 @@
+// CPU kernels for layer norm, embedding and cross entropy. Each works on f32 and f64 directly; f16 and
+// bf16 go through f32 copies (cpu_to_f32) and are written back with copy(). Row statistics accumulate
+// in double. Every reduction that produces a parameter gradient runs in a fixed order (sequential over
+// rows, parallel only across columns), so results are bitwise the same for any thread count.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "core/backend/cpu/cpu_backend.h"
+
+namespace dtrain {
+namespace {
+
+// Below this many elements a parallel region costs more than it saves.
+constexpr int64_t kParallelGrain = 1 << 15;
+// Columns handled by one task in the column-parallel reductions.
+constexpr int64_t kColumnBlock = 64;
+
+template <class F>
+void dispatch_float(DType t, const char* op, F&& f) {
+  if (t == DType::f32) {
+    f(float{});
+  } else if (t == DType::f64) {
+    f(double{});
+  } else {
+    throw Error(detail::concat("cpu ", op, ": unsupported dtype ", dtype_name(t),
+                               "; expected f32, f64, f16 or bf16"));
+  }
+}
+
+// Statistics tensors (mean, rstd) are f32 or f64 independently of the data dtype.
+inline void store_stat(const Tensor& t, int64_t i, double v) {
+  if (t.dtype() == DType::f64) {
+    t.data<double>()[i] = v;
+  } else {
+    t.data<float>()[i] = static_cast<float>(v);
+  }
+}
+inline double load_stat(const Tensor& t, int64_t i) {
+  return t.dtype() == DType::f64 ? t.data<double>()[i] : static_cast<double>(t.data<float>()[i]);
+}
+
+Tensor f32_like(const Tensor& t) { return t.defined() ? Tensor::empty(t.shape(), DType::f32) : t; }
+Tensor to_f32_or_undefined(const Tensor& t) { return t.defined() ? cpu_to_f32(t) : t; }
+
+// ---------------------------------------------------------------------------------------------
+// Layer norm over the last dim of x [rows, cols]:
+//   mean = sum_j x_j / D,  var = sum_j (x_j - mean)^2 / D,  rstd = 1 / sqrt(var + eps)
+//   y_j = (x_j - mean) * rstd * w_j + b_j
+template <class T>
+void layer_norm_kernel(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
+                       const Tensor& out, const Tensor& mean, const Tensor& rstd) {
+  const int64_t cols = x.size(-1);
+  const int64_t rows = cols == 0 ? 0 : x.numel() / cols;
+  const T* xp = x.data<T>();
+  const T* wp = weight.defined() ? weight.data<T>() : nullptr;
+  const T* bp = bias.defined() ? bias.data<T>() : nullptr;
+  T* yp = out.data<T>();
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = xp + r * cols;
+    T* yr = yp + r * cols;
+    double s = 0.0;
+    for (int64_t j = 0; j < cols; ++j) s += static_cast<double>(xr[j]);
+    const double mu = s / static_cast<double>(cols);
+    double ss = 0.0;
+    for (int64_t j = 0; j < cols; ++j) {
+      const double d = static_cast<double>(xr[j]) - mu;
+      ss += d * d;
+    }
+    const double rs = 1.0 / std::sqrt(ss / static_cast<double>(cols) + eps);
+    const T mu_t = static_cast<T>(mu), rs_t = static_cast<T>(rs);
+    for (int64_t j = 0; j < cols; ++j) {
+      T h = (xr[j] - mu_t) * rs_t;
+      if (wp) h *= wp[j];
+      if (bp) h += bp[j];
+      yr[j] = h;
+    }
+    if (mean.defined()) store_stat(mean, r, mu);
+    if (rstd.defined()) store_stat(rstd, r, rs);
+  }
+}
+
+// With xhat = (x - mean) * rstd and g = dy * w (g = dy without weight):
+//   dx_j = rstd * (g_j - mean_k(g_k) - xhat_j * mean_k(g_k * xhat_k))
+//   dw_j = sum_rows dy_j * xhat_j,   db_j = sum_rows dy_j
+template <class T>
+void layer_norm_backward_kernel(const Tensor& dy, const Tensor& x, const Tensor& weight,
+                                const Tensor& mean, const Tensor& rstd, const Tensor& dx,
+                                const Tensor& dweight, const Tensor& dbias) {
+  const int64_t cols = x.size(-1);
+  const int64_t rows = cols == 0 ? 0 : x.numel() / cols;
+  const T* xp = x.data<T>();
+  const T* gp = dy.data<T>();
+  const T* wp = weight.defined() ? weight.data<T>() : nullptr;
+  const bool parallel = rows * cols > kParallelGrain;
+  if (dx.defined()) {
+    T* dxp = dx.data<T>();
+    const double inv_d = 1.0 / static_cast<double>(cols);
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* xr = xp + r * cols;
+      const T* gr = gp + r * cols;
+      T* dxr = dxp + r * cols;
+      const double mu = load_stat(mean, r), rs = load_stat(rstd, r);
+      double sum_g = 0.0, sum_gh = 0.0;
+      for (int64_t j = 0; j < cols; ++j) {
+        const double g = wp ? static_cast<double>(gr[j]) * static_cast<double>(wp[j])
+                            : static_cast<double>(gr[j]);
+        sum_g += g;
+        sum_gh += g * (static_cast<double>(xr[j]) - mu) * rs;
+      }
+      const double a = sum_g * inv_d, c = sum_gh * inv_d;
+      for (int64_t j = 0; j < cols; ++j) {
+        const double g = wp ? static_cast<double>(gr[j]) * static_cast<double>(wp[j])
+                            : static_cast<double>(gr[j]);
+        const double h = (static_cast<double>(xr[j]) - mu) * rs;
+        dxr[j] = static_cast<T>(rs * (g - a - h * c));
+      }
+    }
+  }
+  if (dweight.defined() || dbias.defined()) {
+    T* dwp = dweight.defined() ? dweight.data<T>() : nullptr;
+    T* dbp = dbias.defined() ? dbias.data<T>() : nullptr;
+    const int64_t blocks = (cols + kColumnBlock - 1) / kColumnBlock;
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t j0 = blk * kColumnBlock, j1 = std::min(cols, j0 + kColumnBlock);
+      double acc_w[kColumnBlock] = {}, acc_b[kColumnBlock] = {};
+      for (int64_t r = 0; r < rows; ++r) {
+        const double mu = load_stat(mean, r), rs = load_stat(rstd, r);
+        const T* xr = xp + r * cols;
+        const T* gr = gp + r * cols;
+        for (int64_t j = j0; j < j1; ++j) {
+          const double g = static_cast<double>(gr[j]);
+          acc_w[j - j0] += g * (static_cast<double>(xr[j]) - mu) * rs;
+          acc_b[j - j0] += g;
+        }
+      }
+      for (int64_t j = j0; j < j1; ++j) {
+        if (dwp) dwp[j] = static_cast<T>(acc_w[j - j0]);
+        if (dbp) dbp[j] = static_cast<T>(acc_b[j - j0]);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Embedding gradient: dweight[idx[i], :] += grad[i, :]. Threads split the embedding dim, and each walks
+// all indices in order, so repeated indices are summed in the same order every time.
+template <class T>
+void embedding_backward_kernel(const Tensor& grad, const Tensor& indices, int64_t padding_idx,
+                               const Tensor& dweight) {
+  const int64_t n = indices.numel();
+  const int64_t vocab = dweight.size(0);
+  const int64_t dim = dweight.numel() / std::max<int64_t>(vocab, 1);
+  const int64_t* ip = indices.data<int64_t>();
+  const T* gp = grad.data<T>();
+  T* dwp = dweight.data<T>();
+  const int64_t blocks = (dim + kColumnBlock - 1) / kColumnBlock;
+#pragma omp parallel for schedule(static) if (n * dim > kParallelGrain)
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t j0 = blk * kColumnBlock, j1 = std::min(dim, j0 + kColumnBlock);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t row = ip[i];
+      // The op rejects out-of-range indices; skipping them here keeps a bad call from writing
+      // outside the buffer.
+      if (row == padding_idx || row < 0 || row >= vocab) continue;
+      const T* gr = gp + i * dim;
+      T* dr = dwp + row * dim;
+      for (int64_t j = j0; j < j1; ++j) dr[j] += gr[j];
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cross entropy of one row with label smoothing s over C classes, lse = log sum_j exp(x_j):
+//   loss = sum_j q_j (lse - x_j) with q = (1 - s) onehot(t) + s / C
+//        = (1 - s) (lse - x_t) + s (lse - mean_j x_j)
+template <class T>
+void cross_entropy_kernel(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
+                          double label_smoothing, const Tensor& losses) {
+  const int64_t classes = logits.size(-1);
+  const int64_t rows = targets.numel();
+  const T* xp = logits.data<T>();
+  const int64_t* tp = targets.data<int64_t>();
+  T* lp = losses.data<T>();
+  const double s = label_smoothing;
+#pragma omp parallel for schedule(static) if (rows * classes > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t t = tp[r];
+    if (t == ignore_index || t < 0 || t >= classes) {
+      lp[r] = T(0);
+      continue;
+    }
+    const T* xr = xp + r * classes;
+    double m = -std::numeric_limits<double>::infinity();
+    for (int64_t j = 0; j < classes; ++j) m = std::max(m, static_cast<double>(xr[j]));
+    double se = 0.0, sx = 0.0;
+    for (int64_t j = 0; j < classes; ++j) {
+      se += std::exp(static_cast<double>(xr[j]) - m);
+      sx += static_cast<double>(xr[j]);
+    }
+    const double lse = m + std::log(se);
+    double loss = (1.0 - s) * (lse - static_cast<double>(xr[t]));
+    if (s != 0.0) loss += s * (lse - sx / static_cast<double>(classes));
+    lp[r] = static_cast<T>(loss);
+  }
+}
+
+// dloss/dx_j = g * (softmax_j - q_j), q as above.
+template <class T>
+void cross_entropy_backward_kernel(const Tensor& logits, const Tensor& targets,
+                                   int64_t ignore_index, double label_smoothing,
+                                   const Tensor& grad_losses, const Tensor& dlogits) {
+  const int64_t classes = logits.size(-1);
+  const int64_t rows = targets.numel();
+  const T* xp = logits.data<T>();
+  const int64_t* tp = targets.data<int64_t>();
+  const T* gp = grad_losses.data<T>();
+  T* dp = dlogits.data<T>();
+  const double s = label_smoothing;
+  const double uniform = s / static_cast<double>(classes);
+#pragma omp parallel for schedule(static) if (rows * classes > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t t = tp[r];
+    T* dr = dp + r * classes;
+    if (t == ignore_index || t < 0 || t >= classes) {
+      std::fill(dr, dr + classes, T(0));
+      continue;
+    }
+    const T* xr = xp + r * classes;
+    double m = -std::numeric_limits<double>::infinity();
+    for (int64_t j = 0; j < classes; ++j) m = std::max(m, static_cast<double>(xr[j]));
+    double se = 0.0;
+    for (int64_t j = 0; j < classes; ++j) se += std::exp(static_cast<double>(xr[j]) - m);
+    const double g = static_cast<double>(gp[r]);
+    const double inv_se = 1.0 / se;
+    for (int64_t j = 0; j < classes; ++j) {
+      double d = std::exp(static_cast<double>(xr[j]) - m) * inv_se - uniform;
+      if (j == t) d -= 1.0 - s;
+      dr[j] = static_cast<T>(g * d);
+    }
+  }
+}
+
+}  // namespace
+
+void CpuBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
+                            const Tensor& out, const Tensor& mean, const Tensor& rstd) {
+  if (is_half(x.dtype())) {
+    Tensor out32 = f32_like(out);
+    layer_norm(cpu_to_f32(x), to_f32_or_undefined(weight), to_f32_or_undefined(bias), eps, out32,
+               mean, rstd);
+    copy(out32, out);
+    return;
+  }
+  dispatch_float(x.dtype(), "layer_norm", [&](auto tag) {
+    using T = decltype(tag);
+    layer_norm_kernel<T>(x, weight, bias, eps, out, mean, rstd);
+  });
+}
+
+void CpuBackend::layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight,
+                                     const Tensor& mean, const Tensor& rstd, const Tensor& dx,
+                                     const Tensor& dweight, const Tensor& dbias) {
+  if (is_half(x.dtype()) || is_half(dy.dtype())) {
+    Tensor dx32 = f32_like(dx), dw32 = f32_like(dweight), db32 = f32_like(dbias);
+    layer_norm_backward(cpu_to_f32(dy), cpu_to_f32(x), to_f32_or_undefined(weight), mean, rstd,
+                        dx32, dw32, db32);
+    if (dx.defined()) copy(dx32, dx);
+    if (dweight.defined()) copy(dw32, dweight);
+    if (dbias.defined()) copy(db32, dbias);
+    return;
+  }
+  dispatch_float(x.dtype(), "layer_norm_backward", [&](auto tag) {
+    using T = decltype(tag);
+    layer_norm_backward_kernel<T>(dy, x, weight, mean, rstd, dx, dweight, dbias);
+  });
+}
+
+void CpuBackend::embedding(const Tensor& weight, const Tensor& indices, const Tensor& out) {
+  // A row gather is a byte copy, so one kernel serves every dtype.
+  const int64_t n = indices.numel();
+  const int64_t vocab = weight.size(0);
+  const int64_t dim = weight.numel() / std::max<int64_t>(vocab, 1);
+  const size_t row_bytes = static_cast<size_t>(dim) * dtype_size(weight.dtype());
+  const int64_t* ip = indices.data<int64_t>();
+  const char* wp = static_cast<const char*>(weight.raw_data());
+  char* op = static_cast<char*>(out.raw_data());
+#pragma omp parallel for schedule(static) if (n * dim > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t row = ip[i];
+    char* dst = op + static_cast<size_t>(i) * row_bytes;
+    if (row < 0 || row >= vocab) {
+      std::memset(dst, 0, row_bytes);  // unreachable through the op, which checks the range
+    } else {
+      std::memcpy(dst, wp + static_cast<size_t>(row) * row_bytes, row_bytes);
+    }
+  }
+}
+
+void CpuBackend::embedding_backward(const Tensor& grad, const Tensor& indices, int64_t padding_idx,
+                                    const Tensor& dweight) {
+  if (is_half(dweight.dtype()) || is_half(grad.dtype())) {
+    Tensor dw32 = cpu_to_f32(dweight);
+    if (dw32.same(dweight)) {  // dweight is f32 already; only grad needs converting
+      embedding_backward(cpu_to_f32(grad), indices, padding_idx, dweight);
+      return;
+    }
+    embedding_backward(cpu_to_f32(grad), indices, padding_idx, dw32);
+    copy(dw32, dweight);
+    return;
+  }
+  dispatch_float(dweight.dtype(), "embedding_backward", [&](auto tag) {
+    using T = decltype(tag);
+    embedding_backward_kernel<T>(grad, indices, padding_idx, dweight);
+  });
+}
+
+void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
+                               double label_smoothing, const Tensor& losses) {
+  if (is_half(logits.dtype())) {
+    Tensor losses32 = f32_like(losses);
+    cross_entropy(cpu_to_f32(logits), targets, ignore_index, label_smoothing, losses32);
+    copy(losses32, losses);
+    return;
+  }
+  dispatch_float(logits.dtype(), "cross_entropy", [&](auto tag) {
+    using T = decltype(tag);
+    cross_entropy_kernel<T>(logits, targets, ignore_index, label_smoothing, losses);
+  });
+}
+
+void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targets,
+                                        int64_t ignore_index, double label_smoothing,
+                                        const Tensor& grad_losses, const Tensor& dlogits) {
+  if (is_half(logits.dtype()) || is_half(grad_losses.dtype())) {
+    Tensor d32 = f32_like(dlogits);
+    cross_entropy_backward(cpu_to_f32(logits), targets, ignore_index, label_smoothing,
+                           cpu_to_f32(grad_losses), d32);
+    copy(d32, dlogits);
+    return;
+  }
+  dispatch_float(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
+    using T = decltype(tag);
+    cross_entropy_backward_kernel<T>(logits, targets, ignore_index, label_smoothing, grad_losses,
+                                     dlogits);
+  });
+}
+
+}  // namespace dtrain

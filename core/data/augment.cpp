@@ -1,0 +1,42 @@
+#include "core/data/augment.h"
+
+#include "core/error.h"
+
+namespace dtrain::data {
+
+uint64_t uniform_below(Generator& gen, uint64_t n) {
+  DTRAIN_CHECK(n > 0, "uniform_below: n must be positive");
+  // 2^64 mod n values at the bottom of the range would be drawn once more often than the rest.
+  const uint64_t threshold = (0 - n) % n;
+  for (;;) {
+    const uint64_t r = gen.next_u64();
+    if (r >= threshold) return r % n;
+  }
+}
+
+CropFlip draw_crop_flip(Generator& gen, int64_t pad) {
+  DTRAIN_CHECK(pad >= 0, "random crop: padding ", pad, " must be >= 0");
+  CropFlip t;
+  t.dy = static_cast<int64_t>(uniform_below(gen, static_cast<uint64_t>(2 * pad + 1)));
+  t.dx = static_cast<int64_t>(uniform_below(gen, static_cast<uint64_t>(2 * pad + 1)));
+  t.flip = (gen.next_u64() >> 63) != 0;
+  return t;
+}
+
+void apply_crop_flip(const uint8_t* src, uint8_t* dst, int64_t channels, int64_t height, int64_t width,
+                     int64_t pad, const CropFlip& t) {
+  for (int64_t c = 0; c < channels; ++c) {
+    const uint8_t* s = src + c * height * width;
+    uint8_t* d = dst + c * height * width;
+    for (int64_t y = 0; y < height; ++y) {
+      const int64_t sy = y + t.dy - pad;
+      for (int64_t x = 0; x < width; ++x) {
+        const int64_t sx = (t.flip ? width - 1 - x : x) + t.dx - pad;
+        const bool inside = sy >= 0 && sy < height && sx >= 0 && sx < width;
+        d[y * width + x] = inside ? s[sy * width + sx] : 0;
+      }
+    }
+  }
+}
+
+}  // namespace dtrain::data

@@ -1,0 +1,246 @@
+#include "core/io/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "core/io/durable_file.h"
+
+namespace dtrain {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// "ckpt/" and "ckpt" name the same directory; the suffixes below must attach to "ckpt".
+std::string normalise_dir(const std::string& dir) {
+  DTRAIN_CHECK(!dir.empty(), "checkpoint: empty directory name");
+  fs::path p = fs::path(dir).lexically_normal();
+  if (!p.has_filename() && p.has_parent_path()) p = p.parent_path();
+  DTRAIN_CHECK(!p.empty() && p != "." && p != ".." && p != "/", "checkpoint: ", dir,
+               " cannot be a checkpoint directory (name a directory of its own, e.g. runs/ckpt)");
+  return p.string();
+}
+
+std::string parent_of(const std::string& dir) {
+  fs::path parent = fs::path(dir).parent_path();
+  return parent.empty() ? "." : parent.string();
+}
+
+// Directories `<dir>.old-*` that an interrupted commit (between its two renames) left behind.
+std::vector<fs::path> left_aside(const std::string& dir) {
+  std::vector<fs::path> out;
+  fs::path base(dir);
+  std::string prefix = base.filename().string() + ".old-";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(parent_of(dir), ec)) {
+    std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) == 0 && entry.is_directory()) out.push_back(entry.path());
+  }
+  return out;
+}
+
+std::string errno_text() { return std::strerror(errno); }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------- writer
+
+CheckpointWriter::CheckpointWriter(std::string dir)
+    : dir_(normalise_dir(dir)), temp_dir_(dir_ + ".tmp-" + std::to_string(::getpid())) {
+  std::error_code ec;
+  fs::create_directories(parent_of(dir_), ec);
+  DTRAIN_CHECK(!ec, "checkpoint: cannot create ", parent_of(dir_), ": ", ec.message());
+  // A directory of this exact name is left from an earlier writer of this process (or a crashed
+  // process whose pid was reused); it was never committed, so it is garbage.
+  fs::remove_all(temp_dir_, ec);
+  fs::create_directory(temp_dir_, ec);
+  DTRAIN_CHECK(!ec, "checkpoint: cannot create ", temp_dir_, ": ", ec.message());
+}
+
+CheckpointWriter::~CheckpointWriter() {
+  if (!committed_ && !abandoned_) {
+    std::error_code ec;
+    fs::remove_all(temp_dir_, ec);  // best effort: a destructor must not throw
+  }
+}
+
+void CheckpointWriter::abandon() {
+  if (committed_ || abandoned_) return;
+  abandoned_ = true;
+  std::error_code ec;
+  fs::remove_all(temp_dir_, ec);
+}
+
+std::string CheckpointWriter::claim(const std::string& file) {
+  DTRAIN_CHECK(!committed_ && !abandoned_, "checkpoint: ", dir_, ": cannot write ", file, " after ",
+               committed_ ? "commit()" : "abandon()");
+  DTRAIN_CHECK(!file.empty() && file != "." && file != ".." && file.find('/') == std::string::npos,
+               "checkpoint: ", dir_, ": invalid file name '", file, "' (use a plain name like state.json)");
+  DTRAIN_CHECK(std::find(written_.begin(), written_.end(), file) == written_.end(), "checkpoint: ",
+               dir_, ": ", file, " was already written to this checkpoint");
+  written_.push_back(file);
+  return (fs::path(temp_dir_) / file).string();
+}
+
+void CheckpointWriter::write_tensors(const std::string& file, const NamedTensors& tensors,
+                                     const std::map<std::string, std::string>& metadata) {
+  save_safetensors(claim(file), tensors, metadata);
+}
+
+void CheckpointWriter::write_json(const std::string& file, const nlohmann::json& value) {
+  std::string path = claim(file);
+  std::string text;
+  try {
+    text = value.dump(2) + "\n";
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("checkpoint: " + path + ": cannot encode JSON (strings must be UTF-8): " + e.what());
+  }
+  write_file_atomically(path, text);
+}
+
+void CheckpointWriter::write_text(const std::string& file, const std::string& content) {
+  write_file_atomically(claim(file), content);
+}
+
+void CheckpointWriter::commit() {
+  DTRAIN_CHECK(!committed_ && !abandoned_, "checkpoint: ", dir_, ": commit() after ",
+               committed_ ? "commit()" : "abandon()");
+  fsync_directory(temp_dir_);
+  const std::string parent = parent_of(dir_);
+  std::error_code ec;
+  fs::file_status st = fs::symlink_status(dir_, ec);
+  if (fs::exists(st)) {
+    DTRAIN_CHECK(fs::is_directory(st), "checkpoint: ", dir_,
+                 " exists and is not a directory; move it away or choose another checkpoint path");
+    // One atomic step: the new directory takes the final name and the old one takes the temporary
+    // name, so there is no instant without a whole checkpoint at `dir_`.
+    if (::renameat2(AT_FDCWD, temp_dir_.c_str(), AT_FDCWD, dir_.c_str(), RENAME_EXCHANGE) == 0) {
+      fsync_directory(parent);
+      committed_ = true;
+      fs::remove_all(temp_dir_, ec);
+    } else {
+      DTRAIN_CHECK(errno == EINVAL || errno == ENOSYS || errno == ENOTSUP, "checkpoint: cannot move ",
+                   temp_dir_, " into place at ", dir_, ": ", errno_text());
+      // No exchange on this filesystem: move the old checkpoint aside, the new one in, then drop the
+      // old one. A crash between the two renames leaves the old one whole at `aside`.
+      const std::string aside = dir_ + ".old-" + std::to_string(::getpid());
+      fs::remove_all(aside, ec);
+      DTRAIN_CHECK(std::rename(dir_.c_str(), aside.c_str()) == 0, "checkpoint: cannot move the old ",
+                   dir_, " aside to ", aside, ": ", errno_text());
+      if (std::rename(temp_dir_.c_str(), dir_.c_str()) != 0) {
+        std::string why = errno_text();
+        std::rename(aside.c_str(), dir_.c_str());  // put the old one back
+        throw Error("checkpoint: cannot move " + temp_dir_ + " into place at " + dir_ + ": " + why);
+      }
+      fsync_directory(parent);
+      committed_ = true;
+      fs::remove_all(aside, ec);
+    }
+  } else {
+    DTRAIN_CHECK(std::rename(temp_dir_.c_str(), dir_.c_str()) == 0, "checkpoint: cannot move ",
+                 temp_dir_, " into place at ", dir_, ": ", errno_text());
+    committed_ = true;
+  }
+  // Copies left aside by commits that were interrupted are superseded now.
+  for (const auto& p : left_aside(dir_)) fs::remove_all(p, ec);
+  fsync_directory(parent);
+}
+
+// ---------------------------------------------------------------------------------------- reader
+
+Checkpoint::Checkpoint(std::string dir) : dir_(normalise_dir(dir)) {
+  if (fs::is_directory(dir_)) return;
+  // An interrupted commit may have left the previous checkpoint aside; take the newest.
+  std::vector<fs::path> aside = left_aside(dir_);
+  DTRAIN_CHECK(!aside.empty(), "checkpoint: no checkpoint directory at ", dir_,
+               " (check the path, or start without resuming)");
+  std::sort(aside.begin(), aside.end(), [](const fs::path& a, const fs::path& b) {
+    std::error_code ec;
+    return fs::last_write_time(a, ec) < fs::last_write_time(b, ec);
+  });
+  dir_ = aside.back().string();
+}
+
+bool Checkpoint::exists(const std::string& dir) {
+  std::string d;
+  try {
+    d = normalise_dir(dir);
+  } catch (const Error&) {
+    return false;
+  }
+  return fs::is_directory(d) || !left_aside(d).empty();
+}
+
+std::vector<std::string> Checkpoint::files() const {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+    if (entry.is_regular_file()) out.push_back(entry.path().filename().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+bool Checkpoint::has(const std::string& file) const {
+  return fs::is_regular_file(fs::path(dir_) / file);
+}
+
+std::string Checkpoint::path(const std::string& file) const {
+  if (!has(file)) {
+    std::string list;
+    for (const auto& f : files()) list += (list.empty() ? "" : ", ") + f;
+    throw Error("checkpoint: " + dir_ + ": no file " + file + " (it holds: " +
+                (list.empty() ? "nothing" : list) + ")");
+  }
+  return (fs::path(dir_) / file).string();
+}
+
+SafetensorsFile Checkpoint::tensors(const std::string& file) const { return load_safetensors(path(file)); }
+
+nlohmann::json Checkpoint::json(const std::string& file) const {
+  std::string p = path(file);
+  try {
+    return nlohmann::json::parse(read_file(p));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("checkpoint: " + p + ": invalid JSON: " + e.what());
+  }
+}
+
+std::string Checkpoint::text(const std::string& file) const { return read_file(path(file)); }
+
+// ---------------------------------------------------------------------------------------- RNG state
+
+nlohmann::json generator_state_to_json(const Generator& gen) {
+  nlohmann::json out = nlohmann::json::array();
+  for (uint64_t word : gen.state()) {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(word));
+    out.push_back(buf);
+  }
+  return out;
+}
+
+void generator_state_from_json(const nlohmann::json& value, Generator& gen) {
+  // The state's word count follows Generator (its array type), so this keeps up if it changes.
+  decltype(gen.state()) state{};
+  DTRAIN_CHECK(value.is_array() && value.size() == state.size(), "checkpoint: a generator state is ",
+               state.size(), " hex strings, got ", value.dump());
+  for (size_t i = 0; i < state.size(); ++i) {
+    const auto& w = value[i];
+    DTRAIN_CHECK(w.is_string() && w.get<std::string>().size() == 16 &&
+                     w.get<std::string>().find_first_not_of("0123456789abcdefABCDEF") == std::string::npos,
+                 "checkpoint: generator state word ", i, " is ", w.dump(), ", not 16 hex digits");
+    state[i] = std::stoull(w.get<std::string>(), nullptr, 16);
+  }
+  gen.set_state(state);
+}
+
+}  // namespace dtrain

@@ -1,0 +1,115 @@
+// cross_entropy: log-softmax and negative log-likelihood in one kernel, with torch's label smoothing and
+// ignore_index. The backend returns one loss per row; the reduction and its gradient are done here, so
+// the whole op is one graph node.
+#include "core/ops/loss.h"
+
+#include "core/autograd/node.h"
+#include "core/backend/backend.h"
+
+namespace dtrain {
+
+namespace {
+
+const char* reduction_name(Reduction r) {
+  switch (r) {
+    case Reduction::mean: return "mean";
+    case Reduction::sum: return "sum";
+    case Reduction::none: return "none";
+  }
+  return "?";
+}
+
+}  // namespace
+
+Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in, int64_t ignore_index,
+                     double label_smoothing, Reduction reduction) {
+  DTRAIN_CHECK(logits_in.defined() && targets_in.defined(),
+               "cross_entropy: logits or targets is undefined");
+  DTRAIN_CHECK(logits_in.dim() >= 1, "cross_entropy: logits have shape ",
+               shape_str(logits_in.shape()), "; they must be [N, C] or [..., C]");
+  DTRAIN_CHECK(is_floating(logits_in.dtype()), "cross_entropy: logits are ",
+               dtype_name(logits_in.dtype()), "; they need a floating dtype");
+  DTRAIN_CHECK(targets_in.dtype() == DType::i64 || targets_in.dtype() == DType::i32,
+               "cross_entropy: targets are ", dtype_name(targets_in.dtype()),
+               "; they must be class indices in i64 (or i32)");
+  DTRAIN_CHECK(targets_in.device() == logits_in.device(), "cross_entropy: targets are on ",
+               targets_in.device().str(), " but logits are on ", logits_in.device().str(),
+               "; move them to one device");
+  DTRAIN_CHECK(label_smoothing >= 0.0 && label_smoothing <= 1.0,
+               "cross_entropy: label_smoothing is ", label_smoothing, "; it must be in [0, 1]");
+  const int64_t classes = logits_in.size(-1);
+  DTRAIN_CHECK(classes > 0, "cross_entropy: logits ", shape_str(logits_in.shape()),
+               " have no classes");
+  const int64_t rows = logits_in.numel() / classes;
+  DTRAIN_CHECK(targets_in.numel() == rows, "cross_entropy: logits ", shape_str(logits_in.shape()),
+               " hold ", rows, " rows of ", classes, " classes but targets ",
+               shape_str(targets_in.shape()), " hold ", targets_in.numel(),
+               " values; give one target per row");
+
+  const Tensor targets =
+      (targets_in.dtype() == DType::i64 ? targets_in : targets_in.to(DType::i64)).contiguous();
+  // Range check on the host; it also counts the rows that enter the mean.
+  int64_t counted = 0;
+  {
+    const std::vector<int64_t> t = targets.to_vector<int64_t>();
+    for (size_t i = 0; i < t.size(); ++i) {
+      if (t[i] == ignore_index) continue;
+      DTRAIN_CHECK(t[i] >= 0 && t[i] < classes, "cross_entropy: target ", t[i], " at position ", i,
+                   " is outside [0, ", classes, ") for logits ", shape_str(logits_in.shape()),
+                   " (ignore_index is ", ignore_index, ")");
+      ++counted;
+    }
+  }
+
+  const Tensor logits = logits_in.contiguous();
+  const DType dtype = logits.dtype();
+  const Device device = logits.device();
+  Backend& be = backend_for(device);
+  Tensor losses = Tensor::empty({rows}, dtype, device);
+  if (rows > 0) be.cross_entropy(logits, targets, ignore_index, label_smoothing, losses);
+
+  Tensor out;
+  double scale = 1.0;  // d(out)/d(losses[i]) for the reductions
+  if (reduction == Reduction::none) {
+    out = losses.view(targets_in.shape());
+  } else {
+    out = Tensor::empty({}, dtype, device);
+    be.reduce(ReduceOp::sum, losses, 1, rows, 1, out, Tensor());
+    if (reduction == Reduction::mean) {
+      // As torch: divide by the rows that were not ignored (0/0 = nan when all were).
+      scale = 1.0 / static_cast<double>(counted);
+      if (counted == 0) {
+        out.fill_(std::numeric_limits<double>::quiet_NaN());
+      } else {
+        be.binary_scalar(BinaryOp::mul, out, scale, false, out);
+      }
+    }
+  }
+
+  const Tensor logits_d = logits.detach();
+  return autograd::record(
+      "cross_entropy", {logits_in}, out,
+      [logits_d, targets, ignore_index, label_smoothing, reduction, scale, rows](
+          const Tensor& grad_out, const std::vector<bool>& needs) {
+        if (!needs[0]) return std::vector<Tensor>{Tensor()};
+        const Device dev = logits_d.device();
+        Backend& b = backend_for(dev);
+        Tensor grad_losses = Tensor::empty({rows}, logits_d.dtype(), dev);
+        if (reduction == Reduction::none) {
+          b.copy(grad_out.contiguous().view({rows}), grad_losses);
+        } else {
+          // Every row receives the scalar gradient (times 1/count for the mean).
+          b.copy(make_view(grad_out.contiguous(), {rows}, {0}, grad_out.contiguous().offset()),
+                 grad_losses);
+          if (scale != 1.0) b.binary_scalar(BinaryOp::mul, grad_losses, scale, false, grad_losses);
+        }
+        Tensor dlogits = Tensor::empty(logits_d.shape(), logits_d.dtype(), dev);
+        if (rows > 0) {
+          b.cross_entropy_backward(logits_d, targets, ignore_index, label_smoothing, grad_losses,
+                                   dlogits);
+        }
+        return std::vector<Tensor>{dlogits};
+      });
+}
+
+}  // namespace dtrain

@@ -1,0 +1,41 @@
+// dtrain: train | eval | bench. Every failure ends as one line on stderr and a non-zero exit.
+#include <exception>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "launch/commands.h"
+
+namespace {
+const char* kUsage =
+    "usage: dtrain <command> [options]\n"
+    "  train   train a model (dtrain train --help; or --config examples/vit_fashion_mnist.ini)\n"
+    "  eval    evaluate a checkpoint (dtrain eval --help)\n"
+    "  bench   benchmarks: allreduce, ddp, matmul (dtrain bench --help)\n"
+    "Run under `mpirun -np N dtrain train ...` for data-parallel training.";
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+    std::cout << kUsage << std::endl;
+    return argc < 2 ? 2 : 0;
+  }
+  std::string command = argv[1];
+  std::vector<std::string> args(argv + 2, argv + argc);
+  try {
+    if (command == "train") return dtrain::launch::run_train(args);
+    if (command == "eval") return dtrain::launch::run_eval(args);
+    if (command == "bench") return dtrain::launch::run_bench(args);
+    std::cerr << "dtrain: unknown command '" << command << "'; use train, eval or bench" << std::endl;
+    return 2;
+  } catch (const dtrain::Error& e) {
+    std::cerr << "dtrain " << command << ": error: " << e.what() << std::endl;
+    dtrain::launch::abort_other_ranks();
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "dtrain " << command << ": internal error: " << e.what() << std::endl;
+    dtrain::launch::abort_other_ranks();
+    return 1;
+  }
+}
