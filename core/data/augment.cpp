@@ -1,18 +1,9 @@
 #include "core/data/augment.h"
 
+#include "core/data/seeding.h"
 #include "core/error.h"
 
 namespace dtrain::data {
-
-uint64_t uniform_below(Generator& gen, uint64_t n) {
-  DTRAIN_CHECK(n > 0, "uniform_below: n must be positive");
-  // 2^64 mod n values at the bottom of the range would be drawn once more often than the rest.
-  const uint64_t threshold = (0 - n) % n;
-  for (;;) {
-    const uint64_t r = gen.next_u64();
-    if (r >= threshold) return r % n;
-  }
-}
 
 CropFlip draw_crop_flip(Generator& gen, int64_t pad) {
   DTRAIN_CHECK(pad >= 0, "random crop: padding ", pad, " must be >= 0");

@@ -22,7 +22,4 @@ CropFlip draw_crop_flip(Generator& gen, int64_t pad);
 void apply_crop_flip(const uint8_t* src, uint8_t* dst, int64_t channels, int64_t height, int64_t width,
                      int64_t pad, const CropFlip& t);
 
-// A uniform integer in [0, n), without the bias of next_u64() % n (rejects the short last interval).
-uint64_t uniform_below(Generator& gen, uint64_t n);
-
 }  // namespace dtrain::data

@@ -4,6 +4,7 @@
 
 #include "core/data/augment.h"
 #include "core/data/file_bytes.h"
+#include "core/data/seeding.h"
 #include "core/error.h"
 #include "core/tensor/random.h"
 
@@ -57,7 +58,8 @@ Batch Cifar10::get_batch(const std::vector<int64_t>& indices, uint64_t seed) con
   // Per channel c, a table for the 256 pixel values: (p / 255 - mean_c) / std_c.
   float lut[kChannels][256];
   for (int64_t c = 0; c < kChannels; ++c) {
-    for (int p = 0; p < 256; ++p) lut[c][p] = (static_cast<float>(p) / 255.0f - kCifar10Mean[c]) / kCifar10Std[c];
+    for (int p = 0; p < 256; ++p)
+      lut[c][p] = (static_cast<float>(p) / 255.0f - kCifar10Mean[c]) / kCifar10Std[c];
   }
   const int64_t b = static_cast<int64_t>(indices.size());
   const int64_t plane = kHeight * kWidth;
@@ -66,11 +68,11 @@ Batch Cifar10::get_batch(const std::vector<int64_t>& indices, uint64_t seed) con
   batch.target = Tensor::empty({b}, DType::i64);
   float* x = batch.input.data<float>();
   int64_t* y = batch.target.data<int64_t>();
-  Generator gen(seed);
   uint8_t augmented[kImageBytes];
   for (int64_t i = 0; i < b; ++i) {
     const uint8_t* src = images_.data() + indices[i] * kImageBytes;
     if (options_.augment) {
+      Generator gen(combine_seed(seed, static_cast<uint64_t>(indices[i])));
       apply_crop_flip(src, augmented, kChannels, kHeight, kWidth, options_.crop_padding,
                       draw_crop_flip(gen, options_.crop_padding));
       src = augmented;

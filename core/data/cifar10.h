@@ -21,7 +21,7 @@ inline constexpr std::array<float, 3> kCifar10Std = {0.2470f, 0.2435f, 0.2616f};
 
 struct Cifar10Options {
   // Random crop after zero-padding by `crop_padding` and a random horizontal flip, drawn per sample
-  // from the batch seed. Usually on for the train split only.
+  // from the seed get_batch receives. Usually on for the train split only.
   bool augment = false;
   int64_t crop_padding = 4;
 };
@@ -35,8 +35,8 @@ class Cifar10 : public Dataset {
   Cifar10(Split split, const std::string& dir, Cifar10Options options = {});
 
   int64_t size() const override { return static_cast<int64_t>(labels_.size()); }
-  // input f32 [B, 3, 32, 32] normalised per channel, target i64 [B]. With augmentation on, sample k
-  // of the batch is transformed by the k-th draw of a Generator seeded with `seed`.
+  // input f32 [B, 3, 32, 32] normalised per channel, target i64 [B]. With augmentation on, sample i
+  // is transformed by draw_crop_flip from a Generator seeded with combine_seed(seed, i).
   Batch get_batch(const std::vector<int64_t>& indices, uint64_t seed) const override;
 
   const std::vector<uint8_t>& images() const { return images_; }  // [N, 3, 32, 32]

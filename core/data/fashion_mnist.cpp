@@ -24,8 +24,9 @@ std::string find_file(const std::string& dir, const std::string& name) {
 }  // namespace
 
 const std::array<const char*, 10>& FashionMnist::class_names() {
-  static const std::array<const char*, 10> names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                                    "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  static const std::array<const char*, 10> names = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                                    "Coat",        "Sandal",    "Shirt",    "Sneaker",
+                                                    "Bag",         "Ankle boot"};
   return names;
 }
 
@@ -38,15 +39,15 @@ FashionMnist::FashionMnist(Split split, const std::string& dir) {
 
   IdxArray images = read_idx(images_path, kHint);
   IdxArray labels = read_idx(labels_path, kHint);
-  DTRAIN_CHECK(images.type == IdxType::u8 && images.dims.size() == 3, images_path,
-               " holds ", idx_type_name(images.type), " data with ", images.dims.size(),
+  DTRAIN_CHECK(images.type == IdxType::u8 && images.dims.size() == 3, images_path, " holds ",
+               idx_type_name(images.type), " data with ", images.dims.size(),
                " dims; Fashion-MNIST images are u8 [N, H, W]; ", kHint);
-  DTRAIN_CHECK(labels.type == IdxType::u8 && labels.dims.size() == 1, labels_path,
-               " holds ", idx_type_name(labels.type), " data with ", labels.dims.size(),
+  DTRAIN_CHECK(labels.type == IdxType::u8 && labels.dims.size() == 1, labels_path, " holds ",
+               idx_type_name(labels.type), " data with ", labels.dims.size(),
                " dims; Fashion-MNIST labels are u8 [N]; ", kHint);
-  DTRAIN_CHECK(images.dims[0] == labels.dims[0], "Fashion-MNIST ", split_name(split), " split: ",
-               images_path, " holds ", images.dims[0], " images but ", labels_path, " holds ",
-               labels.dims[0], " labels; ", kHint);
+  DTRAIN_CHECK(images.dims[0] == labels.dims[0], "Fashion-MNIST ", split_name(split), " split: ", images_path,
+               " holds ", images.dims[0], " images but ", labels_path, " holds ", labels.dims[0], " labels; ",
+               kHint);
   for (size_t i = 0; i < labels.bytes.size(); ++i) {
     DTRAIN_CHECK(labels.bytes[i] < num_classes(), labels_path, ": label ", int(labels.bytes[i]),
                  " of sample ", i, " is not a class in [0, 10); ", kHint);
@@ -61,7 +62,8 @@ Batch FashionMnist::get_batch(const std::vector<int64_t>& indices, uint64_t /*se
   check_batch_indices(indices, size(), "FashionMnist");
   // One table for the 256 pixel values: (p / 255 - mean) / std.
   float lut[256];
-  for (int p = 0; p < 256; ++p) lut[p] = (static_cast<float>(p) / 255.0f - kFashionMnistMean) / kFashionMnistStd;
+  for (int p = 0; p < 256; ++p)
+    lut[p] = (static_cast<float>(p) / 255.0f - kFashionMnistMean) / kFashionMnistStd;
 
   const int64_t b = static_cast<int64_t>(indices.size());
   const int64_t pixels = height_ * width_;

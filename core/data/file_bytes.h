@@ -15,4 +15,7 @@ std::string read_file_bytes(const std::string& path, const std::string& hint = "
 // True when `bytes` start with the gzip magic.
 bool is_gzip(const std::string& bytes);
 
+// "message; hint", or just the message when there is no hint.
+std::string with_hint(const std::string& message, const std::string& hint);
+
 }  // namespace dtrain::data

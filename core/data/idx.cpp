@@ -11,14 +11,17 @@ namespace dtrain::data {
 
 namespace {
 
-std::string with_hint(const std::string& message, const std::string& hint) {
-  return hint.empty() ? message : message + "; " + hint;
-}
-
 bool known_type(uint8_t code) {
   switch (code) {
-    case 0x08: case 0x09: case 0x0B: case 0x0C: case 0x0D: case 0x0E: return true;
-    default: return false;
+    case 0x08:
+    case 0x09:
+    case 0x0B:
+    case 0x0C:
+    case 0x0D:
+    case 0x0E:
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -37,22 +40,34 @@ std::string dims_str(const std::vector<int64_t>& dims) {
 
 const char* idx_type_name(IdxType t) {
   switch (t) {
-    case IdxType::u8: return "u8";
-    case IdxType::i8: return "i8";
-    case IdxType::i16: return "i16";
-    case IdxType::i32: return "i32";
-    case IdxType::f32: return "f32";
-    case IdxType::f64: return "f64";
+    case IdxType::u8:
+      return "u8";
+    case IdxType::i8:
+      return "i8";
+    case IdxType::i16:
+      return "i16";
+    case IdxType::i32:
+      return "i32";
+    case IdxType::f32:
+      return "f32";
+    case IdxType::f64:
+      return "f64";
   }
   return "?";
 }
 
 size_t idx_type_size(IdxType t) {
   switch (t) {
-    case IdxType::u8: case IdxType::i8: return 1;
-    case IdxType::i16: return 2;
-    case IdxType::i32: case IdxType::f32: return 4;
-    case IdxType::f64: return 8;
+    case IdxType::u8:
+    case IdxType::i8:
+      return 1;
+    case IdxType::i16:
+      return 2;
+    case IdxType::i32:
+    case IdxType::f32:
+      return 4;
+    case IdxType::f64:
+      return 8;
   }
   return 0;
 }
@@ -72,8 +87,7 @@ IdxArray parse_idx(const std::string& bytes, const std::string& name, const std:
                                  hint));
   DTRAIN_CHECK(p[0] == 0 && p[1] == 0 && known_type(p[2]),
                with_hint(name + " is not an IDX file: magic bytes " + std::to_string(p[0]) + " " +
-                             std::to_string(p[1]) + " " + std::to_string(p[2]) + " " +
-                             std::to_string(p[3]) +
+                             std::to_string(p[1]) + " " + std::to_string(p[2]) + " " + std::to_string(p[3]) +
                              " (expected 0 0 <type 8/9/11/12/13/14> <ndims>)",
                          hint));
   IdxArray out;
@@ -82,8 +96,7 @@ IdxArray parse_idx(const std::string& bytes, const std::string& name, const std:
   const size_t header = 4 + 4 * ndims;
   DTRAIN_CHECK(n >= header, with_hint(name + " is truncated: its header names " + std::to_string(ndims) +
                                           " dimensions (" + std::to_string(header) +
-                                          " header bytes) but the file has " + std::to_string(n) +
-                                          " bytes",
+                                          " header bytes) but the file has " + std::to_string(n) + " bytes",
                                       hint));
   for (size_t i = 0; i < ndims; ++i) out.dims.push_back(read_be32(p + 4 + 4 * i));
 
@@ -94,18 +107,17 @@ IdxArray parse_idx(const std::string& bytes, const std::string& name, const std:
   for (int64_t d : out.dims) expected *= static_cast<uint64_t>(d);
   const size_t found = n - header;
   const std::string what = std::string(idx_type_name(out.type)) + " data for shape " + dims_str(out.dims);
-  DTRAIN_CHECK(expected <= found,
-               with_hint(name + " is truncated: expected " +
-                             std::to_string(static_cast<unsigned long long>(
-                                 std::min<unsigned __int128>(expected, ~0ull))) +
-                             " bytes of " + what + ", found " + std::to_string(found),
-                         hint));
-  DTRAIN_CHECK(expected == found,
-               with_hint(name + " is corrupt: expected " +
-                             std::to_string(static_cast<unsigned long long>(expected)) + " bytes of " +
-                             what + ", found " + std::to_string(found) + " (" +
-                             std::to_string(found - static_cast<size_t>(expected)) + " extra)",
-                         hint));
+  DTRAIN_CHECK(expected <= found, with_hint(name + " is truncated: expected " +
+                                                std::to_string(static_cast<unsigned long long>(
+                                                    std::min<unsigned __int128>(expected, ~0ull))) +
+                                                " bytes of " + what + ", found " + std::to_string(found),
+                                            hint));
+  DTRAIN_CHECK(
+      expected == found,
+      with_hint(name + " is corrupt: expected " + std::to_string(static_cast<unsigned long long>(expected)) +
+                    " bytes of " + what + ", found " + std::to_string(found) + " (" +
+                    std::to_string(found - static_cast<size_t>(expected)) + " extra)",
+                hint));
 
   out.bytes.assign(p + header, p + n);
   // IDX is big-endian; swap each element into host (little-endian) order.

@@ -46,23 +46,28 @@ std::string quoted(const std::string& s) {
   throw Error("safetensors: " + path + ": " + what);
 }
 
+// A structural defect: nothing to do but write the file again.
+[[noreturn]] void corrupt(const std::string& path, const std::string& what) {
+  fail(path, what + "; the file is corrupt, write it again");
+}
+
 std::string tensor_ref(const std::string& name) { return "tensor " + quoted(name); }
 
 // Reads a non-negative integer that fits in uint64 from a JSON value, or fails with `what`.
 uint64_t as_u64(const ordered_json& v, const std::string& path, const std::string& what) {
   if (v.is_number_unsigned()) return v.get<uint64_t>();
   if (v.is_number_integer() && v.get<int64_t>() >= 0) return static_cast<uint64_t>(v.get<int64_t>());
-  fail(path, what + " is " + v.dump() + ", not a non-negative integer");
+  corrupt(path, what + " is " + v.dump() + ", not a non-negative integer");
 }
 
 SafetensorsEntry parse_entry(const std::string& path, const std::string& name, const ordered_json& e) {
   const std::string who = tensor_ref(name);
-  if (!e.is_object()) fail(path, who + ": header entry is " + e.dump() + ", not an object");
+  if (!e.is_object()) corrupt(path, who + ": header entry is " + e.dump() + ", not an object");
   SafetensorsEntry out;
   out.name = name;
 
   auto dt = e.find("dtype");
-  if (dt == e.end() || !dt->is_string()) fail(path, who + ": missing or non-string \"dtype\"");
+  if (dt == e.end() || !dt->is_string()) corrupt(path, who + ": missing or non-string \"dtype\"");
   std::optional<DType> dtype = dtype_from_safetensors(dt->get<std::string>());
   if (!dtype) {
     fail(path, who + ": unsupported dtype " + quoted(dt->get<std::string>()) +
@@ -71,7 +76,7 @@ SafetensorsEntry parse_entry(const std::string& path, const std::string& name, c
   out.dtype = *dtype;
 
   auto sh = e.find("shape");
-  if (sh == e.end() || !sh->is_array()) fail(path, who + ": missing or non-array \"shape\"");
+  if (sh == e.end() || !sh->is_array()) corrupt(path, who + ": missing or non-array \"shape\"");
   // numel is accumulated in 128 bits so a hostile shape cannot overflow into a plausible size.
   unsigned __int128 numel = 1;
   for (const auto& d : *sh) {
@@ -86,20 +91,20 @@ SafetensorsEntry parse_entry(const std::string& path, const std::string& name, c
 
   auto off = e.find("data_offsets");
   if (off == e.end() || !off->is_array() || off->size() != 2) {
-    fail(path, who + ": missing \"data_offsets\" or it is not [begin, end]");
+    corrupt(path, who + ": missing \"data_offsets\" or it is not [begin, end]");
   }
   out.begin = as_u64((*off)[0], path, who + ": data_offsets begin");
   out.end = as_u64((*off)[1], path, who + ": data_offsets end");
   if (out.end < out.begin) {
-    fail(path, who + ": data_offsets [" + std::to_string(out.begin) + ", " + std::to_string(out.end) +
-                   "] end before they begin");
+    corrupt(path, who + ": data_offsets [" + std::to_string(out.begin) + ", " + std::to_string(out.end) +
+                      "] end before they begin");
   }
   unsigned __int128 nbytes = numel * dtype_size(out.dtype);
   if (nbytes != out.end - out.begin) {
-    fail(path, who + ": shape " + shape_str(out.shape) + " of " + dt->get<std::string>() + " needs " +
-                   std::to_string(static_cast<uint64_t>(nbytes)) + " bytes but data_offsets [" +
-                   std::to_string(out.begin) + ", " + std::to_string(out.end) + "] hold " +
-                   std::to_string(out.end - out.begin));
+    corrupt(path, who + ": shape " + shape_str(out.shape) + " of " + dt->get<std::string>() + " needs " +
+                      std::to_string(static_cast<uint64_t>(nbytes)) + " bytes but data_offsets [" +
+                      std::to_string(out.begin) + ", " + std::to_string(out.end) + "] hold " +
+                      std::to_string(out.end - out.begin));
   }
   return out;
 }
@@ -139,19 +144,21 @@ SafetensorsHeader read_header(std::ifstream& in, const std::string& path, uint64
   try {
     header = ordered_json::parse(text, on_event);
   } catch (const nlohmann::json::exception& e) {
-    fail(path, std::string("header is not valid JSON: ") + e.what());
+    corrupt(path, std::string("header is not valid JSON: ") + e.what());
   }
-  if (!header.is_object()) fail(path, "header is " + std::string(header.type_name()) + ", not a JSON object");
-  if (!duplicate.empty()) fail(path, tensor_ref(duplicate) + " appears twice in the header");
+  if (!header.is_object()) {
+    corrupt(path, "header is " + std::string(header.type_name()) + ", not a JSON object");
+  }
+  if (!duplicate.empty()) corrupt(path, tensor_ref(duplicate) + " appears twice in the header");
 
   SafetensorsHeader out;
   out.data_start = 8 + header_len;
   const uint64_t data_size = file_size - out.data_start;
   for (const auto& [name, value] : header.items()) {
     if (name == "__metadata__") {
-      if (!value.is_object()) fail(path, "\"__metadata__\" is not an object of strings");
+      if (!value.is_object()) corrupt(path, "\"__metadata__\" is not an object of strings");
       for (const auto& [k, v] : value.items()) {
-        if (!v.is_string()) fail(path, "\"__metadata__\" value of " + quoted(k) + " is not a string");
+        if (!v.is_string()) corrupt(path, "\"__metadata__\" value of " + quoted(k) + " is not a string");
         out.metadata[k] = v.get<std::string>();
       }
       continue;
@@ -173,22 +180,22 @@ SafetensorsHeader read_header(std::ifstream& in, const std::string& path, uint64
   const SafetensorsEntry* previous = nullptr;
   for (const auto& e : out.entries) {
     if (e.begin < expected) {
-      fail(path, tensor_ref(e.name) + ": data_offsets [" + std::to_string(e.begin) + ", " +
-                     std::to_string(e.end) + "] overlap " + tensor_ref(previous->name) +
-                     " (which ends at " + std::to_string(expected) + ")");
+      corrupt(path, tensor_ref(e.name) + ": data_offsets [" + std::to_string(e.begin) + ", " +
+                        std::to_string(e.end) + "] overlap " + tensor_ref(previous->name) +
+                        " (which ends at " + std::to_string(expected) + ")");
     }
     if (e.begin > expected) {
-      fail(path, tensor_ref(e.name) + ": data_offsets begin at " + std::to_string(e.begin) +
-                     ", leaving a hole after byte " + std::to_string(expected) +
-                     " (tensors must be packed back to back)");
+      corrupt(path, tensor_ref(e.name) + ": data_offsets begin at " + std::to_string(e.begin) +
+                        ", leaving a hole after byte " + std::to_string(expected) +
+                        " (tensors must be packed back to back)");
     }
     expected = e.end;
     previous = &e;
   }
   if (expected != data_size) {
-    fail(path, std::to_string(data_size - expected) + " bytes after the last tensor's data (" +
-                   std::to_string(data_size) + "-byte data section, tensors end at " +
-                   std::to_string(expected) + ")");
+    corrupt(path, std::to_string(data_size - expected) + " bytes after the last tensor's data (" +
+                      std::to_string(data_size) + "-byte data section, tensors end at " +
+                      std::to_string(expected) + ")");
   }
   return out;
 }

@@ -28,7 +28,8 @@ void fill_host(const Tensor& t, const char* op, Draw&& draw) {
 }  // namespace
 
 std::pair<int64_t, int64_t> fan_in_and_fan_out(const Tensor& weight) {
-  DTRAIN_CHECK(weight.dim() >= 2, "init: fan in/out needs a weight of 2 or more dims [out, in, ...], got ",
+  DTRAIN_CHECK(weight.dim() >= 2,
+               "init: fan in/out needs a weight of 2 or more dims [out, in, ...], got ",
                shape_str(weight.shape()));
   int64_t receptive = 1;
   for (int64_t d = 2; d < weight.dim(); ++d) receptive *= weight.size(d);
@@ -49,9 +50,10 @@ void normal_(const Tensor& t, double mean, double std, Generator* gen) {
 
 void trunc_normal_(const Tensor& t, double std, double mean, double low, double high,
                    Generator* gen) {
-  DTRAIN_CHECK(std > 0.0 && low < high && high > -4.0 && low < 4.0, "init::trunc_normal_: needs std > 0 and "
-               "a window [low, high] (in std units) that overlaps [-4, 4], got std ", std, ", [", low,
-               ", ", high, "]");
+  DTRAIN_CHECK(std > 0.0 && low < high && high > -4.0 && low < 4.0,
+               "init::trunc_normal_: needs std > 0 and "
+               "a window [low, high] (in std units) that overlaps [-4, 4], got std ",
+               std, ", [", low, ", ", high, "]");
   Generator& g = pick(gen);
   // Rejection: a standard normal is redrawn until it falls in [low, high]; for the default [-2, 2]
   // that accepts 95.4% of draws. The kept value is exactly the conditioned distribution.

@@ -21,7 +21,8 @@ void assign_in_place(const Tensor& slot, const Tensor& value) {
 }
 
 std::string join(const std::string& prefix, const std::string& name) {
-  return prefix.empty() ? name : prefix + "." + name;
+  if (prefix.empty()) return name;
+  return name.empty() ? prefix : prefix + "." + name;
 }
 
 }  // namespace
@@ -30,8 +31,9 @@ Module::Module(std::string type_name) : type_name_(std::move(type_name)) {}
 
 void Module::check_new_name(const std::string& name) const {
   DTRAIN_CHECK(!name.empty(), type_name_, ": a parameter, buffer or module name must not be empty");
-  DTRAIN_CHECK(name.find('.') == std::string::npos, type_name_, ": name '", name,
-               "' contains '.', which separates the levels of a dotted path; pick a name without it");
+  DTRAIN_CHECK(
+      name.find('.') == std::string::npos, type_name_, ": name '", name,
+      "' contains '.', which separates the levels of a dotted path; pick a name without it");
   for (const auto& p : parameters_)
     DTRAIN_CHECK(p.name != name, type_name_, ": '", name, "' is already registered as a parameter");
   for (const auto& b : buffers_)
@@ -110,7 +112,9 @@ NamedTensors Module::named_parameters(bool recurse) const {
   return unique_by_impl(std::move(all));
 }
 
-std::vector<Tensor> Module::parameters(bool recurse) const { return values(named_parameters(recurse)); }
+std::vector<Tensor> Module::parameters(bool recurse) const {
+  return values(named_parameters(recurse));
+}
 
 NamedTensors Module::named_buffers(bool recurse) const {
   NamedTensors all;
@@ -178,33 +182,32 @@ int64_t Module::num_parameters(bool trainable_only) const {
   return n;
 }
 
-template <class Fn>
-void Module::for_each_tensor(Fn&& fn) {
+// All conversions run before any tensor is touched, so a failure (no such device, out of memory)
+// leaves the module as it was.
+void Module::convert_in_place(const std::function<Tensor(const Tensor&)>& convert) {
+  NoGradGuard no_grad;
   NamedTensors all;
   collect("", true, true, false, all);
-  for (const auto& entry : unique_by_impl(std::move(all))) fn(entry.second);
+  std::vector<std::pair<Tensor, Tensor>> plan;  // (tensor to update, its converted value)
+  for (const auto& [name, t] : unique_by_impl(std::move(all))) {
+    if (Tensor value = convert(t.detach()); value.defined()) plan.emplace_back(t, value);
+    if (Tensor g = t.grad(); g.defined())
+      if (Tensor value = convert(g); value.defined()) plan.emplace_back(g, value);
+  }
+  for (const auto& [t, value] : plan) assign_in_place(t, value);
 }
 
 Module& Module::to(DType dtype) {
   DTRAIN_CHECK(is_floating(dtype), type_name_, ".to(", dtype_name(dtype),
                "): modules convert to a floating dtype (f32, f64, f16, bf16)");
-  NoGradGuard no_grad;
-  for_each_tensor([&](const Tensor& t) {
-    if (!is_floating(t.dtype())) return;
-    if (t.dtype() != dtype) assign_in_place(t, t.detach().to(dtype));
-    Tensor g = t.grad();
-    if (g.defined() && g.dtype() != dtype) assign_in_place(g, g.to(dtype));
+  convert_in_place([&](const Tensor& t) {
+    return is_floating(t.dtype()) && t.dtype() != dtype ? t.to(dtype) : Tensor();
   });
   return *this;
 }
 
 Module& Module::to(Device device) {
-  NoGradGuard no_grad;
-  for_each_tensor([&](const Tensor& t) {
-    if (t.device() != device) assign_in_place(t, t.detach().to(device));
-    Tensor g = t.grad();
-    if (g.defined() && g.device() != device) assign_in_place(g, g.to(device));
-  });
+  convert_in_place([&](const Tensor& t) { return t.device() != device ? t.to(device) : Tensor(); });
   return *this;
 }
 
@@ -233,7 +236,8 @@ LoadResult Module::load_state_dict(const NamedTensors& state, bool strict) {
       continue;
     }
     const Tensor& src = *it->second;
-    DTRAIN_CHECK(src.defined(), "load_state_dict: '", name, "' is an undefined tensor in the state");
+    DTRAIN_CHECK(src.defined(), "load_state_dict: '", name,
+                 "' is an undefined tensor in the state");
     DTRAIN_CHECK(src.shape() == dst.shape(), "load_state_dict: '", name, "' has shape ",
                  shape_str(src.shape()), " in the state but ", shape_str(dst.shape()), " in the ",
                  type_name_, "; the state comes from a model configured differently");

@@ -3,10 +3,12 @@
 // ("blocks.0.attn.qkv.weight") are what optimizers, DDP and checkpoints see, in registration order.
 //
 // A module keeps the registered Tensor handles in slots and its subclass keeps copies of the same
-// handles as public members (Linear::weight). Copies of a Tensor share one TensorImpl, so `to()` and
-// `load_state_dict()` change the tensors in place - the impl is pointed at the converted storage -
-// and every handle (module member, optimizer state, DDP hook) stays valid and sees the new data.
+// handles as public members (Linear::weight). Copies of a Tensor share one TensorImpl, so `to()`
+// and `load_state_dict()` change the tensors in place - the impl is pointed at the converted
+// storage - and every handle (module member, optimizer state, DDP hook) stays valid and sees the
+// new data.
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -55,8 +57,9 @@ class Module {
     return module;
   }
 
-  // ---- traversal, in registration order, depth first: a module's own tensors come before those of
-  // its children. A tensor registered under two names (tied weights) is listed once, first name wins.
+  // ---- traversal, in registration order, depth first: a module's own tensors come before those
+  // of its children. A tensor registered under two names (tied weights) is listed once, first name
+  // wins.
   NamedTensors named_parameters(bool recurse = true) const;
   std::vector<Tensor> parameters(bool recurse = true) const;
   NamedTensors named_buffers(bool recurse = true) const;
@@ -83,7 +86,8 @@ class Module {
   int64_t num_parameters(bool trainable_only = false) const;
 
   // ---- placement. Floating parameters, buffers and existing gradients are converted in place
-  // (integer buffers keep their dtype under to(DType)).
+  // (integer buffers keep their dtype under to(DType)). Either everything is converted or, when a
+  // conversion fails, nothing is.
   Module& to(DType dtype);
   Module& to(Device device);
 
@@ -91,9 +95,10 @@ class Module {
   // The parameters (named_parameters order) then the persistent buffers, as detached handles that
   // share storage with the module. Tied tensors appear under each of their names.
   NamedTensors state_dict() const;
-  // Copies `state` into the module's tensors (converting dtype and device). A shape mismatch is always
-  // an error naming the tensor and both shapes; with strict, so is a missing or an unexpected name.
-  // Everything is checked before anything is copied, so a failed load leaves the module unchanged.
+  // Copies `state` into the module's tensors (converting dtype and device). A shape mismatch is
+  // always an error naming the tensor and both shapes; with strict, so is a missing or an
+  // unexpected name. Everything is checked before anything is copied, so a failed load leaves the
+  // module unchanged.
   LoadResult load_state_dict(const NamedTensors& state, bool strict = true);
 
  protected:
@@ -108,8 +113,9 @@ class Module {
   void check_new_name(const std::string& name) const;
   void collect(const std::string& prefix, bool params, bool buffers, bool persistent_only,
                NamedTensors& out) const;
-  template <class Fn>
-  void for_each_tensor(Fn&& fn);
+  // Replaces each unique parameter and buffer, and each gradient, by convert(it) in place (an
+  // undefined result leaves it as it is).
+  void convert_in_place(const std::function<Tensor(const Tensor&)>& convert);
 
   std::string type_name_;
   bool training_ = true;

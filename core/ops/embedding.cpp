@@ -36,7 +36,7 @@ Tensor embedding(const Tensor& weight_in, const Tensor& indices_in, int64_t padd
     }
   }
 
-  const Tensor weight = weight_in.contiguous();
+  const Tensor weight = weight_in.detach().contiguous();
   Shape out_shape = indices.shape();
   out_shape.push_back(dim);
   Tensor out = Tensor::empty(out_shape, weight.dtype(), weight.device());

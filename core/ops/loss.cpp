@@ -1,25 +1,14 @@
-// cross_entropy: log-softmax and negative log-likelihood in one kernel, with torch's label smoothing and
-// ignore_index. The backend returns one loss per row; the reduction and its gradient are done here, so
-// the whole op is one graph node.
+// cross_entropy: log-softmax and negative log-likelihood in one kernel, with torch's label
+// smoothing and ignore_index. The backend returns one loss per row; the reduction and its gradient
+// are done here, so the whole op is one graph node.
 #include "core/ops/loss.h"
+
+#include <limits>
 
 #include "core/autograd/node.h"
 #include "core/backend/backend.h"
 
 namespace dtrain {
-
-namespace {
-
-const char* reduction_name(Reduction r) {
-  switch (r) {
-    case Reduction::mean: return "mean";
-    case Reduction::sum: return "sum";
-    case Reduction::none: return "none";
-  }
-  return "?";
-}
-
-}  // namespace
 
 Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in, int64_t ignore_index,
                      double label_smoothing, Reduction reduction) {
@@ -61,7 +50,7 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in, int64_t 
     }
   }
 
-  const Tensor logits = logits_in.contiguous();
+  const Tensor logits = logits_in.detach().contiguous();
   const DType dtype = logits.dtype();
   const Device device = logits.device();
   Backend& be = backend_for(device);
@@ -76,20 +65,21 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in, int64_t 
     out = Tensor::empty({}, dtype, device);
     be.reduce(ReduceOp::sum, losses, 1, rows, 1, out, Tensor());
     if (reduction == Reduction::mean) {
-      // As torch: divide by the rows that were not ignored (0/0 = nan when all were).
-      scale = 1.0 / static_cast<double>(counted);
+      // As torch: divide by the rows that were not ignored (0/0 = nan when all were; those rows
+      // then get no gradient).
       if (counted == 0) {
         out.fill_(std::numeric_limits<double>::quiet_NaN());
+        scale = 0.0;
       } else {
-        be.binary_scalar(BinaryOp::mul, out, scale, false, out);
+        be.binary_scalar(BinaryOp::div, out, static_cast<double>(counted), false, out);
+        scale = 1.0 / static_cast<double>(counted);
       }
     }
   }
 
-  const Tensor logits_d = logits.detach();
   return autograd::record(
       "cross_entropy", {logits_in}, out,
-      [logits_d, targets, ignore_index, label_smoothing, reduction, scale, rows](
+      [logits_d = logits, targets, ignore_index, label_smoothing, reduction, scale, rows](
           const Tensor& grad_out, const std::vector<bool>& needs) {
         if (!needs[0]) return std::vector<Tensor>{Tensor()};
         const Device dev = logits_d.device();
@@ -99,8 +89,7 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in, int64_t 
           b.copy(grad_out.contiguous().view({rows}), grad_losses);
         } else {
           // Every row receives the scalar gradient (times 1/count for the mean).
-          b.copy(make_view(grad_out.contiguous(), {rows}, {0}, grad_out.contiguous().offset()),
-                 grad_losses);
+          b.copy(make_view(grad_out, {rows}, {0}, grad_out.offset()), grad_losses);
           if (scale != 1.0) b.binary_scalar(BinaryOp::mul, grad_losses, scale, false, grad_losses);
         }
         Tensor dlogits = Tensor::empty(logits_d.shape(), logits_d.dtype(), dev);

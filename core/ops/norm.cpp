@@ -1,5 +1,5 @@
-// layer_norm: normalise over the last dim, then scale and shift. The forward saves each row's mean and
-// reciprocal standard deviation, so the backward needs no second pass over the statistics.
+// layer_norm: normalise over the last dim, then scale and shift. The forward saves each row's mean
+// and reciprocal standard deviation, so the backward needs no second pass over the statistics.
 #include "core/ops/norm.h"
 
 #include "core/autograd/node.h"
@@ -32,9 +32,9 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bia
   check_affine(weight_in, "weight", x_in);
   check_affine(bias_in, "bias", x_in);
 
-  const Tensor x = x_in.contiguous();
-  const Tensor weight = weight_in.defined() ? weight_in.contiguous() : weight_in;
-  const Tensor bias = bias_in.defined() ? bias_in.contiguous() : bias_in;
+  const Tensor x = x_in.detach().contiguous();
+  const Tensor weight = weight_in.defined() ? weight_in.detach().contiguous() : weight_in;
+  const Tensor bias = bias_in.defined() ? bias_in.detach().contiguous() : bias_in;
   const int64_t cols = x.size(-1);
   const int64_t rows = cols == 0 ? 0 : x.numel() / cols;
   const DType stat_dtype = x.dtype() == DType::f64 ? DType::f64 : DType::f32;
@@ -45,12 +45,10 @@ Tensor layer_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bia
   Backend& be = backend_for(x.device());
   if (x.numel() > 0) be.layer_norm(x, weight, bias, eps, out, mean, rstd);
 
-  const Tensor xd = x.detach();
-  const Tensor wd = weight.defined() ? weight.detach() : weight;
   return autograd::record(
       "layer_norm", {x_in, weight_in, bias_in}, out,
-      [xd, wd, mean, rstd, has_bias = bias.defined()](const Tensor& grad_out,
-                                                       const std::vector<bool>& needs) {
+      [xd = x, wd = weight, mean, rstd, has_bias = bias.defined()](const Tensor& grad_out,
+                                                                   const std::vector<bool>& needs) {
         const Tensor dy = grad_out.contiguous();
         Tensor dx, dw, db;
         if (needs[0]) dx = Tensor::empty(xd.shape(), xd.dtype(), xd.device());

@@ -3,10 +3,10 @@
 Run with /usr/bin/python3 (torch 1.13). Writes tests/reference/fixtures/optim.safetensors, read by
 tests/core/optim/*.cpp.
 
-Trajectories: two parameters (p0 [3, 4], p1 [5]) start from fixed values and receive a fixed sequence
-of 10 gradients. The gradient scale shrinks over the steps so that running maxima (amsgrad, Adamax)
-matter, and p1 gets no gradient at step 4 (it must be skipped: no update, no state advance). For each
-case the file holds
+Trajectories: two parameters (p0 [3, 4], p1 [5]) start from fixed values and receive a fixed
+sequence of 10 gradients. The gradient scale shrinks over the steps so that running maxima (amsgrad,
+Adamax) matter, and p1 gets no gradient at step 4 (it must be skipped: no update, no state advance).
+For each case the file holds
     <case>.p0, <case>.p1      [10, ...] parameter values after each step
     <case>.state.<i>.<name>   the per-parameter state after the last step (i = flat parameter index)
 Cases whose name ends in "_groups" put p0 and p1 in two parameter groups with different settings.
@@ -32,7 +32,7 @@ GRADS = {
 }
 
 O = torch.optim
-# (case, optimizer class, group 0 options (p0, and p1 when there is one group), group 1 options or None)
+# (case, optimizer class, options of group 0, options of group 1 or None for one group of p0 and p1)
 CASES = [
     ("sgd", O.SGD, dict(lr=0.1), None),
     ("sgd_momentum", O.SGD, dict(lr=0.05, momentum=0.9, dampening=0.1, weight_decay=0.01), None),
@@ -52,7 +52,8 @@ CASES = [
                                    weight_decay=0.02), None),
     ("adagrad_groups", O.Adagrad, dict(lr=0.1), dict(lr=0.3, lr_decay=0.1, weight_decay=0.1)),
     ("rmsprop", O.RMSprop, dict(lr=0.01), None),
-    ("rmsprop_momentum", O.RMSprop, dict(lr=0.01, alpha=0.9, momentum=0.8, weight_decay=0.01), None),
+    ("rmsprop_momentum", O.RMSprop, dict(lr=0.01, alpha=0.9, momentum=0.8, weight_decay=0.01),
+     None),
     ("rmsprop_centered", O.RMSprop, dict(lr=0.01, alpha=0.95, eps=1e-6, momentum=0.5, centered=True,
                                          weight_decay=0.01), None),
     ("rmsprop_groups", O.RMSprop, dict(lr=0.01, centered=True), dict(lr=0.002, momentum=0.9)),

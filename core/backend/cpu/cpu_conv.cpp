@@ -1,5 +1,5 @@
-// CPU convolution (im2col + OpenBLAS GEMM) and 2-D pooling, NCHW. f32 and f64 directly; f16 and bf16
-// through f32 copies. Every gradient is accumulated in a fixed order (per output plane or per
+// CPU convolution (im2col + OpenBLAS GEMM) and 2-D pooling, NCHW. f32 and f64 directly; f16 and
+// bf16 through f32 copies. Every gradient is accumulated in a fixed order (per output plane or per
 // channel), so backward passes are bitwise reproducible for any thread count.
 #include <cblas.h>
 
@@ -50,10 +50,10 @@ inline void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double al
 struct ConvShape {
   int64_t batch, c_in, h, w, c_out, kh, kw, oh, ow, groups;
   int64_t sh, sw, ph, pw;
-  int64_t cg() const { return c_in / groups; }  // input channels per group
+  int64_t cg() const { return c_in / groups; }    // input channels per group
   int64_t cog() const { return c_out / groups; }  // output channels per group
-  int64_t k() const { return cg() * kh * kw; }  // rows of a column matrix
-  int64_t p() const { return oh * ow; }  // output positions per plane
+  int64_t k() const { return cg() * kh * kw; }    // rows of a column matrix
+  int64_t p() const { return oh * ow; }           // output positions per plane
   // A 1x1, stride-1, unpadded convolution reads the input as the column matrix directly.
   bool direct() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }
 };
@@ -94,8 +94,8 @@ void im2col(const T* x, const ConvShape& s, T* col) {
   }
 }
 
-// The adjoint of im2col: x[c, ...] += col[...]. Parallel over channels: a channel's plane receives only
-// from its own rows, so each element is summed in one fixed order.
+// The adjoint of im2col: x[c, ...] += col[...]. Parallel over channels: a channel's plane receives
+// only from its own rows, so each element is summed in one fixed order.
 template <class T>
 void col2im_add(const T* col, const ConvShape& s, T* x) {
   const int64_t p = s.p();
@@ -230,7 +230,8 @@ void max_pool2d_kernel(const Tensor& x, const Pool2dArgs& a, const Tensor& out,
   const T* xp = x.data<T>();
   T* yp = out.data<T>();
   int64_t* ip = indices.defined() ? indices.data<int64_t>() : nullptr;
-#pragma omp parallel for schedule(static) if (s.planes * s.oh * s.ow * a.kernel_h * a.kernel_w > kParallelGrain)
+#pragma omp parallel for schedule(static) if (s.planes * s.oh * s.ow * a.kernel_h * a.kernel_w > \
+                                              kParallelGrain)
   for (int64_t pl = 0; pl < s.planes; ++pl) {
     const T* xpl = xp + pl * s.h * s.w;
     for (int64_t oy = 0; oy < s.oh; ++oy) {
@@ -277,8 +278,8 @@ void max_pool2d_backward_kernel(const Tensor& dy, const Tensor& indices, const T
   }
 }
 
-// PyTorch's count_include_pad=True divisor: the window clipped to the padded image (not to the image
-// itself), so padded zeros count and a window hanging past the padding does not.
+// PyTorch's count_include_pad=True divisor: the window clipped to the padded image (not to the
+// image itself), so padded zeros count and a window hanging past the padding does not.
 inline int64_t avg_divisor(int64_t y0, int64_t x0, const Pool2dArgs& a, int64_t h, int64_t w) {
   const int64_t ye = std::min(y0 + a.kernel_h, h + a.pad_h);
   const int64_t xe = std::min(x0 + a.kernel_w, w + a.pad_w);
@@ -290,7 +291,8 @@ void avg_pool2d_kernel(const Tensor& x, const Pool2dArgs& a, const Tensor& out) 
   const PoolShape s = pool_shape(x, out);
   const T* xp = x.data<T>();
   T* yp = out.data<T>();
-#pragma omp parallel for schedule(static) if (s.planes * s.oh * s.ow * a.kernel_h * a.kernel_w > kParallelGrain)
+#pragma omp parallel for schedule(static) if (s.planes * s.oh * s.ow * a.kernel_h * a.kernel_w > \
+                                              kParallelGrain)
   for (int64_t pl = 0; pl < s.planes; ++pl) {
     const T* xpl = xp + pl * s.h * s.w;
     for (int64_t oy = 0; oy < s.oh; ++oy) {
@@ -315,7 +317,8 @@ void avg_pool2d_backward_kernel(const Tensor& dy, const Pool2dArgs& a, const Ten
   const PoolShape s = pool_shape(dx, dy);
   const T* gp = dy.data<T>();
   T* dxp = dx.data<T>();
-#pragma omp parallel for schedule(static) if (s.planes * s.oh * s.ow * a.kernel_h * a.kernel_w > kParallelGrain)
+#pragma omp parallel for schedule(static) if (s.planes * s.oh * s.ow * a.kernel_h * a.kernel_w > \
+                                              kParallelGrain)
   for (int64_t pl = 0; pl < s.planes; ++pl) {
     T* d = dxp + pl * s.h * s.w;
     std::fill(d, d + s.h * s.w, T(0));

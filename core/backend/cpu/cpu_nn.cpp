@@ -1,7 +1,8 @@
-// CPU kernels for layer norm, embedding and cross entropy. Each works on f32 and f64 directly; f16 and
-// bf16 go through f32 copies (cpu_to_f32) and are written back with copy(). Row statistics accumulate
-// in double. Every reduction that produces a parameter gradient runs in a fixed order (sequential over
-// rows, parallel only across columns), so results are bitwise the same for any thread count.
+// CPU kernels for layer norm, embedding and cross entropy. Each works on f32 and f64 directly; f16
+// and bf16 go through f32 copies (cpu_to_f32) and are written back with copy(). Row statistics
+// accumulate in double. Every reduction that produces a parameter gradient runs in a fixed order
+// (sequential over rows, parallel only across columns), so results are bitwise the same for any
+// thread count.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -147,8 +148,8 @@ void layer_norm_backward_kernel(const Tensor& dy, const Tensor& x, const Tensor&
 }
 
 // ---------------------------------------------------------------------------------------------
-// Embedding gradient: dweight[idx[i], :] += grad[i, :]. Threads split the embedding dim, and each walks
-// all indices in order, so repeated indices are summed in the same order every time.
+// Embedding gradient: dweight[idx[i], :] += grad[i, :]. Threads split the embedding dim, and each
+// walks all indices in order, so repeated indices are summed in the same order every time.
 template <class T>
 void embedding_backward_kernel(const Tensor& grad, const Tensor& indices, int64_t padding_idx,
                                const Tensor& dweight) {
@@ -172,6 +173,13 @@ void embedding_backward_kernel(const Tensor& grad, const Tensor& indices, int64_
       for (int64_t j = j0; j < j1; ++j) dr[j] += gr[j];
     }
   }
+}
+
+// exp(v) evaluated in T: for f32 logits the float exp is several times cheaper and exact enough for
+// an f32 result (the sums still accumulate in double).
+template <class T>
+inline double exp_in(double v) {
+  return static_cast<double>(std::exp(static_cast<T>(v)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -199,7 +207,7 @@ void cross_entropy_kernel(const Tensor& logits, const Tensor& targets, int64_t i
     for (int64_t j = 0; j < classes; ++j) m = std::max(m, static_cast<double>(xr[j]));
     double se = 0.0, sx = 0.0;
     for (int64_t j = 0; j < classes; ++j) {
-      se += std::exp(static_cast<double>(xr[j]) - m);
+      se += exp_in<T>(static_cast<double>(xr[j]) - m);
       sx += static_cast<double>(xr[j]);
     }
     const double lse = m + std::log(se);
@@ -233,12 +241,17 @@ void cross_entropy_backward_kernel(const Tensor& logits, const Tensor& targets,
     const T* xr = xp + r * classes;
     double m = -std::numeric_limits<double>::infinity();
     for (int64_t j = 0; j < classes; ++j) m = std::max(m, static_cast<double>(xr[j]));
+    // exp(x_j - m) is parked in dr, then normalised in place.
     double se = 0.0;
-    for (int64_t j = 0; j < classes; ++j) se += std::exp(static_cast<double>(xr[j]) - m);
+    for (int64_t j = 0; j < classes; ++j) {
+      const double e = exp_in<T>(static_cast<double>(xr[j]) - m);
+      dr[j] = static_cast<T>(e);
+      se += e;
+    }
     const double g = static_cast<double>(gp[r]);
     const double inv_se = 1.0 / se;
     for (int64_t j = 0; j < classes; ++j) {
-      double d = std::exp(static_cast<double>(xr[j]) - m) * inv_se - uniform;
+      double d = static_cast<double>(dr[j]) * inv_se - uniform;
       if (j == t) d -= 1.0 - s;
       dr[j] = static_cast<T>(g * d);
     }

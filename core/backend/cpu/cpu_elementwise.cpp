@@ -1,0 +1,852 @@
+// CPU elementwise kernels: copy (any strides, any dtype pair), fill, unary and its backward, binary
+// with broadcast (stride-0) operands, reductions over [outer, n, inner], and seeded random fills.
+// f32/f64 compute natively; f16/bf16 are staged through f32 (cpu_to_f32) and rounded back on store.
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "core/backend/cpu/cpu_backend.h"
+#include "core/tensor/random.h"
+
+namespace dtrain {
+
+namespace {
+
+// ---- element types and conversions
+
+template <class T>
+struct TypeTag {
+  using type = T;
+};
+
+template <class T>
+constexpr bool is_half_v = std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>;
+
+inline float widen(Half h) { return half_to_float(h); }
+inline float widen(BFloat16 h) { return bf16_to_float(h); }
+template <class T>
+inline T widen(T v) {
+  return v;
+}
+
+// Converts one element between any two storage types; halves go through f32.
+template <class D, class S>
+inline D convert(S s) {
+  if constexpr (std::is_same_v<D, S>) {
+    return s;
+  } else if constexpr (is_half_v<S>) {
+    return convert<D>(widen(s));
+  } else if constexpr (std::is_same_v<D, Half>) {
+    return float_to_half(static_cast<float>(s));
+  } else if constexpr (std::is_same_v<D, BFloat16>) {
+    return float_to_bf16(static_cast<float>(s));
+  } else {
+    return static_cast<D>(s);
+  }
+}
+
+// Calls f(TypeTag<T>{}) for the storage type T of `t`.
+template <class F>
+void dispatch_all(DType t, F&& f) {
+  switch (t) {
+    case DType::f32: return f(TypeTag<float>{});
+    case DType::f64: return f(TypeTag<double>{});
+    case DType::f16: return f(TypeTag<Half>{});
+    case DType::bf16: return f(TypeTag<BFloat16>{});
+    case DType::i32: return f(TypeTag<int32_t>{});
+    case DType::i64: return f(TypeTag<int64_t>{});
+  }
+}
+
+// f32/f64 only (halves are staged to f32 before reaching the compute kernels).
+template <class F>
+void dispatch_float(DType t, const char* op, F&& f) {
+  switch (t) {
+    case DType::f32: return f(TypeTag<float>{});
+    case DType::f64: return f(TypeTag<double>{});
+    default: throw Error(detail::concat("cpu ", op, ": dtype ", dtype_name(t),
+                                        " is not supported; use f32 or f64"));
+  }
+}
+
+// f32/f64 and the integer types.
+template <class F>
+void dispatch_numeric(DType t, const char* op, F&& f) {
+  switch (t) {
+    case DType::f32: return f(TypeTag<float>{});
+    case DType::f64: return f(TypeTag<double>{});
+    case DType::i32: return f(TypeTag<int32_t>{});
+    case DType::i64: return f(TypeTag<int64_t>{});
+    default: throw Error(detail::concat("cpu ", op, ": dtype ", dtype_name(t),
+                                        " is not supported here; use f32, f64, i32 or i64"));
+  }
+}
+
+// ---- threading
+// Work is split into one static chunk per thread, and only when there is enough of it: below ~32k
+// element operations a parallel region costs more than it saves.
+constexpr int64_t kGrain = 32768;
+
+template <class F>
+void parallel_for(int64_t n, int64_t cost_per_item, F&& f) {
+  if (n <= 0) return;
+  int64_t work = n * std::max<int64_t>(cost_per_item, 1);
+  int max_threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  int threads = static_cast<int>(std::min<int64_t>({max_threads, work / kGrain, n}));
+  if (threads <= 1) {
+    f(int64_t{0}, n);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    int nt = omp_get_num_threads();
+    int t = omp_get_thread_num();
+    int64_t chunk = (n + nt - 1) / nt;
+    int64_t begin = std::min<int64_t>(n, t * chunk);
+    int64_t end = std::min<int64_t>(n, begin + chunk);
+    if (begin < end) f(begin, end);
+  }
+}
+
+// The next representable value towards -infinity.
+template <class T>
+T step_down(T v) {
+  if constexpr (std::is_floating_point_v<T>) {
+    return std::nextafter(v, -std::numeric_limits<T>::infinity());
+  } else {
+    // f16/bf16 are sign-magnitude: a positive pattern steps down by -1, a negative one by +1.
+    uint16_t bits = v.bits;
+    if ((bits & 0x7fffu) == 0) bits = 0x8001u;  // below +-0 is the smallest negative subnormal
+    else if (bits & 0x8000u) ++bits;
+    else --bits;
+    return T{bits};
+  }
+}
+
+// ---- strided iteration
+// A loop nest over `sizes` (innermost last) with one stride vector per operand. Dims of size 1 are
+// dropped and neighbouring dims that are contiguous with each other in every operand are merged, so
+// a contiguous tensor becomes one flat row and a broadcast bias becomes rows with a stride-0 operand.
+template <size_t N>
+struct Nest {
+  std::vector<int64_t> sizes;
+  std::array<std::vector<int64_t>, N> strides;
+};
+
+template <size_t N>
+Nest<N> make_nest(const Shape& shape, const std::array<const Shape*, N>& strides) {
+  Nest<N> nest;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 1) continue;
+    bool merge = !nest.sizes.empty();
+    for (size_t k = 0; k < N && merge; ++k) {
+      merge = nest.strides[k].back() == (*strides[k])[d] * shape[d];
+    }
+    if (merge) {
+      nest.sizes.back() *= shape[d];
+      for (size_t k = 0; k < N; ++k) nest.strides[k].back() = (*strides[k])[d];
+    } else {
+      nest.sizes.push_back(shape[d]);
+      for (size_t k = 0; k < N; ++k) nest.strides[k].push_back((*strides[k])[d]);
+    }
+  }
+  if (nest.sizes.empty()) {
+    nest.sizes.push_back(1);
+    for (size_t k = 0; k < N; ++k) nest.strides[k].push_back(0);
+  }
+  return nest;
+}
+
+// Calls row(offsets, n, inner_strides) for every innermost row, rows split across threads.
+// `cost` is the relative cost of one element (for the parallel threshold).
+template <size_t N, class Row>
+void for_each_row(const Nest<N>& nest, int64_t cost, Row&& row) {
+  const int64_t ndim = static_cast<int64_t>(nest.sizes.size());
+  const int64_t inner = nest.sizes.back();
+  int64_t rows = 1;
+  for (int64_t d = 0; d + 1 < ndim; ++d) rows *= nest.sizes[static_cast<size_t>(d)];
+  std::array<int64_t, N> inner_strides;
+  for (size_t k = 0; k < N; ++k) inner_strides[k] = nest.strides[k].back();
+  parallel_for(rows, inner * cost, [&](int64_t begin, int64_t end) {
+    // Position of row `begin` in the outer dims, then advanced like an odometer.
+    std::vector<int64_t> index(static_cast<size_t>(std::max<int64_t>(ndim - 1, 0)), 0);
+    std::array<int64_t, N> offsets{};
+    int64_t rest = begin;
+    for (int64_t d = ndim - 2; d >= 0; --d) {
+      size_t du = static_cast<size_t>(d);
+      index[du] = rest % nest.sizes[du];
+      rest /= nest.sizes[du];
+      for (size_t k = 0; k < N; ++k) offsets[k] += index[du] * nest.strides[k][du];
+    }
+    for (int64_t r = begin; r < end; ++r) {
+      row(offsets, inner, inner_strides);
+      for (int64_t d = ndim - 2; d >= 0; --d) {
+        size_t du = static_cast<size_t>(d);
+        for (size_t k = 0; k < N; ++k) offsets[k] += nest.strides[k][du];
+        if (++index[du] < nest.sizes[du]) break;
+        for (size_t k = 0; k < N; ++k) offsets[k] -= nest.sizes[du] * nest.strides[k][du];
+        index[du] = 0;
+      }
+    }
+  });
+}
+
+// A contiguous tensor with t's values (t itself when it already is).
+Tensor dense(const Tensor& t) {
+  if (t.is_contiguous()) return t;
+  Tensor out = Tensor::empty(t.shape(), t.dtype(), t.device());
+  backend_for(Device::cpu()).copy(t, out);
+  return out;
+}
+
+void check_same_numel(const char* op, const Tensor& a, const Tensor& b) {
+  DTRAIN_CHECK(a.numel() == b.numel(), "cpu ", op, ": shapes ", shape_str(a.shape()), " and ",
+               shape_str(b.shape()), " differ in size");
+}
+
+void check_same_dtype(const char* op, const Tensor& a, const Tensor& b) {
+  DTRAIN_CHECK(a.dtype() == b.dtype(), "cpu ", op, ": dtypes ", dtype_name(a.dtype()), " and ",
+               dtype_name(b.dtype()), " differ; convert one with .to(dtype)");
+}
+
+// ---- copy
+
+// A copy whose source is transposed in the last two dims relative to the destination (dst walks
+// the last dim with stride 1, src the second-to-last). Row-by-row, one side would jump a whole row
+// per element; square tiles keep both sides' lines in cache.
+template <class S, class D>
+void copy_transposed(const Nest<2>& nest, const S* s, D* d) {
+  constexpr int64_t kTile = 32;
+  const size_t nd = nest.sizes.size();
+  const int64_t rows = nest.sizes[nd - 2], cols = nest.sizes[nd - 1];
+  const int64_t d_row = nest.strides[0][nd - 2], s_col = nest.strides[1][nd - 1];
+  int64_t outer = 1;
+  for (size_t k = 0; k + 2 < nd; ++k) outer *= nest.sizes[k];
+  const int64_t row_tiles = (rows + kTile - 1) / kTile;
+  parallel_for(outer * row_tiles, kTile * cols * 2, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      // Offsets of outer matrix t / row_tiles in each operand.
+      int64_t rest = t / row_tiles, d_off = 0, s_off = 0;
+      for (size_t k = nd - 2; k-- > 0;) {
+        int64_t idx = rest % nest.sizes[k];
+        rest /= nest.sizes[k];
+        d_off += idx * nest.strides[0][k];
+        s_off += idx * nest.strides[1][k];
+      }
+      const int64_t r0 = (t % row_tiles) * kTile, r1 = std::min(rows, r0 + kTile);
+      for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+        const int64_t c1 = std::min(cols, c0 + kTile);
+        for (int64_t r = r0; r < r1; ++r) {
+          D* dp = d + d_off + r * d_row;
+          const S* sp = s + s_off + r;  // src stride along rows is 1
+          for (int64_t c = c0; c < c1; ++c) dp[c] = convert<D>(sp[c * s_col]);
+        }
+      }
+    }
+  });
+}
+
+template <class S, class D>
+void copy_typed(const Tensor& src, const Tensor& dst) {
+  const S* s = src.data<S>();
+  D* d = dst.data<D>();
+  const int64_t n = dst.numel();
+  if (src.is_contiguous() && dst.is_contiguous()) {
+    if constexpr (std::is_same_v<S, D>) {
+      parallel_for(n, 1, [&](int64_t b, int64_t e) {
+        std::memcpy(d + b, s + b, static_cast<size_t>(e - b) * sizeof(S));
+      });
+    } else {
+      parallel_for(n, 2, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) d[i] = convert<D>(s[i]);
+      });
+    }
+    return;
+  }
+  Nest<2> nest = make_nest<2>(dst.shape(), {&dst.strides(), &src.strides()});
+  const size_t nd = nest.sizes.size();
+  if (nd >= 2 && nest.strides[0][nd - 1] == 1 && nest.strides[1][nd - 2] == 1 &&
+      nest.strides[1][nd - 1] != 1) {
+    copy_transposed(nest, s, d);
+    return;
+  }
+  for_each_row(nest, 2, [&](const std::array<int64_t, 2>& off, int64_t len,
+                            const std::array<int64_t, 2>& st) {
+    D* dp = d + off[0];
+    const S* sp = s + off[1];
+    if (st[0] == 1 && st[1] == 1) {
+      for (int64_t i = 0; i < len; ++i) dp[i] = convert<D>(sp[i]);
+    } else if (st[1] == 0) {
+      D v = convert<D>(sp[0]);
+      for (int64_t i = 0; i < len; ++i) dp[i * st[0]] = v;
+    } else {
+      for (int64_t i = 0; i < len; ++i) dp[i * st[0]] = convert<D>(sp[i * st[1]]);
+    }
+  });
+}
+
+// ---- unary math. gelu_erf(x) = x * Phi(x), Phi the standard normal CDF = (1 + erf(x / sqrt 2)) / 2.
+// gelu_tanh(x) = x/2 * (1 + tanh(u)), u = sqrt(2/pi) * (x + 0.044715 x^3).
+
+constexpr double kSqrt1_2 = 0.70710678118654752440;   // 1 / sqrt(2)
+constexpr double kSqrt2Pi = 0.79788456080286535588;   // sqrt(2 / pi)
+constexpr double kInvSqrt2Pi = 0.39894228040143267794;  // 1 / sqrt(2 pi)
+constexpr double kGeluCubic = 0.044715;
+
+template <class T>
+inline T sigmoid_of(T x) {
+  // Never exponentiates a large positive number: for x < 0 use e^x / (1 + e^x).
+  if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
+  T e = std::exp(x);
+  return e / (T(1) + e);
+}
+
+template <class T, class F>
+void map_unary(const T* x, T* y, int64_t n, int64_t cost, F f) {
+  parallel_for(n, cost, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) y[i] = f(x[i]);
+  });
+}
+
+template <class T>
+void unary_typed(UnaryOp op, const T* x, T* y, int64_t n) {
+  switch (op) {
+    case UnaryOp::neg: return map_unary(x, y, n, 1, [](T v) { return -v; });
+    case UnaryOp::exp: return map_unary(x, y, n, 8, [](T v) { return std::exp(v); });
+    case UnaryOp::log: return map_unary(x, y, n, 8, [](T v) { return std::log(v); });
+    case UnaryOp::sqrt: return map_unary(x, y, n, 4, [](T v) { return std::sqrt(v); });
+    case UnaryOp::rsqrt: return map_unary(x, y, n, 4, [](T v) { return T(1) / std::sqrt(v); });
+    case UnaryOp::abs: return map_unary(x, y, n, 1, [](T v) { return std::abs(v); });
+    // `v < 0 ? 0 : v` keeps NaN as NaN, as PyTorch's relu does.
+    case UnaryOp::relu: return map_unary(x, y, n, 1, [](T v) { return v < T(0) ? T(0) : v; });
+    case UnaryOp::gelu_erf:
+      return map_unary(x, y, n, 16, [](T v) {
+        return T(0.5) * v * (T(1) + std::erf(v * T(kSqrt1_2)));
+      });
+    case UnaryOp::gelu_tanh:
+      return map_unary(x, y, n, 16, [](T v) {
+        T u = T(kSqrt2Pi) * (v + T(kGeluCubic) * v * v * v);
+        return T(0.5) * v * (T(1) + std::tanh(u));
+      });
+    case UnaryOp::tanh: return map_unary(x, y, n, 8, [](T v) { return std::tanh(v); });
+    case UnaryOp::sigmoid: return map_unary(x, y, n, 8, [](T v) { return sigmoid_of(v); });
+    case UnaryOp::square: return map_unary(x, y, n, 1, [](T v) { return v * v; });
+    case UnaryOp::reciprocal: return map_unary(x, y, n, 2, [](T v) { return T(1) / v; });
+  }
+}
+
+template <class T, class F>
+void map_backward(const T* x, const T* g, T* y, int64_t n, int64_t cost, F f) {
+  parallel_for(n, cost, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) y[i] = f(x[i], g[i]);
+  });
+}
+
+// out = g * d op(x) / dx.
+template <class T>
+void unary_backward_typed(UnaryOp op, const T* x, const T* g, T* y, int64_t n) {
+  switch (op) {
+    case UnaryOp::neg: return map_backward(x, g, y, n, 1, [](T, T d) { return -d; });
+    case UnaryOp::exp: return map_backward(x, g, y, n, 8, [](T v, T d) { return d * std::exp(v); });
+    case UnaryOp::log: return map_backward(x, g, y, n, 2, [](T v, T d) { return d / v; });
+    // d sqrt(x) = 1 / (2 sqrt(x))
+    case UnaryOp::sqrt:
+      return map_backward(x, g, y, n, 4, [](T v, T d) { return d / (T(2) * std::sqrt(v)); });
+    // d x^(-1/2) = -1/2 x^(-3/2)
+    case UnaryOp::rsqrt:
+      return map_backward(x, g, y, n, 4, [](T v, T d) {
+        T r = T(1) / std::sqrt(v);
+        return T(-0.5) * d * r * r * r;
+      });
+    // d|x| = sign(x), 0 at 0 (as PyTorch).
+    case UnaryOp::abs:
+      return map_backward(x, g, y, n, 1, [](T v, T d) {
+        return v > T(0) ? d : (v < T(0) ? -d : T(0));
+      });
+    case UnaryOp::relu:
+      return map_backward(x, g, y, n, 1, [](T v, T d) { return v > T(0) ? d : T(0); });
+    // d [x Phi(x)] = Phi(x) + x phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi)
+    case UnaryOp::gelu_erf:
+      return map_backward(x, g, y, n, 16, [](T v, T d) {
+        T cdf = T(0.5) * (T(1) + std::erf(v * T(kSqrt1_2)));
+        T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * v * v);
+        return d * (cdf + v * pdf);
+      });
+    // d/dx x/2 (1 + tanh u) = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+    case UnaryOp::gelu_tanh:
+      return map_backward(x, g, y, n, 16, [](T v, T d) {
+        T u = T(kSqrt2Pi) * (v + T(kGeluCubic) * v * v * v);
+        T t = std::tanh(u);
+        T du = T(kSqrt2Pi) * (T(1) + T(3 * kGeluCubic) * v * v);
+        return d * (T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * du);
+      });
+    case UnaryOp::tanh:
+      return map_backward(x, g, y, n, 8, [](T v, T d) {
+        T t = std::tanh(v);
+        return d * (T(1) - t * t);
+      });
+    case UnaryOp::sigmoid:
+      return map_backward(x, g, y, n, 8, [](T v, T d) {
+        T s = sigmoid_of(v);
+        return d * s * (T(1) - s);
+      });
+    case UnaryOp::square: return map_backward(x, g, y, n, 1, [](T v, T d) { return T(2) * v * d; });
+    case UnaryOp::reciprocal:
+      return map_backward(x, g, y, n, 2, [](T v, T d) { return -d / (v * v); });
+  }
+}
+
+// ---- binary math. maximum/minimum propagate NaN from either side (as torch.maximum).
+
+template <class T>
+struct BinaryFns {
+  static T add(T a, T b) { return a + b; }
+  static T sub(T a, T b) { return a - b; }
+  static T mul(T a, T b) { return a * b; }
+  static T div(T a, T b) { return a / b; }
+  static T pow(T a, T b) { return static_cast<T>(std::pow(a, b)); }
+  static T maximum(T a, T b) { return (a > b || a != a) ? a : b; }
+  static T minimum(T a, T b) { return (a < b || a != a) ? a : b; }
+  static T eq(T a, T b) { return a == b ? T(1) : T(0); }
+  static T ne(T a, T b) { return a != b ? T(1) : T(0); }
+  static T gt(T a, T b) { return a > b ? T(1) : T(0); }
+  static T ge(T a, T b) { return a >= b ? T(1) : T(0); }
+  static T lt(T a, T b) { return a < b ? T(1) : T(0); }
+  static T le(T a, T b) { return a <= b ? T(1) : T(0); }
+};
+
+const char* binary_name(BinaryOp op) {
+  switch (op) {
+    case BinaryOp::add: return "add";
+    case BinaryOp::sub: return "sub";
+    case BinaryOp::mul: return "mul";
+    case BinaryOp::div: return "div";
+    case BinaryOp::pow: return "pow";
+    case BinaryOp::maximum: return "maximum";
+    case BinaryOp::minimum: return "minimum";
+    case BinaryOp::eq: return "eq";
+    case BinaryOp::ne: return "ne";
+    case BinaryOp::gt: return "gt";
+    case BinaryOp::ge: return "ge";
+    case BinaryOp::lt: return "lt";
+    case BinaryOp::le: return "le";
+  }
+  return "?";
+}
+
+int64_t binary_cost(BinaryOp op) { return op == BinaryOp::pow ? 16 : 1; }
+
+// The function is a template parameter so each op gets its own inlined, vectorisable loop.
+template <class T, T (*Fn)(T, T)>
+void binary_loop(const Tensor& a, const Tensor& b, const Tensor& out, int64_t cost) {
+  const T* pa = a.data<T>();
+  const T* pb = b.data<T>();
+  T* po = out.data<T>();
+  const int64_t n = out.numel();
+  if (a.is_contiguous() && b.is_contiguous()) {
+    parallel_for(n, cost, [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; ++i) po[i] = Fn(pa[i], pb[i]);
+    });
+    return;
+  }
+  Nest<3> nest = make_nest<3>(out.shape(), {&out.strides(), &a.strides(), &b.strides()});
+  for_each_row(nest, cost, [&](const std::array<int64_t, 3>& off, int64_t len,
+                               const std::array<int64_t, 3>& st) {
+    T* o = po + off[0];
+    const T* x = pa + off[1];
+    const T* y = pb + off[2];
+    // out is contiguous, so st[0] == 1 except for a lone row of length 1.
+    if (st[0] == 1 && st[1] == 1 && st[2] == 1) {
+      for (int64_t i = 0; i < len; ++i) o[i] = Fn(x[i], y[i]);
+    } else if (st[0] == 1 && st[1] == 1 && st[2] == 0) {
+      const T yv = y[0];
+      for (int64_t i = 0; i < len; ++i) o[i] = Fn(x[i], yv);
+    } else if (st[0] == 1 && st[1] == 0 && st[2] == 1) {
+      const T xv = x[0];
+      for (int64_t i = 0; i < len; ++i) o[i] = Fn(xv, y[i]);
+    } else {
+      for (int64_t i = 0; i < len; ++i) o[i * st[0]] = Fn(x[i * st[1]], y[i * st[2]]);
+    }
+  });
+}
+
+template <class T>
+void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
+  switch (op) {
+#define DTRAIN_BINARY_CASE(name)                                                   \
+  case BinaryOp::name:                                                             \
+    if constexpr (std::is_integral_v<T> &&                                         \
+                  (BinaryOp::name == BinaryOp::div || BinaryOp::name == BinaryOp::pow)) { \
+      break;                                                                       \
+    } else {                                                                       \
+      return binary_loop<T, &BinaryFns<T>::name>(a, b, out, binary_cost(op));      \
+    }
+    DTRAIN_BINARY_CASE(add)
+    DTRAIN_BINARY_CASE(sub)
+    DTRAIN_BINARY_CASE(mul)
+    DTRAIN_BINARY_CASE(div)
+    DTRAIN_BINARY_CASE(pow)
+    DTRAIN_BINARY_CASE(maximum)
+    DTRAIN_BINARY_CASE(minimum)
+    DTRAIN_BINARY_CASE(eq)
+    DTRAIN_BINARY_CASE(ne)
+    DTRAIN_BINARY_CASE(gt)
+    DTRAIN_BINARY_CASE(ge)
+    DTRAIN_BINARY_CASE(lt)
+    DTRAIN_BINARY_CASE(le)
+#undef DTRAIN_BINARY_CASE
+  }
+  throw Error(detail::concat("cpu ", binary_name(op), " on integer tensors is not supported; "
+                             "convert to f32 or f64 first"));
+}
+
+template <class T>
+void binary_scalar_typed(BinaryOp op, const T* a, T s, bool scalar_first, T* out, int64_t n) {
+  // Common exponents avoid std::pow, which is an order of magnitude slower than a multiply.
+  if constexpr (std::is_floating_point_v<T>) {
+    if (op == BinaryOp::pow && !scalar_first) {
+      if (s == T(2)) return map_unary(a, out, n, 1, [](T v) { return v * v; });
+      if (s == T(1)) return map_unary(a, out, n, 1, [](T v) { return v; });
+      if (s == T(0.5)) return map_unary(a, out, n, 4, [](T v) { return std::sqrt(v); });
+      if (s == T(-1)) return map_unary(a, out, n, 2, [](T v) { return T(1) / v; });
+    }
+  }
+  int64_t cost = binary_cost(op);
+  auto run = [&](auto f) {
+    if (scalar_first) {
+      map_unary(a, out, n, cost, [&](T v) { return f(s, v); });
+    } else {
+      map_unary(a, out, n, cost, [&](T v) { return f(v, s); });
+    }
+  };
+  using B = BinaryFns<T>;
+  switch (op) {
+    case BinaryOp::add: return run([](T x, T y) { return B::add(x, y); });
+    case BinaryOp::sub: return run([](T x, T y) { return B::sub(x, y); });
+    case BinaryOp::mul: return run([](T x, T y) { return B::mul(x, y); });
+    case BinaryOp::div: return run([](T x, T y) { return B::div(x, y); });
+    case BinaryOp::pow: return run([](T x, T y) { return B::pow(x, y); });
+    case BinaryOp::maximum: return run([](T x, T y) { return B::maximum(x, y); });
+    case BinaryOp::minimum: return run([](T x, T y) { return B::minimum(x, y); });
+    case BinaryOp::eq: return run([](T x, T y) { return B::eq(x, y); });
+    case BinaryOp::ne: return run([](T x, T y) { return B::ne(x, y); });
+    case BinaryOp::gt: return run([](T x, T y) { return B::gt(x, y); });
+    case BinaryOp::ge: return run([](T x, T y) { return B::ge(x, y); });
+    case BinaryOp::lt: return run([](T x, T y) { return B::lt(x, y); });
+    case BinaryOp::le: return run([](T x, T y) { return B::le(x, y); });
+  }
+}
+
+// ---- reductions over x [outer, n, inner] into out [outer, inner]
+
+// Sums are accumulated in double for floating types (and int64 for integers), in blocks of a fixed
+// size combined in a fixed order, so the result does not depend on the number of threads.
+constexpr int64_t kSumBlock = 8192;
+
+template <class T>
+using Acc = std::conditional_t<std::is_integral_v<T>, int64_t, double>;
+
+template <class T>
+Acc<T> sum_row(const T* p, int64_t n) {
+  // Eight independent partial sums break the serial add chain (and let the compiler vectorise).
+  Acc<T> s[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int k = 0; k < 8; ++k) s[k] += static_cast<Acc<T>>(p[i + k]);
+  }
+  for (; i < n; ++i) s[0] += static_cast<Acc<T>>(p[i]);
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+template <class T>
+void sum_typed(const T* x, int64_t outer, int64_t n, int64_t inner, T* out) {
+  if (inner == 1) {
+    const int64_t blocks = std::max<int64_t>(1, (n + kSumBlock - 1) / kSumBlock);
+    std::vector<Acc<T>> partial(static_cast<size_t>(outer * blocks));
+    parallel_for(outer * blocks, std::min(n, kSumBlock), [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        int64_t o = t / blocks, blk = t % blocks;
+        int64_t start = blk * kSumBlock;
+        int64_t len = std::min(kSumBlock, n - start);
+        partial[static_cast<size_t>(t)] = len > 0 ? sum_row(x + o * n + start, len) : Acc<T>(0);
+      }
+    });
+    for (int64_t o = 0; o < outer; ++o) {
+      Acc<T> s = 0;
+      for (int64_t blk = 0; blk < blocks; ++blk) s += partial[static_cast<size_t>(o * blocks + blk)];
+      out[o] = static_cast<T>(s);
+    }
+    return;
+  }
+  // Reduce the middle dim with a row of accumulators over a slab of the inner dim.
+  constexpr int64_t kSlab = 512;
+  const int64_t slabs = (inner + kSlab - 1) / kSlab;
+  parallel_for(outer * slabs, n * std::min(inner, kSlab), [&](int64_t b, int64_t e) {
+    Acc<T> acc[kSlab];
+    for (int64_t t = b; t < e; ++t) {
+      int64_t o = t / slabs;
+      int64_t i0 = (t % slabs) * kSlab;
+      int64_t w = std::min(kSlab, inner - i0);
+      std::fill(acc, acc + w, Acc<T>(0));
+      const T* base = x + o * n * inner + i0;
+      for (int64_t j = 0; j < n; ++j) {
+        const T* row = base + j * inner;
+        for (int64_t i = 0; i < w; ++i) acc[i] += static_cast<Acc<T>>(row[i]);
+      }
+      T* dst = out + o * inner + i0;
+      for (int64_t i = 0; i < w; ++i) dst[i] = static_cast<T>(acc[i]);
+    }
+  });
+}
+
+// Whether v replaces the current best: strictly better (so the first arg max wins ties), or NaN
+// (which, as in PyTorch, wins over any number).
+template <class T, bool IsMax>
+inline bool better(T v, T best) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (v != v) return best == best;
+  }
+  return IsMax ? v > best : v < best;
+}
+
+template <class T, bool IsMax>
+void extremum_typed(const T* x, int64_t outer, int64_t n, int64_t inner, T* out, int64_t* idx) {
+  if (inner == 1) {
+    parallel_for(outer, n, [&](int64_t b, int64_t e) {
+      for (int64_t o = b; o < e; ++o) {
+        const T* p = x + o * n;
+        T best = p[0];
+        int64_t arg = 0;
+        for (int64_t j = 1; j < n; ++j) {
+          if (better<T, IsMax>(p[j], best)) {
+            best = p[j];
+            arg = j;
+          }
+        }
+        out[o] = best;
+        if (idx) idx[o] = arg;
+      }
+    });
+    return;
+  }
+  // Over the middle dim, a slab of the inner dim at a time: every pass reads one contiguous row.
+  constexpr int64_t kSlab = 512;
+  const int64_t slabs = (inner + kSlab - 1) / kSlab;
+  parallel_for(outer * slabs, n * std::min(inner, kSlab), [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t o = t / slabs, i0 = (t % slabs) * kSlab, w = std::min(kSlab, inner - i0);
+      const T* base = x + o * n * inner + i0;
+      T* best = out + o * inner + i0;
+      int64_t* arg = idx ? idx + o * inner + i0 : nullptr;
+      std::copy(base, base + w, best);
+      if (arg) std::fill(arg, arg + w, int64_t{0});
+      for (int64_t j = 1; j < n; ++j) {
+        const T* row = base + j * inner;
+        for (int64_t i = 0; i < w; ++i) {
+          if (better<T, IsMax>(row[i], best[i])) {
+            best[i] = row[i];
+            if (arg) arg[i] = j;
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+// ---- Backend methods
+
+void CpuBackend::copy(const Tensor& src, const Tensor& dst) {
+  DTRAIN_CHECK(src.shape() == dst.shape(), "cpu copy: source shape ", shape_str(src.shape()),
+               " differs from destination shape ", shape_str(dst.shape()));
+  if (dst.numel() == 0) return;
+  dispatch_all(src.dtype(), [&](auto s) {
+    dispatch_all(dst.dtype(), [&](auto d) {
+      copy_typed<typename decltype(s)::type, typename decltype(d)::type>(src, dst);
+    });
+  });
+}
+
+void CpuBackend::fill(const Tensor& dst, double value) {
+  if (dst.numel() == 0) return;
+  dispatch_all(dst.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T v = convert<T>(value);
+    T* p = dst.data<T>();
+    if (dst.is_contiguous()) {
+      parallel_for(dst.numel(), 1, [&](int64_t b, int64_t e) { std::fill(p + b, p + e, v); });
+      return;
+    }
+    Nest<1> nest = make_nest<1>(dst.shape(), {&dst.strides()});
+    for_each_row(nest, 1, [&](const std::array<int64_t, 1>& off, int64_t len,
+                              const std::array<int64_t, 1>& st) {
+      for (int64_t i = 0; i < len; ++i) p[off[0] + i * st[0]] = v;
+    });
+  });
+}
+
+void CpuBackend::unary(UnaryOp op, const Tensor& x, const Tensor& out) {
+  check_same_numel("unary", x, out);
+  check_same_dtype("unary", x, out);
+  if (out.numel() == 0) return;
+  if (is_half(x.dtype()) || !out.is_contiguous()) {
+    Tensor xf = cpu_to_f32(dense(x));
+    Tensor yf = Tensor::empty(out.shape(), xf.dtype(), Device::cpu());
+    unary(op, xf, yf);
+    copy(yf, out);
+    return;
+  }
+  Tensor xc = dense(x);
+  dispatch_float(x.dtype(), "unary", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    unary_typed<T>(op, xc.data<T>(), out.data<T>(), out.numel());
+  });
+}
+
+void CpuBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& grad,
+                                const Tensor& out) {
+  check_same_numel("unary_backward", x, out);
+  check_same_numel("unary_backward", grad, out);
+  check_same_dtype("unary_backward", x, grad);
+  check_same_dtype("unary_backward", x, out);
+  if (out.numel() == 0) return;
+  if (is_half(x.dtype()) || !out.is_contiguous()) {
+    Tensor xf = cpu_to_f32(dense(x));
+    Tensor gf = cpu_to_f32(dense(grad));
+    Tensor yf = Tensor::empty(out.shape(), xf.dtype(), Device::cpu());
+    unary_backward(op, xf, gf, yf);
+    copy(yf, out);
+    return;
+  }
+  Tensor xc = dense(x), gc = dense(grad);
+  dispatch_float(x.dtype(), "unary_backward", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    unary_backward_typed<T>(op, xc.data<T>(), gc.data<T>(), out.data<T>(), out.numel());
+  });
+}
+
+void CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
+  const char* name = binary_name(op);
+  DTRAIN_CHECK(a.shape() == out.shape() && b.shape() == out.shape(), "cpu ", name,
+               ": operands of shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()),
+               " must be broadcast to the output shape ", shape_str(out.shape()));
+  check_same_dtype(name, a, b);
+  check_same_dtype(name, a, out);
+  if (out.numel() == 0) return;
+  if (is_half(a.dtype()) || !out.is_contiguous()) {
+    // cpu_to_f32 makes dense f32 copies before `out` is written, so out may alias a here too.
+    Tensor af = cpu_to_f32(a), bf = cpu_to_f32(b);
+    Tensor yf = Tensor::empty(out.shape(), af.dtype(), Device::cpu());
+    binary(op, af, bf, yf);
+    copy(yf, out);
+    return;
+  }
+  dispatch_numeric(a.dtype(), name, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    binary_typed<T>(op, a, b, out);
+  });
+}
+
+void CpuBackend::binary_scalar(BinaryOp op, const Tensor& a, double s, bool scalar_first,
+                               const Tensor& out) {
+  const char* name = binary_name(op);
+  check_same_numel(name, a, out);
+  check_same_dtype(name, a, out);
+  if (out.numel() == 0) return;
+  if (is_half(a.dtype()) || !out.is_contiguous()) {
+    Tensor af = cpu_to_f32(dense(a));
+    Tensor yf = Tensor::empty(out.shape(), af.dtype(), Device::cpu());
+    binary_scalar(op, af, s, scalar_first, yf);
+    copy(yf, out);
+    return;
+  }
+  Tensor ac = dense(a);
+  dispatch_numeric(a.dtype(), name, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if constexpr (std::is_integral_v<T>) {
+      DTRAIN_CHECK(op != BinaryOp::div && op != BinaryOp::pow, "cpu ", name,
+                   " on integer tensors is not supported; convert to f32 or f64 first");
+    }
+    binary_scalar_typed<T>(op, ac.data<T>(), static_cast<T>(s), scalar_first, out.data<T>(),
+                           out.numel());
+  });
+}
+
+void CpuBackend::reduce(ReduceOp op, const Tensor& x, int64_t outer, int64_t n, int64_t inner,
+                        const Tensor& out, const Tensor& indices) {
+  DTRAIN_CHECK(outer * n * inner == x.numel() && outer * inner == out.numel(),
+               "cpu reduce: [", outer, ", ", n, ", ", inner, "] does not match input shape ",
+               shape_str(x.shape()), " and output shape ", shape_str(out.shape()));
+  check_same_dtype("reduce", x, out);
+  DTRAIN_CHECK(!indices.defined() || (indices.dtype() == DType::i64 && indices.is_contiguous() &&
+                                      indices.numel() == out.numel()),
+               "cpu reduce: indices must be a contiguous i64 tensor of ", out.numel(),
+               " elements");
+  if (out.numel() == 0) return;
+  DTRAIN_CHECK(op == ReduceOp::sum || n > 0, "cpu reduce: max/min over an empty dim of shape ",
+               shape_str(x.shape()), " has no value; reduce a non-empty dim");
+  if (is_half(x.dtype()) || !out.is_contiguous()) {
+    Tensor xf = cpu_to_f32(dense(x));
+    Tensor yf = Tensor::empty(out.shape(), xf.dtype(), Device::cpu());
+    reduce(op, xf, outer, n, inner, yf, indices);
+    copy(yf, out);
+    return;
+  }
+  Tensor xc = dense(x);
+  dispatch_numeric(x.dtype(), "reduce", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* px = xc.data<T>();
+    T* po = out.data<T>();
+    int64_t* pi = indices.defined() ? indices.data<int64_t>() : nullptr;
+    switch (op) {
+      case ReduceOp::sum: return sum_typed<T>(px, outer, n, inner, po);
+      case ReduceOp::max: return extremum_typed<T, true>(px, outer, n, inner, po, pi);
+      case ReduceOp::min: return extremum_typed<T, false>(px, outer, n, inner, po, pi);
+    }
+  });
+}
+
+void CpuBackend::random(RandomKind kind, double a, double b, Generator& gen, const Tensor& dst) {
+  DTRAIN_CHECK(dst.is_contiguous(), "cpu random: the destination of shape ",
+               shape_str(dst.shape()), " must be contiguous");
+  // Drawn in order on one thread: the values depend only on the generator's state, never on the
+  // number of threads.
+  dispatch_all(dst.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T* p = dst.data<T>();
+    const int64_t n = dst.numel();
+    switch (kind) {
+      case RandomKind::uniform: {
+        // Rounding a + (b - a) u to the storage type can land on b; clamp to the largest value
+        // below b so the interval stays half-open.
+        T top = convert<T>(b);
+        if constexpr (!std::is_integral_v<T>) {
+          while (b > a && static_cast<double>(widen(top)) >= b) top = step_down(top);
+        }
+        for (int64_t i = 0; i < n; ++i) {
+          T v = convert<T>(a + (b - a) * gen.next_double());
+          if constexpr (!std::is_integral_v<T>) {
+            if (b > a && static_cast<double>(widen(v)) >= b) v = top;
+          }
+          p[i] = v;
+        }
+        break;
+      }
+      case RandomKind::normal:
+        for (int64_t i = 0; i < n; ++i) p[i] = convert<T>(a + b * gen.next_normal());
+        break;
+      case RandomKind::bernoulli:
+        for (int64_t i = 0; i < n; ++i) p[i] = convert<T>(gen.next_double() < a ? 1.0 : 0.0);
+        break;
+    }
+  });
+}
+
+}  // namespace dtrain

@@ -1,0 +1,484 @@
+// CUDA elementwise kernels: converting strided copy, fill, unary ops and their derivatives, binary ops
+// with broadcast strides, and ops with a scalar.
+//
+// Contiguous operands aligned to 16 bytes take the vectorised path: each thread moves one 128-bit pack
+// (4 f32, 8 f16/bf16, 2 f64) per load and store, and a scalar tail finishes the last n % pack elements.
+// Everything else goes through StridedLayout (coalesced dims, one div/mod per remaining dim).
+#include <cmath>
+#include <cstring>
+
+#include "core/backend/cuda/cuda_backend.h"
+#include "core/backend/cuda/cuda_device.h"
+#include "core/backend/cuda/cuda_tensor_util.h"
+#include "core/backend/cuda/kernel_utils.cuh"
+#include "core/backend/cuda/strided_layout.h"
+
+namespace dtrain {
+namespace cuda {
+namespace {
+
+template <class T>
+struct alignas(16) Pack {
+  static constexpr int kSize = 16 / static_cast<int>(sizeof(T));
+  T v[kSize];
+};
+
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// ---- math in the compute type (float or double; int64 for integer binary ops)
+
+#define DTRAIN_MATH1(name, ffun, dfun)                                        \
+  __device__ __forceinline__ float name(float x) { return ffun(x); }         \
+  __device__ __forceinline__ double name(double x) { return dfun(x); }
+DTRAIN_MATH1(m_exp, expf, exp)
+DTRAIN_MATH1(m_log, logf, log)
+DTRAIN_MATH1(m_sqrt, sqrtf, sqrt)
+DTRAIN_MATH1(m_abs, fabsf, fabs)
+DTRAIN_MATH1(m_tanh, tanhf, tanh)
+DTRAIN_MATH1(m_erf, erff, erf)
+#undef DTRAIN_MATH1
+__device__ __forceinline__ float m_pow(float a, float b) { return powf(a, b); }
+__device__ __forceinline__ double m_pow(double a, double b) { return pow(a, b); }
+__device__ __forceinline__ int64_t m_pow(int64_t a, int64_t b) {
+  return static_cast<int64_t>(pow(static_cast<double>(a), static_cast<double>(b)));
+}
+
+template <class C>
+__device__ __forceinline__ bool is_nan(C v) {
+  return v != v;  // false for integers
+}
+
+template <class C>
+__device__ __forceinline__ C apply_unary(UnaryOp op, C x) {
+  constexpr C kSqrtHalf = C(0.70710678118654752440);  // 1 / sqrt(2)
+  constexpr C kSqrt2OverPi = C(0.79788456080286535588);  // sqrt(2 / pi)
+  constexpr C kGeluCubic = C(0.044715);
+  switch (op) {
+    case UnaryOp::neg: return -x;
+    case UnaryOp::exp: return m_exp(x);
+    case UnaryOp::log: return m_log(x);
+    case UnaryOp::sqrt: return m_sqrt(x);
+    case UnaryOp::rsqrt: return C(1) / m_sqrt(x);
+    case UnaryOp::abs: return m_abs(x);
+    case UnaryOp::relu: return x > C(0) || is_nan(x) ? x : C(0);
+    // gelu(x) = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))
+    case UnaryOp::gelu_erf: return C(0.5) * x * (C(1) + m_erf(x * kSqrtHalf));
+    // gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    case UnaryOp::gelu_tanh:
+      return C(0.5) * x * (C(1) + m_tanh(kSqrt2OverPi * (x + kGeluCubic * x * x * x)));
+    case UnaryOp::tanh: return m_tanh(x);
+    case UnaryOp::sigmoid: return C(1) / (C(1) + m_exp(-x));
+    case UnaryOp::square: return x * x;
+    case UnaryOp::reciprocal: return C(1) / x;
+  }
+  return x;
+}
+
+// grad * d op(x) / dx
+template <class C>
+__device__ __forceinline__ C apply_unary_backward(UnaryOp op, C x, C g) {
+  constexpr C kSqrtHalf = C(0.70710678118654752440);
+  constexpr C kInvSqrt2Pi = C(0.39894228040143267794);  // 1 / sqrt(2 pi)
+  constexpr C kSqrt2OverPi = C(0.79788456080286535588);
+  constexpr C kGeluCubic = C(0.044715);
+  switch (op) {
+    case UnaryOp::neg: return -g;
+    case UnaryOp::exp: return g * m_exp(x);
+    case UnaryOp::log: return g / x;
+    case UnaryOp::sqrt: return g * C(0.5) / m_sqrt(x);
+    case UnaryOp::rsqrt: {  // d x^(-1/2) = -1/2 x^(-3/2)
+      const C r = C(1) / m_sqrt(x);
+      return C(-0.5) * g * r * r * r;
+    }
+    case UnaryOp::abs: return x > C(0) ? g : (x < C(0) ? -g : C(0));
+    case UnaryOp::relu: return x > C(0) ? g : C(0);
+    case UnaryOp::gelu_erf: {  // Phi(x) + x phi(x)
+      const C cdf = C(0.5) * (C(1) + m_erf(x * kSqrtHalf));
+      const C pdf = kInvSqrt2Pi * m_exp(C(-0.5) * x * x);
+      return g * (cdf + x * pdf);
+    }
+    case UnaryOp::gelu_tanh: {  // 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+      const C t = m_tanh(kSqrt2OverPi * (x + kGeluCubic * x * x * x));
+      const C du = kSqrt2OverPi * (C(1) + C(3) * kGeluCubic * x * x);
+      return g * (C(0.5) * (C(1) + t) + C(0.5) * x * (C(1) - t * t) * du);
+    }
+    case UnaryOp::tanh: {
+      const C t = m_tanh(x);
+      return g * (C(1) - t * t);
+    }
+    case UnaryOp::sigmoid: {
+      const C s = C(1) / (C(1) + m_exp(-x));
+      return g * s * (C(1) - s);
+    }
+    case UnaryOp::square: return C(2) * x * g;
+    case UnaryOp::reciprocal: return -g / (x * x);
+  }
+  return g;
+}
+
+template <class C>
+__device__ __forceinline__ C apply_binary(BinaryOp op, C a, C b) {
+  switch (op) {
+    case BinaryOp::add: return a + b;
+    case BinaryOp::sub: return a - b;
+    case BinaryOp::mul: return a * b;
+    case BinaryOp::div:
+      if constexpr (std::is_integral_v<C>) {
+        return b == 0 ? C(0) : a / b;
+      } else {
+        return a / b;
+      }
+    case BinaryOp::pow: return m_pow(a, b);
+    // NaN wins, as in torch.maximum / torch.minimum.
+    case BinaryOp::maximum: return is_nan(a) ? a : (is_nan(b) ? b : (a > b ? a : b));
+    case BinaryOp::minimum: return is_nan(a) ? a : (is_nan(b) ? b : (a < b ? a : b));
+    case BinaryOp::eq: return C(a == b ? 1 : 0);
+    case BinaryOp::ne: return C(a != b ? 1 : 0);
+    case BinaryOp::gt: return C(a > b ? 1 : 0);
+    case BinaryOp::ge: return C(a >= b ? 1 : 0);
+    case BinaryOp::lt: return C(a < b ? 1 : 0);
+    case BinaryOp::le: return C(a <= b ? 1 : 0);
+  }
+  return a;
+}
+
+// ---- copy and fill
+
+// Same dtype, any strides: moves the bits (W is an unsigned type of the element's width).
+template <class W>
+__global__ void bit_copy_kernel(const W* src, W* dst, StridedLayout<2> layout, int64_t n) {
+  DTRAIN_GRID_STRIDE(i, n) {
+    int64_t off[2];
+    layout.offsets(i, off);
+    dst[off[0]] = src[off[1]];
+  }
+}
+
+// Different dtypes: through C (double, or int64 between integer dtypes, which keeps them exact).
+template <class C>
+__global__ void convert_copy_kernel(const void* src, DType src_type, void* dst, DType dst_type,
+                                    StridedLayout<2> layout, int64_t n) {
+  DTRAIN_GRID_STRIDE(i, n) {
+    int64_t off[2];
+    layout.offsets(i, off);
+    store_as<C>(dst, off[0], dst_type, load_as<C>(src, off[1], src_type));
+  }
+}
+
+template <class W>
+__global__ void fill_kernel(W* dst, W bits, StridedLayout<1> layout, int64_t n) {
+  DTRAIN_GRID_STRIDE(i, n) {
+    int64_t off[1];
+    layout.offsets(i, off);
+    dst[off[0]] = bits;
+  }
+}
+
+template <class F>
+void dispatch_width(size_t width, F&& f) {
+  switch (width) {
+    case 2: f(uint16_t{}); return;
+    case 4: f(uint32_t{}); return;
+    case 8: f(uint64_t{}); return;
+    default: throw Error(detail::concat("cuda: unsupported element width ", width));
+  }
+}
+
+// ---- unary, binary
+
+template <class T>
+__global__ void unary_kernel(UnaryOp op, const T* x, T* out, int64_t n, bool vectorised) {
+  using C = compute_t<T>;
+  constexpr int V = Pack<T>::kSize;
+  int64_t done = 0;
+  if (vectorised) {
+    const int64_t packs = n / V;
+    DTRAIN_GRID_STRIDE(p, packs) {
+      Pack<T> in = reinterpret_cast<const Pack<T>*>(x)[p];
+      Pack<T> res;
+#pragma unroll
+      for (int j = 0; j < V; ++j) res.v[j] = cast<T>(apply_unary<C>(op, cast<C>(in.v[j])));
+      reinterpret_cast<Pack<T>*>(out)[p] = res;
+    }
+    done = packs * V;
+  }
+  DTRAIN_GRID_STRIDE(i, n - done) {
+    const int64_t k = done + i;
+    out[k] = cast<T>(apply_unary<C>(op, cast<C>(x[k])));
+  }
+}
+
+template <class T>
+__global__ void unary_backward_kernel(UnaryOp op, const T* x, const T* grad, T* out, int64_t n,
+                                      bool vectorised) {
+  using C = compute_t<T>;
+  constexpr int V = Pack<T>::kSize;
+  int64_t done = 0;
+  if (vectorised) {
+    const int64_t packs = n / V;
+    DTRAIN_GRID_STRIDE(p, packs) {
+      Pack<T> xv = reinterpret_cast<const Pack<T>*>(x)[p];
+      Pack<T> gv = reinterpret_cast<const Pack<T>*>(grad)[p];
+      Pack<T> res;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        res.v[j] = cast<T>(apply_unary_backward<C>(op, cast<C>(xv.v[j]), cast<C>(gv.v[j])));
+      }
+      reinterpret_cast<Pack<T>*>(out)[p] = res;
+    }
+    done = packs * V;
+  }
+  DTRAIN_GRID_STRIDE(i, n - done) {
+    const int64_t k = done + i;
+    out[k] = cast<T>(apply_unary_backward<C>(op, cast<C>(x[k]), cast<C>(grad[k])));
+  }
+}
+
+template <class T>
+__global__ void binary_contiguous_kernel(BinaryOp op, const T* a, const T* b, T* out, int64_t n,
+                                         bool vectorised) {
+  using C = compute_t<T>;
+  constexpr int V = Pack<T>::kSize;
+  int64_t done = 0;
+  if (vectorised) {
+    const int64_t packs = n / V;
+    DTRAIN_GRID_STRIDE(p, packs) {
+      Pack<T> av = reinterpret_cast<const Pack<T>*>(a)[p];
+      Pack<T> bv = reinterpret_cast<const Pack<T>*>(b)[p];
+      Pack<T> res;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        res.v[j] = cast<T>(apply_binary<C>(op, cast<C>(av.v[j]), cast<C>(bv.v[j])));
+      }
+      reinterpret_cast<Pack<T>*>(out)[p] = res;
+    }
+    done = packs * V;
+  }
+  DTRAIN_GRID_STRIDE(i, n - done) {
+    const int64_t k = done + i;
+    out[k] = cast<T>(apply_binary<C>(op, cast<C>(a[k]), cast<C>(b[k])));
+  }
+}
+
+template <class T>
+__global__ void binary_strided_kernel(BinaryOp op, const T* a, const T* b, T* out,
+                                      StridedLayout<3> layout, int64_t n) {
+  using C = compute_t<T>;
+  DTRAIN_GRID_STRIDE(i, n) {
+    int64_t off[3];
+    layout.offsets(i, off);
+    out[off[0]] = cast<T>(apply_binary<C>(op, cast<C>(a[off[1]]), cast<C>(b[off[2]])));
+  }
+}
+
+template <class T>
+__global__ void binary_scalar_kernel(BinaryOp op, const T* a, double s, bool scalar_first, T* out,
+                                     int64_t n, bool vectorised) {
+  using C = compute_t<T>;
+  constexpr int V = Pack<T>::kSize;
+  const C sc = static_cast<C>(s);
+  int64_t done = 0;
+  if (vectorised) {
+    const int64_t packs = n / V;
+    DTRAIN_GRID_STRIDE(p, packs) {
+      Pack<T> av = reinterpret_cast<const Pack<T>*>(a)[p];
+      Pack<T> res;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const C x = cast<C>(av.v[j]);
+        res.v[j] = cast<T>(scalar_first ? apply_binary<C>(op, sc, x) : apply_binary<C>(op, x, sc));
+      }
+      reinterpret_cast<Pack<T>*>(out)[p] = res;
+    }
+    done = packs * V;
+  }
+  DTRAIN_GRID_STRIDE(i, n - done) {
+    const int64_t k = done + i;
+    const C x = cast<C>(a[k]);
+    out[k] = cast<T>(scalar_first ? apply_binary<C>(op, sc, x) : apply_binary<C>(op, x, sc));
+  }
+}
+
+// Calls f(T{}) for a floating storage type, else throws naming op.
+template <class F>
+void dispatch_floating(DType t, const char* op, F&& f) {
+  switch (t) {
+    case DType::f32: f(float{}); return;
+    case DType::f64: f(double{}); return;
+    case DType::f16: f(half{}); return;
+    case DType::bf16: f(bf16{}); return;
+    default:
+      throw Error(detail::concat("cuda ", op, ": unsupported dtype ", dtype_name(t),
+                                 "; expected f32, f64, f16 or bf16"));
+  }
+}
+
+template <int N>
+StridedLayout<N> layout_of(const char* op, const Shape& shape,
+                           const std::array<const Shape*, N>& strides) {
+  StridedLayout<N> layout;
+  DTRAIN_CHECK(make_strided_layout<N>(shape, strides, layout), "cuda ", op, ": shape ",
+               shape_str(shape), " has more than ", kMaxDims,
+               " dims that cannot be merged; make the operands contiguous first");
+  return layout;
+}
+
+}  // namespace
+}  // namespace cuda
+
+using namespace cuda;
+
+void CudaBackend::copy(const Tensor& src, const Tensor& dst) {
+  DTRAIN_CHECK(src.shape() == dst.shape(), "cuda copy: source shape ", shape_str(src.shape()),
+               " differs from destination shape ", shape_str(dst.shape()));
+  DTRAIN_CHECK(src.device() == dst.device(), "cuda copy: source on ", src.device().str(),
+               " and destination on ", dst.device().str(), " must share a device");
+  const int64_t n = dst.numel();
+  if (n == 0) return;
+  const int dev = dst.device().index;
+  DeviceGuard guard(dev);
+  cudaStream_t stream = compute_stream(dev);
+  const auto layout = layout_of<2>("copy", dst.shape(), {&dst.strides(), &src.strides()});
+  if (src.dtype() == dst.dtype()) {
+    const size_t width = dtype_size(dst.dtype());
+    if (is_flat_contiguous(layout)) {
+      DTRAIN_CUDA_CHECK(cudaMemcpyAsync(mdata(dst), cdata(src), static_cast<size_t>(n) * width,
+                                        cudaMemcpyDeviceToDevice, stream));
+      return;
+    }
+    dispatch_width(width, [&](auto w) {
+      using W = decltype(w);
+      bit_copy_kernel<W><<<grid_for(n), kThreads, 0, stream>>>(
+          static_cast<const W*>(cdata(src)), static_cast<W*>(mdata(dst)), layout, n);
+    });
+    check_launch("bit_copy_kernel");
+    return;
+  }
+  if (!is_floating(src.dtype()) && !is_floating(dst.dtype())) {
+    convert_copy_kernel<int64_t><<<grid_for(n), kThreads, 0, stream>>>(
+        cdata(src), src.dtype(), mdata(dst), dst.dtype(), layout, n);
+  } else {
+    convert_copy_kernel<double><<<grid_for(n), kThreads, 0, stream>>>(
+        cdata(src), src.dtype(), mdata(dst), dst.dtype(), layout, n);
+  }
+  check_launch("convert_copy_kernel");
+}
+
+void CudaBackend::fill(const Tensor& dst, double value) {
+  const int64_t n = dst.numel();
+  if (n == 0) return;
+  const int dev = dst.device().index;
+  DeviceGuard guard(dev);
+  cudaStream_t stream = compute_stream(dev);
+  // The element's bits, converted on the host with the CPU backend's rounding.
+  uint64_t bits = 0;
+  switch (dst.dtype()) {
+    case DType::f32: bits = f32_bits(static_cast<float>(value)); break;
+    case DType::f64: std::memcpy(&bits, &value, 8); break;
+    case DType::f16: bits = float_to_half(static_cast<float>(value)).bits; break;
+    case DType::bf16: bits = float_to_bf16(static_cast<float>(value)).bits; break;
+    case DType::i32: bits = static_cast<uint32_t>(static_cast<int32_t>(value)); break;
+    case DType::i64: bits = static_cast<uint64_t>(static_cast<int64_t>(value)); break;
+  }
+  const size_t width = dtype_size(dst.dtype());
+  const auto layout = layout_of<1>("fill", dst.shape(), {&dst.strides()});
+  if (bits == 0 && is_flat_contiguous(layout)) {
+    DTRAIN_CUDA_CHECK(cudaMemsetAsync(mdata(dst), 0, static_cast<size_t>(n) * width, stream));
+    return;
+  }
+  dispatch_width(width, [&](auto w) {
+    using W = decltype(w);
+    fill_kernel<W><<<grid_for(n), kThreads, 0, stream>>>(static_cast<W*>(mdata(dst)),
+                                                         static_cast<W>(bits), layout, n);
+  });
+  check_launch("fill_kernel");
+}
+
+void CudaBackend::unary(UnaryOp op, const Tensor& x, const Tensor& out) {
+  const int64_t n = out.numel();
+  if (n == 0) return;
+  check_cuda_tensor(out, "unary", "out");
+  const Tensor xs = contiguous_as(x, out.dtype());
+  const int dev = out.device().index;
+  DeviceGuard guard(dev);
+  cudaStream_t stream = compute_stream(dev);
+  dispatch_floating(out.dtype(), "unary", [&](auto tag) {
+    using T = decltype(tag);
+    const bool vec = aligned16(cdata(xs)) && aligned16(mdata(out));
+    unary_kernel<T><<<grid_for(vec ? n / Pack<T>::kSize + 1 : n), kThreads, 0, stream>>>(
+        op, static_cast<const T*>(cdata(xs)), static_cast<T*>(mdata(out)), n, vec);
+  });
+  check_launch("unary_kernel");
+}
+
+void CudaBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& grad,
+                                 const Tensor& out) {
+  const int64_t n = out.numel();
+  if (n == 0) return;
+  check_cuda_tensor(out, "unary_backward", "out");
+  const Tensor xs = contiguous_as(x, out.dtype());
+  const Tensor gs = contiguous_as(grad, out.dtype());
+  const int dev = out.device().index;
+  DeviceGuard guard(dev);
+  cudaStream_t stream = compute_stream(dev);
+  dispatch_floating(out.dtype(), "unary_backward", [&](auto tag) {
+    using T = decltype(tag);
+    const bool vec = aligned16(cdata(xs)) && aligned16(cdata(gs)) && aligned16(mdata(out));
+    unary_backward_kernel<T><<<grid_for(vec ? n / Pack<T>::kSize + 1 : n), kThreads, 0, stream>>>(
+        op, static_cast<const T*>(cdata(xs)), static_cast<const T*>(cdata(gs)),
+        static_cast<T*>(mdata(out)), n, vec);
+  });
+  check_launch("unary_backward_kernel");
+}
+
+void CudaBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
+  const int64_t n = out.numel();
+  if (n == 0) return;
+  DTRAIN_CHECK(a.shape() == out.shape() && b.shape() == out.shape(), "cuda binary: operands ",
+               shape_str(a.shape()), " and ", shape_str(b.shape()),
+               " must be broadcast to the output shape ", shape_str(out.shape()));
+  const int dev = out.device().index;
+  DeviceGuard guard(dev);
+  cudaStream_t stream = compute_stream(dev);
+  // Mixed dtypes are converted to the output's first (rare: the ops promote before calling).
+  Tensor as = a, bs = b;
+  if (a.dtype() != out.dtype()) as = contiguous_as(a, out.dtype());
+  if (b.dtype() != out.dtype()) bs = contiguous_as(b, out.dtype());
+  const auto layout =
+      layout_of<3>("binary", out.shape(), {&out.strides(), &as.strides(), &bs.strides()});
+  dispatch_storage(out.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* ap = static_cast<const T*>(cdata(as));
+    const T* bp = static_cast<const T*>(cdata(bs));
+    T* op_ = static_cast<T*>(mdata(out));
+    if (is_flat_contiguous(layout)) {
+      const bool vec = aligned16(ap) && aligned16(bp) && aligned16(op_);
+      binary_contiguous_kernel<T><<<grid_for(vec ? n / Pack<T>::kSize + 1 : n), kThreads, 0,
+                                    stream>>>(op, ap, bp, op_, n, vec);
+    } else {
+      binary_strided_kernel<T><<<grid_for(n), kThreads, 0, stream>>>(op, ap, bp, op_, layout, n);
+    }
+  });
+  check_launch("binary_kernel");
+}
+
+void CudaBackend::binary_scalar(BinaryOp op, const Tensor& a, double s, bool scalar_first,
+                                const Tensor& out) {
+  const int64_t n = out.numel();
+  if (n == 0) return;
+  check_cuda_tensor(out, "binary_scalar", "out");
+  const Tensor as = contiguous_as(a, out.dtype());
+  const int dev = out.device().index;
+  DeviceGuard guard(dev);
+  cudaStream_t stream = compute_stream(dev);
+  dispatch_storage(out.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const bool vec = aligned16(cdata(as)) && aligned16(mdata(out));
+    binary_scalar_kernel<T><<<grid_for(vec ? n / Pack<T>::kSize + 1 : n), kThreads, 0, stream>>>(
+        op, static_cast<const T*>(cdata(as)), s, scalar_first, static_cast<T*>(mdata(out)), n,
+        vec);
+  });
+  check_launch("binary_scalar_kernel");
+}
+
+}  // namespace dtrain

@@ -1,0 +1,243 @@
+// CUDA GEMM through cuBLASLt: f32 (TF32 tensor cores only when allowed, see cuda_device.h), bf16 and f16
+// (f32 accumulation and scaling), strided batches. The row-major problem is mapped to cuBLAS's
+// column-major one by gemm_layout.h. The heuristic's choice is cached per problem; where cuBLASLt
+// offers no algorithm (and for f64) the classic cublasGemmStridedBatchedEx runs instead.
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <tuple>
+
+#include "core/backend/cuda/cuda_backend.h"
+#include "core/backend/cuda/cuda_check.h"
+#include "core/backend/cuda/cuda_device.h"
+#include "core/backend/cuda/cuda_tensor_util.h"
+#include "core/backend/cuda/gemm_layout.h"
+
+namespace dtrain {
+namespace cuda {
+namespace {
+
+struct GemmTypes {
+  cudaDataType_t data;
+  cublasComputeType_t compute;
+  cudaDataType_t scale;
+};
+
+GemmTypes gemm_types(DType t) {
+  switch (t) {
+    case DType::f32:
+      return {CUDA_R_32F, cuda_allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
+              CUDA_R_32F};
+    case DType::f16: return {CUDA_R_16F, CUBLAS_COMPUTE_32F, CUDA_R_32F};
+    case DType::bf16: return {CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F};
+    case DType::f64: return {CUDA_R_64F, CUBLAS_COMPUTE_64F, CUDA_R_64F};
+    default:
+      throw Error(detail::concat("cuda gemm: unsupported dtype ", dtype_name(t),
+                                 "; expected f32, f64, f16 or bf16"));
+  }
+}
+
+// The largest power of two (up to 256) dividing the address: cuBLASLt must only pick kernels whose
+// vector loads this alignment allows.
+uint32_t alignment_of(const void* p) {
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  uint32_t al = 256;
+  while (al > 1 && (a % al) != 0) al >>= 1;
+  return al;
+}
+
+// Owners of cuBLASLt descriptors.
+struct MatmulDesc {
+  cublasLtMatmulDesc_t d = nullptr;
+  ~MatmulDesc() {
+    if (d) cublasLtMatmulDescDestroy(d);
+  }
+};
+struct Layout {
+  cublasLtMatrixLayout_t d = nullptr;
+  ~Layout() {
+    if (d) cublasLtMatrixLayoutDestroy(d);
+  }
+};
+struct Preference {
+  cublasLtMatmulPreference_t d = nullptr;
+  ~Preference() {
+    if (d) cublasLtMatmulPreferenceDestroy(d);
+  }
+};
+
+void make_layout(Layout& l, const ColMajorMatrix& m, cudaDataType_t type, int32_t batch) {
+  DTRAIN_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&l.d, type, static_cast<uint64_t>(m.rows),
+                                                 static_cast<uint64_t>(m.cols), m.ld));
+  if (batch > 1) {
+    DTRAIN_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l.d, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                                                         &batch, sizeof(batch)));
+    const int64_t stride = m.batch_stride;
+    DTRAIN_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
+        l.d, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
+  }
+}
+
+// Everything the heuristic's answer depends on.
+using AlgoKey = std::tuple<int, int, int, int, bool, bool, int64_t, int64_t, int64_t, int64_t,
+                           int64_t, int64_t, int32_t, int64_t, int64_t, int64_t, uint32_t,
+                           uint32_t, uint32_t>;
+
+std::mutex& cache_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::map<AlgoKey, std::optional<cublasLtMatmulAlgo_t>>& algo_cache() {
+  static auto* cache = new std::map<AlgoKey, std::optional<cublasLtMatmulAlgo_t>>();
+  return *cache;
+}
+
+// One (possibly batched) GEMM through cuBLASLt. Returns false, having done nothing, when cuBLASLt has
+// no algorithm for this problem.
+bool lt_gemm(DeviceContext& ctx, const ColMajorGemm& p, int32_t batch, const GemmTypes& ty,
+             const void* alpha, const void* beta, const void* first, const void* second,
+             void* out) {
+  const uint32_t al_first = alignment_of(first), al_second = alignment_of(second),
+                 al_out = alignment_of(out);
+  const AlgoKey key{ctx.index, static_cast<int>(ty.data), static_cast<int>(ty.compute), 0,
+                    p.first.transposed, p.second.transposed, p.m, p.n, p.k, p.first.ld,
+                    p.second.ld, p.out.ld, batch, p.first.batch_stride, p.second.batch_stride,
+                    p.out.batch_stride, al_first, al_second, al_out};
+
+  MatmulDesc desc;
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc.d, ty.compute, ty.scale));
+  const cublasOperation_t op_first = p.first.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_second = p.second.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_TRANSA, &op_first,
+                                                     sizeof(op_first)));
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                     &op_second, sizeof(op_second)));
+  Layout l_first, l_second, l_out;
+  make_layout(l_first, p.first, ty.data, batch);
+  make_layout(l_second, p.second, ty.data, batch);
+  make_layout(l_out, p.out, ty.data, batch);
+
+  std::optional<cublasLtMatmulAlgo_t> algo;
+  bool cached = false;
+  {
+    std::lock_guard<std::mutex> lock(cache_mutex());
+    auto it = algo_cache().find(key);
+    if (it != algo_cache().end()) {
+      algo = it->second;
+      cached = true;
+    }
+  }
+  if (!cached) {
+    Preference pref;
+    DTRAIN_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref.d));
+    const uint64_t workspace = DeviceContext::kGemmWorkspace;
+    DTRAIN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref.d, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace)));
+    const std::pair<cublasLtMatmulPreferenceAttributes_t, uint32_t> aligns[] = {
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, al_first},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, al_second},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, al_out},
+        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, al_out}};
+    for (const auto& [attr, value] : aligns) {
+      DTRAIN_CUBLAS_CHECK(
+          cublasLtMatmulPreferenceSetAttribute(pref.d, attr, &value, sizeof(value)));
+    }
+    cublasLtMatmulHeuristicResult_t result{};
+    int found = 0;
+    const cublasStatus_t status =
+        cublasLtMatmulAlgoGetHeuristic(ctx.cublaslt(), desc.d, l_first.d, l_second.d, l_out.d,
+                                       l_out.d, pref.d, 1, &result, &found);
+    if (status == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
+      algo = result.algo;
+    }
+    std::lock_guard<std::mutex> lock(cache_mutex());
+    algo_cache()[key] = algo;
+  }
+  if (!algo) return false;
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmul(ctx.cublaslt(), desc.d, alpha, first, l_first.d, second,
+                                     l_second.d, beta, out, l_out.d, out, l_out.d, &*algo,
+                                     ctx.gemm_workspace(), DeviceContext::kGemmWorkspace,
+                                     ctx.stream));
+  return true;
+}
+
+void classic_gemm(DeviceContext& ctx, const ColMajorGemm& p, int32_t batch, const GemmTypes& ty,
+                  const void* alpha, const void* beta, const void* first, const void* second,
+                  void* out) {
+  DTRAIN_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+      ctx.cublas(), p.first.transposed ? CUBLAS_OP_T : CUBLAS_OP_N,
+      p.second.transposed ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(p.m),
+      static_cast<int>(p.n), static_cast<int>(p.k), alpha, first, ty.data,
+      static_cast<int>(p.first.ld), p.first.batch_stride, second, ty.data,
+      static_cast<int>(p.second.ld), p.second.batch_stride, beta, out, ty.data,
+      static_cast<int>(p.out.ld), p.out.batch_stride, batch, ty.compute, CUBLAS_GEMM_DEFAULT));
+}
+
+}  // namespace
+}  // namespace cuda
+
+using namespace cuda;
+
+void CudaBackend::gemm(const GemmArgs& args, const Tensor& a, const Tensor& b, const Tensor& c) {
+  DTRAIN_CHECK(a.dtype() == c.dtype() && b.dtype() == c.dtype(), "cuda gemm: operands are ",
+               dtype_name(a.dtype()), ", ", dtype_name(b.dtype()), " and ", dtype_name(c.dtype()),
+               "; convert them to one dtype first");
+  if (args.m == 0 || args.n == 0 || args.batch == 0) return;
+  const int dev = c.device().index;
+  DeviceGuard guard(dev);
+  DeviceContext& ctx = device_context(dev);
+  const GemmTypes ty = gemm_types(c.dtype());
+  const size_t width = dtype_size(c.dtype());
+
+  if (args.k == 0) {  // op(A) op(B) is empty: C = beta C
+    Tensor cv = make_view(c, {args.batch, args.m, args.n}, {args.stride_c, args.ldc, 1}, c.offset());
+    if (args.beta == 0.0) {
+      fill(cv, 0.0);
+    } else {
+      Tensor tmp = contiguous_as(cv, c.dtype());
+      binary_scalar(BinaryOp::mul, tmp, args.beta, false, tmp);
+      copy(tmp, cv);
+    }
+    return;
+  }
+
+  const int64_t kIntMax = 2147483647;
+  DTRAIN_CHECK(args.m <= kIntMax && args.n <= kIntMax && args.k <= kIntMax &&
+                   args.batch <= kIntMax && args.lda <= kIntMax && args.ldb <= kIntMax &&
+                   args.ldc <= kIntMax,
+               "cuda gemm: dims m=", args.m, " n=", args.n, " k=", args.k, " batch=", args.batch,
+               " exceed 2^31 - 1; split the product");
+  ColMajorGemm p = to_col_major(args);
+  // Scaling factors in the scale type: f64 for f64 data, f32 otherwise.
+  double alpha_d = args.alpha, beta_d = args.beta;
+  float alpha_f = static_cast<float>(args.alpha), beta_f = static_cast<float>(args.beta);
+  const void* alpha = ty.scale == CUDA_R_64F ? static_cast<const void*>(&alpha_d) : &alpha_f;
+  const void* beta = ty.scale == CUDA_R_64F ? static_cast<const void*>(&beta_d) : &beta_f;
+
+  const char* pa = static_cast<const char*>(a.raw_data());
+  const char* pb = static_cast<const char*>(b.raw_data());
+  char* pc = static_cast<char*>(c.raw_data());
+  auto run = [&](const ColMajorGemm& q, int32_t batch, const char* first, const char* second,
+                 char* out) {
+    if (ty.compute == CUBLAS_COMPUTE_64F ||
+        !lt_gemm(ctx, q, batch, ty, alpha, beta, first, second, out)) {
+      classic_gemm(ctx, q, batch, ty, alpha, beta, first, second, out);
+    }
+  };
+  // A batch stride of 0 broadcasts an operand. Strided batches with a zero stride are not documented
+  // for cuBLASLt, so those batches run one GEMM each.
+  if (args.batch > 1 && (args.stride_a == 0 || args.stride_b == 0)) {
+    ColMajorGemm q = p;
+    q.first.batch_stride = q.second.batch_stride = q.out.batch_stride = 0;
+    for (int64_t i = 0; i < args.batch; ++i) {
+      run(q, 1, pb + static_cast<size_t>(i * args.stride_b) * width,
+          pa + static_cast<size_t>(i * args.stride_a) * width,
+          pc + static_cast<size_t>(i * args.stride_c) * width);
+    }
+    return;
+  }
+  run(p, static_cast<int32_t>(args.batch), pb, pa, pc);
+}
+
+}  // namespace dtrain

@@ -1,0 +1,515 @@
+// CUDA kernels for softmax, layer norm, embedding and cross entropy. Row kernels run one block of 256
+// threads per row: threads stride over the columns, and block_sum / block_max combine their partials in
+// a fixed order, so results are bitwise reproducible. Compute is f32 for f32/f16/bf16 data and f64 for
+// f64; operands are read and written with their own dtypes (weights in f32 beside bf16 activations, f32
+// statistics).
+//
+// Parameter gradients (layer norm weight and bias, embedding rows) are reduced without atomics, in a
+// fixed order, so they are deterministic too.
+#include "core/backend/cuda/cuda_backend.h"
+#include "core/backend/cuda/cuda_device.h"
+#include "core/backend/cuda/cuda_tensor_util.h"
+#include "core/backend/cuda/kernel_utils.cuh"
+
+namespace dtrain {
+namespace cuda {
+namespace {
+
+__device__ __forceinline__ float exp_c(float x) { return expf(x); }
+__device__ __forceinline__ double exp_c(double x) { return exp(x); }
+__device__ __forceinline__ float log_c(float x) { return logf(x); }
+__device__ __forceinline__ double log_c(double x) { return log(x); }
+__device__ __forceinline__ float sqrt_c(float x) { return sqrtf(x); }
+__device__ __forceinline__ double sqrt_c(double x) { return sqrt(x); }
+
+// ---------------------------------------------------------------------------------------------
+// softmax:     y_j = exp(x_j - m) / s,   m = max_j x_j,  s = sum_j exp(x_j - m)
+// log_softmax: y_j = x_j - m - log(s)
+// A row of only -inf gives NaN (0/0), as in PyTorch.
+template <class C>
+__global__ void softmax_kernel(const void* x, DType xt, void* y, DType yt, int64_t cols, bool log) {
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * cols;
+  C m = lowest<C>();
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+    const C v = load_as<C>(x, base + j, xt);
+    m = v > m ? v : m;
+  }
+  m = block_max(m);
+  C s = C(0);
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) s += exp_c(load_as<C>(x, base + j, xt) - m);
+  s = block_sum(s);
+  if (log) {
+    const C shift = m + log_c(s);
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+      store_as<C>(y, base + j, yt, load_as<C>(x, base + j, xt) - shift);
+    }
+  } else {
+    const C inv = C(1) / s;
+    for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+      store_as<C>(y, base + j, yt, exp_c(load_as<C>(x, base + j, xt) - m) * inv);
+    }
+  }
+}
+
+// softmax:     dx_j = y_j (dy_j - sum_i dy_i y_i)
+// log_softmax: dx_j = dy_j - exp(y_j) sum_i dy_i
+template <class C>
+__global__ void softmax_backward_kernel(const void* y, DType yt, const void* dy, DType dyt, void* dx,
+                                        DType dxt, int64_t cols, bool log) {
+  const int64_t base = static_cast<int64_t>(blockIdx.x) * cols;
+  C s = C(0);
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+    const C g = load_as<C>(dy, base + j, dyt);
+    s += log ? g : g * load_as<C>(y, base + j, yt);
+  }
+  s = block_sum(s);
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
+    const C yv = load_as<C>(y, base + j, yt), g = load_as<C>(dy, base + j, dyt);
+    store_as<C>(dx, base + j, dxt, log ? g - exp_c(yv) * s : yv * (g - s));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layer norm over the last dim (D = cols):
+//   mean = sum_j x_j / D,  var = sum_j (x_j - mean)^2 / D,  rstd = 1 / sqrt(var + eps)
+//   y_j = (x_j - mean) rstd w_j + b_j
+// The variance is taken around the mean (two passes over the row), which stays accurate when
+// |mean| >> std.
+struct LayerNormArgs {
+  const void* x;
+  DType xt;
+  const void* w;  // may be null
+  DType wt;
+  const void* b;  // may be null
+  DType bt;
+  double eps;
+  void* y;
+  DType yt;
+  void* mean;  // may be null
+  DType mt;
+  void* rstd;  // may be null
+  DType rt;
+  int64_t cols;
+};
+
+template <class C>
+__global__ void layer_norm_kernel(LayerNormArgs a) {
+  const int64_t row = blockIdx.x, base = row * a.cols;
+  C s = C(0);
+  for (int64_t j = threadIdx.x; j < a.cols; j += blockDim.x) s += load_as<C>(a.x, base + j, a.xt);
+  const C mu = block_sum(s) / static_cast<C>(a.cols);
+  C ss = C(0);
+  for (int64_t j = threadIdx.x; j < a.cols; j += blockDim.x) {
+    const C d = load_as<C>(a.x, base + j, a.xt) - mu;
+    ss += d * d;
+  }
+  const C var = block_sum(ss) / static_cast<C>(a.cols);
+  const C rs = C(1) / sqrt_c(var + static_cast<C>(a.eps));
+  for (int64_t j = threadIdx.x; j < a.cols; j += blockDim.x) {
+    C h = (load_as<C>(a.x, base + j, a.xt) - mu) * rs;
+    if (a.w) h *= load_as<C>(a.w, j, a.wt);
+    if (a.b) h += load_as<C>(a.b, j, a.bt);
+    store_as<C>(a.y, base + j, a.yt, h);
+  }
+  if (threadIdx.x == 0) {
+    if (a.mean) store_as<C>(a.mean, row, a.mt, mu);
+    if (a.rstd) store_as<C>(a.rstd, row, a.rt, rs);
+  }
+}
+
+// With xhat = (x - mean) rstd and g = dy w (g = dy without weight):
+//   dx_j = rstd (g_j - mean_k(g_k) - xhat_j mean_k(g_k xhat_k))
+struct LayerNormBackwardArgs {
+  const void* dy;
+  DType dyt;
+  const void* x;
+  DType xt;
+  const void* w;  // may be null
+  DType wt;
+  const void* mean;
+  DType mt;
+  const void* rstd;
+  DType rt;
+  void* dx;
+  DType dxt;
+  int64_t rows, cols;
+};
+
+template <class C>
+__global__ void layer_norm_backward_dx_kernel(LayerNormBackwardArgs a) {
+  const int64_t row = blockIdx.x, base = row * a.cols;
+  const C mu = load_as<C>(a.mean, row, a.mt), rs = load_as<C>(a.rstd, row, a.rt);
+  C sg = C(0), sgh = C(0);
+  for (int64_t j = threadIdx.x; j < a.cols; j += blockDim.x) {
+    C g = load_as<C>(a.dy, base + j, a.dyt);
+    if (a.w) g *= load_as<C>(a.w, j, a.wt);
+    sg += g;
+    sgh += g * (load_as<C>(a.x, base + j, a.xt) - mu) * rs;
+  }
+  const C inv_d = C(1) / static_cast<C>(a.cols);
+  const C mean_g = block_sum(sg) * inv_d;
+  const C mean_gh = block_sum(sgh) * inv_d;
+  for (int64_t j = threadIdx.x; j < a.cols; j += blockDim.x) {
+    C g = load_as<C>(a.dy, base + j, a.dyt);
+    if (a.w) g *= load_as<C>(a.w, j, a.wt);
+    const C h = (load_as<C>(a.x, base + j, a.xt) - mu) * rs;
+    store_as<C>(a.dx, base + j, a.dxt, rs * (g - mean_g - h * mean_gh));
+  }
+}
+
+// dw_j = sum_rows dy_j xhat_j,  db_j = sum_rows dy_j. First pass: block (cb, chunk) sums rows of its
+// chunk for 256 columns into partial_w/partial_b [chunks, cols]; the chunks are then summed in order
+// by reduce().
+template <class C>
+__global__ void layer_norm_param_partials_kernel(LayerNormBackwardArgs a, int64_t chunk_rows,
+                                                 C* partial_w, C* partial_b) {
+  const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t chunk = blockIdx.y;
+  if (col >= a.cols) return;
+  const int64_t r0 = chunk * chunk_rows, r1 = min(a.rows, r0 + chunk_rows);
+  C acc_w = C(0), acc_b = C(0);
+  for (int64_t r = r0; r < r1; ++r) {
+    const C g = load_as<C>(a.dy, r * a.cols + col, a.dyt);
+    const C mu = load_as<C>(a.mean, r, a.mt), rs = load_as<C>(a.rstd, r, a.rt);
+    acc_w += g * (load_as<C>(a.x, r * a.cols + col, a.xt) - mu) * rs;
+    acc_b += g;
+  }
+  if (partial_w) partial_w[chunk * a.cols + col] = acc_w;
+  if (partial_b) partial_b[chunk * a.cols + col] = acc_b;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Embedding: out[i, :] = weight[idx[i], :]; a row gather moves bits, so W is the element's width.
+template <class W>
+__global__ void embedding_kernel(const W* weight, const int64_t* idx, W* out, int64_t n, int64_t dim,
+                                 int64_t vocab) {
+  DTRAIN_GRID_STRIDE(e, n * dim) {
+    const int64_t i = e / dim, j = e % dim;
+    const int64_t row = idx[i];
+    out[e] = row >= 0 && row < vocab ? weight[row * dim + j] : W(0);
+  }
+}
+
+// dweight[idx[i], :] += grad[i, :]. Thread (column j, vocabulary segment s) walks all indices in order
+// and adds those whose row falls in its segment, so each element of dweight is updated by one thread,
+// in index order: deterministic, without atomics or a sort.
+template <class C>
+__global__ void embedding_backward_kernel(const void* grad, DType gt, const int64_t* idx, int64_t n,
+                                          int64_t padding_idx, C* dweight, int64_t vocab,
+                                          int64_t dim, int64_t seg_rows) {
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t v0 = static_cast<int64_t>(blockIdx.y) * seg_rows;
+  const int64_t v1 = min(vocab, v0 + seg_rows);
+  if (j >= dim) return;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t row = idx[i];
+    if (row < v0 || row >= v1 || row == padding_idx) continue;
+    dweight[row * dim + j] += load_as<C>(grad, i * dim + j, gt);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cross entropy of a row with label smoothing s over C classes, lse = log sum_j exp(x_j):
+//   loss = (1 - s) (lse - x_t) + s (lse - mean_j x_j)
+// and its gradient g (softmax_j - q_j) with q = (1 - s) onehot(t) + s / C, recomputed from the logits
+// in the backward kernel, so no probabilities are stored between the two.
+struct CrossEntropyArgs {
+  const void* logits;
+  DType lt;
+  const int64_t* targets;
+  int64_t ignore_index;
+  double smoothing;
+  int64_t classes;
+  void* losses;  // forward
+  DType lst;
+  const void* grad;  // backward
+  DType gt;
+  void* dlogits;
+  DType dt;
+};
+
+template <class C>
+__device__ void row_logsumexp(const CrossEntropyArgs& a, int64_t base, C& m, C& s, C& sum_x,
+                              bool want_sum_x) {
+  m = lowest<C>();
+  for (int64_t j = threadIdx.x; j < a.classes; j += blockDim.x) {
+    const C v = load_as<C>(a.logits, base + j, a.lt);
+    m = v > m ? v : m;
+  }
+  m = block_max(m);
+  C se = C(0), sx = C(0);
+  for (int64_t j = threadIdx.x; j < a.classes; j += blockDim.x) {
+    const C v = load_as<C>(a.logits, base + j, a.lt);
+    se += exp_c(v - m);
+    sx += v;
+  }
+  s = block_sum(se);
+  sum_x = want_sum_x ? block_sum(sx) : C(0);
+}
+
+template <class C>
+__global__ void cross_entropy_kernel(CrossEntropyArgs a) {
+  const int64_t row = blockIdx.x, base = row * a.classes;
+  const int64_t t = a.targets[row];
+  if (t == a.ignore_index || t < 0 || t >= a.classes) {  // uniform across the block
+    if (threadIdx.x == 0) store_as<C>(a.losses, row, a.lst, C(0));
+    return;
+  }
+  C m, s, sum_x;
+  row_logsumexp(a, base, m, s, sum_x, a.smoothing != 0.0);
+  if (threadIdx.x == 0) {
+    const C lse = m + log_c(s);
+    const C smooth = static_cast<C>(a.smoothing);
+    C loss = (C(1) - smooth) * (lse - load_as<C>(a.logits, base + t, a.lt));
+    if (a.smoothing != 0.0) loss += smooth * (lse - sum_x / static_cast<C>(a.classes));
+    store_as<C>(a.losses, row, a.lst, loss);
+  }
+}
+
+template <class C>
+__global__ void cross_entropy_backward_kernel(CrossEntropyArgs a) {
+  const int64_t row = blockIdx.x, base = row * a.classes;
+  const int64_t t = a.targets[row];
+  if (t == a.ignore_index || t < 0 || t >= a.classes) {
+    for (int64_t j = threadIdx.x; j < a.classes; j += blockDim.x) {
+      store_as<C>(a.dlogits, base + j, a.dt, C(0));
+    }
+    return;
+  }
+  C m, s, sum_x;
+  row_logsumexp(a, base, m, s, sum_x, false);
+  const C g = load_as<C>(a.grad, row, a.gt);
+  const C inv_s = C(1) / s;
+  const C smooth = static_cast<C>(a.smoothing);
+  const C uniform = smooth / static_cast<C>(a.classes);
+  for (int64_t j = threadIdx.x; j < a.classes; j += blockDim.x) {
+    C d = exp_c(load_as<C>(a.logits, base + j, a.lt) - m) * inv_s - uniform;
+    if (j == t) d -= C(1) - smooth;
+    store_as<C>(a.dlogits, base + j, a.dt, g * d);
+  }
+}
+
+int64_t last_dim(const Tensor& t) { return t.dim() == 0 ? 1 : t.shape().back(); }
+
+const void* ptr_or_null(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
+void* mut_or_null(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
+
+Tensor contiguous_or_undefined(const Tensor& t) {
+  return t.defined() ? contiguous_as(t, t.dtype()) : t;
+}
+
+}  // namespace
+}  // namespace cuda
+
+using namespace cuda;
+
+void CudaBackend::softmax(const Tensor& x, const Tensor& out, bool log) {
+  const int64_t cols = last_dim(out);
+  if (out.numel() == 0 || cols == 0) return;
+  check_cuda_tensor(out, "softmax", "out");
+  const Tensor xs = contiguous_as(x, x.dtype());
+  const int64_t rows = out.numel() / cols;
+  const int dev = out.device().index;
+  DeviceGuard guard(dev);
+  cudaStream_t stream = compute_stream(dev);
+  dispatch_compute(out.dtype(), "softmax", [&](auto tag) {
+    using C = decltype(tag);
+    softmax_kernel<C><<<rows_grid(rows), kThreads, 0, stream>>>(cdata(xs), xs.dtype(), mdata(out),
+                                                                out.dtype(), cols, log);
+  });
+  check_launch("softmax_kernel");
+}
+
+void CudaBackend::softmax_backward(const Tensor& y, const Tensor& dy, const Tensor& dx, bool log) {
+  const int64_t cols = last_dim(dx);
+  if (dx.numel() == 0 || cols == 0) return;
+  check_cuda_tensor(dx, "softmax_backward", "dx");
+  const Tensor ys = contiguous_as(y, y.dtype()), dys = contiguous_as(dy, dy.dtype());
+  const int64_t rows = dx.numel() / cols;
+  const int dev = dx.device().index;
+  DeviceGuard guard(dev);
+  cudaStream_t stream = compute_stream(dev);
+  dispatch_compute(dx.dtype(), "softmax_backward", [&](auto tag) {
+    using C = decltype(tag);
+    softmax_backward_kernel<C><<<rows_grid(rows), kThreads, 0, stream>>>(
+        cdata(ys), ys.dtype(), cdata(dys), dys.dtype(), mdata(dx), dx.dtype(), cols, log);
+  });
+  check_launch("softmax_backward_kernel");
+}
+
+void CudaBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
+                             const Tensor& out, const Tensor& mean, const Tensor& rstd) {
+  const int64_t cols = last_dim(x);
+  if (x.numel() == 0 || cols == 0) return;
+  check_cuda_tensor(out, "layer_norm", "out");
+  const Tensor xs = contiguous_as(x, x.dtype());
+  const Tensor ws = contiguous_or_undefined(weight), bs = contiguous_or_undefined(bias);
+  const int64_t rows = x.numel() / cols;
+  const int dev = out.device().index;
+  DeviceGuard guard(dev);
+  cudaStream_t stream = compute_stream(dev);
+  LayerNormArgs a{cdata(xs),       xs.dtype(),
+                  ptr_or_null(ws), dtype_or(ws, DType::f32),
+                  ptr_or_null(bs), dtype_or(bs, DType::f32),
+                  eps,             mdata(out),
+                  out.dtype(),     mut_or_null(mean),
+                  dtype_or(mean, DType::f32), mut_or_null(rstd),
+                  dtype_or(rstd, DType::f32), cols};
+  dispatch_compute(x.dtype(), "layer_norm", [&](auto tag) {
+    using C = decltype(tag);
+    layer_norm_kernel<C><<<rows_grid(rows), kThreads, 0, stream>>>(a);
+  });
+  check_launch("layer_norm_kernel");
+}
+
+void CudaBackend::layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight,
+                                      const Tensor& mean, const Tensor& rstd, const Tensor& dx,
+                                      const Tensor& dweight, const Tensor& dbias) {
+  const int64_t cols = last_dim(x);
+  if (x.numel() == 0 || cols == 0) return;
+  const Tensor dys = contiguous_as(dy, dy.dtype()), xs = contiguous_as(x, x.dtype());
+  const Tensor ws = contiguous_or_undefined(weight);
+  const Tensor ms = contiguous_as(mean, mean.dtype()), rs = contiguous_as(rstd, rstd.dtype());
+  const int64_t rows = x.numel() / cols;
+  const int dev = x.device().index;
+  DeviceGuard guard(dev);
+  cudaStream_t stream = compute_stream(dev);
+  LayerNormBackwardArgs a{cdata(dys),      dys.dtype(), cdata(xs),  xs.dtype(),
+                          ptr_or_null(ws), dtype_or(ws, DType::f32), cdata(ms), ms.dtype(),
+                          cdata(rs),       rs.dtype(),  nullptr,    DType::f32,
+                          rows,            cols};
+  dispatch_compute(x.dtype(), "layer_norm_backward", [&](auto tag) {
+    using C = decltype(tag);
+    if (dx.defined()) {
+      check_cuda_tensor(dx, "layer_norm_backward", "dx");
+      LayerNormBackwardArgs ad = a;
+      ad.dx = mdata(dx);
+      ad.dxt = dx.dtype();
+      layer_norm_backward_dx_kernel<C><<<rows_grid(rows), kThreads, 0, stream>>>(ad);
+      check_launch("layer_norm_backward_dx_kernel");
+    }
+    if (!dweight.defined() && !dbias.defined()) return;
+    // Enough row chunks that about 1024 blocks run; each chunk at least 32 rows.
+    const int64_t col_blocks = (cols + kThreads - 1) / kThreads;
+    int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(1024 / col_blocks, (rows + 31) / 32));
+    chunks = std::min<int64_t>(chunks, 65535);
+    const int64_t chunk_rows = (rows + chunks - 1) / chunks;
+    chunks = (rows + chunk_rows - 1) / chunk_rows;
+    const DType acc = std::is_same_v<C, double> ? DType::f64 : DType::f32;
+    Tensor pw = dweight.defined() ? Tensor::empty({chunks, cols}, acc, x.device()) : Tensor();
+    Tensor pb = dbias.defined() ? Tensor::empty({chunks, cols}, acc, x.device()) : Tensor();
+    layer_norm_param_partials_kernel<C>
+        <<<dim3(static_cast<unsigned>(col_blocks), static_cast<unsigned>(chunks)), kThreads, 0,
+           stream>>>(a, chunk_rows, pw.defined() ? pw.data<C>() : nullptr,
+                     pb.defined() ? pb.data<C>() : nullptr);
+    check_launch("layer_norm_param_partials_kernel");
+    if (dweight.defined()) reduce(ReduceOp::sum, pw, 1, chunks, cols, dweight, Tensor());
+    if (dbias.defined()) reduce(ReduceOp::sum, pb, 1, chunks, cols, dbias, Tensor());
+  });
+}
+
+void CudaBackend::embedding(const Tensor& weight, const Tensor& indices, const Tensor& out) {
+  const int64_t n = indices.numel();
+  const int64_t vocab = weight.size(0);
+  const int64_t dim = vocab == 0 ? 0 : weight.numel() / vocab;
+  if (n == 0 || dim == 0) return;
+  check_cuda_tensor(out, "embedding", "out");
+  DTRAIN_CHECK(indices.dtype() == DType::i64, "cuda embedding: indices must be i64, got ",
+               dtype_name(indices.dtype()));
+  const Tensor ws = contiguous_as(weight, out.dtype());
+  const Tensor is = contiguous_as(indices, DType::i64);
+  const int dev = out.device().index;
+  DeviceGuard guard(dev);
+  cudaStream_t stream = compute_stream(dev);
+  switch (dtype_size(out.dtype())) {
+    case 2:
+      embedding_kernel<uint16_t><<<grid_for(n * dim), kThreads, 0, stream>>>(
+          ws.data<uint16_t>(), is.data<int64_t>(), out.data<uint16_t>(), n, dim, vocab);
+      break;
+    case 4:
+      embedding_kernel<uint32_t><<<grid_for(n * dim), kThreads, 0, stream>>>(
+          ws.data<uint32_t>(), is.data<int64_t>(), out.data<uint32_t>(), n, dim, vocab);
+      break;
+    default:
+      embedding_kernel<uint64_t><<<grid_for(n * dim), kThreads, 0, stream>>>(
+          ws.data<uint64_t>(), is.data<int64_t>(), out.data<uint64_t>(), n, dim, vocab);
+      break;
+  }
+  check_launch("embedding_kernel");
+}
+
+void CudaBackend::embedding_backward(const Tensor& grad, const Tensor& indices,
+                                     int64_t padding_idx, const Tensor& dweight) {
+  const int64_t n = indices.numel();
+  const int64_t vocab = dweight.size(0);
+  const int64_t dim = vocab == 0 ? 0 : dweight.numel() / vocab;
+  if (n == 0 || dim == 0) return;
+  check_cuda_tensor(dweight, "embedding_backward", "dweight");
+  const Tensor gs = contiguous_as(grad, grad.dtype());
+  const Tensor is = contiguous_as(indices, DType::i64);
+  // Half-precision tables accumulate in an f32 copy and are rounded once, as on the CPU.
+  const bool staged = is_half(dweight.dtype());
+  const Tensor acc = staged ? contiguous_as(dweight, DType::f32) : dweight;
+  const int dev = dweight.device().index;
+  DeviceGuard guard(dev);
+  cudaStream_t stream = compute_stream(dev);
+  const int64_t col_blocks = (dim + kThreads - 1) / kThreads;
+  const int64_t segments = std::max<int64_t>(1, std::min<int64_t>(vocab, 64));
+  const int64_t seg_rows = (vocab + segments - 1) / segments;
+  const dim3 grid(static_cast<unsigned>(col_blocks),
+                  static_cast<unsigned>((vocab + seg_rows - 1) / seg_rows));
+  dispatch_compute(acc.dtype(), "embedding_backward", [&](auto tag) {
+    using C = decltype(tag);
+    embedding_backward_kernel<C><<<grid, kThreads, 0, stream>>>(
+        cdata(gs), gs.dtype(), is.data<int64_t>(), n, padding_idx, acc.data<C>(), vocab, dim,
+        seg_rows);
+  });
+  check_launch("embedding_backward_kernel");
+  if (staged) copy(acc, dweight);
+}
+
+void CudaBackend::cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
+                                double label_smoothing, const Tensor& losses) {
+  const int64_t rows = targets.numel();
+  const int64_t classes = last_dim(logits);
+  if (rows == 0) return;
+  check_cuda_tensor(losses, "cross_entropy", "losses");
+  const Tensor ls = contiguous_as(logits, logits.dtype());
+  const Tensor ts = contiguous_as(targets, DType::i64);
+  const int dev = losses.device().index;
+  DeviceGuard guard(dev);
+  cudaStream_t stream = compute_stream(dev);
+  CrossEntropyArgs a{cdata(ls),   ls.dtype(),   ts.data<int64_t>(), ignore_index, label_smoothing,
+                     classes,     mdata(losses), losses.dtype(),    nullptr,      DType::f32,
+                     nullptr,     DType::f32};
+  dispatch_compute(logits.dtype(), "cross_entropy", [&](auto tag) {
+    using C = decltype(tag);
+    cross_entropy_kernel<C><<<rows_grid(rows), kThreads, 0, stream>>>(a);
+  });
+  check_launch("cross_entropy_kernel");
+}
+
+void CudaBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targets,
+                                         int64_t ignore_index, double label_smoothing,
+                                         const Tensor& grad_losses, const Tensor& dlogits) {
+  const int64_t rows = targets.numel();
+  const int64_t classes = last_dim(logits);
+  if (rows == 0) return;
+  check_cuda_tensor(dlogits, "cross_entropy_backward", "dlogits");
+  const Tensor ls = contiguous_as(logits, logits.dtype());
+  const Tensor ts = contiguous_as(targets, DType::i64);
+  const Tensor gs = contiguous_as(grad_losses, grad_losses.dtype());
+  const int dev = dlogits.device().index;
+  DeviceGuard guard(dev);
+  cudaStream_t stream = compute_stream(dev);
+  CrossEntropyArgs a{cdata(ls), ls.dtype(), ts.data<int64_t>(), ignore_index, label_smoothing,
+                     classes,   nullptr,    DType::f32,         cdata(gs),    gs.dtype(),
+                     mdata(dlogits), dlogits.dtype()};
+  dispatch_compute(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
+    using C = decltype(tag);
+    cross_entropy_backward_kernel<C><<<rows_grid(rows), kThreads, 0, stream>>>(a);
+  });
+  check_launch("cross_entropy_backward_kernel");
+}
+
+}  // namespace dtrain

@@ -1,0 +1,160 @@
+// Scaled dot-product attention:
+//   out = dropout(softmax(q k^T * scale + mask)) v,   scale = 1/sqrt(D) unless given.
+// A backend with a fused kernel (cuDNN / flash style) serves it whole when it accepts the shapes
+// and no dropout is asked for; otherwise attention is composed from matmul, add, softmax and
+// dropout, and autograd differentiates the composition.
+#include "core/ops/attention.h"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "core/autograd/grad_mode.h"
+#include "core/autograd/node.h"
+#include "core/backend/backend.h"
+#include "core/ops/activation.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/linalg.h"
+
+namespace dtrain {
+
+namespace {
+
+// Additive causal mask [Tq, Tk]: query i may attend to keys j <= i (the top-left aligned triangle,
+// as torch's is_causal); -inf above the diagonal, 0 elsewhere.
+Tensor causal_mask(int64_t tq, int64_t tk, DType dtype, Device device) {
+  std::vector<double> m(static_cast<size_t>(tq * tk), 0.0);
+  for (int64_t i = 0; i < tq; ++i) {
+    for (int64_t j = i + 1; j < tk; ++j) {
+      m[static_cast<size_t>(i * tk + j)] = -std::numeric_limits<double>::infinity();
+    }
+  }
+  return Tensor::from_vector(m, {tq, tk}, dtype, device);
+}
+
+// The mask as the fused kernels take it: f32, contiguous, [B or 1, 1, Tq or 1, Tk]. Undefined when
+// the mask has another layout (the composed path handles any broadcastable mask).
+Tensor fused_mask(const Tensor& mask, int64_t batch, int64_t tq, int64_t tk) {
+  Shape s = mask.shape();
+  while (s.size() < 4) s.insert(s.begin(), 1);
+  const bool fits = s.size() == 4 && (s[0] == 1 || s[0] == batch) && s[1] == 1 &&
+                    (s[2] == 1 || s[2] == tq) && s[3] == tk;
+  if (!fits) return Tensor();
+  Tensor m = mask.detach().reshape(s);
+  if (m.dtype() != DType::f32) m = m.to(DType::f32);
+  return m.contiguous();
+}
+
+// Tries the backend's fused kernel; returns an undefined tensor when it declines.
+Tensor try_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& mask_in,
+                 bool causal, double scale) {
+  const Tensor q = q_in.detach().contiguous(), k = k_in.detach().contiguous(),
+               v = v_in.detach().contiguous();
+  Tensor mask;
+  if (mask_in.defined()) {
+    mask = fused_mask(mask_in, q.size(0), q.size(2), k.size(2));
+    if (!mask.defined()) return Tensor();
+  }
+  Backend& be = backend_for(q.device());
+  Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
+  // stats: the per-row log-sum-exp of the scores, which the fused backward needs.
+  Tensor stats = Tensor::empty({q.size(0), q.size(1), q.size(2)}, DType::f32, q.device());
+  if (!be.sdpa(q, k, v, mask, causal, scale, out, stats)) return Tensor();
+
+  return autograd::record(
+      "scaled_dot_product_attention", {q_in, k_in, v_in}, out,
+      [qd = q, kd = k, vd = v, od = out.detach(), stats, mask, causal, scale](
+          const Tensor& grad_out, const std::vector<bool>& needs) {
+        (void)needs;  // the fused backward produces all three gradients at once
+        Tensor dq = Tensor::empty(qd.shape(), qd.dtype(), qd.device());
+        Tensor dk = Tensor::empty(kd.shape(), kd.dtype(), kd.device());
+        Tensor dv = Tensor::empty(vd.shape(), vd.dtype(), vd.device());
+        const bool done = backend_for(qd.device())
+                              .sdpa_backward(grad_out.contiguous(), qd, kd, vd, od, stats, mask,
+                                             causal, scale, dq, dk, dv);
+        DTRAIN_CHECK(done, "scaled_dot_product_attention: the ", backend_for(qd.device()).name(),
+                     " backend ran the fused forward for q ", shape_str(qd.shape()),
+                     " but declined its backward; a backend must accept both or neither");
+        return std::vector<Tensor>{dq, dk, dv};
+      });
+}
+
+}  // namespace
+
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const Tensor& attn_mask, bool causal, double dropout_p,
+                                    bool training, double scale, Generator* gen) {
+  const char* op = "scaled_dot_product_attention";
+  DTRAIN_CHECK(q.defined() && k.defined() && v.defined(), op, ": q, k or v is undefined");
+  DTRAIN_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op, ": q ", shape_str(q.shape()),
+               ", k ", shape_str(k.shape()), " and v ", shape_str(v.shape()),
+               " must all be [B, H, T, D]");
+  DTRAIN_CHECK(is_floating(q.dtype()), op, ": q is ", dtype_name(q.dtype()),
+               "; it needs a floating dtype");
+  DTRAIN_CHECK(q.dtype() == k.dtype() && q.dtype() == v.dtype(), op, ": q, k and v are ",
+               dtype_name(q.dtype()), ", ", dtype_name(k.dtype()), " and ", dtype_name(v.dtype()),
+               "; cast them to one dtype");
+  DTRAIN_CHECK(q.device() == k.device() && q.device() == v.device(), op, ": q, k and v are on ",
+               q.device().str(), ", ", k.device().str(), " and ", v.device().str(),
+               "; move them to one device");
+  DTRAIN_CHECK(k.size(0) == q.size(0) && k.size(1) == q.size(1) && k.size(3) == q.size(3), op,
+               ": k ", shape_str(k.shape()), " does not match q ", shape_str(q.shape()),
+               "; k needs q's batch, heads and head dim");
+  DTRAIN_CHECK(v.size(0) == k.size(0) && v.size(1) == k.size(1) && v.size(2) == k.size(2), op,
+               ": v ", shape_str(v.shape()), " does not match k ", shape_str(k.shape()),
+               "; v needs k's batch, heads and length");
+  DTRAIN_CHECK(dropout_p >= 0.0 && dropout_p <= 1.0, op, ": dropout_p is ", dropout_p,
+               "; it must be in [0, 1]");
+  const int64_t batch = q.size(0), heads = q.size(1), tq = q.size(2), tk = k.size(2);
+  if (attn_mask.defined()) {
+    DTRAIN_CHECK(is_floating(attn_mask.dtype()), op, ": attn_mask is ",
+                 dtype_name(attn_mask.dtype()),
+                 "; it must be an additive floating mask (see key_padding_to_attn_mask)");
+    DTRAIN_CHECK(attn_mask.device() == q.device(), op, ": attn_mask is on ",
+                 attn_mask.device().str(), " but q is on ", q.device().str());
+    const Shape scores_shape{batch, heads, tq, tk};
+    bool fits = attn_mask.dim() <= 4;
+    for (int64_t i = 1; fits && i <= attn_mask.dim(); ++i) {
+      const int64_t m = attn_mask.size(-i);
+      fits = m == 1 || m == scores_shape[static_cast<size_t>(4 - i)];
+    }
+    DTRAIN_CHECK(fits, op, ": attn_mask ", shape_str(attn_mask.shape()),
+                 " does not broadcast to the scores ", shape_str(scores_shape),
+                 " ([B, H, Tq, Tk]); give a mask with those sizes or 1s");
+  }
+  if (scale <= 0.0) scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
+  const bool use_dropout = training && dropout_p > 0.0;
+
+  // The fused path has no dropout and gives no gradient to the mask.
+  const bool mask_needs_grad =
+      attn_mask.defined() && attn_mask.requires_grad() && autograd::grad_enabled();
+  if (!use_dropout && !mask_needs_grad && v.size(3) == q.size(3)) {
+    Tensor fused = try_fused(q, k, v, attn_mask, causal, scale);
+    if (fused.defined()) return fused;
+  }
+
+  Tensor scores = mul(matmul(q, k.transpose(-2, -1)), scale);  // [B, H, Tq, Tk]
+  if (causal) scores = add(scores, causal_mask(tq, tk, scores.dtype(), scores.device()));
+  if (attn_mask.defined()) {
+    scores =
+        add(scores, attn_mask.dtype() == scores.dtype() ? attn_mask : attn_mask.to(scores.dtype()));
+  }
+  Tensor weights = softmax(scores, -1);
+  if (use_dropout) weights = dropout(weights, dropout_p, true, gen);
+  return matmul(weights, v);
+}
+
+Tensor key_padding_to_attn_mask(const Tensor& key_padding_mask, DType dtype) {
+  DTRAIN_CHECK(key_padding_mask.defined() && key_padding_mask.dim() == 2,
+               "key_padding_to_attn_mask: the key padding mask has shape ",
+               key_padding_mask.defined() ? shape_str(key_padding_mask.shape()) : "undefined",
+               "; it must be [B, Tk] (nonzero = padding)");
+  DTRAIN_CHECK(is_floating(dtype), "key_padding_to_attn_mask: dtype ", dtype_name(dtype),
+               " is not floating; an additive mask needs -inf");
+  const int64_t batch = key_padding_mask.size(0), tk = key_padding_mask.size(1);
+  std::vector<double> pad = key_padding_mask.to_vector<double>();
+  for (double& x : pad) x = x != 0.0 ? -std::numeric_limits<double>::infinity() : 0.0;
+  return Tensor::from_vector(pad, {batch, 1, 1, tk}, dtype, key_padding_mask.device());
+}
+
+}  // namespace dtrain

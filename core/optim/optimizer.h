@@ -1,0 +1,171 @@
+// Optimizer: updates parameters from their gradients, one parameter group at a time.
+//
+// A parameter group is a list of parameters with its own lr, weight_decay and the optimizer's other
+// hyper-parameters. Groups are how one model trains parts at different rates; for example,
+// fine-tuning a pretrained backbone at a tenth of the head's learning rate:
+//
+//   AdamWOptions head{.lr = 1e-3, .weight_decay = 0.05};
+//   AdamWOptions backbone = head;
+//   backbone.lr = head.lr / 10;
+//   AdamW opt({{backbone_params, backbone}, {head_params, head}});
+//   LrScheduler sched(opt, warmup_cosine(500, 10000));  // scales both groups, keeping the ratio
+//
+// step() runs with autograd off and skips a parameter that is frozen (requires_grad false) or has
+// no gradient this step: it is not updated and its state (including its step count) does not
+// advance, as in PyTorch. The update rules are PyTorch 1.13's (torch.optim, single-tensor path),
+// written with the in-place ops of core/ops, so they run on whichever device the parameter lives
+// on. Optimizer state lives beside each parameter, on its device and in its dtype (f32 master
+// weights; f64 is accepted too, f16/bf16 parameters are refused).
+//
+// state_dict() gives named tensors "state.<i>.<name>" (i = the parameter's index counted across the
+// groups in order, name as in PyTorch: exp_avg, exp_avg_sq, momentum_buffer, ...) plus a JSON
+// object with the optimizer's name, each group's options and each parameter's step count and scalar
+// state. load_state_dict() restores both exactly, so training resumes on the same trajectory.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/tensor/tensor.h"
+
+namespace dtrain::optim {
+
+// One parameter's optimizer state.
+struct ParamState {
+  int64_t step = 0;  // updates applied so far (incremented before the update that uses it)
+  std::map<std::string, Tensor> tensors;  // exp_avg, momentum_buffer, ... (the parameter's shape)
+  std::map<std::string, double> scalars;  // per-parameter numbers, e.g. NAdam's mu_product
+
+  // The state tensor `name`, created filled with `value` (shape, dtype and device of `param`) the
+  // first time it is asked for.
+  Tensor& tensor_or_fill(const std::string& name, const Tensor& param, double value = 0.0);
+};
+
+// What a checkpoint saves: the tensors by name and everything else as JSON. The tensors share
+// storage with the live state; copy them before stepping again if a snapshot is needed.
+struct OptimizerState {
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  nlohmann::json scalars;
+};
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  virtual const char* name() const = 0;  // "sgd", "adam", ... (as in a checkpoint)
+
+  // One update of every parameter that has a gradient. A gradient in another floating dtype (say
+  // bf16 from a mixed-precision backward) is converted to the parameter's dtype first.
+  void step();
+  // Clears every parameter's gradient: to undefined by default (the next backward allocates fresh
+  // ones, and step() skips a parameter that got none), or filled with zeros in place when
+  // set_to_none is false (keeps the memory, e.g. when gradients are views into a DDP bucket).
+  void zero_grad(bool set_to_none = true);
+
+  size_t num_groups() const { return groups_.size(); }
+  const std::vector<Tensor>& params(size_t group) const;
+  std::vector<Tensor> parameters() const;  // all groups, in index order
+  virtual double lr(size_t group) const = 0;
+  virtual void set_lr(size_t group, double lr) = 0;
+  virtual double weight_decay(size_t group) const = 0;
+
+  // The state of parameter `index` (counted across groups), or nullptr before its first update.
+  const ParamState* state(size_t index) const;
+
+  OptimizerState state_dict() const;
+  // Restores group options and state from state_dict() of an optimizer of the same kind over
+  // parameters of the same shapes, grouped the same way. State tensors are copied onto each
+  // parameter's device and dtype. All checks run before anything changes.
+  void load_state_dict(const OptimizerState& saved);
+
+ protected:
+  Optimizer() = default;
+  // Appends a group's parameters (checked: defined, f32/f64, not already in another group).
+  void add_group_params(std::vector<Tensor> params);
+  // Applies one update to `param` with `grad` (same shape, dtype and device); state.step is already
+  // incremented. Runs under NoGradGuard.
+  virtual void update(size_t group, Tensor& param, const Tensor& grad, ParamState& state) = 0;
+  virtual nlohmann::json group_options_json(size_t group) const = 0;
+  // Parses and sets every group's options at once, or throws and changes nothing.
+  virtual void set_group_options_json(const std::vector<nlohmann::json>& options) = 0;
+
+ private:
+  std::vector<std::vector<Tensor>> groups_;
+  std::vector<std::optional<ParamState>> state_;  // by parameter index
+};
+
+template <class Options>
+struct ParamGroup {
+  std::vector<Tensor> params;
+  Options options;
+};
+
+// The part of every optimizer that depends only on its options type. Options has `lr` and
+// `weight_decay` members, a `static constexpr const char* kName`, a `check()` that throws
+// dtrain::Error on a bad value, and nlohmann to_json / from_json.
+template <class Options>
+class OptimizerWithOptions : public Optimizer {
+ public:
+  const char* name() const override { return Options::kName; }
+
+  // Adds a group after construction (e.g. unfreezing layers mid-training).
+  void add_param_group(ParamGroup<Options> group) {
+    group.options.check();
+    add_group_params(std::move(group.params));
+    options_.push_back(group.options);
+  }
+  const Options& options(size_t group) const { return options_.at(group); }
+  // Changed options take effect at the next step(); call check() after editing by hand.
+  Options& options(size_t group) { return options_.at(group); }
+
+  double lr(size_t group) const override { return options_.at(group).lr; }
+  void set_lr(size_t group, double lr) override { options_.at(group).lr = lr; }
+  double weight_decay(size_t group) const override { return options_.at(group).weight_decay; }
+
+ protected:
+  explicit OptimizerWithOptions(std::vector<ParamGroup<Options>> groups) {
+    for (auto& g : groups) add_param_group(std::move(g));
+  }
+  nlohmann::json group_options_json(size_t group) const override { return options_.at(group); }
+  void set_group_options_json(const std::vector<nlohmann::json>& options) override {
+    std::vector<Options> parsed;
+    for (const auto& j : options) {
+      Options o;
+      try {
+        o = j.get<Options>();
+      } catch (const nlohmann::json::exception& e) {
+        throw Error(std::string(Options::kName) + ": bad group options in state_dict (" + e.what() +
+                    "); pass the state_dict this optimizer kind wrote");
+      }
+      o.check();
+      parsed.push_back(o);
+    }
+    options_ = std::move(parsed);
+  }
+
+ private:
+  std::vector<Options> options_;
+};
+
+// One group of `params` with `options`.
+template <class Options>
+std::vector<ParamGroup<Options>> single_group(std::vector<Tensor> params, const Options& options) {
+  return {ParamGroup<Options>{std::move(params), options}};
+}
+
+// Shared by the update rules: `grad` + weight_decay * `param` as a new tensor (L2 regularisation as
+// PyTorch adds it), or `grad` itself when weight_decay is 0.
+Tensor grad_with_weight_decay(const Tensor& grad, const Tensor& param, double weight_decay);
+
+// For Options::check(): throws "<optimizer>: <option> = <value> is invalid; it must be <rule>"
+// unless `ok`.
+void check_option(bool ok, const char* optimizer, const char* option, double value,
+                  const char* rule);
+
+}  // namespace dtrain::optim

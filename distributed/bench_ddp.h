@@ -1,0 +1,52 @@
+// The DDP overhead benchmark behind `dtrain bench ddp`. The same N processes run the same training
+// step twice: first as N independent replicas (forward, backward, update; no communication), then
+// wrapped in DistributedDataParallel with the same per-rank batch. The difference is what data
+// parallelism costs:
+//
+//   overhead = (t_ddp - t_independent) / t_independent
+//
+// and of the time the bucket all-reduces ran, the part that fell before backward returned was hidden
+// behind computation:
+//
+//   hidden = sum over buckets of |[comm_start, comm_end] before finish_gradient_synchronization| / comm
+//
+// Step times are the slowest rank's mean over the timed steps (a data-parallel job moves at the pace of
+// its slowest rank).
+#pragma once
+#include <functional>
+#include <iosfwd>
+#include <memory>
+
+#include "core/nn/module.h"
+#include "distributed/ddp.h"
+
+namespace dtrain::dist {
+
+struct DdpBenchOptions {
+  int warmup_steps = 3;
+  int steps = 10;
+  DDPOptions ddp;
+};
+
+struct DdpBenchResult {
+  int world_size = 1;
+  int64_t parameters = 0;
+  int buckets = 0;
+  double independent_step_ms = 0;  // N replicas, no communication
+  double ddp_step_ms = 0;          // the same with DDP
+  double overhead_percent = 0;
+  double comm_ms = 0;    // per step: time the bucket all-reduces ran
+  double hidden_ms = 0;  // per step: the part of it before backward returned
+  double hidden_percent = 0;
+  double exposed_ms = 0;  // per step: time spent waiting in finish_gradient_synchronization
+};
+
+// `loss` runs this rank's forward on its fixed batch and returns the loss; `update` (may be empty)
+// runs after the gradients are final (an optimizer step and zero_grad). Gradients are cleared after
+// every step either way. Collective: every rank calls it. Rank 0 prints a short report to `out` when
+// it is not null.
+DdpBenchResult bench_ddp(std::shared_ptr<nn::Module> model, std::shared_ptr<ProcessGroup> pg,
+                         const std::function<Tensor()>& loss, const std::function<void()>& update,
+                         const DdpBenchOptions& options, std::ostream* out);
+
+}  // namespace dtrain::dist

@@ -1,0 +1,111 @@
+#include "distributed/process_group.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+
+#include "core/autograd/grad_mode.h"
+
+namespace dtrain::dist {
+
+const char* reduce_op_name(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::sum: return "sum";
+    case ReduceOp::avg: return "avg";
+    case ReduceOp::max: return "max";
+  }
+  return "?";
+}
+
+ProcessGroupOptions ProcessGroupOptions::from_environment() {
+  ProcessGroupOptions o;
+  if (const char* s = std::getenv("DTRAIN_COLLECTIVE_TIMEOUT_S")) {
+    char* end = nullptr;
+    double seconds = std::strtod(s, &end);
+    DTRAIN_CHECK(end != s && *end == '\0' && seconds > 0, "DTRAIN_COLLECTIVE_TIMEOUT_S='", s,
+                 "' is not a positive number of seconds");
+    o.timeout = std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000.0));
+  }
+  return o;
+}
+
+double all_reduce_value(ProcessGroup& pg, double value, ReduceOp op) {
+  Tensor t = Tensor::full({1}, value, DType::f64, pg.device());
+  pg.all_reduce(t, op)->wait();
+  return t.item();
+}
+
+bool any_rank(ProcessGroup& pg, bool flag) {
+  return all_reduce_value(pg, flag ? 1.0 : 0.0, ReduceOp::max) > 0.0;
+}
+
+std::vector<int64_t> all_gather_values(ProcessGroup& pg, const std::vector<int64_t>& values) {
+  const int64_t n = static_cast<int64_t>(values.size());
+  Tensor local = Tensor::from_vector(values, {n}, DType::i64, pg.device());
+  Tensor all = Tensor::empty({n * pg.size()}, DType::i64, pg.device());
+  pg.all_gather(all, local)->wait();
+  return all.to_vector<int64_t>();
+}
+
+void broadcast_coalesced(ProcessGroup& pg, const std::vector<Tensor>& tensors, int root) {
+  NoGradGuard no_grad;  // parameters are overwritten in place; nothing here is differentiable
+  // Group by dtype, keeping the given order inside each group so every rank packs identically.
+  std::map<DType, std::vector<Tensor>> groups;
+  for (const Tensor& t : tensors) {
+    if (t.defined() && t.numel() > 0) groups[t.dtype()].push_back(t);
+  }
+  for (auto& [dtype, group] : groups) {
+    int64_t total = 0;
+    for (const Tensor& t : group) total += t.numel();
+    Tensor flat = Tensor::empty({total}, dtype, pg.device());
+    int64_t offset = 0;
+    if (pg.rank() == root) {
+      for (const Tensor& t : group) {
+        flat.narrow(0, offset, t.numel()).view(t.shape()).copy_(t);
+        offset += t.numel();
+      }
+    }
+    pg.broadcast(flat, root)->wait();
+    offset = 0;
+    for (const Tensor& t : group) {
+      Tensor dst = t;
+      dst.copy_(flat.narrow(0, offset, t.numel()).view(t.shape()));
+      offset += t.numel();
+    }
+  }
+}
+
+std::string describe_collective(const std::string& name, int64_t numel, DType dtype) {
+  const double mib = static_cast<double>(numel) * static_cast<double>(dtype_size(dtype)) / 1048576.0;
+  char size[32];
+  std::snprintf(size, sizeof size, "%.3g MiB", mib);
+  return detail::concat(name, " of ", numel, " ", dtype_name(dtype), " elements (", size, ")");
+}
+
+namespace {
+int env_int(const char* name, int fallback) {
+  const char* s = std::getenv(name);
+  if (!s || !*s) return fallback;
+  char* end = nullptr;
+  long v = std::strtol(s, &end, 10);
+  return (end != s && *end == '\0' && v >= 0) ? static_cast<int>(v) : fallback;
+}
+}  // namespace
+
+int local_rank_from_environment() {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID",
+                           "LOCAL_RANK"}) {
+    int v = env_int(name, -1);
+    if (v >= 0) return v;
+  }
+  return 0;
+}
+
+bool launched_by_mpi_launcher() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"}) {
+    if (std::getenv(name)) return true;
+  }
+  return std::getenv("SLURM_PROCID") != nullptr && env_int("SLURM_NTASKS", 1) > 1;
+}
+
+}  // namespace dtrain::dist

@@ -1,0 +1,107 @@
+// ProcessGroup: the ranks of one job and the collectives between them. Every collective is asynchronous:
+// it returns a Work whose wait() blocks until this rank's part is done. Collectives must be issued in the
+// same order on every rank (as in MPI and NCCL). Each has a timeout (10 minutes unless configured); when
+// it passes, the job is aborted with a message naming the collective, its size and the rank, so a rank
+// that died or took another code path brings the job down instead of hanging it.
+//
+// Tensors passed to collectives are contiguous, live on the group's device kind (ProcessGroupMPI: CPU,
+// ProcessGroupNCCL: CUDA) and are modified in place; the Work keeps them alive until it completes.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tensor/tensor.h"
+
+namespace dtrain::dist {
+
+// How all_reduce and reduce_scatter combine the ranks' values. avg is sum / size (floating dtypes only).
+enum class ReduceOp : uint8_t { sum, avg, max };
+const char* reduce_op_name(ReduceOp op);  // "sum", "avg", "max"
+
+// What a collective's timeout is measured from: the moment it was handed to the communication library.
+using Clock = std::chrono::steady_clock;
+
+class Work {
+ public:
+  virtual ~Work() = default;
+  // True once this rank's part finished (non-blocking).
+  virtual bool is_completed() = 0;
+  // Blocks until done; throws dtrain::Error if the collective failed. (A timeout aborts the job.)
+  virtual void wait() = 0;
+  // When the collective started in the library and when it finished; epoch (zero) until known. DDP
+  // reads them to measure how much communication overlapped backward.
+  virtual Clock::time_point start_time() const { return {}; }
+  virtual Clock::time_point end_time() const { return {}; }
+};
+using WorkPtr = std::shared_ptr<Work>;
+
+struct ProcessGroupOptions {
+  // A collective not finished after this long aborts the job. DTRAIN_COLLECTIVE_TIMEOUT_S (seconds) in
+  // the environment overrides the default.
+  std::chrono::milliseconds timeout = std::chrono::minutes(10);
+  static ProcessGroupOptions from_environment();
+};
+
+class ProcessGroup {
+ public:
+  explicit ProcessGroup(ProcessGroupOptions options) : options_(options) {}
+  virtual ~ProcessGroup() = default;
+  ProcessGroup(const ProcessGroup&) = delete;
+  ProcessGroup& operator=(const ProcessGroup&) = delete;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual const char* backend_name() const = 0;  // "mpi", "nccl"
+  // Where this group's tensors live (CPU for MPI; this rank's GPU for NCCL).
+  virtual Device device() const = 0;
+
+  // tensor on every rank <- tensor on `root`.
+  virtual WorkPtr broadcast(const Tensor& tensor, int root = 0) = 0;
+  // tensor on every rank <- op over all ranks' tensors (elementwise).
+  virtual WorkPtr all_reduce(const Tensor& tensor, ReduceOp op = ReduceOp::sum) = 0;
+  // input holds size() equal chunks (input.numel() == size() * output.numel()); output on rank r <- op
+  // over all ranks of chunk r.
+  virtual WorkPtr reduce_scatter(const Tensor& output, const Tensor& input,
+                                 ReduceOp op = ReduceOp::sum) = 0;
+  // output (size() * input.numel() elements) <- every rank's input, rank r's at chunk r.
+  virtual WorkPtr all_gather(const Tensor& output, const Tensor& input) = 0;
+  virtual WorkPtr barrier() = 0;
+
+  // A blocking sum all-reduce made directly with the library's own call (MPI_Allreduce, ncclAllReduce +
+  // stream sync), bypassing dtrain's queue and watchdog: the reference the all-reduce benchmark prints
+  // beside each row.
+  virtual void raw_all_reduce(const Tensor& tensor) = 0;
+
+  const ProcessGroupOptions& options() const { return options_; }
+
+ protected:
+  ProcessGroupOptions options_;
+};
+
+// ---- helpers built on the interface
+
+// Blocking all-reduce of one number (metrics, flags). Uses an f64 tensor on the group's device.
+double all_reduce_value(ProcessGroup& pg, double value, ReduceOp op);
+// True on every rank when `flag` is true on any rank (e.g. the loss scaler's overflow flag:
+// scaler.set_overflow_reducer([&](bool f) { return any_rank(pg, f); })).
+bool any_rank(ProcessGroup& pg, bool flag);
+// Every rank's `values` (the same count on every rank), concatenated in rank order.
+std::vector<int64_t> all_gather_values(ProcessGroup& pg, const std::vector<int64_t>& values);
+// Broadcasts `tensors` from `root`, packing those of one dtype into one flat buffer (few large messages
+// instead of many small ones). The tensors are updated in place; they need not be contiguous.
+void broadcast_coalesced(ProcessGroup& pg, const std::vector<Tensor>& tensors, int root = 0);
+
+// Describes a collective for messages: "all_reduce(sum) of 1000003 f32 elements (3.8 MiB)".
+std::string describe_collective(const std::string& name, int64_t numel, DType dtype);
+
+// The launcher's idea of this process's index among the ranks on its node, read from the environment
+// (OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID, MPI_LOCALRANKID, LOCAL_RANK); 0 without a launcher.
+// It picks the GPU.
+int local_rank_from_environment();
+// True when a launcher (mpirun/mpiexec, srun) started this process.
+bool launched_by_mpi_launcher();
+
+}  // namespace dtrain::dist

@@ -1,0 +1,58 @@
+#include "launch/optimizer_factory.h"
+
+namespace dtrain::launch {
+
+namespace {
+template <class Options, class Opt>
+std::unique_ptr<optim::Optimizer> grouped(Options options, double weight_decay,
+                                          std::vector<Tensor> decay, std::vector<Tensor> no_decay) {
+  Options with = options, without = options;
+  with.weight_decay = weight_decay;
+  without.weight_decay = 0.0;
+  std::vector<optim::ParamGroup<Options>> groups;
+  if (!decay.empty()) groups.push_back({std::move(decay), with});
+  if (!no_decay.empty()) groups.push_back({std::move(no_decay), without});
+  return std::make_unique<Opt>(std::move(groups));
+}
+
+bool exempt_from_decay(const std::string& name, const Tensor& p) {
+  return p.dim() < 2 || name.find("_token") != std::string::npos ||
+         name.find("pos_embed") != std::string::npos;
+}
+}  // namespace
+
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, const nn::Module& model) {
+  std::vector<Tensor> decay, no_decay;
+  for (const auto& [name, p] : model.named_parameters()) {
+    if (!p.requires_grad()) continue;
+    (exempt_from_decay(name, p) ? no_decay : decay).push_back(p);
+  }
+  const std::string& o = c.optimizer;
+  if (o == "sgd") {
+    return grouped<optim::SGDOptions, optim::SGD>({.lr = c.lr, .momentum = 0.9}, c.weight_decay, decay, no_decay);
+  }
+  if (o == "adam") return grouped<optim::AdamOptions, optim::Adam>({.lr = c.lr}, c.weight_decay, decay, no_decay);
+  if (o == "adamw") return grouped<optim::AdamWOptions, optim::AdamW>({.lr = c.lr}, c.weight_decay, decay, no_decay);
+  if (o == "adagrad") {
+    return grouped<optim::AdagradOptions, optim::Adagrad>({.lr = c.lr}, c.weight_decay, decay, no_decay);
+  }
+  if (o == "rmsprop") {
+    return grouped<optim::RMSpropOptions, optim::RMSprop>({.lr = c.lr}, c.weight_decay, decay, no_decay);
+  }
+  if (o == "adamax") {
+    return grouped<optim::AdamaxOptions, optim::Adamax>({.lr = c.lr}, c.weight_decay, decay, no_decay);
+  }
+  if (o == "nadam") return grouped<optim::NAdamOptions, optim::NAdam>({.lr = c.lr}, c.weight_decay, decay, no_decay);
+  throw Error("unknown optimizer '" + o + "': use sgd, adam, adamw, adagrad, rmsprop, adamax or nadam");
+}
+
+optim::LrSchedule make_schedule(const TrainConfig& c, int64_t total_steps) {
+  double min_ratio = c.lr > 0 ? c.min_lr / c.lr : 0.0;
+  if (c.schedule == "cosine") return optim::warmup_cosine(c.warmup_steps, total_steps, min_ratio);
+  if (c.schedule == "linear") return optim::warmup_linear(c.warmup_steps, total_steps, min_ratio);
+  if (c.schedule == "constant") return optim::constant_lr(c.warmup_steps);
+  if (c.schedule == "step") return optim::step_lr(std::max<int64_t>(1, total_steps / 3), 0.1, c.warmup_steps);
+  throw Error("unknown schedule '" + c.schedule + "': use cosine, linear, step or constant");
+}
+
+}  // namespace dtrain::launch

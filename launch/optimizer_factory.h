@@ -1,0 +1,16 @@
+// Builds the optimizer and the learning-rate schedule a TrainConfig names. Parameters split into two
+// groups as in timm and nanoGPT: matrices (dim >= 2) get weight decay; biases, norms, the class token
+// and position tables (dim < 2, or named *_token / pos_embed*) do not.
+#pragma once
+#include <memory>
+
+#include "core/nn/module.h"
+#include "core/optim/optim.h"
+#include "launch/config.h"
+
+namespace dtrain::launch {
+
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& config, const nn::Module& model);
+optim::LrSchedule make_schedule(const TrainConfig& config, int64_t total_steps);
+
+}  // namespace dtrain::launch

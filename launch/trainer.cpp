@@ -1,0 +1,278 @@
+#include "launch/trainer.h"
+
+#include <chrono>
+#include <iostream>
+#include <cmath>
+#include <cstdlib>
+#include <thread>
+
+#include "core/backend/backend.h"
+#include "core/data/data_loader.h"
+#include "core/data/sampler.h"
+#include "core/io/checkpoint.h"
+#include "core/ops/ops.h"
+#include "core/optim/optim.h"
+#include "launch/metrics.h"
+#include "launch/optimizer_factory.h"
+#include "launch/progress.h"
+#include "launch/workload.h"
+
+namespace dtrain::launch {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+int local_world_size() {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE", "LOCAL_WORLD_SIZE"}) {
+    if (const char* v = std::getenv(name)) return std::max(1, std::atoi(v));
+  }
+  return 1;
+}
+
+Device pick_device(const TrainConfig& c) {
+  Device requested = Device::parse(c.device);
+  if (requested.is_cpu()) return requested;
+  int count = cuda_device_count();
+  DTRAIN_CHECK(count > 0, "--device ", c.device, " but no CUDA device is visible; use --device cpu");
+  // Under a launcher each rank takes the GPU of its local rank.
+  if (c.device == "cuda") return Device::cuda(dist::local_rank_from_environment() % count);
+  return requested;
+}
+
+data::Batch to_device(data::Batch b, Device device) {
+  if (device.is_cpu()) return b;
+  b.input = b.input.to(device);
+  b.target = b.target.to(device);
+  if (b.decoder_input.defined()) b.decoder_input = b.decoder_input.to(device);
+  return b;
+}
+
+// The rank's share of each global batch: global batch k of an epoch is permutation[k*B, (k+1)*B) for
+// every world size; rank r takes the r-th of `world` equal slices of it. The incomplete last global
+// batch of an epoch is left out.
+std::shared_ptr<data::Sampler> rank_sampler(int64_t n, int64_t global_batch, int rank, int world,
+                                            uint64_t seed) {
+  return std::make_shared<data::FunctionSampler>([=](int64_t epoch) {
+    std::vector<int64_t> perm = data::epoch_permutation(n, seed, epoch);
+    int64_t per_rank = global_batch / world, batches = n / global_batch;
+    std::vector<int64_t> mine;
+    mine.reserve(static_cast<size_t>(batches * per_rank));
+    for (int64_t k = 0; k < batches; ++k) {
+      auto first = perm.begin() + k * global_batch + rank * per_rank;
+      mine.insert(mine.end(), first, first + per_rank);
+    }
+    return mine;
+  });
+}
+
+// Evaluates on this rank's share of the eval set and sums across ranks.
+nlohmann::json evaluate(Workload& w, dist::ProcessGroup& pg, int64_t batch_size, int64_t max_batches,
+                        Device device) {
+  NoGradGuard no_grad;
+  w.model().eval();
+  int64_t n = w.eval_set->size();
+  int rank = pg.rank(), world = pg.size();
+  // Contiguous shards; the last ranks may get one sample fewer (no sample counted twice).
+  int64_t begin = n * rank / world, end = n * (rank + 1) / world;
+  std::vector<int64_t> mine(static_cast<size_t>(end - begin));
+  for (int64_t i = begin; i < end; ++i) mine[static_cast<size_t>(i - begin)] = i;
+  data::DataLoader loader(w.eval_set,
+                          std::make_shared<data::FunctionSampler>([mine](int64_t) { return mine; }),
+                          {.batch_size = batch_size, .prefetch = 1});
+  loader.start_epoch(0);
+  std::vector<double> sums;
+  int64_t count = 0;
+  while (auto batch = loader.next()) {
+    if (max_batches > 0 && count++ >= max_batches) break;
+    std::vector<double> s = w.eval_sums(to_device(std::move(*batch), device));
+    if (sums.empty()) sums.assign(s.size(), 0.0);
+    for (size_t i = 0; i < s.size(); ++i) sums[i] += s[i];
+  }
+  loader.stop();
+  // Ranks with no eval batch still take part in the reduction with zeros of the same length.
+  int64_t width = static_cast<int64_t>(dist::all_reduce_value(pg, static_cast<double>(sums.size()),
+                                                              dist::ReduceOp::max));
+  sums.resize(static_cast<size_t>(width), 0.0);
+  Tensor t = Tensor::from_vector(sums, {width}, DType::f64);
+  pg.all_reduce(t)->wait();
+  w.model().train();
+  return w.eval_metrics(t.to_vector<double>());
+}
+
+void save_checkpoint(const std::string& dir, Workload& w, const optim::Optimizer& opt,
+                     const optim::LrScheduler& sched, int64_t step, data::LoaderPosition pos) {
+  CheckpointWriter writer(dir);
+  writer.write_tensors(kCheckpointModelFile, w.checkpoint_state(), {{"format", "pt"}});
+  optim::OptimizerState os = opt.state_dict();
+  writer.write_tensors(kCheckpointOptimizerFile, os.tensors);
+  auto rng = default_generator().state();
+  writer.write_json(kCheckpointStateFile,
+                    {{"step", step},
+                     {"data", {{"epoch", pos.epoch}, {"batch", pos.batch}}},
+                     {"optimizer", os.scalars},
+                     {"scheduler", sched.state_dict()},
+                     {"rng", std::vector<uint64_t>(rng.begin(), rng.end())}});
+  writer.commit();
+}
+
+// Device, threads and seed for this rank, then the workload.
+std::unique_ptr<Workload> setup(const TrainConfig& c, Device device) {
+  set_num_threads(c.threads > 0 ? c.threads
+                                : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
+                                                  local_world_size()));
+  manual_seed(c.seed);
+  return make_workload(c, device);
+}
+
+}  // namespace
+
+nlohmann::json evaluate_checkpoint(const TrainConfig& c, dist::ProcessGroup& pg) {
+  const Device device = pick_device(c);
+  std::unique_ptr<Workload> w = setup(c, device);
+  w->load_checkpoint_state(Checkpoint(c.resume).tensors(kCheckpointModelFile).tensors());
+  nlohmann::json metrics = evaluate(*w, pg, std::max<int64_t>(1, c.batch_size / pg.size()),
+                                    c.eval_batches, device);
+  if (pg.rank() == 0) {
+    for (const std::string& s : w->samples()) std::cout << "sample: " << s << "\n";
+  }
+  return metrics;
+}
+
+TrainResult train(const TrainConfig& c, dist::ProcessGroup& pg) {
+  const int rank = pg.rank(), world = pg.size();
+  const bool lead = rank == 0;
+  const Device device = pick_device(c);
+  std::unique_ptr<Workload> w = setup(c, device);
+  nn::Module& model = w->model();
+
+  DTRAIN_CHECK(c.batch_size % (world * c.grad_accum) == 0, "--batch-size ", c.batch_size,
+               " must be divisible by ranks x --grad-accum = ", world, " x ", c.grad_accum);
+  const int64_t micro_batch = c.batch_size / (world * c.grad_accum);
+  const int64_t steps_per_epoch = w->train_set->size() / c.batch_size;
+  DTRAIN_CHECK(steps_per_epoch > 0, "--batch-size ", c.batch_size, " is larger than the training set (",
+               w->train_set->size(), " samples)");
+  const int64_t total_steps =
+      c.steps > 0 ? c.steps : static_cast<int64_t>(std::ceil(c.epochs * steps_per_epoch));
+
+  data::DataLoader loader(w->train_set,
+                          rank_sampler(w->train_set->size(), c.batch_size, rank, world, c.seed),
+                          {.batch_size = micro_batch, .drop_last = true, .seed = c.seed});
+  std::unique_ptr<optim::Optimizer> optimizer = make_optimizer(c, model);
+  optim::LrScheduler scheduler(*optimizer, make_schedule(c, total_steps));
+
+  int64_t step = 0;
+  data::LoaderPosition position;
+  if (!c.resume.empty()) {
+    Checkpoint ck(c.resume);
+    w->load_checkpoint_state(ck.tensors(kCheckpointModelFile).tensors());
+    nlohmann::json state = ck.json();
+    optimizer->load_state_dict({ck.tensors(kCheckpointOptimizerFile).tensors(), state.at("optimizer")});
+    scheduler.load_state_dict(state.at("scheduler"));
+    step = state.at("step").get<int64_t>();
+    position = {state.at("data").at("epoch").get<int64_t>(), state.at("data").at("batch").get<int64_t>()};
+    auto words = state.at("rng").get<std::vector<uint64_t>>();
+    DTRAIN_CHECK(words.size() == 6, "checkpoint ", c.resume, " has a malformed rng state");
+    default_generator().set_state({words[0], words[1], words[2], words[3], words[4], words[5]});
+  }
+
+  MetricsFile metrics;
+  if (lead) metrics.open(c.metrics_file, !c.resume.empty());
+  Progress progress(total_steps, w->unit(), lead && c.progress && stdout_is_terminal());
+  if (lead) {
+    progress.print("dtrain: " + c.model + " (" + std::to_string(model.num_parameters()) +
+                   " parameters) on " + c.dataset + ", " + std::to_string(world) + " rank(s), " +
+                   device.str() + ", " + c.precision + ", global batch " + std::to_string(c.batch_size) +
+                   ", " + std::to_string(total_steps) + " steps");
+  }
+
+  model.train();
+  loader.start_epoch(position.epoch, position.batch);
+  TrainResult result;
+  const auto start = Clock::now();
+  auto window_start = start;
+  int64_t window_items = 0;
+  double items_total = 0;
+  const std::vector<Tensor> params = optimizer->parameters();
+  nlohmann::json last_eval;
+
+  while (step < total_steps) {
+    // ---- one optimizer step: grad_accum micro-batches, gradients summed into .grad
+    double loss_sum = 0.0;
+    for (int64_t micro = 0; micro < c.grad_accum; ++micro) {
+      std::optional<data::Batch> batch = loader.next();
+      if (!batch) {
+        loader.start_epoch(loader.position().epoch + 1);
+        batch = loader.next();
+      }
+      data::Batch b = to_device(std::move(*batch), device);
+      Tensor loss = w->loss(b);
+      loss_sum += loss.item();
+      window_items += w->items(b) * world;
+      (loss * (1.0 / static_cast<double>(c.grad_accum))).backward();
+    }
+    double grad_norm = c.clip_grad_norm > 0 ? optim::clip_grad_norm(params, c.clip_grad_norm)
+                                            : optim::grad_norm(params);
+    optimizer->step();
+    optimizer->zero_grad();
+    double lr = optimizer->lr(0);
+    scheduler.step();
+    ++step;
+
+    // ---- logging (every rank computes the mean loss; rank 0 prints and writes)
+    bool log = step % c.log_interval == 0 || step == total_steps;
+    double loss_mean = loss_sum / static_cast<double>(c.grad_accum);
+    double elapsed = seconds_since(start);
+    if (log) {
+      loss_mean = dist::all_reduce_value(pg, loss_mean, dist::ReduceOp::avg);
+      double rate = static_cast<double>(window_items) / std::max(seconds_since(window_start), 1e-9);
+      items_total += static_cast<double>(window_items);
+      window_items = 0;
+      window_start = Clock::now();
+      result.items_per_s = items_total / std::max(elapsed, 1e-9);
+      if (lead) {
+        metrics.write({{"step", step},
+                       {"epoch", static_cast<double>(step) / static_cast<double>(steps_per_epoch)},
+                       {"loss", loss_mean},
+                       {"lr", lr},
+                       {"grad_norm", grad_norm},
+                       {std::string(w->unit()) + "_per_s", rate},
+                       {"elapsed_s", elapsed}});
+      }
+      if (lead) progress.update(step, loss_mean, lr, rate, elapsed, true);
+    } else if (lead) {
+      progress.update(step, loss_mean, lr, result.items_per_s, elapsed, false);
+    }
+    result.final_loss = loss_mean;
+
+    // ---- evaluation and checkpoints
+    bool final = step == total_steps;
+    if ((c.eval_interval > 0 && step % c.eval_interval == 0) || final) {
+      last_eval = evaluate(*w, pg, micro_batch * c.grad_accum, c.eval_batches, device);
+      if (lead) {
+        nlohmann::json record = last_eval;
+        record["step"] = step;
+        record["split"] = "eval";
+        metrics.write(record);
+        progress.print("eval @ step " + std::to_string(step) + ": " + last_eval.dump());
+      }
+    }
+    if (!c.checkpoint_dir.empty() &&
+        ((c.checkpoint_interval > 0 && step % c.checkpoint_interval == 0) || final)) {
+      if (lead) save_checkpoint(c.checkpoint_dir, *w, *optimizer, scheduler, step, loader.position());
+      pg.barrier()->wait();
+    }
+  }
+  progress.finish();
+  result.steps = step;
+  result.eval = last_eval;
+  if (lead) {
+    for (const std::string& s : w->samples()) std::cout << "sample: " << s << "\n";
+  }
+  return result;
+}
+
+}  // namespace dtrain::launch

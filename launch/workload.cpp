@@ -1,0 +1,227 @@
+#include "launch/workload.h"
+
+#include <cmath>
+#include <filesystem>
+
+#include "core/data/cifar10.h"
+#include "core/data/fashion_mnist.h"
+#include "core/data/freedict.h"
+#include "core/data/text_corpus.h"
+#include "core/data/translation_dataset.h"
+#include "core/ops/ops.h"
+#include "models/gpt.h"
+#include "models/transformer.h"
+#include "models/vit.h"
+
+namespace dtrain::launch {
+
+namespace {
+
+// Sizes given on the command line override the preset's.
+template <class Config>
+void override_sizes(const TrainConfig& c, Config& m) {
+  if (c.dim) m.dim = c.dim;
+  if (c.heads) m.heads = c.heads;
+  if (c.mlp_dim) m.mlp_dim = c.mlp_dim;
+  m.dropout = c.dropout;
+}
+
+// ---- ViT on images: cross entropy over classes, top-1 accuracy.
+class VitWorkload : public Workload {
+ public:
+  VitWorkload(const TrainConfig& c, Device device) {
+    models::VitConfig m = models::VitConfig::preset(c.model_size);
+    if (c.dataset == "fashion-mnist") {
+      std::string dir = c.data_dir.empty() ? data::kFashionMnistDefaultDir : c.data_dir;
+      train_set = std::make_shared<data::FashionMnist>(data::Split::train, dir);
+      eval_set = std::make_shared<data::FashionMnist>(data::Split::test, dir);
+      m.image_size = 28, m.in_channels = 1, m.num_classes = 10;
+    } else if (c.dataset == "cifar10") {
+      DTRAIN_CHECK(!c.data_dir.empty(), "--dataset cifar10 needs --data-dir with the CIFAR-10 binary files");
+      train_set = std::make_shared<data::Cifar10>(data::Split::train, c.data_dir);
+      eval_set = std::make_shared<data::Cifar10>(data::Split::test, c.data_dir);
+      m.image_size = 32, m.in_channels = 3, m.num_classes = 10;
+    } else {
+      throw Error("model vit trains on fashion-mnist or cifar10, not '" + c.dataset + "'");
+    }
+    override_sizes(c, m);
+    if (c.depth) m.depth = c.depth;
+    if (c.patch) m.patch_size = c.patch;
+    model_ = std::make_shared<models::VisionTransformer>(m);
+    model_->to(device);
+    label_smoothing_ = c.label_smoothing;
+  }
+  nn::Module& model() override { return *model_; }
+  const char* unit() const override { return "images"; }
+  int64_t items(const data::Batch& b) const override { return b.size(); }
+  Tensor loss(const data::Batch& b) override {
+    return cross_entropy(model_->forward(b.input).to(DType::f32), b.target, -100, label_smoothing_);
+  }
+  std::vector<double> eval_sums(const data::Batch& b) override {
+    Tensor logits = model_->forward(b.input).to(DType::f32);
+    double loss_sum = cross_entropy(logits, b.target, -100, 0.0, Reduction::sum).item();
+    double correct = sum(eq(argmax(logits, -1), b.target).to(DType::f32)).item();
+    return {loss_sum, correct, static_cast<double>(b.size())};
+  }
+  nlohmann::json eval_metrics(const std::vector<double>& s) const override {
+    return {{"loss", s[0] / s[2]}, {"accuracy", s[1] / s[2]}};
+  }
+  std::string headline_metric() const override { return "accuracy"; }
+  double train_flops_per_item() const override { return 3.0 * models::vit_forward_flops(model_->config()); }
+
+ private:
+  std::shared_ptr<models::VisionTransformer> model_;
+  double label_smoothing_ = 0.0;
+};
+
+// ---- Transformer on English->German pairs: token cross entropy, exact match and CER of greedy decodes.
+class TransformerWorkload : public Workload {
+ public:
+  TransformerWorkload(const TrainConfig& c, Device device) {
+    DTRAIN_CHECK(c.dataset == "freedict", "model transformer trains on --dataset freedict, not '",
+                 c.dataset, "'");
+    data::FreeDictOptions options;
+    if (!c.data_dir.empty()) options.path = c.data_dir + "/freedict-eng-deu.dict.dz";
+    options.max_source_chars = c.seq_len - 2;
+    options.max_target_chars = c.seq_len - 2;
+    options.split_seed = 0;
+    data::FreeDictSplits splits = data::load_freedict(options);
+    auto [src_vocab, tgt_vocab] = data::build_translation_vocabs(splits.train);
+    auto train = std::make_shared<data::TranslationDataset>(splits.train, src_vocab, tgt_vocab);
+    auto held_out = std::make_shared<data::TranslationDataset>(splits.held_out, src_vocab, tgt_vocab);
+    train_set = train, eval_set = held_out, eval_ = held_out;
+    models::TransformerConfig m = models::TransformerConfig::preset(
+        c.model_size == "fm" ? "small" : c.model_size, src_vocab.size(), tgt_vocab.size(), c.seq_len,
+        data::CharVocab::kPad);
+    override_sizes(c, m);
+    if (c.depth) m.encoder_layers = m.decoder_layers = c.depth;
+    model_ = std::make_shared<models::Transformer>(m);
+    model_->to(device);
+    device_ = device;
+  }
+  nn::Module& model() override { return *model_; }
+  const char* unit() const override { return "tokens"; }
+  int64_t items(const data::Batch& b) const override { return b.target.numel(); }
+  Tensor loss(const data::Batch& b) override {
+    Tensor logits = model_->forward(b.input, b.decoder_input).to(DType::f32);
+    return cross_entropy(logits.flatten(0, 1), b.target.flatten(), data::CharVocab::kPad);
+  }
+  std::vector<double> eval_sums(const data::Batch& b) override {
+    Tensor logits = model_->forward(b.input, b.decoder_input).to(DType::f32);
+    double loss_sum = cross_entropy(logits.flatten(0, 1), b.target.flatten(), data::CharVocab::kPad,
+                                    0.0, Reduction::sum).item();
+    double tokens = sum(gt(b.target, Tensor::zeros({}, DType::i64)).to(DType::f32)).item();
+    auto decoded = model_->greedy_decode(b.input, data::CharVocab::kBos, data::CharVocab::kEos,
+                                         b.target.size(1) + 4);
+    double exact = 0, edits = 0, chars = 0;
+    for (size_t i = 0; i < decoded.size(); ++i) {
+      std::u32string want = data::utf8_decode(eval_->pair(b.indices[i]).target);
+      std::u32string got = data::utf8_decode(eval_->target_vocab().decode(decoded[i]));
+      exact += got == want;
+      edits += static_cast<double>(edit_distance(got, want));
+      chars += static_cast<double>(want.size());
+    }
+    return {loss_sum, tokens, exact, edits, chars, static_cast<double>(b.size())};
+  }
+  nlohmann::json eval_metrics(const std::vector<double>& s) const override {
+    return {{"loss", s[0] / s[1]}, {"exact_match", s[2] / s[5]}, {"cer", s[3] / s[4]}};
+  }
+  std::string headline_metric() const override { return "cer"; }
+  std::vector<std::string> samples() override {
+    std::vector<int64_t> idx;
+    for (int64_t i = 0; i < std::min<int64_t>(5, eval_->size()); ++i) idx.push_back(i * 7 % eval_->size());
+    data::Batch b = eval_->get_batch(idx, 0);
+    auto decoded = model_->greedy_decode(b.input.to(device_), data::CharVocab::kBos,
+                                         data::CharVocab::kEos, b.target.size(1) + 4);
+    std::vector<std::string> out;
+    for (size_t i = 0; i < idx.size(); ++i) {
+      const auto& pair = eval_->pair(idx[i]);
+      out.push_back(pair.source + " -> " + eval_->target_vocab().decode(decoded[i]) + "  (reference: " +
+                    pair.target + ")");
+    }
+    return out;
+  }
+  NamedTensors checkpoint_state() const override { return model_->to_torch_state(); }
+  void load_checkpoint_state(const NamedTensors& state) override { model_->from_torch_state(state); }
+
+ private:
+  static size_t edit_distance(const std::u32string& a, const std::u32string& b) {
+    std::vector<size_t> row(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+      size_t diagonal = row[0];
+      row[0] = i;
+      for (size_t j = 1; j <= b.size(); ++j) {
+        size_t up = row[j];
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1])});
+        diagonal = up;
+      }
+    }
+    return row[b.size()];
+  }
+  std::shared_ptr<models::Transformer> model_;
+  std::shared_ptr<data::TranslationDataset> eval_;
+  Device device_;
+};
+
+// ---- GPT on the fortunes: next-character cross entropy, bits per character, a sample.
+class GptWorkload : public Workload {
+ public:
+  GptWorkload(const TrainConfig& c, Device device) : device_(device) {
+    DTRAIN_CHECK(c.dataset == "fortunes", "model gpt trains on --dataset fortunes, not '", c.dataset, "'");
+    data::TextCorpusOptions options;
+    if (!c.data_dir.empty()) options.dir = c.data_dir;
+    corpus_ = data::load_fortunes(options);
+    train_set = std::make_shared<data::TextDataset>(corpus_.train_text, corpus_.vocab, c.seq_len);
+    eval_set = std::make_shared<data::TextDataset>(corpus_.val_text, corpus_.vocab, c.seq_len);
+    models::GptConfig m = models::GptConfig::preset(c.model_size == "fm" ? "small" : c.model_size,
+                                                    corpus_.vocab.size(), c.seq_len);
+    override_sizes(c, m);
+    if (c.depth) m.depth = c.depth;
+    model_ = std::make_shared<models::Gpt>(m);
+    model_->to(device);
+  }
+  nn::Module& model() override { return *model_; }
+  const char* unit() const override { return "tokens"; }
+  int64_t items(const data::Batch& b) const override { return b.target.numel(); }
+  Tensor loss(const data::Batch& b) override {
+    Tensor logits = model_->forward(b.input).to(DType::f32);
+    return cross_entropy(logits.flatten(0, 1), b.target.flatten());
+  }
+  std::vector<double> eval_sums(const data::Batch& b) override {
+    Tensor logits = model_->forward(b.input).to(DType::f32);
+    double loss_sum =
+        cross_entropy(logits.flatten(0, 1), b.target.flatten(), -100, 0.0, Reduction::sum).item();
+    return {loss_sum, static_cast<double>(b.target.numel())};
+  }
+  nlohmann::json eval_metrics(const std::vector<double>& s) const override {
+    double loss = s[0] / s[1];
+    return {{"loss", loss}, {"bpc", loss / std::log(2.0)}};
+  }
+  std::string headline_metric() const override { return "bpc"; }
+  std::vector<std::string> samples() override {
+    Generator gen(7);
+    std::vector<int32_t> prompt32 = corpus_.vocab.encode("The ");
+    std::vector<int64_t> prompt(prompt32.begin(), prompt32.end());
+    return {corpus_.vocab.decode(model_->generate(prompt, 160, 0.8, 20, gen))};
+  }
+  double train_flops_per_item() const override {
+    return 3.0 * models::gpt_forward_flops_per_token(model_->config(), model_->config().max_len);
+  }
+
+ private:
+  Device device_;
+  data::TextCorpus corpus_;
+  std::shared_ptr<models::Gpt> model_;
+};
+
+}  // namespace
+
+std::unique_ptr<Workload> make_workload(const TrainConfig& c, Device device) {
+  if (c.model == "vit") return std::make_unique<VitWorkload>(c, device);
+  if (c.model == "transformer") return std::make_unique<TransformerWorkload>(c, device);
+  if (c.model == "gpt") return std::make_unique<GptWorkload>(c, device);
+  throw Error("unknown model '" + c.model + "': use vit, transformer or gpt");
+}
+
+}  // namespace dtrain::launch

@@ -1,0 +1,44 @@
+// A workload is what `dtrain train` trains: a model, its datasets, its loss and its evaluation. The
+// trainer loop knows nothing of images or tokens; it asks the workload.
+#pragma once
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/data/dataset.h"
+#include "core/nn/module.h"
+#include "launch/config.h"
+
+namespace dtrain::launch {
+
+class Workload {
+ public:
+  virtual ~Workload() = default;
+  virtual nn::Module& model() = 0;
+  std::shared_ptr<const data::Dataset> train_set;
+  std::shared_ptr<const data::Dataset> eval_set;
+  // "images" or "tokens": what throughput counts.
+  virtual const char* unit() const = 0;
+  virtual int64_t items(const data::Batch& batch) const = 0;
+  // Mean loss of a batch (already on the model's device), differentiable.
+  virtual Tensor loss(const data::Batch& batch) = 0;
+  // Sums over one eval batch that add up across batches and ranks, e.g. {loss_sum, correct, count}.
+  virtual std::vector<double> eval_sums(const data::Batch& batch) = 0;
+  // The metrics of summed eval_sums: {"loss": ..., "accuracy": ...}; and which one the summary shows.
+  virtual nlohmann::json eval_metrics(const std::vector<double>& sums) const = 0;
+  virtual std::string headline_metric() const = 0;
+  // A few human-readable samples after the final evaluation (translations, generated text).
+  virtual std::vector<std::string> samples() { return {}; }
+  // The model's tensors under their checkpoint names (timm's for ViT, torch.nn.Transformer's).
+  virtual NamedTensors checkpoint_state() const { return const_cast<Workload*>(this)->model().state_dict(); }
+  virtual void load_checkpoint_state(const NamedTensors& state) { model().load_state_dict(state); }
+  // Model FLOPs of one training step per item (forward + backward = 3x forward), for MFU.
+  virtual double train_flops_per_item() const { return 0.0; }
+};
+
+// Builds the workload `config` names, with its data loaded and its model initialised from the
+// default generator (seed it first), on `device`.
+std::unique_ptr<Workload> make_workload(const TrainConfig& config, Device device);
+
+}  // namespace dtrain::launch
