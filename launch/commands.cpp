@@ -21,7 +21,7 @@ int run_train(const std::vector<std::string>& args) {
   {
     auto pg = dist::ProcessGroupMPI::create(
         {.timeout = std::chrono::milliseconds(static_cast<int64_t>(config.collective_timeout_s * 1000))});
-    TrainResult r = train(config, *pg);
+    TrainResult r = train(config, pg);
     if (pg->rank() == 0) {
       std::string unit = config.model == "vit" ? "images" : "tokens";
       char line[256];

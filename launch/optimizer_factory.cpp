@@ -10,8 +10,8 @@ std::unique_ptr<optim::Optimizer> grouped(Options options, double weight_decay,
   with.weight_decay = weight_decay;
   without.weight_decay = 0.0;
   std::vector<optim::ParamGroup<Options>> groups;
-  if (!decay.empty()) groups.push_back({std::move(decay), with});
-  if (!no_decay.empty()) groups.push_back({std::move(no_decay), without});
+  groups.push_back({std::move(decay), with});
+  groups.push_back({std::move(no_decay), without});
   return std::make_unique<Opt>(std::move(groups));
 }
 
@@ -21,12 +21,20 @@ bool exempt_from_decay(const std::string& name, const Tensor& p) {
 }
 }  // namespace
 
-std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, const nn::Module& model) {
-  std::vector<Tensor> decay, no_decay;
+std::vector<std::vector<Tensor>> decay_groups(const nn::Module& model) {
+  std::vector<std::vector<Tensor>> groups(2);
   for (const auto& [name, p] : model.named_parameters()) {
     if (!p.requires_grad()) continue;
-    (exempt_from_decay(name, p) ? no_decay : decay).push_back(p);
+    groups[exempt_from_decay(name, p) ? 1 : 0].push_back(p);
   }
+  return groups;
+}
+
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c,
+                                                 std::vector<std::vector<Tensor>> groups) {
+  DTRAIN_CHECK(groups.size() == 2, "make_optimizer expects {decay, no_decay} parameter groups");
+  std::vector<Tensor>& decay = groups[0];
+  std::vector<Tensor>& no_decay = groups[1];
   const std::string& o = c.optimizer;
   if (o == "sgd") {
     return grouped<optim::SGDOptions, optim::SGD>({.lr = c.lr, .momentum = 0.9}, c.weight_decay, decay, no_decay);

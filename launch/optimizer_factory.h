@@ -10,7 +10,11 @@
 
 namespace dtrain::launch {
 
-std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& config, const nn::Module& model);
+// {matrices, everything else}: the first group gets --weight-decay, the second none.
+std::vector<std::vector<Tensor>> decay_groups(const nn::Module& model);
+// The optimizer over {decay, no_decay} groups (either may be empty, e.g. a ZeRO-1 shard).
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& config,
+                                                 std::vector<std::vector<Tensor>> groups);
 optim::LrSchedule make_schedule(const TrainConfig& config, int64_t total_steps);
 
 }  // namespace dtrain::launch

@@ -4,6 +4,7 @@
 #include <iostream>
 #include <cmath>
 #include <cstdlib>
+#include <optional>
 #include <thread>
 
 #include "core/backend/backend.h"
@@ -11,7 +12,14 @@
 #include "core/data/sampler.h"
 #include "core/io/checkpoint.h"
 #include "core/ops/ops.h"
+#include "core/amp/autocast.h"
+#include "core/amp/loss_scaler.h"
+#include "core/data/seeding.h"
 #include "core/optim/optim.h"
+#include "distributed/ddp.h"
+#include "distributed/model_sync.h"
+#include "distributed/sampler.h"
+#include "distributed/zero.h"
 #include "launch/metrics.h"
 #include "launch/optimizer_factory.h"
 #include "launch/progress.h"
@@ -51,38 +59,15 @@ data::Batch to_device(data::Batch b, Device device) {
   return b;
 }
 
-// The rank's share of each global batch: global batch k of an epoch is permutation[k*B, (k+1)*B) for
-// every world size; rank r takes the r-th of `world` equal slices of it. The incomplete last global
-// batch of an epoch is left out.
-std::shared_ptr<data::Sampler> rank_sampler(int64_t n, int64_t global_batch, int rank, int world,
-                                            uint64_t seed) {
-  return std::make_shared<data::FunctionSampler>([=](int64_t epoch) {
-    std::vector<int64_t> perm = data::epoch_permutation(n, seed, epoch);
-    int64_t per_rank = global_batch / world, batches = n / global_batch;
-    std::vector<int64_t> mine;
-    mine.reserve(static_cast<size_t>(batches * per_rank));
-    for (int64_t k = 0; k < batches; ++k) {
-      auto first = perm.begin() + k * global_batch + rank * per_rank;
-      mine.insert(mine.end(), first, first + per_rank);
-    }
-    return mine;
-  });
-}
-
 // Evaluates on this rank's share of the eval set and sums across ranks.
 nlohmann::json evaluate(Workload& w, dist::ProcessGroup& pg, int64_t batch_size, int64_t max_batches,
                         Device device) {
   NoGradGuard no_grad;
   w.model().eval();
-  int64_t n = w.eval_set->size();
-  int rank = pg.rank(), world = pg.size();
-  // Contiguous shards; the last ranks may get one sample fewer (no sample counted twice).
-  int64_t begin = n * rank / world, end = n * (rank + 1) / world;
-  std::vector<int64_t> mine(static_cast<size_t>(end - begin));
-  for (int64_t i = begin; i < end; ++i) mine[static_cast<size_t>(i - begin)] = i;
-  data::DataLoader loader(w.eval_set,
-                          std::make_shared<data::FunctionSampler>([mine](int64_t) { return mine; }),
-                          {.batch_size = batch_size, .prefetch = 1});
+  // Contiguous shards whose sizes differ by at most one: no sample is counted twice.
+  data::DataLoader loader(
+      w.eval_set, std::make_shared<dist::EvalShardSampler>(w.eval_set->size(), pg.rank(), pg.size()),
+      {.batch_size = batch_size, .prefetch = 1});
   loader.start_epoch(0);
   std::vector<double> sums;
   int64_t count = 0;
@@ -104,7 +89,8 @@ nlohmann::json evaluate(Workload& w, dist::ProcessGroup& pg, int64_t batch_size,
 }
 
 void save_checkpoint(const std::string& dir, Workload& w, const optim::Optimizer& opt,
-                     const optim::LrScheduler& sched, int64_t step, data::LoaderPosition pos) {
+                     const optim::LrScheduler& sched, int64_t step, data::LoaderPosition pos,
+                     amp::DynamicLossScaler::State scaler) {
   CheckpointWriter writer(dir);
   writer.write_tensors(kCheckpointModelFile, w.checkpoint_state(), {{"format", "pt"}});
   optim::OptimizerState os = opt.state_dict();
@@ -115,7 +101,9 @@ void save_checkpoint(const std::string& dir, Workload& w, const optim::Optimizer
                      {"data", {{"epoch", pos.epoch}, {"batch", pos.batch}}},
                      {"optimizer", os.scalars},
                      {"scheduler", sched.state_dict()},
-                     {"rng", std::vector<uint64_t>(rng.begin(), rng.end())}});
+                     {"rng", std::vector<uint64_t>(rng.begin(), rng.end())},
+                     {"loss_scale", scaler.scale},
+                     {"loss_scale_clean_steps", scaler.growth_tracker}});
   writer.commit();
 }
 
@@ -142,27 +130,62 @@ nlohmann::json evaluate_checkpoint(const TrainConfig& c, dist::ProcessGroup& pg)
   return metrics;
 }
 
-TrainResult train(const TrainConfig& c, dist::ProcessGroup& pg) {
+TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_ptr) {
+  dist::ProcessGroup& pg = *pg_ptr;
   const int rank = pg.rank(), world = pg.size();
   const bool lead = rank == 0;
   const Device device = pick_device(c);
   std::unique_ptr<Workload> w = setup(c, device);
-  nn::Module& model = w->model();
+  std::shared_ptr<nn::Module> model = w->shared_model();
+  // Dropout masks differ between ranks (their data does too); initial weights are rank 0's anyway.
+  manual_seed(data::combine_seed(c.seed, static_cast<uint64_t>(rank) + 1));
 
   DTRAIN_CHECK(c.batch_size % (world * c.grad_accum) == 0, "--batch-size ", c.batch_size,
                " must be divisible by ranks x --grad-accum = ", world, " x ", c.grad_accum);
   const int64_t micro_batch = c.batch_size / (world * c.grad_accum);
-  const int64_t steps_per_epoch = w->train_set->size() / c.batch_size;
+  auto sampler = std::make_shared<dist::DistributedSampler>(dist::DistributedSamplerOptions{
+      .dataset_size = w->train_set->size(), .global_batch_size = c.batch_size, .rank = rank,
+      .world_size = world, .seed = c.seed, .drop_last = true});
+  const int64_t steps_per_epoch = sampler->num_batches();
   DTRAIN_CHECK(steps_per_epoch > 0, "--batch-size ", c.batch_size, " is larger than the training set (",
                w->train_set->size(), " samples)");
   const int64_t total_steps =
       c.steps > 0 ? c.steps : static_cast<int64_t>(std::ceil(c.epochs * steps_per_epoch));
-
-  data::DataLoader loader(w->train_set,
-                          rank_sampler(w->train_set->size(), c.batch_size, rank, world, c.seed),
+  data::DataLoader loader(w->train_set, sampler,
                           {.batch_size = micro_batch, .drop_last = true, .seed = c.seed});
-  std::unique_ptr<optim::Optimizer> optimizer = make_optimizer(c, model);
-  optim::LrScheduler scheduler(*optimizer, make_schedule(c, total_steps));
+
+  // Data parallelism: DDP all-reduces gradients during backward; ZeRO-1 instead reduce-scatters them
+  // after backward and shards the optimizer state. Both start every rank from rank 0's weights.
+  std::unique_ptr<dist::DistributedDataParallel> ddp;
+  std::unique_ptr<dist::ZeroRedundancyOptimizer> zero;
+  std::unique_ptr<optim::Optimizer> plain_optimizer;
+  if (c.zero == 1) {
+    DTRAIN_CHECK(c.resume.empty() && c.checkpoint_dir.empty(),
+                 "--zero 1 does not write or resume checkpoints (its optimizer state is sharded over "
+                 "the ranks); train with --zero 0 to use --checkpoint-dir or --resume");
+    dist::check_same_model(pg, *model);
+    dist::broadcast_module(pg, *model);
+    zero = std::make_unique<dist::ZeroRedundancyOptimizer>(
+        decay_groups(*model), pg_ptr,
+        [&c](std::vector<std::vector<Tensor>> groups) { return make_optimizer(c, std::move(groups)); });
+  } else {
+    if (world > 1) {
+      ddp = std::make_unique<dist::DistributedDataParallel>(
+          model, pg_ptr, dist::DDPOptions{.bucket_cap_mb = c.bucket_cap_mb});
+    }
+    plain_optimizer = make_optimizer(c, decay_groups(*model));
+  }
+  optim::Optimizer& optimizer = zero ? zero->local_optimizer() : *plain_optimizer;
+  optim::LrScheduler scheduler(optimizer, make_schedule(c, total_steps));
+
+  // Mixed precision: f32 master weights; forward and backward in bf16/f16 under autocast; f16 scales
+  // the loss, and every rank agrees on whether a step overflowed.
+  const bool mixed = c.precision != "f32";
+  const DType low = c.precision == "f16" ? DType::f16 : DType::bf16;
+  amp::DynamicLossScaler scaler(amp::LossScalerOptions{.enabled = c.precision == "f16"});
+  scaler.set_overflow_reducer([&pg](bool local) {
+    return dist::all_reduce_value(pg, local ? 1.0 : 0.0, dist::ReduceOp::max) > 0.0;
+  });
 
   int64_t step = 0;
   data::LoaderPosition position;
@@ -170,33 +193,37 @@ TrainResult train(const TrainConfig& c, dist::ProcessGroup& pg) {
     Checkpoint ck(c.resume);
     w->load_checkpoint_state(ck.tensors(kCheckpointModelFile).tensors());
     nlohmann::json state = ck.json();
-    optimizer->load_state_dict({ck.tensors(kCheckpointOptimizerFile).tensors(), state.at("optimizer")});
+    optimizer.load_state_dict({ck.tensors(kCheckpointOptimizerFile).tensors(), state.at("optimizer")});
     scheduler.load_state_dict(state.at("scheduler"));
     step = state.at("step").get<int64_t>();
     position = {state.at("data").at("epoch").get<int64_t>(), state.at("data").at("batch").get<int64_t>()};
     auto words = state.at("rng").get<std::vector<uint64_t>>();
     DTRAIN_CHECK(words.size() == 6, "checkpoint ", c.resume, " has a malformed rng state");
     default_generator().set_state({words[0], words[1], words[2], words[3], words[4], words[5]});
+    if (state.contains("loss_scale")) {
+      scaler.load_state({state["loss_scale"].get<double>(), state["loss_scale_clean_steps"].get<int64_t>()});
+    }
   }
 
   MetricsFile metrics;
   if (lead) metrics.open(c.metrics_file, !c.resume.empty());
   Progress progress(total_steps, w->unit(), lead && c.progress && stdout_is_terminal());
   if (lead) {
-    progress.print("dtrain: " + c.model + " (" + std::to_string(model.num_parameters()) +
-                   " parameters) on " + c.dataset + ", " + std::to_string(world) + " rank(s), " +
-                   device.str() + ", " + c.precision + ", global batch " + std::to_string(c.batch_size) +
-                   ", " + std::to_string(total_steps) + " steps");
+    progress.print("dtrain: " + c.model + " (" + std::to_string(model->num_parameters()) +
+                   " parameters) on " + c.dataset + ", " + std::to_string(world) + " rank(s)" +
+                   (zero ? " with ZeRO-1" : "") + ", " + device.str() + ", " + c.precision +
+                   ", global batch " + std::to_string(c.batch_size) + ", " +
+                   std::to_string(total_steps) + " steps");
   }
 
-  model.train();
+  model->train();
   loader.start_epoch(position.epoch, position.batch);
   TrainResult result;
   const auto start = Clock::now();
   auto window_start = start;
   int64_t window_items = 0;
   double items_total = 0;
-  const std::vector<Tensor> params = optimizer->parameters();
+  const std::vector<Tensor> params = zero ? zero->parameters() : optimizer.parameters();
   nlohmann::json last_eval;
 
   while (step < total_steps) {
@@ -209,16 +236,27 @@ TrainResult train(const TrainConfig& c, dist::ProcessGroup& pg) {
         batch = loader.next();
       }
       data::Batch b = to_device(std::move(*batch), device);
-      Tensor loss = w->loss(b);
+      // DDP reduces only in the backward of the last micro-batch; ZeRO-1 reduces after the step's last.
+      std::optional<dist::DistributedDataParallel::NoSync> accumulate;
+      if (ddp && micro + 1 < c.grad_accum) accumulate.emplace(*ddp);
+      Tensor loss;
+      {
+        amp::AutocastGuard autocast(low, mixed);
+        loss = w->loss(b);
+      }
       loss_sum += loss.item();
       window_items += w->items(b) * world;
-      (loss * (1.0 / static_cast<double>(c.grad_accum))).backward();
+      scaler.scale(loss * (1.0 / static_cast<double>(c.grad_accum))).backward();
     }
-    double grad_norm = c.clip_grad_norm > 0 ? optim::clip_grad_norm(params, c.clip_grad_norm)
-                                            : optim::grad_norm(params);
-    optimizer->step();
-    optimizer->zero_grad();
-    double lr = optimizer->lr(0);
+    if (ddp) ddp->finish_gradient_synchronization();
+    if (zero) zero->reduce_gradients();
+    scaler.unscale(params);
+    double grad_norm = zero ? zero->clip_grad_norm(c.clip_grad_norm > 0 ? c.clip_grad_norm : 1e300)
+                            : (c.clip_grad_norm > 0 ? optim::clip_grad_norm(params, c.clip_grad_norm)
+                                                    : optim::grad_norm(params));
+    scaler.step(params, [&] { zero ? zero->step() : optimizer.step(); });
+    zero ? zero->zero_grad() : optimizer.zero_grad();
+    double lr = optimizer.lr(0);
     scheduler.step();
     ++step;
 
@@ -234,15 +272,17 @@ TrainResult train(const TrainConfig& c, dist::ProcessGroup& pg) {
       window_start = Clock::now();
       result.items_per_s = items_total / std::max(elapsed, 1e-9);
       if (lead) {
-        metrics.write({{"step", step},
-                       {"epoch", static_cast<double>(step) / static_cast<double>(steps_per_epoch)},
-                       {"loss", loss_mean},
-                       {"lr", lr},
-                       {"grad_norm", grad_norm},
-                       {std::string(w->unit()) + "_per_s", rate},
-                       {"elapsed_s", elapsed}});
+        nlohmann::json record = {{"step", step},
+                                 {"epoch", static_cast<double>(step) / static_cast<double>(steps_per_epoch)},
+                                 {"loss", loss_mean},
+                                 {"lr", lr},
+                                 {"grad_norm", grad_norm},
+                                 {std::string(w->unit()) + "_per_s", rate},
+                                 {"elapsed_s", elapsed}};
+        if (scaler.enabled()) record["loss_scale"] = scaler.scale_value();
+        metrics.write(record);
+        progress.update(step, loss_mean, lr, rate, elapsed, true);
       }
-      if (lead) progress.update(step, loss_mean, lr, rate, elapsed, true);
     } else if (lead) {
       progress.update(step, loss_mean, lr, result.items_per_s, elapsed, false);
     }
@@ -262,7 +302,10 @@ TrainResult train(const TrainConfig& c, dist::ProcessGroup& pg) {
     }
     if (!c.checkpoint_dir.empty() &&
         ((c.checkpoint_interval > 0 && step % c.checkpoint_interval == 0) || final)) {
-      if (lead) save_checkpoint(c.checkpoint_dir, *w, *optimizer, scheduler, step, loader.position());
+      if (lead) {
+        save_checkpoint(c.checkpoint_dir, *w, optimizer, scheduler, step, loader.position(),
+                        scaler.state());
+      }
       pg.barrier()->wait();
     }
   }

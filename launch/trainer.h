@@ -18,7 +18,7 @@ struct TrainResult {
 };
 
 // Trains as `config` says. `pg` is the job's process group (a one-rank group without a launcher).
-TrainResult train(const TrainConfig& config, dist::ProcessGroup& pg);
+TrainResult train(const TrainConfig& config, std::shared_ptr<dist::ProcessGroup> pg);
 
 // Loads the checkpoint at config.resume into the workload config describes and evaluates it on the
 // eval split (every rank a shard, metrics summed across ranks).

@@ -51,7 +51,7 @@ class VitWorkload : public Workload {
     model_->to(device);
     label_smoothing_ = c.label_smoothing;
   }
-  nn::Module& model() override { return *model_; }
+  std::shared_ptr<nn::Module> shared_model() override { return model_; }
   const char* unit() const override { return "images"; }
   int64_t items(const data::Batch& b) const override { return b.size(); }
   Tensor loss(const data::Batch& b) override {
@@ -99,7 +99,7 @@ class TransformerWorkload : public Workload {
     model_->to(device);
     device_ = device;
   }
-  nn::Module& model() override { return *model_; }
+  std::shared_ptr<nn::Module> shared_model() override { return model_; }
   const char* unit() const override { return "tokens"; }
   int64_t items(const data::Batch& b) const override { return b.target.numel(); }
   Tensor loss(const data::Batch& b) override {
@@ -141,7 +141,7 @@ class TransformerWorkload : public Workload {
     }
     return out;
   }
-  NamedTensors checkpoint_state() const override { return model_->to_torch_state(); }
+  NamedTensors checkpoint_state() override { return model_->to_torch_state(); }
   void load_checkpoint_state(const NamedTensors& state) override { model_->from_torch_state(state); }
 
  private:
@@ -181,7 +181,7 @@ class GptWorkload : public Workload {
     model_ = std::make_shared<models::Gpt>(m);
     model_->to(device);
   }
-  nn::Module& model() override { return *model_; }
+  std::shared_ptr<nn::Module> shared_model() override { return model_; }
   const char* unit() const override { return "tokens"; }
   int64_t items(const data::Batch& b) const override { return b.target.numel(); }
   Tensor loss(const data::Batch& b) override {

@@ -15,7 +15,8 @@ namespace dtrain::launch {
 class Workload {
  public:
   virtual ~Workload() = default;
-  virtual nn::Module& model() = 0;
+  nn::Module& model() { return *shared_model(); }
+  virtual std::shared_ptr<nn::Module> shared_model() = 0;
   std::shared_ptr<const data::Dataset> train_set;
   std::shared_ptr<const data::Dataset> eval_set;
   // "images" or "tokens": what throughput counts.
@@ -31,7 +32,7 @@ class Workload {
   // A few human-readable samples after the final evaluation (translations, generated text).
   virtual std::vector<std::string> samples() { return {}; }
   // The model's tensors under their checkpoint names (timm's for ViT, torch.nn.Transformer's).
-  virtual NamedTensors checkpoint_state() const { return const_cast<Workload*>(this)->model().state_dict(); }
+  virtual NamedTensors checkpoint_state() { return model().state_dict(); }
   virtual void load_checkpoint_state(const NamedTensors& state) { model().load_state_dict(state); }
   // Model FLOPs of one training step per item (forward + backward = 3x forward), for MFU.
   virtual double train_flops_per_item() const { return 0.0; }

@@ -50,10 +50,10 @@ void normal_(const Tensor& t, double mean, double std, Generator* gen) {
 
 void trunc_normal_(const Tensor& t, double std, double mean, double low, double high,
                    Generator* gen) {
+  // A window far out in a tail would make the rejection loop below run (almost) forever.
   DTRAIN_CHECK(std > 0.0 && low < high && high > -4.0 && low < 4.0,
-               "init::trunc_normal_: needs std > 0 and "
-               "a window [low, high] (in std units) that overlaps [-4, 4], got std ",
-               std, ", [", low, ", ", high, "]");
+               "init::trunc_normal_: needs std > 0 and a window [low, high] (in std units) that "
+               "overlaps [-4, 4], got std ", std, ", [", low, ", ", high, "]");
   Generator& g = pick(gen);
   // Rejection: a standard normal is redrawn until it falls in [low, high]; for the default [-2, 2]
   // that accepts 95.4% of draws. The kept value is exactly the conditioned distribution.

@@ -1,5 +1,6 @@
 #include "distributed/mpi/process_group_mpi.h"
 
+#include <algorithm>
 #include <atomic>
 #include <climits>
 #include <cstdio>
@@ -133,6 +134,10 @@ class ProcessGroupMPI::MpiWork final : public Work {
 
   bool is_completed() override { return done_.load(std::memory_order_acquire); }
   void wait() override {
+    // Short collectives finish within microseconds: poll a little before paying for a sleep and a
+    // wake-up on the condition variable.
+    const Clock::time_point until = Clock::now() + std::chrono::microseconds(50);
+    while (!done_.load(std::memory_order_acquire) && Clock::now() < until) std::this_thread::yield();
     std::unique_lock<std::mutex> lock(mutex_);
     cv_.wait(lock, [&] { return done_.load(std::memory_order_acquire); });
     DTRAIN_CHECK(error_.empty(), error_);
@@ -195,6 +200,7 @@ ProcessGroupMPI::ProcessGroupMPI(ProcessGroupOptions options, MPI_Comm comm, boo
   // comm_: it gets its own communicator so the two streams of collectives cannot be confused.
   if (thread_multiple_) MPI_Comm_dup(comm_, &raw_comm_);
   thread_ = std::thread([this] { run_loop(); });
+  watchdog_ = std::thread([this] { watch_loop(); });
 }
 
 ProcessGroupMPI::~ProcessGroupMPI() {
@@ -204,6 +210,12 @@ ProcessGroupMPI::~ProcessGroupMPI() {
   }
   queue_cv_.notify_all();
   if (thread_.joinable()) thread_.join();  // finishes what was queued first
+  {
+    std::lock_guard<std::mutex> lock(watch_mutex_);
+    watch_stopping_ = true;
+  }
+  watch_cv_.notify_all();
+  if (watchdog_.joinable()) watchdog_.join();
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
@@ -214,6 +226,7 @@ WorkPtr ProcessGroupMPI::enqueue(std::shared_ptr<MpiWork> work) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     queue_.push_back(work);
+    queued_.fetch_add(1, std::memory_order_release);
   }
   queue_cv_.notify_one();
   return work;
@@ -222,83 +235,84 @@ WorkPtr ProcessGroupMPI::enqueue(std::shared_ptr<MpiWork> work) {
 void ProcessGroupMPI::run_loop() {
   for (;;) {
     std::shared_ptr<MpiWork> work;
+    // Collectives often come in bursts (one per bucket): look for the next one briefly before sleeping.
+    const Clock::time_point until = Clock::now() + std::chrono::microseconds(50);
+    while (queued_.load(std::memory_order_acquire) == 0 && Clock::now() < until) {
+      std::this_thread::yield();
+    }
     {
       std::unique_lock<std::mutex> lock(mutex_);
       queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, and nothing left
       work = std::move(queue_.front());
       queue_.pop_front();
+      queued_.fetch_sub(1, std::memory_order_release);
     }
     run_one(*work);
   }
 }
 
 void ProcessGroupMPI::run_one(MpiWork& w) {
-  MPI_Request request = MPI_REQUEST_NULL;
   int rc = MPI_SUCCESS;
   const DType dtype = w.out.defined() ? w.out.dtype() : DType::f32;
   w.mark_started();
+  {
+    std::lock_guard<std::mutex> lock(watch_mutex_);
+    running_ = &w;
+  }
   switch (w.kind) {
     case MpiWork::Kind::broadcast:
-      rc = MPI_Ibcast(w.out.raw_data(), static_cast<int>(w.out.numel()), mpi_type(dtype), w.root,
-                      comm_, &request);
+      rc = MPI_Bcast(w.out.raw_data(), static_cast<int>(w.out.numel()), mpi_type(dtype), w.root,
+                     comm_);
       break;
     case MpiWork::Kind::all_reduce:
-      rc = MPI_Iallreduce(MPI_IN_PLACE, w.out.raw_data(), static_cast<int>(w.out.numel()),
-                          mpi_type(dtype), mpi_op(w.op, dtype), comm_, &request);
+      rc = MPI_Allreduce(MPI_IN_PLACE, w.out.raw_data(), static_cast<int>(w.out.numel()),
+                         mpi_type(dtype), mpi_op(w.op, dtype), comm_);
       break;
     case MpiWork::Kind::reduce_scatter:
-      rc = MPI_Ireduce_scatter_block(w.in.raw_data(), w.out.raw_data(),
-                                     static_cast<int>(w.out.numel()), mpi_type(dtype),
-                                     mpi_op(w.op, dtype), comm_, &request);
+      rc = MPI_Reduce_scatter_block(w.in.raw_data(), w.out.raw_data(),
+                                    static_cast<int>(w.out.numel()), mpi_type(dtype),
+                                    mpi_op(w.op, dtype), comm_);
       break;
     case MpiWork::Kind::all_gather:
-      rc = MPI_Iallgather(w.in.raw_data(), static_cast<int>(w.in.numel()), mpi_type(dtype),
-                          w.out.raw_data(), static_cast<int>(w.in.numel()), mpi_type(dtype), comm_,
-                          &request);
+      rc = MPI_Allgather(w.in.raw_data(), static_cast<int>(w.in.numel()), mpi_type(dtype),
+                         w.out.raw_data(), static_cast<int>(w.in.numel()), mpi_type(dtype), comm_);
       break;
     case MpiWork::Kind::barrier:
-      rc = MPI_Ibarrier(comm_, &request);
+      rc = MPI_Barrier(comm_);
       break;
   }
-  if (rc != MPI_SUCCESS) {
-    w.finish("ProcessGroupMPI: " + w.what + " failed to start on rank " + std::to_string(rank_) +
-             ": " + mpi_error_string(rc));
-    return;
+  {
+    std::lock_guard<std::mutex> lock(watch_mutex_);
+    running_ = nullptr;
   }
-
-  // Poll. Spinning (with a yield) keeps latency low while the collective is young; past that, short
-  // sleeps leave the cores to the backward pass this collective overlaps.
-  const Clock::time_point start = w.start_time();
-  const Clock::time_point deadline = start + options_.timeout;
-  const auto spin_for = std::chrono::milliseconds(2);
-  for (;;) {
-    int flag = 0;
-    rc = MPI_Test(&request, &flag, MPI_STATUS_IGNORE);
-    if (rc != MPI_SUCCESS) {
-      w.finish("ProcessGroupMPI: " + w.what + " failed on rank " + std::to_string(rank_) + ": " +
-               mpi_error_string(rc));
-      return;
-    }
-    if (flag) break;
-    const Clock::time_point now = Clock::now();
-    if (now >= deadline) {
-      const double seconds = std::chrono::duration<double>(options_.timeout).count();
-      abort_job(detail::concat(w.what, " did not complete within ", seconds,
-                               " s (the collective timeout): another rank failed, hangs, or took a "
-                               "different code path; aborting the job"));
-    }
-    if (now - start < spin_for) {
-      std::this_thread::yield();
-    } else {
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
-    }
+  if (rc != MPI_SUCCESS) {
+    w.finish("ProcessGroupMPI: " + w.what + " failed on rank " + std::to_string(rank_) + ": " +
+             mpi_error_string(rc));
+    return;
   }
   if (w.op == ReduceOp::avg &&
       (w.kind == MpiWork::Kind::all_reduce || w.kind == MpiWork::Kind::reduce_scatter)) {
     scale_in_place(w.out, 1.0 / size_);
   }
   w.finish({});
+}
+
+void ProcessGroupMPI::watch_loop() {
+  // Checks a few times per timeout period (at most every 0.5 s) whether the running collective has
+  // exceeded it; the abort message names the collective as its Work described it.
+  const auto period = std::clamp<std::chrono::milliseconds>(
+      options_.timeout / 8, std::chrono::milliseconds(10), std::chrono::milliseconds(500));
+  std::unique_lock<std::mutex> lock(watch_mutex_);
+  while (!watch_stopping_) {
+    watch_cv_.wait_for(lock, period);
+    if (running_ != nullptr && Clock::now() - running_->start_time() > options_.timeout) {
+      const double seconds = std::chrono::duration<double>(options_.timeout).count();
+      abort_job(detail::concat(running_->what, " did not complete within ", seconds,
+                               " s (the collective timeout): another rank failed, hangs, or took a "
+                               "different code path; aborting the job"));
+    }
+  }
 }
 
 WorkPtr ProcessGroupMPI::broadcast(const Tensor& tensor, int root) {

@@ -1,17 +1,18 @@
 // ProcessGroupMPI: collectives on CPU tensors over Open MPI, and the job's bootstrap (rank, size, and the
 // channel NCCL's unique id travels on).
 //
-// One communication thread per group issues every collective as a nonblocking MPI call and polls it
-// with MPI_Test. That thread is what makes the collectives asynchronous (Open MPI progresses a
-// nonblocking collective only while someone calls into MPI), it keeps the order of collectives the order
-// in which they were issued, and it is the watchdog: a collective still pending after the timeout
-// prints a message naming it and the rank, then MPI_Abort brings the whole job down.
+// One communication thread per group runs the collectives, in the order they were issued, with MPI's
+// blocking calls (MPI_Allreduce, ...: the library's tuned algorithms, and MPI keeps them progressing);
+// the caller gets a Work at once and continues - DDP's backward pass, for instance. A second thread is
+// the watchdog: a collective still running after the timeout prints a message naming it, its size and
+// the rank, then MPI_Abort brings the whole job down.
 //
 // f16 and bf16 travel as 16-bit words and are reduced by user-defined MPI operations that compute in
 // f32 and round once per combining step.
 #pragma once
 #include <mpi.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -52,6 +53,7 @@ class ProcessGroupMPI final : public ProcessGroup {
   WorkPtr enqueue(std::shared_ptr<MpiWork> work);
   void run_loop();
   void run_one(MpiWork& work);
+  void watch_loop();
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   MPI_Comm raw_comm_ = MPI_COMM_NULL;
@@ -62,8 +64,15 @@ class ProcessGroupMPI final : public ProcessGroup {
   std::mutex mutex_;
   std::condition_variable queue_cv_;
   std::deque<std::shared_ptr<MpiWork>> queue_;
+  std::atomic<size_t> queued_{0};  // queue_.size(), readable without the lock
   bool stopping_ = false;
   std::thread thread_;
+
+  std::mutex watch_mutex_;
+  std::condition_variable watch_cv_;
+  MpiWork* running_ = nullptr;  // the collective inside MPI right now
+  bool watch_stopping_ = false;
+  std::thread watchdog_;
 };
 
 // Finalises MPI if it is initialised and not yet finalised. Call it once at the end of a successful

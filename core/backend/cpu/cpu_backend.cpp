@@ -4,6 +4,8 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <malloc.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -12,7 +14,16 @@ namespace dtrain {
 
 namespace {
 constexpr size_t kAlignment = 64;  // a cache line, and enough for any SIMD load
-}
+
+// Training allocates and frees the same activation sizes every step. glibc serves large blocks with
+// fresh mmap()s by default, so each step would pay page faults and page clearing for every
+// activation; keeping freed memory in the heap turns those into reuse, a caching allocator for free.
+const bool g_heap_tuned = [] {
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  return true;
+}();
+}  // namespace
 
 void* CpuBackend::allocate(size_t nbytes, int) {
   size_t rounded = (nbytes + kAlignment - 1) / kAlignment * kAlignment;

@@ -264,6 +264,7 @@ void copy_typed(const Tensor& src, const Tensor& dst) {
       });
     } else {
       parallel_for(n, 2, [&](int64_t b, int64_t e) {
+#pragma omp simd
         for (int64_t i = b; i < e; ++i) d[i] = convert<D>(s[i]);
       });
     }
@@ -281,6 +282,7 @@ void copy_typed(const Tensor& src, const Tensor& dst) {
     D* dp = d + off[0];
     const S* sp = s + off[1];
     if (st[0] == 1 && st[1] == 1) {
+#pragma omp simd
       for (int64_t i = 0; i < len; ++i) dp[i] = convert<D>(sp[i]);
     } else if (st[1] == 0) {
       D v = convert<D>(sp[0]);
@@ -310,6 +312,7 @@ inline T sigmoid_of(T x) {
 template <class T, class F>
 void map_unary(const T* x, T* y, int64_t n, int64_t cost, F f) {
   parallel_for(n, cost, [&](int64_t b, int64_t e) {
+#pragma omp simd
     for (int64_t i = b; i < e; ++i) y[i] = f(x[i]);
   });
 }
@@ -344,6 +347,7 @@ void unary_typed(UnaryOp op, const T* x, T* y, int64_t n) {
 template <class T, class F>
 void map_backward(const T* x, const T* g, T* y, int64_t n, int64_t cost, F f) {
   parallel_for(n, cost, [&](int64_t b, int64_t e) {
+#pragma omp simd
     for (int64_t i = b; i < e; ++i) y[i] = f(x[i], g[i]);
   });
 }
@@ -451,6 +455,7 @@ void binary_loop(const Tensor& a, const Tensor& b, const Tensor& out, int64_t co
   const int64_t n = out.numel();
   if (a.is_contiguous() && b.is_contiguous()) {
     parallel_for(n, cost, [&](int64_t s, int64_t e) {
+#pragma omp simd
       for (int64_t i = s; i < e; ++i) po[i] = Fn(pa[i], pb[i]);
     });
     return;
@@ -463,12 +468,15 @@ void binary_loop(const Tensor& a, const Tensor& b, const Tensor& out, int64_t co
     const T* y = pb + off[2];
     // out is contiguous, so st[0] == 1 except for a lone row of length 1.
     if (st[0] == 1 && st[1] == 1 && st[2] == 1) {
+#pragma omp simd
       for (int64_t i = 0; i < len; ++i) o[i] = Fn(x[i], y[i]);
     } else if (st[0] == 1 && st[1] == 1 && st[2] == 0) {
       const T yv = y[0];
+#pragma omp simd
       for (int64_t i = 0; i < len; ++i) o[i] = Fn(x[i], yv);
     } else if (st[0] == 1 && st[1] == 0 && st[2] == 1) {
       const T xv = x[0];
+#pragma omp simd
       for (int64_t i = 0; i < len; ++i) o[i] = Fn(xv, y[i]);
     } else {
       for (int64_t i = 0; i < len; ++i) o[i * st[0]] = Fn(x[i * st[1]], y[i * st[2]]);
@@ -554,14 +562,12 @@ using Acc = std::conditional_t<std::is_integral_v<T>, int64_t, double>;
 
 template <class T>
 Acc<T> sum_row(const T* p, int64_t n) {
-  // Eight independent partial sums break the serial add chain (and let the compiler vectorise).
-  Acc<T> s[8] = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int k = 0; k < 8; ++k) s[k] += static_cast<Acc<T>>(p[i + k]);
-  }
-  for (; i < n; ++i) s[0] += static_cast<Acc<T>>(p[i]);
-  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+  // simd reduction keeps one partial sum per vector lane (a fixed order for a given build), which
+  // breaks the serial add chain.
+  Acc<T> s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t i = 0; i < n; ++i) s += static_cast<Acc<T>>(p[i]);
+  return s;
 }
 
 template <class T>
@@ -597,6 +603,7 @@ void sum_typed(const T* x, int64_t outer, int64_t n, int64_t inner, T* out) {
       const T* base = x + o * n * inner + i0;
       for (int64_t j = 0; j < n; ++j) {
         const T* row = base + j * inner;
+#pragma omp simd
         for (int64_t i = 0; i < w; ++i) acc[i] += static_cast<Acc<T>>(row[i]);
       }
       T* dst = out + o * inner + i0;

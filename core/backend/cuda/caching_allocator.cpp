@@ -208,6 +208,8 @@ void* CachingAllocator::allocate(size_t nbytes, void* stream) {
     stats_.reserved += seg;
     stats_.segments += 1;
   }
+  // Marked first: the remainder split off below must not merge back into it.
+  block->allocated = true;
   // Split off what the request does not need. Small remainders of large blocks stay attached: a
   // sliver of under 1 MiB is rarely reusable and splitting it fragments the segment.
   const size_t rest_size = block->size - rounded;
@@ -224,7 +226,6 @@ void* CachingAllocator::allocate(size_t nbytes, void* stream) {
     block->size = rounded;
     insert_free(rest);
   }
-  block->allocated = true;
   live_[block->ptr] = block;
   stats_.allocated += block->size;
   stats_.allocations += 1;
