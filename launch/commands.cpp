@@ -51,9 +51,4 @@ int run_eval(const std::vector<std::string>& args) {
   return 0;
 }
 
-int run_bench(const std::vector<std::string>& args) {
-  (void)args;
-  throw Error("dtrain bench: not built yet");
-}
-
 }  // namespace dtrain::launch

@@ -38,7 +38,8 @@ class VitWorkload : public Workload {
       m.image_size = 28, m.in_channels = 1, m.num_classes = 10;
     } else if (c.dataset == "cifar10") {
       DTRAIN_CHECK(!c.data_dir.empty(), "--dataset cifar10 needs --data-dir with the CIFAR-10 binary files");
-      train_set = std::make_shared<data::Cifar10>(data::Split::train, c.data_dir);
+      train_set = std::make_shared<data::Cifar10>(data::Split::train, c.data_dir,
+                                                  data::Cifar10Options{.augment = true});
       eval_set = std::make_shared<data::Cifar10>(data::Split::test, c.data_dir);
       m.image_size = 32, m.in_channels = 3, m.num_classes = 10;
     } else {

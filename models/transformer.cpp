@@ -1,5 +1,6 @@
 #include "models/transformer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -43,14 +44,33 @@ Transformer::Transformer(const TransformerConfig& c) : Module("Transformer"), co
   }
   decoder_norm = register_module("decoder_norm", std::make_shared<nn::LayerNorm>(c.dim));
   generator = register_module("generator", std::make_shared<nn::Linear>(c.dim, c.tgt_vocab));
-  // torch.nn.Transformer initialises every matrix with Glorot uniform.
+  // torch.nn.Transformer initialises every matrix with Glorot uniform; the embeddings' pad rows stay
+  // zero, as nn::Embedding promises (pad tokens are masked as keys, so this only keeps them inert).
   for (const Tensor& p : parameters()) {
     if (p.dim() > 1) nn::init::xavier_uniform_(p);
   }
+  NoGradGuard no_grad;
+  src_embed->weight.select(0, c.pad_id).zero_();
+  tgt_embed->weight.select(0, c.pad_id).zero_();
 }
 
 Tensor Transformer::padding_mask(const Tensor& tokens) const {
-  return eq(tokens, Tensor::full({}, static_cast<double>(config_.pad_id), tokens.dtype(), tokens.device()));
+  // 1 where the token is padding. A row of nothing but padding (an empty sequence) is left unmasked:
+  // with every key masked its softmax would be 0/0, and the NaN would spread through the whole
+  // batch's loss. torch.nn.Transformer gives NaN there; on every other input the two agree.
+  std::vector<int64_t> ids = tokens.to_vector<int64_t>();
+  int64_t batch = tokens.size(0), length = tokens.size(1);
+  std::vector<int64_t> mask(ids.size());
+  for (int64_t b = 0; b < batch; ++b) {
+    bool all_pad = true;
+    for (int64_t t = 0; t < length; ++t) {
+      auto i = static_cast<size_t>(b * length + t);
+      mask[i] = ids[i] == config_.pad_id ? 1 : 0;
+      all_pad = all_pad && mask[i] != 0;
+    }
+    if (all_pad) std::fill(mask.begin() + b * length, mask.begin() + (b + 1) * length, 0);
+  }
+  return Tensor::from_vector(mask, {batch, length}, DType::i64, tokens.device());
 }
 
 Tensor Transformer::encode(const Tensor& src) const {

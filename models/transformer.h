@@ -38,7 +38,8 @@ class Transformer : public nn::Module {
   Tensor encode(const Tensor& src) const;
   Tensor decode(const Tensor& tgt_in, const Tensor& memory, const Tensor& src) const;
   // Greedy decoding of each source row: starts from bos and appends the arg max token until eos or
-  // max_len tokens. Returns the generated ids without bos (and without eos).
+  // max_len tokens (at most config().max_len, the length of the position table). Returns the
+  // generated ids without bos (and without eos).
   std::vector<std::vector<int64_t>> greedy_decode(const Tensor& src, int64_t bos_id, int64_t eos_id,
                                                   int64_t max_len);
   const TransformerConfig& config() const { return config_; }
@@ -57,7 +58,7 @@ class Transformer : public nn::Module {
   std::shared_ptr<nn::Linear> generator;
 
  private:
-  Tensor padding_mask(const Tensor& tokens) const;  // [B, T], 1 where pad
+  Tensor padding_mask(const Tensor& tokens) const;  // i64 [B, T], 1 where pad (see the .cpp)
   TransformerConfig config_;
 };
 

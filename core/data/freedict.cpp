@@ -30,12 +30,10 @@ bool decode_b64_number(std::string_view s, uint64_t& value) {
 }
 
 std::string index_path_for(const std::string& dict_path) {
+  // name.dict.dz or name.dict -> name.index
   std::string base = dict_path;
-  for (const char* ext : {".dz", ".dict"}) {
-    const std::string e = ext;
-    if (base.size() > e.size() && base.compare(base.size() - e.size(), e.size(), e) == 0) {
-      base.resize(base.size() - e.size());
-    }
+  for (const std::string ext : {".dz", ".dict"}) {
+    if (base.ends_with(ext)) base.resize(base.size() - ext.size());
   }
   return base + ".index";
 }
@@ -107,7 +105,7 @@ std::string freedict_first_translation(std::string_view line) {
     }
     if (depth > 0) continue;
     if (c == ',' || c == ';' || c == '<' || c == '[') break;
-    if (c == '/' && i > 0 && is_space(line[i - 1]) && i > 1 && is_space(line[i - 2])) break;
+    if (c == '/' && i > 1 && is_space(line[i - 1]) && is_space(line[i - 2])) break;
     out.push_back(c);
   }
   return tidy_spaces(out);
@@ -145,7 +143,7 @@ std::vector<TranslationPair> read_freedict(const std::string& dict_path) {
                      decode_b64_number(line.substr(t2 + 1), length),
                  index_path, ":", line_no, " is not a dictd index line (headword, offset, length); ", kHint);
     const std::string_view key = line.substr(0, t1);
-    if (key.rfind("00database", 0) == 0 || key.rfind("00-database", 0) == 0) continue;
+    if (key.starts_with("00database") || key.starts_with("00-database")) continue;  // about the database
     DTRAIN_CHECK(offset + length <= dict.size(), index_path, ":", line_no, " points at bytes [", offset, ", ",
                  offset + length, ") beyond the ", dict.size(), "-byte dictionary ", dict_path,
                  "; the two files do not belong together, ", kHint);

@@ -13,10 +13,6 @@ namespace dtrain::data {
 
 namespace {
 const char* kHint = "install fortunes and fortunes-min (scripts/bootstrap) or pass --data-dir";
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 }  // namespace
 
 std::string clean_text(std::string_view raw) {
@@ -77,7 +73,7 @@ TextCorpus load_fortunes(const TextCorpusOptions& options) {
   std::vector<std::tuple<bool, std::string, fs::path>> candidates;
   for (const auto& entry : fs::directory_iterator(options.dir)) {
     const std::string name = entry.path().filename().string();
-    if (ends_with(name, ".dat") || !entry.is_regular_file()) continue;  // is_regular_file follows links
+    if (name.ends_with(".dat") || !entry.is_regular_file()) continue;  // is_regular_file follows links
     candidates.emplace_back(entry.is_symlink(), name, fs::canonical(entry.path()));
   }
   std::sort(candidates.begin(), candidates.end());

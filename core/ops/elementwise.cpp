@@ -1,5 +1,6 @@
-// Elementwise ops with broadcasting, each with its backward right under it. Broadcast operands reach
-// the backend as stride-0 views (never materialised); their gradients are summed back with sum_to.
+// Elementwise ops with broadcasting, each with its backward right under it. Broadcast operands
+// reach the backend as stride-0 views (never materialised); their gradients are summed back with
+// sum_to.
 #include "core/ops/elementwise.h"
 
 #include <algorithm>

@@ -1,6 +1,6 @@
 // Matrix products. Operands reach the backend GEMM as they are laid out: a matrix whose last two
-// strides are (1, rows) is the transpose of a contiguous one and is passed with a transpose flag, so
-// x.transpose(-1, -2) and W^T in linear cost no copy. Batch dims broadcast with a stride of 0.
+// strides are (1, rows) is the transpose of a contiguous one and is passed with a transpose flag,
+// so x.transpose(-1, -2) and W^T in linear cost no copy. Batch dims broadcast with a stride of 0.
 #include "core/ops/linalg.h"
 
 #include <algorithm>
@@ -193,8 +193,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return matmul_nd(a, b);
 }
 
-// y = x W^T + b over x [..., in], W [out, in]. W^T is W with swapped strides (a transpose flag), and
-// the bias is written into the output first so the GEMM adds onto it (beta = 1).
+// y = x W^T + b over x [..., in], W [out, in]. W^T is W with swapped strides (a transpose flag),
+// and the bias is written into the output first so the GEMM adds onto it (beta = 1).
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   check_operands("linear", x, weight);
   DTRAIN_CHECK(weight.dim() == 2 && x.dim() >= 1 && x.size(-1) == weight.size(1),

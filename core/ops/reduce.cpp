@@ -1,5 +1,6 @@
 // Reductions. The backend reduces x viewed as [outer, n, inner] over n; any set of dims is brought
-// to that form by at most one copy (none when the reduced dims are adjacent in a contiguous tensor).
+// to that form by at most one copy (none when the reduced dims are adjacent in a contiguous
+// tensor).
 #include "core/ops/reduce.h"
 
 #include <algorithm>

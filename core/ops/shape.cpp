@@ -62,7 +62,9 @@ Tensor cat_small(const std::vector<Tensor>& tensors, int64_t dim) {
   for (const Tensor& t : tensors) {
     int64_t len = t.shape()[static_cast<size_t>(dim)];
     sizes.push_back(len);
-    if (t.numel() > 0) backend.copy(t, make_view(out, t.shape(), out.strides(), offset * dim_stride));
+    if (t.numel() > 0) {
+      backend.copy(t, make_view(out, t.shape(), out.strides(), offset * dim_stride));
+    }
     offset += len;
   }
   return record_vector("cat", tensors, out, [sizes, dim](const Tensor& g, const Needs& needs) {

@@ -99,8 +99,8 @@ std::string mpi_error_string(int code) {
 }
 
 int checked_count(int64_t numel, const std::string& what) {
-  DTRAIN_CHECK(numel <= INT_MAX, "ProcessGroupMPI: ", what, " has more than 2^31-1 elements; MPI counts ",
-               "are int: split the tensor");
+  DTRAIN_CHECK(numel <= INT_MAX, "ProcessGroupMPI: ", what,
+               " has more than 2^31-1 elements; MPI counts are int: split the tensor");
   return static_cast<int>(numel);
 }
 

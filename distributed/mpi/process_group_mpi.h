@@ -1,5 +1,5 @@
-// ProcessGroupMPI: collectives on CPU tensors over Open MPI, and the job's bootstrap (rank, size, and the
-// channel NCCL's unique id travels on).
+// ProcessGroupMPI: collectives on CPU tensors over Open MPI, and the job's bootstrap (rank, size, and
+// the channel NCCL's unique id travels on).
 //
 // One communication thread per group runs the collectives, in the order they were issued, with MPI's
 // blocking calls (MPI_Allreduce, ...: the library's tuned algorithms, and MPI keeps them progressing);

@@ -62,8 +62,7 @@ void check_reduce_op(ReduceOp op, DType t, const char* name) {
 
 class ProcessGroupNCCL::NcclWork final : public Work {
  public:
-  NcclWork(int device, std::string what, bool blocking)
-      : device_(device), what_(std::move(what)), blocking_(blocking) {
+  NcclWork(int device, std::string what) : device_(device), what_(std::move(what)) {
     DTRAIN_CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
   }
   ~NcclWork() override {
@@ -79,15 +78,12 @@ class ProcessGroupNCCL::NcclWork final : public Work {
     return true;
   }
 
-  // Orders the compute stream after the collective; a barrier also blocks the host until it is done.
+  // Blocks the host until the collective is done (the interface's contract, and what lets DDP read
+  // end_time() right after). Work queued afterwards on any stream then sees the result.
   void wait() override {
     cuda::DeviceGuard guard(device_);
-    if (blocking_) {
-      DTRAIN_CUDA_CHECK(cudaEventSynchronize(done_));
-      mark_completed();
-      return;
-    }
-    DTRAIN_CUDA_CHECK(cudaStreamWaitEvent(cuda::cuda_compute_stream(device_), done_, 0));
+    DTRAIN_CUDA_CHECK(cudaEventSynchronize(done_));
+    mark_completed();
   }
 
   Clock::time_point start_time() const override { return start_; }
@@ -112,7 +108,6 @@ class ProcessGroupNCCL::NcclWork final : public Work {
  private:
   int device_;
   std::string what_;
-  bool blocking_;
   cudaEvent_t done_ = nullptr;
   std::vector<Tensor> tensors_;
   mutable std::mutex mutex_;
@@ -215,9 +210,9 @@ void ProcessGroupNCCL::watchdog_loop() {
 
 template <class Issue>
 WorkPtr ProcessGroupNCCL::launch(const std::string& what, std::initializer_list<Tensor> tensors,
-                                 Issue issue, bool blocking) {
+                                 Issue issue) {
   cuda::DeviceGuard guard(device_);
-  auto work = std::make_shared<NcclWork>(device_, what, blocking);
+  auto work = std::make_shared<NcclWork>(device_, what);
   // The collective reads what the compute stream has queued so far.
   cudaEvent_t ready = nullptr;
   DTRAIN_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
@@ -297,15 +292,12 @@ WorkPtr ProcessGroupNCCL::all_gather(const Tensor& output, const Tensor& input) 
 }
 
 WorkPtr ProcessGroupNCCL::barrier() {
-  // NCCL has no barrier: a one-element all-reduce, whose wait() blocks the host.
+  // NCCL has no barrier: a one-element all-reduce.
   Tensor token = Tensor::zeros({1}, DType::f32, Device::cuda(device_));
-  return launch(
-      "barrier", {token},
-      [&] {
-        DTRAIN_NCCL_CHECK(ncclAllReduce(token.raw_data(), token.raw_data(), 1, ncclFloat32, ncclSum,
-                                        comm_, stream_));
-      },
-      true);
+  return launch("barrier", {token}, [&] {
+    DTRAIN_NCCL_CHECK(ncclAllReduce(token.raw_data(), token.raw_data(), 1, ncclFloat32, ncclSum,
+                                    comm_, stream_));
+  });
 }
 
 void ProcessGroupNCCL::raw_all_reduce(const Tensor& tensor) {

@@ -5,9 +5,10 @@
 // pass queued on the compute stream (core/backend/cuda/cuda_device.h). Each collective first waits
 // (cudaStreamWaitEvent) for an event recorded on the compute stream when it was issued, so it reads
 // the values the compute stream produced; its tensors are marked as used on the NCCL stream, so the
-// caching allocator does not reuse their memory until the collective is done. Work::wait() orders the
-// compute stream after the collective (an event again) and returns without blocking the host: any
-// later kernel or copy to the host sees the result. is_completed() asks the event.
+// caching allocator does not reuse their memory until the collective is done. Work::wait() blocks the
+// host until the collective's completion event fires (the interface's contract), so the host can run
+// the backward pass ahead while collectives proceed, and everything queued after wait() sees the
+// result. is_completed() asks the event without blocking.
 //
 // A watchdog thread polls outstanding collectives: one not finished within the timeout, or an
 // asynchronous NCCL error, aborts the communicator and brings the job down with a message naming the
@@ -57,11 +58,9 @@ class ProcessGroupNCCL final : public ProcessGroup {
  private:
   ProcessGroupNCCL(ProcessGroupOptions options, int rank, int size, int device, ncclComm_t comm);
   // Runs `issue` (the NCCL call) on the group's stream after the compute stream's current work, and
-  // returns the Work tracking it. `tensors` are kept alive and marked as used on the stream. A
-  // blocking Work's wait() also blocks the host.
+  // returns the Work tracking it. `tensors` are kept alive and marked as used on the stream.
   template <class Issue>
-  WorkPtr launch(const std::string& what, std::initializer_list<Tensor> tensors, Issue issue,
-                 bool blocking = false);
+  WorkPtr launch(const std::string& what, std::initializer_list<Tensor> tensors, Issue issue);
   void watchdog_loop();
 
   int rank_ = 0;

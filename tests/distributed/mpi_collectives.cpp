@@ -9,7 +9,8 @@
 namespace dtrain {
 namespace {
 
-const std::vector<DType> kDTypes{DType::f32, DType::f64, DType::f16, DType::bf16, DType::i32, DType::i64};
+const std::vector<DType> kDTypes{DType::f32,  DType::f64, DType::f16,
+                                 DType::bf16, DType::i32, DType::i64};
 const std::vector<int64_t> kSizes{1, 7, 1000003};
 
 // What rank r holds at element i: small signed integers that differ between ranks and elements.

@@ -72,10 +72,11 @@ void expect_matches_torch(const nn::Module& model, const Tensor& loss, const Saf
   EXPECT_EQ(checked, with_prefix(f, "grad.").size()) << what << ": a torch gradient went unchecked";
 }
 
-// The loss and gradients are computed in f64 from f32 weights, so f64 agrees to rounding; f32 (what
-// training uses) agrees to its own precision over two layers.
-constexpr double kTolF64 = 1e-10;
-constexpr double kTolF32 = 1e-4;
+// Torch computed in f64 from the fixture's f32 weights, so dtrain in f64 agrees to rounding (measured:
+// under 1e-15), and in f32, the precision training uses, to f32 rounding through the layers (measured:
+// under 3e-7). The error is |ours - torch| / (1 + |torch|) per element.
+constexpr double kTolF64 = 1e-12;
+constexpr double kTolF32 = 5e-6;
 
 VitConfig fixture_vit_config(const SafetensorsFile& f) {
   VitConfig c;
@@ -205,7 +206,9 @@ int64_t uniform_int(Generator& gen, int64_t n) {
   return static_cast<int64_t>(gen.next_u64() % static_cast<uint64_t>(n));
 }
 
-// 8x8 images of noise with one bright 4x4 quadrant; the class is which of the first three it is.
+// 8x8 images of noise with one, two or three bright 4x4 quadrants (chosen at random); the class is
+// how many. (Which quadrant is lit would be a poor task: at initialisation the class token attends
+// evenly to all patches and sees the same average for every class.)
 TEST(ModelTraining, Vit30Steps) {
   manual_seed(1);
   VitConfig c{.image_size = 8, .in_channels = 1, .num_classes = 3, .patch_size = 4, .dim = 32,
@@ -219,11 +222,15 @@ TEST(ModelTraining, Vit30Steps) {
     for (int64_t b = 0; b < batch; ++b) {
       int64_t label = uniform_int(gen, 3);
       labels[static_cast<size_t>(b)] = label;
+      std::vector<int64_t> quadrants = {0, 1, 2, 3};
+      for (int64_t i = 3; i > 0; --i) std::swap(quadrants[static_cast<size_t>(i)],
+                                                quadrants[static_cast<size_t>(uniform_int(gen, i + 1))]);
+      std::vector<bool> lit(4, false);
+      for (int64_t i = 0; i <= label; ++i) lit[static_cast<size_t>(quadrants[static_cast<size_t>(i)])] = true;
       for (int64_t y = 0; y < 8; ++y) {
         for (int64_t x = 0; x < 8; ++x) {
-          bool lit = (y / 4) * 2 + (x / 4) == label;
-          pixels[static_cast<size_t>(b * 64 + y * 8 + x)] =
-              static_cast<float>((lit ? 1.0 : 0.0) + 0.5 * gen.next_normal());
+          pixels[static_cast<size_t>(b * 64 + y * 8 + x)] = static_cast<float>(
+              (lit[static_cast<size_t>((y / 4) * 2 + x / 4)] ? 1.0 : 0.0) + 0.5 * gen.next_normal());
         }
       }
     }
@@ -233,7 +240,7 @@ TEST(ModelTraining, Vit30Steps) {
   auto losses = train_steps(model, 30, 3e-3, make_batch, [&](const Batch& b) {
     return cross_entropy(model.forward(b.inputs[0]), b.targets);
   });
-  expect_loss_falls(losses, 0.5);
+  expect_loss_falls(losses, 0.7);
 }
 
 // Copying: the target is the source (3 to 6 symbols, padded) between bos and eos.
@@ -269,7 +276,7 @@ TEST(ModelTraining, Transformer30Steps) {
   auto losses = train_steps(model, 30, 3e-3, make_batch, [&](const Batch& b) {
     return cross_entropy(model.forward(b.inputs[0], b.inputs[1]), b.targets, kPad);
   });
-  expect_loss_falls(losses, 0.75);
+  expect_loss_falls(losses, 0.8);
 }
 
 // Counting: each sequence steps by +1 (mod vocab) from a random start, so one token predicts the next.
@@ -342,7 +349,9 @@ TEST(TransformerDecoding, EachTokenIsTheArgMaxOfTheForwardPass) {
       EXPECT_NE(out[i], kEos);
       EXPECT_TRUE(out[i] >= 0 && out[i] < kVocab);
     }
-    if (static_cast<int64_t>(out.size()) < max_len) EXPECT_EQ(best[out.size()], kEos) << "row " << b;
+    if (static_cast<int64_t>(out.size()) < max_len) {
+      EXPECT_EQ(best[out.size()], kEos) << "row " << b;
+    }
   }
 }
 
@@ -382,6 +391,19 @@ TEST(TransformerDecoding, DeterministicForASeedAndLeavesTrainingMode) {
     return first;
   };
   EXPECT_EQ(run(7), run(7));
+}
+
+// An empty source (all padding) would mask every key; the model leaves such a row unmasked, so its
+// outputs stay finite and the other rows are untouched.
+TEST(TransformerDecoding, AnEmptySourceRowStaysFinite) {
+  manual_seed(13);
+  Transformer model(small_transformer());
+  Tensor tgt = Tensor::from_vector(std::vector<int64_t>{kBos, 4, 5, kBos, 6, kPad}, {2, 3}, DType::i64);
+  Tensor logits = model.forward(padded_batch({{5, 7, 3}, {}}), tgt);
+  for (double v : logits.to_vector<double>()) ASSERT_TRUE(std::isfinite(v));
+  Tensor alone = model.forward(padded_batch({{5, 7, 3}}), tgt.narrow(0, 0, 1).contiguous());
+  expect_close(logits.narrow(0, 0, 1), alone, 1e-5, "row 0 beside an empty row");
+  EXPECT_EQ(model.greedy_decode(padded_batch({{5, 7, 3}, {kPad}}), kBos, kEos, 4).size(), 2u);
 }
 
 std::vector<std::string> split(const std::string& s, char sep) {

@@ -170,7 +170,8 @@ class Seq2Seq(nn.Module):
         self.transformer = nn.Transformer(dim, heads, layers, layers, mlp, dropout=0.0,
                                           batch_first=True)
         self.generator = nn.Linear(dim, vocab)
-        self.register_buffer("pe", sinusoidal(max_len, dim), persistent=False)
+        # dtrain keeps the table as an f32 buffer (converted, not recomputed, by to(f64)): use the same values
+        self.register_buffer("pe", sinusoidal(max_len, dim).float().double(), persistent=False)
 
     def embed(self, table, tokens):
         return table(tokens) * math.sqrt(self.dim) + self.pe[: tokens.shape[1]]

@@ -132,7 +132,8 @@ T step_down(T v) {
 // ---- strided iteration
 // A loop nest over `sizes` (innermost last) with one stride vector per operand. Dims of size 1 are
 // dropped and neighbouring dims that are contiguous with each other in every operand are merged, so
-// a contiguous tensor becomes one flat row and a broadcast bias becomes rows with a stride-0 operand.
+// a contiguous tensor becomes one flat row and a broadcast bias becomes rows with a stride-0
+// operand.
 template <size_t N>
 struct Nest {
   std::vector<int64_t> sizes;
@@ -293,7 +294,8 @@ void copy_typed(const Tensor& src, const Tensor& dst) {
   });
 }
 
-// ---- unary math. gelu_erf(x) = x * Phi(x), Phi the standard normal CDF = (1 + erf(x / sqrt 2)) / 2.
+// ---- unary math. gelu_erf(x) = x * Phi(x), with Phi the standard normal CDF,
+// Phi(x) = (1 + erf(x / sqrt 2)) / 2.
 // gelu_tanh(x) = x/2 * (1 + tanh(u)), u = sqrt(2/pi) * (x + 0.044715 x^3).
 
 constexpr double kSqrt1_2 = 0.70710678118654752440;   // 1 / sqrt(2)
@@ -574,6 +576,12 @@ template <class T>
 void sum_typed(const T* x, int64_t outer, int64_t n, int64_t inner, T* out) {
   if (inner == 1) {
     const int64_t blocks = std::max<int64_t>(1, (n + kSumBlock - 1) / kSumBlock);
+    if (blocks == 1) {  // short rows: one sum each, no partials to combine
+      parallel_for(outer, n, [&](int64_t b, int64_t e) {
+        for (int64_t o = b; o < e; ++o) out[o] = static_cast<T>(sum_row(x + o * n, n));
+      });
+      return;
+    }
     std::vector<Acc<T>> partial(static_cast<size_t>(outer * blocks));
     parallel_for(outer * blocks, std::min(n, kSumBlock), [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t) {
@@ -585,7 +593,8 @@ void sum_typed(const T* x, int64_t outer, int64_t n, int64_t inner, T* out) {
     });
     for (int64_t o = 0; o < outer; ++o) {
       Acc<T> s = 0;
-      for (int64_t blk = 0; blk < blocks; ++blk) s += partial[static_cast<size_t>(o * blocks + blk)];
+      const Acc<T>* part = partial.data() + o * blocks;
+      for (int64_t blk = 0; blk < blocks; ++blk) s += part[blk];
       out[o] = static_cast<T>(s);
     }
     return;

@@ -16,7 +16,8 @@ namespace dtrain {
 
 namespace {
 
-constexpr int64_t kGrain = 16384;  // element operations below which threads cost more than they save
+// Element operations below which threads cost more than they save.
+constexpr int64_t kGrain = 16384;
 
 // Rows split into one static chunk per thread (rows are independent, so any split gives the same
 // bits).

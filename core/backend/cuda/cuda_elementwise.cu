@@ -397,6 +397,12 @@ void CudaBackend::fill(const Tensor& dst, double value) {
 void CudaBackend::unary(UnaryOp op, const Tensor& x, const Tensor& out) {
   const int64_t n = out.numel();
   if (n == 0) return;
+  if (!out.is_contiguous()) {  // computed densely, then scattered into the strided output
+    Tensor dense = Tensor::empty(out.shape(), out.dtype(), out.device());
+    unary(op, x, dense);
+    copy(dense, out);
+    return;
+  }
   check_cuda_tensor(out, "unary", "out");
   const Tensor xs = contiguous_as(x, out.dtype());
   const int dev = out.device().index;
@@ -415,6 +421,12 @@ void CudaBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& grad
                                  const Tensor& out) {
   const int64_t n = out.numel();
   if (n == 0) return;
+  if (!out.is_contiguous()) {
+    Tensor dense = Tensor::empty(out.shape(), out.dtype(), out.device());
+    unary_backward(op, x, grad, dense);
+    copy(dense, out);
+    return;
+  }
   check_cuda_tensor(out, "unary_backward", "out");
   const Tensor xs = contiguous_as(x, out.dtype());
   const Tensor gs = contiguous_as(grad, out.dtype());
@@ -466,6 +478,12 @@ void CudaBackend::binary_scalar(BinaryOp op, const Tensor& a, double s, bool sca
                                 const Tensor& out) {
   const int64_t n = out.numel();
   if (n == 0) return;
+  if (!out.is_contiguous()) {
+    Tensor dense = Tensor::empty(out.shape(), out.dtype(), out.device());
+    binary_scalar(op, a, s, scalar_first, dense);
+    copy(dense, out);
+    return;
+  }
   check_cuda_tensor(out, "binary_scalar", "out");
   const Tensor as = contiguous_as(a, out.dtype());
   const int dev = out.device().index;

@@ -167,8 +167,18 @@ using namespace cuda;
 
 void CudaBackend::reduce(ReduceOp op, const Tensor& x, int64_t outer, int64_t n, int64_t inner,
                          const Tensor& out, const Tensor& indices) {
+  DTRAIN_CHECK(outer * n * inner == x.numel() && outer * inner == out.numel(), "cuda reduce: [",
+               outer, ", ", n, ", ", inner, "] does not match input shape ", shape_str(x.shape()),
+               " and output shape ", shape_str(out.shape()));
   if (out.numel() == 0) return;
+  if (!out.is_contiguous()) {
+    Tensor dense = Tensor::empty(out.shape(), out.dtype(), out.device());
+    reduce(op, x, outer, n, inner, dense, indices);
+    copy(dense, out);
+    return;
+  }
   check_cuda_tensor(out, "reduce", "out");
+  if (indices.defined()) check_cuda_tensor(indices, "reduce", "indices");
   DTRAIN_CHECK(n > 0 || op == ReduceOp::sum, "cuda reduce: max/min over an empty dim of ",
                shape_str(x.shape()));
   const Tensor xs = x.is_contiguous() ? x : contiguous_as(x, x.dtype());

@@ -1,6 +1,6 @@
 #include <gtest/gtest.h>
 
-#include <unordered_map>
+#include <algorithm>
 #include <unordered_set>
 
 #include "core/data/freedict.h"
@@ -149,21 +149,25 @@ TEST(FreeDict, RealDictionaryPairsAndSplit) {
   EXPECT_NEAR(static_cast<double>(s.held_out.size()) / total, 0.05, 0.01);
 
   // Disjoint by (lower-cased) headword, and one pair per headword.
-  std::unordered_set<std::string> train_heads, exact;
-  std::unordered_map<std::string, std::string> by_source;
-  for (const auto& p : s.train) {
-    train_heads.insert(lower(p.source));
-    EXPECT_TRUE(exact.insert(p.source).second) << "duplicate headword " << p.source;
-    by_source[p.source] = p.target;
-  }
-  for (const auto& p : s.held_out) {
-    EXPECT_EQ(train_heads.count(lower(p.source)), 0u) << p.source << " is on both sides";
-    by_source[p.source] = p.target;
-  }
+  std::unordered_set<std::string> train_heads;
+  train_heads.reserve(s.train.size());
+  for (const auto& p : s.train) train_heads.insert(lower(p.source));
+  for (const auto& p : s.held_out) EXPECT_EQ(train_heads.count(lower(p.source)), 0u) << p.source;
+  std::vector<std::string_view> sources;
+  for (const auto& p : all) sources.push_back(p.source);
+  std::sort(sources.begin(), sources.end());
+  const auto dup = std::adjacent_find(sources.begin(), sources.end());
+  EXPECT_EQ(dup, sources.end()) << "duplicate headword " << *dup;
   // Known entries, their first translation without annotations.
-  EXPECT_EQ(by_source.at("eelskin"), "Aalhaut");
-  EXPECT_EQ(by_source.at("eel trap"), "Aalreuse");
-  EXPECT_EQ(by_source.at("carrion fly"), "Aasfliege");
+  auto target_of = [&](const std::string& source) {
+    auto it =
+        std::find_if(all.begin(), all.end(), [&](const TranslationPair& p) { return p.source == source; });
+    return it == all.end() ? std::string("<missing>") : it->target;
+  };
+  EXPECT_EQ(target_of("eelskin"), "Aalhaut");
+  EXPECT_EQ(target_of("eel trap"), "Aalreuse");
+  EXPECT_EQ(target_of("carrion fly"), "Aasfliege");
+  EXPECT_EQ(target_of("I won't let it get me down."), "Ich lasse mich nicht unterkriegen.");
   // Nothing left of the markup.
   size_t marked = 0;
   for (const auto& p : s.train) {

@@ -363,7 +363,9 @@ TEST(Matmul, AgainstLoops) {
   for (int i = 0; i < 6; ++i) {
     for (int j = 0; j < 5; ++j) {
       double s = 0;
-      for (int k = 0; k < 4; ++k) s += va[static_cast<size_t>(i * 4 + k)] * vb[static_cast<size_t>(k * 5 + j)];
+      for (int k = 0; k < 4; ++k) {
+        s += va[static_cast<size_t>(i * 4 + k)] * vb[static_cast<size_t>(k * 5 + j)];
+      }
       EXPECT_NEAR(vc[static_cast<size_t>(i * 5 + j)], s, 1e-12);
     }
   }
@@ -408,6 +410,18 @@ TEST(CpuKernels, LargeStridedCopyAndFill) {
   for (int64_t i = 0; i < 300; i += 37) {
     for (int64_t j = 0; j < 257; j += 13) {
       ASSERT_EQ(vy[static_cast<size_t>(j * 300 + i)], vx[static_cast<size_t>(i * 257 + j)]);
+    }
+  }
+  // Batched transposes, also converting the dtype on the way.
+  Tensor b3 = Tensor::randn({3, 40, 50});
+  std::vector<float> vb = b3.to_vector<float>();
+  std::vector<double> vt = b3.transpose(1, 2).to(DType::f64).to_vector<double>();
+  for (int64_t k = 0; k < 3; ++k) {
+    for (int64_t i = 0; i < 40; ++i) {
+      for (int64_t j = 0; j < 50; ++j) {
+        ASSERT_EQ(vt[static_cast<size_t>((k * 50 + j) * 40 + i)],
+                  vb[static_cast<size_t>((k * 40 + i) * 50 + j)]);
+      }
     }
   }
   Tensor z = Tensor::zeros({300, 257});

@@ -1,6 +1,7 @@
 # Runs an MPI job that is meant to fail and checks that it does so properly: a non-zero exit status
 # within LIMIT seconds (default 60), and output matching EXPECT_REGEX when given.
-#   cmake -DMPIEXEC=... -DNP=3 -DPROGRAM=... [-DARGS=...] [-DEXPECT_REGEX=...] -P expect_job_failure.cmake
+#   cmake -DMPIEXEC=... -DNP=3 -DPROGRAM=... [-DARGS=...] [-DEXPECT_REGEX=...]
+#         -P expect_job_failure.cmake
 if(NOT LIMIT)
   set(LIMIT 60)
 endif()
