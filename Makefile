@@ -24,7 +24,7 @@ test: build
 
 # The CUDA parity suite, model and DDP tests on a GPU (they skip with a reason where there is none).
 test-gpu: build
-	@cd $(BUILD) && ctest --output-on-failure -R 'Cuda|GPU' --timeout 900
+	@cd $(BUILD) && ctest --output-on-failure -R 'Cuda|GPU|nccl' --timeout 900
 
 run: build
 	@$(BUILD)/dtrain train --config examples/vit_fashion_mnist.ini

@@ -3,12 +3,25 @@
 #include <boost/program_options.hpp>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "core/error.h"
 
 namespace po = boost::program_options;
 
 namespace dtrain::launch {
+
+namespace {
+// Boost prints no "(=...)" for a default whose text is empty; show an empty string as "" instead, so
+// --help gives every option's default.
+const char* kEmpty = "\"\"";
+// Boost prints a double with 17 digits (0.05 as 0.050000000000000003); six significant ones suffice.
+std::string short_text(double value) {
+  std::ostringstream out;
+  out << value;
+  return out.str();
+}
+}  // namespace
 
 bool parse_train_config(const std::vector<std::string>& args, TrainConfig& c,
                         const char* subcommand) {
@@ -28,7 +41,7 @@ bool parse_train_config(const std::vector<std::string>& args, TrainConfig& c,
     ("patch", po::value(&c.patch)->default_value(c.patch), "ViT patch size (0: from --model-size)")
     ("dropout", po::value(&c.dropout)->default_value(c.dropout), "dropout probability")
     ("dataset", po::value(&c.dataset)->default_value(c.dataset), "fashion-mnist | cifar10 | freedict | fortunes")
-    ("data-dir", po::value(&c.data_dir)->default_value(c.data_dir), "dataset directory (empty: the Debian package's)")
+    ("data-dir", po::value(&c.data_dir)->default_value(c.data_dir, kEmpty), "dataset directory (empty: the Debian package's)")
     ("seq-len", po::value(&c.seq_len)->default_value(c.seq_len), "GPT context / Transformer max length")
     ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size),
        "global batch size: over all ranks and accumulation steps")
@@ -41,7 +54,7 @@ bool parse_train_config(const std::vector<std::string>& args, TrainConfig& c,
     ("min-lr", po::value(&c.min_lr)->default_value(c.min_lr), "final learning rate of the decay")
     ("schedule", po::value(&c.schedule)->default_value(c.schedule), "cosine | linear | step | constant")
     ("warmup-steps", po::value(&c.warmup_steps)->default_value(c.warmup_steps), "linear warmup steps")
-    ("weight-decay", po::value(&c.weight_decay)->default_value(c.weight_decay), "weight decay")
+    ("weight-decay", po::value(&c.weight_decay)->default_value(c.weight_decay, short_text(c.weight_decay)), "weight decay")
     ("clip-grad-norm", po::value(&c.clip_grad_norm)->default_value(c.clip_grad_norm),
        "clip the global gradient L2 norm (<= 0: off)")
     ("label-smoothing", po::value(&c.label_smoothing)->default_value(c.label_smoothing), "cross-entropy label smoothing")
@@ -53,14 +66,14 @@ bool parse_train_config(const std::vector<std::string>& args, TrainConfig& c,
     ("zero", po::value(&c.zero)->default_value(c.zero), "1: shard optimizer state across ranks (ZeRO-1)")
     ("collective-timeout", po::value(&c.collective_timeout_s)->default_value(c.collective_timeout_s),
        "seconds before a stuck collective aborts the job")
-    ("checkpoint-dir", po::value(&c.checkpoint_dir)->default_value(c.checkpoint_dir), "where checkpoints go")
+    ("checkpoint-dir", po::value(&c.checkpoint_dir)->default_value(c.checkpoint_dir, kEmpty), "where checkpoints go")
     ("checkpoint-interval", po::value(&c.checkpoint_interval)->default_value(c.checkpoint_interval),
        "steps between checkpoints (0: at the end only)")
-    ("resume", po::value(&c.resume)->default_value(c.resume), "checkpoint directory to resume from")
+    ("resume", po::value(&c.resume)->default_value(c.resume, kEmpty), "checkpoint directory to resume from")
     ("eval-interval", po::value(&c.eval_interval)->default_value(c.eval_interval), "steps between evals (0: at the end)")
     ("eval-batches", po::value(&c.eval_batches)->default_value(c.eval_batches), "batches per eval (0: whole split)")
     ("log-interval", po::value(&c.log_interval)->default_value(c.log_interval), "steps between log lines")
-    ("metrics-file", po::value(&c.metrics_file)->default_value(c.metrics_file), "JSON Lines metrics output")
+    ("metrics-file", po::value(&c.metrics_file)->default_value(c.metrics_file, kEmpty), "JSON Lines metrics output")
     ("progress", po::value(&c.progress)->default_value(c.progress), "live progress line on a terminal");
   // clang-format on
 

@@ -82,7 +82,7 @@ nlohmann::json evaluate(Workload& w, dist::ProcessGroup& pg, int64_t batch_size,
   int64_t width = static_cast<int64_t>(dist::all_reduce_value(pg, static_cast<double>(sums.size()),
                                                               dist::ReduceOp::max));
   sums.resize(static_cast<size_t>(width), 0.0);
-  Tensor t = Tensor::from_vector(sums, {width}, DType::f64);
+  Tensor t = Tensor::from_vector(sums, {width}, DType::f64, pg.device());
   pg.all_reduce(t)->wait();
   w.model().train();
   return w.eval_metrics(t.to_vector<double>());

@@ -151,7 +151,9 @@ std::vector<float> train_mixed(bool f16) {
     scaler.step(model->parameters(), [&] { opt.step(); });
     opt.zero_grad();
   }
-  if (f16) EXPECT_EQ(scaler.skipped_steps(), 0);
+  if (f16) {
+    EXPECT_EQ(scaler.skipped_steps(), 0);
+  }
   return test::flat_values(model->parameters());
 }
 
@@ -159,9 +161,10 @@ TEST(MpiMixedPrecision, F16AutocastWithLossScalerTracksF32) {
   auto pg = test::world();
   std::vector<float> full = train_mixed(false);
   std::vector<float> mixed = train_mixed(true);
-  // f16 keeps 11 significant bits: GEMM inputs are rounded by <= 2^-11 relative each step; over 20 SGD
-  // steps the weights (O(0.1..1)) stay within 1e-2 of the f32 run.
-  EXPECT_LT(test::max_abs_diff(full, mixed), 1e-2);
+  // f16 keeps 11 significant bits: GEMM inputs are rounded by <= 2^-11 relative each step; after 20
+  // SGD steps the weights (O(0.1..1)) differ from the f32 run by ~2e-4 (measured); 2e-3 leaves room
+  // for another BLAS's summation order.
+  EXPECT_LT(test::max_abs_diff(full, mixed), 2e-3);
   EXPECT_GT(test::max_abs_diff(full, mixed), 0.0);  // the low-precision path really ran
   EXPECT_TRUE(test::same_on_all_ranks(*pg, mixed));
 }

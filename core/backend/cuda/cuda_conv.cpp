@@ -107,8 +107,17 @@ const Perf* pick(const std::vector<Perf>& perfs, DType type, bool want_determini
   return nullptr;
 }
 
+// CUDNN_STATUS_NOT_SUPPORTED (cuDNN has no kernel for this configuration) is a decline the caller may
+// answer with an f32 run; any other failure is an error.
+bool declined(cudnnStatus_t status, const char* call) {
+  if (status == CUDNN_STATUS_NOT_SUPPORTED) return true;
+  check_cudnn(status, call);
+  return false;
+}
+
 // Runs the convolution pieces in dtype `type` (x, w, y, dy already in it). Returns false when cuDNN has
-// no algorithm for one of the requested pieces (nothing has run then).
+// no algorithm for one of the requested pieces; outputs may then be partly written, and the caller
+// recomputes all of them.
 bool run_forward(DeviceContext& ctx, const Tensor& x, const Tensor& w, const Conv2dArgs& args,
                  const Tensor& y, DType type) {
   cudnnHandle_t h = ctx.cudnn();
@@ -117,9 +126,12 @@ bool run_forward(DeviceContext& ctx, const Tensor& x, const Tensor& w, const Con
   ConvDesc cd(args, type);
   std::vector<cudnnConvolutionFwdAlgoPerf_t> perfs(CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
   int found = 0;
-  DTRAIN_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, xd.d, wd.d, cd.d, yd.d,
-                                                            static_cast<int>(perfs.size()), &found,
-                                                            perfs.data()));
+  if (declined(cudnnGetConvolutionForwardAlgorithm_v7(h, xd.d, wd.d, cd.d, yd.d,
+                                                      static_cast<int>(perfs.size()), &found,
+                                                      perfs.data()),
+               "cudnnGetConvolutionForwardAlgorithm_v7")) {
+    return false;
+  }
   perfs.resize(static_cast<size_t>(found));
   const auto* p = pick(perfs, type, false);
   if (!p) return false;
@@ -129,9 +141,9 @@ bool run_forward(DeviceContext& ctx, const Tensor& x, const Tensor& w, const Con
   const float one_f = 1.0f, zero_f = 0.0f;
   const void* one = type == DType::f64 ? static_cast<const void*>(&one_d) : &one_f;
   const void* zero = type == DType::f64 ? static_cast<const void*>(&zero_d) : &zero_f;
-  DTRAIN_CUDNN_CHECK(cudnnConvolutionForward(h, one, xd.d, x.raw_data(), wd.d, w.raw_data(), cd.d,
-                                             p->algo, ws.ptr, p->memory, zero, yd.d, y.raw_data()));
-  return true;
+  return !declined(cudnnConvolutionForward(h, one, xd.d, x.raw_data(), wd.d, w.raw_data(), cd.d,
+                                            p->algo, ws.ptr, p->memory, zero, yd.d, y.raw_data()),
+                   "cudnnConvolutionForward");
 }
 
 bool run_backward(DeviceContext& ctx, const Tensor& dy, const Tensor& x, const Tensor& w,
@@ -144,7 +156,7 @@ bool run_backward(DeviceContext& ctx, const Tensor& dy, const Tensor& x, const T
   const void* one = type == DType::f64 ? static_cast<const void*>(&one_d) : &one_f;
   const void* zero = type == DType::f64 ? static_cast<const void*>(&zero_d) : &zero_f;
 
-  // Choose both algorithms before running either, so a decline leaves nothing half done.
+  // Both algorithms are chosen before either runs, so a heuristic decline costs no work.
   ConvDesc data_cd(args, type), filter_cd(args, type);
   std::vector<cudnnConvolutionBwdDataAlgoPerf_t> data_perfs;
   std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> filter_perfs;
@@ -153,9 +165,12 @@ bool run_backward(DeviceContext& ctx, const Tensor& dy, const Tensor& x, const T
   if (dx.defined()) {
     data_perfs.resize(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
     int found = 0;
-    DTRAIN_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
-        h, wd.d, dyd.d, data_cd.d, xd.d, static_cast<int>(data_perfs.size()), &found,
-        data_perfs.data()));
+    if (declined(cudnnGetConvolutionBackwardDataAlgorithm_v7(
+                     h, wd.d, dyd.d, data_cd.d, xd.d, static_cast<int>(data_perfs.size()), &found,
+                     data_perfs.data()),
+                 "cudnnGetConvolutionBackwardDataAlgorithm_v7")) {
+      return false;
+    }
     data_perfs.resize(static_cast<size_t>(found));
     data_algo = pick(data_perfs, type, true);
     if (!data_algo) return false;
@@ -163,9 +178,12 @@ bool run_backward(DeviceContext& ctx, const Tensor& dy, const Tensor& x, const T
   if (dw.defined()) {
     filter_perfs.resize(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
     int found = 0;
-    DTRAIN_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-        h, xd.d, dyd.d, filter_cd.d, wd.d, static_cast<int>(filter_perfs.size()), &found,
-        filter_perfs.data()));
+    if (declined(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+                     h, xd.d, dyd.d, filter_cd.d, wd.d, static_cast<int>(filter_perfs.size()),
+                     &found, filter_perfs.data()),
+                 "cudnnGetConvolutionBackwardFilterAlgorithm_v7")) {
+      return false;
+    }
     filter_perfs.resize(static_cast<size_t>(found));
     filter_algo = pick(filter_perfs, type, true);
     if (!filter_algo) return false;
@@ -173,19 +191,22 @@ bool run_backward(DeviceContext& ctx, const Tensor& dy, const Tensor& x, const T
   if (data_algo) {
     DTRAIN_CUDNN_CHECK(cudnnSetConvolutionMathType(data_cd.d, data_algo->mathType));
     Scratch ws(ctx, data_algo->memory);
-    DTRAIN_CUDNN_CHECK(cudnnConvolutionBackwardData(h, one, wd.d, w.raw_data(), dyd.d,
-                                                    dy.raw_data(), data_cd.d, data_algo->algo,
-                                                    ws.ptr, data_algo->memory, zero, xd.d,
-                                                    dx.raw_data()));
+    if (declined(cudnnConvolutionBackwardData(h, one, wd.d, w.raw_data(), dyd.d, dy.raw_data(),
+                                              data_cd.d, data_algo->algo, ws.ptr,
+                                              data_algo->memory, zero, xd.d, dx.raw_data()),
+                 "cudnnConvolutionBackwardData")) {
+      return false;
+    }
   }
   if (filter_algo) {
     DTRAIN_CUDNN_CHECK(cudnnSetConvolutionMathType(filter_cd.d, filter_algo->mathType));
     Scratch ws(ctx, filter_algo->memory);
-    DTRAIN_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, one, xd.d, x.raw_data(), dyd.d,
-                                                      dy.raw_data(), filter_cd.d,
-                                                      filter_algo->algo, ws.ptr,
-                                                      filter_algo->memory, zero, wd.d,
-                                                      dw.raw_data()));
+    if (declined(cudnnConvolutionBackwardFilter(h, one, xd.d, x.raw_data(), dyd.d, dy.raw_data(),
+                                                filter_cd.d, filter_algo->algo, ws.ptr,
+                                                filter_algo->memory, zero, wd.d, dw.raw_data()),
+                 "cudnnConvolutionBackwardFilter")) {
+      return false;
+    }
   }
   return true;
 }

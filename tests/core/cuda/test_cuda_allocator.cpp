@@ -214,7 +214,10 @@ TEST(CudaAllocator, device_memory_is_cached_and_counted) {
   const AllocatorStats before = cuda::cuda_memory_stats(0);
   {
     Tensor t = Tensor::empty({1 << 20}, DType::f32, Device::cuda(0));  // 4 MiB
-    EXPECT_EQ(cuda::cuda_memory_stats(0).allocated, before.allocated + (size_t{4} << 20));
+    // 4 MiB, or a little more when a cached block is not worth splitting (under 1 MiB left over).
+    const size_t grown = cuda::cuda_memory_stats(0).allocated - before.allocated;
+    EXPECT_GE(grown, size_t{4} << 20);
+    EXPECT_LE(grown, size_t{5} << 20);
   }
   // Freed to the cache, not to the driver: the same request again needs no new segment.
   const AllocatorStats freed = cuda::cuda_memory_stats(0);

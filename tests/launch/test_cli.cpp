@@ -1,0 +1,448 @@
+// The dtrain command seen from outside: it is run as a child process (the way a person or a job script
+// runs it), and its exit status, stderr, stdout, metrics file and checkpoints are checked.
+//
+// Image runs use a small Fashion-MNIST look-alike written into a temporary --data-dir, so they need no
+// package and take well under a second each; the Transformer and GPT runs read the Debian packages
+// dict-freedict-eng-deu and fortunes (scripts/bootstrap installs them) and skip, naming the package,
+// where they are missing.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/io/safetensors.h"
+
+namespace fs = std::filesystem;
+using namespace dtrain;
+
+namespace {
+
+const std::string kDtrain = DTRAIN_BINARY_DIR "/dtrain";
+
+struct RunResult {
+  int exit_code = -1;  // the child's exit status; 128 + signal when a signal ended it
+  std::string out, err;
+};
+
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void write_text(const fs::path& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+  ASSERT_TRUE(out.good()) << path;
+}
+
+void write_gzip(const fs::path& path, const std::string& bytes) {
+  gzFile f = gzopen(path.c_str(), "wb");
+  ASSERT_NE(f, nullptr) << path;
+  ASSERT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())), static_cast<int>(bytes.size()));
+  ASSERT_EQ(gzclose(f), Z_OK);
+}
+
+int count_lines(const std::string& text, const std::string& needle) {
+  std::istringstream in(text);
+  int n = 0;
+  for (std::string line; std::getline(in, line);) n += line.find(needle) != std::string::npos;
+  return n;
+}
+
+// An IDX file's bytes: 0 0 type ndims, the sizes as u32 big-endian, then the payload.
+std::string idx_bytes(uint8_t type, const std::vector<uint32_t>& dims, const std::string& payload) {
+  std::string out = {0, 0, static_cast<char>(type), static_cast<char>(dims.size())};
+  for (uint32_t d : dims) {
+    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((d >> shift) & 0xff));
+  }
+  return out + payload;
+}
+
+std::string image_payload(uint32_t n) {
+  // Each image a faint class-dependent stripe plus noise: any bytes would do for these tests.
+  std::string p(static_cast<size_t>(n) * 28 * 28, '\0');
+  uint32_t state = 12345;
+  for (size_t i = 0; i < p.size(); ++i) {
+    state = state * 1664525u + 1013904223u;
+    const size_t image = i / (28 * 28), row = (i / 28) % 28;
+    p[i] = static_cast<char>((state >> 24) / 2 + (row == image % 10 * 2 ? 120 : 0));
+  }
+  return p;
+}
+
+std::string label_payload(uint32_t n) {
+  std::string p;
+  for (uint32_t i = 0; i < n; ++i) p.push_back(static_cast<char>(i % 10));
+  return p;
+}
+
+// The four files of a Fashion-MNIST directory, uncompressed (the reader takes either form).
+void write_fashion_mnist(const fs::path& dir, uint32_t n_train, uint32_t n_test) {
+  fs::create_directories(dir);
+  write_text(dir / "train-images-idx3-ubyte", idx_bytes(0x08, {n_train, 28, 28}, image_payload(n_train)));
+  write_text(dir / "train-labels-idx1-ubyte", idx_bytes(0x08, {n_train}, label_payload(n_train)));
+  write_text(dir / "t10k-images-idx3-ubyte", idx_bytes(0x08, {n_test, 28, 28}, image_payload(n_test)));
+  write_text(dir / "t10k-labels-idx1-ubyte", idx_bytes(0x08, {n_test}, label_payload(n_test)));
+}
+
+// A ViT small enough that a step takes milliseconds: one block of width 16 on 7x7 patches.
+const std::vector<std::string> kTinyVit = {"--depth", "1",   "--dim",       "16", "--heads",     "2",
+                                           "--mlp-dim", "32", "--patch",    "7",  "--batch-size", "16",
+                                           "--eval-batches", "1", "--threads", "1", "--progress", "0"};
+
+class Cli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(fs::exists(kDtrain)) << kDtrain << " is missing: build the dtrain target first";
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fs::temp_directory_path() /
+           ("dtrain-cli-" + std::string(info->name()) + "-" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    std::error_code ignored;
+    fs::remove_all(dir_, ignored);
+  }
+
+  // Runs `prefix dtrain args...` through the shell with stdout and stderr captured to files.
+  RunResult run(const std::vector<std::string>& args, const std::string& prefix = "") {
+    std::string command = prefix + shell_quote(kDtrain);
+    for (const std::string& a : args) command += " " + shell_quote(a);
+    const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
+    command += " >" + shell_quote(out) + " 2>" + shell_quote(err) + " </dev/null";
+    const int status = std::system(command.c_str());
+    RunResult r;
+    if (status != -1 && WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
+    if (status != -1 && WIFSIGNALED(status)) r.exit_code = 128 + WTERMSIG(status);
+    r.out = read_text(out);
+    r.err = read_text(err);
+    return r;
+  }
+
+  RunResult train(std::vector<std::string> args) {
+    args.insert(args.begin(), "train");
+    return run(args);
+  }
+
+  // kTinyVit on a generated data set in dir_/data (created on first use), plus `args`.
+  RunResult train_tiny_vit(const std::vector<std::string>& args) {
+    if (!fs::exists(data_dir())) write_fashion_mnist(data_dir(), 192, 32);
+    std::vector<std::string> all = {"--data-dir", data_dir().string()};
+    all.insert(all.end(), kTinyVit.begin(), kTinyVit.end());
+    all.insert(all.end(), args.begin(), args.end());
+    return train(all);
+  }
+
+  fs::path data_dir() const { return dir_ / "data"; }
+
+  fs::path dir_;
+};
+
+// What every failure must look like: a non-zero exit and exactly one line on stderr, the
+// "dtrain train: error: ..." that main prints, naming what was wrong.
+void expect_one_line_error(const RunResult& r, const std::vector<std::string>& mentions) {
+  EXPECT_NE(r.exit_code, 0) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "stderr:\n" << r.err;
+  EXPECT_TRUE(r.err.ends_with("\n")) << r.err;
+  EXPECT_TRUE(r.err.starts_with("dtrain train: error: ")) << r.err;
+  for (const std::string& m : mentions) EXPECT_NE(r.err.find(m), std::string::npos) << "no '" << m << "' in: " << r.err;
+}
+
+std::vector<nlohmann::json> read_jsonl(const fs::path& path) {
+  std::vector<nlohmann::json> records;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    EXPECT_TRUE(nlohmann::json::accept(line)) << path << ": not JSON: " << line;
+    if (nlohmann::json::accept(line)) records.push_back(nlohmann::json::parse(line));
+  }
+  return records;
+}
+
+std::set<std::string> keys_of(const nlohmann::json& record) {
+  std::set<std::string> keys;
+  for (auto it = record.begin(); it != record.end(); ++it) keys.insert(it.key());
+  return keys;
+}
+
+// Every tensor of two safetensors files: same names in the same order, same dtype and shape, same bytes.
+void expect_bitwise_equal(const fs::path& a_path, const fs::path& b_path) {
+  SafetensorsFile a = load_safetensors(a_path), b = load_safetensors(b_path);
+  ASSERT_EQ(a.names(), b.names()) << a_path << " vs " << b_path;
+  for (const auto& [name, ta] : a.tensors()) {
+    const Tensor& tb = b.at(name);
+    ASSERT_EQ(ta.dtype(), tb.dtype()) << name;
+    ASSERT_EQ(ta.shape(), tb.shape()) << name;
+    const size_t bytes = static_cast<size_t>(ta.numel()) * dtype_size(ta.dtype());
+    EXPECT_EQ(std::memcmp(ta.raw_data(), tb.raw_data(), bytes), 0) << name << " differs";
+  }
+}
+
+bool any_tensor_differs(const fs::path& a_path, const fs::path& b_path) {
+  SafetensorsFile a = load_safetensors(a_path), b = load_safetensors(b_path);
+  for (const auto& [name, ta] : a.tensors()) {
+    const size_t bytes = static_cast<size_t>(ta.numel()) * dtype_size(ta.dtype());
+    if (std::memcmp(ta.raw_data(), b.at(name).raw_data(), bytes) != 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// ---- errors: one line on stderr, non-zero exit
+
+TEST_F(Cli, UnknownOption) {
+  expect_one_line_error(train({"--no-such-option", "3"}), {"no-such-option", "--help"});
+}
+
+TEST_F(Cli, UnknownCommand) {
+  RunResult r = run({"frobnicate"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find("frobnicate"), std::string::npos) << r.err;
+}
+
+TEST_F(Cli, BadValues) {
+  expect_one_line_error(train({"--precision", "f8"}), {"--precision", "f8"});
+  expect_one_line_error(train({"--batch-size", "0"}), {"--batch-size", "0"});
+  expect_one_line_error(train({"--steps", "many"}), {"many"});
+}
+
+TEST_F(Cli, MissingConfigFile) {
+  const fs::path absent = dir_ / "absent.ini";
+  expect_one_line_error(train({"--config", absent.string()}), {absent.string()});
+}
+
+TEST_F(Cli, MissingDatasetDirectory) {
+  const fs::path absent = dir_ / "no-such-dir";
+  std::vector<std::string> args = {"--data-dir", absent.string()};
+  args.insert(args.end(), kTinyVit.begin(), kTinyVit.end());
+  RunResult r = train(args);
+  expect_one_line_error(r, {absent.string(), "install dataset-fashion-mnist", "--data-dir"});
+}
+
+TEST_F(Cli, CorruptIdxFile) {
+  write_fashion_mnist(data_dir(), 192, 32);
+  // Not IDX at all: wrong magic bytes.
+  write_text(data_dir() / "train-images-idx3-ubyte", "<html>404 not found</html>");
+  expect_one_line_error(train_tiny_vit({}), {"train-images-idx3-ubyte", "not an IDX file", "--data-dir"});
+  // Well-formed header but more data than it declares.
+  write_text(data_dir() / "train-images-idx3-ubyte",
+             idx_bytes(0x08, {192, 28, 28}, image_payload(192) + "extra"));
+  expect_one_line_error(train_tiny_vit({}), {"train-images-idx3-ubyte", "corrupt", "--data-dir"});
+}
+
+TEST_F(Cli, TruncatedIdxFile) {
+  write_fashion_mnist(data_dir(), 192, 32);
+  std::string images = idx_bytes(0x08, {192, 28, 28}, image_payload(192));
+  write_text(data_dir() / "train-images-idx3-ubyte", images.substr(0, images.size() - 1000));
+  expect_one_line_error(train_tiny_vit({}), {"train-images-idx3-ubyte", "truncated", "--data-dir"});
+  // The package's form: a gzip'd file cut short (a partial copy), in place of the plain one.
+  fs::remove(data_dir() / "train-images-idx3-ubyte");
+  write_gzip(data_dir() / "train-images-idx3-ubyte.gz", images);
+  std::string gz = read_text(data_dir() / "train-images-idx3-ubyte.gz");
+  write_text(data_dir() / "train-images-idx3-ubyte.gz", gz.substr(0, gz.size() / 2));
+  expect_one_line_error(train_tiny_vit({}), {"train-images-idx3-ubyte.gz", "--data-dir"});
+}
+
+TEST_F(Cli, LabelImageCountMismatch) {
+  write_fashion_mnist(data_dir(), 192, 32);
+  write_text(data_dir() / "train-labels-idx1-ubyte", idx_bytes(0x08, {191}, label_payload(191)));
+  expect_one_line_error(train_tiny_vit({}), {"192 images", "191 labels", "--data-dir"});
+}
+
+// ---- --help and --config
+
+TEST_F(Cli, HelpListsEveryOptionWithItsDefault) {
+  RunResult r = run({"train", "--help"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  // Every TrainConfig field, and its default as --help must print it.
+  const std::vector<std::pair<std::string, std::string>> expected = {
+      {"model", "vit"}, {"model-size", "fm"}, {"dim", "0"}, {"depth", "0"}, {"heads", "0"},
+      {"mlp-dim", "0"}, {"patch", "0"}, {"dropout", "0"}, {"dataset", "fashion-mnist"}, {"data-dir", "\"\""},
+      {"seq-len", "64"}, {"batch-size", "128"}, {"grad-accum", "1"}, {"steps", "0"}, {"epochs", "1"},
+      {"optimizer", "adamw"}, {"lr", "0.001"}, {"min-lr", "0"}, {"schedule", "cosine"},
+      {"warmup-steps", "0"}, {"weight-decay", "0.05"}, {"clip-grad-norm", "1"}, {"label-smoothing", "0"},
+      {"precision", "f32"}, {"device", "cpu"}, {"seed", "0"}, {"threads", "0"}, {"bucket-cap-mb", "25"},
+      {"zero", "0"}, {"collective-timeout", "600"}, {"checkpoint-dir", "\"\""},
+      {"checkpoint-interval", "0"}, {"resume", "\"\""}, {"eval-interval", "0"}, {"eval-batches", "0"},
+      {"log-interval", "10"}, {"metrics-file", "\"\""}, {"progress", "1"}};
+  for (const auto& [name, value] : expected) {
+    const std::string shown = "--" + name + " arg (=" + value + ")";
+    EXPECT_NE(r.out.find(shown), std::string::npos) << "--help lacks '" << shown << "':\n" << r.out;
+  }
+  // And no option is listed without a default (but --help and --config themselves).
+  std::istringstream in(r.out);
+  int options = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.starts_with("  --")) continue;
+    ++options;
+    if (line.starts_with("  --config ")) continue;
+    EXPECT_NE(line.find("(="), std::string::npos) << "no default shown: " << line;
+  }
+  EXPECT_EQ(options, static_cast<int>(expected.size()) + 1);  // + --config; --help is "-h [ --help ]"
+}
+
+TEST_F(Cli, ConfigFileWithCommandLineWinning) {
+  write_text(dir_ / "run.ini", "steps = 7\nlog-interval = 3\nseed = 4\n");
+  RunResult r = train_tiny_vit({"--config", (dir_ / "run.ini").string(), "--steps", "4"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(", 4 steps"), std::string::npos) << r.out;  // the command line's --steps
+  EXPECT_NE(r.out.find("step 3/4"), std::string::npos) << r.out;   // the file's --log-interval
+  // An unknown key in the file is an error like an unknown option.
+  write_text(dir_ / "bad.ini", "stepz = 7\n");
+  expect_one_line_error(train_tiny_vit({"--config", (dir_ / "bad.ini").string()}), {"stepz"});
+}
+
+// ---- training runs
+
+// 20 steps in one process, or 10 steps, a checkpoint, and 10 more in a new process with --resume:
+// the same final weights and optimizer state, bit for bit. Dropout, a warmup that spans the resume
+// point and an epoch boundary after it (12 batches per epoch) make the RNG, scheduler and data
+// position all matter.
+TEST_F(Cli, ResumeGivesIdenticalWeights) {
+  const std::vector<std::string> common = {"--seed", "5", "--dropout", "0.1", "--schedule", "constant",
+                                           "--warmup-steps", "15", "--log-interval", "5"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> all = common;
+    all.insert(all.end(), extra.begin(), extra.end());
+    return all;
+  };
+  const fs::path straight = dir_ / "straight", first = dir_ / "first", resumed = dir_ / "resumed";
+  RunResult a = train_tiny_vit(with({"--steps", "20", "--checkpoint-dir", straight.string(),
+                                     "--metrics-file", (dir_ / "straight.jsonl").string()}));
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  RunResult b1 = train_tiny_vit(with({"--steps", "10", "--checkpoint-dir", first.string(),
+                                      "--metrics-file", (dir_ / "split.jsonl").string()}));
+  ASSERT_EQ(b1.exit_code, 0) << b1.err;
+  RunResult b2 = train_tiny_vit(with({"--steps", "20", "--resume", first.string(), "--checkpoint-dir",
+                                      resumed.string(), "--metrics-file", (dir_ / "split.jsonl").string()}));
+  ASSERT_EQ(b2.exit_code, 0) << b2.err;
+
+  expect_bitwise_equal(straight / "model.safetensors", resumed / "model.safetensors");
+  expect_bitwise_equal(straight / "optimizer.safetensors", resumed / "optimizer.safetensors");
+  EXPECT_TRUE(any_tensor_differs(straight / "model.safetensors", first / "model.safetensors"))
+      << "the step-10 checkpoint equals the step-20 one: the comparison above proves nothing";
+
+  // The resumed run appended to the metrics file, and its logged steps match the straight run's.
+  std::vector<nlohmann::json> want, got;
+  for (const auto& r : read_jsonl(dir_ / "straight.jsonl")) if (!r.contains("split")) want.push_back(r);
+  for (const auto& r : read_jsonl(dir_ / "split.jsonl")) if (!r.contains("split")) got.push_back(r);
+  ASSERT_EQ(got.size(), 4u);
+  ASSERT_EQ(want.size(), 4u);
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(got[i]["step"], want[i]["step"]);
+    EXPECT_EQ(got[i]["loss"], want[i]["loss"]) << "step " << want[i]["step"];
+    EXPECT_EQ(got[i]["lr"], want[i]["lr"]) << "step " << want[i]["step"];
+    EXPECT_EQ(got[i]["grad_norm"], want[i]["grad_norm"]) << "step " << want[i]["step"];
+  }
+}
+
+TEST_F(Cli, MetricsFileAndSummaryLine) {
+  const fs::path metrics = dir_ / "metrics.jsonl";
+  RunResult r = train_tiny_vit({"--steps", "6", "--log-interval", "2", "--eval-interval", "3",
+                                "--metrics-file", metrics.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+
+  std::vector<nlohmann::json> records = read_jsonl(metrics);
+  const std::set<std::string> step_keys = {"step", "epoch", "loss", "lr", "grad_norm", "images_per_s",
+                                           "elapsed_s"};
+  const std::set<std::string> eval_keys = {"step", "split", "loss", "accuracy"};
+  std::vector<int64_t> logged, evaluated;
+  for (const nlohmann::json& rec : records) {
+    if (rec.contains("split")) {
+      EXPECT_EQ(keys_of(rec), eval_keys) << rec.dump();
+      EXPECT_EQ(rec["split"], "eval");
+      EXPECT_GE(rec["accuracy"].get<double>(), 0.0);
+      EXPECT_LE(rec["accuracy"].get<double>(), 1.0);
+      evaluated.push_back(rec["step"].get<int64_t>());
+    } else {
+      EXPECT_EQ(keys_of(rec), step_keys) << rec.dump();
+      EXPECT_TRUE(std::isfinite(rec["loss"].get<double>())) << rec.dump();
+      EXPECT_GT(rec["images_per_s"].get<double>(), 0.0) << rec.dump();
+      EXPECT_GT(rec["elapsed_s"].get<double>(), 0.0) << rec.dump();
+      EXPECT_NEAR(rec["epoch"].get<double>(), rec["step"].get<double>() / 12.0, 1e-12) << rec.dump();
+      logged.push_back(rec["step"].get<int64_t>());
+    }
+  }
+  EXPECT_EQ(logged, (std::vector<int64_t>{2, 4, 6}));
+  EXPECT_EQ(evaluated, (std::vector<int64_t>{3, 6}));
+
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.out, m, std::regex(R"(throughput: ([0-9.]+) images/s)"))) << r.out;
+  EXPECT_GT(std::stod(m[1]), 0.0);
+  EXPECT_EQ(count_lines(r.out, "throughput:"), 1) << r.out;
+  EXPECT_NE(r.out.find("accuracy"), std::string::npos) << r.out;
+}
+
+TEST_F(Cli, TransformerOnFreedict) {
+  if (!fs::exists("/usr/share/dictd/freedict-eng-deu.dict.dz")) {
+    GTEST_SKIP() << "dict-freedict-eng-deu is not installed (scripts/bootstrap installs it)";
+  }
+  RunResult r = train({"--model", "transformer", "--dataset", "freedict", "--model-size", "tiny", "--dim", "16",
+                       "--heads", "2", "--mlp-dim", "32", "--depth", "1", "--seq-len", "24", "--batch-size",
+                       "16", "--steps", "3", "--eval-batches", "1", "--threads", "1", "--progress", "0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.out, m, std::regex(R"(done: 3 steps.*throughput: ([0-9.]+) tokens/s.*)")))
+      << r.out;
+  EXPECT_GT(std::stod(m[1]), 0.0);
+  EXPECT_NE(m[0].str().find("cer "), std::string::npos) << m[0];
+  EXPECT_NE(m[0].str().find("exact_match "), std::string::npos) << m[0];
+  EXPECT_GE(count_lines(r.out, "sample: "), 1) << r.out;
+  EXPECT_GE(count_lines(r.out, "(reference: "), 1) << r.out;
+}
+
+TEST_F(Cli, GptOnFortunes) {
+  if (!fs::exists("/usr/share/games/fortunes")) {
+    GTEST_SKIP() << "fortunes is not installed (scripts/bootstrap installs it)";
+  }
+  RunResult r = train({"--model", "gpt", "--dataset", "fortunes", "--model-size", "tiny", "--dim", "16",
+                       "--heads", "2", "--mlp-dim", "32", "--depth", "1", "--seq-len", "32", "--batch-size", "8",
+                       "--steps", "3", "--eval-batches", "1", "--threads", "1", "--progress", "0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.out, m, std::regex(R"(done: 3 steps.*throughput: ([0-9.]+) tokens/s.*)")))
+      << r.out;
+  EXPECT_GT(std::stod(m[1]), 0.0);
+  EXPECT_NE(m[0].str().find("bpc "), std::string::npos) << m[0];
+  EXPECT_EQ(count_lines(r.out, "sample: The "), 1) << r.out;
+}
+
+// Two ranks under mpirun: the job trains, and only rank 0 prints (one header, one summary).
+TEST_F(Cli, TwoRanksUnderMpirun) {
+  write_fashion_mnist(data_dir(), 192, 32);
+  std::vector<std::string> args = {"train", "--data-dir", data_dir().string(), "--steps", "4",
+                                   "--log-interval", "2"};
+  args.insert(args.end(), kTinyVit.begin(), kTinyVit.end());
+  RunResult r = run(args, "timeout 120 mpirun --allow-run-as-root --oversubscribe -np 2 ");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(count_lines(r.out, "2 rank(s)"), 1) << r.out;
+  EXPECT_EQ(count_lines(r.out, "step 4/4"), 1) << r.out;
+  EXPECT_EQ(count_lines(r.out, "throughput: "), 1) << r.out;
+  EXPECT_EQ(count_lines(r.out, "done: 4 steps"), 1) << r.out;
+}
