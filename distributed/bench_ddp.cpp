@@ -64,8 +64,8 @@ DdpBenchResult bench_ddp(std::shared_ptr<nn::Module> model, std::shared_ptr<Proc
   if (out != nullptr && pg->rank() == 0) {
     char line[512];
     std::snprintf(line, sizeof line,
-                  "# bench ddp: %d ranks (%s on %s), %lld trainable parameters in %d buckets of <= "
-                  "%.1f MB, %d timed steps\n"
+                  "# bench ddp: %d ranks (%s on %s), %lld trainable parameters in %d buckets "
+                  "(bucket_cap_mb %.1f), %d timed steps\n"
                   "  independent step  %9.2f ms   (N replicas, no communication)\n"
                   "  ddp step          %9.2f ms   overhead %+.1f %%\n"
                   "  all-reduce        %9.2f ms   per step, of which %.2f ms (%.0f %%) hidden behind "

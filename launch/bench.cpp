@@ -57,6 +57,7 @@ BenchModel make_bench_model(const TrainConfig& c, int64_t batch, Device device) 
     if (c.depth) vc.depth = c.depth;
     if (c.heads) vc.heads = c.heads;
     if (c.mlp_dim) vc.mlp_dim = c.mlp_dim;
+    if (c.patch) vc.patch_size = c.patch;
     auto vit = std::make_shared<models::VisionTransformer>(vc);
     vit->to(device);
     Tensor images = Tensor::randn({batch, vc.in_channels, vc.image_size, vc.image_size}, DType::f32, device);

@@ -92,7 +92,9 @@ void save_checkpoint(const std::string& dir, Workload& w, const optim::Optimizer
                      const optim::LrScheduler& sched, int64_t step, data::LoaderPosition pos,
                      amp::DynamicLossScaler::State scaler) {
   CheckpointWriter writer(dir);
-  writer.write_tensors(kCheckpointModelFile, w.checkpoint_state(), {{"format", "pt"}});
+  std::map<std::string, std::string> metadata = w.checkpoint_metadata();
+  metadata["format"] = "pt";
+  writer.write_tensors(kCheckpointModelFile, w.checkpoint_state(), metadata);
   optim::OptimizerState os = opt.state_dict();
   writer.write_tensors(kCheckpointOptimizerFile, os.tensors);
   auto rng = default_generator().state();

@@ -68,6 +68,14 @@ class VitWorkload : public Workload {
     return {{"loss", s[0] / s[2]}, {"accuracy", s[1] / s[2]}};
   }
   std::string headline_metric() const override { return "accuracy"; }
+  std::map<std::string, std::string> checkpoint_metadata() const override {
+    const models::VitConfig& m = model_->config();
+    return {{"model", "vit"},          {"image_size", std::to_string(m.image_size)},
+            {"in_channels", std::to_string(m.in_channels)}, {"num_classes", std::to_string(m.num_classes)},
+            {"patch_size", std::to_string(m.patch_size)},   {"dim", std::to_string(m.dim)},
+            {"depth", std::to_string(m.depth)},             {"heads", std::to_string(m.heads)},
+            {"mlp_dim", std::to_string(m.mlp_dim)}};
+  }
   double train_flops_per_item() const override { return 3.0 * models::vit_forward_flops(model_->config()); }
 
  private:

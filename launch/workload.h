@@ -1,6 +1,7 @@
 // A workload is what `dtrain train` trains: a model, its datasets, its loss and its evaluation. The
 // trainer loop knows nothing of images or tokens; it asks the workload.
 #pragma once
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -33,6 +34,8 @@ class Workload {
   virtual std::vector<std::string> samples() { return {}; }
   // The model's tensors under their checkpoint names (timm's for ViT, torch.nn.Transformer's).
   virtual NamedTensors checkpoint_state() { return model().state_dict(); }
+  // Written into model.safetensors' metadata: what a reader needs to rebuild the model (heads, ...).
+  virtual std::map<std::string, std::string> checkpoint_metadata() const { return {}; }
   virtual void load_checkpoint_state(const NamedTensors& state) { model().load_state_dict(state); }
   // Model FLOPs of one training step per item (forward + backward = 3x forward), for MFU.
   virtual double train_flops_per_item() const { return 0.0; }

@@ -265,10 +265,21 @@ void ProcessGroupMPI::run_one(MpiWork& w) {
       rc = MPI_Bcast(w.out.raw_data(), static_cast<int>(w.out.numel()), mpi_type(dtype), w.root,
                      comm_);
       break;
-    case MpiWork::Kind::all_reduce:
-      rc = MPI_Allreduce(MPI_IN_PLACE, w.out.raw_data(), static_cast<int>(w.out.numel()),
-                         mpi_type(dtype), mpi_op(w.op, dtype), comm_);
+    case MpiWork::Kind::all_reduce: {
+      // In pieces of at most 16 MiB: Open MPI mallocs a temporary buffer as large as the message,
+      // and on this (non-main) thread glibc serves large requests with a fresh mmap every call,
+      // whose page faults cost more than the extra calls (measured: 64 MiB f32 on 2 ranks 1.6x
+      // slower in one piece). The reduction is elementwise, so the pieces give the same result.
+      const auto elem = static_cast<int64_t>(dtype_size(dtype));
+      const int64_t piece = (int64_t{16} << 20) / elem;
+      char* data = static_cast<char*>(w.out.raw_data());
+      for (int64_t first = 0; first < w.out.numel() && rc == MPI_SUCCESS; first += piece) {
+        const int64_t count = std::min(piece, w.out.numel() - first);
+        rc = MPI_Allreduce(MPI_IN_PLACE, data + first * elem, static_cast<int>(count),
+                           mpi_type(dtype), mpi_op(w.op, dtype), comm_);
+      }
       break;
+    }
     case MpiWork::Kind::reduce_scatter:
       rc = MPI_Reduce_scatter_block(w.in.raw_data(), w.out.raw_data(),
                                     static_cast<int>(w.out.numel()), mpi_type(dtype),

@@ -122,6 +122,20 @@ TEST(MpiCollectives, AllReduceSumAvgMax) {
   }
 }
 
+TEST(MpiCollectives, AllReduceOverSeveralPieces) {
+  // ProcessGroupMPI reduces messages over 16 MiB in 16 MiB pieces: 2^21 + 3 f64 elements make two,
+  // the second of 3 elements.
+  auto pg = test::world();
+  const int64_t n = (int64_t{1} << 21) + 3;
+  Tensor x = filled(n, DType::f64, [&](int64_t i) { return value(pg->rank(), i); });
+  pg->all_reduce(x, dist::ReduceOp::avg)->wait();
+  expect_values(x, [&](int64_t i) {
+    double s = 0;
+    for (int r = 0; r < pg->size(); ++r) s += value(r, i);
+    return s / pg->size();
+  }, 1e-12, "all_reduce avg f64 in pieces");
+}
+
 TEST(MpiCollectives, ReduceScatter) {
   auto pg = test::world();
   const int size = pg->size();
