@@ -2,6 +2,7 @@
 // unary_backward (g * f'(x), with f' written out in the CPU kernel) backward. Softmax runs over the
 // last dim of a contiguous tensor; another dim is first swapped to the end.
 // (dropout lives in core/ops/dropout.cpp.)
+#include "core/amp/autocast.h"
 #include "core/ops/activation.h"
 
 #include "core/autograd/grad_mode.h"
@@ -58,6 +59,10 @@ Tensor from_last(const Tensor& t, int64_t dim) {
 
 // softmax: dx = y (dy - sum(dy y)); log_softmax: dx = dy - exp(y) sum(dy); sums over `dim`.
 Tensor softmax_op(const Tensor& x, int64_t dim, bool log) {
+  if (amp::autocast_enabled()) {  // softmax needs f32's range
+    Tensor x32 = amp::autocast(amp::OpClass::softmax, x);
+    if (!x32.same(x)) return softmax_op(x32, dim, log);
+  }
   const char* name = log ? "log_softmax" : "softmax";
   check_floating(name, x);
   const int64_t d = wrap_dim(dim, x.dim(), name);

@@ -3,6 +3,7 @@
 // A backend with a fused kernel (cuDNN / flash style) serves it whole when it accepts the shapes
 // and no dropout is asked for; otherwise attention is composed from matmul, add, softmax and
 // dropout, and autograd differentiates the composition.
+#include "core/amp/autocast.h"
 #include "core/ops/attention.h"
 
 #include <cmath>
@@ -84,6 +85,17 @@ Tensor try_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     const Tensor& attn_mask, bool causal, double dropout_p,
                                     bool training, double scale, Generator* gen) {
+  if (amp::autocast_enabled() && q.defined() && k.defined() && v.defined()) {
+    Tensor q16 = amp::autocast(amp::OpClass::attention, q), k16 = amp::autocast(amp::OpClass::attention, k);
+    Tensor v16 = amp::autocast(amp::OpClass::attention, v);
+    // The additive mask follows q's dtype so the scores and the mask add without promotion.
+    Tensor m16 = attn_mask.defined() && is_floating(attn_mask.dtype()) && attn_mask.dtype() != q16.dtype()
+                     ? attn_mask.to(q16.dtype())
+                     : attn_mask;
+    if (!q16.same(q) || !k16.same(k) || !v16.same(v) || (attn_mask.defined() && !m16.same(attn_mask))) {
+      return scaled_dot_product_attention(q16, k16, v16, m16, causal, dropout_p, training, scale, gen);
+    }
+  }
   const char* op = "scaled_dot_product_attention";
   DTRAIN_CHECK(q.defined() && k.defined() && v.defined(), op, ": q, k or v is undefined");
   DTRAIN_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, op, ": q ", shape_str(q.shape()),

@@ -1,5 +1,6 @@
 // conv2d, max_pool2d and avg_pool2d over NCHW tensors. Output sizes follow PyTorch (floor mode):
 //   out = (in + 2 * padding - kernel) / stride + 1
+#include "core/amp/autocast.h"
 #include "core/ops/conv.h"
 
 #include "core/autograd/node.h"
@@ -54,6 +55,13 @@ Shape pool_out_shape(const Tensor& x, const Pool2dArgs& a) {
 
 Tensor conv2d(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, int64_t stride,
               int64_t padding, int64_t groups) {
+  if (amp::autocast_enabled() && x_in.defined() && weight_in.defined()) {
+    Tensor x16 = amp::autocast(amp::OpClass::conv, x_in), w16 = amp::autocast(amp::OpClass::conv, weight_in);
+    Tensor b16 = amp::autocast(amp::OpClass::conv, bias_in);
+    if (!x16.same(x_in) || !w16.same(weight_in) || (bias_in.defined() && !b16.same(bias_in))) {
+      return conv2d(x16, w16, b16, stride, padding, groups);
+    }
+  }
   DTRAIN_CHECK(x_in.defined() && weight_in.defined(), "conv2d: x or weight is undefined");
   DTRAIN_CHECK(x_in.dim() == 4, "conv2d: x has shape ", shape_str(x_in.shape()),
                "; it must be [N, C_in, H, W]");

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "core/amp/autocast.h"
 #include "core/autograd/grad_mode.h"
 #include "core/autograd/node.h"
 #include "core/backend/backend.h"
@@ -54,6 +55,13 @@ Tensor dense(const Tensor& t) {
   if (t.is_contiguous()) return t;
   NoGradGuard no_grad;
   return t.contiguous();
+}
+
+// Under autocast, elementwise arithmetic runs in f32 (amp's "other" class): 16-bit operands, such as a
+// bf16 GEMM output added to an f32 residual, are cast up first. Outside autocast, returns them as given.
+std::pair<Tensor, Tensor> autocast_operands(const Tensor& a, const Tensor& b) {
+  if (!amp::autocast_enabled()) return {a, b};
+  return {amp::autocast(amp::OpClass::other, a), amp::autocast(amp::OpClass::other, b)};
 }
 
 // The kernels behind the ops: check, allocate, dispatch. None of them records.
@@ -174,7 +182,8 @@ Tensor sum_to(const Tensor& grad, const Shape& shape) {
 
 // ---- arithmetic. For out = a op b broadcast, d out/d a is summed back to a's shape (sum_to).
 
-Tensor add(const Tensor& a, const Tensor& b) {
+Tensor add(const Tensor& a_in, const Tensor& b_in) {
+  auto [a, b] = autocast_operands(a_in, b_in);
   Tensor out = binary_kernel(BinaryOp::add, "add", a, b);
   Shape sa = a.shape(), sb = b.shape();
   return record("add", {a, b}, out, [sa, sb](const Tensor& g, const Needs& needs) {
@@ -182,7 +191,8 @@ Tensor add(const Tensor& a, const Tensor& b) {
   });
 }
 
-Tensor sub(const Tensor& a, const Tensor& b) {
+Tensor sub(const Tensor& a_in, const Tensor& b_in) {
+  auto [a, b] = autocast_operands(a_in, b_in);
   Tensor out = binary_kernel(BinaryOp::sub, "sub", a, b);
   Shape sa = a.shape(), sb = b.shape();
   return record("sub", {a, b}, out, [sa, sb](const Tensor& g, const Needs& needs) {
@@ -191,7 +201,8 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 }
 
 // d(ab) = b da + a db
-Tensor mul(const Tensor& a, const Tensor& b) {
+Tensor mul(const Tensor& a_in, const Tensor& b_in) {
+  auto [a, b] = autocast_operands(a_in, b_in);
   Tensor out = binary_kernel(BinaryOp::mul, "mul", a, b);
   Tensor sa = a.detach(), sb = b.detach();
   return record("mul", {a, b}, out, [sa, sb](const Tensor& g, const Needs& needs) {
@@ -201,7 +212,8 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 // d(a/b) = da / b - a db / b^2
-Tensor div(const Tensor& a, const Tensor& b) {
+Tensor div(const Tensor& a_in, const Tensor& b_in) {
+  auto [a, b] = autocast_operands(a_in, b_in);
   Tensor out = binary_kernel(BinaryOp::div, "div", a, b);
   Tensor sa = a.detach(), sb = b.detach();
   return record("div", {a, b}, out, [sa, sb](const Tensor& g, const Needs& needs) {
@@ -287,11 +299,13 @@ Tensor select_op(BinaryOp op, BinaryOp pick_a, const char* name, const Tensor& a
 }
 }  // namespace
 
-Tensor maximum(const Tensor& a, const Tensor& b) {
+Tensor maximum(const Tensor& a_in, const Tensor& b_in) {
+  auto [a, b] = autocast_operands(a_in, b_in);
   return select_op(BinaryOp::maximum, BinaryOp::ge, "maximum", a, b);
 }
 
-Tensor minimum(const Tensor& a, const Tensor& b) {
+Tensor minimum(const Tensor& a_in, const Tensor& b_in) {
+  auto [a, b] = autocast_operands(a_in, b_in);
   return select_op(BinaryOp::minimum, BinaryOp::le, "minimum", a, b);
 }
 

@@ -1,6 +1,7 @@
 // Matrix products. Operands reach the backend GEMM as they are laid out: a matrix whose last two
 // strides are (1, rows) is the transpose of a contiguous one and is passed with a transpose flag,
 // so x.transpose(-1, -2) and W^T in linear cost no copy. Batch dims broadcast with a stride of 0.
+#include "core/amp/autocast.h"
 #include "core/ops/linalg.h"
 
 #include <algorithm>
@@ -178,6 +179,10 @@ Tensor matmul_nd(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (amp::autocast_enabled()) {  // GEMMs run in the autocast dtype
+    Tensor a16 = amp::autocast(amp::OpClass::gemm, a), b16 = amp::autocast(amp::OpClass::gemm, b);
+    if (!a16.same(a) || !b16.same(b)) return matmul(a16, b16);
+  }
   check_operands("matmul", a, b);
   DTRAIN_CHECK(a.dim() >= 1 && b.dim() >= 1,
                "matmul: operands must have at least 1 dim, got shapes ", shape_str(a.shape()),
@@ -196,6 +201,13 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 // y = x W^T + b over x [..., in], W [out, in]. W^T is W with swapped strides (a transpose flag),
 // and the bias is written into the output first so the GEMM adds onto it (beta = 1).
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  if (amp::autocast_enabled()) {
+    Tensor x16 = amp::autocast(amp::OpClass::gemm, x), w16 = amp::autocast(amp::OpClass::gemm, weight);
+    Tensor b16 = amp::autocast(amp::OpClass::gemm, bias);
+    if (!x16.same(x) || !w16.same(weight) || (bias.defined() && !b16.same(bias))) {
+      return linear(x16, w16, b16);
+    }
+  }
   check_operands("linear", x, weight);
   DTRAIN_CHECK(weight.dim() == 2 && x.dim() >= 1 && x.size(-1) == weight.size(1),
                "linear: input of shape ", shape_str(x.shape()), " does not match weight of shape ",

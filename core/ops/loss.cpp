@@ -1,6 +1,7 @@
 // cross_entropy: log-softmax and negative log-likelihood in one kernel, with torch's label
 // smoothing and ignore_index. The backend returns one loss per row; the reduction and its gradient
 // are done here, so the whole op is one graph node.
+#include "core/amp/autocast.h"
 #include "core/ops/loss.h"
 
 #include <limits>
@@ -12,6 +13,12 @@ namespace dtrain {
 
 Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in, int64_t ignore_index,
                      double label_smoothing, Reduction reduction) {
+  if (amp::autocast_enabled() && logits_in.defined()) {  // losses in f32
+    Tensor logits32 = amp::autocast(amp::OpClass::loss, logits_in);
+    if (!logits32.same(logits_in)) {
+      return cross_entropy(logits32, targets_in, ignore_index, label_smoothing, reduction);
+    }
+  }
   DTRAIN_CHECK(logits_in.defined() && targets_in.defined(),
                "cross_entropy: logits or targets is undefined");
   DTRAIN_CHECK(logits_in.dim() >= 1, "cross_entropy: logits have shape ",

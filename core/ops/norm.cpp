@@ -1,5 +1,6 @@
 // layer_norm: normalise over the last dim, then scale and shift. The forward saves each row's mean
 // and reciprocal standard deviation, so the backward needs no second pass over the statistics.
+#include "core/amp/autocast.h"
 #include "core/ops/norm.h"
 
 #include "core/autograd/node.h"
@@ -23,6 +24,15 @@ void check_affine(const Tensor& p, const char* what, const Tensor& x) {
 }  // namespace
 
 Tensor layer_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, double eps) {
+  if (amp::autocast_enabled() && x_in.defined()) {  // statistics in f32
+    Tensor x32 = amp::autocast(amp::OpClass::layer_norm, x_in);
+    Tensor w32 = amp::autocast(amp::OpClass::layer_norm, weight_in);
+    Tensor b32 = amp::autocast(amp::OpClass::layer_norm, bias_in);
+    if (!x32.same(x_in) || (weight_in.defined() && !w32.same(weight_in)) ||
+        (bias_in.defined() && !b32.same(bias_in))) {
+      return layer_norm(x32, w32, b32, eps);
+    }
+  }
   DTRAIN_CHECK(x_in.defined(), "layer_norm: x is undefined");
   DTRAIN_CHECK(x_in.dim() >= 1, "layer_norm: x has shape ", shape_str(x_in.shape()),
                "; it needs at least one dim to normalise over");

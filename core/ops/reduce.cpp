@@ -1,6 +1,7 @@
 // Reductions. The backend reduces x viewed as [outer, n, inner] over n; any set of dims is brought
 // to that form by at most one copy (none when the reduced dims are adjacent in a contiguous
 // tensor).
+#include "core/amp/autocast.h"
 #include "core/ops/reduce.h"
 
 #include <algorithm>
@@ -116,6 +117,10 @@ Tensor scatter_to_argmax(const Tensor& g, const Tensor& indices, int64_t outer, 
 
 // d sum / dx = 1 for every reduced element.
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  if (amp::autocast_enabled()) {  // reductions accumulate in f32
+    Tensor x32 = amp::autocast(amp::OpClass::reduction, x);
+    if (!x32.same(x)) return sum(x32, dims, keepdim);
+  }
   ReducePlan p = plan_reduce("sum", x, dims);
   Tensor out = reshaped(run_reduce(ReduceOp::sum, p), result_shape(p, keepdim));
   Shape keep = p.keep_shape, in_shape = x.shape();
@@ -128,6 +133,10 @@ Tensor sum(const Tensor& x) { return sum(x, {}, false); }
 
 // mean = sum / count, so d mean / dx = 1 / count.
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
+  if (amp::autocast_enabled()) {
+    Tensor x32 = amp::autocast(amp::OpClass::reduction, x);
+    if (!x32.same(x)) return mean(x32, dims, keepdim);
+  }
   DTRAIN_CHECK(x.defined() && is_floating(x.dtype()), "mean: needs a floating tensor, got ",
                x.defined() ? dtype_name(x.dtype()) : "an undefined one");
   ReducePlan p = plan_reduce("mean", x, dims);

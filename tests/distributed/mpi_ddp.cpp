@@ -136,8 +136,8 @@ TEST(MpiDdp, Bf16CompressionIsCloseToF32) {
 
 TEST(MpiDdp, FirstBucketStartsBeforeBackwardEnds) {
   auto pg = test::world();
-  // Four wide layers, one bucket per parameter. The last layer's gradients are final first; the
-  // first layer's backward (two 64x512x512 GEMMs) still remains when bucket 0 has started.
+  // Four wide layers, one bucket per parameter. The last layer's gradients are final first; most of
+  // the backward pass (six 64x512x512 GEMMs) remains when bucket 0 is launched.
   manual_seed(11);
   auto model = std::make_shared<nn::Module>("Deep");
   std::vector<std::shared_ptr<nn::Linear>> layers;
@@ -152,24 +152,31 @@ TEST(MpiDdp, FirstBucketStartsBeforeBackwardEnds) {
   EXPECT_EQ(ddp.buckets()[0].names, std::vector<std::string>{"fc3.bias"});
   EXPECT_EQ(ddp.buckets()[7].names, std::vector<std::string>{"fc0.weight"});
 
+  // Deterministic: bucket 0 was handed to the process group from a hook, while gradients were still
+  // missing. Timing: the communication thread started it before backward returned - that depends on
+  // the thread being scheduled within the milliseconds backward has left, which an overloaded CI
+  // machine may delay once in a while, so it must hold in at least one of three steps.
   Tensor x = Tensor::randn({64, 512});
-  Tensor h = x;
-  for (auto& l : layers) h = relu(l->forward(h));
-  Tensor loss = mean(square(h));
-  loss.backward();
-  const dist::Clock::time_point backward_end = dist::Clock::now();
-  ddp.finish_gradient_synchronization();
+  int overlapped = 0;
+  for (int step = 0; step < 3; ++step) {
+    Tensor h = x;
+    for (auto& l : layers) h = relu(l->forward(h));
+    Tensor loss = mean(square(h));
+    loss.backward();
+    const dist::Clock::time_point backward_end = dist::Clock::now();
+    ddp.finish_gradient_synchronization();
+    model->zero_grad();
 
-  const auto& t = ddp.last_step_timing();
-  ASSERT_EQ(t.buckets.size(), 8u);
-  EXPECT_TRUE(t.buckets[0].launched_in_backward);
-  EXPECT_LT(t.buckets[0].params_ready_at_launch, t.num_params)
-      << "bucket 0 was launched only after every gradient was final";
-  EXPECT_LT(t.buckets[0].launched, t.last_hook);
-  EXPECT_LT(t.buckets[0].comm_start, backward_end)
-      << "the first bucket's all-reduce did not start before backward returned";
-  EXPECT_GT(t.hidden_comm_seconds(), 0.0);
-  for (const auto& b : t.buckets) EXPECT_LE(b.comm_start, b.comm_end);
+    const auto& t = ddp.last_step_timing();
+    ASSERT_EQ(t.buckets.size(), 8u);
+    EXPECT_TRUE(t.buckets[0].launched_in_backward);
+    EXPECT_LT(t.buckets[0].params_ready_at_launch, t.num_params)
+        << "bucket 0 was launched only after every gradient was final";
+    EXPECT_LT(t.buckets[0].launched, t.last_hook);
+    for (const auto& b : t.buckets) EXPECT_LE(b.comm_start, b.comm_end);
+    if (t.buckets[0].comm_start < backward_end && t.hidden_comm_seconds() > 0.0) ++overlapped;
+  }
+  EXPECT_GT(overlapped, 0) << "the first bucket's all-reduce never started before backward returned";
 }
 
 TEST(MpiDdp, MismatchedModelFailsAtConstructionOnEveryRank) {

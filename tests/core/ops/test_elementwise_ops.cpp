@@ -402,6 +402,31 @@ TEST(CpuKernels, CopyAcrossDtypesAndStrides) {
   EXPECT_EQ(vec({65520}, {1}).to(DType::f16).item(), std::numeric_limits<double>::infinity());
 }
 
+TEST(CpuKernels, ReduceMinAndUnaryKernels) {
+  Backend& cpu = backend_for(Device::cpu());
+  // x as [outer 2, n 3, inner 2]: min over the middle dim with its position.
+  Tensor x = vec({4, 1, 2, 5, 0, 9, 3, 3, 7, 3, 8, 1}, {2, 3, 2});
+  Tensor out = Tensor::empty({2, 2}), idx = Tensor::empty({2, 2}, DType::i64);
+  cpu.reduce(ReduceOp::min, x, 2, 3, 2, out, idx);
+  expect_equal(out, {0, 1, 3, 1});
+  EXPECT_EQ(idx.to_vector<int64_t>(), (std::vector<int64_t>{2, 0, 0, 2}));
+  cpu.reduce(ReduceOp::max, x, 2, 3, 2, out, idx);
+  expect_equal(out, {4, 9, 8, 3});
+  EXPECT_EQ(idx.to_vector<int64_t>(), (std::vector<int64_t>{0, 2, 2, 0}));
+  Tensor v = vec({4, 0.25}, {2});
+  Tensor y = Tensor::empty({2});
+  cpu.unary(UnaryOp::rsqrt, v, y);
+  expect_equal(y, {0.5, 2});
+  cpu.unary(UnaryOp::reciprocal, v, y);
+  expect_equal(y, {0.25, 4});
+  cpu.unary_backward(UnaryOp::reciprocal, v, vec({1, 1}, {2}), y);
+  expect_equal(y, {-1.0 / 16, -16});
+  // An integer op with no meaning for integers is refused, naming it.
+  Tensor i = Tensor::zeros({2}, DType::i32);
+  std::string msg = error_of([&] { cpu.binary_scalar(BinaryOp::pow, i, 2.0, false, i); });
+  EXPECT_NE(msg.find("pow"), std::string::npos) << msg;
+}
+
 TEST(CpuKernels, LargeStridedCopyAndFill) {
   ThreadScope threads(2);
   Tensor x = Tensor::randn({300, 257});
