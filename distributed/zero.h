@@ -17,7 +17,13 @@
 // unsharded optimizer would skip it.
 //
 // The parameters must start equal on every rank: call check_same_model + broadcast_module
-// (distributed/model_sync.h) first, or wrap the model in DDP and run its backward passes in no_sync.
+// (distributed/model_sync.h) first. One step, with f16 loss scaling:
+//
+//   scaler.scale(loss).backward();          // local gradients only: no DDP
+//   scaler.unscale(params);                 // BEFORE the reduce-scatter: it divides the local .grad
+//   zero.clip_grad_norm(max_norm);          // reduce-scatters, then clips by the global norm
+//   scaler.step(params, [&] { zero.step(); });
+//   zero.zero_grad();
 #pragma once
 #include <functional>
 #include <memory>

@@ -251,8 +251,8 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
       scaler.scale(loss * (1.0 / static_cast<double>(c.grad_accum))).backward();
     }
     if (ddp) ddp->finish_gradient_synchronization();
+    scaler.unscale(params);  // before ZeRO's reduce-scatter, which hands the shards their true values
     if (zero) zero->reduce_gradients();
-    scaler.unscale(params);
     double grad_norm = zero ? zero->clip_grad_norm(c.clip_grad_norm > 0 ? c.clip_grad_norm : 1e300)
                             : (c.clip_grad_norm > 0 ? optim::clip_grad_norm(params, c.clip_grad_norm)
                                                     : optim::grad_norm(params));

@@ -47,17 +47,27 @@ std::shared_ptr<Node> grad_accumulator(const Tensor& leaf) {
   return acc;
 }
 
-bool any_requires_grad(std::initializer_list<Tensor> inputs) {
+namespace {
+template <class Range>
+bool any_input_requires_grad(const Range& inputs) {
   for (const Tensor& t : inputs) {
     if (t.defined() && t.requires_grad()) return true;
   }
   return false;
 }
+}  // namespace
 
-Tensor record(const char* op, std::initializer_list<Tensor> inputs, const Tensor& output,
+bool any_requires_grad(std::initializer_list<Tensor> inputs) {
+  return any_input_requires_grad(inputs);
+}
+
+Tensor record(const char* op, const std::vector<Tensor>& inputs, const Tensor& output,
               BackwardFn backward) {
-  if (!grad_enabled() || !any_requires_grad(inputs)) return output;
+  if (!grad_enabled() || !any_input_requires_grad(inputs)) return output;
   auto node = std::make_shared<FunctionNode>(op, std::move(backward));
+  node->needs_grad_.reserve(inputs.size());
+  node->input_shapes.reserve(inputs.size());
+  node->next.reserve(inputs.size());
   for (const Tensor& t : inputs) {
     bool needs = t.defined() && t.requires_grad();
     node->needs_grad_.push_back(needs);
@@ -73,6 +83,14 @@ Tensor record(const char* op, std::initializer_list<Tensor> inputs, const Tensor
   output.impl()->requires_grad = true;
   output.impl()->grad_fn = std::move(node);
   return output;
+}
+
+Tensor record(const char* op, std::initializer_list<Tensor> inputs, const Tensor& output,
+              BackwardFn backward) {
+  // Most calls run with nothing to record (no grad mode, or no input requiring grad): decide that
+  // before copying the inputs into a vector.
+  if (!grad_enabled() || !any_input_requires_grad(inputs)) return output;
+  return record(op, std::vector<Tensor>(inputs), output, std::move(backward));
 }
 
 }  // namespace dtrain::autograd

@@ -46,7 +46,7 @@ class FunctionNode : public Node {
   BackwardFn fn_;
   std::vector<bool> needs_grad_;
   bool released_ = false;
-  friend Tensor record(const char*, std::initializer_list<Tensor>, const Tensor&, BackwardFn);
+  friend Tensor record(const char*, const std::vector<Tensor>&, const Tensor&, BackwardFn);
 };
 
 class AccumulateGrad : public Node {
@@ -65,6 +65,9 @@ std::shared_ptr<Node> grad_accumulator(const Tensor& leaf);
 // Called by every op after computing `output` from `inputs`: when grad mode is on and an input requires
 // grad, attaches a FunctionNode running `backward` and marks the output as requiring grad. Returns output.
 // `backward` must not capture `output` itself (that would be a cycle); capture output.detach() instead.
+// The vector form serves ops whose number of inputs is known only at run time (cat, stack).
+Tensor record(const char* op, const std::vector<Tensor>& inputs, const Tensor& output,
+              BackwardFn backward);
 Tensor record(const char* op, std::initializer_list<Tensor> inputs, const Tensor& output,
               BackwardFn backward);
 bool any_requires_grad(std::initializer_list<Tensor> inputs);

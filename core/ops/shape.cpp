@@ -3,7 +3,7 @@
 // are narrow views, whose backward lives with narrow (core/ops/view.cpp).
 #include "core/ops/shape.h"
 
-#include <utility>
+#include <algorithm>
 
 #include "core/autograd/grad_mode.h"
 #include "core/autograd/node.h"
@@ -13,72 +13,6 @@ namespace dtrain {
 
 using Grads = std::vector<Tensor>;
 using Needs = std::vector<bool>;
-
-namespace {
-
-// autograd::record takes its inputs as an initializer_list, whose length is fixed at compile time.
-// A table of instantiations for 1..kMaxRecorded inputs bridges that to a run-time vector; cat
-// groups longer lists into nested cats.
-constexpr size_t kMaxRecorded = 16;
-
-template <size_t... I>
-Tensor record_list(const char* op, const std::vector<Tensor>& in, const Tensor& out,
-                   autograd::BackwardFn fn, std::index_sequence<I...>) {
-  return autograd::record(op, {in[I]...}, out, std::move(fn));
-}
-
-template <size_t N>
-Tensor record_n(const char* op, const std::vector<Tensor>& in, const Tensor& out,
-                autograd::BackwardFn fn) {
-  return record_list(op, in, out, std::move(fn), std::make_index_sequence<N>{});
-}
-
-template <size_t... N>
-Tensor record_dispatch(const char* op, const std::vector<Tensor>& in, const Tensor& out,
-                       autograd::BackwardFn fn, std::index_sequence<N...>) {
-  using Fn = Tensor (*)(const char*, const std::vector<Tensor>&, const Tensor&,
-                        autograd::BackwardFn);
-  static constexpr Fn table[] = {&record_n<N + 1>...};
-  return table[in.size() - 1](op, in, out, std::move(fn));
-}
-
-Tensor record_vector(const char* op, const std::vector<Tensor>& in, const Tensor& out,
-                     autograd::BackwardFn fn) {
-  return record_dispatch(op, in, out, std::move(fn), std::make_index_sequence<kMaxRecorded>{});
-}
-
-// cat of at most kMaxRecorded tensors, already checked.
-Tensor cat_small(const std::vector<Tensor>& tensors, int64_t dim) {
-  const Tensor& first = tensors[0];
-  Shape shape = first.shape();
-  int64_t total = 0;
-  for (const Tensor& t : tensors) total += t.shape()[static_cast<size_t>(dim)];
-  shape[static_cast<size_t>(dim)] = total;
-  Tensor out = Tensor::empty(shape, first.dtype(), first.device());
-  Backend& backend = backend_for(first.device());
-  const int64_t dim_stride = out.strides()[static_cast<size_t>(dim)];
-  std::vector<int64_t> sizes;
-  int64_t offset = 0;
-  for (const Tensor& t : tensors) {
-    int64_t len = t.shape()[static_cast<size_t>(dim)];
-    sizes.push_back(len);
-    if (t.numel() > 0) {
-      backend.copy(t, make_view(out, t.shape(), out.strides(), offset * dim_stride));
-    }
-    offset += len;
-  }
-  return record_vector("cat", tensors, out, [sizes, dim](const Tensor& g, const Needs& needs) {
-    Grads grads(sizes.size());
-    int64_t start = 0;
-    for (size_t i = 0; i < sizes.size(); ++i) {
-      if (needs[i]) grads[i] = g.narrow(dim, start, sizes[i]).contiguous();
-      start += sizes[i];
-    }
-    return grads;
-  });
-}
-
-}  // namespace
 
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   DTRAIN_CHECK(!tensors.empty(), "cat: needs at least one tensor");
@@ -104,16 +38,34 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
                  " outside dim ", d);
   }
   if (tensors.size() == 1) return tensors[0];
-  if (tensors.size() <= kMaxRecorded) return cat_small(tensors, d);
-  // More inputs than one node records: concatenate groups, then the groups.
-  std::vector<Tensor> groups;
-  for (size_t i = 0; i < tensors.size(); i += kMaxRecorded) {
-    size_t end = std::min(tensors.size(), i + kMaxRecorded);
-    std::vector<Tensor> part(tensors.begin() + static_cast<std::ptrdiff_t>(i),
-                             tensors.begin() + static_cast<std::ptrdiff_t>(end));
-    groups.push_back(part.size() == 1 ? part[0] : cat_small(part, d));
+
+  Shape shape = first.shape();
+  int64_t total = 0;
+  for (const Tensor& t : tensors) total += t.shape()[static_cast<size_t>(d)];
+  shape[static_cast<size_t>(d)] = total;
+  Tensor out = Tensor::empty(shape, first.dtype(), first.device());
+  Backend& backend = backend_for(first.device());
+  const int64_t dim_stride = out.strides()[static_cast<size_t>(d)];
+  std::vector<int64_t> sizes;
+  sizes.reserve(tensors.size());
+  int64_t offset = 0;
+  for (const Tensor& t : tensors) {
+    int64_t len = t.shape()[static_cast<size_t>(d)];
+    sizes.push_back(len);
+    if (t.numel() > 0) {
+      backend.copy(t, make_view(out, t.shape(), out.strides(), offset * dim_stride));
+    }
+    offset += len;
   }
-  return cat(groups, d);
+  return autograd::record("cat", tensors, out, [sizes, d](const Tensor& g, const Needs& needs) {
+    Grads grads(sizes.size());
+    int64_t start = 0;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      if (needs[i]) grads[i] = g.narrow(d, start, sizes[i]).contiguous();
+      start += sizes[i];
+    }
+    return grads;
+  });
 }
 
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {

@@ -8,26 +8,14 @@ namespace dtrain::optim {
 
 namespace {
 
-template <class Options>
-void check_adam_options(const Options& o) {
-  const char* name = Options::kName;
-  check_option(o.lr >= 0, name, "lr", o.lr, ">= 0");
-  check_option(o.eps >= 0, name, "eps", o.eps, ">= 0");
-  check_option(o.beta1 >= 0 && o.beta1 < 1, name, "beta1", o.beta1, "in [0, 1)");
-  check_option(o.beta2 >= 0 && o.beta2 < 1, name, "beta2", o.beta2, "in [0, 1)");
-  check_option(o.weight_decay >= 0, name, "weight_decay", o.weight_decay, ">= 0");
-}
-
 // The moment updates and the step shared by Adam and AdamW (see adam.h); g already holds any L2
 // term.
 template <class Options>
 void adam_step(const Options& o, Tensor& param, const Tensor& g, ParamState& state) {
   Tensor& exp_avg = state.tensor_or_fill("exp_avg", param);
   Tensor& exp_avg_sq = state.tensor_or_fill("exp_avg_sq", param);
-  mul_(exp_avg, o.beta1);
-  add_(exp_avg, g, 1.0 - o.beta1);
-  mul_(exp_avg_sq, o.beta2);
-  addcmul_(exp_avg_sq, g, g, 1.0 - o.beta2);
+  update_moving_average(exp_avg, g, o.beta1);
+  update_moving_average_of_square(exp_avg_sq, g, o.beta2);
 
   const double t = static_cast<double>(state.step);
   const double bias_correction1 = 1.0 - std::pow(o.beta1, t);
@@ -49,8 +37,8 @@ void adam_step(const Options& o, Tensor& param, const Tensor& g, ParamState& sta
 
 }  // namespace
 
-void AdamOptions::check() const { check_adam_options(*this); }
-void AdamWOptions::check() const { check_adam_options(*this); }
+void AdamOptions::check() const { check_adam_family_options(*this); }
+void AdamWOptions::check() const { check_adam_family_options(*this); }
 
 void Adam::update(size_t group, Tensor& param, const Tensor& grad, ParamState& state) {
   const AdamOptions& o = options(group);

@@ -7,11 +7,7 @@
 namespace dtrain::optim {
 
 void NAdamOptions::check() const {
-  check_option(lr >= 0, kName, "lr", lr, ">= 0");
-  check_option(eps >= 0, kName, "eps", eps, ">= 0");
-  check_option(beta1 >= 0 && beta1 < 1, kName, "beta1", beta1, "in [0, 1)");
-  check_option(beta2 >= 0 && beta2 < 1, kName, "beta2", beta2, "in [0, 1)");
-  check_option(weight_decay >= 0, kName, "weight_decay", weight_decay, ">= 0");
+  check_adam_family_options(*this);
   check_option(momentum_decay >= 0, kName, "momentum_decay", momentum_decay, ">= 0");
 }
 
@@ -33,10 +29,8 @@ void NAdam::update(size_t group, Tensor& param, const Tensor& grad, ParamState& 
 
   Tensor& exp_avg = state.tensor_or_fill("exp_avg", param);
   Tensor& exp_avg_sq = state.tensor_or_fill("exp_avg_sq", param);
-  mul_(exp_avg, o.beta1);
-  add_(exp_avg, g, 1.0 - o.beta1);
-  mul_(exp_avg_sq, o.beta2);
-  addcmul_(exp_avg_sq, g, g, 1.0 - o.beta2);
+  update_moving_average(exp_avg, g, o.beta1);
+  update_moving_average_of_square(exp_avg_sq, g, o.beta2);
 
   Tensor denom = sqrt(mul(exp_avg_sq, 1.0 / bias_correction2));
   denom = add(denom, o.eps);

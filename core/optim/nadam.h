@@ -1,12 +1,14 @@
 // NAdam, Adam with Nesterov momentum (Dozat 2016; PyTorch 1.13's torch.optim.NAdam). With t the
-// parameter's step count and a momentum schedule mu_t = beta1 * (1 - 0.5 * 0.96^(t *
-// momentum_decay)):
+// parameter's step count and the momentum schedule
+//   mu_t = beta1 * (1 - 0.5 * 0.96^(t * momentum_decay)):
 //
 //   g = grad + weight_decay * p
-//   P_t = mu_1 * ... * mu_t            (the parameter's scalar state mu_product, kept in f32 as
-//   PyTorch) m = beta1 * m + (1 - beta1) * g v = beta2 * v + (1 - beta2) * g^2 d = sqrt(v / (1 -
-//   beta2^t)) + eps p -= lr * (1 - mu_t) / (1 - P_t) * g / d p -= lr * mu_{t+1} / (1 - P_t * mu_t *
-//   mu_{t+1}) * m / d
+//   P_t = mu_1 * ... * mu_t   (the parameter's scalar state mu_product, kept in f32 as PyTorch)
+//   m = beta1 * m + (1 - beta1) * g
+//   v = beta2 * v + (1 - beta2) * g^2
+//   d = sqrt(v / (1 - beta2^t)) + eps
+//   p -= lr * (1 - mu_t) / (1 - P_t) * g / d
+//   p -= lr * mu_{t+1} / (1 - P_t * mu_t * mu_{t+1}) * m / d
 //
 // The second denominator is PyTorch 1.13's, which counts mu_t twice (later releases use
 // 1 - P_t * mu_{t+1}); it is kept so that trajectories match that release.

@@ -23,6 +23,16 @@ Tensor grad_with_weight_decay(const Tensor& grad, const Tensor& param, double we
   return g;
 }
 
+void update_moving_average(Tensor& avg, const Tensor& x, double decay) {
+  mul_(avg, decay);
+  add_(avg, x, 1.0 - decay);
+}
+
+void update_moving_average_of_square(Tensor& avg, const Tensor& x, double decay) {
+  mul_(avg, decay);
+  addcmul_(avg, x, x, 1.0 - decay);
+}
+
 void check_option(bool ok, const char* optimizer, const char* option, double value,
                   const char* rule) {
   DTRAIN_CHECK(ok, optimizer, ": ", option, " = ", value, " is invalid; it must be ", rule);

@@ -163,9 +163,27 @@ std::vector<ParamGroup<Options>> single_group(std::vector<Tensor> params, const 
 // PyTorch adds it), or `grad` itself when weight_decay is 0.
 Tensor grad_with_weight_decay(const Tensor& grad, const Tensor& param, double weight_decay);
 
+// Exponential moving averages kept as state, updated in place in PyTorch's order of operations
+// (so trajectories match its): avg = decay * avg + (1 - decay) * x, and the same with x^2 in place
+// of x (the Adam family's moments, RMSprop's square_avg and grad_avg).
+void update_moving_average(Tensor& avg, const Tensor& x, double decay);
+void update_moving_average_of_square(Tensor& avg, const Tensor& x, double decay);
+
 // For Options::check(): throws "<optimizer>: <option> = <value> is invalid; it must be <rule>"
 // unless `ok`.
 void check_option(bool ok, const char* optimizer, const char* option, double value,
                   const char* rule);
+
+// The options the Adam family (Adam, AdamW, Adamax, NAdam) has in common: lr, eps and
+// weight_decay >= 0, beta1 and beta2 in [0, 1).
+template <class Options>
+void check_adam_family_options(const Options& o) {
+  const char* name = Options::kName;
+  check_option(o.lr >= 0, name, "lr", o.lr, ">= 0");
+  check_option(o.eps >= 0, name, "eps", o.eps, ">= 0");
+  check_option(o.beta1 >= 0 && o.beta1 < 1, name, "beta1", o.beta1, "in [0, 1)");
+  check_option(o.beta2 >= 0 && o.beta2 < 1, name, "beta2", o.beta2, "in [0, 1)");
+  check_option(o.weight_decay >= 0, name, "weight_decay", o.weight_decay, ">= 0");
+}
 
 }  // namespace dtrain::optim

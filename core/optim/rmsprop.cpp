@@ -16,15 +16,13 @@ void RMSprop::update(size_t group, Tensor& param, const Tensor& grad, ParamState
   const RMSpropOptions& o = options(group);
   Tensor g = grad_with_weight_decay(grad, param, o.weight_decay);
   Tensor& square_avg = state.tensor_or_fill("square_avg", param);
-  mul_(square_avg, o.alpha);
-  addcmul_(square_avg, g, g, 1.0 - o.alpha);
+  update_moving_average_of_square(square_avg, g, o.alpha);
 
   Tensor avg;
   if (o.centered) {
     // Variance estimate E[g^2] - E[g]^2 instead of the raw second moment.
     Tensor& grad_avg = state.tensor_or_fill("grad_avg", param);
-    mul_(grad_avg, o.alpha);
-    add_(grad_avg, g, 1.0 - o.alpha);
+    update_moving_average(grad_avg, g, o.alpha);
     Tensor centered = square_avg.clone();
     addcmul_(centered, grad_avg, grad_avg, -1.0);
     avg = sqrt(centered);

@@ -124,11 +124,24 @@ TEST(MpiLossScaler, InfOnOneRankMakesEveryRankSkipAndHalve) {
 
 // Mixed precision end to end: the MLP's GEMMs in f16 under autocast (the casts an op makes, written
 // out here), f32 master weights, a dynamic loss scaler, DDP. It must track the f32 run closely.
-std::vector<float> train_mixed(bool f16) {
+// With ZeRO-1 the scaler unscales the local gradients before they are reduce-scattered (the shard
+// gradients are what the optimizer steps with); the overflow flag is agreed across ranks all the same.
+std::vector<float> train_mixed(bool f16, bool zero) {
   auto pg = test::world();
   auto model = make_mlp(31 + static_cast<uint64_t>(pg->rank()));
-  dist::DistributedDataParallel ddp(model, pg);
-  optim::SGD opt(model->parameters(), {.lr = 0.1});
+  std::unique_ptr<dist::DistributedDataParallel> ddp;
+  std::unique_ptr<dist::ZeroRedundancyOptimizer> zero_opt;
+  std::unique_ptr<optim::SGD> opt;
+  if (zero) {
+    dist::broadcast_module(*pg, *model);
+    zero_opt = std::make_unique<dist::ZeroRedundancyOptimizer>(
+        model->parameters(), pg, [](std::vector<Tensor> pieces) {
+          return std::make_unique<optim::SGD>(std::move(pieces), optim::SGDOptions{.lr = 0.1});
+        });
+  } else {
+    ddp = std::make_unique<dist::DistributedDataParallel>(model, pg);
+    opt = std::make_unique<optim::SGD>(model->parameters(), optim::SGDOptions{.lr = 0.1});
+  }
   amp::DynamicLossScaler scaler({.enabled = f16});
   scaler.set_overflow_reducer([pg](bool local) { return dist::any_rank(*pg, local); });
   const int64_t local = kGlobalBatch / pg->size();
@@ -146,10 +159,11 @@ std::vector<float> train_mixed(bool f16) {
       loss = cross_entropy(amp::autocast(amp::OpClass::loss, logits), b.y);
     }
     scaler.scale(loss).backward();
-    ddp.finish_gradient_synchronization();
+    if (ddp) ddp->finish_gradient_synchronization();
     EXPECT_EQ(model->fc1->weight.grad().dtype(), DType::f32);
-    scaler.step(model->parameters(), [&] { opt.step(); });
-    opt.zero_grad();
+    scaler.unscale(model->parameters());
+    scaler.step(model->parameters(), [&] { zero ? zero_opt->step() : opt->step(); });
+    zero ? zero_opt->zero_grad() : opt->zero_grad();
   }
   if (f16) {
     EXPECT_EQ(scaler.skipped_steps(), 0);
@@ -159,14 +173,18 @@ std::vector<float> train_mixed(bool f16) {
 
 TEST(MpiMixedPrecision, F16AutocastWithLossScalerTracksF32) {
   auto pg = test::world();
-  std::vector<float> full = train_mixed(false);
-  std::vector<float> mixed = train_mixed(true);
+  std::vector<float> full = train_mixed(false, false);
+  std::vector<float> mixed = train_mixed(true, false);
   // f16 keeps 11 significant bits: GEMM inputs are rounded by <= 2^-11 relative each step; after 20
   // SGD steps the weights (O(0.1..1)) differ from the f32 run by ~2e-4 (measured); 2e-3 leaves room
   // for another BLAS's summation order.
   EXPECT_LT(test::max_abs_diff(full, mixed), 2e-3);
   EXPECT_GT(test::max_abs_diff(full, mixed), 0.0);  // the low-precision path really ran
   EXPECT_TRUE(test::same_on_all_ranks(*pg, mixed));
+  // The same with ZeRO-1: the shard gradients must be unscaled like DDP's.
+  std::vector<float> zero_mixed = train_mixed(true, true);
+  EXPECT_LT(test::max_abs_diff(full, zero_mixed), 2e-3);
+  EXPECT_TRUE(test::same_on_all_ranks(*pg, zero_mixed));
 }
 
 }  // namespace

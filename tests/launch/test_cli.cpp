@@ -166,7 +166,9 @@ void expect_one_line_error(const RunResult& r, const std::vector<std::string>& m
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "stderr:\n" << r.err;
   EXPECT_TRUE(r.err.ends_with("\n")) << r.err;
   EXPECT_TRUE(r.err.starts_with("dtrain train: error: ")) << r.err;
-  for (const std::string& m : mentions) EXPECT_NE(r.err.find(m), std::string::npos) << "no '" << m << "' in: " << r.err;
+  for (const std::string& m : mentions) {
+    EXPECT_NE(r.err.find(m), std::string::npos) << "no '" << m << "' in: " << r.err;
+  }
 }
 
 std::vector<nlohmann::json> read_jsonl(const fs::path& path) {
@@ -401,9 +403,10 @@ TEST_F(Cli, TransformerOnFreedict) {
   if (!fs::exists("/usr/share/dictd/freedict-eng-deu.dict.dz")) {
     GTEST_SKIP() << "dict-freedict-eng-deu is not installed (scripts/bootstrap installs it)";
   }
-  RunResult r = train({"--model", "transformer", "--dataset", "freedict", "--model-size", "tiny", "--dim", "16",
-                       "--heads", "2", "--mlp-dim", "32", "--depth", "1", "--seq-len", "24", "--batch-size",
-                       "16", "--steps", "3", "--eval-batches", "1", "--threads", "1", "--progress", "0"});
+  RunResult r = train({"--model", "transformer", "--dataset", "freedict", "--model-size", "tiny",
+                       "--dim", "16", "--heads", "2", "--mlp-dim", "32", "--depth", "1", "--seq-len", "24",
+                       "--batch-size", "16", "--steps", "3", "--eval-batches", "1", "--threads", "1",
+                       "--progress", "0"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   std::smatch m;
@@ -421,8 +424,9 @@ TEST_F(Cli, GptOnFortunes) {
     GTEST_SKIP() << "fortunes is not installed (scripts/bootstrap installs it)";
   }
   RunResult r = train({"--model", "gpt", "--dataset", "fortunes", "--model-size", "tiny", "--dim", "16",
-                       "--heads", "2", "--mlp-dim", "32", "--depth", "1", "--seq-len", "32", "--batch-size", "8",
-                       "--steps", "3", "--eval-batches", "1", "--threads", "1", "--progress", "0"});
+                       "--heads", "2", "--mlp-dim", "32", "--depth", "1", "--seq-len", "32",
+                       "--batch-size", "8", "--steps", "3", "--eval-batches", "1", "--threads", "1",
+                       "--progress", "0"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   std::smatch m;

@@ -53,7 +53,8 @@ Tensor cpu_to_f32(const Tensor& t) {
 void set_num_threads(int n) {
   if (n <= 0) n = omp_get_num_procs();
   omp_set_num_threads(n);
-  openblas_set_num_threads(n);
+  // GEMMs are split over OpenMP's threads (cpu_gemm.cpp); OpenBLAS itself stays single-threaded.
+  openblas_set_num_threads(1);
 }
 
 int get_num_threads() { return omp_get_max_threads(); }

@@ -7,6 +7,7 @@
 // exact in f32. f16 has no BLAS routine and always takes the widening path.
 #include <cblas.h>
 #include <dlfcn.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <limits>
@@ -160,18 +161,35 @@ void CpuBackend::gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const
     T* pc = c.data<T>();
     if (g.k == 0) return scale_output(g, pc);
     if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-      const blasint m = blas_int(g.m, "m"), n = blas_int(g.n, "n"), k = blas_int(g.k, "k");
+      const blasint n = blas_int(g.n, "n"), k = blas_int(g.k, "k");
       const blasint lda = blas_int(g.lda, "lda"), ldb = blas_int(g.ldb, "ldb");
       const blasint ldc = blas_int(g.ldc, "ldc");
+      blas_int(g.m, "m");
       const CBLAS_TRANSPOSE ta = trans_flag(g.trans_a), tb = trans_flag(g.trans_b);
-      for (int64_t i = 0; i < g.batch; ++i) {
+      // One thread pool: OpenBLAS runs single-threaded inside OpenMP's threads, each taking whole
+      // matrices of the batch or a block of C's rows (rows of op(A)). Two pools (OpenMP for our loops,
+      // OpenBLAS's pthreads for GEMM) spin against each other on a few cores.
+      const int threads = omp_get_max_threads();
+      const double flops = 2.0 * static_cast<double>(g.m) * g.n * g.k * g.batch;
+      const int64_t row_blocks =
+          (threads > 1 && g.batch < threads && flops > 2e5) ? std::min<int64_t>(threads, (g.m + 7) / 8) : 1;
+      const int64_t rows_per_block = (g.m + row_blocks - 1) / row_blocks;
+      const int64_t items = g.batch * row_blocks;
+#pragma omp parallel for schedule(static) if (threads > 1 && items > 1 && flops > 2e5)
+      for (int64_t item = 0; item < items; ++item) {
+        const int64_t i = item / row_blocks, r0 = (item % row_blocks) * rows_per_block;
+        const int64_t rows = std::min(rows_per_block, g.m - r0);
+        if (rows <= 0) continue;
+        // Row r of op(A) starts at A + r*lda when A is stored as is, at A + r when it is transposed.
+        const T* a_rows = pa + i * g.stride_a + (g.trans_a ? r0 : r0 * g.lda);
+        T* c_rows = pc + i * g.stride_c + r0 * g.ldc;
+        const blasint m = static_cast<blasint>(rows);
         if constexpr (std::is_same_v<T, float>) {
-          cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, static_cast<float>(g.alpha),
-                      pa + i * g.stride_a, lda, pb + i * g.stride_b, ldb,
-                      static_cast<float>(g.beta), pc + i * g.stride_c, ldc);
+          cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, static_cast<float>(g.alpha), a_rows, lda,
+                      pb + i * g.stride_b, ldb, static_cast<float>(g.beta), c_rows, ldc);
         } else {
-          cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, g.alpha, pa + i * g.stride_a, lda,
-                      pb + i * g.stride_b, ldb, g.beta, pc + i * g.stride_c, ldc);
+          cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, g.alpha, a_rows, lda, pb + i * g.stride_b, ldb,
+                      g.beta, c_rows, ldc);
         }
       }
     } else {

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "error_message.h"
 
 namespace dtrain::data::testing {
 
@@ -47,15 +48,6 @@ inline std::string read_bytes(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-// The message of the dtrain::Error that `f` throws; "" when it throws none.
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using ::dtrain::testing::error_of;
 
 }  // namespace dtrain::data::testing

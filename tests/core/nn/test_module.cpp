@@ -9,6 +9,7 @@
 #include "core/backend/backend.h"
 #include "core/nn/nn.h"
 #include "core/ops/ops.h"
+#include "error_message.h"
 
 namespace dtrain::nn {
 namespace {
@@ -43,15 +44,7 @@ std::vector<std::string> names_of(const NamedTensors& named) {
   return out;
 }
 
-template <class Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using dtrain::testing::error_of;
 
 TEST(Module, NamesFollowRegistrationOrder) {
   Toy toy;

@@ -174,7 +174,7 @@ TEST(GradCheck, cat) {
                    {randn64({2, 3}), randn64({1, 3}), randn64({3, 3})});
   expect_gradcheck([](const Inputs& in) { return cat({in[0], in[1].transpose(0, 1)}, -1); },
                    {randn64({2, 2}), randn64({3, 2})});
-  // The same tensor twice, and more inputs than one graph node records (grouped internally).
+  // The same tensor used many times, and many inputs recorded on one graph node.
   expect_gradcheck(
       [](const Inputs& in) {
         std::vector<Tensor> parts;
