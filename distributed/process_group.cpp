@@ -101,11 +101,18 @@ int local_rank_from_environment() {
   return 0;
 }
 
-bool launched_by_mpi_launcher() {
+namespace {
+bool launcher_environment() {
   for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"}) {
     if (std::getenv(name)) return true;
   }
   return std::getenv("SLURM_PROCID") != nullptr && env_int("SLURM_NTASKS", 1) > 1;
 }
+// Read once, before MPI starts: Open MPI's singleton start-up sets PMIX_RANK in this process's own
+// environment, after which a plain process would look launched.
+const bool g_launched_by_mpi_launcher = launcher_environment();
+}  // namespace
+
+bool launched_by_mpi_launcher() { return g_launched_by_mpi_launcher; }
 
 }  // namespace dtrain::dist

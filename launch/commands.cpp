@@ -12,16 +12,9 @@
 
 namespace dtrain::launch {
 
-namespace {
-// Read once at start-up, before MPI_Init: a singleton MPI_Init (plain `dtrain train`, no launcher)
-// sets PMIX_RANK in this process's own environment, after which the check would see a launched job
-// and the one-line error would be followed by Open MPI's MPI_ABORT banner.
-const bool kLaunchedByMpiLauncher = dist::launched_by_mpi_launcher();
-}  // namespace
-
 void abort_other_ranks() {
   // Only a multi-rank job has others to end; abort_job takes the whole MPI job down with exit code 1.
-  if (kLaunchedByMpiLauncher) dist::abort_job("");
+  if (dist::launched_by_mpi_launcher()) dist::abort_job("");
 }
 
 namespace {

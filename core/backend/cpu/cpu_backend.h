@@ -1,7 +1,15 @@
 // The CPU backend: the reference implementation of the kernel interface. OpenBLAS for GEMM, OpenMP
 // loops elsewhere. Its methods are defined across the files of this folder, one per kernel family:
-// cpu_backend.cpp (memory, registry), cpu_elementwise.cpp (copy, fill, unary, binary, reduce, random),
-// cpu_gemm.cpp, cpu_nn.cpp (softmax, layer_norm, embedding, cross_entropy), cpu_conv.cpp (conv, pool).
+//   cpu_backend.cpp      memory, registry, cpu_to_f32
+//   cpu_elementwise.cpp  copy, fill, unary (+ backward), binary, binary_scalar
+//   cpu_reduce.cpp       reduce (sum, max, min over [outer, n, inner])
+//   cpu_random.cpp       random (uniform, normal, bernoulli)
+//   cpu_gemm.cpp         gemm
+//   cpu_softmax.cpp      softmax, log_softmax (+ backward)
+//   cpu_nn.cpp           layer_norm, embedding, cross_entropy (+ backward)
+//   cpu_conv.cpp         conv2d, max_pool2d, avg_pool2d (+ backward)
+// and two internal headers: cpu_loops.h (dtype dispatch, threading, strided loops shared by the
+// kernel files) and cpu_math.h (f32 exp/erf that vectorise).
 #pragma once
 #include "core/backend/backend.h"
 

@@ -9,25 +9,13 @@
 #include <vector>
 
 #include "core/backend/cpu/cpu_backend.h"
+#include "core/backend/cpu/cpu_loops.h"
 
 namespace dtrain {
+
+using namespace cpu_detail;
+
 namespace {
-
-constexpr int64_t kParallelGrain = 1 << 15;
-
-template <class F>
-void dispatch_float(DType t, const char* op, F&& f) {
-  if (t == DType::f32) {
-    f(float{});
-  } else if (t == DType::f64) {
-    f(double{});
-  } else {
-    throw Error(detail::concat("cpu ", op, ": unsupported dtype ", dtype_name(t),
-                               "; expected f32, f64, f16 or bf16"));
-  }
-}
-
-Tensor f32_like(const Tensor& t) { return t.defined() ? Tensor::empty(t.shape(), DType::f32) : t; }
 
 // Row-major C = alpha * op(A) @ op(B) + beta * C.
 inline void gemm_rm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
@@ -351,7 +339,7 @@ void CpuBackend::conv2d(const Tensor& x, const Tensor& weight, const Tensor& bia
   }
   const ConvShape s = conv_shape(x, weight, args);
   dispatch_float(x.dtype(), "conv2d", [&](auto tag) {
-    using T = decltype(tag);
+    using T = typename decltype(tag)::type;
     conv2d_kernel<T>(x, weight, bias, s, out);
   });
 }
@@ -369,7 +357,7 @@ void CpuBackend::conv2d_backward(const Tensor& dy, const Tensor& x, const Tensor
   }
   const ConvShape s = conv_shape(x, weight, args);
   dispatch_float(x.dtype(), "conv2d_backward", [&](auto tag) {
-    using T = decltype(tag);
+    using T = typename decltype(tag)::type;
     conv2d_backward_kernel<T>(dy, x, weight, s, dx, dweight, dbias);
   });
 }
@@ -383,7 +371,7 @@ void CpuBackend::max_pool2d(const Tensor& x, const Pool2dArgs& args, const Tenso
     return;
   }
   dispatch_float(x.dtype(), "max_pool2d", [&](auto tag) {
-    using T = decltype(tag);
+    using T = typename decltype(tag)::type;
     max_pool2d_kernel<T>(x, args, out, indices);
   });
 }
@@ -396,7 +384,7 @@ void CpuBackend::max_pool2d_backward(const Tensor& dy, const Tensor& indices, co
     return;
   }
   dispatch_float(dy.dtype(), "max_pool2d_backward", [&](auto tag) {
-    using T = decltype(tag);
+    using T = typename decltype(tag)::type;
     max_pool2d_backward_kernel<T>(dy, indices, dx);
   });
 }
@@ -409,7 +397,7 @@ void CpuBackend::avg_pool2d(const Tensor& x, const Pool2dArgs& args, const Tenso
     return;
   }
   dispatch_float(x.dtype(), "avg_pool2d", [&](auto tag) {
-    using T = decltype(tag);
+    using T = typename decltype(tag)::type;
     avg_pool2d_kernel<T>(x, args, out);
   });
 }
@@ -422,7 +410,7 @@ void CpuBackend::avg_pool2d_backward(const Tensor& dy, const Pool2dArgs& args, c
     return;
   }
   dispatch_float(dy.dtype(), "avg_pool2d_backward", [&](auto tag) {
-    using T = decltype(tag);
+    using T = typename decltype(tag)::type;
     avg_pool2d_backward_kernel<T>(dy, args, dx);
   });
 }

@@ -1,220 +1,22 @@
-// CPU elementwise kernels: copy (any strides, any dtype pair), fill, unary and its backward, binary
-// with broadcast (stride-0) operands, reductions over [outer, n, inner], and seeded random fills.
-// f32/f64 compute natively; f16/bf16 are staged through f32 (cpu_to_f32) and rounded back on store.
-#include <omp.h>
-
+// CPU elementwise kernels: copy (any strides, any dtype pair), fill, unary and its backward, and
+// binary with broadcast (stride-0) operands. f32/f64 compute natively; f16/bf16 are staged through
+// f32 (cpu_to_f32) and rounded back on store. Reductions are in cpu_reduce.cpp, random fills in
+// cpu_random.cpp; the loop helpers all of them share are in cpu_loops.h.
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
-#include <limits>
 #include <type_traits>
-#include <vector>
 
 #include "core/backend/cpu/cpu_backend.h"
-#include "core/tensor/random.h"
+#include "core/backend/cpu/cpu_loops.h"
+#include "core/backend/cpu/cpu_math.h"
 
 namespace dtrain {
 
+using namespace cpu_detail;
+
 namespace {
-
-// ---- element types and conversions
-
-template <class T>
-struct TypeTag {
-  using type = T;
-};
-
-template <class T>
-constexpr bool is_half_v = std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>;
-
-inline float widen(Half h) { return half_to_float(h); }
-inline float widen(BFloat16 h) { return bf16_to_float(h); }
-template <class T>
-inline T widen(T v) {
-  return v;
-}
-
-// Converts one element between any two storage types; halves go through f32.
-template <class D, class S>
-inline D convert(S s) {
-  if constexpr (std::is_same_v<D, S>) {
-    return s;
-  } else if constexpr (is_half_v<S>) {
-    return convert<D>(widen(s));
-  } else if constexpr (std::is_same_v<D, Half>) {
-    return float_to_half(static_cast<float>(s));
-  } else if constexpr (std::is_same_v<D, BFloat16>) {
-    return float_to_bf16(static_cast<float>(s));
-  } else {
-    return static_cast<D>(s);
-  }
-}
-
-// Calls f(TypeTag<T>{}) for the storage type T of `t`.
-template <class F>
-void dispatch_all(DType t, F&& f) {
-  switch (t) {
-    case DType::f32: return f(TypeTag<float>{});
-    case DType::f64: return f(TypeTag<double>{});
-    case DType::f16: return f(TypeTag<Half>{});
-    case DType::bf16: return f(TypeTag<BFloat16>{});
-    case DType::i32: return f(TypeTag<int32_t>{});
-    case DType::i64: return f(TypeTag<int64_t>{});
-  }
-}
-
-// f32/f64 only (halves are staged to f32 before reaching the compute kernels).
-template <class F>
-void dispatch_float(DType t, const char* op, F&& f) {
-  switch (t) {
-    case DType::f32: return f(TypeTag<float>{});
-    case DType::f64: return f(TypeTag<double>{});
-    default: throw Error(detail::concat("cpu ", op, ": dtype ", dtype_name(t),
-                                        " is not supported; use f32 or f64"));
-  }
-}
-
-// f32/f64 and the integer types.
-template <class F>
-void dispatch_numeric(DType t, const char* op, F&& f) {
-  switch (t) {
-    case DType::f32: return f(TypeTag<float>{});
-    case DType::f64: return f(TypeTag<double>{});
-    case DType::i32: return f(TypeTag<int32_t>{});
-    case DType::i64: return f(TypeTag<int64_t>{});
-    default: throw Error(detail::concat("cpu ", op, ": dtype ", dtype_name(t),
-                                        " is not supported here; use f32, f64, i32 or i64"));
-  }
-}
-
-// ---- threading
-// Work is split into one static chunk per thread, and only when there is enough of it: below ~32k
-// element operations a parallel region costs more than it saves.
-constexpr int64_t kGrain = 32768;
-
-template <class F>
-void parallel_for(int64_t n, int64_t cost_per_item, F&& f) {
-  if (n <= 0) return;
-  int64_t work = n * std::max<int64_t>(cost_per_item, 1);
-  int max_threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-  int threads = static_cast<int>(std::min<int64_t>({max_threads, work / kGrain, n}));
-  if (threads <= 1) {
-    f(int64_t{0}, n);
-    return;
-  }
-#pragma omp parallel num_threads(threads)
-  {
-    int nt = omp_get_num_threads();
-    int t = omp_get_thread_num();
-    int64_t chunk = (n + nt - 1) / nt;
-    int64_t begin = std::min<int64_t>(n, t * chunk);
-    int64_t end = std::min<int64_t>(n, begin + chunk);
-    if (begin < end) f(begin, end);
-  }
-}
-
-// The next representable value towards -infinity.
-template <class T>
-T step_down(T v) {
-  if constexpr (std::is_floating_point_v<T>) {
-    return std::nextafter(v, -std::numeric_limits<T>::infinity());
-  } else {
-    // f16/bf16 are sign-magnitude: a positive pattern steps down by -1, a negative one by +1.
-    uint16_t bits = v.bits;
-    if ((bits & 0x7fffu) == 0) bits = 0x8001u;  // below +-0 is the smallest negative subnormal
-    else if (bits & 0x8000u) ++bits;
-    else --bits;
-    return T{bits};
-  }
-}
-
-// ---- strided iteration
-// A loop nest over `sizes` (innermost last) with one stride vector per operand. Dims of size 1 are
-// dropped and neighbouring dims that are contiguous with each other in every operand are merged, so
-// a contiguous tensor becomes one flat row and a broadcast bias becomes rows with a stride-0
-// operand.
-template <size_t N>
-struct Nest {
-  std::vector<int64_t> sizes;
-  std::array<std::vector<int64_t>, N> strides;
-};
-
-template <size_t N>
-Nest<N> make_nest(const Shape& shape, const std::array<const Shape*, N>& strides) {
-  Nest<N> nest;
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1) continue;
-    bool merge = !nest.sizes.empty();
-    for (size_t k = 0; k < N && merge; ++k) {
-      merge = nest.strides[k].back() == (*strides[k])[d] * shape[d];
-    }
-    if (merge) {
-      nest.sizes.back() *= shape[d];
-      for (size_t k = 0; k < N; ++k) nest.strides[k].back() = (*strides[k])[d];
-    } else {
-      nest.sizes.push_back(shape[d]);
-      for (size_t k = 0; k < N; ++k) nest.strides[k].push_back((*strides[k])[d]);
-    }
-  }
-  if (nest.sizes.empty()) {
-    nest.sizes.push_back(1);
-    for (size_t k = 0; k < N; ++k) nest.strides[k].push_back(0);
-  }
-  return nest;
-}
-
-// Calls row(offsets, n, inner_strides) for every innermost row, rows split across threads.
-// `cost` is the relative cost of one element (for the parallel threshold).
-template <size_t N, class Row>
-void for_each_row(const Nest<N>& nest, int64_t cost, Row&& row) {
-  const int64_t ndim = static_cast<int64_t>(nest.sizes.size());
-  const int64_t inner = nest.sizes.back();
-  int64_t rows = 1;
-  for (int64_t d = 0; d + 1 < ndim; ++d) rows *= nest.sizes[static_cast<size_t>(d)];
-  std::array<int64_t, N> inner_strides;
-  for (size_t k = 0; k < N; ++k) inner_strides[k] = nest.strides[k].back();
-  parallel_for(rows, inner * cost, [&](int64_t begin, int64_t end) {
-    // Position of row `begin` in the outer dims, then advanced like an odometer.
-    std::vector<int64_t> index(static_cast<size_t>(std::max<int64_t>(ndim - 1, 0)), 0);
-    std::array<int64_t, N> offsets{};
-    int64_t rest = begin;
-    for (int64_t d = ndim - 2; d >= 0; --d) {
-      size_t du = static_cast<size_t>(d);
-      index[du] = rest % nest.sizes[du];
-      rest /= nest.sizes[du];
-      for (size_t k = 0; k < N; ++k) offsets[k] += index[du] * nest.strides[k][du];
-    }
-    for (int64_t r = begin; r < end; ++r) {
-      row(offsets, inner, inner_strides);
-      for (int64_t d = ndim - 2; d >= 0; --d) {
-        size_t du = static_cast<size_t>(d);
-        for (size_t k = 0; k < N; ++k) offsets[k] += nest.strides[k][du];
-        if (++index[du] < nest.sizes[du]) break;
-        for (size_t k = 0; k < N; ++k) offsets[k] -= nest.sizes[du] * nest.strides[k][du];
-        index[du] = 0;
-      }
-    }
-  });
-}
-
-// A contiguous tensor with t's values (t itself when it already is).
-Tensor dense(const Tensor& t) {
-  if (t.is_contiguous()) return t;
-  Tensor out = Tensor::empty(t.shape(), t.dtype(), t.device());
-  backend_for(Device::cpu()).copy(t, out);
-  return out;
-}
-
-void check_same_numel(const char* op, const Tensor& a, const Tensor& b) {
-  DTRAIN_CHECK(a.numel() == b.numel(), "cpu ", op, ": shapes ", shape_str(a.shape()), " and ",
-               shape_str(b.shape()), " differ in size");
-}
-
-void check_same_dtype(const char* op, const Tensor& a, const Tensor& b) {
-  DTRAIN_CHECK(a.dtype() == b.dtype(), "cpu ", op, ": dtypes ", dtype_name(a.dtype()), " and ",
-               dtype_name(b.dtype()), " differ; convert one with .to(dtype)");
-}
 
 // ---- copy
 
@@ -303,6 +105,13 @@ constexpr double kSqrt2Pi = 0.79788456080286535588;   // sqrt(2 / pi)
 constexpr double kInvSqrt2Pi = 0.39894228040143267794;  // 1 / sqrt(2 pi)
 constexpr double kGeluCubic = 0.044715;
 
+// erf and exp inside GELU's loops: f32 through the polynomials of cpu_math.h, so the loops
+// vectorise; f64 through libm.
+inline float gelu_erf_of(float v) { return erf_poly(v); }
+inline double gelu_erf_of(double v) { return std::erf(v); }
+inline float gelu_exp_of(float v) { return exp_poly(v); }
+inline double gelu_exp_of(double v) { return std::exp(v); }
+
 template <class T>
 inline T sigmoid_of(T x) {
   // Never exponentiates a large positive number: for x < 0 use e^x / (1 + e^x).
@@ -332,7 +141,7 @@ void unary_typed(UnaryOp op, const T* x, T* y, int64_t n) {
     case UnaryOp::relu: return map_unary(x, y, n, 1, [](T v) { return v < T(0) ? T(0) : v; });
     case UnaryOp::gelu_erf:
       return map_unary(x, y, n, 16, [](T v) {
-        return T(0.5) * v * (T(1) + std::erf(v * T(kSqrt1_2)));
+        return T(0.5) * v * (T(1) + gelu_erf_of(v * T(kSqrt1_2)));
       });
     case UnaryOp::gelu_tanh:
       return map_unary(x, y, n, 16, [](T v) {
@@ -380,8 +189,8 @@ void unary_backward_typed(UnaryOp op, const T* x, const T* g, T* y, int64_t n) {
     // d [x Phi(x)] = Phi(x) + x phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi)
     case UnaryOp::gelu_erf:
       return map_backward(x, g, y, n, 16, [](T v, T d) {
-        T cdf = T(0.5) * (T(1) + std::erf(v * T(kSqrt1_2)));
-        T pdf = T(kInvSqrt2Pi) * std::exp(T(-0.5) * v * v);
+        T cdf = T(0.5) * (T(1) + gelu_erf_of(v * T(kSqrt1_2)));
+        T pdf = T(kInvSqrt2Pi) * gelu_exp_of(T(-0.5) * v * v);
         return d * (cdf + v * pdf);
       });
     // d/dx x/2 (1 + tanh u) = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
@@ -553,128 +362,6 @@ void binary_scalar_typed(BinaryOp op, const T* a, T s, bool scalar_first, T* out
   }
 }
 
-// ---- reductions over x [outer, n, inner] into out [outer, inner]
-
-// Sums are accumulated in double for floating types (and int64 for integers), in blocks of a fixed
-// size combined in a fixed order, so the result does not depend on the number of threads.
-constexpr int64_t kSumBlock = 8192;
-
-template <class T>
-using Acc = std::conditional_t<std::is_integral_v<T>, int64_t, double>;
-
-template <class T>
-Acc<T> sum_row(const T* p, int64_t n) {
-  // simd reduction keeps one partial sum per vector lane (a fixed order for a given build), which
-  // breaks the serial add chain.
-  Acc<T> s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += static_cast<Acc<T>>(p[i]);
-  return s;
-}
-
-template <class T>
-void sum_typed(const T* x, int64_t outer, int64_t n, int64_t inner, T* out) {
-  if (inner == 1) {
-    const int64_t blocks = std::max<int64_t>(1, (n + kSumBlock - 1) / kSumBlock);
-    if (blocks == 1) {  // short rows: one sum each, no partials to combine
-      parallel_for(outer, n, [&](int64_t b, int64_t e) {
-        for (int64_t o = b; o < e; ++o) out[o] = static_cast<T>(sum_row(x + o * n, n));
-      });
-      return;
-    }
-    std::vector<Acc<T>> partial(static_cast<size_t>(outer * blocks));
-    parallel_for(outer * blocks, std::min(n, kSumBlock), [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t) {
-        int64_t o = t / blocks, blk = t % blocks;
-        int64_t start = blk * kSumBlock;
-        int64_t len = std::min(kSumBlock, n - start);
-        partial[static_cast<size_t>(t)] = len > 0 ? sum_row(x + o * n + start, len) : Acc<T>(0);
-      }
-    });
-    for (int64_t o = 0; o < outer; ++o) {
-      Acc<T> s = 0;
-      const Acc<T>* part = partial.data() + o * blocks;
-      for (int64_t blk = 0; blk < blocks; ++blk) s += part[blk];
-      out[o] = static_cast<T>(s);
-    }
-    return;
-  }
-  // Reduce the middle dim with a row of accumulators over a slab of the inner dim.
-  constexpr int64_t kSlab = 512;
-  const int64_t slabs = (inner + kSlab - 1) / kSlab;
-  parallel_for(outer * slabs, n * std::min(inner, kSlab), [&](int64_t b, int64_t e) {
-    Acc<T> acc[kSlab];
-    for (int64_t t = b; t < e; ++t) {
-      int64_t o = t / slabs;
-      int64_t i0 = (t % slabs) * kSlab;
-      int64_t w = std::min(kSlab, inner - i0);
-      std::fill(acc, acc + w, Acc<T>(0));
-      const T* base = x + o * n * inner + i0;
-      for (int64_t j = 0; j < n; ++j) {
-        const T* row = base + j * inner;
-#pragma omp simd
-        for (int64_t i = 0; i < w; ++i) acc[i] += static_cast<Acc<T>>(row[i]);
-      }
-      T* dst = out + o * inner + i0;
-      for (int64_t i = 0; i < w; ++i) dst[i] = static_cast<T>(acc[i]);
-    }
-  });
-}
-
-// Whether v replaces the current best: strictly better (so the first arg max wins ties), or NaN
-// (which, as in PyTorch, wins over any number).
-template <class T, bool IsMax>
-inline bool better(T v, T best) {
-  if constexpr (std::is_floating_point_v<T>) {
-    if (v != v) return best == best;
-  }
-  return IsMax ? v > best : v < best;
-}
-
-template <class T, bool IsMax>
-void extremum_typed(const T* x, int64_t outer, int64_t n, int64_t inner, T* out, int64_t* idx) {
-  if (inner == 1) {
-    parallel_for(outer, n, [&](int64_t b, int64_t e) {
-      for (int64_t o = b; o < e; ++o) {
-        const T* p = x + o * n;
-        T best = p[0];
-        int64_t arg = 0;
-        for (int64_t j = 1; j < n; ++j) {
-          if (better<T, IsMax>(p[j], best)) {
-            best = p[j];
-            arg = j;
-          }
-        }
-        out[o] = best;
-        if (idx) idx[o] = arg;
-      }
-    });
-    return;
-  }
-  // Over the middle dim, a slab of the inner dim at a time: every pass reads one contiguous row.
-  constexpr int64_t kSlab = 512;
-  const int64_t slabs = (inner + kSlab - 1) / kSlab;
-  parallel_for(outer * slabs, n * std::min(inner, kSlab), [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) {
-      const int64_t o = t / slabs, i0 = (t % slabs) * kSlab, w = std::min(kSlab, inner - i0);
-      const T* base = x + o * n * inner + i0;
-      T* best = out + o * inner + i0;
-      int64_t* arg = idx ? idx + o * inner + i0 : nullptr;
-      std::copy(base, base + w, best);
-      if (arg) std::fill(arg, arg + w, int64_t{0});
-      for (int64_t j = 1; j < n; ++j) {
-        const T* row = base + j * inner;
-        for (int64_t i = 0; i < w; ++i) {
-          if (better<T, IsMax>(row[i], best[i])) {
-            best[i] = row[i];
-            if (arg) arg[i] = j;
-          }
-        }
-      }
-    }
-  });
-}
-
 }  // namespace
 
 // ---- Backend methods
@@ -792,76 +479,6 @@ void CpuBackend::binary_scalar(BinaryOp op, const Tensor& a, double s, bool scal
     }
     binary_scalar_typed<T>(op, ac.data<T>(), static_cast<T>(s), scalar_first, out.data<T>(),
                            out.numel());
-  });
-}
-
-void CpuBackend::reduce(ReduceOp op, const Tensor& x, int64_t outer, int64_t n, int64_t inner,
-                        const Tensor& out, const Tensor& indices) {
-  DTRAIN_CHECK(outer * n * inner == x.numel() && outer * inner == out.numel(),
-               "cpu reduce: [", outer, ", ", n, ", ", inner, "] does not match input shape ",
-               shape_str(x.shape()), " and output shape ", shape_str(out.shape()));
-  check_same_dtype("reduce", x, out);
-  DTRAIN_CHECK(!indices.defined() || (indices.dtype() == DType::i64 && indices.is_contiguous() &&
-                                      indices.numel() == out.numel()),
-               "cpu reduce: indices must be a contiguous i64 tensor of ", out.numel(),
-               " elements");
-  if (out.numel() == 0) return;
-  DTRAIN_CHECK(op == ReduceOp::sum || n > 0, "cpu reduce: max/min over an empty dim of shape ",
-               shape_str(x.shape()), " has no value; reduce a non-empty dim");
-  if (is_half(x.dtype()) || !out.is_contiguous()) {
-    Tensor xf = cpu_to_f32(dense(x));
-    Tensor yf = Tensor::empty(out.shape(), xf.dtype(), Device::cpu());
-    reduce(op, xf, outer, n, inner, yf, indices);
-    copy(yf, out);
-    return;
-  }
-  Tensor xc = dense(x);
-  dispatch_numeric(x.dtype(), "reduce", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    const T* px = xc.data<T>();
-    T* po = out.data<T>();
-    int64_t* pi = indices.defined() ? indices.data<int64_t>() : nullptr;
-    switch (op) {
-      case ReduceOp::sum: return sum_typed<T>(px, outer, n, inner, po);
-      case ReduceOp::max: return extremum_typed<T, true>(px, outer, n, inner, po, pi);
-      case ReduceOp::min: return extremum_typed<T, false>(px, outer, n, inner, po, pi);
-    }
-  });
-}
-
-void CpuBackend::random(RandomKind kind, double a, double b, Generator& gen, const Tensor& dst) {
-  DTRAIN_CHECK(dst.is_contiguous(), "cpu random: the destination of shape ",
-               shape_str(dst.shape()), " must be contiguous");
-  // Drawn in order on one thread: the values depend only on the generator's state, never on the
-  // number of threads.
-  dispatch_all(dst.dtype(), [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    T* p = dst.data<T>();
-    const int64_t n = dst.numel();
-    switch (kind) {
-      case RandomKind::uniform: {
-        // Rounding a + (b - a) u to the storage type can land on b; clamp to the largest value
-        // below b so the interval stays half-open.
-        T top = convert<T>(b);
-        if constexpr (!std::is_integral_v<T>) {
-          while (b > a && static_cast<double>(widen(top)) >= b) top = step_down(top);
-        }
-        for (int64_t i = 0; i < n; ++i) {
-          T v = convert<T>(a + (b - a) * gen.next_double());
-          if constexpr (!std::is_integral_v<T>) {
-            if (b > a && static_cast<double>(widen(v)) >= b) v = top;
-          }
-          p[i] = v;
-        }
-        break;
-      }
-      case RandomKind::normal:
-        for (int64_t i = 0; i < n; ++i) p[i] = convert<T>(a + b * gen.next_normal());
-        break;
-      case RandomKind::bernoulli:
-        for (int64_t i = 0; i < n; ++i) p[i] = convert<T>(gen.next_double() < a ? 1.0 : 0.0);
-        break;
-    }
   });
 }
 

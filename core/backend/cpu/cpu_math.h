@@ -37,7 +37,7 @@ inline float exp_poly(float t) {
 }
 
 // erf(x), odd, in two pieces of |x| = a:
-//   a < 1:  erf(x) = x P(x^2), P of degree 6 (relative error 1.2e-9);
+//   a < 1:  erf(x) = x P(x^2) = x + x (P(x^2) - 1), P of degree 6 (relative error 1.2e-9);
 //   a >= 1: erf(x) = sign(x) (1 - exp(Q(a - 1))), Q ~ log erfc of degree 6 (its error moves erf by
 //           at most 1.1e-9 relative). Past a = 4, erfc(a) < 1.6e-8 is below half an f32 ulp of 1,
 //           so a is clamped there and the result is +-1 exactly.
@@ -50,8 +50,8 @@ inline float erf_poly(float x) {
   p = p * s - 2.68538129e-2f;
   p = p * s + 1.12835854e-1f;
   p = p * s - 3.76126260e-1f;
-  p = p * s + 1.12837911e+0f;
-  const float small = x * p;
+  p = p * s + 1.28379166e-1f;  // P(s) - 1: the leading 1 is added exactly below
+  const float small = x + x * p;
 
   const float t = (a < 4.0f ? a : 4.0f) - 1.0f;  // NaN -> 3, replaced below
   float q = 1.86379359e-4f;

@@ -9,26 +9,16 @@
 #include <limits>
 
 #include "core/backend/cpu/cpu_backend.h"
+#include "core/backend/cpu/cpu_loops.h"
 
 namespace dtrain {
+
+using namespace cpu_detail;
+
 namespace {
 
-// Below this many elements a parallel region costs more than it saves.
-constexpr int64_t kParallelGrain = 1 << 15;
 // Columns handled by one task in the column-parallel reductions.
 constexpr int64_t kColumnBlock = 64;
-
-template <class F>
-void dispatch_float(DType t, const char* op, F&& f) {
-  if (t == DType::f32) {
-    f(float{});
-  } else if (t == DType::f64) {
-    f(double{});
-  } else {
-    throw Error(detail::concat("cpu ", op, ": unsupported dtype ", dtype_name(t),
-                               "; expected f32, f64, f16 or bf16"));
-  }
-}
 
 // Statistics tensors (mean, rstd) are f32 or f64 independently of the data dtype.
 inline void store_stat(const Tensor& t, int64_t i, double v) {
@@ -41,9 +31,6 @@ inline void store_stat(const Tensor& t, int64_t i, double v) {
 inline double load_stat(const Tensor& t, int64_t i) {
   return t.dtype() == DType::f64 ? t.data<double>()[i] : static_cast<double>(t.data<float>()[i]);
 }
-
-Tensor f32_like(const Tensor& t) { return t.defined() ? Tensor::empty(t.shape(), DType::f32) : t; }
-Tensor to_f32_or_undefined(const Tensor& t) { return t.defined() ? cpu_to_f32(t) : t; }
 
 // ---------------------------------------------------------------------------------------------
 // Layer norm over the last dim of x [rows, cols]:
@@ -264,13 +251,12 @@ void CpuBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor&
                             const Tensor& out, const Tensor& mean, const Tensor& rstd) {
   if (is_half(x.dtype())) {
     Tensor out32 = f32_like(out);
-    layer_norm(cpu_to_f32(x), to_f32_or_undefined(weight), to_f32_or_undefined(bias), eps, out32,
-               mean, rstd);
+    layer_norm(cpu_to_f32(x), cpu_to_f32(weight), cpu_to_f32(bias), eps, out32, mean, rstd);
     copy(out32, out);
     return;
   }
   dispatch_float(x.dtype(), "layer_norm", [&](auto tag) {
-    using T = decltype(tag);
+    using T = typename decltype(tag)::type;
     layer_norm_kernel<T>(x, weight, bias, eps, out, mean, rstd);
   });
 }
@@ -280,15 +266,15 @@ void CpuBackend::layer_norm_backward(const Tensor& dy, const Tensor& x, const Te
                                      const Tensor& dweight, const Tensor& dbias) {
   if (is_half(x.dtype()) || is_half(dy.dtype())) {
     Tensor dx32 = f32_like(dx), dw32 = f32_like(dweight), db32 = f32_like(dbias);
-    layer_norm_backward(cpu_to_f32(dy), cpu_to_f32(x), to_f32_or_undefined(weight), mean, rstd,
-                        dx32, dw32, db32);
+    layer_norm_backward(cpu_to_f32(dy), cpu_to_f32(x), cpu_to_f32(weight), mean, rstd, dx32,
+                        dw32, db32);
     if (dx.defined()) copy(dx32, dx);
     if (dweight.defined()) copy(dw32, dweight);
     if (dbias.defined()) copy(db32, dbias);
     return;
   }
   dispatch_float(x.dtype(), "layer_norm_backward", [&](auto tag) {
-    using T = decltype(tag);
+    using T = typename decltype(tag)::type;
     layer_norm_backward_kernel<T>(dy, x, weight, mean, rstd, dx, dweight, dbias);
   });
 }
@@ -327,7 +313,7 @@ void CpuBackend::embedding_backward(const Tensor& grad, const Tensor& indices, i
     return;
   }
   dispatch_float(dweight.dtype(), "embedding_backward", [&](auto tag) {
-    using T = decltype(tag);
+    using T = typename decltype(tag)::type;
     embedding_backward_kernel<T>(grad, indices, padding_idx, dweight);
   });
 }
@@ -341,7 +327,7 @@ void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& targets, int6
     return;
   }
   dispatch_float(logits.dtype(), "cross_entropy", [&](auto tag) {
-    using T = decltype(tag);
+    using T = typename decltype(tag)::type;
     cross_entropy_kernel<T>(logits, targets, ignore_index, label_smoothing, losses);
   });
 }
@@ -357,7 +343,7 @@ void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targ
     return;
   }
   dispatch_float(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
-    using T = decltype(tag);
+    using T = typename decltype(tag)::type;
     cross_entropy_backward_kernel<T>(logits, targets, ignore_index, label_smoothing, grad_losses,
                                      dlogits);
   });
