@@ -8,8 +8,7 @@ namespace dtrain::nn {
 DecoderLayer::DecoderLayer(int64_t dim, int64_t num_heads, int64_t mlp_hidden,
                            TransformerLayerOptions options, int64_t memory_dim)
     : Module("DecoderLayer"), options_(options) {
-  DTRAIN_CHECK(options.dropout >= 0.0 && options.dropout < 1.0, "DecoderLayer: dropout ",
-               options.dropout, " must be in [0, 1)");
+  check_layer_options("DecoderLayer", options);
   norm1 = register_module("norm1", std::make_shared<LayerNorm>(dim, options.eps));
   attn = register_module(
       "attn", std::make_shared<MultiHeadAttention>(
@@ -28,21 +27,19 @@ DecoderLayer::DecoderLayer(int64_t dim, int64_t num_heads, int64_t mlp_hidden,
       "mlp", std::make_shared<FeedForward>(dim, mlp_hidden, options.dropout, options.activation));
 }
 
-Tensor DecoderLayer::residual_dropout(const Tensor& x) const {
-  if (!is_training() || options_.dropout == 0.0) return x;
-  return dropout(x, options_.dropout, true);
-}
-
 Tensor DecoderLayer::forward(const Tensor& x, const Tensor& memory, const AttentionMask& self_mask,
                              const AttentionMask& memory_mask) const {
+  auto drop = [&](const Tensor& branch) {
+    return residual_dropout(branch, options_, is_training());
+  };
   if (options_.pre_norm) {
-    Tensor h = x + residual_dropout(attn->forward(norm1->forward(x), self_mask));
-    h = h + residual_dropout(cross_attn->forward(norm2->forward(h), memory, memory_mask));
-    return h + residual_dropout(mlp->forward(norm3->forward(h)));
+    Tensor h = x + drop(attn->forward(norm1->forward(x), self_mask));
+    h = h + drop(cross_attn->forward(norm2->forward(h), memory, memory_mask));
+    return h + drop(mlp->forward(norm3->forward(h)));
   }
-  Tensor h = norm1->forward(x + residual_dropout(attn->forward(x, self_mask)));
-  h = norm2->forward(h + residual_dropout(cross_attn->forward(h, memory, memory_mask)));
-  return norm3->forward(h + residual_dropout(mlp->forward(h)));
+  Tensor h = norm1->forward(x + drop(attn->forward(x, self_mask)));
+  h = norm2->forward(h + drop(cross_attn->forward(h, memory, memory_mask)));
+  return norm3->forward(h + drop(mlp->forward(h)));
 }
 
 }  // namespace dtrain::nn

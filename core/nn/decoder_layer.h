@@ -38,7 +38,6 @@ class DecoderLayer : public Module {
   std::shared_ptr<FeedForward> mlp;
 
  private:
-  Tensor residual_dropout(const Tensor& x) const;
   TransformerLayerOptions options_;
 };
 

@@ -8,8 +8,7 @@ namespace dtrain::nn {
 EncoderLayer::EncoderLayer(int64_t dim, int64_t num_heads, int64_t mlp_hidden,
                            TransformerLayerOptions options)
     : Module("EncoderLayer"), options_(options) {
-  DTRAIN_CHECK(options.dropout >= 0.0 && options.dropout < 1.0, "EncoderLayer: dropout ",
-               options.dropout, " must be in [0, 1)");
+  check_layer_options("EncoderLayer", options);
   norm1 = register_module("norm1", std::make_shared<LayerNorm>(dim, options.eps));
   attn = register_module(
       "attn", std::make_shared<MultiHeadAttention>(
@@ -20,18 +19,16 @@ EncoderLayer::EncoderLayer(int64_t dim, int64_t num_heads, int64_t mlp_hidden,
       "mlp", std::make_shared<FeedForward>(dim, mlp_hidden, options.dropout, options.activation));
 }
 
-Tensor EncoderLayer::residual_dropout(const Tensor& x) const {
-  if (!is_training() || options_.dropout == 0.0) return x;
-  return dropout(x, options_.dropout, true);
-}
-
 Tensor EncoderLayer::forward(const Tensor& x, const AttentionMask& mask) const {
+  auto drop = [&](const Tensor& branch) {
+    return residual_dropout(branch, options_, is_training());
+  };
   if (options_.pre_norm) {
-    Tensor h = x + residual_dropout(attn->forward(norm1->forward(x), mask));
-    return h + residual_dropout(mlp->forward(norm2->forward(h)));
+    Tensor h = x + drop(attn->forward(norm1->forward(x), mask));
+    return h + drop(mlp->forward(norm2->forward(h)));
   }
-  Tensor h = norm1->forward(x + residual_dropout(attn->forward(x, mask)));
-  return norm2->forward(h + residual_dropout(mlp->forward(h)));
+  Tensor h = norm1->forward(x + drop(attn->forward(x, mask)));
+  return norm2->forward(h + drop(mlp->forward(h)));
 }
 
 }  // namespace dtrain::nn

@@ -28,7 +28,6 @@ class EncoderLayer : public Module {
   std::shared_ptr<FeedForward> mlp;
 
  private:
-  Tensor residual_dropout(const Tensor& x) const;
   TransformerLayerOptions options_;
 };
 

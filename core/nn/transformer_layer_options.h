@@ -1,4 +1,4 @@
-// Options shared by EncoderLayer and DecoderLayer.
+// Options shared by EncoderLayer and DecoderLayer, and what the two blocks do alike with them.
 #pragma once
 #include "core/nn/feed_forward.h"
 
@@ -13,5 +13,13 @@ struct TransformerLayerOptions {
   Activation activation = Activation::gelu;
   bool qkv_bias = true;
 };
+
+// Throws unless the options are valid for `layer` (the block's name, for the message).
+void check_layer_options(const char* layer, const TransformerLayerOptions& options);
+
+// The dropout on a residual branch, x + drop(f(x)): the branch itself in eval mode or when
+// options.dropout is 0.
+Tensor residual_dropout(const Tensor& branch, const TransformerLayerOptions& options,
+                        bool training);
 
 }  // namespace dtrain::nn

@@ -59,6 +59,20 @@ MatLayout layout_of(const Tensor& t) {
   return matrix_layout(t.shape()[r], t.shape()[c], t.strides()[r], t.strides()[c]);
 }
 
+// One GEMM out [m, n] = a [m, k] @ b [k, n] into a dense out, a and b read through their layouts.
+GemmArgs gemm_args(const MatLayout& la, const MatLayout& lb, int64_t m, int64_t n, int64_t k) {
+  GemmArgs g;
+  g.trans_a = la.trans;
+  g.trans_b = lb.trans;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.lda = la.ld;
+  g.ldb = lb.ld;
+  g.ldc = n;
+  return g;
+}
+
 // The single stride that walks t's batch dims (broadcast to `batch`) in row-major order, or -1 when
 // they do not collapse to one stride (e.g. two dims broadcast in different operands).
 int64_t batch_stride(const Tensor& t, const Shape& batch) {
@@ -127,15 +141,7 @@ Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in) {
   Tensor out = Tensor::empty(out_shape, a.dtype(), a.device());
   if (out.numel() == 0) return out;
 
-  GemmArgs g;
-  g.trans_a = la.trans;
-  g.trans_b = lb.trans;
-  g.m = m;
-  g.n = n;
-  g.k = k;
-  g.lda = la.ld;
-  g.ldb = lb.ld;
-  g.ldc = n;
+  GemmArgs g = gemm_args(la, lb, m, n, k);
   g.batch = batch_count;
   g.stride_a = sa;
   g.stride_b = sb;
@@ -244,15 +250,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
       w = w.contiguous();
       lw = matrix_layout(in, out_features, w.strides()[1], w.strides()[0]);
     }
-    GemmArgs g;
-    g.trans_a = lx.trans;
-    g.trans_b = lw.trans;
-    g.m = rows;
-    g.n = out_features;
-    g.k = in;
-    g.lda = lx.ld;
-    g.ldb = lw.ld;
-    g.ldc = out_features;
+    GemmArgs g = gemm_args(lx, lw, rows, out_features, in);
     if (bias.defined()) {
       backend.copy(make_view(bias, {rows, out_features}, {0, bias.strides()[0]}, bias.offset()),
                    out2);

@@ -105,12 +105,35 @@ constexpr double kSqrt2Pi = 0.79788456080286535588;   // sqrt(2 / pi)
 constexpr double kInvSqrt2Pi = 0.39894228040143267794;  // 1 / sqrt(2 pi)
 constexpr double kGeluCubic = 0.044715;
 
-// erf and exp inside GELU's loops: f32 through the polynomials of cpu_math.h, so the loops
-// vectorise; f64 through libm.
-inline float gelu_erf_of(float v) { return erf_poly(v); }
+// GELU (erf form) over a contiguous span. f32 uses the polynomial erf and exp of cpu_math.h, so
+// these loops vectorise; f64 uses libm. They are plain loops rather than map_unary lambdas because
+// GCC does not inline a lambda this large into the loop, and a call in the loop stops it from
+// vectorising.
+[[gnu::always_inline]] inline float gelu_erf_of(float v) { return erf_poly(v); }
 inline double gelu_erf_of(double v) { return std::erf(v); }
-inline float gelu_exp_of(float v) { return exp_poly(v); }
+[[gnu::always_inline]] inline float gelu_exp_of(float v) { return exp_poly(v); }
 inline double gelu_exp_of(double v) { return std::exp(v); }
+
+template <class T>
+void gelu_erf_span(const T* x, T* y, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const T v = x[i];
+    y[i] = T(0.5) * v * (T(1) + gelu_erf_of(v * T(kSqrt1_2)));
+  }
+}
+
+// d [x Phi(x)] = Phi(x) + x phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi)
+template <class T>
+void gelu_erf_backward_span(const T* x, const T* g, T* y, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const T v = x[i];
+    const T cdf = T(0.5) * (T(1) + gelu_erf_of(v * T(kSqrt1_2)));
+    const T pdf = T(kInvSqrt2Pi) * gelu_exp_of(T(-0.5) * v * v);
+    y[i] = g[i] * (cdf + v * pdf);
+  }
+}
 
 template <class T>
 inline T sigmoid_of(T x) {
@@ -140,9 +163,7 @@ void unary_typed(UnaryOp op, const T* x, T* y, int64_t n) {
     // `v < 0 ? 0 : v` keeps NaN as NaN, as PyTorch's relu does.
     case UnaryOp::relu: return map_unary(x, y, n, 1, [](T v) { return v < T(0) ? T(0) : v; });
     case UnaryOp::gelu_erf:
-      return map_unary(x, y, n, 16, [](T v) {
-        return T(0.5) * v * (T(1) + gelu_erf_of(v * T(kSqrt1_2)));
-      });
+      return parallel_for(n, 16, [&](int64_t b, int64_t e) { gelu_erf_span(x + b, y + b, e - b); });
     case UnaryOp::gelu_tanh:
       return map_unary(x, y, n, 16, [](T v) {
         T u = T(kSqrt2Pi) * (v + T(kGeluCubic) * v * v * v);
@@ -186,12 +207,9 @@ void unary_backward_typed(UnaryOp op, const T* x, const T* g, T* y, int64_t n) {
       });
     case UnaryOp::relu:
       return map_backward(x, g, y, n, 1, [](T v, T d) { return v > T(0) ? d : T(0); });
-    // d [x Phi(x)] = Phi(x) + x phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi)
     case UnaryOp::gelu_erf:
-      return map_backward(x, g, y, n, 16, [](T v, T d) {
-        T cdf = T(0.5) * (T(1) + gelu_erf_of(v * T(kSqrt1_2)));
-        T pdf = T(kInvSqrt2Pi) * gelu_exp_of(T(-0.5) * v * v);
-        return d * (cdf + v * pdf);
+      return parallel_for(n, 16, [&](int64_t b, int64_t e) {
+        gelu_erf_backward_span(x + b, g + b, y + b, e - b);
       });
     // d/dx x/2 (1 + tanh u) = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
     case UnaryOp::gelu_tanh:

@@ -2,26 +2,37 @@
 // that a `#pragma omp simd` loop calling them vectorises (a call to libm's scalar expf/erff cannot,
 // and makes GELU cost about ten times what its arithmetic needs). f64 kernels keep libm.
 //
-// Both are accurate to about one f32 ulp over the whole line (relative error <= ~2e-7 against the
-// exact function, the same order as rounding the exact value to f32). The polynomial coefficients
-// are minimax fits (weighted least squares iterated to equal ripple) made for these ranges.
+// Checked against libm's f64 functions at every f32 input: erf_poly is within 9.4e-8 relative
+// (1.32 ulp; libm's erff: 0.97 ulp), exp_poly within 8.3e-8 on [-87, 0] (0.99 ulp). The
+// coefficients are minimax fits (weighted least squares iterated to equal ripple) for these ranges.
 #pragma once
 #include <bit>
+#include <cmath>
 #include <cstdint>
 
 namespace dtrain::cpu_detail {
+
+// c ? a : b as a bitwise blend. A `?:` between computed floats becomes a branch that GCC keeps
+// (without -fno-trapping-math it may not evaluate both sides unconditionally), and a branch stops
+// the loop from vectorising; the blend evaluates both sides by construction.
+[[gnu::always_inline]] inline float select(bool c, float a, float b) {
+  const uint32_t mask = 0u - static_cast<uint32_t>(c);
+  return std::bit_cast<float>((std::bit_cast<uint32_t>(a) & mask) |
+                              (std::bit_cast<uint32_t>(b) & ~mask));
+}
 
 // exp(t) for t <= 88 (GELU needs t <= 0); 0 below -87.3, where the f32 result would be subnormal.
 //   t = n ln2 + r with n = round(t / ln2), |r| <= ln2 / 2; exp(t) = 2^n exp(r).
 // ln2 is split into a head with 9 significant bits (so n * head is exact for |n| < 2^15) and a
 // tail, which keeps r accurate. exp(r) = 1 + r + r^2 R(r), R of degree 4 (relative error 3e-9).
-inline float exp_poly(float t) {
+[[gnu::always_inline]] inline float exp_poly(float t) {
   constexpr float kLog2e = 1.44269504f;
-  constexpr float kLn2Head = 0.693359375f;      // 355 / 512
+  constexpr float kLn2Head = 0.693359375f;     // 355 / 512
   constexpr float kLn2Tail = -2.12194440e-4f;  // ln 2 - 355 / 512
-  constexpr float kRound = 12582912.0f;         // 1.5 * 2^23: x + kRound - kRound rounds x
-  const bool underflow = !(t >= -87.3f);        // also true for NaN
-  const float tc = underflow ? -87.3f : t;
+  constexpr float kRound = 12582912.0f;        // 1.5 * 2^23: (x + kRound) - kRound rounds x
+  const bool is_nan = t != t;
+  const bool in_range = t >= -87.3f;
+  const float tc = select(in_range, t, -87.3f);
   const float n = (tc * kLog2e + kRound) - kRound;
   const float r = (tc - n * kLn2Head) - n * kLn2Tail;
   float p = 1.38146128e-3f;
@@ -30,10 +41,10 @@ inline float exp_poly(float t) {
   p = p * r + 1.66665211e-1f;
   p = p * r + 4.99999940e-1f;
   p = (p * r) * r + r + 1.0f;
-  // 2^n from its exponent bits (n is in [-126, 128) here).
+  // 2^n from its exponent bits (n is in [-126, 127] here).
   const float scale = std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
-  const float e = p * scale;
-  return t != t ? t : (underflow ? 0.0f : e);
+  const float e = select(in_range, p * scale, 0.0f);
+  return select(is_nan, t, e);
 }
 
 // erf(x), odd, in two pieces of |x| = a:
@@ -41,8 +52,10 @@ inline float exp_poly(float t) {
 //   a >= 1: erf(x) = sign(x) (1 - exp(Q(a - 1))), Q ~ log erfc of degree 6 (its error moves erf by
 //           at most 1.1e-9 relative). Past a = 4, erfc(a) < 1.6e-8 is below half an f32 ulp of 1,
 //           so a is clamped there and the result is +-1 exactly.
-inline float erf_poly(float x) {
-  const float a = x < 0.0f ? -x : x;
+[[gnu::always_inline]] inline float erf_poly(float x) {
+  const bool is_nan = x != x;
+  const float a = std::fabs(x);
+  const bool is_small = a < 1.0f;
   const float s = x * x;
   float p = 7.85386146e-5f;
   p = p * s - 8.01019371e-4f;
@@ -53,7 +66,8 @@ inline float erf_poly(float x) {
   p = p * s + 1.28379166e-1f;  // P(s) - 1: the leading 1 is added exactly below
   const float small = x + x * p;
 
-  const float t = (a < 4.0f ? a : 4.0f) - 1.0f;  // NaN -> 3, replaced below
+  const bool is_clamped = !(a < 4.0f);  // also true for NaN, which is replaced below
+  const float t = select(is_clamped, 4.0f, a) - 1.0f;
   float q = 1.86379359e-4f;
   q = q * t - 1.82938389e-3f;
   q = q * t + 9.89546161e-3f;
@@ -61,9 +75,8 @@ inline float erf_poly(float x) {
   q = q * t - 8.43117595e-1f;
   q = q * t - 2.63896680e+0f;
   q = q * t - 1.84960556e+0f;
-  const float large = 1.0f - exp_poly(q);
-  const float signed_large = x < 0.0f ? -large : large;
-  return x != x ? x : (a < 1.0f ? small : signed_large);
+  const float large = std::copysign(1.0f - exp_poly(q), x);
+  return select(is_nan, x, select(is_small, small, large));
 }
 
 }  // namespace dtrain::cpu_detail
