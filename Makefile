@@ -26,7 +26,8 @@ test: build
 test-gpu: build
 	@cd $(BUILD) && ctest --output-on-failure -R 'Cuda|GPU|nccl' --timeout 900
 
-run: build
+run: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target dtrain
 	@$(BUILD)/dtrain train --config examples/vit_fashion_mnist.ini
 
 clean:
