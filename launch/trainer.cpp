@@ -237,6 +237,7 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
         loader.start_epoch(loader.position().epoch + 1);
         batch = loader.next();
       }
+      window_items += w->items(*batch) * world;  // counted on the host copy, before the move
       data::Batch b = to_device(std::move(*batch), device);
       // DDP reduces only in the backward of the last micro-batch; ZeRO-1 reduces after the step's last.
       std::optional<dist::DistributedDataParallel::NoSync> accumulate;
@@ -247,7 +248,6 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
         loss = w->loss(b);
       }
       loss_sum += loss.item();
-      window_items += w->items(b) * world;
       scaler.scale(loss * (1.0 / static_cast<double>(c.grad_accum))).backward();
     }
     if (ddp) ddp->finish_gradient_synchronization();

@@ -1,6 +1,7 @@
 #include "launch/workload.h"
 
 #include <cmath>
+#include <algorithm>
 #include <filesystem>
 
 #include "core/data/cifar10.h"
@@ -110,7 +111,10 @@ class TransformerWorkload : public Workload {
   }
   std::shared_ptr<nn::Module> shared_model() override { return model_; }
   const char* unit() const override { return "tokens"; }
-  int64_t items(const data::Batch& b) const override { return b.target.numel(); }
+  int64_t items(const data::Batch& b) const override {
+    std::vector<int64_t> ids = b.target.to_vector<int64_t>();
+    return std::count_if(ids.begin(), ids.end(), [](int64_t id) { return id != data::CharVocab::kPad; });
+  }
   Tensor loss(const data::Batch& b) override {
     Tensor logits = model_->forward(b.input, b.decoder_input).to(DType::f32);
     return cross_entropy(logits.flatten(0, 1), b.target.flatten(), data::CharVocab::kPad);

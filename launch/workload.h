@@ -22,6 +22,7 @@ class Workload {
   std::shared_ptr<const data::Dataset> eval_set;
   // "images" or "tokens": what throughput counts.
   virtual const char* unit() const = 0;
+  // Images, or target tokens that are not padding, in a batch (on the host).
   virtual int64_t items(const data::Batch& batch) const = 0;
   // Mean loss of a batch (already on the model's device), differentiable.
   virtual Tensor loss(const data::Batch& batch) = 0;
