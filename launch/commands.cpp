@@ -35,7 +35,6 @@ std::shared_ptr<dist::ProcessGroup> make_process_group(const TrainConfig& config
 int run_train(const std::vector<std::string>& args) {
   TrainConfig config;
   if (!parse_train_config(args, config, "train")) return 0;
-  int code = 0;
   {
     auto pg = make_process_group(config);
     TrainResult r = train(config, pg);
@@ -52,7 +51,7 @@ int run_train(const std::vector<std::string>& args) {
     }
   }
   dist::finalize_mpi();
-  return code;
+  return 0;
 }
 
 int run_eval(const std::vector<std::string>& args) {

@@ -61,9 +61,15 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
   while (!ready.empty()) {
     Node* node = ready.top();
     ready.pop();
-    Tensor node_grad = std::move(pending[node]);
-    pending.erase(node);
-    std::vector<Tensor> input_grads = node->apply(node_grad);
+    Tensor node_grad;
+    if (auto it = pending.find(node); it != pending.end()) {
+      node_grad = std::move(it->second);
+      pending.erase(it);
+    }
+    // A node that no gradient reached (every path into it gave none) does not run, but it still
+    // counts as done for the nodes it feeds, so they become ready.
+    std::vector<Tensor> input_grads;
+    if (node_grad.defined()) input_grads = node->apply(node_grad);
     if (!retain_graph) node->release();
     for (size_t i = 0; i < node->next.size(); ++i) {
       const std::shared_ptr<Node>& next = node->next[i];
@@ -78,28 +84,7 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
       }
       if (--dependencies[next.get()] == 0) {
         keep_alive.push_back(next);
-        if (pending.count(next.get()) && pending[next.get()].defined()) {
-          ready.push(next.get());
-        } else {
-          // No gradient reached this node (every path was zero/undefined): still release its
-          // inputs' dependency counts by running through its edges with nothing.
-          pending.erase(next.get());
-          std::vector<Node*> skip{next.get()};
-          while (!skip.empty()) {
-            Node* s = skip.back();
-            skip.pop_back();
-            for (const auto& nn : s->next) {
-              if (nn && --dependencies[nn.get()] == 0) {
-                keep_alive.push_back(nn);
-                if (pending.count(nn.get()) && pending[nn.get()].defined()) {
-                  ready.push(nn.get());
-                } else {
-                  skip.push_back(nn.get());
-                }
-              }
-            }
-          }
-        }
+        ready.push(next.get());
       }
     }
   }

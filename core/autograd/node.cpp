@@ -25,14 +25,15 @@ void FunctionNode::release() {
 
 std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad_output) {
   Tensor leaf(leaf_);
-  Tensor g = grad_output;
-  if (g.dtype() != leaf.dtype()) g = g.to(leaf.dtype());
   if (!leaf.grad().defined()) {
-    // A fresh buffer: the incoming gradient may be a view of, or alias, tensors the graph still uses.
-    leaf.set_grad(g.contiguous().clone());
+    // One fresh contiguous buffer (a dtype conversion makes one too): the incoming gradient may be a
+    // view of, or the same tensor as, a gradient another branch of the graph still uses, and later
+    // accumulation writes into .grad in place.
+    const Tensor& g = grad_output;
+    leaf.set_grad(g.dtype() != leaf.dtype() ? g.to(leaf.dtype()) : g.clone());
   } else {
     Tensor acc = leaf.grad();
-    add_(acc, g);
+    add_(acc, grad_output);  // converts a gradient of another dtype on the fly
   }
   for (const auto& hook : leaf_->post_accumulate_hooks) hook(leaf);
   return {};
