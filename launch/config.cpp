@@ -40,6 +40,8 @@ bool parse_train_config(const std::vector<std::string>& args, TrainConfig& c,
     ("mlp-dim", po::value(&c.mlp_dim)->default_value(c.mlp_dim), "MLP hidden width (0: from --model-size)")
     ("patch", po::value(&c.patch)->default_value(c.patch), "ViT patch size (0: from --model-size)")
     ("dropout", po::value(&c.dropout)->default_value(c.dropout), "dropout probability")
+    ("augment", po::value(&c.augment)->default_value(c.augment),
+       "vit: random crop (zero padding 2 for fashion-mnist, 4 for cifar10) and horizontal flip of training images")
     ("dataset", po::value(&c.dataset)->default_value(c.dataset), "fashion-mnist | cifar10 | freedict | fortunes")
     ("data-dir", po::value(&c.data_dir)->default_value(c.data_dir, kEmpty), "dataset directory (empty: the Debian package's)")
     ("seq-len", po::value(&c.seq_len)->default_value(c.seq_len), "GPT context / Transformer max length")

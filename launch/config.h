@@ -31,6 +31,7 @@ struct TrainConfig {
   double weight_decay = 0.05;
   double clip_grad_norm = 1.0;  // <= 0: off
   double label_smoothing = 0.0;
+  bool augment = false;  // random crop + flip of training images (vit)
   // numerics and placement
   std::string precision = "f32";  // f32 | bf16 | f16
   std::string device = "cpu";

@@ -34,13 +34,14 @@ class VitWorkload : public Workload {
     models::VitConfig m = models::VitConfig::preset(c.model_size);
     if (c.dataset == "fashion-mnist") {
       std::string dir = c.data_dir.empty() ? data::kFashionMnistDefaultDir : c.data_dir;
-      train_set = std::make_shared<data::FashionMnist>(data::Split::train, dir);
+      train_set = std::make_shared<data::FashionMnist>(data::Split::train, dir,
+                                                       data::FashionMnistOptions{.augment = c.augment});
       eval_set = std::make_shared<data::FashionMnist>(data::Split::test, dir);
       m.image_size = 28, m.in_channels = 1, m.num_classes = 10;
     } else if (c.dataset == "cifar10") {
       DTRAIN_CHECK(!c.data_dir.empty(), "--dataset cifar10 needs --data-dir with the CIFAR-10 binary files");
       train_set = std::make_shared<data::Cifar10>(data::Split::train, c.data_dir,
-                                                  data::Cifar10Options{.augment = true});
+                                                  data::Cifar10Options{.augment = c.augment});
       eval_set = std::make_shared<data::Cifar10>(data::Split::test, c.data_dir);
       m.image_size = 32, m.in_channels = 3, m.num_classes = 10;
     } else {

@@ -71,12 +71,8 @@ Batch Cifar10::get_batch(const std::vector<int64_t>& indices, uint64_t seed) con
   uint8_t augmented[kImageBytes];
   for (int64_t i = 0; i < b; ++i) {
     const uint8_t* src = images_.data() + indices[i] * kImageBytes;
-    if (options_.augment) {
-      Generator gen(combine_seed(seed, static_cast<uint64_t>(indices[i])));
-      apply_crop_flip(src, augmented, kChannels, kHeight, kWidth, options_.crop_padding,
-                      draw_crop_flip(gen, options_.crop_padding));
-      src = augmented;
-    }
+    if (options_.augment)
+      src = crop_flip_sample(src, augmented, kChannels, kHeight, kWidth, options_.crop_padding, seed, indices[i]);
     for (int64_t c = 0; c < kChannels; ++c) {
       for (int64_t j = 0; j < plane; ++j) x[(i * kChannels + c) * plane + j] = lut[c][src[c * plane + j]];
     }

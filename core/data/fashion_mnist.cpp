@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "core/data/augment.h"
 #include "core/data/idx.h"
 #include "core/error.h"
 
@@ -30,7 +31,8 @@ const std::array<const char*, 10>& FashionMnist::class_names() {
   return names;
 }
 
-FashionMnist::FashionMnist(Split split, const std::string& dir) {
+FashionMnist::FashionMnist(Split split, const std::string& dir, FashionMnistOptions options)
+    : options_(options) {
   DTRAIN_CHECK(std::filesystem::is_directory(dir), "Fashion-MNIST directory ", dir,
                " does not exist; install dataset-fashion-mnist (scripts/bootstrap) or pass --data-dir");
   const std::string prefix = split == Split::train ? "train" : "t10k";
@@ -58,7 +60,7 @@ FashionMnist::FashionMnist(Split split, const std::string& dir) {
   labels_ = std::move(labels.bytes);
 }
 
-Batch FashionMnist::get_batch(const std::vector<int64_t>& indices, uint64_t /*seed*/) const {
+Batch FashionMnist::get_batch(const std::vector<int64_t>& indices, uint64_t seed) const {
   check_batch_indices(indices, size(), "FashionMnist");
   // One table for the 256 pixel values: (p / 255 - mean) / std.
   float lut[256];
@@ -72,8 +74,11 @@ Batch FashionMnist::get_batch(const std::vector<int64_t>& indices, uint64_t /*se
   batch.target = Tensor::empty({b}, DType::i64);
   float* x = batch.input.data<float>();
   int64_t* y = batch.target.data<int64_t>();
+  std::vector<uint8_t> augmented(options_.augment ? pixels : 0);
   for (int64_t i = 0; i < b; ++i) {
     const uint8_t* src = images_.data() + indices[i] * pixels;
+    if (options_.augment)
+      src = crop_flip_sample(src, augmented.data(), 1, height_, width_, options_.crop_padding, seed, indices[i]);
     for (int64_t j = 0; j < pixels; ++j) x[i * pixels + j] = lut[src[j]];
     y[i] = labels_[indices[i]];
   }

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <numeric>
+#include <set>
 
 #include "core/data/fashion_mnist.h"
 #include "core/error.h"
@@ -116,4 +117,60 @@ TEST(FashionMnist, RealDatasetSizesAndNormalisation) {
   const double mean = sum / n, std = std::sqrt(sq / n - mean * mean);
   EXPECT_NEAR(mean, 0.0, 0.02);
   EXPECT_NEAR(std, 1.0, 0.03);
+}
+
+// With augmentation on, each training image is one of the 5 x 5 x 2 transforms "pad by 2 with black, take
+// the window at (dy, dx), maybe mirror left-right" of its source, chosen by the seed and the sample alone.
+TEST(FashionMnist, AugmentationIsASeededPaddedCropOrFlip) {
+  TempDir dir;
+  const int n = 4, h = 6, w = 5;
+  std::vector<uint8_t> pixels(n * h * w);
+  for (size_t j = 0; j < pixels.size(); ++j) pixels[j] = static_cast<uint8_t>(1 + (j * 37) % 254);  // never 0
+  write_idx_u8(dir.file("train-images-idx3-ubyte"), {n, h, w}, pixels);
+  write_idx_u8(dir.file("train-labels-idx1-ubyte"), {n}, {1, 2, 3, 4});
+  FashionMnist plain(Split::train, dir.path.string());
+  FashionMnist aug(Split::train, dir.path.string(), {.augment = true});
+  auto normalised = [](uint8_t p) { return (p / 255.0f - kFashionMnistMean) / kFashionMnistStd; };
+
+  const std::vector<int64_t> idx = {0, 1, 2, 3};
+  std::set<std::pair<int, int>> offsets_seen;
+  std::set<bool> flips_seen;
+  for (uint64_t seed = 0; seed < 16; ++seed) {
+    const Batch b = aug.get_batch(idx, seed);
+    for (int i = 0; i < n; ++i) {
+      EXPECT_EQ(b.target.data<int64_t>()[i], i + 1);  // labels are never augmented
+      const float* out = b.input.data<float>() + i * h * w;
+      int matches = 0;
+      for (int dy = 0; dy <= 4; ++dy) {
+        for (int dx = 0; dx <= 4; ++dx) {
+          for (int flip = 0; flip < 2; ++flip) {
+            bool same = true;
+            for (int y = 0; y < h && same; ++y) {
+              for (int x = 0; x < w && same; ++x) {
+                const int sy = y + dy - 2, sx = (flip ? w - 1 - x : x) + dx - 2;
+                const uint8_t p = (sy < 0 || sy >= h || sx < 0 || sx >= w) ? 0 : pixels[(i * h + sy) * w + sx];
+                same = std::abs(out[y * w + x] - normalised(p)) < 1e-6f;
+              }
+            }
+            if (same) {
+              ++matches;
+              offsets_seen.insert({dy, dx});
+              flips_seen.insert(flip != 0);
+            }
+          }
+        }
+      }
+      EXPECT_EQ(matches, 1) << "seed " << seed << " sample " << i;
+    }
+  }
+  EXPECT_EQ(flips_seen.size(), 2u);
+  EXPECT_GT(offsets_seen.size(), 12u);  // 64 draws over 25 offsets
+
+  // Same seed, same images, whichever batch a sample is in; another seed, other images; off, the source.
+  const Batch a = aug.get_batch({3, 1}, 7), again = aug.get_batch({1}, 7), other = aug.get_batch({3, 1}, 8);
+  const float* pa = a.input.data<float>();
+  EXPECT_TRUE(std::equal(pa + h * w, pa + 2 * h * w, again.input.data<float>()));
+  EXPECT_FALSE(std::equal(pa, pa + 2 * h * w, other.input.data<float>()));
+  const Batch p = plain.get_batch({3}, 7);
+  for (int j = 0; j < h * w; ++j) EXPECT_EQ(p.input.data<float>()[j], normalised(pixels[3 * h * w + j]));
 }
