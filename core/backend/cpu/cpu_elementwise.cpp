@@ -115,7 +115,7 @@ inline double gelu_erf_of(double v) { return std::erf(v); }
 inline double gelu_exp_of(double v) { return std::exp(v); }
 
 template <class T>
-void gelu_erf_span(const T* x, T* y, int64_t n) {
+[[gnu::always_inline]] inline void gelu_erf_span(const T* x, T* y, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     const T v = x[i];
@@ -125,7 +125,7 @@ void gelu_erf_span(const T* x, T* y, int64_t n) {
 
 // d [x Phi(x)] = Phi(x) + x phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi)
 template <class T>
-void gelu_erf_backward_span(const T* x, const T* g, T* y, int64_t n) {
+[[gnu::always_inline]] inline void gelu_erf_backward_span(const T* x, const T* g, T* y, int64_t n) {
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     const T v = x[i];
@@ -133,6 +133,21 @@ void gelu_erf_backward_span(const T* x, const T* g, T* y, int64_t n) {
     const T pdf = T(kInvSqrt2Pi) * gelu_exp_of(T(-0.5) * v * v);
     y[i] = g[i] * (cdf + v * pdf);
   }
+}
+
+// The f32 spans, built per ISA (DTRAIN_CPU_CLONES): GELU is the widest elementwise op of a transformer
+// block (its MLP hidden layer), and AVX-512 runs it about 3x faster than the baseline's SSE2.
+DTRAIN_CPU_CLONES void gelu_erf_f32(const float* x, float* y, int64_t n) { gelu_erf_span(x, y, n); }
+DTRAIN_CPU_CLONES void gelu_erf_backward_f32(const float* x, const float* g, float* y, int64_t n) {
+  gelu_erf_backward_span(x, g, y, n);
+}
+inline void gelu_erf_any(const float* x, float* y, int64_t n) { gelu_erf_f32(x, y, n); }
+inline void gelu_erf_any(const double* x, double* y, int64_t n) { gelu_erf_span(x, y, n); }
+inline void gelu_erf_backward_any(const float* x, const float* g, float* y, int64_t n) {
+  gelu_erf_backward_f32(x, g, y, n);
+}
+inline void gelu_erf_backward_any(const double* x, const double* g, double* y, int64_t n) {
+  gelu_erf_backward_span(x, g, y, n);
 }
 
 template <class T>
@@ -163,7 +178,7 @@ void unary_typed(UnaryOp op, const T* x, T* y, int64_t n) {
     // `v < 0 ? 0 : v` keeps NaN as NaN, as PyTorch's relu does.
     case UnaryOp::relu: return map_unary(x, y, n, 1, [](T v) { return v < T(0) ? T(0) : v; });
     case UnaryOp::gelu_erf:
-      return parallel_for(n, 16, [&](int64_t b, int64_t e) { gelu_erf_span(x + b, y + b, e - b); });
+      return parallel_for(n, 16, [&](int64_t b, int64_t e) { gelu_erf_any(x + b, y + b, e - b); });
     case UnaryOp::gelu_tanh:
       return map_unary(x, y, n, 16, [](T v) {
         T u = T(kSqrt2Pi) * (v + T(kGeluCubic) * v * v * v);
@@ -209,7 +224,7 @@ void unary_backward_typed(UnaryOp op, const T* x, const T* g, T* y, int64_t n) {
       return map_backward(x, g, y, n, 1, [](T v, T d) { return v > T(0) ? d : T(0); });
     case UnaryOp::gelu_erf:
       return parallel_for(n, 16, [&](int64_t b, int64_t e) {
-        gelu_erf_backward_span(x + b, g + b, y + b, e - b);
+        gelu_erf_backward_any(x + b, g + b, y + b, e - b);
       });
     // d/dx x/2 (1 + tanh u) = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
     case UnaryOp::gelu_tanh:
