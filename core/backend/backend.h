@@ -119,9 +119,12 @@ class Backend {
   // bernoulli 1 with probability a, else 0.
   virtual void random(RandomKind kind, double a, double b, Generator& gen, const Tensor& dst) = 0;
 
-  // ---- fused attention: q [B, H, Tq, D], k/v [B, H, Tk, D]; attn_mask additive f32 [B or 1, 1, Tq or
-  // 1, Tk] or undefined. A backend that has no fused path, or declines these shapes, returns false and
-  // the op composes attention from matmul and softmax instead.
+  // ---- fused attention: q [B, H, Tq, D], k/v [B, H, Tk, D], out like q, each with any strides whose
+  // last one is 1 (a backend that needs more returns false); attn_mask additive [B or 1, 1, Tq or 1,
+  // Tk] contiguous, or undefined; stats [B, H, Tq] contiguous; mask and stats are f64 for f64 inputs,
+  // else f32. A
+  // backend that has no fused path, or declines these shapes, returns false and the op composes
+  // attention from matmul and softmax instead.
   virtual bool sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
                     bool causal, double scale, const Tensor& out, const Tensor& stats) {
     (void)q, (void)k, (void)v, (void)attn_mask, (void)causal, (void)scale, (void)out, (void)stats;

@@ -33,33 +33,42 @@ Tensor causal_mask(int64_t tq, int64_t tk, DType dtype, Device device) {
   return Tensor::from_vector(m, {tq, tk}, dtype, device);
 }
 
-// The mask as the fused kernels take it: f32, contiguous, [B or 1, 1, Tq or 1, Tk]. Undefined when
-// the mask has another layout (the composed path handles any broadcastable mask).
-Tensor fused_mask(const Tensor& mask, int64_t batch, int64_t tq, int64_t tk) {
+// The mask as the fused kernels take it: contiguous [B or 1, 1, Tq or 1, Tk], f64 for f64 inputs and
+// f32 otherwise. Undefined when the mask has another layout (the composed path handles any
+// broadcastable mask).
+Tensor fused_mask(const Tensor& mask, DType dtype, int64_t batch, int64_t tq, int64_t tk) {
   Shape s = mask.shape();
   while (s.size() < 4) s.insert(s.begin(), 1);
   const bool fits = s.size() == 4 && (s[0] == 1 || s[0] == batch) && s[1] == 1 &&
                     (s[2] == 1 || s[2] == tq) && s[3] == tk;
   if (!fits) return Tensor();
   Tensor m = mask.detach().reshape(s);
-  if (m.dtype() != DType::f32) m = m.to(DType::f32);
+  if (m.dtype() != dtype) m = m.to(dtype);
   return m.contiguous();
 }
 
-// Tries the backend's fused kernel; returns an undefined tensor when it declines.
+// The dtype of the fused kernels' mask and statistics: f64 for f64 inputs, else f32.
+DType fused_dtype(DType input) { return input == DType::f64 ? DType::f64 : DType::f32; }
+
+// A view with a unit-stride last dim, which is all the fused kernels ask of a layout.
+Tensor unit_last(const Tensor& t) { return t.strides().back() == 1 ? t : t.contiguous(); }
+
+// Tries the backend's fused kernel; returns an undefined tensor when it declines. q, k and v go as
+// they are (heads sliced from a fused projection are strided views), and the output is laid out as
+// [B, Tq, H, D] and handed back as its [B, H, Tq, D] view, so merging the heads afterwards is free.
 Tensor try_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& mask_in,
                  bool causal, double scale) {
-  const Tensor q = q_in.detach().contiguous(), k = k_in.detach().contiguous(),
-               v = v_in.detach().contiguous();
+  const Tensor q = unit_last(q_in.detach()), k = unit_last(k_in.detach()), v = unit_last(v_in.detach());
   Tensor mask;
   if (mask_in.defined()) {
-    mask = fused_mask(mask_in, q.size(0), q.size(2), k.size(2));
+    mask = fused_mask(mask_in, fused_dtype(q.dtype()), q.size(0), q.size(2), k.size(2));
     if (!mask.defined()) return Tensor();
   }
   Backend& be = backend_for(q.device());
-  Tensor out = Tensor::empty(q.shape(), q.dtype(), q.device());
+  Tensor out = Tensor::empty({q.size(0), q.size(2), q.size(1), q.size(3)}, q.dtype(), q.device())
+                   .permute({0, 2, 1, 3});
   // stats: the per-row log-sum-exp of the scores, which the fused backward needs.
-  Tensor stats = Tensor::empty({q.size(0), q.size(1), q.size(2)}, DType::f32, q.device());
+  Tensor stats = Tensor::empty({q.size(0), q.size(1), q.size(2)}, fused_dtype(q.dtype()), q.device());
   if (!be.sdpa(q, k, v, mask, causal, scale, out, stats)) return Tensor();
 
   return autograd::record(
@@ -71,7 +80,7 @@ Tensor try_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
         Tensor dk = Tensor::empty(kd.shape(), kd.dtype(), kd.device());
         Tensor dv = Tensor::empty(vd.shape(), vd.dtype(), vd.device());
         const bool done = backend_for(qd.device())
-                              .sdpa_backward(grad_out.contiguous(), qd, kd, vd, od, stats, mask,
+                              .sdpa_backward(unit_last(grad_out), qd, kd, vd, od, stats, mask,
                                              causal, scale, dq, dk, dv);
         DTRAIN_CHECK(done, "scaled_dot_product_attention: the ", backend_for(qd.device()).name(),
                      " backend ran the fused forward for q ", shape_str(qd.shape()),

@@ -8,6 +8,7 @@
 //   cpu_softmax.cpp      softmax, log_softmax (+ backward)
 //   cpu_nn.cpp           layer_norm, embedding, cross_entropy (+ backward)
 //   cpu_conv.cpp         conv2d, max_pool2d, avg_pool2d (+ backward)
+//   cpu_attention.cpp    sdpa (+ backward): fused attention, f32 and f64
 // and two internal headers: cpu_loops.h (dtype dispatch, threading, strided loops shared by the
 // kernel files) and cpu_math.h (f32 exp/erf that vectorise).
 #pragma once
@@ -62,6 +63,12 @@ class CpuBackend final : public Backend {
   void max_pool2d_backward(const Tensor& dy, const Tensor& indices, const Tensor& dx) override;
   void avg_pool2d(const Tensor& x, const Pool2dArgs& args, const Tensor& out) override;
   void avg_pool2d_backward(const Tensor& dy, const Pool2dArgs& args, const Tensor& dx) override;
+
+  bool sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask, bool causal,
+            double scale, const Tensor& out, const Tensor& stats) override;
+  bool sdpa_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                     const Tensor& out, const Tensor& stats, const Tensor& attn_mask, bool causal,
+                     double scale, const Tensor& dq, const Tensor& dk, const Tensor& dv) override;
 };
 
 // Runs `f` on f32 copies of half-precision tensors and writes results back: the CPU path for

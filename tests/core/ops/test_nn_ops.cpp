@@ -232,6 +232,45 @@ TEST(Attention, ForwardMatchesLoops) {
       naive_attention(q, k, v, {}, false, 1.0 / std::sqrt(8.0)), 1e-12);
 }
 
+// The CPU backend's fused kernel against the composed path (matmul, softmax, matmul), forward and
+// backward, on heads sliced from one qkv tensor as a self-attention layer makes them: strided views,
+// more query rows than one block of the kernel (64), causal with a padding mask, in f32 and f64. A
+// mask that needs a gradient sends the op down the composed path (the fused one gives the mask none);
+// it holds the same values, so both paths compute the same function.
+TEST(Attention, FusedKernelMatchesComposition) {
+  for (DType dt : {DType::f32, DType::f64}) {
+    for (bool causal : {false, true}) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + (causal ? " causal" : " full"));
+      manual_seed(21);
+      const int64_t b = 2, t = 150, h = 3, d = 16;
+      const Tensor qkv0 = Tensor::randn({b, t, 3, h, d}, dt);
+      const Tensor weight = Tensor::randn({b, h, t, d}, dt);
+      std::vector<int64_t> pad(static_cast<size_t>(b * t), 0);
+      for (int64_t j = t - 20; j < t; ++j) pad[static_cast<size_t>(t + j)] = 1;  // batch 1 pads 20 keys
+      const Tensor mask = key_padding_to_attn_mask(Tensor::from_vector(pad, {b, t}, DType::i64), dt);
+
+      auto run = [&](bool composed, Tensor& out, Tensor& grad) {
+        Tensor qkv = qkv0.clone().set_requires_grad(true);
+        Tensor parts = qkv.permute({2, 0, 3, 1, 4});
+        Tensor m = composed ? mask.clone().set_requires_grad(true) : mask;
+        out = scaled_dot_product_attention(parts.select(0, 0), parts.select(0, 1), parts.select(0, 2), m,
+                                           causal);
+        sum(mul(out, weight)).backward();
+        grad = qkv.grad();
+      };
+      Tensor fused, fused_grad, composed, composed_grad;
+      run(false, fused, fused_grad);
+      run(true, composed, composed_grad);
+      // The fused output is laid out [B, T, H, D]: merging its heads is a view, not a copy.
+      EXPECT_TRUE(fused.transpose(1, 2).is_contiguous());
+      EXPECT_FALSE(composed.transpose(1, 2).is_contiguous());
+      const double tol = dt == DType::f32 ? 2e-5 : 1e-12;
+      expect_all_near(fused.to_vector<double>(), composed.to_vector<double>(), tol);
+      expect_all_near(fused_grad.to_vector<double>(), composed_grad.to_vector<double>(), tol);
+    }
+  }
+}
+
 // ---- dropout -----------------------------------------------------------------------------------
 
 TEST(Dropout, KeptFractionAndScale) {
