@@ -4,10 +4,14 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
+#include <set>
 #include <string>
+#include <utility>
 
 #include "core/error.h"
 #include "error_message.h"
@@ -49,5 +53,43 @@ inline std::string read_bytes(const std::string& path) {
 }
 
 using ::dtrain::testing::error_of;
+
+// The crops and flips seen by count_crop_flips, over all the images it was given.
+struct CropFlipsSeen {
+  std::set<std::pair<int, int>> offsets;
+  std::set<bool> flips;
+};
+
+// How many of the (2 pad + 1)^2 x 2 transforms "pad by `pad` with black, take the window at (dy, dx),
+// maybe mirror left-right" of a [C, H, W] source give `out`, written out from that definition.
+// `source(c, y, x)` is the source pixel, `normalised(p, c)` what the dataset makes of pixel p.
+inline int count_crop_flips(const float* out, int channels, int height, int width, int pad,
+                            const std::function<uint8_t(int, int, int)>& source,
+                            const std::function<float(uint8_t, int)>& normalised, CropFlipsSeen& seen) {
+  int matches = 0;
+  for (int dy = 0; dy <= 2 * pad; ++dy) {
+    for (int dx = 0; dx <= 2 * pad; ++dx) {
+      for (int flip = 0; flip < 2; ++flip) {
+        bool same = true;
+        for (int c = 0; c < channels && same; ++c) {
+          for (int y = 0; y < height && same; ++y) {
+            for (int x = 0; x < width && same; ++x) {
+              const int sy = y + dy - pad, sx = (flip ? width - 1 - x : x) + dx - pad;
+              const bool inside = sy >= 0 && sy < height && sx >= 0 && sx < width;
+              const uint8_t p = inside ? source(c, sy, sx) : 0;
+              same = std::abs(out[(c * height + y) * width + x] - normalised(p, c)) < 1e-6f;
+            }
+          }
+        }
+        if (same) {
+          ++matches;
+          seen.offsets.insert({dy, dx});
+          seen.flips.insert(flip != 0);
+        }
+      }
+    }
+  }
+  return matches;
+}
 
 }  // namespace dtrain::data::testing

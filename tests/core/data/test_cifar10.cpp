@@ -110,39 +110,18 @@ TEST(Cifar10, AugmentedImageIsAPaddedCropOrFlip) {
   Cifar10 plain(Split::train, dir.path.string());
   Cifar10 aug(Split::train, dir.path.string(), {.augment = true});
   const std::vector<int64_t> idx = {0, 1, 2, 3, 4};
-  std::set<std::pair<int, int>> offsets_seen;
-  std::set<bool> flips_seen;
+  CropFlipsSeen seen;
   for (uint64_t seed = 0; seed < 12; ++seed) {
     const Batch b = aug.get_batch(idx, seed);
     for (int i = 0; i < 5; ++i) {
-      const float* out = b.input.data<float>() + i * 3 * 32 * 32;
-      int matches = 0;
-      for (int dy = 0; dy <= 8; ++dy) {
-        for (int dx = 0; dx <= 8; ++dx) {
-          for (int flip = 0; flip < 2; ++flip) {
-            bool same = true;
-            for (int c = 0; c < 3 && same; ++c) {
-              for (int y = 0; y < 32 && same; ++y) {
-                for (int x = 0; x < 32 && same; ++x) {
-                  const int sy = y + dy - 4, sx = (flip ? 31 - x : x) + dx - 4;
-                  const uint8_t p = (sy < 0 || sy >= 32 || sx < 0 || sx >= 32) ? 0 : pixel(i, 0, c, sy, sx);
-                  same = std::abs(out[(c * 32 + y) * 32 + x] - normalised(p, c)) < 1e-6f;
-                }
-              }
-            }
-            if (same) {
-              ++matches;
-              offsets_seen.insert({dy, dx});
-              flips_seen.insert(flip != 0);
-            }
-          }
-        }
-      }
+      const int matches = count_crop_flips(
+          b.input.data<float>() + i * 3 * 32 * 32, 3, 32, 32, 4,
+          [i](int c, int y, int x) { return pixel(i, 0, c, y, x); }, normalised, seen);
       EXPECT_EQ(matches, 1) << "seed " << seed << " sample " << i;
     }
   }
-  EXPECT_EQ(flips_seen.size(), 2u);
-  EXPECT_GT(offsets_seen.size(), 20u);  // 60 draws over 81 offsets
+  EXPECT_EQ(seen.flips.size(), 2u);
+  EXPECT_GT(seen.offsets.size(), 20u);  // 60 draws over 81 offsets
 }
 
 TEST(Cifar10, CropDrawsCoverTheRange) {

@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <numeric>
-#include <set>
 
 #include "core/data/fashion_mnist.h"
 #include "core/error.h"
@@ -133,38 +132,20 @@ TEST(FashionMnist, AugmentationIsASeededPaddedCropOrFlip) {
   auto normalised = [](uint8_t p) { return (p / 255.0f - kFashionMnistMean) / kFashionMnistStd; };
 
   const std::vector<int64_t> idx = {0, 1, 2, 3};
-  std::set<std::pair<int, int>> offsets_seen;
-  std::set<bool> flips_seen;
+  CropFlipsSeen seen;
   for (uint64_t seed = 0; seed < 16; ++seed) {
     const Batch b = aug.get_batch(idx, seed);
     for (int i = 0; i < n; ++i) {
       EXPECT_EQ(b.target.data<int64_t>()[i], i + 1);  // labels are never augmented
-      const float* out = b.input.data<float>() + i * h * w;
-      int matches = 0;
-      for (int dy = 0; dy <= 4; ++dy) {
-        for (int dx = 0; dx <= 4; ++dx) {
-          for (int flip = 0; flip < 2; ++flip) {
-            bool same = true;
-            for (int y = 0; y < h && same; ++y) {
-              for (int x = 0; x < w && same; ++x) {
-                const int sy = y + dy - 2, sx = (flip ? w - 1 - x : x) + dx - 2;
-                const uint8_t p = (sy < 0 || sy >= h || sx < 0 || sx >= w) ? 0 : pixels[(i * h + sy) * w + sx];
-                same = std::abs(out[y * w + x] - normalised(p)) < 1e-6f;
-              }
-            }
-            if (same) {
-              ++matches;
-              offsets_seen.insert({dy, dx});
-              flips_seen.insert(flip != 0);
-            }
-          }
-        }
-      }
+      const int matches = count_crop_flips(
+          b.input.data<float>() + i * h * w, 1, h, w, 2,
+          [&](int, int y, int x) { return pixels[(i * h + y) * w + x]; },
+          [&](uint8_t p, int) { return normalised(p); }, seen);
       EXPECT_EQ(matches, 1) << "seed " << seed << " sample " << i;
     }
   }
-  EXPECT_EQ(flips_seen.size(), 2u);
-  EXPECT_GT(offsets_seen.size(), 12u);  // 64 draws over 25 offsets
+  EXPECT_EQ(seen.flips.size(), 2u);
+  EXPECT_GT(seen.offsets.size(), 12u);  // 64 draws over 25 offsets
 
   // Same seed, same images, whichever batch a sample is in; another seed, other images; off, the source.
   const Batch a = aug.get_batch({3, 1}, 7), again = aug.get_batch({1}, 7), other = aug.get_batch({3, 1}, 8);
