@@ -10,6 +10,7 @@
 
 #include "core/backend/cpu/cpu_backend.h"
 #include "core/backend/cpu/cpu_loops.h"
+#include "core/backend/cpu/cpu_math.h"
 
 namespace dtrain {
 
@@ -36,6 +37,94 @@ inline double load_stat(const Tensor& t, int64_t i) {
 // Layer norm over the last dim of x [rows, cols]:
 //   mean = sum_j x_j / D,  var = sum_j (x_j - mean)^2 / D,  rstd = 1 / sqrt(var + eps)
 //   y_j = (x_j - mean) * rstd * w_j + b_j
+// One row at a time; the sums accumulate in double, in simd lanes (a fixed order for a given ISA).
+// The f32 rows are built per ISA (DTRAIN_CPU_CLONES).
+template <class T>
+[[gnu::always_inline]] inline void layer_norm_row(const T* xr, T* yr, const T* wp, const T* bp,
+                                                  int64_t cols, double eps, double* stats) {
+  double s = 0.0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t j = 0; j < cols; ++j) s += static_cast<double>(xr[j]);
+  const double mu = s / static_cast<double>(cols);
+  double ss = 0.0;
+#pragma omp simd reduction(+ : ss)
+  for (int64_t j = 0; j < cols; ++j) {
+    const double d = static_cast<double>(xr[j]) - mu;
+    ss += d * d;
+  }
+  const double rs = 1.0 / std::sqrt(ss / static_cast<double>(cols) + eps);
+  const T mu_t = static_cast<T>(mu), rs_t = static_cast<T>(rs);
+  if (wp && bp) {
+#pragma omp simd
+    for (int64_t j = 0; j < cols; ++j) yr[j] = (xr[j] - mu_t) * rs_t * wp[j] + bp[j];
+  } else {
+    for (int64_t j = 0; j < cols; ++j) {
+      T h = (xr[j] - mu_t) * rs_t;
+      if (wp) h *= wp[j];
+      if (bp) h += bp[j];
+      yr[j] = h;
+    }
+  }
+  stats[0] = mu;
+  stats[1] = rs;
+}
+
+// With xhat = (x - mean) * rstd and g = dy * w (g = dy without weight):
+//   dx_j = rstd * (g_j - mean_k(g_k) - xhat_j * mean_k(g_k * xhat_k))
+template <class T>
+[[gnu::always_inline]] inline void layer_norm_dx_row(const T* xr, const T* gr, const T* wp, T* dxr,
+                                                     int64_t cols, double mu, double rs) {
+  const double inv_d = 1.0 / static_cast<double>(cols);
+  double sum_g = 0.0, sum_gh = 0.0;
+  if (wp) {
+#pragma omp simd reduction(+ : sum_g, sum_gh)
+    for (int64_t j = 0; j < cols; ++j) {
+      const double g = static_cast<double>(gr[j]) * static_cast<double>(wp[j]);
+      sum_g += g;
+      sum_gh += g * (static_cast<double>(xr[j]) - mu) * rs;
+    }
+  } else {
+#pragma omp simd reduction(+ : sum_g, sum_gh)
+    for (int64_t j = 0; j < cols; ++j) {
+      const double g = static_cast<double>(gr[j]);
+      sum_g += g;
+      sum_gh += g * (static_cast<double>(xr[j]) - mu) * rs;
+    }
+  }
+  const double a = sum_g * inv_d, c = sum_gh * inv_d;
+#pragma omp simd
+  for (int64_t j = 0; j < cols; ++j) {
+    const double g = static_cast<double>(gr[j]) * (wp ? static_cast<double>(wp[j]) : 1.0);
+    const double h = (static_cast<double>(xr[j]) - mu) * rs;
+    dxr[j] = static_cast<T>(rs * (g - a - h * c));
+  }
+}
+
+DTRAIN_CPU_CLONES void layer_norm_row_f32(const float* xr, float* yr, const float* wp, const float* bp,
+                                          int64_t cols, double eps, double* stats) {
+  layer_norm_row(xr, yr, wp, bp, cols, eps, stats);
+}
+DTRAIN_CPU_CLONES void layer_norm_dx_row_f32(const float* xr, const float* gr, const float* wp, float* dxr,
+                                             int64_t cols, double mu, double rs) {
+  layer_norm_dx_row(xr, gr, wp, dxr, cols, mu, rs);
+}
+inline void layer_norm_row_any(const float* xr, float* yr, const float* wp, const float* bp, int64_t cols,
+                               double eps, double* stats) {
+  layer_norm_row_f32(xr, yr, wp, bp, cols, eps, stats);
+}
+inline void layer_norm_row_any(const double* xr, double* yr, const double* wp, const double* bp,
+                               int64_t cols, double eps, double* stats) {
+  layer_norm_row(xr, yr, wp, bp, cols, eps, stats);
+}
+inline void layer_norm_dx_row_any(const float* xr, const float* gr, const float* wp, float* dxr, int64_t cols,
+                                  double mu, double rs) {
+  layer_norm_dx_row_f32(xr, gr, wp, dxr, cols, mu, rs);
+}
+inline void layer_norm_dx_row_any(const double* xr, const double* gr, const double* wp, double* dxr,
+                                  int64_t cols, double mu, double rs) {
+  layer_norm_dx_row(xr, gr, wp, dxr, cols, mu, rs);
+}
+
 template <class T>
 void layer_norm_kernel(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
                        const Tensor& out, const Tensor& mean, const Tensor& rstd) {
@@ -47,31 +136,13 @@ void layer_norm_kernel(const Tensor& x, const Tensor& weight, const Tensor& bias
   T* yp = out.data<T>();
 #pragma omp parallel for schedule(static) if (rows * cols > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
-    const T* xr = xp + r * cols;
-    T* yr = yp + r * cols;
-    double s = 0.0;
-    for (int64_t j = 0; j < cols; ++j) s += static_cast<double>(xr[j]);
-    const double mu = s / static_cast<double>(cols);
-    double ss = 0.0;
-    for (int64_t j = 0; j < cols; ++j) {
-      const double d = static_cast<double>(xr[j]) - mu;
-      ss += d * d;
-    }
-    const double rs = 1.0 / std::sqrt(ss / static_cast<double>(cols) + eps);
-    const T mu_t = static_cast<T>(mu), rs_t = static_cast<T>(rs);
-    for (int64_t j = 0; j < cols; ++j) {
-      T h = (xr[j] - mu_t) * rs_t;
-      if (wp) h *= wp[j];
-      if (bp) h += bp[j];
-      yr[j] = h;
-    }
-    if (mean.defined()) store_stat(mean, r, mu);
-    if (rstd.defined()) store_stat(rstd, r, rs);
+    double stats[2];
+    layer_norm_row_any(xp + r * cols, yp + r * cols, wp, bp, cols, eps, stats);
+    if (mean.defined()) store_stat(mean, r, stats[0]);
+    if (rstd.defined()) store_stat(rstd, r, stats[1]);
   }
 }
 
-// With xhat = (x - mean) * rstd and g = dy * w (g = dy without weight):
-//   dx_j = rstd * (g_j - mean_k(g_k) - xhat_j * mean_k(g_k * xhat_k))
 //   dw_j = sum_rows dy_j * xhat_j,   db_j = sum_rows dy_j
 template <class T>
 void layer_norm_backward_kernel(const Tensor& dy, const Tensor& x, const Tensor& weight,
@@ -85,27 +156,10 @@ void layer_norm_backward_kernel(const Tensor& dy, const Tensor& x, const Tensor&
   const bool parallel = rows * cols > kParallelGrain;
   if (dx.defined()) {
     T* dxp = dx.data<T>();
-    const double inv_d = 1.0 / static_cast<double>(cols);
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t r = 0; r < rows; ++r) {
-      const T* xr = xp + r * cols;
-      const T* gr = gp + r * cols;
-      T* dxr = dxp + r * cols;
-      const double mu = load_stat(mean, r), rs = load_stat(rstd, r);
-      double sum_g = 0.0, sum_gh = 0.0;
-      for (int64_t j = 0; j < cols; ++j) {
-        const double g = wp ? static_cast<double>(gr[j]) * static_cast<double>(wp[j])
-                            : static_cast<double>(gr[j]);
-        sum_g += g;
-        sum_gh += g * (static_cast<double>(xr[j]) - mu) * rs;
-      }
-      const double a = sum_g * inv_d, c = sum_gh * inv_d;
-      for (int64_t j = 0; j < cols; ++j) {
-        const double g = wp ? static_cast<double>(gr[j]) * static_cast<double>(wp[j])
-                            : static_cast<double>(gr[j]);
-        const double h = (static_cast<double>(xr[j]) - mu) * rs;
-        dxr[j] = static_cast<T>(rs * (g - a - h * c));
-      }
+      layer_norm_dx_row_any(xp + r * cols, gp + r * cols, wp, dxp + r * cols, cols, load_stat(mean, r),
+                            load_stat(rstd, r));
     }
   }
   if (dweight.defined() || dbias.defined()) {
