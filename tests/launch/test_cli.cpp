@@ -282,7 +282,7 @@ TEST_F(Cli, HelpListsEveryOptionWithItsDefault) {
   // Every TrainConfig field, and its default as --help must print it.
   const std::vector<std::pair<std::string, std::string>> expected = {
       {"model", "vit"}, {"model-size", "fm"}, {"dim", "0"}, {"depth", "0"}, {"heads", "0"},
-      {"mlp-dim", "0"}, {"patch", "0"}, {"dropout", "0"}, {"dataset", "fashion-mnist"}, {"data-dir", "\"\""},
+      {"mlp-dim", "0"}, {"patch", "0"}, {"dropout", "0"}, {"augment", "0"}, {"dataset", "fashion-mnist"}, {"data-dir", "\"\""},
       {"seq-len", "64"}, {"batch-size", "128"}, {"grad-accum", "1"}, {"steps", "0"}, {"epochs", "1"},
       {"optimizer", "adamw"}, {"lr", "0.001"}, {"min-lr", "0"}, {"schedule", "cosine"},
       {"warmup-steps", "0"}, {"weight-decay", "0.05"}, {"clip-grad-norm", "1"}, {"label-smoothing", "0"},
