@@ -145,6 +145,27 @@ class Cli : public ::testing::Test {
     return run(args);
   }
 
+  // A 3-step run of a tiny text model (dim 16, 2 heads, 1 block) on `dataset`; returns the run's output
+  // after checking that it succeeded, printed nothing to stderr and ended with a tokens/s summary line,
+  // which is left in `summary`.
+  std::string train_tiny_text(const std::string& model, const std::string& dataset, const std::string& seq_len,
+                              const std::string& batch, std::string& summary) {
+    RunResult r = train({"--model", model, "--dataset", dataset, "--model-size", "tiny", "--dim", "16",
+                         "--heads", "2", "--mlp-dim", "32", "--depth", "1", "--seq-len", seq_len,
+                         "--batch-size", batch, "--steps", "3", "--eval-batches", "1", "--threads", "1",
+                         "--progress", "0"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.err, "");
+    std::smatch m;
+    if (!std::regex_search(r.out, m, std::regex(R"(done: 3 steps.*throughput: ([0-9.]+) tokens/s.*)"))) {
+      ADD_FAILURE() << "no summary line with tokens/s:\n" << r.out;
+      return r.out;
+    }
+    EXPECT_GT(std::stod(m[1]), 0.0);
+    summary = m[0].str();
+    return r.out;
+  }
+
   // kTinyVit on a generated data set in dir_/data (created on first use), plus `args`.
   RunResult train_tiny_vit(const std::vector<std::string>& args) {
     if (!fs::exists(data_dir())) write_fashion_mnist(data_dir(), 192, 32);
@@ -403,38 +424,22 @@ TEST_F(Cli, TransformerOnFreedict) {
   if (!fs::exists("/usr/share/dictd/freedict-eng-deu.dict.dz")) {
     GTEST_SKIP() << "dict-freedict-eng-deu is not installed (scripts/bootstrap installs it)";
   }
-  RunResult r = train({"--model", "transformer", "--dataset", "freedict", "--model-size", "tiny",
-                       "--dim", "16", "--heads", "2", "--mlp-dim", "32", "--depth", "1", "--seq-len", "24",
-                       "--batch-size", "16", "--steps", "3", "--eval-batches", "1", "--threads", "1",
-                       "--progress", "0"});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.err, "");
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(r.out, m, std::regex(R"(done: 3 steps.*throughput: ([0-9.]+) tokens/s.*)")))
-      << r.out;
-  EXPECT_GT(std::stod(m[1]), 0.0);
-  EXPECT_NE(m[0].str().find("cer "), std::string::npos) << m[0];
-  EXPECT_NE(m[0].str().find("exact_match "), std::string::npos) << m[0];
-  EXPECT_GE(count_lines(r.out, "sample: "), 1) << r.out;
-  EXPECT_GE(count_lines(r.out, "(reference: "), 1) << r.out;
+  std::string summary;
+  const std::string out = train_tiny_text("transformer", "freedict", "24", "16", summary);
+  EXPECT_NE(summary.find("cer "), std::string::npos) << summary;
+  EXPECT_NE(summary.find("exact_match "), std::string::npos) << summary;
+  EXPECT_GE(count_lines(out, "sample: "), 1) << out;
+  EXPECT_GE(count_lines(out, "(reference: "), 1) << out;
 }
 
 TEST_F(Cli, GptOnFortunes) {
   if (!fs::exists("/usr/share/games/fortunes")) {
     GTEST_SKIP() << "fortunes is not installed (scripts/bootstrap installs it)";
   }
-  RunResult r = train({"--model", "gpt", "--dataset", "fortunes", "--model-size", "tiny", "--dim", "16",
-                       "--heads", "2", "--mlp-dim", "32", "--depth", "1", "--seq-len", "32",
-                       "--batch-size", "8", "--steps", "3", "--eval-batches", "1", "--threads", "1",
-                       "--progress", "0"});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(r.err, "");
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(r.out, m, std::regex(R"(done: 3 steps.*throughput: ([0-9.]+) tokens/s.*)")))
-      << r.out;
-  EXPECT_GT(std::stod(m[1]), 0.0);
-  EXPECT_NE(m[0].str().find("bpc "), std::string::npos) << m[0];
-  EXPECT_EQ(count_lines(r.out, "sample: The "), 1) << r.out;
+  std::string summary;
+  const std::string out = train_tiny_text("gpt", "fortunes", "32", "8", summary);
+  EXPECT_NE(summary.find("bpc "), std::string::npos) << summary;
+  EXPECT_EQ(count_lines(out, "sample: The "), 1) << out;
 }
 
 // Two ranks under mpirun: the job trains, and only rank 0 prints (one header, one summary).

@@ -141,13 +141,22 @@ DTRAIN_CPU_CLONES void gelu_erf_f32(const float* x, float* y, int64_t n) { gelu_
 DTRAIN_CPU_CLONES void gelu_erf_backward_f32(const float* x, const float* g, float* y, int64_t n) {
   gelu_erf_backward_span(x, g, y, n);
 }
-inline void gelu_erf_any(const float* x, float* y, int64_t n) { gelu_erf_f32(x, y, n); }
-inline void gelu_erf_any(const double* x, double* y, int64_t n) { gelu_erf_span(x, y, n); }
-inline void gelu_erf_backward_any(const float* x, const float* g, float* y, int64_t n) {
-  gelu_erf_backward_f32(x, g, y, n);
+// f32 goes to the per-ISA builds, f64 to the plain span.
+template <class T>
+void gelu_erf_any(const T* x, T* y, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    gelu_erf_f32(x, y, n);
+  } else {
+    gelu_erf_span(x, y, n);
+  }
 }
-inline void gelu_erf_backward_any(const double* x, const double* g, double* y, int64_t n) {
-  gelu_erf_backward_span(x, g, y, n);
+template <class T>
+void gelu_erf_backward_any(const T* x, const T* g, T* y, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    gelu_erf_backward_f32(x, g, y, n);
+  } else {
+    gelu_erf_backward_span(x, g, y, n);
+  }
 }
 
 template <class T>

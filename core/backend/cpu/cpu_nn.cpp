@@ -108,21 +108,23 @@ DTRAIN_CPU_CLONES void layer_norm_dx_row_f32(const float* xr, const float* gr, c
                                              int64_t cols, double mu, double rs) {
   layer_norm_dx_row(xr, gr, wp, dxr, cols, mu, rs);
 }
-inline void layer_norm_row_any(const float* xr, float* yr, const float* wp, const float* bp, int64_t cols,
-                               double eps, double* stats) {
-  layer_norm_row_f32(xr, yr, wp, bp, cols, eps, stats);
+// f32 goes to the per-ISA builds, f64 to the plain rows.
+template <class T>
+void layer_norm_row_any(const T* xr, T* yr, const T* wp, const T* bp, int64_t cols, double eps,
+                        double* stats) {
+  if constexpr (std::is_same_v<T, float>) {
+    layer_norm_row_f32(xr, yr, wp, bp, cols, eps, stats);
+  } else {
+    layer_norm_row(xr, yr, wp, bp, cols, eps, stats);
+  }
 }
-inline void layer_norm_row_any(const double* xr, double* yr, const double* wp, const double* bp,
-                               int64_t cols, double eps, double* stats) {
-  layer_norm_row(xr, yr, wp, bp, cols, eps, stats);
-}
-inline void layer_norm_dx_row_any(const float* xr, const float* gr, const float* wp, float* dxr, int64_t cols,
-                                  double mu, double rs) {
-  layer_norm_dx_row_f32(xr, gr, wp, dxr, cols, mu, rs);
-}
-inline void layer_norm_dx_row_any(const double* xr, const double* gr, const double* wp, double* dxr,
-                                  int64_t cols, double mu, double rs) {
-  layer_norm_dx_row(xr, gr, wp, dxr, cols, mu, rs);
+template <class T>
+void layer_norm_dx_row_any(const T* xr, const T* gr, const T* wp, T* dxr, int64_t cols, double mu, double rs) {
+  if constexpr (std::is_same_v<T, float>) {
+    layer_norm_dx_row_f32(xr, gr, wp, dxr, cols, mu, rs);
+  } else {
+    layer_norm_dx_row(xr, gr, wp, dxr, cols, mu, rs);
+  }
 }
 
 template <class T>
