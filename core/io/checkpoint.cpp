@@ -1,6 +1,7 @@
 #include "core/io/checkpoint.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -34,17 +35,65 @@ std::string parent_of(const std::string& dir) {
   return parent.empty() ? "." : parent.string();
 }
 
-// Directories `<dir>.old-*` that an interrupted commit (between its two renames) left behind.
-std::vector<fs::path> left_aside(const std::string& dir) {
+// Every directory a writer makes holds this file from its first moment, so a directory carrying it is
+// dtrain's own: the only kind dtrain ever replaces or removes.
+constexpr const char* kMarkerFile = ".dtrain-checkpoint";
+
+bool has_marker(const fs::path& dir) {
+  std::error_code ec;
+  return fs::is_regular_file(dir / kMarkerFile, ec);
+}
+
+// A checkpoint written before the marker existed: the trainer's two files and no subdirectory.
+bool is_unmarked_checkpoint(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_regular_file(dir / kCheckpointStateFile, ec) ||
+      !fs::is_regular_file(dir / kCheckpointModelFile, ec)) {
+    return false;
+  }
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (!entry.is_regular_file()) return false;
+  }
+  return !ec;
+}
+
+// The pid in `<dir><tag><pid>` (tag ".tmp-" or ".old-"), or -1 when `name` is not of that form.
+pid_t owner_pid(const std::string& name, const std::string& dir, const char* tag) {
+  const std::string prefix = fs::path(dir).filename().string() + tag;
+  if (name.size() <= prefix.size() || name.size() > prefix.size() + 9 || name.rfind(prefix, 0) != 0) {
+    return -1;
+  }
+  const std::string digits = name.substr(prefix.size());
+  if (digits.find_first_not_of("0123456789") != std::string::npos) return -1;
+  return static_cast<pid_t>(std::stol(digits));
+}
+
+bool process_alive(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
+
+// Siblings `<dir><tag><pid>` that dtrain made: the name has that exact form and the directory holds
+// the marker (or, for a temporary directory, nothing yet: a writer killed before its first file).
+std::vector<fs::path> own_siblings(const std::string& dir, const char* tag) {
   std::vector<fs::path> out;
-  fs::path base(dir);
-  std::string prefix = base.filename().string() + ".old-";
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(parent_of(dir), ec)) {
-    std::string name = entry.path().filename().string();
-    if (name.rfind(prefix, 0) == 0 && entry.is_directory()) out.push_back(entry.path());
+    if (!entry.is_directory() || entry.is_symlink()) continue;
+    const fs::path& p = entry.path();
+    if (owner_pid(p.filename().string(), dir, tag) < 0) continue;
+    if (has_marker(p) || (std::string(tag) == ".tmp-" && fs::is_empty(p, ec))) out.push_back(p);
   }
   return out;
+}
+
+// Directories `<dir>.old-<pid>` that an interrupted commit (between its two renames) left behind.
+std::vector<fs::path> left_aside(const std::string& dir) { return own_siblings(dir, ".old-"); }
+
+// Temporary directories of writers whose process is gone (killed mid-save): never committed, garbage.
+void remove_dead_writers(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& p : own_siblings(dir, ".tmp-")) {
+    pid_t pid = owner_pid(p.filename().string(), dir, ".tmp-");
+    if (pid != ::getpid() && !process_alive(pid)) fs::remove_all(p, ec);
+  }
 }
 
 std::string errno_text() { return std::strerror(errno); }
@@ -53,16 +102,44 @@ std::string errno_text() { return std::strerror(errno); }
 
 // ---------------------------------------------------------------------------------------- writer
 
+void CheckpointWriter::check_target(const std::string& dir) {
+  const std::string d = normalise_dir(dir);
+  std::error_code ec;
+  fs::file_status st = fs::symlink_status(d, ec);
+  if (!fs::exists(st)) return;
+  DTRAIN_CHECK(fs::is_directory(st), "checkpoint: ", d,
+               " exists and is not a directory; move it away or choose another checkpoint directory");
+  if (has_marker(d) || is_unmarked_checkpoint(d) || fs::is_empty(d, ec)) return;
+  std::string listing;
+  int shown = 0;
+  for (const auto& entry : fs::directory_iterator(d, ec)) {
+    if (shown++ == 3) {
+      listing += ", ...";
+      break;
+    }
+    listing += (listing.empty() ? "" : ", ") + entry.path().filename().string();
+  }
+  throw Error("checkpoint: " + d + " is a directory that dtrain did not write (it holds " + listing +
+              "); dtrain replaces only its own checkpoints: choose a new or empty checkpoint directory");
+}
+
 CheckpointWriter::CheckpointWriter(std::string dir)
     : dir_(normalise_dir(dir)), temp_dir_(dir_ + ".tmp-" + std::to_string(::getpid())) {
+  check_target(dir_);
   std::error_code ec;
   fs::create_directories(parent_of(dir_), ec);
   DTRAIN_CHECK(!ec, "checkpoint: cannot create ", parent_of(dir_), ": ", ec.message());
   // A directory of this exact name is left from an earlier writer of this process (or a crashed
-  // process whose pid was reused); it was never committed, so it is garbage.
-  fs::remove_all(temp_dir_, ec);
+  // process whose pid was reused); it was never committed, so it is garbage - when it is dtrain's.
+  if (fs::exists(fs::symlink_status(temp_dir_, ec))) {
+    DTRAIN_CHECK(fs::is_directory(fs::symlink_status(temp_dir_, ec)) &&
+                     (has_marker(temp_dir_) || fs::is_empty(temp_dir_, ec)),
+                 "checkpoint: ", temp_dir_, " is in the way and dtrain did not write it; move it away");
+    fs::remove_all(temp_dir_, ec);
+  }
   fs::create_directory(temp_dir_, ec);
   DTRAIN_CHECK(!ec, "checkpoint: cannot create ", temp_dir_, ": ", ec.message());
+  write_file_atomically((fs::path(temp_dir_) / kMarkerFile).string(), "dtrain checkpoint\n");
 }
 
 CheckpointWriter::~CheckpointWriter() {
@@ -82,7 +159,8 @@ void CheckpointWriter::abandon() {
 std::string CheckpointWriter::claim(const std::string& file) {
   DTRAIN_CHECK(!committed_ && !abandoned_, "checkpoint: ", dir_, ": cannot write ", file, " after ",
                committed_ ? "commit()" : "abandon()");
-  DTRAIN_CHECK(!file.empty() && file != "." && file != ".." && file.find('/') == std::string::npos,
+  DTRAIN_CHECK(!file.empty() && file != "." && file != ".." && file != kMarkerFile &&
+                   file.find('/') == std::string::npos,
                "checkpoint: ", dir_, ": invalid file name '", file, "' (use a plain name like state.json)");
   DTRAIN_CHECK(std::find(written_.begin(), written_.end(), file) == written_.end(), "checkpoint: ",
                dir_, ": ", file, " was already written to this checkpoint");
@@ -118,8 +196,9 @@ void CheckpointWriter::commit() {
   std::error_code ec;
   fs::file_status st = fs::symlink_status(dir_, ec);
   if (fs::exists(st)) {
-    DTRAIN_CHECK(fs::is_directory(st), "checkpoint: ", dir_,
-                 " exists and is not a directory; move it away or choose another checkpoint path");
+    check_target(dir_);  // it may have appeared since the writer started
+    // A checkpoint of an older dtrain gets the marker, so that a copy of it left aside is known too.
+    if (!has_marker(dir_)) write_file_atomically((fs::path(dir_) / kMarkerFile).string(), "dtrain checkpoint\n");
     // One atomic step: the new directory takes the final name and the old one takes the temporary
     // name, so there is no instant without a whole checkpoint at `dir_`.
     if (::renameat2(AT_FDCWD, temp_dir_.c_str(), AT_FDCWD, dir_.c_str(), RENAME_EXCHANGE) == 0) {
@@ -132,7 +211,11 @@ void CheckpointWriter::commit() {
       // No exchange on this filesystem: move the old checkpoint aside, the new one in, then drop the
       // old one. A crash between the two renames leaves the old one whole at `aside`.
       const std::string aside = dir_ + ".old-" + std::to_string(::getpid());
-      fs::remove_all(aside, ec);
+      if (fs::exists(fs::symlink_status(aside, ec))) {
+        DTRAIN_CHECK(has_marker(aside), "checkpoint: ", aside,
+                     " is in the way and dtrain did not write it; move it away");
+        fs::remove_all(aside, ec);
+      }
       DTRAIN_CHECK(std::rename(dir_.c_str(), aside.c_str()) == 0, "checkpoint: cannot move the old ",
                    dir_, " aside to ", aside, ": ", errno_text());
       if (std::rename(temp_dir_.c_str(), dir_.c_str()) != 0) {
@@ -149,8 +232,9 @@ void CheckpointWriter::commit() {
                  temp_dir_, " into place at ", dir_, ": ", errno_text());
     committed_ = true;
   }
-  // Copies left aside by commits that were interrupted are superseded now.
+  // Copies left aside by interrupted commits are superseded now, and killed writers' folders are junk.
   for (const auto& p : left_aside(dir_)) fs::remove_all(p, ec);
+  remove_dead_writers(dir_);
   fsync_directory(parent);
 }
 
@@ -183,7 +267,8 @@ std::vector<std::string> Checkpoint::files() const {
   std::vector<std::string> out;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir_, ec)) {
-    if (entry.is_regular_file()) out.push_back(entry.path().filename().string());
+    std::string name = entry.path().filename().string();
+    if (entry.is_regular_file() && name != kMarkerFile) out.push_back(name);
   }
   std::sort(out.begin(), out.end());
   return out;

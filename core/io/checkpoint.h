@@ -9,6 +9,13 @@
 // `<dir>.old-<pid>`, renaming the new one in, and removing the old one. A crash at any point leaves
 // the previous checkpoint whole: at `<dir>`, or (in the second path's brief window) at `<dir>.old-<pid>`,
 // where Checkpoint finds it when `<dir>` is missing.
+//
+// Ownership: dtrain replaces or removes only directories it wrote. Every directory a writer makes holds
+// a marker file (`.dtrain-checkpoint`) from its first moment; an existing `<dir>` is replaced only when
+// it holds the marker, is empty, or is a checkpoint of an older dtrain (state.json + model.safetensors,
+// no subdirectories); anything else is refused with an error. Siblings are removed only when named
+// exactly `<dir>.old-<pid>` / `<dir>.tmp-<pid>` and marked; a `.tmp-<pid>` is removed at the next
+// commit once its process is gone (a writer killed mid-save), so kills leave no growing litter.
 #pragma once
 #include <map>
 #include <string>
@@ -30,7 +37,10 @@ class CheckpointWriter {
  public:
   // Prepares `<dir>.tmp-<pid>` (removing a stale one of that exact name). Parent directories of
   // `dir` are created. Nothing at `dir` changes until commit().
+  // Throws when `dir` exists and is not a checkpoint dtrain may replace (see Ownership above).
   explicit CheckpointWriter(std::string dir);
+  // The same check on its own, for a caller that wants to fail before hours of training, not after.
+  static void check_target(const std::string& dir);
   // Without commit(), the temporary directory is removed and `dir` is left as it was.
   ~CheckpointWriter();
   CheckpointWriter(const CheckpointWriter&) = delete;

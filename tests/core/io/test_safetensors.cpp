@@ -2,7 +2,10 @@
 // kind of corruption) and checkpoint directories (round trip, replacement, and that an abandoned or
 // crashed writer leaves the previous checkpoint whole).
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <cmath>
 #include <cstring>
@@ -363,6 +366,79 @@ TEST_F(CheckpointIo, InterruptedCommitIsRecovered) {
   EXPECT_EQ(Checkpoint(dir).dir(), dir + ".old-12345");
   write_checkpoint(dir, 5.0f, 50);
   expect_checkpoint(dir, 5.0f, 50);
+  expect_no_leftovers(dir_);
+}
+
+// dtrain replaces or removes only what it wrote: a user's directory, a user's backup named like a
+// left-aside copy, and a temporary-looking folder of the user's all survive.
+TEST_F(CheckpointIo, ForeignDirectoryIsRefusedAndKeptWhole) {
+  std::string dir = path("d");
+  fs::create_directories(dir + "/sub");
+  std::ofstream(dir + "/notes.txt") << "x";
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    try {
+      if (attempt == 0) CheckpointWriter::check_target(dir);
+      else write_checkpoint(dir, 1.0f, 1);
+      ADD_FAILURE() << "a directory dtrain did not write was accepted";
+    } catch (const Error& e) {
+      std::string msg = e.what();
+      EXPECT_NE(msg.find(dir), std::string::npos) << msg;
+      EXPECT_NE(msg.find("notes.txt"), std::string::npos) << "names what it holds: " << msg;
+      EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    }
+  }
+  EXPECT_TRUE(fs::is_regular_file(dir + "/notes.txt"));
+  EXPECT_TRUE(fs::is_directory(dir + "/sub"));
+  expect_no_leftovers(dir_);
+  // An empty directory is taken, and so is a checkpoint an older dtrain wrote (no marker file).
+  fs::create_directories(path("empty"));
+  write_checkpoint(path("empty"), 2.0f, 2);
+  expect_checkpoint(path("empty"), 2.0f, 2);
+  write_checkpoint(path("legacy"), 3.0f, 3);
+  fs::remove(path("legacy/.dtrain-checkpoint"));
+  write_checkpoint(path("legacy"), 4.0f, 4);
+  expect_checkpoint(path("legacy"), 4.0f, 4);
+}
+
+TEST_F(CheckpointIo, UserSiblingsSurviveACommit) {
+  std::string dir = path("ck");
+  for (const char* name : {"ck.old-mybackup", "ck.old-123", "ck.tmp-notes", "ck.tmp-999999999"}) {
+    fs::create_directories(path(name));
+    std::ofstream(path(name) + "/mine.txt") << name;
+  }
+  write_checkpoint(dir, 1.0f, 1);
+  write_checkpoint(dir, 2.0f, 2);
+  for (const char* name : {"ck.old-mybackup", "ck.old-123", "ck.tmp-notes", "ck.tmp-999999999"}) {
+    EXPECT_TRUE(fs::is_regular_file(path(name) + "/mine.txt")) << name << " was removed";
+  }
+  // The user's "ck.old-123" (no marker) is not mistaken for a checkpoint left aside.
+  fs::rename(dir, path("moved"));
+  EXPECT_FALSE(Checkpoint::exists(dir));
+}
+
+TEST_F(CheckpointIo, KilledWritersFoldersAreRemovedAtTheNextCommit) {
+  std::string dir = path("ck");
+  write_checkpoint(dir, 1.0f, 1);
+  // A writer killed mid-save: its process is gone, its folder stays. Make one in a child process
+  // that is SIGKILLed after writing a file, and one that died between mkdir and the marker (empty).
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto* crashed = new CheckpointWriter(dir);
+    crashed->write_text("partial.bin", "half");
+    raise(SIGKILL);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  std::string killed = dir + ".tmp-" + std::to_string(child);
+  ASSERT_TRUE(fs::is_directory(killed));
+  std::string empty = dir + ".tmp-999999998";  // above any pid_max: no such process
+  fs::create_directories(empty);
+  write_checkpoint(dir, 2.0f, 2);
+  EXPECT_FALSE(fs::exists(killed)) << "a dead writer's folder is left";
+  EXPECT_FALSE(fs::exists(empty));
+  expect_checkpoint(dir, 2.0f, 2);
   expect_no_leftovers(dir_);
 }
 
