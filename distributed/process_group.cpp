@@ -1,6 +1,8 @@
 #include "distributed/process_group.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <map>
 
@@ -26,6 +28,7 @@ ProcessGroupOptions ProcessGroupOptions::from_environment() {
                  "' is not a positive number of seconds");
     o.timeout = std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000.0));
   }
+  if (const char* s = std::getenv("DTRAIN_DEBUG_COLLECTIVES")) o.debug_collectives = std::string(s) == "1";
   return o;
 }
 
@@ -45,6 +48,38 @@ std::vector<int64_t> all_gather_values(ProcessGroup& pg, const std::vector<int64
   Tensor all = Tensor::empty({n * pg.size()}, DType::i64, pg.device());
   pg.all_gather(all, local)->wait();
   return all.to_vector<int64_t>();
+}
+
+void run_on_every_rank(ProcessGroup& pg, const std::function<void()>& step) {
+  std::string error;
+  try {
+    step();
+  } catch (const Error& e) {
+    error = e.what();
+    if (error.empty()) error = "failed";  // "" means success below
+  }
+  const std::vector<std::string> errors = all_gather_strings(pg, error);
+  for (int r = 0; r < pg.size(); ++r) {
+    const std::string& e = errors[static_cast<size_t>(r)];
+    if (!e.empty()) throw AllRanksError(r == 0 ? e : "rank " + std::to_string(r) + ": " + e);
+  }
+}
+
+std::vector<std::string> all_gather_strings(ProcessGroup& pg, const std::string& text) {
+  // Lengths first, then every text padded to the longest, eight bytes to an i64 word.
+  const std::vector<int64_t> lengths = all_gather_values(pg, {static_cast<int64_t>(text.size())});
+  const int64_t longest = *std::max_element(lengths.begin(), lengths.end());
+  if (longest == 0) return std::vector<std::string>(static_cast<size_t>(pg.size()));
+  const int64_t words = (longest + 7) / 8;
+  std::vector<int64_t> mine(static_cast<size_t>(words), 0);
+  std::memcpy(mine.data(), text.data(), text.size());
+  const std::vector<int64_t> all = all_gather_values(pg, mine);
+  std::vector<std::string> out;
+  for (int r = 0; r < pg.size(); ++r) {
+    const char* first = reinterpret_cast<const char*>(all.data() + r * words);
+    out.emplace_back(first, static_cast<size_t>(lengths[static_cast<size_t>(r)]));
+  }
+  return out;
 }
 
 void broadcast_coalesced(ProcessGroup& pg, const std::vector<Tensor>& tensors, int root) {

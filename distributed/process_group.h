@@ -10,6 +10,7 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,7 +44,20 @@ struct ProcessGroupOptions {
   // A collective not finished after this long aborts the job. DTRAIN_COLLECTIVE_TIMEOUT_S (seconds) in
   // the environment overrides the default.
   std::chrono::milliseconds timeout = std::chrono::minutes(10);
+  // Every collective is checked across ranks before it moves data. Always: that the ranks issued the
+  // same collective with the same op, dtype, element count and root (one small all-reduce), so that a
+  // rank on another code path gets an error naming both collectives instead of a buffer overrun.
+  // With debug_collectives (DTRAIN_DEBUG_COLLECTIVES=1, or `dtrain train --debug-collectives`), also
+  // the full shapes, compared rank by rank (an all-gather of every rank's description).
+  bool debug_collectives = false;
   static ProcessGroupOptions from_environment();
+};
+
+// An error raised alike on every rank (ranks that disagree on a collective or on their options): rank 0
+// reports it for the job, and the others stay quiet.
+class AllRanksError : public Error {
+ public:
+  using Error::Error;
 };
 
 class ProcessGroup {
@@ -91,6 +105,12 @@ double all_reduce_value(ProcessGroup& pg, double value, ReduceOp op);
 bool any_rank(ProcessGroup& pg, bool flag);
 // Every rank's `values` (the same count on every rank), concatenated in rank order.
 std::vector<int64_t> all_gather_values(ProcessGroup& pg, const std::vector<int64_t>& values);
+// Runs `step` on every rank, then all ranks learn whether it threw anywhere: if so, every rank throws
+// AllRanksError with the message of the lowest failing rank (prefixed "rank r: " unless r is 0), so a
+// failure that is the same everywhere (a bad option, a missing dataset) is reported once, not per rank.
+void run_on_every_rank(ProcessGroup& pg, const std::function<void()>& step);
+// Every rank's `text`, in rank order (any lengths).
+std::vector<std::string> all_gather_strings(ProcessGroup& pg, const std::string& text);
 // Broadcasts `tensors` from `root`, packing those of one dtype into one flat buffer (few large messages
 // instead of many small ones). The tensors are updated in place; they need not be contiguous.
 void broadcast_coalesced(ProcessGroup& pg, const std::vector<Tensor>& tensors, int root = 0);

@@ -12,17 +12,92 @@
 
 namespace dtrain::launch {
 
-void abort_other_ranks() {
-  // Only a multi-rank job has others to end; abort_job takes the whole MPI job down with exit code 1.
-  if (dist::launched_by_mpi_launcher()) dist::abort_job("");
+namespace {
+
+// A message as one printable line: control characters (a newline in a file name, an escape sequence
+// in a config file) are shown as \xNN instead of reaching the terminal.
+std::string one_line(const std::string& text) {
+  std::string out;
+  for (unsigned char ch : text) {
+    if (ch < 0x20 || ch == 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", ch);
+      out += hex;
+    } else {
+      out += static_cast<char>(ch);
+    }
+  }
+  return out;
 }
 
-namespace {
-// MPI always (it starts the job and serves CPU tensors); NCCL on top of it when training on GPUs.
-std::shared_ptr<dist::ProcessGroup> make_process_group(const TrainConfig& config) {
+// Parses the options; under a launcher a bad option is not thrown at once but agreed on with the
+// other ranks first (see agree_on_options), so the job reports it once.
+bool parse_options(const std::vector<std::string>& args, TrainConfig& config, const char* subcommand,
+                   std::string& error) {
+  try {
+    return parse_train_config(args, config, subcommand);
+  } catch (const Error& e) {
+    if (!dist::launched_by_mpi_launcher()) throw;
+    error = e.what();
+    config = TrainConfig{};  // a well-formed stand-in, to start the process group with
+    return true;
+  }
+}
+
+// Every rank parsed its options without error, and the options that must match do: a rank started with
+// another --eval-interval would issue other collectives and train something else. One all-gather of
+// each rank's settings; the first difference is named with every rank's value.
+void agree_on_options(dist::ProcessGroup& pg, const TrainConfig& config, const std::string& error) {
+  dist::run_on_every_rank(pg, [&] { DTRAIN_CHECK(error.empty(), error); });
+  if (pg.size() == 1) return;
+  const std::vector<Setting> mine = settings(config);
+  std::string text;
+  for (const Setting& s : mine) {
+    if (s.scope != Setting::local) text += s.value + '\0';
+  }
+  const std::vector<std::string> all = dist::all_gather_strings(pg, text);
+  std::vector<std::vector<std::string>> values;  // [rank][setting]
+  for (const std::string& t : all) {
+    values.emplace_back();
+    for (size_t start = 0, end; (end = t.find('\0', start)) != std::string::npos; start = end + 1) {
+      values.back().push_back(t.substr(start, end - start));
+    }
+  }
+  size_t index = 0;
+  for (const Setting& s : mine) {
+    if (s.scope == Setting::local) continue;
+    const size_t i = index++;
+    auto value_of = [&](size_t r) { return i < values[r].size() ? values[r][i] : std::string("?"); };
+    bool differs = false;
+    for (size_t r = 1; r < values.size(); ++r) differs = differs || value_of(r) != value_of(0);
+    if (!differs) continue;
+    // "rank 0 has 0; ranks 1, 3 have 5": the ranks grouped by value, in order of first appearance.
+    std::vector<std::pair<std::string, std::vector<size_t>>> groups;
+    for (size_t r = 0; r < values.size(); ++r) {
+      auto g = std::find_if(groups.begin(), groups.end(), [&](const auto& x) { return x.first == value_of(r); });
+      if (g == groups.end()) groups.push_back({value_of(r), {r}});
+      else g->second.push_back(r);
+    }
+    std::string detail;
+    for (const auto& [value, ranks] : groups) {
+      detail += detail.empty() ? "" : "; ";
+      detail += ranks.size() == 1 ? "rank " : "ranks ";
+      for (size_t k = 0; k < ranks.size(); ++k) detail += (k ? ", " : "") + std::to_string(ranks[k]);
+      detail += (ranks.size() == 1 ? " has '" : " have '") + value + "'";
+    }
+    throw dist::AllRanksError("ranks disagree on --" + s.name + ": " + detail +
+                              "; start every rank with the same options");
+  }
+}
+
+// MPI always (it starts the job, serves CPU tensors and agrees on the options); NCCL on top of it when
+// training on GPUs, once the ranks agree that they all do.
+std::shared_ptr<dist::ProcessGroup> make_process_group(const TrainConfig& config, const std::string& error) {
   dist::ProcessGroupOptions options{
-      .timeout = std::chrono::milliseconds(static_cast<int64_t>(config.collective_timeout_s * 1000))};
+      .timeout = std::chrono::milliseconds(static_cast<int64_t>(config.collective_timeout_s * 1000)),
+      .debug_collectives = config.debug_collectives};
   auto mpi = dist::ProcessGroupMPI::create(options);
+  agree_on_options(*mpi, config, error);
   if (Device::parse(config.device).is_cpu()) return mpi;
 #ifdef DTRAIN_WITH_CUDA
   return dist::ProcessGroupNCCL::create(mpi, -1, options);
@@ -30,13 +105,31 @@ std::shared_ptr<dist::ProcessGroup> make_process_group(const TrainConfig& config
   throw Error("--device " + config.device + " needs a CUDA build of dtrain; use --device cpu");
 #endif
 }
+
 }  // namespace
+
+int report_failure(const std::string& command, const std::string& message, bool same_on_every_rank) {
+  const bool job = dist::launched_by_mpi_launcher();
+  const int rank = dist::world_rank();
+  if (same_on_every_rank) {
+    // Every rank holds the same message: rank 0 prints it, and all end normally with a failure status.
+    if (rank == 0) std::cerr << "dtrain " << command << ": error: " << one_line(message) << std::endl;
+    dist::finalize_mpi();
+    return 1;
+  }
+  std::cerr << "dtrain " << command << ": error: " << (job ? "rank " + std::to_string(rank) + ": " : "")
+            << one_line(message) << std::endl;
+  // Only a multi-rank job has others to end; abort_job takes the whole MPI job down with exit code 1.
+  if (job) dist::abort_job("");
+  return 1;
+}
 
 int run_train(const std::vector<std::string>& args) {
   TrainConfig config;
-  if (!parse_train_config(args, config, "train")) return 0;
+  std::string error;
+  if (!parse_options(args, config, "train", error)) return 0;
   {
-    auto pg = make_process_group(config);
+    auto pg = make_process_group(config, error);
     TrainResult r = train(config, pg);
     if (pg->rank() == 0) {
       std::string unit = config.model == "vit" ? "images" : "tokens";
@@ -56,10 +149,14 @@ int run_train(const std::vector<std::string>& args) {
 
 int run_eval(const std::vector<std::string>& args) {
   TrainConfig config;
-  if (!parse_train_config(args, config, "eval")) return 0;
-  DTRAIN_CHECK(!config.resume.empty(), "dtrain eval needs --resume CHECKPOINT_DIR (the checkpoint to evaluate)");
+  std::string error;
+  if (!parse_options(args, config, "eval", error)) return 0;
+  if (error.empty() && config.resume.empty()) {
+    error = "dtrain eval needs --resume CHECKPOINT_DIR (the checkpoint to evaluate)";
+    if (!dist::launched_by_mpi_launcher()) throw Error(error);
+  }
   {
-    auto pg = make_process_group(config);
+    auto pg = make_process_group(config, error);
     nlohmann::json metrics = evaluate_checkpoint(config, *pg);
     if (pg->rank() == 0) std::cout << "eval " << config.resume << ": " << metrics.dump() << std::endl;
   }

@@ -8,7 +8,9 @@ namespace dtrain::launch {
 int run_train(const std::vector<std::string>& args);
 int run_eval(const std::vector<std::string>& args);
 int run_bench(const std::vector<std::string>& args);
-// After an error on one rank of a multi-rank job, ends the others instead of leaving them waiting.
-void abort_other_ranks();
+// Prints a failure as one line and returns the exit status. `same_on_every_rank` (an AllRanksError):
+// rank 0 prints and every rank ends normally; otherwise the failing rank prints, naming itself in a
+// multi-rank job, and ends the others instead of leaving them waiting.
+int report_failure(const std::string& command, const std::string& message, bool same_on_every_rank);
 
 }  // namespace dtrain::launch

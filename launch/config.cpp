@@ -1,7 +1,11 @@
 #include "launch/config.h"
 
 #include <boost/program_options.hpp>
+#include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <set>
+#include <thread>
 #include <iostream>
 #include <sstream>
 
@@ -12,6 +16,13 @@ namespace po = boost::program_options;
 namespace dtrain::launch {
 
 namespace {
+
+std::string trim(const std::string& s) {
+  const size_t first = s.find_first_not_of(" \t\r");
+  if (first == std::string::npos) return "";
+  return s.substr(first, s.find_last_not_of(" \t\r") - first + 1);
+}
+
 // Boost prints no "(=...)" for a default whose text is empty; show an empty string as "" instead, so
 // --help gives every option's default.
 const char* kEmpty = "\"\"";
@@ -21,7 +32,134 @@ std::string short_text(double value) {
   out << value;
   return out.str();
 }
+
+// Reads an INI file of `key = value` lines ('#' or ';' starts a comment) into `vm`, where the command
+// line, stored first, wins. Each line is parsed on its own so that an error names the file and line.
+void store_config_file(const std::string& path, const po::options_description& opts,
+                       po::variables_map& vm, const char* subcommand) {
+  std::error_code ec;
+  DTRAIN_CHECK(!std::filesystem::is_directory(path, ec), "config file '", path,
+               "' is a directory; give the path of an INI file");
+  std::ifstream in(path);
+  DTRAIN_CHECK(in.good(), "cannot open config file '", path, "': check the path");
+  std::set<std::string> in_file;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    const std::string where = path + ":" + std::to_string(number) + ": ";
+    const size_t comment = line.find_first_of("#;");
+    std::string text = trim(comment == std::string::npos ? line : line.substr(0, comment));
+    if (text.empty()) continue;
+    const size_t eq = text.find('=');
+    DTRAIN_CHECK(eq != std::string::npos, where, "expected 'option = value', got '", text, "'");
+    const std::string key = trim(text.substr(0, eq)), value = trim(text.substr(eq + 1));
+    DTRAIN_CHECK(!key.empty() && key != "config" && key != "help", where, "'", key,
+                 "' cannot be set in a config file");
+    try {
+      po::parsed_options parsed = po::command_line_parser(std::vector<std::string>{"--" + key + "=" + value})
+                                      .options(opts).run();
+      po::variables_map one;
+      po::store(parsed, one);
+      const std::string name = parsed.options.at(0).string_key;  // boost's name for the key
+      DTRAIN_CHECK(in_file.insert(name).second, where, "--", name, " is set twice in the file");
+      if (vm.count(name) == 0 || vm[name].defaulted()) {
+        vm.erase(name);
+        vm.insert({name, one[name]});
+      }
+    } catch (const po::error& e) {
+      throw Error(where + e.what() + " (dtrain " + subcommand + " --help lists the options)");
+    }
+  }
+}
+
+// Values that would crash, hang or silently misbehave are refused here, once, with the range.
+void validate(const TrainConfig& c) {
+  auto in_range = [](const char* option, double value, double low, double high, const char* note = "") {
+    DTRAIN_CHECK(std::isfinite(value) && value >= low && value <= high, "--", option, " must be between ",
+                 low, " and ", high, note, ", got ", value);
+  };
+  constexpr double kMaxCount = 1e12;  // steps, intervals: far beyond any run, far below int64 overflow
+  in_range("dim", c.dim, 0, 65536, " (0: from --model-size)");
+  in_range("depth", c.depth, 0, 1024, " (0: from --model-size)");
+  in_range("heads", c.heads, 0, 1024, " (0: from --model-size)");
+  in_range("mlp-dim", c.mlp_dim, 0, 1 << 20, " (0: from --model-size)");
+  in_range("patch", c.patch, 0, 1024, " (0: from --model-size)");
+  in_range("dropout", c.dropout, 0, 0.99);
+  in_range("seq-len", c.seq_len, 4, 65536);
+  in_range("batch-size", c.batch_size, 1, 1 << 24);
+  in_range("grad-accum", c.grad_accum, 1, static_cast<double>(c.batch_size), " (at most --batch-size)");
+  in_range("steps", c.steps, 0, kMaxCount, " (0: use --epochs)");
+  in_range("epochs", c.epochs, 0, 1e6);
+  DTRAIN_CHECK(c.steps > 0 || c.epochs > 0, "give --steps or --epochs a positive value");
+  in_range("lr", c.lr, 0, 1e3);
+  in_range("min-lr", c.min_lr, 0, c.lr, " (at most --lr)");
+  in_range("warmup-steps", c.warmup_steps, 0, kMaxCount);
+  in_range("weight-decay", c.weight_decay, 0, 1e3);
+  in_range("clip-grad-norm", c.clip_grad_norm, -1e30, 1e30, " (<= 0: off)");
+  in_range("label-smoothing", c.label_smoothing, 0, 0.99);
+  const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  in_range("threads", c.threads, 0, 4 * cores, " (0: this rank's share of the cores; at most 4x the cores)");
+  in_range("bucket-cap-mb", c.bucket_cap_mb, 0.001, 65536);
+  in_range("zero", c.zero, 0, 1);
+  in_range("collective-timeout", c.collective_timeout_s, 0.1, 604800, " seconds");
+  in_range("checkpoint-interval", c.checkpoint_interval, 0, kMaxCount, " (0: at the end only)");
+  in_range("eval-interval", c.eval_interval, 0, kMaxCount, " (0: at the end only)");
+  in_range("eval-batches", c.eval_batches, 0, kMaxCount, " (0: the whole split)");
+  in_range("log-interval", c.log_interval, 1, kMaxCount);
+  DTRAIN_CHECK(c.precision == "f32" || c.precision == "bf16" || c.precision == "f16",
+               "--precision must be f32, bf16 or f16, got '", c.precision, "'");
+}
+
 }  // namespace
+
+std::vector<Setting> settings(const TrainConfig& c) {
+  auto num = [](double v) { return short_text(v); };
+  auto integer = [](int64_t v) { return std::to_string(v); };
+  // Scope: every rank must agree (they shape the model, the data each rank reads, or the sequence of
+  // collectives); `resume`: also what a checkpoint fixes (the model, the data order, the optimizer).
+  constexpr Setting::Scope all = Setting::every_rank, fixed = Setting::every_rank_and_resume;
+  return {
+      {"model", c.model, fixed},
+      {"model-size", c.model_size, fixed},
+      {"dim", integer(c.dim), fixed},
+      {"depth", integer(c.depth), fixed},
+      {"heads", integer(c.heads), fixed},
+      {"mlp-dim", integer(c.mlp_dim), fixed},
+      {"patch", integer(c.patch), fixed},
+      {"dropout", num(c.dropout), all},
+      {"augment", integer(c.augment), all},
+      {"dataset", c.dataset, fixed},
+      {"data-dir", c.data_dir, all},
+      {"seq-len", integer(c.seq_len), fixed},
+      {"batch-size", integer(c.batch_size), fixed},
+      {"grad-accum", integer(c.grad_accum), all},
+      {"steps", integer(c.steps), all},
+      {"epochs", num(c.epochs), all},
+      {"optimizer", c.optimizer, fixed},
+      {"lr", num(c.lr), all},
+      {"min-lr", num(c.min_lr), all},
+      {"schedule", c.schedule, fixed},
+      {"warmup-steps", integer(c.warmup_steps), all},
+      {"weight-decay", num(c.weight_decay), all},
+      {"clip-grad-norm", num(c.clip_grad_norm), all},
+      {"label-smoothing", num(c.label_smoothing), all},
+      {"precision", c.precision, all},
+      {"device", c.device, all},
+      {"seed", std::to_string(c.seed), fixed},
+      {"threads", integer(c.threads), Setting::local},
+      {"bucket-cap-mb", num(c.bucket_cap_mb), all},
+      {"zero", integer(c.zero), all},
+      {"collective-timeout", num(c.collective_timeout_s), Setting::local},
+      {"debug-collectives", integer(c.debug_collectives), all},
+      {"checkpoint-dir", c.checkpoint_dir, all},
+      {"checkpoint-interval", integer(c.checkpoint_interval), all},
+      {"resume", c.resume, all},
+      {"eval-interval", integer(c.eval_interval), all},
+      {"eval-batches", integer(c.eval_batches), all},
+      {"log-interval", integer(c.log_interval), all},
+      {"metrics-file", c.metrics_file, Setting::local},
+      {"progress", integer(c.progress), Setting::local},
+  };
+}
 
 bool parse_train_config(const std::vector<std::string>& args, TrainConfig& c,
                         const char* subcommand) {
@@ -76,7 +214,9 @@ bool parse_train_config(const std::vector<std::string>& args, TrainConfig& c,
     ("eval-batches", po::value(&c.eval_batches)->default_value(c.eval_batches), "batches per eval (0: whole split)")
     ("log-interval", po::value(&c.log_interval)->default_value(c.log_interval), "steps between log lines")
     ("metrics-file", po::value(&c.metrics_file)->default_value(c.metrics_file, kEmpty), "JSON Lines metrics output")
-    ("progress", po::value(&c.progress)->default_value(c.progress), "live progress line on a terminal");
+    ("progress", po::value(&c.progress)->default_value(c.progress), "live progress line on a terminal")
+    ("debug-collectives", po::value(&c.debug_collectives)->default_value(c.debug_collectives),
+       "check op, dtype and shape of every collective across ranks (slower; names both sides of a mismatch)");
   // clang-format on
 
   po::variables_map vm;
@@ -86,22 +226,16 @@ bool parse_train_config(const std::vector<std::string>& args, TrainConfig& c,
       std::cout << opts << "\n";
       return false;
     }
-    if (vm.count("config")) {
-      std::string path = vm["config"].as<std::string>();
-      std::ifstream in(path);
-      DTRAIN_CHECK(in.good(), "cannot open config file '", path, "': check the path");
-      po::store(po::parse_config_file(in, opts), vm);  // earlier store (command line) wins
-    }
+  } catch (const po::error& e) {
+    throw Error(std::string(e.what()) + " (dtrain " + subcommand + " --help lists the options)");
+  }
+  if (vm.count("config")) store_config_file(vm["config"].as<std::string>(), opts, vm, subcommand);
+  try {
     po::notify(vm);
   } catch (const po::error& e) {
     throw Error(std::string(e.what()) + " (dtrain " + subcommand + " --help lists the options)");
   }
-  DTRAIN_CHECK(c.batch_size > 0, "--batch-size must be positive, got ", c.batch_size);
-  DTRAIN_CHECK(c.grad_accum > 0, "--grad-accum must be positive, got ", c.grad_accum);
-  DTRAIN_CHECK(c.steps > 0 || c.epochs > 0, "give --steps or --epochs a positive value");
-  DTRAIN_CHECK(c.precision == "f32" || c.precision == "bf16" || c.precision == "f16",
-               "--precision must be f32, bf16 or f16, got '", c.precision, "'");
-  DTRAIN_CHECK(c.zero == 0 || c.zero == 1, "--zero must be 0 or 1, got ", c.zero);
+  validate(c);
   return true;
 }
 

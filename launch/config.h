@@ -41,6 +41,7 @@ struct TrainConfig {
   double bucket_cap_mb = 25;
   int zero = 0;  // 0 | 1
   double collective_timeout_s = 600;
+  bool debug_collectives = false;
   // checkpoints, evaluation, logging
   std::string checkpoint_dir;
   int64_t checkpoint_interval = 0;  // steps; 0: only at the end when checkpoint_dir is set
@@ -51,6 +52,20 @@ struct TrainConfig {
   std::string metrics_file;
   bool progress = true;  // live line on a terminal
 };
+
+// One option as a comparable text, and who must agree on it.
+struct Setting {
+  enum Scope {
+    local,                  // may differ between ranks and across a resume (threads, output files)
+    every_rank,             // the same on every rank; may change when resuming (intervals, lr)
+    every_rank_and_resume,  // also fixed by a checkpoint (model shape, batch size, data order)
+  };
+  std::string name;  // the option's name without "--"
+  std::string value;
+  Scope scope;
+};
+// Every option of `config`, in --help's order.
+std::vector<Setting> settings(const TrainConfig& config);
 
 // Parses `args` (without the program and subcommand names). Returns false when --help was printed.
 // Throws dtrain::Error with a one-line message for an unknown option, a bad value or a missing file.

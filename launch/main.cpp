@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "distributed/process_group.h"
 #include "launch/commands.h"
 
 namespace {
@@ -40,13 +41,11 @@ int main(int argc, char** argv) {
     if (command == "bench") return dtrain::launch::run_bench(args);
     std::cerr << "dtrain: unknown command '" << command << "'; use train, eval or bench" << std::endl;
     return 2;
+  } catch (const dtrain::dist::AllRanksError& e) {
+    return dtrain::launch::report_failure(command, e.what(), true);
   } catch (const dtrain::Error& e) {
-    std::cerr << "dtrain " << command << ": error: " << e.what() << std::endl;
-    dtrain::launch::abort_other_ranks();
-    return 1;
+    return dtrain::launch::report_failure(command, e.what(), false);
   } catch (const std::exception& e) {
-    std::cerr << "dtrain " << command << ": internal error: " << e.what() << std::endl;
-    dtrain::launch::abort_other_ranks();
-    return 1;
+    return dtrain::launch::report_failure(command, std::string("internal error: ") + e.what(), false);
   }
 }

@@ -23,6 +23,7 @@
 #include "launch/metrics.h"
 #include "launch/optimizer_factory.h"
 #include "launch/progress.h"
+#include "launch/train_state.h"
 #include "launch/workload.h"
 
 namespace dtrain::launch {
@@ -88,25 +89,42 @@ nlohmann::json evaluate(Workload& w, dist::ProcessGroup& pg, int64_t batch_size,
   return w.eval_metrics(t.to_vector<double>());
 }
 
-void save_checkpoint(const std::string& dir, Workload& w, const optim::Optimizer& opt,
-                     const optim::LrScheduler& sched, int64_t step, data::LoaderPosition pos,
-                     amp::DynamicLossScaler::State scaler) {
-  CheckpointWriter writer(dir);
-  std::map<std::string, std::string> metadata = w.checkpoint_metadata();
-  metadata["format"] = "pt";
-  writer.write_tensors(kCheckpointModelFile, w.checkpoint_state(), metadata);
-  optim::OptimizerState os = opt.state_dict();
-  writer.write_tensors(kCheckpointOptimizerFile, os.tensors);
-  auto rng = default_generator().state();
-  writer.write_json(kCheckpointStateFile,
-                    {{"step", step},
-                     {"data", {{"epoch", pos.epoch}, {"batch", pos.batch}}},
-                     {"optimizer", os.scalars},
-                     {"scheduler", sched.state_dict()},
-                     {"rng", std::vector<uint64_t>(rng.begin(), rng.end())},
-                     {"loss_scale", scaler.scale},
-                     {"loss_scale_clean_steps", scaler.growth_tracker}});
-  writer.commit();
+// Collective: every rank's RNG state travels to rank 0 (each rank's dropout stream differs), which
+// writes the checkpoint; the others wait for it.
+void save_checkpoint(const TrainConfig& c, dist::ProcessGroup& pg, Workload& w,
+                     const optim::Optimizer& opt, const optim::LrScheduler& sched, int64_t step,
+                     data::LoaderPosition pos, amp::DynamicLossScaler::State scaler) {
+  const auto rng = default_generator().state();
+  const std::vector<int64_t> words = dist::all_gather_values(pg, std::vector<int64_t>(rng.begin(), rng.end()));
+  if (pg.rank() == 0) {
+    CheckpointWriter writer(c.checkpoint_dir);
+    std::map<std::string, std::string> metadata = w.checkpoint_metadata();
+    metadata["format"] = "pt";
+    writer.write_tensors(kCheckpointModelFile, w.checkpoint_state(), metadata);
+    optim::OptimizerState os = opt.state_dict();
+    writer.write_tensors(kCheckpointOptimizerFile, os.tensors);
+    TrainState state{.step = step, .epoch = pos.epoch, .batch = pos.batch, .optimizer = os.scalars,
+                     .scheduler = sched.state_dict(), .rng = {}, .loss_scale = scaler.scale,
+                     .loss_scale_clean_steps = scaler.growth_tracker, .settings = resume_settings(c)};
+    for (size_t r = 0; r < words.size() / 6; ++r) {
+      std::array<uint64_t, 6> one{};
+      for (size_t i = 0; i < 6; ++i) one[i] = static_cast<uint64_t>(words[r * 6 + i]);
+      state.rng.push_back(one);
+    }
+    writer.write_json(kCheckpointStateFile, train_state_to_json(state));
+    writer.commit();
+  }
+  pg.barrier()->wait();
+}
+
+// Loads a checkpoint's tensors, naming the checkpoint when they do not fit the model or optimizer.
+template <class Load>
+void load_from(const Checkpoint& ck, const char* what, Load load) {
+  try {
+    load();
+  } catch (const Error& e) {
+    throw Error("checkpoint " + ck.dir() + ": its " + what + " does not fit this run: " + e.what());
+  }
 }
 
 // Device, threads and seed for this rank, then the workload.
@@ -122,8 +140,12 @@ std::unique_ptr<Workload> setup(const TrainConfig& c, Device device) {
 
 nlohmann::json evaluate_checkpoint(const TrainConfig& c, dist::ProcessGroup& pg) {
   const Device device = pick_device(c);
-  std::unique_ptr<Workload> w = setup(c, device);
-  w->load_checkpoint_state(Checkpoint(c.resume).tensors(kCheckpointModelFile).tensors());
+  std::unique_ptr<Workload> w;
+  dist::run_on_every_rank(pg, [&] {
+    w = setup(c, device);
+    Checkpoint ck(c.resume);
+    load_from(ck, "model", [&] { w->load_checkpoint_state(ck.tensors(kCheckpointModelFile).tensors()); });
+  });
   nlohmann::json metrics = evaluate(*w, pg, std::max<int64_t>(1, c.batch_size / pg.size()),
                                     c.eval_batches, device);
   if (pg.rank() == 0) {
@@ -137,22 +159,38 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
   const int rank = pg.rank(), world = pg.size();
   const bool lead = rank == 0;
   const Device device = pick_device(c);
-  std::unique_ptr<Workload> w = setup(c, device);
+
+  // Everything that can fail before training is checked here, on every rank, with no collective in
+  // between: a failure anywhere is reported once, before any work is lost.
+  std::unique_ptr<Workload> w;
+  std::shared_ptr<dist::DistributedSampler> sampler;
+  int64_t steps_per_epoch = 0, total_steps = 0;
+  std::optional<Checkpoint> resume_from;
+  TrainState saved;
+  dist::run_on_every_rank(pg, [&] {
+    DTRAIN_CHECK(c.batch_size % (world * c.grad_accum) == 0, "--batch-size ", c.batch_size,
+                 " must be divisible by ranks x --grad-accum = ", world, " x ", c.grad_accum);
+    if (!c.checkpoint_dir.empty()) CheckpointWriter::check_target(c.checkpoint_dir);
+    w = setup(c, device);
+    DTRAIN_CHECK(w->eval_set->size() > 0, "the eval split of --dataset ", c.dataset,
+                 " is empty: give a --data-dir whose eval split holds samples");
+    sampler = std::make_shared<dist::DistributedSampler>(dist::DistributedSamplerOptions{
+        .dataset_size = w->train_set->size(), .global_batch_size = c.batch_size, .rank = rank,
+        .world_size = world, .seed = c.seed, .drop_last = true});
+    steps_per_epoch = sampler->num_batches();
+    DTRAIN_CHECK(steps_per_epoch > 0, "--batch-size ", c.batch_size, " is larger than the training set (",
+                 w->train_set->size(), " samples)");
+    total_steps = c.steps > 0 ? c.steps : static_cast<int64_t>(std::ceil(c.epochs * steps_per_epoch));
+    if (!c.resume.empty()) {
+      resume_from.emplace(c.resume);
+      saved = parse_train_state(resume_from->json(), resume_from->dir());
+      check_resume_compatible(c, total_steps, saved, resume_from->dir());
+    }
+  });
   std::shared_ptr<nn::Module> model = w->shared_model();
   // Dropout masks differ between ranks (their data does too); initial weights are rank 0's anyway.
   manual_seed(data::combine_seed(c.seed, static_cast<uint64_t>(rank) + 1));
-
-  DTRAIN_CHECK(c.batch_size % (world * c.grad_accum) == 0, "--batch-size ", c.batch_size,
-               " must be divisible by ranks x --grad-accum = ", world, " x ", c.grad_accum);
   const int64_t micro_batch = c.batch_size / (world * c.grad_accum);
-  auto sampler = std::make_shared<dist::DistributedSampler>(dist::DistributedSamplerOptions{
-      .dataset_size = w->train_set->size(), .global_batch_size = c.batch_size, .rank = rank,
-      .world_size = world, .seed = c.seed, .drop_last = true});
-  const int64_t steps_per_epoch = sampler->num_batches();
-  DTRAIN_CHECK(steps_per_epoch > 0, "--batch-size ", c.batch_size, " is larger than the training set (",
-               w->train_set->size(), " samples)");
-  const int64_t total_steps =
-      c.steps > 0 ? c.steps : static_cast<int64_t>(std::ceil(c.epochs * steps_per_epoch));
   data::DataLoader loader(w->train_set, sampler,
                           {.batch_size = micro_batch, .drop_last = true, .seed = c.seed});
 
@@ -191,20 +229,26 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
 
   int64_t step = 0;
   data::LoaderPosition position;
-  if (!c.resume.empty()) {
-    Checkpoint ck(c.resume);
-    w->load_checkpoint_state(ck.tensors(kCheckpointModelFile).tensors());
-    nlohmann::json state = ck.json();
-    optimizer.load_state_dict({ck.tensors(kCheckpointOptimizerFile).tensors(), state.at("optimizer")});
-    scheduler.load_state_dict(state.at("scheduler"));
-    step = state.at("step").get<int64_t>();
-    position = {state.at("data").at("epoch").get<int64_t>(), state.at("data").at("batch").get<int64_t>()};
-    auto words = state.at("rng").get<std::vector<uint64_t>>();
-    DTRAIN_CHECK(words.size() == 6, "checkpoint ", c.resume, " has a malformed rng state");
-    default_generator().set_state({words[0], words[1], words[2], words[3], words[4], words[5]});
-    if (state.contains("loss_scale")) {
-      scaler.load_state({state["loss_scale"].get<double>(), state["loss_scale_clean_steps"].get<int64_t>()});
+  if (resume_from) {
+    const Checkpoint& ck = *resume_from;
+    dist::run_on_every_rank(pg, [&] {
+      load_from(ck, "model", [&] { w->load_checkpoint_state(ck.tensors(kCheckpointModelFile).tensors()); });
+      load_from(ck, "optimizer state", [&] {
+        optimizer.load_state_dict({ck.tensors(kCheckpointOptimizerFile).tensors(), saved.optimizer});
+      });
+      load_from(ck, "scheduler state", [&] { scheduler.load_state_dict(saved.scheduler); });
+    });
+    step = saved.step;
+    position = {saved.epoch, saved.batch};
+    // Each rank continues its own dropout stream; at another world size there is no such stream, and
+    // each rank starts a new one from the seed, the step and its rank.
+    if (saved.rng.size() == static_cast<size_t>(world)) {
+      default_generator().set_state(saved.rng[static_cast<size_t>(rank)]);
+    } else {
+      manual_seed(data::combine_seed(data::combine_seed(c.seed, static_cast<uint64_t>(step)),
+                                     static_cast<uint64_t>(rank) + 1));
     }
+    scaler.load_state({saved.loss_scale, saved.loss_scale_clean_steps});
   }
 
   MetricsFile metrics;
@@ -247,7 +291,13 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
         amp::AutocastGuard autocast(low, mixed);
         loss = w->loss(b);
       }
-      loss_sum += loss.item();
+      const double loss_value = loss.item();
+      // f16's loss scaler skips steps whose gradients overflow; anywhere else a non-finite loss means
+      // the run diverged, and every later step would be wasted.
+      DTRAIN_CHECK(std::isfinite(loss_value) || scaler.enabled(), "the loss is ", loss_value, " at step ",
+                   step + 1, ": training diverged; lower --lr, clip gradients (--clip-grad-norm) or use "
+                   "--precision f32");
+      loss_sum += loss_value;
       scaler.scale(loss * (1.0 / static_cast<double>(c.grad_accum))).backward();
     }
     if (ddp) ddp->finish_gradient_synchronization();
@@ -304,11 +354,7 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
     }
     if (!c.checkpoint_dir.empty() &&
         ((c.checkpoint_interval > 0 && step % c.checkpoint_interval == 0) || final)) {
-      if (lead) {
-        save_checkpoint(c.checkpoint_dir, *w, optimizer, scheduler, step, loader.position(),
-                        scaler.state());
-      }
-      pg.barrier()->wait();
+      save_checkpoint(c, pg, *w, optimizer, scheduler, step, loader.position(), scaler.state());
     }
   }
   progress.finish();

@@ -34,9 +34,14 @@ class VitWorkload : public Workload {
     models::VitConfig m = models::VitConfig::preset(c.model_size);
     if (c.dataset == "fashion-mnist") {
       std::string dir = c.data_dir.empty() ? data::kFashionMnistDefaultDir : c.data_dir;
-      train_set = std::make_shared<data::FashionMnist>(data::Split::train, dir,
-                                                       data::FashionMnistOptions{.augment = c.augment});
-      eval_set = std::make_shared<data::FashionMnist>(data::Split::test, dir);
+      auto train = std::make_shared<data::FashionMnist>(data::Split::train, dir,
+                                                        data::FashionMnistOptions{.augment = c.augment});
+      auto eval = std::make_shared<data::FashionMnist>(data::Split::test, dir);
+      for (const data::FashionMnist* split : {train.get(), eval.get()}) {
+        DTRAIN_CHECK(split->height() == 28 && split->width() == 28, "Fashion-MNIST images in ", dir, " are ",
+                     split->height(), "x", split->width(), " pixels, not 28x28: check --data-dir");
+      }
+      train_set = train, eval_set = eval;
       m.image_size = 28, m.in_channels = 1, m.num_classes = 10;
     } else if (c.dataset == "cifar10") {
       DTRAIN_CHECK(!c.data_dir.empty(), "--dataset cifar10 needs --data-dir with the CIFAR-10 binary files");
@@ -215,7 +220,13 @@ class GptWorkload : public Workload {
   std::string headline_metric() const override { return "bpc"; }
   std::vector<std::string> samples() override {
     Generator gen(7);
-    std::vector<int32_t> prompt32 = corpus_.vocab.encode("The ");
+    // "The " where the corpus has those characters; otherwise the validation text's first character.
+    std::u32string prompt_text;
+    for (char32_t ch : std::u32string(U"The ")) {
+      if (corpus_.vocab.contains(ch)) prompt_text += ch;
+    }
+    if (prompt_text.empty()) prompt_text = data::utf8_decode(corpus_.val_text).substr(0, 1);
+    std::vector<int32_t> prompt32 = corpus_.vocab.encode(data::utf8_encode(prompt_text));
     std::vector<int64_t> prompt(prompt32.begin(), prompt32.end());
     return {corpus_.vocab.decode(model_->generate(prompt, 160, 0.8, 20, gen))};
   }

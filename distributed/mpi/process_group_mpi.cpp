@@ -140,17 +140,21 @@ class ProcessGroupMPI::MpiWork final : public Work {
     while (!done_.load(std::memory_order_acquire) && Clock::now() < until) std::this_thread::yield();
     std::unique_lock<std::mutex> lock(mutex_);
     cv_.wait(lock, [&] { return done_.load(std::memory_order_acquire); });
-    DTRAIN_CHECK(error_.empty(), error_);
+    if (error_.empty()) return;
+    if (all_ranks_) throw AllRanksError(error_);
+    throw Error(error_);
   }
   Clock::time_point start_time() const override { return start_; }
   Clock::time_point end_time() const override { return end_; }
 
   void mark_started() { start_ = Clock::now(); }
-  void finish(std::string error) {
+  // `all_ranks`: every rank's Work fails with the same error (a disagreement all of them detected).
+  void finish(std::string error, bool all_ranks = false) {
     end_ = Clock::now();
     {
       std::lock_guard<std::mutex> lock(mutex_);
       error_ = std::move(error);
+      all_ranks_ = all_ranks;
       done_.store(true, std::memory_order_release);
     }
     cv_.notify_all();
@@ -164,6 +168,7 @@ class ProcessGroupMPI::MpiWork final : public Work {
   std::condition_variable cv_;
   std::atomic<bool> done_{false};
   std::string error_;
+  bool all_ranks_ = false;
   Clock::time_point start_{}, end_{};
 };
 
@@ -253,12 +258,26 @@ void ProcessGroupMPI::run_loop() {
 }
 
 void ProcessGroupMPI::run_one(MpiWork& w) {
+  if (!broken_.empty()) {
+    w.finish(broken_, true);  // the ranks' sequences of collectives no longer line up
+    return;
+  }
   int rc = MPI_SUCCESS;
   const DType dtype = w.out.defined() ? w.out.dtype() : DType::f32;
   w.mark_started();
   {
     std::lock_guard<std::mutex> lock(watch_mutex_);
     running_ = &w;
+  }
+  std::string disagreement = check_agreement(w);
+  if (!disagreement.empty()) {
+    {
+      std::lock_guard<std::mutex> lock(watch_mutex_);
+      running_ = nullptr;
+    }
+    broken_ = disagreement;
+    w.finish(disagreement, true);
+    return;
   }
   switch (w.kind) {
     case MpiWork::Kind::broadcast:
@@ -308,6 +327,81 @@ void ProcessGroupMPI::run_one(MpiWork& w) {
   }
   w.finish({});
 }
+
+namespace {
+
+// What the ranks must agree on for one collective, as i64 words: kind, op, dtype, root and element
+// count; with `full`, also the number of dimensions and the sizes (up to kSignatureDims of them).
+constexpr int kSignatureDims = 8;
+
+std::vector<int64_t> signature(const ProcessGroupMPI::MpiWork& w, bool full) {
+  using Kind = ProcessGroupMPI::MpiWork::Kind;
+  // The tensor whose size the ranks share: the input where there is one, else the in-place tensor.
+  const Tensor& t = w.in.defined() ? w.in : w.out;
+  const bool reduces = w.kind == Kind::all_reduce || w.kind == Kind::reduce_scatter;
+  std::vector<int64_t> s = {static_cast<int64_t>(w.kind), reduces ? static_cast<int64_t>(w.op) : -1,
+                            t.defined() ? static_cast<int64_t>(t.dtype()) : -1,
+                            w.kind == Kind::broadcast ? w.root : -1, t.defined() ? t.numel() : 0};
+  if (full) {
+    s.push_back(t.defined() ? t.dim() : 0);
+    for (int64_t d = 0; d < kSignatureDims; ++d) s.push_back(t.defined() && d < t.dim() ? t.size(d) : -1);
+  }
+  return s;
+}
+
+std::string describe_signature(const int64_t* s, bool full) {
+  static const char* kinds[] = {"broadcast", "all_reduce", "reduce_scatter", "all_gather", "barrier"};
+  const int64_t kind = s[0];
+  std::string name = kind >= 0 && kind < 5 ? kinds[kind] : "?";
+  if (name == "barrier") return name;
+  if (s[1] >= 0) name += std::string("(") + reduce_op_name(static_cast<ReduceOp>(s[1])) + ")";
+  if (s[3] >= 0) name += "(root " + std::to_string(s[3]) + ")";
+  std::string text = describe_collective(name, s[4], static_cast<DType>(s[2]));
+  if (full) {
+    text += ", shape [";
+    for (int64_t d = 0; d < std::min<int64_t>(s[5], kSignatureDims); ++d) {
+      text += (d ? ", " : "") + std::to_string(s[6 + d]);
+    }
+    text += s[5] > kSignatureDims ? ", ...]" : "]";
+  }
+  return text;
+}
+
+}  // namespace
+
+std::string ProcessGroupMPI::check_agreement(const MpiWork& w) {
+  const int64_t number = ++issued_;
+  const bool full = options_.debug_collectives;
+  const std::vector<int64_t> mine = signature(w, full);
+  const int n = static_cast<int>(mine.size());
+  if (!full) {
+    // One all-reduce of (x, -x) with max yields each word's maximum and minimum over the ranks: they
+    // agree exactly when the two are equal for every word.
+    std::vector<int64_t> both(mine);
+    for (int64_t v : mine) both.push_back(-v);
+    int rc = MPI_Allreduce(MPI_IN_PLACE, both.data(), 2 * n, MPI_INT64_T, MPI_MAX, comm_);
+    if (rc != MPI_SUCCESS) return "ProcessGroupMPI: checking " + w.what + " failed: " + mpi_error_string(rc);
+    bool same = true;
+    for (int i = 0; i < n; ++i) same = same && both[static_cast<size_t>(i)] == -both[static_cast<size_t>(n + i)];
+    if (same) return "";
+  }
+  // Every rank's description, to name both sides of the first difference (all ranks get here together).
+  std::vector<int64_t> all(static_cast<size_t>(n) * static_cast<size_t>(size_));
+  int rc = MPI_Allgather(mine.data(), n, MPI_INT64_T, all.data(), n, MPI_INT64_T, comm_);
+  if (rc != MPI_SUCCESS) return "ProcessGroupMPI: checking " + w.what + " failed: " + mpi_error_string(rc);
+  for (int r = 1; r < size_; ++r) {
+    const int64_t* theirs = all.data() + static_cast<size_t>(r) * static_cast<size_t>(n);
+    if (!std::equal(all.data(), all.data() + n, theirs)) {
+      return detail::concat("ranks disagree on collective #", number, ": rank 0 issued ",
+                            describe_signature(all.data(), full), ", rank ", r, " issued ",
+                            describe_signature(theirs, full),
+                            "; the ranks took different code paths (were they started with different "
+                            "options?)");
+    }
+  }
+  return "";
+}
+
 
 void ProcessGroupMPI::watch_loop() {
   // Checks a few times per timeout period (at most every 0.5 s) whether the running collective has
@@ -413,6 +507,14 @@ void finalize_mpi() {
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
   if (initialized && !finalized) MPI_Finalize();
+}
+
+int world_rank() {
+  int initialized = 0, finalized = 0, rank = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized && !finalized) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  return rank;
 }
 
 void abort_job(const std::string& message, int code) {

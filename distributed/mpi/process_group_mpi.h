@@ -54,6 +54,8 @@ class ProcessGroupMPI final : public ProcessGroup {
   void run_loop();
   void run_one(MpiWork& work);
   void watch_loop();
+  // Before a collective moves data: do all ranks issue the same one? "" when they do, else the error.
+  std::string check_agreement(const MpiWork& work);
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   MPI_Comm raw_comm_ = MPI_COMM_NULL;
@@ -67,6 +69,8 @@ class ProcessGroupMPI final : public ProcessGroup {
   std::atomic<size_t> queued_{0};  // queue_.size(), readable without the lock
   bool stopping_ = false;
   std::thread thread_;
+  int64_t issued_ = 0;  // collectives run so far (the communication thread's)
+  std::string broken_;  // set by a disagreement: every later collective fails with it, without MPI
 
   std::mutex watch_mutex_;
   std::condition_variable watch_cv_;
@@ -79,6 +83,8 @@ class ProcessGroupMPI final : public ProcessGroup {
 // run, after every ProcessGroupMPI is gone: a rank that exits without it counts as failed and mpiexec
 // takes the job down (which is what an error path wants - see abort_job).
 void finalize_mpi();
+// This process's rank in MPI_COMM_WORLD; 0 when MPI is not running.
+int world_rank();
 // Prints `message` (when not empty) prefixed with the rank and ends every rank of the job with `code`
 // (MPI_Abort); without MPI initialised, just exits.
 [[noreturn]] void abort_job(const std::string& message, int code = 1);
