@@ -56,7 +56,9 @@ TrainState parse_train_state(const nlohmann::json& json, const std::string& chec
                  words.dump().substr(0, 80));
     std::array<uint64_t, 6> state{};
     for (size_t i = 0; i < 6; ++i) {
-      DTRAIN_CHECK(words[i].is_number_unsigned(), where, ": RNG state word ", words[i].dump(),
+      const bool non_negative =
+          words[i].is_number_unsigned() || (words[i].is_number_integer() && words[i].get<int64_t>() >= 0);
+      DTRAIN_CHECK(non_negative, where, ": RNG state word ", words[i].dump(),
                    " is not a 64-bit unsigned number");
       state[i] = words[i].get<uint64_t>();
     }
