@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include <nlohmann/json.hpp>
 
@@ -42,6 +43,14 @@ constexpr const char* kMarkerFile = ".dtrain-checkpoint";
 bool has_marker(const fs::path& dir) {
   std::error_code ec;
   return fs::is_regular_file(dir / kMarkerFile, ec);
+}
+
+// Created in place, not through a temporary name: a kill at any instant leaves the folder empty or
+// marked, both of which the next commit recognises as a dead writer's.
+void mark(const fs::path& dir) {
+  std::ofstream out(dir / kMarkerFile);
+  out << "dtrain checkpoint\n";
+  DTRAIN_CHECK(out.good(), "checkpoint: cannot write ", (dir / kMarkerFile).string());
 }
 
 // A checkpoint written before the marker existed: the trainer's two files and no subdirectory.
@@ -139,7 +148,7 @@ CheckpointWriter::CheckpointWriter(std::string dir)
   }
   fs::create_directory(temp_dir_, ec);
   DTRAIN_CHECK(!ec, "checkpoint: cannot create ", temp_dir_, ": ", ec.message());
-  write_file_atomically((fs::path(temp_dir_) / kMarkerFile).string(), "dtrain checkpoint\n");
+  mark(temp_dir_);
 }
 
 CheckpointWriter::~CheckpointWriter() {
@@ -198,7 +207,7 @@ void CheckpointWriter::commit() {
   if (fs::exists(st)) {
     check_target(dir_);  // it may have appeared since the writer started
     // A checkpoint of an older dtrain gets the marker, so that a copy of it left aside is known too.
-    if (!has_marker(dir_)) write_file_atomically((fs::path(dir_) / kMarkerFile).string(), "dtrain checkpoint\n");
+    if (!has_marker(dir_)) mark(dir_);
     // One atomic step: the new directory takes the final name and the old one takes the temporary
     // name, so there is no instant without a whole checkpoint at `dir_`.
     if (::renameat2(AT_FDCWD, temp_dir_.c_str(), AT_FDCWD, dir_.c_str(), RENAME_EXCHANGE) == 0) {

@@ -6,145 +6,20 @@
 // dict-freedict-eng-deu and fortunes (scripts/bootstrap installs them) and skip, naming the package,
 // where they are missing.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
-#include <zlib.h>
 
-#include <algorithm>
 #include <cmath>
-#include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
 #include <regex>
-#include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
-#include "core/io/safetensors.h"
+#include "launch/cli_test_util.h"
 
-namespace fs = std::filesystem;
-using namespace dtrain;
+using namespace dtrain::cli_test;
 
 namespace {
 
-const std::string kDtrain = DTRAIN_BINARY_DIR "/dtrain";
-
-struct RunResult {
-  int exit_code = -1;  // the child's exit status; 128 + signal when a signal ended it
-  std::string out, err;
-};
-
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void write_text(const fs::path& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << bytes;
-  ASSERT_TRUE(out.good()) << path;
-}
-
-void write_gzip(const fs::path& path, const std::string& bytes) {
-  gzFile f = gzopen(path.c_str(), "wb");
-  ASSERT_NE(f, nullptr) << path;
-  ASSERT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())), static_cast<int>(bytes.size()));
-  ASSERT_EQ(gzclose(f), Z_OK);
-}
-
-int count_lines(const std::string& text, const std::string& needle) {
-  std::istringstream in(text);
-  int n = 0;
-  for (std::string line; std::getline(in, line);) n += line.find(needle) != std::string::npos;
-  return n;
-}
-
-// An IDX file's bytes: 0 0 type ndims, the sizes as u32 big-endian, then the payload.
-std::string idx_bytes(uint8_t type, const std::vector<uint32_t>& dims, const std::string& payload) {
-  std::string out = {0, 0, static_cast<char>(type), static_cast<char>(dims.size())};
-  for (uint32_t d : dims) {
-    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((d >> shift) & 0xff));
-  }
-  return out + payload;
-}
-
-std::string image_payload(uint32_t n) {
-  // Each image a faint class-dependent stripe plus noise: any bytes would do for these tests.
-  std::string p(static_cast<size_t>(n) * 28 * 28, '\0');
-  uint32_t state = 12345;
-  for (size_t i = 0; i < p.size(); ++i) {
-    state = state * 1664525u + 1013904223u;
-    const size_t image = i / (28 * 28), row = (i / 28) % 28;
-    p[i] = static_cast<char>((state >> 24) / 2 + (row == image % 10 * 2 ? 120 : 0));
-  }
-  return p;
-}
-
-std::string label_payload(uint32_t n) {
-  std::string p;
-  for (uint32_t i = 0; i < n; ++i) p.push_back(static_cast<char>(i % 10));
-  return p;
-}
-
-// The four files of a Fashion-MNIST directory, uncompressed (the reader takes either form).
-void write_fashion_mnist(const fs::path& dir, uint32_t n_train, uint32_t n_test) {
-  fs::create_directories(dir);
-  write_text(dir / "train-images-idx3-ubyte", idx_bytes(0x08, {n_train, 28, 28}, image_payload(n_train)));
-  write_text(dir / "train-labels-idx1-ubyte", idx_bytes(0x08, {n_train}, label_payload(n_train)));
-  write_text(dir / "t10k-images-idx3-ubyte", idx_bytes(0x08, {n_test, 28, 28}, image_payload(n_test)));
-  write_text(dir / "t10k-labels-idx1-ubyte", idx_bytes(0x08, {n_test}, label_payload(n_test)));
-}
-
-// A ViT small enough that a step takes milliseconds: one block of width 16 on 7x7 patches.
-const std::vector<std::string> kTinyVit = {"--depth", "1",   "--dim",       "16", "--heads",     "2",
-                                           "--mlp-dim", "32", "--patch",    "7",  "--batch-size", "16",
-                                           "--eval-batches", "1", "--threads", "1", "--progress", "0"};
-
-class Cli : public ::testing::Test {
+class Cli : public CliTest {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(fs::exists(kDtrain)) << kDtrain << " is missing: build the dtrain target first";
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("dtrain-cli-" + std::string(info->name()) + "-" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
-  }
-
-  // Runs `prefix dtrain args...` through the shell with stdout and stderr captured to files.
-  RunResult run(const std::vector<std::string>& args, const std::string& prefix = "") {
-    std::string command = prefix + shell_quote(kDtrain);
-    for (const std::string& a : args) command += " " + shell_quote(a);
-    const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
-    command += " >" + shell_quote(out) + " 2>" + shell_quote(err) + " </dev/null";
-    const int status = std::system(command.c_str());
-    RunResult r;
-    if (status != -1 && WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
-    if (status != -1 && WIFSIGNALED(status)) r.exit_code = 128 + WTERMSIG(status);
-    r.out = read_text(out);
-    r.err = read_text(err);
-    return r;
-  }
-
-  RunResult train(std::vector<std::string> args) {
-    args.insert(args.begin(), "train");
-    return run(args);
-  }
-
   // A 3-step run of a tiny text model (dim 16, 2 heads, 1 block) on `dataset`; returns the run's output
   // after checking that it succeeded, printed nothing to stderr and ended with a tokens/s summary line,
   // which is left in `summary`.
@@ -165,70 +40,7 @@ class Cli : public ::testing::Test {
     summary = m[0].str();
     return r.out;
   }
-
-  // kTinyVit on a generated data set in dir_/data (created on first use), plus `args`.
-  RunResult train_tiny_vit(const std::vector<std::string>& args) {
-    if (!fs::exists(data_dir())) write_fashion_mnist(data_dir(), 192, 32);
-    std::vector<std::string> all = {"--data-dir", data_dir().string()};
-    all.insert(all.end(), kTinyVit.begin(), kTinyVit.end());
-    all.insert(all.end(), args.begin(), args.end());
-    return train(all);
-  }
-
-  fs::path data_dir() const { return dir_ / "data"; }
-
-  fs::path dir_;
 };
-
-// What every failure must look like: a non-zero exit and exactly one line on stderr, the
-// "dtrain train: error: ..." that main prints, naming what was wrong.
-void expect_one_line_error(const RunResult& r, const std::vector<std::string>& mentions) {
-  EXPECT_NE(r.exit_code, 0) << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "stderr:\n" << r.err;
-  EXPECT_TRUE(r.err.ends_with("\n")) << r.err;
-  EXPECT_TRUE(r.err.starts_with("dtrain train: error: ")) << r.err;
-  for (const std::string& m : mentions) {
-    EXPECT_NE(r.err.find(m), std::string::npos) << "no '" << m << "' in: " << r.err;
-  }
-}
-
-std::vector<nlohmann::json> read_jsonl(const fs::path& path) {
-  std::vector<nlohmann::json> records;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) {
-    EXPECT_TRUE(nlohmann::json::accept(line)) << path << ": not JSON: " << line;
-    if (nlohmann::json::accept(line)) records.push_back(nlohmann::json::parse(line));
-  }
-  return records;
-}
-
-std::set<std::string> keys_of(const nlohmann::json& record) {
-  std::set<std::string> keys;
-  for (auto it = record.begin(); it != record.end(); ++it) keys.insert(it.key());
-  return keys;
-}
-
-// Every tensor of two safetensors files: same names in the same order, same dtype and shape, same bytes.
-void expect_bitwise_equal(const fs::path& a_path, const fs::path& b_path) {
-  SafetensorsFile a = load_safetensors(a_path), b = load_safetensors(b_path);
-  ASSERT_EQ(a.names(), b.names()) << a_path << " vs " << b_path;
-  for (const auto& [name, ta] : a.tensors()) {
-    const Tensor& tb = b.at(name);
-    ASSERT_EQ(ta.dtype(), tb.dtype()) << name;
-    ASSERT_EQ(ta.shape(), tb.shape()) << name;
-    const size_t bytes = static_cast<size_t>(ta.numel()) * dtype_size(ta.dtype());
-    EXPECT_EQ(std::memcmp(ta.raw_data(), tb.raw_data(), bytes), 0) << name << " differs";
-  }
-}
-
-bool any_tensor_differs(const fs::path& a_path, const fs::path& b_path) {
-  SafetensorsFile a = load_safetensors(a_path), b = load_safetensors(b_path);
-  for (const auto& [name, ta] : a.tensors()) {
-    const size_t bytes = static_cast<size_t>(ta.numel()) * dtype_size(ta.dtype());
-    if (std::memcmp(ta.raw_data(), b.at(name).raw_data(), bytes) != 0) return true;
-  }
-  return false;
-}
 
 }  // namespace
 
@@ -310,7 +122,8 @@ TEST_F(Cli, HelpListsEveryOptionWithItsDefault) {
       {"precision", "f32"}, {"device", "cpu"}, {"seed", "0"}, {"threads", "0"}, {"bucket-cap-mb", "25"},
       {"zero", "0"}, {"collective-timeout", "600"}, {"checkpoint-dir", "\"\""},
       {"checkpoint-interval", "0"}, {"resume", "\"\""}, {"eval-interval", "0"}, {"eval-batches", "0"},
-      {"log-interval", "10"}, {"metrics-file", "\"\""}, {"progress", "1"}};
+      {"log-interval", "10"}, {"metrics-file", "\"\""}, {"progress", "1"},
+      {"debug-collectives", "0"}};
   for (const auto& [name, value] : expected) {
     const std::string shown = "--" + name + " arg (=" + value + ")";
     EXPECT_NE(r.out.find(shown), std::string::npos) << "--help lacks '" << shown << "':\n" << r.out;
