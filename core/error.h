@@ -9,7 +9,23 @@ namespace dtrain {
 
 class Error : public std::runtime_error {
  public:
-  explicit Error(const std::string& what) : std::runtime_error(what) {}
+  // The message is kept one printable line whatever it quotes (a file name, a damaged file's bytes):
+  // control characters and DEL are shown as \xNN.
+  explicit Error(const std::string& what) : std::runtime_error(printable(what)) {}
+
+  static std::string printable(const std::string& text) {
+    std::string out;
+    out.reserve(text.size());
+    for (unsigned char ch : text) {
+      if (ch < 0x20 || ch == 0x7f) {
+        const char* digits = "0123456789abcdef";
+        out += {'\\', 'x', digits[ch >> 4], digits[ch & 15]};
+      } else {
+        out += static_cast<char>(ch);
+      }
+    }
+    return out;
+  }
 };
 
 namespace detail {

@@ -14,22 +14,6 @@ namespace dtrain::launch {
 
 namespace {
 
-// A message as one printable line: control characters (a newline in a file name, an escape sequence
-// in a config file) are shown as \xNN instead of reaching the terminal.
-std::string one_line(const std::string& text) {
-  std::string out;
-  for (unsigned char ch : text) {
-    if (ch < 0x20 || ch == 0x7f) {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "\\x%02x", ch);
-      out += hex;
-    } else {
-      out += static_cast<char>(ch);
-    }
-  }
-  return out;
-}
-
 // Parses the options; under a launcher a bad option is not thrown at once but agreed on with the
 // other ranks first (see agree_on_options), so the job reports it once.
 bool parse_options(const std::vector<std::string>& args, TrainConfig& config, const char* subcommand,
@@ -113,12 +97,12 @@ int report_failure(const std::string& command, const std::string& message, bool 
   const int rank = dist::world_rank();
   if (same_on_every_rank) {
     // Every rank holds the same message: rank 0 prints it, and all end normally with a failure status.
-    if (rank == 0) std::cerr << "dtrain " << command << ": error: " << one_line(message) << std::endl;
+    if (rank == 0) std::cerr << "dtrain " << command << ": error: " << Error::printable(message) << std::endl;
     dist::finalize_mpi();
     return 1;
   }
   std::cerr << "dtrain " << command << ": error: " << (job ? "rank " + std::to_string(rank) + ": " : "")
-            << one_line(message) << std::endl;
+            << Error::printable(message) << std::endl;
   // Only a multi-rank job has others to end; abort_job takes the whole MPI job down with exit code 1.
   if (job) dist::abort_job("");
   return 1;

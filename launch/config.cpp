@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <thread>
 #include <iostream>
@@ -35,8 +36,11 @@ std::string short_text(double value) {
 
 // Reads an INI file of `key = value` lines ('#' or ';' starts a comment) into `vm`, where the command
 // line, stored first, wins. Each line is parsed on its own so that an error names the file and line.
-void store_config_file(const std::string& path, const po::options_description& opts,
-                       po::variables_map& vm, const char* subcommand) {
+// Returns where each option the file set comes from ("run.ini:4"), for messages about its value.
+std::map<std::string, std::string> store_config_file(const std::string& path,
+                                                     const po::options_description& opts,
+                                                     po::variables_map& vm, const char* subcommand) {
+  std::map<std::string, std::string> origin;
   std::error_code ec;
   DTRAIN_CHECK(!std::filesystem::is_directory(path, ec), "config file '", path,
                "' is a directory; give the path of an INI file");
@@ -64,18 +68,25 @@ void store_config_file(const std::string& path, const po::options_description& o
       if (vm.count(name) == 0 || vm[name].defaulted()) {
         vm.erase(name);
         vm.insert({name, one[name]});
+        origin[name] = path + ":" + std::to_string(number);
       }
     } catch (const po::error& e) {
       throw Error(where + e.what() + " (dtrain " + subcommand + " --help lists the options)");
     }
   }
+  return origin;
 }
 
 // Values that would crash, hang or silently misbehave are refused here, once, with the range.
-void validate(const TrainConfig& c) {
-  auto in_range = [](const char* option, double value, double low, double high, const char* note = "") {
-    DTRAIN_CHECK(std::isfinite(value) && value >= low && value <= high, "--", option, " must be between ",
-                 low, " and ", high, note, ", got ", value);
+// `origin`: where the config file set an option, so that its message names the file and line.
+void validate(const TrainConfig& c, const std::map<std::string, std::string>& origin) {
+  auto where = [&](const char* option) {
+    auto it = origin.find(option);
+    return it == origin.end() ? std::string() : it->second + ": ";
+  };
+  auto in_range = [&](const char* option, double value, double low, double high, const char* note = "") {
+    DTRAIN_CHECK(std::isfinite(value) && value >= low && value <= high, where(option), "--", option,
+                 " must be between ", low, " and ", high, note, ", got ", value);
   };
   constexpr double kMaxCount = 1e12;  // steps, intervals: far beyond any run, far below int64 overflow
   in_range("dim", c.dim, 0, 65536, " (0: from --model-size)");
@@ -89,7 +100,7 @@ void validate(const TrainConfig& c) {
   in_range("grad-accum", c.grad_accum, 1, static_cast<double>(c.batch_size), " (at most --batch-size)");
   in_range("steps", c.steps, 0, kMaxCount, " (0: use --epochs)");
   in_range("epochs", c.epochs, 0, 1e6);
-  DTRAIN_CHECK(c.steps > 0 || c.epochs > 0, "give --steps or --epochs a positive value");
+  DTRAIN_CHECK(c.steps > 0 || c.epochs > 0, where("epochs"), "give --steps or --epochs a positive value");
   in_range("lr", c.lr, 0, 1e3);
   in_range("min-lr", c.min_lr, 0, c.lr, " (at most --lr)");
   in_range("warmup-steps", c.warmup_steps, 0, kMaxCount);
@@ -105,7 +116,7 @@ void validate(const TrainConfig& c) {
   in_range("eval-interval", c.eval_interval, 0, kMaxCount, " (0: at the end only)");
   in_range("eval-batches", c.eval_batches, 0, kMaxCount, " (0: the whole split)");
   in_range("log-interval", c.log_interval, 1, kMaxCount);
-  DTRAIN_CHECK(c.precision == "f32" || c.precision == "bf16" || c.precision == "f16",
+  DTRAIN_CHECK(c.precision == "f32" || c.precision == "bf16" || c.precision == "f16", where("precision"),
                "--precision must be f32, bf16 or f16, got '", c.precision, "'");
 }
 
@@ -229,13 +240,14 @@ bool parse_train_config(const std::vector<std::string>& args, TrainConfig& c,
   } catch (const po::error& e) {
     throw Error(std::string(e.what()) + " (dtrain " + subcommand + " --help lists the options)");
   }
-  if (vm.count("config")) store_config_file(vm["config"].as<std::string>(), opts, vm, subcommand);
+  std::map<std::string, std::string> origin;
+  if (vm.count("config")) origin = store_config_file(vm["config"].as<std::string>(), opts, vm, subcommand);
   try {
     po::notify(vm);
   } catch (const po::error& e) {
     throw Error(std::string(e.what()) + " (dtrain " + subcommand + " --help lists the options)");
   }
-  validate(c);
+  validate(c, origin);
   return true;
 }
 

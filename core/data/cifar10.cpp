@@ -21,7 +21,7 @@ const std::array<const char*, 10>& Cifar10::class_names() {
 }
 
 Cifar10::Cifar10(Split split, const std::string& dir, Cifar10Options options) : options_(options) {
-  DTRAIN_CHECK(std::filesystem::is_directory(dir), "CIFAR-10 directory ", dir, " does not exist; ", kHint);
+  DTRAIN_CHECK(is_directory_entry(dir), "CIFAR-10 directory ", dir, " does not exist; ", kHint);
   std::vector<std::string> names;
   if (split == Split::train) {
     for (int i = 1; i <= 5; ++i) names.push_back("data_batch_" + std::to_string(i) + ".bin");
@@ -30,7 +30,7 @@ Cifar10::Cifar10(Split split, const std::string& dir, Cifar10Options options) : 
   }
   for (const auto& name : names) {
     const std::string path = (std::filesystem::path(dir) / name).string();
-    DTRAIN_CHECK(std::filesystem::exists(path), "CIFAR-10 file ", path, " not found; ", kHint);
+    DTRAIN_CHECK(entry_exists(path), "CIFAR-10 file ", path, " not found; ", kHint);
     append_file(path);
   }
 }

@@ -1,4 +1,5 @@
 #include "core/data/fashion_mnist.h"
+#include "core/data/file_bytes.h"
 
 #include <filesystem>
 
@@ -17,8 +18,8 @@ std::string find_file(const std::string& dir, const std::string& name) {
   namespace fs = std::filesystem;
   const fs::path gz = fs::path(dir) / (name + ".gz");
   const fs::path plain = fs::path(dir) / name;
-  if (fs::exists(gz)) return gz.string();
-  if (fs::exists(plain)) return plain.string();
+  if (entry_exists(gz.string())) return gz.string();
+  if (entry_exists(plain.string())) return plain.string();
   throw Error("Fashion-MNIST file " + gz.string() + " not found (nor " + plain.string() + "); " + kHint);
 }
 
@@ -33,7 +34,7 @@ const std::array<const char*, 10>& FashionMnist::class_names() {
 
 FashionMnist::FashionMnist(Split split, const std::string& dir, FashionMnistOptions options)
     : options_(options) {
-  DTRAIN_CHECK(std::filesystem::is_directory(dir), "Fashion-MNIST directory ", dir,
+  DTRAIN_CHECK(is_directory_entry(dir), "Fashion-MNIST directory ", dir,
                " does not exist; install dataset-fashion-mnist (scripts/bootstrap) or pass --data-dir");
   const std::string prefix = split == Split::train ? "train" : "t10k";
   const std::string images_path = find_file(dir, prefix + "-images-idx3-ubyte");

@@ -1,5 +1,7 @@
 #include "core/data/file_bytes.h"
 
+#include <filesystem>
+
 #include <zlib.h>
 
 #include <algorithm>
@@ -10,6 +12,16 @@
 #include "core/io/durable_file.h"
 
 namespace dtrain::data {
+
+bool entry_exists(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::exists(std::filesystem::symlink_status(path, ec));
+}
+
+bool is_directory_entry(const std::string& path) {
+  std::error_code ec;
+  return std::filesystem::is_directory(path, ec);
+}
 
 namespace {
 

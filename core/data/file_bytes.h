@@ -12,6 +12,11 @@ namespace dtrain::data {
 // or corrupt file.
 std::string read_file_bytes(const std::string& path, const std::string& hint = "");
 
+// Whether anything is at `path` (a broken or looping link counts: reading it then says why), and whether
+// it is a directory; neither throws (std::filesystem's throwing forms raise on a symlink loop).
+bool entry_exists(const std::string& path);
+bool is_directory_entry(const std::string& path);
+
 // True when `bytes` start with the gzip magic.
 bool is_gzip(const std::string& bytes);
 

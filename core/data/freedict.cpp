@@ -117,9 +117,9 @@ bool is_held_out(std::string_view headword, double held_out_fraction, uint64_t s
 }
 
 std::vector<TranslationPair> read_freedict(const std::string& dict_path) {
-  DTRAIN_CHECK(std::filesystem::exists(dict_path), "FreeDict file ", dict_path, " not found; ", kHint);
+  DTRAIN_CHECK(entry_exists(dict_path), "FreeDict file ", dict_path, " not found; ", kHint);
   const std::string index_path = index_path_for(dict_path);
-  DTRAIN_CHECK(std::filesystem::exists(index_path), "FreeDict index ", index_path, " not found beside ",
+  DTRAIN_CHECK(entry_exists(index_path), "FreeDict index ", index_path, " not found beside ",
                dict_path, "; ", kHint);
   const std::string dict = read_file_bytes(dict_path, kHint);
   const std::string index = read_file_bytes(index_path, kHint);

@@ -65,17 +65,21 @@ std::vector<std::string> split_fortunes(std::string_view file_text) {
 
 TextCorpus load_fortunes(const TextCorpusOptions& options) {
   namespace fs = std::filesystem;
-  DTRAIN_CHECK(fs::is_directory(options.dir), "fortunes directory ", options.dir, " does not exist; ", kHint);
+  DTRAIN_CHECK(is_directory_entry(options.dir), "fortunes directory ", options.dir, " does not exist; ", kHint);
   DTRAIN_CHECK(options.val_fraction >= 0.0 && options.val_fraction < 1.0, "fortunes: val_fraction ",
                options.val_fraction, " must be in [0, 1)");
   // (is a link, name, resolved path), sorted so that the corpus does not depend on directory order and
   // a file is read under its own name rather than through a link to it.
   std::vector<std::tuple<bool, std::string, fs::path>> candidates;
-  for (const auto& entry : fs::directory_iterator(options.dir)) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(options.dir, ec)) {
     const std::string name = entry.path().filename().string();
-    if (name.ends_with(".dat") || !entry.is_regular_file()) continue;  // is_regular_file follows links
-    candidates.emplace_back(entry.is_symlink(), name, fs::canonical(entry.path()));
+    // is_regular_file follows links; a broken or looping link is not a fortune file
+    if (name.ends_with(".dat") || !entry.is_regular_file(ec)) continue;
+    fs::path real = fs::canonical(entry.path(), ec);
+    if (!ec) candidates.emplace_back(entry.is_symlink(ec), name, real);
   }
+  DTRAIN_CHECK(!ec || !candidates.empty(), "fortunes directory ", options.dir, " cannot be read: ", ec.message());
   std::sort(candidates.begin(), candidates.end());
 
   TextCorpus corpus;

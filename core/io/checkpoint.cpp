@@ -61,7 +61,7 @@ bool is_unmarked_checkpoint(const fs::path& dir) {
     return false;
   }
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (!entry.is_regular_file()) return false;
+    if (!entry.is_regular_file(ec)) return false;
   }
   return !ec;
 }
@@ -250,7 +250,8 @@ void CheckpointWriter::commit() {
 // ---------------------------------------------------------------------------------------- reader
 
 Checkpoint::Checkpoint(std::string dir) : dir_(normalise_dir(dir)) {
-  if (fs::is_directory(dir_)) return;
+  std::error_code ec;
+  if (fs::is_directory(dir_, ec)) return;
   // An interrupted commit may have left the previous checkpoint aside; take the newest.
   std::vector<fs::path> aside = left_aside(dir_);
   DTRAIN_CHECK(!aside.empty(), "checkpoint: no checkpoint directory at ", dir_,
@@ -269,7 +270,8 @@ bool Checkpoint::exists(const std::string& dir) {
   } catch (const Error&) {
     return false;
   }
-  return fs::is_directory(d) || !left_aside(d).empty();
+  std::error_code ec;
+  return fs::is_directory(d, ec) || !left_aside(d).empty();
 }
 
 std::vector<std::string> Checkpoint::files() const {
@@ -277,14 +279,15 @@ std::vector<std::string> Checkpoint::files() const {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir_, ec)) {
     std::string name = entry.path().filename().string();
-    if (entry.is_regular_file() && name != kMarkerFile) out.push_back(name);
+    if (entry.is_regular_file(ec) && name != kMarkerFile) out.push_back(name);
   }
   std::sort(out.begin(), out.end());
   return out;
 }
 
 bool Checkpoint::has(const std::string& file) const {
-  return fs::is_regular_file(fs::path(dir_) / file);
+  std::error_code ec;
+  return fs::is_regular_file(fs::path(dir_) / file, ec);
 }
 
 std::string Checkpoint::path(const std::string& file) const {

@@ -43,8 +43,12 @@ TEST(Config, EveryOptionHasASetting) {
   TrainConfig c;
   ASSERT_TRUE(parse_train_config({"--eval-interval", "5", "--lr", "0.25"}, c, "train"));
   for (const Setting& s : settings(c)) {
-    if (s.name == "eval-interval") EXPECT_EQ(s.value, "5");
-    if (s.name == "lr") EXPECT_EQ(s.value, "0.25");
+    if (s.name == "eval-interval") {
+      EXPECT_EQ(s.value, "5");
+    }
+    if (s.name == "lr") {
+      EXPECT_EQ(s.value, "0.25");
+    }
   }
 }
 
@@ -100,7 +104,11 @@ TEST_F(ConfigFile, ErrorsNameFileAndLine) {
   path = write("just words\n");
   EXPECT_NE(parse_error({"--config", path}).find(path + ":1: expected 'option = value'"), std::string::npos);
   path = write("log-interval = 0\n");  // the file's values are validated like the command line's
-  EXPECT_NE(parse_error({"--config", path}).find("--log-interval must be"), std::string::npos);
+  EXPECT_NE(parse_error({"--config", path}).find(path + ":1: --log-interval must be"), std::string::npos);
+  path = write("precision = f16\rx\n");  // control characters are shown, not sent to the terminal
+  std::string msg2 = parse_error({"--config", path});
+  EXPECT_NE(msg2.find(path + ":1: --precision must be"), std::string::npos) << msg2;
+  EXPECT_NE(msg2.find("f16\\x0dx"), std::string::npos) << msg2;
   EXPECT_NE(parse_error({"--config", dir_.string()}).find("is a directory"), std::string::npos);
 }
 
@@ -167,8 +175,12 @@ TEST(TrainState, ResumeRefusesChangedFixedSettingsAndNoStepsLeft) {
   EXPECT_NE(msg.find("is at step 10 and this run ends at step 10"), std::string::npos) << msg;
   // Intervals, threads and the like may change; the model's shape may not.
   for (const Setting& setting : settings(c)) {
-    if (setting.name == "eval-interval" || setting.name == "threads") EXPECT_NE(setting.scope, Setting::every_rank_and_resume);
-    if (setting.name == "heads" || setting.name == "schedule") EXPECT_EQ(setting.scope, Setting::every_rank_and_resume);
+    if (setting.name == "eval-interval" || setting.name == "threads") {
+      EXPECT_NE(setting.scope, Setting::every_rank_and_resume);
+    }
+    if (setting.name == "heads" || setting.name == "schedule") {
+      EXPECT_EQ(setting.scope, Setting::every_rank_and_resume);
+    }
   }
 }
 
