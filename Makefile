@@ -6,7 +6,7 @@ ifeq ($(CI),true)
 CMAKE_FLAGS += -DDTRAIN_WERROR=ON
 endif
 
-.PHONY: all bootstrap configure build test test-gpu run clean
+.PHONY: all bootstrap configure build test test-gpu test-sanitize run clean
 
 all: build
 
@@ -26,9 +26,19 @@ test: build
 test-gpu: build
 	@cd $(BUILD) && ctest --output-on-failure -R 'Cuda|GPU|nccl' --timeout 900
 
+# The whole suite (MPI tests included) built with AddressSanitizer + UndefinedBehaviorSanitizer, in its
+# own build dir, CPU only and without the benchmarks. Its run-time options, leak suppressions for Open
+# MPI among them, come from tests/sanitize/sanitize_env.cmake, which CTest reads before any test.
+SANITIZE_BUILD ?= build-asan
+test-sanitize: bootstrap
+	@cmake -S . -B $(SANITIZE_BUILD) -G Ninja $(CMAKE_FLAGS) -DDTRAIN_SANITIZE=ON -DDTRAIN_CUDA=OFF \
+	  -DDTRAIN_BENCH=OFF >/dev/null
+	@cmake --build $(SANITIZE_BUILD) -j $(JOBS)
+	@cd $(SANITIZE_BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
+
 run: configure
 	@cmake --build $(BUILD) -j $(JOBS) --target dtrain
 	@$(BUILD)/dtrain train --config examples/vit_fashion_mnist.ini
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(SANITIZE_BUILD)
