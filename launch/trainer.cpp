@@ -170,6 +170,9 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
   dist::run_on_every_rank(pg, [&] {
     DTRAIN_CHECK(c.batch_size % (world * c.grad_accum) == 0, "--batch-size ", c.batch_size,
                  " must be divisible by ranks x --grad-accum = ", world, " x ", c.grad_accum);
+    DTRAIN_CHECK(c.zero == 0 || (c.resume.empty() && c.checkpoint_dir.empty()),
+                 "--zero 1 does not write or resume checkpoints (its optimizer state is sharded over "
+                 "the ranks); train with --zero 0 to use --checkpoint-dir or --resume");
     if (!c.checkpoint_dir.empty()) CheckpointWriter::check_target(c.checkpoint_dir);
     w = setup(c, device);
     DTRAIN_CHECK(w->eval_set->size() > 0, "the eval split of --dataset ", c.dataset,
@@ -200,9 +203,6 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
   std::unique_ptr<dist::ZeroRedundancyOptimizer> zero;
   std::unique_ptr<optim::Optimizer> plain_optimizer;
   if (c.zero == 1) {
-    DTRAIN_CHECK(c.resume.empty() && c.checkpoint_dir.empty(),
-                 "--zero 1 does not write or resume checkpoints (its optimizer state is sharded over "
-                 "the ranks); train with --zero 0 to use --checkpoint-dir or --resume");
     dist::check_same_model(pg, *model);
     dist::broadcast_module(pg, *model);
     zero = std::make_unique<dist::ZeroRedundancyOptimizer>(

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include <nlohmann/json.hpp>
 
@@ -77,7 +78,15 @@ pid_t owner_pid(const std::string& name, const std::string& dir, const char* tag
   return static_cast<pid_t>(std::stol(digits));
 }
 
-bool process_alive(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
+// A killed process whose parent has not reaped it yet is a zombie: it still answers kill(pid, 0) but
+// will never write again, so it counts as gone.
+bool process_alive(pid_t pid) {
+  if (::kill(pid, 0) != 0 && errno != EPERM) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  const size_t name_end = text.rfind(')');  // "pid (comm) S ...": the state follows the name
+  return name_end == std::string::npos || name_end + 2 >= text.size() || text[name_end + 2] != 'Z';
+}
 
 // Siblings `<dir><tag><pid>` that dtrain made: the name has that exact form and the directory holds
 // the marker (or, for a temporary directory, nothing yet: a writer killed before its first file).
