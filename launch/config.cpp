@@ -1,6 +1,7 @@
 #include "launch/config.h"
 
 #include <boost/program_options.hpp>
+#include <charconv>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +18,12 @@ namespace po = boost::program_options;
 namespace dtrain::launch {
 
 namespace {
+
+// The shortest text that reads back as the same double: exact for comparing ranks, still readable.
+std::string exact_text(double value) {
+  char text[32];
+  return std::string(text, std::to_chars(text, text + sizeof text, value).ptr);
+}
 
 std::string trim(const std::string& s) {
   const size_t first = s.find_first_not_of(" \t\r");
@@ -86,7 +93,8 @@ void validate(const TrainConfig& c, const std::map<std::string, std::string>& or
   };
   auto in_range = [&](const char* option, double value, double low, double high, const char* note = "") {
     DTRAIN_CHECK(std::isfinite(value) && value >= low && value <= high, where(option), "--", option,
-                 " must be between ", low, " and ", high, note, ", got ", value);
+                 " must be between ", exact_text(low), " and ", exact_text(high), note, ", got ",
+                 exact_text(value));
   };
   constexpr double kMaxCount = 1e12;  // steps, intervals: far beyond any run, far below int64 overflow
   in_range("dim", c.dim, 0, 65536, " (0: from --model-size)");
@@ -123,7 +131,7 @@ void validate(const TrainConfig& c, const std::map<std::string, std::string>& or
 }  // namespace
 
 std::vector<Setting> settings(const TrainConfig& c) {
-  auto num = [](double v) { return short_text(v); };
+  auto num = [](double v) { return exact_text(v); };
   auto integer = [](int64_t v) { return std::to_string(v); };
   // Scope: every rank must agree (they shape the model, the data each rank reads, or the sequence of
   // collectives); `resume`: also what a checkpoint fixes (the model, the data order, the optimizer).
