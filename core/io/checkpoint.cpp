@@ -105,12 +105,22 @@ std::vector<fs::path> own_siblings(const std::string& dir, const char* tag) {
 // Directories `<dir>.old-<pid>` that an interrupted commit (between its two renames) left behind.
 std::vector<fs::path> left_aside(const std::string& dir) { return own_siblings(dir, ".old-"); }
 
+// Removes a directory dtrain wrote with its marker last, so that a kill part way leaves a folder that is
+// still recognisably dtrain's (and is removed at the next commit) instead of an anonymous remainder.
+void remove_own(const fs::path& dir) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.path().filename() != kMarkerFile) fs::remove_all(entry.path(), ec);
+  }
+  fs::remove_all(dir, ec);
+}
+
 // Temporary directories of writers whose process is gone (killed mid-save): never committed, garbage.
 void remove_dead_writers(const std::string& dir) {
   std::error_code ec;
   for (const auto& p : own_siblings(dir, ".tmp-")) {
     pid_t pid = owner_pid(p.filename().string(), dir, ".tmp-");
-    if (pid != ::getpid() && !process_alive(pid)) fs::remove_all(p, ec);
+    if (pid != ::getpid() && !process_alive(pid)) remove_own(p);
   }
 }
 
@@ -153,7 +163,7 @@ CheckpointWriter::CheckpointWriter(std::string dir)
     DTRAIN_CHECK(fs::is_directory(fs::symlink_status(temp_dir_, ec)) &&
                      (has_marker(temp_dir_) || fs::is_empty(temp_dir_, ec)),
                  "checkpoint: ", temp_dir_, " is in the way and dtrain did not write it; move it away");
-    fs::remove_all(temp_dir_, ec);
+    remove_own(temp_dir_);
   }
   fs::create_directory(temp_dir_, ec);
   DTRAIN_CHECK(!ec, "checkpoint: cannot create ", temp_dir_, ": ", ec.message());
@@ -162,16 +172,14 @@ CheckpointWriter::CheckpointWriter(std::string dir)
 
 CheckpointWriter::~CheckpointWriter() {
   if (!committed_ && !abandoned_) {
-    std::error_code ec;
-    fs::remove_all(temp_dir_, ec);  // best effort: a destructor must not throw
+    remove_own(temp_dir_);  // best effort: a destructor must not throw
   }
 }
 
 void CheckpointWriter::abandon() {
   if (committed_ || abandoned_) return;
   abandoned_ = true;
-  std::error_code ec;
-  fs::remove_all(temp_dir_, ec);
+  remove_own(temp_dir_);
 }
 
 std::string CheckpointWriter::claim(const std::string& file) {
@@ -222,7 +230,7 @@ void CheckpointWriter::commit() {
     if (::renameat2(AT_FDCWD, temp_dir_.c_str(), AT_FDCWD, dir_.c_str(), RENAME_EXCHANGE) == 0) {
       fsync_directory(parent);
       committed_ = true;
-      fs::remove_all(temp_dir_, ec);
+      remove_own(temp_dir_);  // the old checkpoint, now under the temporary name
     } else {
       DTRAIN_CHECK(errno == EINVAL || errno == ENOSYS || errno == ENOTSUP, "checkpoint: cannot move ",
                    temp_dir_, " into place at ", dir_, ": ", errno_text());
@@ -232,7 +240,7 @@ void CheckpointWriter::commit() {
       if (fs::exists(fs::symlink_status(aside, ec))) {
         DTRAIN_CHECK(has_marker(aside), "checkpoint: ", aside,
                      " is in the way and dtrain did not write it; move it away");
-        fs::remove_all(aside, ec);
+        remove_own(aside);
       }
       DTRAIN_CHECK(std::rename(dir_.c_str(), aside.c_str()) == 0, "checkpoint: cannot move the old ",
                    dir_, " aside to ", aside, ": ", errno_text());
@@ -243,7 +251,7 @@ void CheckpointWriter::commit() {
       }
       fsync_directory(parent);
       committed_ = true;
-      fs::remove_all(aside, ec);
+      remove_own(aside);
     }
   } else {
     DTRAIN_CHECK(std::rename(temp_dir_.c_str(), dir_.c_str()) == 0, "checkpoint: cannot move ",
@@ -251,7 +259,7 @@ void CheckpointWriter::commit() {
     committed_ = true;
   }
   // Copies left aside by interrupted commits are superseded now, and killed writers' folders are junk.
-  for (const auto& p : left_aside(dir_)) fs::remove_all(p, ec);
+  for (const auto& p : left_aside(dir_)) remove_own(p);
   remove_dead_writers(dir_);
   fsync_directory(parent);
 }
