@@ -1,5 +1,7 @@
 #include "core/backend/backend.h"
 
+#include <atomic>
+
 #include "core/backend/cpu/cpu_backend.h"
 
 namespace dtrain {
@@ -9,6 +11,13 @@ namespace dtrain {
 Backend& cuda_backend();
 int cuda_backend_device_count();
 #endif
+
+namespace {
+std::atomic<uint64_t> g_host_syncs{0};
+}  // namespace
+
+uint64_t host_sync_count() { return g_host_syncs.load(std::memory_order_relaxed); }
+void count_host_sync() { g_host_syncs.fetch_add(1, std::memory_order_relaxed); }
 
 int cuda_device_count() {
 #ifdef DTRAIN_WITH_CUDA

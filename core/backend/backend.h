@@ -149,6 +149,14 @@ Backend& backend_for(Device device);
 bool cuda_available();  // built with CUDA and at least one device visible
 int cuda_device_count();
 
+// Host synchronisations: each time the host waits for device work or reads back a value the device
+// computed (Tensor::item/to_vector, a copy to the host, a stream/event/device synchronise, a host wait
+// on a collective). A training step that reads nothing back queues its work and returns; each counted
+// point stalls the host until the device catches up. Reads of CPU tensors through item()/to_vector()
+// count too, so a CPU run accounts for the same points a GPU run would stall at. Thread-safe.
+uint64_t host_sync_count();
+void count_host_sync();
+
 // Threads used by CPU kernels and OpenBLAS.
 void set_num_threads(int n);
 int get_num_threads();

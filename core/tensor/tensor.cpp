@@ -230,7 +230,10 @@ Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides, i
 template <class T>
 std::vector<T> Tensor::to_vector() const {
   Tensor host = *this;
-  if (!device().is_cpu()) host = detach().to(Device::cpu());
+  // A host read: on a device the backend counts the waits of the copy; on the CPU the read itself
+  // stands for them (backend.h, host_sync_count).
+  if (device().is_cpu()) count_host_sync();
+  else host = detach().to(Device::cpu());
   if (host.dtype() != dtype_of<T>() || !host.is_contiguous()) {
     Tensor converted = empty(shape(), dtype_of<T>(), Device::cpu());
     if (converted.numel() > 0) backend_for(Device::cpu()).copy(host, converted);
