@@ -31,7 +31,10 @@ class Work {
   virtual ~Work() = default;
   // True once this rank's part finished (non-blocking).
   virtual bool is_completed() = 0;
-  // Blocks until done; throws dtrain::Error if the collective failed. (A timeout aborts the job.)
+  // Orders what this rank does next after the collective; throws dtrain::Error if it failed (a
+  // timeout aborts the job). CPU groups (MPI) block the host until it is done. GPU groups (NCCL) need
+  // not: the device's compute stream waits for it, so work queued there afterwards (kernels, copies,
+  // item()) sees the result while the host runs ahead; their barrier() still blocks the host.
   virtual void wait() = 0;
   // When the collective started in the library and when it finished; epoch (zero) until known. DDP
   // reads them to measure how much communication overlapped backward.
@@ -100,8 +103,7 @@ class ProcessGroup {
 
 // Blocking all-reduce of one number (metrics, flags). Uses an f64 tensor on the group's device.
 double all_reduce_value(ProcessGroup& pg, double value, ReduceOp op);
-// True on every rank when `flag` is true on any rank (e.g. the loss scaler's overflow flag:
-// scaler.set_overflow_reducer([&](bool f) { return any_rank(pg, f); })).
+// True on every rank when `flag` is true on any rank.
 bool any_rank(ProcessGroup& pg, bool flag);
 // Every rank's `values` (the same count on every rank), concatenated in rank order.
 std::vector<int64_t> all_gather_values(ProcessGroup& pg, const std::vector<int64_t>& values);

@@ -7,12 +7,16 @@
 #include <iostream>
 
 #include "core/amp/autocast.h"
+#include "core/amp/loss_scaler.h"
 #include "core/backend/backend.h"
 #include "core/ops/ops.h"
 #include "core/optim/optim.h"
 #include "distributed/bench_allreduce.h"
 #include "distributed/bench_ddp.h"
 #include "distributed/mpi/process_group_mpi.h"
+#ifdef DTRAIN_WITH_CUDA
+#include "distributed/nccl/process_group_nccl.h"
+#endif
 #include "launch/commands.h"
 #include "launch/config.h"
 #include "launch/optimizer_factory.h"
@@ -32,7 +36,8 @@ double ms_since(Clock::time_point t) {
 
 const char* kBenchUsage =
     "usage: dtrain bench <allreduce|ddp|step> [options]\n"
-    "  allreduce  all-reduce time, algbw and busbw per size (4 KiB..256 MiB), beside raw MPI_Allreduce\n"
+    "  allreduce  collective time, algbw and busbw per size (4 KiB..256 MiB), beside the raw MPI or\n"
+    "             NCCL call (--device cuda: NCCL; --collective all_reduce|reduce_scatter|all_gather|all)\n"
     "  ddp        step time of N ranks with DDP vs N independent processes: overhead and hidden comm\n"
     "  step       one rank's training step split into forward/backward/optimizer, throughput and MFU\n"
     "Each takes --help.";
@@ -107,11 +112,35 @@ double measured_peak_flops(Device device, DType dtype) {
   return 2.0 * static_cast<double>(n) * n * n / best;
 }
 
+// The group a multi-rank benchmark runs on: MPI for --device cpu; NCCL, bootstrapped by MPI, for
+// cuda (each rank its local rank's GPU) or cuda:K (exactly that GPU).
+std::shared_ptr<dist::ProcessGroup> make_bench_group(const std::string& device_text) {
+  const Device device = Device::parse(device_text);
+  auto mpi = dist::ProcessGroupMPI::create();
+  if (device.is_cpu()) return mpi;
+#ifdef DTRAIN_WITH_CUDA
+  return dist::ProcessGroupNCCL::create(mpi, device_text == "cuda" ? -1 : device.index);
+#else
+  throw Error("--device " + device_text + " needs a CUDA build of dtrain; use --device cpu");
+#endif
+}
+
 int bench_step(const TrainConfig& c, int steps) {
   Device device = Device::parse(c.device);
   if (c.threads > 0) set_num_threads(c.threads);
   BenchModel m = make_bench_model(c, c.batch_size, device);
   auto optimizer = make_optimizer(c, decay_groups(*m.module));
+  const std::vector<Tensor> params = optimizer->parameters();
+  // The trainer's step, in three parts: forward; backward of the (f16: scaled) loss; unscale, clip if
+  // asked, optimizer step (skipped by the scaler on overflow), zero_grad.
+  amp::DynamicLossScaler scaler(amp::LossScalerOptions{.enabled = c.precision == "f16"});
+  auto backward = [&](const Tensor& loss) { scaler.scale(loss).backward(); };
+  auto update = [&] {
+    scaler.unscale(params);
+    if (c.clip_grad_norm > 0) (void)optim::clip_grad_norm_tensor(params, c.clip_grad_norm);
+    scaler.step(params, [&] { optimizer->step(); });
+    optimizer->zero_grad();
+  };
   auto sync = [&] { backend_for(device).synchronize(device.index); };
   double fwd = 0, bwd = 0, opt = 0;
   for (int s = 0; s < steps + 1; ++s) {  // step 0 warms up
@@ -121,17 +150,25 @@ int bench_step(const TrainConfig& c, int steps) {
     sync();
     double f = ms_since(t0);
     t0 = Clock::now();
-    loss.backward();
+    backward(loss);
     sync();
     double b = ms_since(t0);
     t0 = Clock::now();
-    optimizer->step();
-    optimizer->zero_grad();
+    update();
     sync();
     double o = ms_since(t0);
     if (s > 0) fwd += f, bwd += b, opt += o;
   }
   fwd /= steps, bwd /= steps, opt /= steps;
+  // Host synchronisations per step (each stalls the host until the device catches up), counted over
+  // steps of their own: the timed loop above synchronises around every part to time it.
+  const uint64_t syncs_before = host_sync_count();
+  for (int s = 0; s < steps; ++s) {
+    backward(m.loss());
+    update();
+  }
+  const double syncs_per_step = static_cast<double>(host_sync_count() - syncs_before) / steps;
+  sync();
   double step_ms = fwd + bwd + opt;
   DType peak_dtype = c.precision == "f32" ? DType::f32 : (c.precision == "f16" ? DType::f16 : DType::bf16);
   if (device.is_cpu()) peak_dtype = DType::f32;  // the CPU computes in f32 whatever it stores
@@ -145,6 +182,8 @@ int bench_step(const TrainConfig& c, int steps) {
   std::printf("  throughput: %.1f %s/s\n", static_cast<double>(m.items) / (step_ms / 1e3), m.unit.c_str());
   std::printf("  model %.2f TFLOP/s; peak %s GEMM %.2f TFLOP/s; MFU %.1f%%\n", achieved / 1e12,
               dtype_name(peak_dtype), peak / 1e12, 100.0 * achieved / peak);
+  std::printf("  syncs per step: %.2f (host waits for the device, over %d untimed steps)\n",
+              syncs_per_step, steps);
   return 0;
 }
 
@@ -159,13 +198,17 @@ int run_bench(const std::vector<std::string>& args) {
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (what == "allreduce") {
     dist::AllReduceBenchOptions o;
-    std::string dtype = "f32";
+    std::string dtype = "f32", device = "cpu", collective = "all_reduce";
     po::options_description opts("dtrain bench allreduce options");
     opts.add_options()("help,h", "print this help")
         ("min-bytes", po::value(&o.min_bytes)->default_value(o.min_bytes), "smallest message")
         ("max-bytes", po::value(&o.max_bytes)->default_value(o.max_bytes), "largest message")
         ("iters", po::value(&o.iters)->default_value(o.iters), "timed iterations per size")
-        ("dtype", po::value(&dtype)->default_value(dtype), "f32 | bf16 | f16 | f64");
+        ("dtype", po::value(&dtype)->default_value(dtype), "f32 | bf16 | f16 | f64")
+        ("device", po::value(&device)->default_value(device),
+         "cpu (MPI) | cuda (NCCL, each rank its local rank's GPU) | cuda:N")
+        ("collective", po::value(&collective)->default_value(collective),
+         "all_reduce | reduce_scatter | all_gather | all");
     po::variables_map vm;
     try {
       po::store(po::command_line_parser(rest).options(opts).run(), vm);
@@ -178,9 +221,12 @@ int run_bench(const std::vector<std::string>& args) {
       return 0;
     }
     o.dtype = dtype_from_name(dtype);
+    const std::vector<dist::BenchCollective> collectives = dist::parse_bench_collectives(collective);
     {
-      auto pg = dist::ProcessGroupMPI::create();
-      dist::bench_allreduce(*pg, o, pg->rank() == 0 ? &std::cout : nullptr);
+      auto pg = make_bench_group(device);
+      for (dist::BenchCollective c : collectives) {
+        dist::bench_collective(*pg, c, o, pg->rank() == 0 ? &std::cout : nullptr);
+      }
     }
     dist::finalize_mpi();
     return 0;
@@ -193,9 +239,9 @@ int run_bench(const std::vector<std::string>& args) {
     const int steps = static_cast<int>(std::max<int64_t>(1, c.steps));
     if (what == "step") return bench_step(c, steps);
     {
-      auto pg = dist::ProcessGroupMPI::create();
+      auto pg = make_bench_group(c.device);
       if (c.threads > 0) set_num_threads(c.threads);
-      BenchModel m = make_bench_model(c, c.batch_size / pg->size(), Device::parse(c.device));
+      BenchModel m = make_bench_model(c, c.batch_size / pg->size(), pg->device());
       auto optimizer = make_optimizer(c, decay_groups(*m.module));
       dist::DdpBenchOptions o;
       o.steps = steps;

@@ -84,7 +84,7 @@ std::shared_ptr<dist::ProcessGroup> make_process_group(const TrainConfig& config
   agree_on_options(*mpi, config, error);
   if (Device::parse(config.device).is_cpu()) return mpi;
 #ifdef DTRAIN_WITH_CUDA
-  return dist::ProcessGroupNCCL::create(mpi, -1, options);
+  return dist::ProcessGroupNCCL::create(mpi, pick_device(config).index, options);
 #else
   throw Error("--device " + config.device + " needs a CUDA build of dtrain; use --device cpu");
 #endif

@@ -163,6 +163,7 @@ std::vector<Setting> settings(const TrainConfig& c) {
       {"label-smoothing", num(c.label_smoothing), all},
       {"precision", c.precision, all},
       {"device", c.device, all},
+      {"tf32", integer(c.tf32), all},
       {"seed", std::to_string(c.seed), fixed},
       {"threads", integer(c.threads), Setting::local},
       {"bucket-cap-mb", num(c.bucket_cap_mb), all},
@@ -218,7 +219,10 @@ bool parse_train_config(const std::vector<std::string>& args, TrainConfig& c,
        "clip the global gradient L2 norm (<= 0: off)")
     ("label-smoothing", po::value(&c.label_smoothing)->default_value(c.label_smoothing), "cross-entropy label smoothing")
     ("precision", po::value(&c.precision)->default_value(c.precision), "f32 | bf16 | f16 (mixed, f32 master weights)")
-    ("device", po::value(&c.device)->default_value(c.device), "cpu | cuda (each rank takes its local rank's GPU)")
+    ("device", po::value(&c.device)->default_value(c.device),
+       "cpu | cuda (each rank takes its local rank's GPU) | cuda:K (this GPU; one rank per node)")
+    ("tf32", po::value(&c.tf32)->default_value(c.tf32),
+       "TF32 tensor cores for f32 matmul and convolution on GPUs (0: exact f32)")
     ("seed", po::value(&c.seed)->default_value(c.seed), "seed for initialisation, shuffling and dropout")
     ("threads", po::value(&c.threads)->default_value(c.threads), "CPU threads per rank (0: cores / local ranks)")
     ("bucket-cap-mb", po::value(&c.bucket_cap_mb)->default_value(c.bucket_cap_mb), "DDP gradient bucket size")

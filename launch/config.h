@@ -35,6 +35,9 @@ struct TrainConfig {
   // numerics and placement
   std::string precision = "f32";  // f32 | bf16 | f16
   std::string device = "cpu";
+  // TF32 tensor cores for f32 matmul and convolution on GPUs (10-bit mantissa products, f32 sums),
+  // on by default as PyTorch users expect of convolutions; off makes f32 match the CPU to f32 accuracy.
+  bool tf32 = true;
   uint64_t seed = 0;
   int threads = 0;  // 0: all cores of this rank's share
   // distributed

@@ -36,8 +36,11 @@ void Progress::update(int64_t step, double loss, double lr, double items_per_s, 
   if (live_) {
     std::string bar(static_cast<size_t>(filled), '#');
     bar.resize(static_cast<size_t>(width), '.');
-    std::snprintf(line, sizeof line, "\r[%s] step %lld/%lld  loss %.4f  lr %.2e  %.0f %s/s  ETA %s\033[K",
-                  bar.c_str(), static_cast<long long>(step), static_cast<long long>(total_), loss, lr,
+    // The loss is read back on logging steps only: before the first, there is none to show.
+    char loss_text[32] = "-";
+    if (!std::isnan(loss)) std::snprintf(loss_text, sizeof loss_text, "%.4f", loss);
+    std::snprintf(line, sizeof line, "\r[%s] step %lld/%lld  loss %s  lr %.2e  %.0f %s/s  ETA %s\033[K",
+                  bar.c_str(), static_cast<long long>(step), static_cast<long long>(total_), loss_text, lr,
                   items_per_s, unit_.c_str(), format_duration(eta).c_str());
     std::cout << line << std::flush;
     drawn_ = true;

@@ -42,15 +42,28 @@ int local_world_size() {
   return 1;
 }
 
+}  // namespace
+
 Device pick_device(const TrainConfig& c) {
   Device requested = Device::parse(c.device);
   if (requested.is_cpu()) return requested;
-  int count = cuda_device_count();
-  DTRAIN_CHECK(count > 0, "--device ", c.device, " but no CUDA device is visible; use --device cpu");
-  // Under a launcher each rank takes the GPU of its local rank.
-  if (c.device == "cuda") return Device::cuda(dist::local_rank_from_environment() % count);
+  const int count = cuda_device_count();
+  DTRAIN_CHECK(count > 0, "--device ", c.device, ": ", cuda_unavailable_reason());
+  const int local = local_world_size();
+  if (c.device == "cuda") {
+    // Under a launcher each rank takes the GPU of its local rank; NCCL needs one GPU per rank.
+    DTRAIN_CHECK(local <= count, local, " ranks run on this node but only ", count,
+                 " CUDA device(s) are visible: start at most ", count, " ranks per node, or use --device cpu");
+    return Device::cuda(dist::local_rank_from_environment());
+  }
+  DTRAIN_CHECK(local == 1, "--device ", c.device, " would put all ", local, " ranks of this node on one GPU; ",
+               "use --device cuda (each rank takes its local rank's GPU)");
+  DTRAIN_CHECK(requested.index < count, "--device ", c.device, " but only ", count,
+               " CUDA device(s) are visible (cuda:0 to cuda:", count - 1, ")");
   return requested;
 }
+
+namespace {
 
 data::Batch to_device(data::Batch b, Device device) {
   if (device.is_cpu()) return b;
@@ -74,6 +87,7 @@ nlohmann::json evaluate(Workload& w, dist::ProcessGroup& pg, int64_t batch_size,
   int64_t count = 0;
   while (auto batch = loader.next()) {
     if (max_batches > 0 && count++ >= max_batches) break;
+    w.check_batch(*batch);
     std::vector<double> s = w.eval_sums(to_device(std::move(*batch), device));
     if (sums.empty()) sums.assign(s.size(), 0.0);
     for (size_t i = 0; i < s.size(); ++i) sums[i] += s[i];
@@ -129,6 +143,8 @@ void load_from(const Checkpoint& ck, const char* what, Load load) {
 
 // Device, threads and seed for this rank, then the workload.
 std::unique_ptr<Workload> setup(const TrainConfig& c, Device device) {
+  select_device(device);
+  set_allow_tf32(c.tf32);
   set_num_threads(c.threads > 0 ? c.threads
                                 : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
                                                   local_world_size()));
@@ -223,9 +239,7 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
   const bool mixed = c.precision != "f32";
   const DType low = c.precision == "f16" ? DType::f16 : DType::bf16;
   amp::DynamicLossScaler scaler(amp::LossScalerOptions{.enabled = c.precision == "f16"});
-  scaler.set_overflow_reducer([&pg](bool local) {
-    return dist::all_reduce_value(pg, local ? 1.0 : 0.0, dist::ReduceOp::max) > 0.0;
-  });
+  scaler.set_overflow_reducer([&pg](Tensor& found) { pg.all_reduce(found, dist::ReduceOp::max)->wait(); });
 
   int64_t step = 0;
   data::LoaderPosition position;
@@ -272,15 +286,22 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
   const std::vector<Tensor> params = zero ? zero->parameters() : optimizer.parameters();
   nlohmann::json last_eval;
 
+  uint64_t window_syncs = 0;
+  int64_t window_steps = 0;
+  double last_loss = std::nan("");  // the mean loss of the last logged step, for the progress line
   while (step < total_steps) {
-    // ---- one optimizer step: grad_accum micro-batches, gradients summed into .grad
-    double loss_sum = 0.0;
+    // ---- one optimizer step: grad_accum micro-batches, gradients summed into .grad. Nothing is read
+    // back from the device here except on logging steps (and f16's overflow flag): the host queues the
+    // step and runs ahead (host_sync_count() in core/backend/backend.h counts the exceptions).
+    Tensor loss_sum;  // on the device
+    const uint64_t syncs_before = host_sync_count();
     for (int64_t micro = 0; micro < c.grad_accum; ++micro) {
       std::optional<data::Batch> batch = loader.next();
       if (!batch) {
         loader.start_epoch(loader.position().epoch + 1);
         batch = loader.next();
       }
+      w->check_batch(*batch);
       window_items += w->items(*batch) * world;  // counted on the host copy, before the move
       data::Batch b = to_device(std::move(*batch), device);
       // DDP reduces only in the backward of the last micro-batch; ZeRO-1 reduces after the step's last.
@@ -291,57 +312,76 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
         amp::AutocastGuard autocast(low, mixed);
         loss = w->loss(b);
       }
-      const double loss_value = loss.item();
-      // f16's loss scaler skips steps whose gradients overflow; anywhere else a non-finite loss means
-      // the run diverged, and every later step would be wasted.
-      DTRAIN_CHECK(std::isfinite(loss_value) || scaler.enabled(), "the loss is ", loss_value, " at step ",
-                   step + 1, ": training diverged; lower --lr, clip gradients (--clip-grad-norm) or use "
-                   "--precision f32");
-      loss_sum += loss_value;
+      loss_sum = loss_sum.defined() ? add(loss_sum, loss.detach()) : loss.detach();
       scaler.scale(loss * (1.0 / static_cast<double>(c.grad_accum))).backward();
     }
     if (ddp) ddp->finish_gradient_synchronization();
     scaler.unscale(params);  // before ZeRO's reduce-scatter, which hands the shards their true values
     if (zero) zero->reduce_gradients();
-    double grad_norm = zero ? zero->clip_grad_norm(c.clip_grad_norm > 0 ? c.clip_grad_norm : 1e300)
-                            : (c.clip_grad_norm > 0 ? optim::clip_grad_norm(params, c.clip_grad_norm)
-                                                    : optim::grad_norm(params));
+    const bool final = step + 1 == total_steps;
+    const bool log = (step + 1) % c.log_interval == 0 || final;
+    const bool checkpoint = !c.checkpoint_dir.empty() &&
+                            ((c.checkpoint_interval > 0 && (step + 1) % c.checkpoint_interval == 0) || final);
+    // The norm stays on the device; without clipping it is only formed for the log.
+    Tensor grad_norm;
+    if (zero) {
+      const double norm = zero->clip_grad_norm(c.clip_grad_norm > 0 ? c.clip_grad_norm : 1e300);
+      grad_norm = Tensor::full({}, norm, DType::f64);
+    } else if (c.clip_grad_norm > 0) {
+      grad_norm = optim::clip_grad_norm_tensor(params, c.clip_grad_norm);
+    } else if (log) {
+      grad_norm = optim::grad_norm_tensor(params);
+    }
     scaler.step(params, [&] { zero ? zero->step() : optimizer.step(); });
     zero ? zero->zero_grad() : optimizer.zero_grad();
     double lr = optimizer.lr(0);
     scheduler.step();
     ++step;
+    window_syncs += host_sync_count() - syncs_before;
+    ++window_steps;
 
-    // ---- logging (every rank computes the mean loss; rank 0 prints and writes)
-    bool log = step % c.log_interval == 0 || step == total_steps;
-    double loss_mean = loss_sum / static_cast<double>(c.grad_accum);
+    // ---- logging (every rank computes the mean loss; rank 0 prints and writes). The loss is read back
+    // here, and before a checkpoint, so a diverged run stops (f16's loss scaler skips such steps
+    // instead) before it writes NaN weights.
     double elapsed = seconds_since(start);
+    if (log || checkpoint) {
+      double loss_mean = loss_sum.item() / static_cast<double>(c.grad_accum);
+      DTRAIN_CHECK(std::isfinite(loss_mean) || scaler.enabled(), "the loss is ", loss_mean, " at step ", step,
+                   ": training diverged; lower --lr, clip gradients (--clip-grad-norm) or use "
+                   "--precision f32");
+      if (log) loss_mean = dist::all_reduce_value(pg, loss_mean, dist::ReduceOp::avg);
+      last_loss = loss_mean;
+    }
     if (log) {
-      loss_mean = dist::all_reduce_value(pg, loss_mean, dist::ReduceOp::avg);
       double rate = static_cast<double>(window_items) / std::max(seconds_since(window_start), 1e-9);
+      // Host synchronisations of the steps since the last log, logging itself excluded: 0 but for
+      // f16's overflow flag (one a step).
+      const double syncs_per_step = static_cast<double>(window_syncs) / static_cast<double>(window_steps);
       items_total += static_cast<double>(window_items);
       window_items = 0;
       window_start = Clock::now();
+      window_syncs = 0, window_steps = 0;
       result.items_per_s = items_total / std::max(elapsed, 1e-9);
+      const double norm = grad_norm.defined() ? grad_norm.item() : 0.0;
       if (lead) {
         nlohmann::json record = {{"step", step},
                                  {"epoch", static_cast<double>(step) / static_cast<double>(steps_per_epoch)},
-                                 {"loss", loss_mean},
+                                 {"loss", last_loss},
                                  {"lr", lr},
-                                 {"grad_norm", grad_norm},
+                                 {"grad_norm", norm},
                                  {std::string(w->unit()) + "_per_s", rate},
                                  {"elapsed_s", elapsed}};
+        record["host_syncs_per_step"] = syncs_per_step;
         if (scaler.enabled()) record["loss_scale"] = scaler.scale_value();
         metrics.write(record);
-        progress.update(step, loss_mean, lr, rate, elapsed, true);
+        progress.update(step, last_loss, lr, rate, elapsed, true);
       }
     } else if (lead) {
-      progress.update(step, loss_mean, lr, result.items_per_s, elapsed, false);
+      progress.update(step, last_loss, lr, result.items_per_s, elapsed, false);
     }
-    result.final_loss = loss_mean;
+    result.final_loss = last_loss;
 
     // ---- evaluation and checkpoints
-    bool final = step == total_steps;
     if ((c.eval_interval > 0 && step % c.eval_interval == 0) || final) {
       last_eval = evaluate(*w, pg, micro_batch * c.grad_accum, c.eval_batches, device);
       if (lead) {
@@ -352,8 +392,7 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
         progress.print("eval @ step " + std::to_string(step) + ": " + last_eval.dump());
       }
     }
-    if (!c.checkpoint_dir.empty() &&
-        ((c.checkpoint_interval > 0 && step % c.checkpoint_interval == 0) || final)) {
+    if (checkpoint) {
       save_checkpoint(c, pg, *w, optimizer, scheduler, step, loader.position(), scaler.state());
     }
   }

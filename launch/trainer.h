@@ -17,6 +17,10 @@ struct TrainResult {
   nlohmann::json eval;  // the last evaluation's metrics
 };
 
+// The device this rank trains on: the CPU, its local rank's GPU (--device cuda; at most one rank per
+// visible GPU), or the one named (--device cuda:K; one rank per node). Throws a one-line error else.
+Device pick_device(const TrainConfig& config);
+
 // Trains as `config` says. `pg` is the job's process group (a one-rank group without a launcher).
 TrainResult train(const TrainConfig& config, std::shared_ptr<dist::ProcessGroup> pg);
 

@@ -27,6 +27,26 @@ void override_sizes(const TrainConfig& c, Config& m) {
   m.dropout = c.dropout;
 }
 
+// The values of a host batch's i64 tensor `t` (undefined: nothing), read where they lie: the batch is
+// still on the host, so this is no device read back.
+const int64_t* host_ids(const Tensor& t) {
+  DTRAIN_CHECK(t.device().is_cpu() && t.dtype() == DType::i64 && t.is_contiguous(),
+               "a batch's ids must be a contiguous i64 tensor on the host, got ", dtype_name(t.dtype()),
+               " on ", t.device().str());
+  return t.data<int64_t>();
+}
+
+// Every id of `t` in [0, limit) or equal to `allowed` (padding, ignored targets).
+void check_ids(const Tensor& t, int64_t limit, int64_t allowed, const char* what) {
+  if (!t.defined()) return;
+  const int64_t* ids = host_ids(t);
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    DTRAIN_CHECK(ids[i] == allowed || (ids[i] >= 0 && ids[i] < limit), "a training batch holds ", what,
+                 " ", ids[i], " at position ", i, ", outside the model's [0, ", limit,
+                 "): the dataset does not fit the model; check --data-dir and --dataset");
+  }
+}
+
 // ---- ViT on images: cross entropy over classes, top-1 accuracy.
 class VitWorkload : public Workload {
  public:
@@ -62,6 +82,9 @@ class VitWorkload : public Workload {
   std::shared_ptr<nn::Module> shared_model() override { return model_; }
   const char* unit() const override { return "images"; }
   int64_t items(const data::Batch& b) const override { return b.size(); }
+  void check_batch(const data::Batch& b) const override {
+    check_ids(b.target, model_->config().num_classes, -100, "class");
+  }
   Tensor loss(const data::Batch& b) override {
     return cross_entropy(model_->forward(b.input).to(DType::f32), b.target, -100, label_smoothing_);
   }
@@ -118,8 +141,14 @@ class TransformerWorkload : public Workload {
   std::shared_ptr<nn::Module> shared_model() override { return model_; }
   const char* unit() const override { return "tokens"; }
   int64_t items(const data::Batch& b) const override {
-    std::vector<int64_t> ids = b.target.to_vector<int64_t>();
-    return std::count_if(ids.begin(), ids.end(), [](int64_t id) { return id != data::CharVocab::kPad; });
+    const int64_t* ids = host_ids(b.target);
+    return std::count_if(ids, ids + b.target.numel(), [](int64_t id) { return id != data::CharVocab::kPad; });
+  }
+  void check_batch(const data::Batch& b) const override {
+    const models::TransformerConfig& m = model_->config();
+    check_ids(b.input, m.src_vocab, data::CharVocab::kPad, "source token");
+    check_ids(b.decoder_input, m.tgt_vocab, data::CharVocab::kPad, "target token");
+    check_ids(b.target, m.tgt_vocab, data::CharVocab::kPad, "target token");
   }
   Tensor loss(const data::Batch& b) override {
     Tensor logits = model_->forward(b.input, b.decoder_input).to(DType::f32);
@@ -129,7 +158,8 @@ class TransformerWorkload : public Workload {
     Tensor logits = model_->forward(b.input, b.decoder_input).to(DType::f32);
     double loss_sum = cross_entropy(logits.flatten(0, 1), b.target.flatten(), data::CharVocab::kPad,
                                     0.0, Reduction::sum).item();
-    double tokens = sum(gt(b.target, Tensor::zeros({}, DType::i64)).to(DType::f32)).item();
+    // Non-padding targets (padding is id 0), compared on the targets' own device.
+    double tokens = sum(gt(b.target, Tensor::zeros({}, DType::i64, b.target.device())).to(DType::f32)).item();
     auto decoded = model_->greedy_decode(b.input, data::CharVocab::kBos, data::CharVocab::kEos,
                                          b.target.size(1) + 4);
     double exact = 0, edits = 0, chars = 0;
@@ -203,6 +233,10 @@ class GptWorkload : public Workload {
   std::shared_ptr<nn::Module> shared_model() override { return model_; }
   const char* unit() const override { return "tokens"; }
   int64_t items(const data::Batch& b) const override { return b.target.numel(); }
+  void check_batch(const data::Batch& b) const override {
+    check_ids(b.input, model_->config().vocab_size, -1, "token");
+    check_ids(b.target, model_->config().vocab_size, -1, "token");
+  }
   Tensor loss(const data::Batch& b) override {
     Tensor logits = model_->forward(b.input).to(DType::f32);
     return cross_entropy(logits.flatten(0, 1), b.target.flatten());

@@ -24,6 +24,10 @@ class Workload {
   virtual const char* unit() const = 0;
   // Images, or target tokens that are not padding, in a batch (on the host).
   virtual int64_t items(const data::Batch& batch) const = 0;
+  // Checks a batch on the host, before it is copied to the model's device: every class target and
+  // token id within the model's range. Device kernels do not stop on a bad index (reading indices
+  // back would stall every step), so a dataset that does not fit the model is caught here.
+  virtual void check_batch(const data::Batch& batch) const = 0;
   // Mean loss of a batch (already on the model's device), differentiable.
   virtual Tensor loss(const data::Batch& batch) = 0;
   // Sums over one eval batch that add up across batches and ranks, e.g. {loss_sum, correct, count}.

@@ -57,20 +57,15 @@ Transformer::Transformer(const TransformerConfig& c) : Module("Transformer"), co
 Tensor Transformer::padding_mask(const Tensor& tokens) const {
   // 1 where the token is padding. A row of nothing but padding (an empty sequence) is left unmasked:
   // with every key masked its softmax would be 0/0, and the NaN would spread through the whole
-  // batch's loss. torch.nn.Transformer gives NaN there; on every other input the two agree.
-  std::vector<int64_t> ids = tokens.to_vector<int64_t>();
-  int64_t batch = tokens.size(0), length = tokens.size(1);
-  std::vector<int64_t> mask(ids.size());
-  for (int64_t b = 0; b < batch; ++b) {
-    bool all_pad = true;
-    for (int64_t t = 0; t < length; ++t) {
-      auto i = static_cast<size_t>(b * length + t);
-      mask[i] = ids[i] == config_.pad_id ? 1 : 0;
-      all_pad = all_pad && mask[i] != 0;
-    }
-    if (all_pad) std::fill(mask.begin() + b * length, mask.begin() + (b + 1) * length, 0);
-  }
-  return Tensor::from_vector(mask, {batch, length}, DType::i64, tokens.device());
+  // batch's loss. torch.nn.Transformer gives NaN there; on every other input the two agree. Formed on
+  // the tokens' device (no read back): f32 [B, L], exact for any length below 2^24.
+  NoGradGuard no_grad;
+  const Device device = tokens.device();
+  const Tensor pad = eq(tokens, Tensor::full({}, static_cast<double>(config_.pad_id), tokens.dtype(), device))
+                         .to(DType::f32);
+  const Tensor length = Tensor::full({}, static_cast<double>(tokens.size(1)), DType::f32, device);
+  const Tensor all_pad = eq(sum(pad, {1}, true), length);  // [B, 1]
+  return mul(pad, rsub(1.0, all_pad));
 }
 
 Tensor Transformer::encode(const Tensor& src) const {

@@ -58,7 +58,7 @@ class Transformer : public nn::Module {
   std::shared_ptr<nn::Linear> generator;
 
  private:
-  Tensor padding_mask(const Tensor& tokens) const;  // i64 [B, T], 1 where pad (see the .cpp)
+  Tensor padding_mask(const Tensor& tokens) const;  // f32 [B, T], 1 where pad (see the .cpp)
   TransformerConfig config_;
 };
 

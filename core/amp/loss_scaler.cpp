@@ -29,24 +29,32 @@ Tensor DynamicLossScaler::scale(const Tensor& loss) const {
   return mul(loss, scale_);
 }
 
-bool has_inf_or_nan(const Tensor& t) {
+Tensor inf_or_nan_sum(const Tensor& t) {
   NoGradGuard no_grad;
-  return std::isnan(sum(mul(t, 0.0)).item());
+  Tensor s = sum(mul(t, 0.0));
+  return s.dtype() == DType::f32 ? s : s.to(DType::f32);
 }
+
+bool has_inf_or_nan(const Tensor& t) { return std::isnan(inf_or_nan_sum(t).item()); }
 
 bool DynamicLossScaler::unscale(const std::vector<Tensor>& params) {
   if (!options_.enabled) return false;
   if (unscaled_) return found_inf_;
   NoGradGuard no_grad;
-  bool local = false;
   const double inv = 1.0 / scale_;
+  Tensor nan_sum;  // NaN when any gradient holds an inf or a NaN
   for (const Tensor& p : params) {
     Tensor g = p.defined() ? p.grad() : Tensor();
     if (!g.defined()) continue;
     mul_(g, inv);
-    if (!local && has_inf_or_nan(g)) local = true;
+    Tensor s = inf_or_nan_sum(g);
+    nan_sum = nan_sum.defined() ? add(nan_sum, s.to(nan_sum.device())) : s;
   }
-  found_inf_ = reducer_ ? reducer_(local) : local;
+  if (!nan_sum.defined()) nan_sum = Tensor::zeros({}, DType::f32);
+  // 1 where the sum is NaN (NaN is the one value not equal to itself), then every rank's maximum.
+  Tensor found = rsub(1.0, eq(nan_sum, nan_sum));
+  if (reducer_) reducer_(found);
+  found_inf_ = found.item() > 0.0;
   unscaled_ = true;
   return found_inf_;
 }

@@ -35,8 +35,9 @@ struct LossScalerOptions {
 
 class DynamicLossScaler {
  public:
-  // Maps this rank's "found inf/nan" to the job's (any rank found one).
-  using OverflowReducer = std::function<bool(bool local_overflow)>;
+  // Turns this rank's "found inf/nan" flag (a 0-dim f32 tensor on the gradients' device: 1 found, 0
+  // not) into the job's, in place: an all-reduce of max, queued like any other device work.
+  using OverflowReducer = std::function<void(Tensor& found_inf)>;
 
   explicit DynamicLossScaler(LossScalerOptions options = {});
   void set_overflow_reducer(OverflowReducer reducer) { reducer_ = std::move(reducer); }
@@ -45,7 +46,9 @@ class DynamicLossScaler {
   Tensor scale(const Tensor& loss) const;
   // Divides each parameter's gradient by the scale in place and finds whether any is inf or NaN,
   // agreed across ranks. At most once per step; later calls return the first answer. Parameters
-  // without a gradient are skipped.
+  // without a gradient are skipped. The flag is formed on the device and read back once: the step's
+  // one host synchronisation (PyTorch's GradScaler with an unfused optimizer reads it too). A fused
+  // optimizer that takes the flag on the device would remove it.
   bool unscale(const std::vector<Tensor>& params);
   // Unscales (if not done yet), runs `optimizer_step` unless an overflow was found, and updates the
   // scale. Returns whether the step ran.
@@ -78,5 +81,8 @@ class DynamicLossScaler {
 // True when any element of `t` is inf or NaN. (t * 0 is NaN exactly at those elements and 0
 // elsewhere, and a sum containing a NaN is NaN - unlike a max, which some kernels let skip NaN.)
 bool has_inf_or_nan(const Tensor& t);
+// The same without a read back: sum(t * 0) as a 0-dim f32 tensor on t's device, NaN when t holds an
+// inf or a NaN and 0 otherwise; such sums add up across tensors.
+Tensor inf_or_nan_sum(const Tensor& t);
 
 }  // namespace dtrain::amp

@@ -10,7 +10,37 @@ namespace dtrain {
 // Defined in core/backend/cuda (built when the CUDA toolkit is found).
 Backend& cuda_backend();
 int cuda_backend_device_count();
+std::string cuda_backend_unavailable_reason();
+namespace cuda {
+void cuda_set_allow_tf32(bool allow);
+void cuda_select_device(int index);
+}  // namespace cuda
 #endif
+
+std::string cuda_unavailable_reason() {
+#ifdef DTRAIN_WITH_CUDA
+  return cuda_backend_unavailable_reason();
+#else
+  return "dtrain was built without CUDA; rebuild where nvcc is found (-DDTRAIN_CUDA=ON) or run with "
+         "--device cpu";
+#endif
+}
+
+void select_device(Device device) {
+#ifdef DTRAIN_WITH_CUDA
+  if (device.is_cuda()) cuda::cuda_select_device(device.index);
+#else
+  (void)device;
+#endif
+}
+
+void set_allow_tf32(bool allow) {
+#ifdef DTRAIN_WITH_CUDA
+  cuda::cuda_set_allow_tf32(allow);
+#else
+  (void)allow;
+#endif
+}
 
 namespace {
 std::atomic<uint64_t> g_host_syncs{0};
@@ -34,8 +64,7 @@ Backend& backend_for(Device device) {
   if (device.is_cpu()) return cpu;
 #ifdef DTRAIN_WITH_CUDA
   int count = cuda_device_count();
-  DTRAIN_CHECK(count > 0, "device ", device.str(),
-               " requested but no CUDA device is visible; run with --device cpu");
+  DTRAIN_CHECK(count > 0, "device ", device.str(), " requested but ", cuda_backend_unavailable_reason());
   DTRAIN_CHECK(device.index < count, "device ", device.str(), " requested but only ", count,
                " CUDA device(s) are visible");
   return cuda_backend();

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "core/tensor/tensor.h"
 
@@ -148,6 +149,12 @@ class Backend {
 Backend& backend_for(Device device);
 bool cuda_available();  // built with CUDA and at least one device visible
 int cuda_device_count();
+// Why no CUDA device can be used, in one line ending with what to do (no driver, a driver older than
+// the runtime, no device, a build without CUDA); empty when one can.
+std::string cuda_unavailable_reason();
+// Makes `device` this process's GPU, once, before any other CUDA work (no-op for the CPU): no context
+// is ever opened on another GPU. A second call with another GPU is an error.
+void select_device(Device device);
 
 // Host synchronisations: each time the host waits for device work or reads back a value the device
 // computed (Tensor::item/to_vector, a copy to the host, a stream/event/device synchronise, a host wait
@@ -156,6 +163,10 @@ int cuda_device_count();
 // count too, so a CPU run accounts for the same points a GPU run would stall at. Thread-safe.
 uint64_t host_sync_count();
 void count_host_sync();
+
+// TF32 tensor cores for f32 GEMM and convolution on GPUs (no effect on the CPU). Off unless set here
+// or by DTRAIN_ALLOW_TF32=1; `dtrain train` sets it from --tf32 (on by default).
+void set_allow_tf32(bool allow);
 
 // Threads used by CPU kernels and OpenBLAS.
 void set_num_threads(int n);

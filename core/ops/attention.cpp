@@ -8,6 +8,9 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <vector>
 
 #include "core/autograd/grad_mode.h"
@@ -22,15 +25,23 @@ namespace dtrain {
 namespace {
 
 // Additive causal mask [Tq, Tk]: query i may attend to keys j <= i (the top-left aligned triangle,
-// as torch's is_causal); -inf above the diagonal, 0 elsewhere.
+// as torch's is_causal); -inf above the diagonal, 0 elsewhere. Made once per shape, dtype and device
+// and kept (a model sees a handful of lengths), so a step does not build and upload it per layer.
+// Nothing writes to it: every use adds it to the scores out of place.
 Tensor causal_mask(int64_t tq, int64_t tk, DType dtype, Device device) {
+  using Key = std::tuple<int64_t, int64_t, DType, int, int>;
+  static std::mutex mutex;
+  static auto* cache = new std::map<Key, Tensor>();  // leaked: device memory outlives static destructors
+  const Key key{tq, tk, dtype, static_cast<int>(device.kind), device.index};
+  std::lock_guard<std::mutex> lock(mutex);
+  if (auto it = cache->find(key); it != cache->end()) return it->second;
   std::vector<double> m(static_cast<size_t>(tq * tk), 0.0);
   for (int64_t i = 0; i < tq; ++i) {
     for (int64_t j = i + 1; j < tk; ++j) {
       m[static_cast<size_t>(i * tk + j)] = -std::numeric_limits<double>::infinity();
     }
   }
-  return Tensor::from_vector(m, {tq, tk}, dtype, device);
+  return cache->emplace(key, Tensor::from_vector(m, {tq, tk}, dtype, device)).first->second;
 }
 
 // The mask as the fused kernels take it: contiguous [B or 1, 1, Tq or 1, Tk], f64 for f64 inputs and
@@ -173,9 +184,12 @@ Tensor key_padding_to_attn_mask(const Tensor& key_padding_mask, DType dtype) {
   DTRAIN_CHECK(is_floating(dtype), "key_padding_to_attn_mask: dtype ", dtype_name(dtype),
                " is not floating; an additive mask needs -inf");
   const int64_t batch = key_padding_mask.size(0), tk = key_padding_mask.size(1);
-  std::vector<double> pad = key_padding_mask.to_vector<double>();
-  for (double& x : pad) x = x != 0.0 ? -std::numeric_limits<double>::infinity() : 0.0;
-  return Tensor::from_vector(pad, {batch, 1, 1, tk}, dtype, key_padding_mask.device());
+  // log(1) = 0 where the key is kept and log(0) = -inf where it is padding: formed on the mask's
+  // device, with no read back.
+  NoGradGuard no_grad;
+  const Tensor mask = key_padding_mask.to(dtype);
+  const Tensor kept = eq(mask, Tensor::zeros({}, dtype, mask.device()));
+  return log(kept).reshape({batch, 1, 1, tk});
 }
 
 }  // namespace dtrain

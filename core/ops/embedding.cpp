@@ -25,11 +25,13 @@ Tensor embedding(const Tensor& weight_in, const Tensor& indices_in, int64_t padd
 
   const Tensor indices =
       (indices_in.dtype() == DType::i64 ? indices_in : indices_in.to(DType::i64)).contiguous();
-  // Checked on the host: an index out of range would read (or, in backward, write) outside the
-  // table, and the error should say which one.
-  {
-    const std::vector<int64_t> idx = indices.to_vector<int64_t>();
-    for (size_t i = 0; i < idx.size(); ++i) {
+  // On the CPU the indices are checked here, where it costs no wait: an index out of range would read
+  // (or, in backward, write) outside the table, and the error should say which one. Device indices are
+  // not read back (a wait on every step): the data pipeline checks them on the host before the copy
+  // (launch/workload.cpp), and the device kernels leave an out-of-range row NaN and its gradient unsent.
+  if (indices.device().is_cpu()) {
+    const int64_t* idx = indices.data<int64_t>();
+    for (int64_t i = 0; i < indices.numel(); ++i) {
       DTRAIN_CHECK(idx[i] >= 0 && idx[i] < vocab, "embedding: index ", idx[i], " at position ", i,
                    " of indices ", shape_str(indices.shape()), " is outside [0, ", vocab,
                    ") for weight ", shape_str(weight_in.shape()));

@@ -44,16 +44,16 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in, int64_t 
 
   const Tensor targets =
       (targets_in.dtype() == DType::i64 ? targets_in : targets_in.to(DType::i64)).contiguous();
-  // Range check on the host; it also counts the rows that enter the mean.
-  int64_t counted = 0;
-  {
-    const std::vector<int64_t> t = targets.to_vector<int64_t>();
-    for (size_t i = 0; i < t.size(); ++i) {
+  // On the CPU the targets are range-checked here, where it costs no wait. Device targets are not
+  // read back (that would stall every step): the data pipeline checks them on the host before the copy
+  // (launch/workload.cpp), and the device kernels give an out-of-range row a NaN loss.
+  if (targets.device().is_cpu()) {
+    const int64_t* t = targets.data<int64_t>();
+    for (int64_t i = 0; i < targets.numel(); ++i) {
       if (t[i] == ignore_index) continue;
       DTRAIN_CHECK(t[i] >= 0 && t[i] < classes, "cross_entropy: target ", t[i], " at position ", i,
                    " is outside [0, ", classes, ") for logits ", shape_str(logits_in.shape()),
                    " (ignore_index is ", ignore_index, ")");
-      ++counted;
     }
   }
 
@@ -65,28 +65,44 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in, int64_t 
   if (rows > 0) be.cross_entropy(logits, targets, ignore_index, label_smoothing, losses);
 
   Tensor out;
-  double scale = 1.0;  // d(out)/d(losses[i]) for the reductions
+  Tensor mean_scale;  // d(out)/d(losses[i]) of the mean, on the device (the sum's is 1)
   if (reduction == Reduction::none) {
     out = losses.view(targets_in.shape());
   } else {
     out = Tensor::empty({}, dtype, device);
     be.reduce(ReduceOp::sum, losses, 1, rows, 1, out, Tensor());
     if (reduction == Reduction::mean) {
-      // As torch: divide by the rows that were not ignored (0/0 = nan when all were; those rows
-      // then get no gradient).
-      if (counted == 0) {
-        out.fill_(std::numeric_limits<double>::quiet_NaN());
-        scale = 0.0;
-      } else {
-        be.binary_scalar(BinaryOp::div, out, static_cast<double>(counted), false, out);
-        scale = 1.0 / static_cast<double>(counted);
+      // As torch: divide by the rows that were not ignored, counted where the targets are (0/0 = nan
+      // when all were ignored); the gradient scale is 1 / max(count, 1) (with no row counted, every
+      // row is ignored and gets no gradient whatever the scale).
+      // Counted in f32 (f64 for f64), exact up to 2^24 rows whatever the logits' dtype.
+      const DType count_type = dtype == DType::f64 ? DType::f64 : DType::f32;
+      Tensor kept = Tensor::empty({rows}, count_type, device);
+      Tensor count = Tensor::empty({}, count_type, device);
+      if (rows > 0) {
+        be.copy(targets.view({rows}), kept);
+        be.binary_scalar(BinaryOp::ne, kept, static_cast<double>(ignore_index), false, kept);
       }
+      be.reduce(ReduceOp::sum, kept, 1, rows, 1, count, Tensor());
+      Tensor scale = Tensor::empty({}, count_type, device);
+      be.binary_scalar(BinaryOp::maximum, count, 1.0, false, scale);
+      be.binary_scalar(BinaryOp::div, scale, 1.0, true, scale);
+      if (count_type != dtype) {
+        Tensor narrowed = Tensor::empty({}, dtype, device);
+        be.copy(count, narrowed);
+        count = narrowed;
+        mean_scale = Tensor::empty({}, dtype, device);
+        be.copy(scale, mean_scale);
+      } else {
+        mean_scale = scale;
+      }
+      be.binary(BinaryOp::div, out, count, out);
     }
   }
 
   return autograd::record(
       "cross_entropy", {logits_in}, out,
-      [logits_d = logits, targets, ignore_index, label_smoothing, reduction, scale, rows](
+      [logits_d = logits, targets, ignore_index, label_smoothing, reduction, mean_scale, rows](
           const Tensor& grad_out, const std::vector<bool>& needs) {
         if (!needs[0]) return std::vector<Tensor>{Tensor()};
         const Device dev = logits_d.device();
@@ -97,7 +113,10 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in, int64_t 
         } else {
           // Every row receives the scalar gradient (times 1/count for the mean).
           b.copy(make_view(grad_out, {rows}, {0}, grad_out.offset()), grad_losses);
-          if (scale != 1.0) b.binary_scalar(BinaryOp::mul, grad_losses, scale, false, grad_losses);
+          if (mean_scale.defined()) {
+            b.binary(BinaryOp::mul, grad_losses,
+                     make_view(mean_scale, {rows}, {0}, mean_scale.offset()), grad_losses);
+          }
         }
         Tensor dlogits = Tensor::empty(logits_d.shape(), logits_d.dtype(), dev);
         if (rows > 0) {

@@ -91,7 +91,8 @@ TEST(MpiLossScaler, InfOnOneRankMakesEveryRankSkipAndHalve) {
   amp::LossScalerOptions options;
   options.growth_interval = 2;
   amp::DynamicLossScaler scaler(options);
-  scaler.set_overflow_reducer([pg](bool local) { return dist::any_rank(*pg, local); });
+  scaler.set_overflow_reducer(
+      [pg](Tensor& found) { pg->all_reduce(found, dist::ReduceOp::max)->wait(); });
   const int64_t local = kGlobalBatch / pg->size();
   Batch b = make_batch(0, kGlobalBatch).rows(pg->rank() * local, (pg->rank() + 1) * local);
 
@@ -143,7 +144,8 @@ std::vector<float> train_mixed(bool f16, bool zero) {
     opt = std::make_unique<optim::SGD>(model->parameters(), optim::SGDOptions{.lr = 0.1});
   }
   amp::DynamicLossScaler scaler({.enabled = f16});
-  scaler.set_overflow_reducer([pg](bool local) { return dist::any_rank(*pg, local); });
+  scaler.set_overflow_reducer(
+      [pg](Tensor& found) { pg->all_reduce(found, dist::ReduceOp::max)->wait(); });
   const int64_t local = kGlobalBatch / pg->size();
   auto gemm = [](const Tensor& t) { return amp::autocast(amp::OpClass::gemm, t); };
   auto f32 = [](const Tensor& t) { return amp::autocast(amp::OpClass::other, t); };

@@ -125,9 +125,9 @@ TEST(LossScaler, OverflowSkipsAndHalvesCleanStepsGrow) {
 TEST(LossScaler, ReducerDecidesForEveryRank) {
   DynamicLossScaler scaler({.init_scale = 8.0});
   bool seen_local = true;
-  scaler.set_overflow_reducer([&](bool local) {
-    seen_local = local;
-    return true;  // another rank overflowed
+  scaler.set_overflow_reducer([&](Tensor& found) {
+    seen_local = found.item() > 0.0;
+    found.fill_(1.0);  // another rank overflowed
   });
   int steps = 0;
   EXPECT_FALSE(scaler.step(params_with_grads({{1, 2}}), [&] { ++steps; }));

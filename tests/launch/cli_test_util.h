@@ -163,6 +163,41 @@ class CliTest : public ::testing::Test {
   fs::path dir_;
 };
 
+// mpiexec: the one CMake found (MPIEXEC_EXECUTABLE in the build's CMakeCache.txt), else the first
+// mpiexec or mpirun on PATH; empty where there is none.
+inline bool is_executable(const std::string& path) { return !path.empty() && ::access(path.c_str(), X_OK) == 0; }
+
+// CMake's choice first (FindMPI caches it in the build directory), then PATH.
+inline const std::string& mpiexec() {
+  static const std::string found = [] {
+    std::ifstream cache(DTRAIN_BINARY_DIR "/CMakeCache.txt");
+    for (std::string line; std::getline(cache, line);) {
+      if (line.starts_with("MPIEXEC_EXECUTABLE:")) {
+        std::string value = line.substr(line.find('=') + 1);
+        if (is_executable(value)) return value;
+      }
+    }
+    const char* path = std::getenv("PATH");
+    for (const char* name : {"mpiexec", "mpirun"}) {
+      std::istringstream dirs(path ? path : "");
+      for (std::string dir; std::getline(dirs, dir, ':');) {
+        if (!dir.empty() && is_executable(dir + "/" + name)) return dir + "/" + name;
+      }
+    }
+    return std::string();
+  }();
+  return found;
+}
+
+#define REQUIRE_MPIEXEC()                                                                              \
+  do {                                                                                                 \
+    if (mpiexec().empty()) GTEST_SKIP() << "no mpiexec: not in the build's CMakeCache.txt nor on PATH"; \
+  } while (0)
+
+inline std::string mpi_prefix(int np) {
+  return shell_quote(mpiexec()) + " --allow-run-as-root --oversubscribe -np " + std::to_string(np) + " ";
+}
+
 // What every failure must look like: a non-zero exit and exactly one line on stderr, the
 // "dtrain train: error: ..." that main prints, naming what was wrong.
 inline void expect_one_line_error(const RunResult& r, const std::vector<std::string>& mentions) {

@@ -119,7 +119,7 @@ TEST_F(Cli, HelpListsEveryOptionWithItsDefault) {
       {"seq-len", "64"}, {"batch-size", "128"}, {"grad-accum", "1"}, {"steps", "0"}, {"epochs", "1"},
       {"optimizer", "adamw"}, {"lr", "0.001"}, {"min-lr", "0"}, {"schedule", "cosine"},
       {"warmup-steps", "0"}, {"weight-decay", "0.05"}, {"clip-grad-norm", "1"}, {"label-smoothing", "0"},
-      {"precision", "f32"}, {"device", "cpu"}, {"seed", "0"}, {"threads", "0"}, {"bucket-cap-mb", "25"},
+      {"precision", "f32"}, {"device", "cpu"}, {"tf32", "1"}, {"seed", "0"}, {"threads", "0"}, {"bucket-cap-mb", "25"},
       {"zero", "0"}, {"collective-timeout", "600"}, {"checkpoint-dir", "\"\""},
       {"checkpoint-interval", "0"}, {"resume", "\"\""}, {"eval-interval", "0"}, {"eval-batches", "0"},
       {"log-interval", "10"}, {"metrics-file", "\"\""}, {"progress", "1"},
@@ -204,7 +204,7 @@ TEST_F(Cli, MetricsFileAndSummaryLine) {
 
   std::vector<nlohmann::json> records = read_jsonl(metrics);
   const std::set<std::string> step_keys = {"step", "epoch", "loss", "lr", "grad_norm", "images_per_s",
-                                           "elapsed_s"};
+                                           "elapsed_s", "host_syncs_per_step"};
   const std::set<std::string> eval_keys = {"step", "split", "loss", "accuracy"};
   std::vector<int64_t> logged, evaluated;
   for (const nlohmann::json& rec : records) {

@@ -36,39 +36,6 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 // One OpenMP/OpenBLAS thread per rank: the machines that run these tests have two cores.
 const std::string kEnv = "export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1; ";
 
-bool is_executable(const std::string& path) { return !path.empty() && ::access(path.c_str(), X_OK) == 0; }
-
-// CMake's choice first (FindMPI caches it in the build directory), then PATH.
-const std::string& mpiexec() {
-  static const std::string found = [] {
-    std::ifstream cache(DTRAIN_BINARY_DIR "/CMakeCache.txt");
-    for (std::string line; std::getline(cache, line);) {
-      if (line.starts_with("MPIEXEC_EXECUTABLE:")) {
-        std::string value = line.substr(line.find('=') + 1);
-        if (is_executable(value)) return value;
-      }
-    }
-    const char* path = std::getenv("PATH");
-    for (const char* name : {"mpiexec", "mpirun"}) {
-      std::istringstream dirs(path ? path : "");
-      for (std::string dir; std::getline(dirs, dir, ':');) {
-        if (!dir.empty() && is_executable(dir + "/" + name)) return dir + "/" + name;
-      }
-    }
-    return std::string();
-  }();
-  return found;
-}
-
-#define REQUIRE_MPIEXEC()                                                                              \
-  do {                                                                                                 \
-    if (mpiexec().empty()) GTEST_SKIP() << "no mpiexec: not in the build's CMakeCache.txt nor on PATH"; \
-  } while (0)
-
-std::string mpi_prefix(int np) {
-  return shell_quote(mpiexec()) + " --allow-run-as-root --oversubscribe -np " + std::to_string(np) + " ";
-}
-
 std::string dtrain_command(const std::string& subcommand, const std::vector<std::string>& args) {
   std::string command = shell_quote(kDtrain) + " " + subcommand;
   for (const std::string& a : args) command += " " + shell_quote(a);

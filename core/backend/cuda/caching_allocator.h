@@ -35,7 +35,7 @@ class DeviceMemoryOps {
   virtual void* record_event(void* stream) = 0;  // an event marking the work queued on stream so far
   virtual bool event_done(void* event) = 0;
   virtual void destroy_event(void* event) = 0;
-  virtual void synchronize() = 0;  // waits for all work on the device
+  virtual void synchronize() = 0;  // waits for all work on the device (a counted host sync)
 };
 
 struct AllocatorStats {

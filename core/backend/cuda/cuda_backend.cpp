@@ -1,6 +1,8 @@
 // CUDA backend: the registry entry points backend.cpp calls, memory, and synchronisation.
 #include "core/backend/cuda/cuda_backend.h"
 
+#include <string>
+
 #include "core/backend/cuda/cuda_check.h"
 #include "core/backend/cuda/cuda_device.h"
 #include "core/backend/cuda/cuda_tensor_util.h"
@@ -39,6 +41,8 @@ Backend& cuda_backend() {
 }
 
 int cuda_backend_device_count() { return cuda::device_count(); }
+// For backend_for's message when no device can be used (a driver older than the runtime, ...).
+std::string cuda_backend_unavailable_reason() { return cuda::cuda_unavailable_reason(); }
 
 void* CudaBackend::allocate(size_t nbytes, int device_index) {
   cuda::DeviceContext& ctx = cuda::device_context(device_index);
@@ -55,18 +59,19 @@ void CudaBackend::deallocate(void* ptr, size_t, int device_index) {
 
 void CudaBackend::copy_to_host(const void* src, void* dst_host, size_t nbytes, int device_index) {
   cuda::DeviceContext& ctx = cuda::device_context(device_index);
-  ctx.staging.to_host(src, dst_host, nbytes, ctx.stream);
+  ctx.staging.to_host(src, dst_host, nbytes, ctx.stream);  // counts its host sync
 }
 
 void CudaBackend::copy_from_host(const void* src_host, void* dst, size_t nbytes,
                                  int device_index) {
   cuda::DeviceContext& ctx = cuda::device_context(device_index);
-  ctx.staging.to_device(src_host, dst, nbytes, ctx.stream);
+  ctx.staging.to_device(src_host, dst, nbytes, ctx.stream, *ctx.allocator);
 }
 
 void CudaBackend::synchronize(int device_index) {
   cuda::DeviceContext& ctx = cuda::device_context(device_index);
   cuda::DeviceGuard guard(device_index);
+  count_host_sync();
   DTRAIN_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
 }
 

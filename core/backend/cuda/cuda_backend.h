@@ -1,13 +1,16 @@
-// The CUDA backend: the kernel interface of core/backend/backend.h on NVIDIA GPUs. Every call is queued
-// on the device's compute stream (cuda_device.h) and returns without waiting, except the copies to the
-// host and synchronize(). Its methods are defined across the files of this folder, one per kernel
-// family: cuda_backend.cpp (memory, registry), cuda_elementwise.cu (copy, fill, unary, binary),
-// cuda_reduce.cu, cuda_random.cu, cuda_gemm.cpp (cuBLASLt), cuda_nn.cu (softmax, layer_norm,
-// embedding, cross_entropy), cuda_conv.cpp (cuDNN convolution) and cuda_pool.cu (pooling).
+// The CUDA backend: the kernel interface of core/backend/backend.h on NVIDIA GPUs. Every call is
+// queued on the device's compute stream (cuda_device.h) and returns without waiting, except the
+// copies to the host and synchronize() (each counted by count_host_sync). Uploads run on a copy
+// stream the compute stream waits for on the device. Its methods are defined across the files of
+// this folder, one per kernel family: cuda_backend.cpp (memory, registry), cuda_elementwise.cu
+// (copy, fill, unary, binary), cuda_reduce.cu, cuda_random.cu, cuda_gemm.cpp (cuBLASLt), cuda_nn.cu
+// (softmax, layer_norm, embedding, cross_entropy), cuda_conv.cpp (cuDNN convolution) and
+// cuda_pool.cu (pooling).
 //
-// Floating kernels take f32, f64, f16 and bf16; f16 and bf16 are loaded into f32 registers, computed in
-// f32 and rounded once on store (the CPU backend's rounding). Fused attention is not provided: sdpa()
-// keeps the interface's default (false), so attention is composed from gemm and softmax.
+// Floating kernels take f32, f64, f16 and bf16; f16 and bf16 are loaded into f32 registers,
+// computed in f32 and rounded once on store (the CPU backend's rounding). Fused attention is not
+// provided: sdpa() keeps the interface's default (false), so attention is composed from gemm and
+// softmax.
 #pragma once
 #include "core/backend/backend.h"
 

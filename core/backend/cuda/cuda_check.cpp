@@ -41,6 +41,10 @@ void check_cudnn(cudnnStatus_t status, const char* call) {
   throw Error(detail::concat(call_name(call), " failed: ", cudnnGetErrorString(status)));
 }
 
+bool cudnn_declined(cudnnStatus_t status) {
+  return CUDNN_STATUS_CATEGORY(static_cast<int>(status)) == CUDNN_STATUS_NOT_SUPPORTED;
+}
+
 void check_launch(const char* kernel) {
   cudaError_t status = cudaGetLastError();
   if (status == cudaSuccess) return;

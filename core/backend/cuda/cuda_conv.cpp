@@ -1,10 +1,20 @@
-// CUDA 2-D convolution through cuDNN's convolution API (NCHW, cross-correlation, groups), forward and
-// backward. Algorithms come from cuDNN's heuristics (the _v7 queries), taking the first that succeeds
-// within the workspace limit; for the filter gradient a deterministic algorithm is preferred, so
-// training runs repeat bit for bit. f16/bf16 run on tensor cores with f32 accumulation; when cuDNN
-// offers nothing for a half-precision shape, the convolution runs on f32 copies instead. f32 uses
-// tensor cores (TF32) only when allowed (cuda_device.h). The bias and its gradient are plain
-// broadcast add and reductions (deterministic).
+// CUDA 2-D convolution through cuDNN's convolution API (NCHW, cross-correlation, groups), forward
+// and backward. Algorithms come from cuDNN's heuristics (the _v7 queries), taking the first that
+// succeeds within the workspace limit; for the filter gradient a deterministic algorithm is
+// preferred, so training runs repeat bit for bit. The descriptors and the chosen algorithm are made
+// once per problem (ConvPlan, keyed on shapes, arguments, dtype, TF32 setting, device and pass), so
+// a training step's convolutions cost a map look-up of host work each.
+//
+// f16/bf16 run on tensor cores with f32 accumulation; when cuDNN declines a half-precision shape
+// (any CUDNN_STATUS_NOT_SUPPORTED_* status), the convolution runs on f32 copies instead. f32 uses
+// tensor cores (TF32) only when allowed (cuda_device.h); otherwise its descriptors are pinned to
+// CUDNN_FMA_MATH, since algorithms reporting CUDNN_DEFAULT_MATH may use TF32 on Ampere and later.
+// The bias and its gradient are plain broadcast add and reductions (deterministic).
+#include <algorithm>
+#include <array>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "core/backend/cuda/cuda_backend.h"
@@ -36,47 +46,204 @@ int to_int(int64_t v, const char* what) {
   return static_cast<int>(v);
 }
 
+using Dims4 = std::array<int, 4>;
+Dims4 dims_of(const Tensor& t, const char* what) {
+  return {to_int(t.size(0), what), to_int(t.size(1), what), to_int(t.size(2), what),
+          to_int(t.size(3), what)};
+}
+
+// Owners of cuDNN descriptors (never copied: plans hold them in place).
 struct TensorDesc {
   cudnnTensorDescriptor_t d = nullptr;
-  TensorDesc(const Tensor& t, DType type) {
+  TensorDesc(const Dims4& s, DType type) {
     DTRAIN_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d));
-    DTRAIN_CUDNN_CHECK(cudnnSetTensor4dDescriptor(
-        d, CUDNN_TENSOR_NCHW, cudnn_type(type), to_int(t.size(0), "N"), to_int(t.size(1), "C"),
-        to_int(t.size(2), "H"), to_int(t.size(3), "W")));
+    DTRAIN_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, cudnn_type(type), s[0],
+                                                  s[1], s[2], s[3]));
   }
   ~TensorDesc() { cudnnDestroyTensorDescriptor(d); }
+  TensorDesc(const TensorDesc&) = delete;
+  TensorDesc& operator=(const TensorDesc&) = delete;
 };
 
 struct FilterDesc {
   cudnnFilterDescriptor_t d = nullptr;
-  FilterDesc(const Tensor& w, DType type) {
+  FilterDesc(const Dims4& s, DType type) {
     DTRAIN_CUDNN_CHECK(cudnnCreateFilterDescriptor(&d));
-    DTRAIN_CUDNN_CHECK(cudnnSetFilter4dDescriptor(
-        d, cudnn_type(type), CUDNN_TENSOR_NCHW, to_int(w.size(0), "C_out"),
-        to_int(w.size(1), "C_in/groups"), to_int(w.size(2), "KH"), to_int(w.size(3), "KW")));
+    DTRAIN_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d, cudnn_type(type), CUDNN_TENSOR_NCHW, s[0],
+                                                  s[1], s[2], s[3]));
   }
   ~FilterDesc() { cudnnDestroyFilterDescriptor(d); }
+  FilterDesc(const FilterDesc&) = delete;
+  FilterDesc& operator=(const FilterDesc&) = delete;
 };
 
 struct ConvDesc {
   cudnnConvolutionDescriptor_t d = nullptr;
-  ConvDesc(const Conv2dArgs& a, DType type) {
+  ConvDesc(const Conv2dArgs& a, DType type, cudnnMathType_t math) {
     DTRAIN_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&d));
     const cudnnDataType_t compute = type == DType::f64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
     DTRAIN_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
         d, to_int(a.pad_h, "pad_h"), to_int(a.pad_w, "pad_w"), to_int(a.stride_h, "stride_h"),
         to_int(a.stride_w, "stride_w"), 1, 1, CUDNN_CROSS_CORRELATION, compute));
     DTRAIN_CUDNN_CHECK(cudnnSetConvolutionGroupCount(d, to_int(a.groups, "groups")));
-    DTRAIN_CUDNN_CHECK(cudnnSetConvolutionMathType(d, requested_math(type)));
+    DTRAIN_CUDNN_CHECK(cudnnSetConvolutionMathType(d, math));
   }
   ~ConvDesc() { cudnnDestroyConvolutionDescriptor(d); }
-
-  static cudnnMathType_t requested_math(DType type) {
-    if (is_half(type)) return CUDNN_TENSOR_OP_MATH;
-    if (type == DType::f32) return cuda_allow_tf32() ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
-    return CUDNN_DEFAULT_MATH;
-  }
+  ConvDesc(const ConvDesc&) = delete;
+  ConvDesc& operator=(const ConvDesc&) = delete;
 };
+
+enum class ConvPass { forward, backward_data, backward_filter };
+
+// One pass of one convolution problem, ready to run: descriptors of x, y (dy for the backward
+// passes) and w, the convolution descriptor with the math type the algorithm runs with, and the
+// algorithm (none: cuDNN declined the problem). Immutable once cached.
+struct ConvPlan {
+  ConvPlan(const Dims4& x, const Dims4& w, const Dims4& y, const Conv2dArgs& a, DType type,
+           bool allow_tf32)
+      : xd(x, type), yd(y, type), wd(w, type), cd(a, type, conv_requested_math(type, allow_tf32)) {}
+  TensorDesc xd, yd;
+  FilterDesc wd;
+  ConvDesc cd;
+  bool available = false;
+  int algo = 0;  // a cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t, by pass
+  size_t workspace = 0;
+};
+
+// Heuristic results in the order to try them: status success, a math type the dtype allows (f32
+// without TF32 must not run on tensor cores), and, when asked, deterministic algorithms first.
+template <class Perf>
+std::vector<const Perf*> candidates(const std::vector<Perf>& perfs, DType type, bool allow_tf32,
+                                    bool want_deterministic) {
+  std::vector<const Perf*> out;
+  for (int pass = want_deterministic ? 0 : 1; pass < 2; ++pass) {
+    for (const Perf& p : perfs) {
+      if (p.status != CUDNN_STATUS_SUCCESS || p.memory > kMaxWorkspace) continue;
+      if (!conv_algo_allowed(p.mathType, type, allow_tf32)) continue;
+      const bool deterministic = p.determinism == CUDNN_DETERMINISTIC;
+      if (want_deterministic && deterministic != (pass == 0)) continue;
+      out.push_back(&p);
+    }
+  }
+  return out;
+}
+
+// Fixes the plan's algorithm: the first candidate whose workspace, under the math type it will run
+// with (conv_execution_math may differ from the one the heuristic assumed), fits the limit.
+template <class Perf, class WorkspaceQuery>
+void choose(ConvPlan& plan, const std::vector<Perf>& perfs, DType type, bool allow_tf32,
+            bool want_deterministic, WorkspaceQuery workspace_of) {
+  for (const Perf* p : candidates(perfs, type, allow_tf32, want_deterministic)) {
+    DTRAIN_CUDNN_CHECK(cudnnSetConvolutionMathType(
+        plan.cd.d, conv_execution_math(p->mathType, type, allow_tf32)));
+    size_t bytes = 0;
+    const cudnnStatus_t status = workspace_of(p->algo, &bytes);
+    if (cudnn_declined(status)) continue;
+    check_cudnn(status, "cudnnGetConvolution*WorkspaceSize");
+    bytes = std::max(bytes, p->memory);
+    if (bytes > kMaxWorkspace) continue;
+    plan.available = true;
+    plan.algo = static_cast<int>(p->algo);
+    plan.workspace = bytes;
+    return;
+  }
+}
+
+// A decline (cudnn_declined) returns true; any other failure throws.
+bool declined(cudnnStatus_t status, const char* call) {
+  if (cudnn_declined(status)) return true;
+  check_cudnn(status, call);
+  return false;
+}
+
+std::unique_ptr<ConvPlan> make_plan(DeviceContext& ctx, ConvPass pass, const Dims4& x,
+                                    const Dims4& w, const Dims4& y, const Conv2dArgs& args,
+                                    DType type, bool allow_tf32) {
+  auto plan = std::make_unique<ConvPlan>(x, w, y, args, type, allow_tf32);
+  cudnnHandle_t h = ctx.cudnn();
+  const ConvPlan& p = *plan;
+  int found = 0;
+  switch (pass) {
+    case ConvPass::forward: {
+      std::vector<cudnnConvolutionFwdAlgoPerf_t> perfs(CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
+      if (declined(cudnnGetConvolutionForwardAlgorithm_v7(h, p.xd.d, p.wd.d, p.cd.d, p.yd.d,
+                                                          static_cast<int>(perfs.size()), &found,
+                                                          perfs.data()),
+                   "cudnnGetConvolutionForwardAlgorithm_v7")) {
+        break;
+      }
+      perfs.resize(static_cast<size_t>(found));
+      choose(*plan, perfs, type, allow_tf32, false,
+             [&](cudnnConvolutionFwdAlgo_t algo, size_t* bytes) {
+               return cudnnGetConvolutionForwardWorkspaceSize(h, p.xd.d, p.wd.d, p.cd.d, p.yd.d,
+                                                              algo, bytes);
+             });
+      break;
+    }
+    case ConvPass::backward_data: {
+      std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perfs(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
+      if (declined(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.wd.d, p.yd.d, p.cd.d, p.xd.d,
+                                                               static_cast<int>(perfs.size()),
+                                                               &found, perfs.data()),
+                   "cudnnGetConvolutionBackwardDataAlgorithm_v7")) {
+        break;
+      }
+      perfs.resize(static_cast<size_t>(found));
+      choose(*plan, perfs, type, allow_tf32, true,
+             [&](cudnnConvolutionBwdDataAlgo_t algo, size_t* bytes) {
+               return cudnnGetConvolutionBackwardDataWorkspaceSize(h, p.wd.d, p.yd.d, p.cd.d,
+                                                                   p.xd.d, algo, bytes);
+             });
+      break;
+    }
+    case ConvPass::backward_filter: {
+      std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perfs(
+          CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
+      if (declined(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p.xd.d, p.yd.d, p.cd.d, p.wd.d,
+                                                                 static_cast<int>(perfs.size()),
+                                                                 &found, perfs.data()),
+                   "cudnnGetConvolutionBackwardFilterAlgorithm_v7")) {
+        break;
+      }
+      perfs.resize(static_cast<size_t>(found));
+      choose(*plan, perfs, type, allow_tf32, true,
+             [&](cudnnConvolutionBwdFilterAlgo_t algo, size_t* bytes) {
+               return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, p.xd.d, p.yd.d, p.cd.d,
+                                                                     p.wd.d, algo, bytes);
+             });
+      break;
+    }
+  }
+  return plan;
+}
+
+// Everything a plan depends on: device, pass, dtype, TF32 setting, the shapes of x, w and y, and
+// the convolution arguments.
+using ConvKey = std::array<int64_t, 21>;
+
+// The plan of `pass` for x * w -> y (y is dy for the backward passes), made on first use.
+const ConvPlan& conv_plan(DeviceContext& ctx, ConvPass pass, const Tensor& x, const Tensor& w,
+                          const Tensor& y, const Conv2dArgs& a, DType type) {
+  static std::mutex mutex;
+  // Never shrinks, so cached plans stay put while used outside the lock; leaked like the contexts.
+  static auto* cache = new std::map<ConvKey, std::unique_ptr<ConvPlan>>();
+  const bool allow_tf32 = cuda_allow_tf32();
+  const Dims4 xs = dims_of(x, "x dimension"), ws = dims_of(w, "weight dimension"),
+              ys = dims_of(y, "output dimension");
+  const ConvKey key{ctx.index, static_cast<int64_t>(pass), static_cast<int64_t>(type),
+                    allow_tf32 ? 1 : 0, xs[0], xs[1], xs[2], xs[3], ws[0], ws[1], ws[2], ws[3],
+                    ys[0], ys[1], ys[2], ys[3], a.pad_h, a.pad_w, a.stride_h, a.stride_w,
+                    a.groups};
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = cache->find(key);
+    if (it != cache->end()) return *it->second;
+  }
+  // Made outside the lock (heuristics take a while); a plan another thread cached meanwhile wins.
+  std::unique_ptr<ConvPlan> plan = make_plan(ctx, pass, xs, ws, ys, a, type, allow_tf32);
+  std::lock_guard<std::mutex> lock(mutex);
+  return *cache->emplace(key, std::move(plan)).first->second;
+}
 
 // Device scratch memory from the caching allocator, returned (stream-ordered) at scope end.
 struct Scratch {
@@ -88,122 +255,65 @@ struct Scratch {
   ~Scratch() { ctx.allocator->free(ptr); }
 };
 
-// Picks from heuristic results (best first): status success, workspace within the limit, a math type
-// the dtype allows (f32 without TF32 must not run on tensor cores), and, when asked, determinism.
-template <class Perf>
-const Perf* pick(const std::vector<Perf>& perfs, DType type, bool want_deterministic) {
-  const bool fma_only = type == DType::f32 && !cuda_allow_tf32();
-  for (int pass = want_deterministic ? 0 : 1; pass < 2; ++pass) {
-    for (const Perf& p : perfs) {
-      if (p.status != CUDNN_STATUS_SUCCESS || p.memory > kMaxWorkspace) continue;
-      if (fma_only && (p.mathType == CUDNN_TENSOR_OP_MATH ||
-                       p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)) {
-        continue;
-      }
-      if (pass == 0 && p.determinism != CUDNN_DETERMINISTIC) continue;
-      return &p;
-    }
-  }
-  return nullptr;
-}
+struct Scalars {
+  double one_d = 1.0, zero_d = 0.0;
+  float one_f = 1.0f, zero_f = 0.0f;
+  const void* one;
+  const void* zero;
+  explicit Scalars(DType type)
+      : one(type == DType::f64 ? static_cast<const void*>(&one_d) : &one_f),
+        zero(type == DType::f64 ? static_cast<const void*>(&zero_d) : &zero_f) {}
+  Scalars(const Scalars&) = delete;
+  Scalars& operator=(const Scalars&) = delete;
+};
 
-// CUDNN_STATUS_NOT_SUPPORTED (cuDNN has no kernel for this configuration) is a decline the caller may
-// answer with an f32 run; any other failure is an error.
-bool declined(cudnnStatus_t status, const char* call) {
-  if (status == CUDNN_STATUS_NOT_SUPPORTED) return true;
-  check_cudnn(status, call);
-  return false;
-}
-
-// Runs the convolution pieces in dtype `type` (x, w, y, dy already in it). Returns false when cuDNN has
-// no algorithm for one of the requested pieces; outputs may then be partly written, and the caller
-// recomputes all of them.
+// Runs the convolution pieces in dtype `type` (x, w, y, dy already in it). Returns false when cuDNN
+// has no algorithm for one of the requested pieces; outputs may then be partly written, and the
+// caller recomputes all of them.
 bool run_forward(DeviceContext& ctx, const Tensor& x, const Tensor& w, const Conv2dArgs& args,
                  const Tensor& y, DType type) {
-  cudnnHandle_t h = ctx.cudnn();
-  TensorDesc xd(x, type), yd(y, type);
-  FilterDesc wd(w, type);
-  ConvDesc cd(args, type);
-  std::vector<cudnnConvolutionFwdAlgoPerf_t> perfs(CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
-  int found = 0;
-  if (declined(cudnnGetConvolutionForwardAlgorithm_v7(h, xd.d, wd.d, cd.d, yd.d,
-                                                      static_cast<int>(perfs.size()), &found,
-                                                      perfs.data()),
-               "cudnnGetConvolutionForwardAlgorithm_v7")) {
-    return false;
-  }
-  perfs.resize(static_cast<size_t>(found));
-  const auto* p = pick(perfs, type, false);
-  if (!p) return false;
-  DTRAIN_CUDNN_CHECK(cudnnSetConvolutionMathType(cd.d, p->mathType));
-  Scratch ws(ctx, p->memory);
-  const double one_d = 1.0, zero_d = 0.0;
-  const float one_f = 1.0f, zero_f = 0.0f;
-  const void* one = type == DType::f64 ? static_cast<const void*>(&one_d) : &one_f;
-  const void* zero = type == DType::f64 ? static_cast<const void*>(&zero_d) : &zero_f;
-  return !declined(cudnnConvolutionForward(h, one, xd.d, x.raw_data(), wd.d, w.raw_data(), cd.d,
-                                            p->algo, ws.ptr, p->memory, zero, yd.d, y.raw_data()),
-                   "cudnnConvolutionForward");
+  const ConvPlan& plan = conv_plan(ctx, ConvPass::forward, x, w, y, args, type);
+  if (!plan.available) return false;
+  Scratch ws(ctx, plan.workspace);
+  const Scalars s(type);
+  return !declined(
+      cudnnConvolutionForward(ctx.cudnn(), s.one, plan.xd.d, x.raw_data(), plan.wd.d,
+                              w.raw_data(), plan.cd.d,
+                              static_cast<cudnnConvolutionFwdAlgo_t>(plan.algo), ws.ptr,
+                              plan.workspace, s.zero, plan.yd.d, y.raw_data()),
+      "cudnnConvolutionForward");
 }
 
 bool run_backward(DeviceContext& ctx, const Tensor& dy, const Tensor& x, const Tensor& w,
                   const Conv2dArgs& args, const Tensor& dx, const Tensor& dw, DType type) {
+  // Both plans are made before either runs, so a decline costs no work.
+  const ConvPlan* data_plan =
+      dx.defined() ? &conv_plan(ctx, ConvPass::backward_data, x, w, dy, args, type) : nullptr;
+  const ConvPlan* filter_plan =
+      dw.defined() ? &conv_plan(ctx, ConvPass::backward_filter, x, w, dy, args, type) : nullptr;
+  if ((data_plan && !data_plan->available) || (filter_plan && !filter_plan->available)) {
+    return false;
+  }
   cudnnHandle_t h = ctx.cudnn();
-  TensorDesc xd(x, type), dyd(dy, type);
-  FilterDesc wd(w, type);
-  const double one_d = 1.0, zero_d = 0.0;
-  const float one_f = 1.0f, zero_f = 0.0f;
-  const void* one = type == DType::f64 ? static_cast<const void*>(&one_d) : &one_f;
-  const void* zero = type == DType::f64 ? static_cast<const void*>(&zero_d) : &zero_f;
-
-  // Both algorithms are chosen before either runs, so a heuristic decline costs no work.
-  ConvDesc data_cd(args, type), filter_cd(args, type);
-  std::vector<cudnnConvolutionBwdDataAlgoPerf_t> data_perfs;
-  std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> filter_perfs;
-  const cudnnConvolutionBwdDataAlgoPerf_t* data_algo = nullptr;
-  const cudnnConvolutionBwdFilterAlgoPerf_t* filter_algo = nullptr;
-  if (dx.defined()) {
-    data_perfs.resize(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
-    int found = 0;
-    if (declined(cudnnGetConvolutionBackwardDataAlgorithm_v7(
-                     h, wd.d, dyd.d, data_cd.d, xd.d, static_cast<int>(data_perfs.size()), &found,
-                     data_perfs.data()),
-                 "cudnnGetConvolutionBackwardDataAlgorithm_v7")) {
-      return false;
-    }
-    data_perfs.resize(static_cast<size_t>(found));
-    data_algo = pick(data_perfs, type, true);
-    if (!data_algo) return false;
-  }
-  if (dw.defined()) {
-    filter_perfs.resize(CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
-    int found = 0;
-    if (declined(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-                     h, xd.d, dyd.d, filter_cd.d, wd.d, static_cast<int>(filter_perfs.size()),
-                     &found, filter_perfs.data()),
-                 "cudnnGetConvolutionBackwardFilterAlgorithm_v7")) {
-      return false;
-    }
-    filter_perfs.resize(static_cast<size_t>(found));
-    filter_algo = pick(filter_perfs, type, true);
-    if (!filter_algo) return false;
-  }
-  if (data_algo) {
-    DTRAIN_CUDNN_CHECK(cudnnSetConvolutionMathType(data_cd.d, data_algo->mathType));
-    Scratch ws(ctx, data_algo->memory);
-    if (declined(cudnnConvolutionBackwardData(h, one, wd.d, w.raw_data(), dyd.d, dy.raw_data(),
-                                              data_cd.d, data_algo->algo, ws.ptr,
-                                              data_algo->memory, zero, xd.d, dx.raw_data()),
+  const Scalars s(type);
+  if (data_plan) {
+    const ConvPlan& p = *data_plan;
+    Scratch ws(ctx, p.workspace);
+    if (declined(cudnnConvolutionBackwardData(h, s.one, p.wd.d, w.raw_data(), p.yd.d,
+                                              dy.raw_data(), p.cd.d,
+                                              static_cast<cudnnConvolutionBwdDataAlgo_t>(p.algo),
+                                              ws.ptr, p.workspace, s.zero, p.xd.d, dx.raw_data()),
                  "cudnnConvolutionBackwardData")) {
       return false;
     }
   }
-  if (filter_algo) {
-    DTRAIN_CUDNN_CHECK(cudnnSetConvolutionMathType(filter_cd.d, filter_algo->mathType));
-    Scratch ws(ctx, filter_algo->memory);
-    if (declined(cudnnConvolutionBackwardFilter(h, one, xd.d, x.raw_data(), dyd.d, dy.raw_data(),
-                                                filter_cd.d, filter_algo->algo, ws.ptr,
-                                                filter_algo->memory, zero, wd.d, dw.raw_data()),
+  if (filter_plan) {
+    const ConvPlan& p = *filter_plan;
+    Scratch ws(ctx, p.workspace);
+    if (declined(cudnnConvolutionBackwardFilter(
+                     h, s.one, p.xd.d, x.raw_data(), p.yd.d, dy.raw_data(), p.cd.d,
+                     static_cast<cudnnConvolutionBwdFilterAlgo_t>(p.algo), ws.ptr, p.workspace,
+                     s.zero, p.wd.d, dw.raw_data()),
                  "cudnnConvolutionBackwardFilter")) {
       return false;
     }

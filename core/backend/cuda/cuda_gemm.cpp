@@ -1,9 +1,11 @@
-// CUDA GEMM through cuBLASLt: f32 (TF32 tensor cores only when allowed, see cuda_device.h), bf16 and f16
-// (f32 accumulation and scaling), strided batches. The row-major problem is mapped to cuBLAS's
-// column-major one by gemm_layout.h. The heuristic's choice is cached per problem; where cuBLASLt
-// offers no algorithm (and for f64) the classic cublasGemmStridedBatchedEx runs instead.
+// CUDA GEMM through cuBLASLt: f32 (TF32 tensor cores only when allowed, see cuda_device.h), bf16
+// and f16 (f32 accumulation and scaling), strided batches. The row-major problem is mapped to
+// cuBLAS's column-major one by gemm_layout.h. Descriptors, layouts and the heuristic's choice are
+// cached per problem (LtPlan); where cuBLASLt offers no algorithm (and for f64) the classic
+// cublasGemmStridedBatchedEx runs instead.
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <tuple>
@@ -27,11 +29,10 @@ struct GemmTypes {
 GemmTypes gemm_types(DType t) {
   switch (t) {
     case DType::f32:
-      return {CUDA_R_32F, cuda_allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
-              CUDA_R_32F};
-    case DType::f16: return {CUDA_R_16F, CUBLAS_COMPUTE_32F, CUDA_R_32F};
-    case DType::bf16: return {CUDA_R_16BF, CUBLAS_COMPUTE_32F, CUDA_R_32F};
-    case DType::f64: return {CUDA_R_64F, CUBLAS_COMPUTE_64F, CUDA_R_64F};
+      return {CUDA_R_32F, gemm_compute_type(t, cuda_allow_tf32()), CUDA_R_32F};
+    case DType::f16: return {CUDA_R_16F, gemm_compute_type(t, false), CUDA_R_32F};
+    case DType::bf16: return {CUDA_R_16BF, gemm_compute_type(t, false), CUDA_R_32F};
+    case DType::f64: return {CUDA_R_64F, gemm_compute_type(t, false), CUDA_R_64F};
     default:
       throw Error(detail::concat("cuda gemm: unsupported dtype ", dtype_name(t),
                                  "; expected f32, f64, f16 or bf16"));
@@ -79,86 +80,103 @@ void make_layout(Layout& l, const ColMajorMatrix& m, cudaDataType_t type, int32_
   }
 }
 
-// Everything the heuristic's answer depends on.
+// Everything a plan depends on: device, data/compute/scale types (the compute type carries the TF32
+// setting), transposes, shape, leading dimensions, batch and strides, and the operands' alignments.
 using AlgoKey = std::tuple<int, int, int, int, bool, bool, int64_t, int64_t, int64_t, int64_t,
                            int64_t, int64_t, int32_t, int64_t, int64_t, int64_t, uint32_t,
                            uint32_t, uint32_t>;
+
+// A cuBLASLt problem ready to run: its descriptors and the heuristic's algorithm (none: cuBLASLt
+// has no algorithm for it). Made once per problem, so a training step's GEMMs cost one map look-up
+// of host work each instead of five descriptor creations and a heuristic query. Immutable once
+// cached.
+struct LtPlan {
+  MatmulDesc desc;
+  Layout first, second, out;
+  std::optional<cublasLtMatmulAlgo_t> algo;
+};
 
 std::mutex& cache_mutex() {
   static std::mutex m;
   return m;
 }
-std::map<AlgoKey, std::optional<cublasLtMatmulAlgo_t>>& algo_cache() {
-  static auto* cache = new std::map<AlgoKey, std::optional<cublasLtMatmulAlgo_t>>();
+// Never shrinks (a run has a bounded set of shapes), so cached plans stay put while they are used
+// outside the lock. Leaked, like the device contexts.
+std::map<AlgoKey, std::unique_ptr<LtPlan>>& plan_cache() {
+  static auto* cache = new std::map<AlgoKey, std::unique_ptr<LtPlan>>();
   return *cache;
 }
 
-// One (possibly batched) GEMM through cuBLASLt. Returns false, having done nothing, when cuBLASLt has
-// no algorithm for this problem.
+std::unique_ptr<LtPlan> make_plan(DeviceContext& ctx, const ColMajorGemm& p, int32_t batch,
+                                  const GemmTypes& ty, uint32_t al_first, uint32_t al_second,
+                                  uint32_t al_out) {
+  auto plan = std::make_unique<LtPlan>();
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc.d, ty.compute, ty.scale));
+  const cublasOperation_t op_first = p.first.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_second = p.second.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc.d, CUBLASLT_MATMUL_DESC_TRANSA,
+                                                     &op_first, sizeof(op_first)));
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc.d, CUBLASLT_MATMUL_DESC_TRANSB,
+                                                     &op_second, sizeof(op_second)));
+  make_layout(plan->first, p.first, ty.data, batch);
+  make_layout(plan->second, p.second, ty.data, batch);
+  make_layout(plan->out, p.out, ty.data, batch);
+
+  Preference pref;
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref.d));
+  const uint64_t workspace = DeviceContext::kGemmWorkspace;
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref.d, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace)));
+  const std::pair<cublasLtMatmulPreferenceAttributes_t, uint32_t> aligns[] = {
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, al_first},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, al_second},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, al_out},
+      {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, al_out}};
+  for (const auto& [attr, value] : aligns) {
+    DTRAIN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.d, attr, &value, sizeof(value)));
+  }
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
+      ctx.cublaslt(), plan->desc.d, plan->first.d, plan->second.d, plan->out.d, plan->out.d,
+      pref.d, 1, &result, &found);
+  if (status == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
+    plan->algo = result.algo;
+  }
+  return plan;
+}
+
+const LtPlan& lt_plan(DeviceContext& ctx, const ColMajorGemm& p, int32_t batch,
+                      const GemmTypes& ty, uint32_t al_first, uint32_t al_second,
+                      uint32_t al_out) {
+  const AlgoKey key{ctx.index, static_cast<int>(ty.data), static_cast<int>(ty.compute),
+                    static_cast<int>(ty.scale), p.first.transposed, p.second.transposed, p.m, p.n,
+                    p.k, p.first.ld, p.second.ld, p.out.ld, batch, p.first.batch_stride,
+                    p.second.batch_stride, p.out.batch_stride, al_first, al_second, al_out};
+  {
+    std::lock_guard<std::mutex> lock(cache_mutex());
+    auto it = plan_cache().find(key);
+    if (it != plan_cache().end()) return *it->second;
+  }
+  // Made outside the lock (the heuristic takes a while); a plan another thread cached meanwhile
+  // wins.
+  std::unique_ptr<LtPlan> plan = make_plan(ctx, p, batch, ty, al_first, al_second, al_out);
+  std::lock_guard<std::mutex> lock(cache_mutex());
+  return *plan_cache().emplace(key, std::move(plan)).first->second;
+}
+
+// One (possibly batched) GEMM through cuBLASLt. Returns false, having done nothing, when cuBLASLt
+// has no algorithm for this problem.
 bool lt_gemm(DeviceContext& ctx, const ColMajorGemm& p, int32_t batch, const GemmTypes& ty,
              const void* alpha, const void* beta, const void* first, const void* second,
              void* out) {
-  const uint32_t al_first = alignment_of(first), al_second = alignment_of(second),
-                 al_out = alignment_of(out);
-  const AlgoKey key{ctx.index, static_cast<int>(ty.data), static_cast<int>(ty.compute), 0,
-                    p.first.transposed, p.second.transposed, p.m, p.n, p.k, p.first.ld,
-                    p.second.ld, p.out.ld, batch, p.first.batch_stride, p.second.batch_stride,
-                    p.out.batch_stride, al_first, al_second, al_out};
-
-  MatmulDesc desc;
-  DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescCreate(&desc.d, ty.compute, ty.scale));
-  const cublasOperation_t op_first = p.first.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasOperation_t op_second = p.second.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
-  DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_TRANSA, &op_first,
-                                                     sizeof(op_first)));
-  DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc.d, CUBLASLT_MATMUL_DESC_TRANSB,
-                                                     &op_second, sizeof(op_second)));
-  Layout l_first, l_second, l_out;
-  make_layout(l_first, p.first, ty.data, batch);
-  make_layout(l_second, p.second, ty.data, batch);
-  make_layout(l_out, p.out, ty.data, batch);
-
-  std::optional<cublasLtMatmulAlgo_t> algo;
-  bool cached = false;
-  {
-    std::lock_guard<std::mutex> lock(cache_mutex());
-    auto it = algo_cache().find(key);
-    if (it != algo_cache().end()) {
-      algo = it->second;
-      cached = true;
-    }
-  }
-  if (!cached) {
-    Preference pref;
-    DTRAIN_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref.d));
-    const uint64_t workspace = DeviceContext::kGemmWorkspace;
-    DTRAIN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-        pref.d, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof(workspace)));
-    const std::pair<cublasLtMatmulPreferenceAttributes_t, uint32_t> aligns[] = {
-        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, al_first},
-        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, al_second},
-        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, al_out},
-        {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, al_out}};
-    for (const auto& [attr, value] : aligns) {
-      DTRAIN_CUBLAS_CHECK(
-          cublasLtMatmulPreferenceSetAttribute(pref.d, attr, &value, sizeof(value)));
-    }
-    cublasLtMatmulHeuristicResult_t result{};
-    int found = 0;
-    const cublasStatus_t status =
-        cublasLtMatmulAlgoGetHeuristic(ctx.cublaslt(), desc.d, l_first.d, l_second.d, l_out.d,
-                                       l_out.d, pref.d, 1, &result, &found);
-    if (status == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
-      algo = result.algo;
-    }
-    std::lock_guard<std::mutex> lock(cache_mutex());
-    algo_cache()[key] = algo;
-  }
-  if (!algo) return false;
-  DTRAIN_CUBLAS_CHECK(cublasLtMatmul(ctx.cublaslt(), desc.d, alpha, first, l_first.d, second,
-                                     l_second.d, beta, out, l_out.d, out, l_out.d, &*algo,
-                                     ctx.gemm_workspace(), DeviceContext::kGemmWorkspace,
-                                     ctx.stream));
+  const LtPlan& plan = lt_plan(ctx, p, batch, ty, alignment_of(first), alignment_of(second),
+                               alignment_of(out));
+  if (!plan.algo) return false;
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmul(ctx.cublaslt(), plan.desc.d, alpha, first, plan.first.d,
+                                     second, plan.second.d, beta, out, plan.out.d, out,
+                                     plan.out.d, &*plan.algo, ctx.gemm_workspace(),
+                                     DeviceContext::kGemmWorkspace, ctx.stream));
   return true;
 }
 
@@ -191,7 +209,8 @@ void CudaBackend::gemm(const GemmArgs& args, const Tensor& a, const Tensor& b, c
   const size_t width = dtype_size(c.dtype());
 
   if (args.k == 0) {  // op(A) op(B) is empty: C = beta C
-    Tensor cv = make_view(c, {args.batch, args.m, args.n}, {args.stride_c, args.ldc, 1}, c.offset());
+    Tensor cv =
+        make_view(c, {args.batch, args.m, args.n}, {args.stride_c, args.ldc, 1}, c.offset());
     if (args.beta == 0.0) {
       fill(cv, 0.0);
     } else {
@@ -225,8 +244,8 @@ void CudaBackend::gemm(const GemmArgs& args, const Tensor& a, const Tensor& b, c
       classic_gemm(ctx, q, batch, ty, alpha, beta, first, second, out);
     }
   };
-  // A batch stride of 0 broadcasts an operand. Strided batches with a zero stride are not documented
-  // for cuBLASLt, so those batches run one GEMM each.
+  // A batch stride of 0 broadcasts an operand. Strided batches with a zero stride are not
+  // documented for cuBLASLt, so those batches run one GEMM each.
   if (args.batch > 1 && (args.stride_a == 0 || args.stride_b == 0)) {
     ColMajorGemm q = p;
     q.first.batch_stride = q.second.batch_stride = q.out.batch_stride = 0;
