@@ -6,6 +6,13 @@
 //
 // Parameter gradients (layer norm weight and bias, embedding rows) are reduced without atomics, in a
 // fixed order, so they are deterministic too.
+//
+// Class targets and embedding indices are not range-checked on the host (that would cost a device
+// to host sync per step; the data pipeline validates them before the upload). The kernels stay
+// memory-safe on a bad value and make it visible instead: a cross-entropy target outside
+// [0, classes) that is not ignore_index gives a NaN loss and a NaN gradient row; an embedding index
+// outside [0, vocab) gives a NaN output row (zeros for an integer table) and adds nothing to the
+// weight gradient.
 #include "core/backend/cuda/cuda_backend.h"
 #include "core/backend/cuda/cuda_device.h"
 #include "core/backend/cuda/cuda_tensor_util.h"
@@ -180,31 +187,49 @@ __global__ void layer_norm_param_partials_kernel(LayerNormBackwardArgs a, int64_
 
 // ---------------------------------------------------------------------------------------------
 // Embedding: out[i, :] = weight[idx[i], :]; a row gather moves bits, so W is the element's width.
+// An index outside [0, vocab) writes `invalid` (a NaN's bits; 0 for integer tables).
 template <class W>
 __global__ void embedding_kernel(const W* weight, const int64_t* idx, W* out, int64_t n, int64_t dim,
-                                 int64_t vocab) {
+                                 int64_t vocab, W invalid) {
   DTRAIN_GRID_STRIDE(e, n * dim) {
     const int64_t i = e / dim, j = e % dim;
     const int64_t row = idx[i];
-    out[e] = row >= 0 && row < vocab ? weight[row * dim + j] : W(0);
+    out[e] = row >= 0 && row < vocab ? weight[row * dim + j] : invalid;
   }
 }
 
-// dweight[idx[i], :] += grad[i, :]. Thread (column j, vocabulary segment s) walks all indices in order
-// and adds those whose row falls in its segment, so each element of dweight is updated by one thread,
-// in index order: deterministic, without atomics or a sort.
-template <class C>
-__global__ void embedding_backward_kernel(const void* grad, DType gt, const int64_t* idx, int64_t n,
-                                          int64_t padding_idx, C* dweight, int64_t vocab,
-                                          int64_t dim, int64_t seg_rows) {
-  const int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int64_t v0 = static_cast<int64_t>(blockIdx.y) * seg_rows;
-  const int64_t v1 = min(vocab, v0 + seg_rows);
-  if (j >= dim) return;
-  for (int64_t i = 0; i < n; ++i) {
+// dweight[r, :] += sum over positions i with idx[i] = r of grad[i, :], for r != padding_idx.
+// The key of position i is its row, or vocab (sorted last, never gathered) for the padding row and
+// an index outside [0, vocab).
+__global__ void embedding_keys_kernel(const int64_t* idx, int64_t n, int64_t vocab,
+                                      int64_t padding_idx, uint32_t* keys) {
+  DTRAIN_GRID_STRIDE(i, n) {
     const int64_t row = idx[i];
-    if (row < v0 || row >= v1 || row == padding_idx) continue;
-    dweight[row * dim + j] += load_as<C>(grad, i * dim + j, gt);
+    const bool used = row >= 0 && row < vocab && row != padding_idx;
+    keys[i] = static_cast<uint32_t>(used ? row : vocab);
+  }
+}
+
+// After group_positions_by_key, the positions of row r are a run of the sorted keys. One block per
+// row (blocks stride over rows) finds its run by binary search, and each thread sums its columns
+// over the run in ascending position: the order of the CPU loop, so the result is deterministic and
+// the same bits. Rows without positions are left as they are. O(n * dim) in all, plus a search per
+// row.
+template <class C>
+__global__ void embedding_backward_kernel(const void* grad, DType gt, const uint32_t* keys,
+                                          const int32_t* positions, int32_t n, C* dweight,
+                                          int64_t vocab, int64_t dim) {
+  for (int64_t row = blockIdx.x; row < vocab; row += gridDim.x) {
+    const int32_t lo = lower_bound(keys, n, static_cast<uint32_t>(row));
+    const int32_t hi = lower_bound(keys, n, static_cast<uint32_t>(row + 1));
+    if (lo == hi) continue;  // uniform across the block
+    for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+      C acc = dweight[row * dim + j];
+      for (int32_t p = lo; p < hi; ++p) {
+        acc += load_as<C>(grad, static_cast<int64_t>(positions[p]) * dim + j, gt);
+      }
+      dweight[row * dim + j] = acc;
+    }
   }
 }
 
@@ -212,7 +237,9 @@ __global__ void embedding_backward_kernel(const void* grad, DType gt, const int6
 // Cross entropy of a row with label smoothing s over C classes, lse = log sum_j exp(x_j):
 //   loss = (1 - s) (lse - x_t) + s (lse - mean_j x_j)
 // and its gradient g (softmax_j - q_j) with q = (1 - s) onehot(t) + s / C, recomputed from the logits
-// in the backward kernel, so no probabilities are stored between the two.
+// in the backward kernel, so no probabilities are stored between the two. A row whose target is
+// ignore_index has loss 0 and gradient 0; a target outside [0, C) otherwise has loss NaN and a NaN
+// gradient row (the logits are not read at the bad target).
 struct CrossEntropyArgs {
   const void* logits;
   DType lt;
@@ -252,7 +279,8 @@ __global__ void cross_entropy_kernel(CrossEntropyArgs a) {
   const int64_t row = blockIdx.x, base = row * a.classes;
   const int64_t t = a.targets[row];
   if (t == a.ignore_index || t < 0 || t >= a.classes) {  // uniform across the block
-    if (threadIdx.x == 0) store_as<C>(a.losses, row, a.lst, C(0));
+    const C loss = t == a.ignore_index ? C(0) : quiet_nan<C>();
+    if (threadIdx.x == 0) store_as<C>(a.losses, row, a.lst, loss);
     return;
   }
   C m, s, sum_x;
@@ -271,8 +299,9 @@ __global__ void cross_entropy_backward_kernel(CrossEntropyArgs a) {
   const int64_t row = blockIdx.x, base = row * a.classes;
   const int64_t t = a.targets[row];
   if (t == a.ignore_index || t < 0 || t >= a.classes) {
+    const C d = t == a.ignore_index ? C(0) : quiet_nan<C>();
     for (int64_t j = threadIdx.x; j < a.classes; j += blockDim.x) {
-      store_as<C>(a.dlogits, base + j, a.dt, C(0));
+      store_as<C>(a.dlogits, base + j, a.dt, d);
     }
     return;
   }
@@ -421,18 +450,30 @@ void CudaBackend::embedding(const Tensor& weight, const Tensor& indices, const T
   const int dev = out.device().index;
   DeviceGuard guard(dev);
   cudaStream_t stream = compute_stream(dev);
+  // The bits written for an out-of-range index: a quiet NaN of the table's dtype, 0 for integers.
+  uint64_t invalid = 0;
+  switch (out.dtype()) {
+    case DType::f32: invalid = 0x7fc00000u; break;
+    case DType::f64: invalid = 0x7ff8000000000000u; break;
+    case DType::f16: invalid = 0x7e00u; break;
+    case DType::bf16: invalid = 0x7fc0u; break;
+    case DType::i32:
+    case DType::i64: invalid = 0; break;
+  }
   switch (dtype_size(out.dtype())) {
     case 2:
       embedding_kernel<uint16_t><<<grid_for(n * dim), kThreads, 0, stream>>>(
-          ws.data<uint16_t>(), is.data<int64_t>(), out.data<uint16_t>(), n, dim, vocab);
+          ws.data<uint16_t>(), is.data<int64_t>(), out.data<uint16_t>(), n, dim, vocab,
+          static_cast<uint16_t>(invalid));
       break;
     case 4:
       embedding_kernel<uint32_t><<<grid_for(n * dim), kThreads, 0, stream>>>(
-          ws.data<uint32_t>(), is.data<int64_t>(), out.data<uint32_t>(), n, dim, vocab);
+          ws.data<uint32_t>(), is.data<int64_t>(), out.data<uint32_t>(), n, dim, vocab,
+          static_cast<uint32_t>(invalid));
       break;
     default:
       embedding_kernel<uint64_t><<<grid_for(n * dim), kThreads, 0, stream>>>(
-          ws.data<uint64_t>(), is.data<int64_t>(), out.data<uint64_t>(), n, dim, vocab);
+          ws.data<uint64_t>(), is.data<int64_t>(), out.data<uint64_t>(), n, dim, vocab, invalid);
       break;
   }
   check_launch("embedding_kernel");
@@ -445,6 +486,8 @@ void CudaBackend::embedding_backward(const Tensor& grad, const Tensor& indices,
   const int64_t dim = vocab == 0 ? 0 : dweight.numel() / vocab;
   if (n == 0 || dim == 0) return;
   check_cuda_tensor(dweight, "embedding_backward", "dweight");
+  DTRAIN_CHECK(vocab < (int64_t{1} << 32) - 1, "cuda embedding_backward: a table of ", vocab,
+               " rows is not supported (at most 2^32 - 2); split the table");
   const Tensor gs = contiguous_as(grad, grad.dtype());
   const Tensor is = contiguous_as(indices, DType::i64);
   // Half-precision tables accumulate in an f32 copy and are rounded once, as on the CPU.
@@ -453,16 +496,20 @@ void CudaBackend::embedding_backward(const Tensor& grad, const Tensor& indices,
   const int dev = dweight.device().index;
   DeviceGuard guard(dev);
   cudaStream_t stream = compute_stream(dev);
-  const int64_t col_blocks = (dim + kThreads - 1) / kThreads;
-  const int64_t segments = std::max<int64_t>(1, std::min<int64_t>(vocab, 64));
-  const int64_t seg_rows = (vocab + segments - 1) / segments;
-  const dim3 grid(static_cast<unsigned>(col_blocks),
-                  static_cast<unsigned>((vocab + seg_rows - 1) / seg_rows));
+  Tensor keys = Tensor::empty({n}, DType::i32, dweight.device());
+  embedding_keys_kernel<<<grid_for(n), kThreads, 0, stream>>>(
+      is.data<int64_t>(), n, vocab, padding_idx, static_cast<uint32_t*>(mdata(keys)));
+  check_launch("embedding_keys_kernel");
+  const GroupedPositions groups =
+      group_positions_by_key(keys, key_bits_for(static_cast<uint64_t>(vocab)));
+  // Enough threads for a row's columns (whole warps, at most kThreads); blocks stride over rows.
+  const int threads = static_cast<int>(std::min<int64_t>(kThreads, (dim + 31) / 32 * 32));
+  const auto blocks = static_cast<unsigned>(std::min<int64_t>(vocab, kMaxBlocks));
   dispatch_compute(acc.dtype(), "embedding_backward", [&](auto tag) {
     using C = decltype(tag);
-    embedding_backward_kernel<C><<<grid, kThreads, 0, stream>>>(
-        cdata(gs), gs.dtype(), is.data<int64_t>(), n, padding_idx, acc.data<C>(), vocab, dim,
-        seg_rows);
+    embedding_backward_kernel<C><<<blocks, threads, 0, stream>>>(
+        cdata(gs), gs.dtype(), static_cast<const uint32_t*>(cdata(groups.keys)),
+        groups.positions.data<int32_t>(), static_cast<int32_t>(n), acc.data<C>(), vocab, dim);
   });
   check_launch("embedding_backward_kernel");
   if (staged) copy(acc, dweight);

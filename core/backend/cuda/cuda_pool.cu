@@ -3,7 +3,8 @@
 // `indices` holds the flat position h * W + w of the max within its plane; average pooling divides by
 // the window clipped to the padded image (PyTorch's count_include_pad=True).
 //
-// Backward passes gather (average) or walk each plane in order (max), so they are deterministic.
+// Both backward passes gather: each input element sums what reaches it in a fixed order, with no
+// atomics, so they are deterministic (and max pooling's matches the CPU's bits).
 #include "core/backend/cuda/cuda_backend.h"
 #include "core/backend/cuda/cuda_device.h"
 #include "core/backend/cuda/cuda_tensor_util.h"
@@ -53,15 +54,32 @@ __global__ void max_pool_kernel(const void* x, DType xt, void* y, DType yt, int6
   }
 }
 
-// One thread per plane walks that plane's outputs in order: dx[idx[o]] += dy[o]. dx is zeroed first.
+// dx[pl, at] = sum of dy[pl, o] over the outputs o of plane pl whose argmax indices[pl, o] = at.
+// Without the window geometry (the backend call does not carry it) the outputs that reach an input
+// element are found by sorting: output o's key is its input element pl * hw + at, or `total`
+// (sorted last, never gathered) for an index outside [0, hw).
+__global__ void max_pool_keys_kernel(const int64_t* indices, int64_t outputs, int64_t hw,
+                                     int64_t ohw, int64_t total, uint32_t* keys) {
+  DTRAIN_GRID_STRIDE(o, outputs) {
+    const int64_t at = indices[o];
+    keys[o] = static_cast<uint32_t>(at >= 0 && at < hw ? o / ohw * hw + at : total);
+  }
+}
+
+// After group_positions_by_key, one thread per input element finds the run of its key and sums dy
+// over it in ascending output order (the CPU's order, so the same bits), in C, rounding once on
+// store. Every element is written, so dx needs no zeroing first.
 template <class C>
-__global__ void max_pool_backward_kernel(const void* dy, DType dyt, const int64_t* indices, C* dx,
-                                         int64_t planes, int64_t hw, int64_t ohw) {
-  DTRAIN_GRID_STRIDE(pl, planes) {
-    for (int64_t o = pl * ohw; o < (pl + 1) * ohw; ++o) {
-      const int64_t at = indices[o];
-      if (at >= 0 && at < hw) dx[pl * hw + at] += load_as<C>(dy, o, dyt);
+__global__ void max_pool_backward_kernel(const void* dy, DType dyt, const uint32_t* keys,
+                                         const int32_t* positions, int32_t outputs, void* dx,
+                                         DType dxt, int64_t total) {
+  DTRAIN_GRID_STRIDE(e, total) {
+    C acc = C(0);
+    const auto key = static_cast<uint32_t>(e);
+    for (int32_t p = lower_bound(keys, outputs, key); p < outputs && keys[p] == key; ++p) {
+      acc += load_as<C>(dy, positions[p], dyt);
     }
+    store_as<C>(dx, e, dxt, acc);
   }
 }
 
@@ -144,23 +162,37 @@ void CudaBackend::max_pool2d_backward(const Tensor& dy, const Tensor& indices, c
   check_4d(dx, "max_pool2d_backward", "dx");
   if (dx.numel() == 0) return;
   check_cuda_tensor(dx, "max_pool2d_backward", "dx");
-  const Tensor dys = contiguous_as(dy, dy.dtype());
-  const Tensor is = contiguous_as(indices, DType::i64);
-  // Half-precision gradients accumulate in f32 and are rounded once, as on the CPU.
-  const Tensor acc = is_half(dx.dtype()) ? Tensor::empty(dx.shape(), DType::f32, dx.device()) : dx;
-  fill(acc, 0.0);
   const int64_t planes = dx.size(0) * dx.size(1), hw = dx.size(2) * dx.size(3);
-  const int64_t ohw = dy.size(2) * dy.size(3);
+  const int64_t ohw = dy.size(2) * dy.size(3), outputs = dy.numel(), total = dx.numel();
+  DTRAIN_CHECK(dy.size(0) * dy.size(1) == planes && indices.numel() == outputs,
+               "cuda max_pool2d_backward: dy ", shape_str(dy.shape()), " and indices ",
+               shape_str(indices.shape()), " do not match dx ", shape_str(dx.shape()));
   const int dev = dx.device().index;
   DeviceGuard guard(dev);
   cudaStream_t stream = compute_stream(dev);
-  dispatch_compute(acc.dtype(), "max_pool2d_backward", [&](auto tag) {
+  if (outputs == 0) {  // nothing reaches dx
+    fill(dx, 0.0);
+    return;
+  }
+  DTRAIN_CHECK(total < (int64_t{1} << 32) - 1, "cuda max_pool2d_backward: ", total,
+               " input elements are not supported (at most 2^32 - 2); split the batch");
+  const Tensor dys = contiguous_as(dy, dy.dtype());
+  const Tensor is = contiguous_as(indices, DType::i64);
+  Tensor keys = Tensor::empty({outputs}, DType::i32, dx.device());
+  max_pool_keys_kernel<<<grid_for(outputs), kThreads, 0, stream>>>(
+      is.data<int64_t>(), outputs, hw, ohw, total, static_cast<uint32_t*>(mdata(keys)));
+  check_launch("max_pool_keys_kernel");
+  const GroupedPositions groups =
+      group_positions_by_key(keys, key_bits_for(static_cast<uint64_t>(total)));
+  // Half-precision gradients accumulate in f32 and are rounded once, as on the CPU.
+  dispatch_compute(dx.dtype(), "max_pool2d_backward", [&](auto tag) {
     using C = decltype(tag);
-    max_pool_backward_kernel<C><<<grid_for(planes), kThreads, 0, stream>>>(
-        cdata(dys), dys.dtype(), is.data<int64_t>(), acc.data<C>(), planes, hw, ohw);
+    max_pool_backward_kernel<C><<<grid_for(total), kThreads, 0, stream>>>(
+        cdata(dys), dys.dtype(), static_cast<const uint32_t*>(cdata(groups.keys)),
+        groups.positions.data<int32_t>(), static_cast<int32_t>(outputs), mdata(dx), dx.dtype(),
+        total);
   });
   check_launch("max_pool_backward_kernel");
-  if (!acc.same(dx)) copy(acc, dx);
 }
 
 void CudaBackend::avg_pool2d(const Tensor& x, const Pool2dArgs& args, const Tensor& out) {

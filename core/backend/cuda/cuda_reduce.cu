@@ -8,6 +8,14 @@
 //
 // Sums accumulate in f64 for floating inputs and i64 for integers; max/min compare in the same type
 // (exact). NaN wins max/min, and among equal values the lowest position wins, as in PyTorch.
+//
+// Also here: group_positions_by_key (kernel_utils.cuh), the stable key sort behind the
+// deterministic, scatter-free backward passes of embedding and max pooling. It is CUB's radix sort,
+// instantiated in this one file for one key and value type, so its compile time is paid once.
+#include <cub/device/device_radix_sort.cuh>
+
+#include <limits>
+
 #include "core/backend/cuda/cuda_backend.h"
 #include "core/backend/cuda/cuda_device.h"
 #include "core/backend/cuda/cuda_tensor_util.h"
@@ -160,7 +168,44 @@ int64_t choose_chunks(int64_t outer, int64_t n, int64_t inner) {
   return std::max<int64_t>(1, std::min(want, most));
 }
 
+__global__ void iota_kernel(int32_t* out, int64_t n) {
+  DTRAIN_GRID_STRIDE(i, n) out[i] = static_cast<int32_t>(i);
+}
+
 }  // namespace
+
+GroupedPositions group_positions_by_key(const Tensor& keys, int key_bits) {
+  const int64_t n = keys.numel();
+  DTRAIN_CHECK(keys.dtype() == DType::i32 && keys.is_contiguous() && keys.device().is_cuda(),
+               "cuda group_positions_by_key: keys must be a contiguous i32 CUDA tensor");
+  DTRAIN_CHECK(n < std::numeric_limits<int32_t>::max(), "cuda: grouping ", n,
+               " positions by key: 2^31 - 1 or more is not supported; split the batch");
+  DTRAIN_CHECK(key_bits >= 1 && key_bits <= 32, "cuda group_positions_by_key: key_bits ", key_bits,
+               " is outside [1, 32]");
+  const Device device = keys.device();
+  GroupedPositions r{Tensor::empty({n}, DType::i32, device),
+                     Tensor::empty({n}, DType::i32, device)};
+  if (n == 0) return r;
+  DeviceGuard guard(device.index);
+  cudaStream_t stream = compute_stream(device.index);
+  Tensor positions = Tensor::empty({n}, DType::i32, device);
+  iota_kernel<<<grid_for(n), kThreads, 0, stream>>>(positions.data<int32_t>(), n);
+  check_launch("iota_kernel");
+  const auto* keys_in = static_cast<const uint32_t*>(cdata(keys));
+  auto* keys_out = static_cast<uint32_t*>(mdata(r.keys));
+  const int count = static_cast<int>(n);
+  // The first call only sizes the scratch space; the second sorts (LSD radix: stable).
+  size_t scratch_bytes = 0;
+  DTRAIN_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
+      nullptr, scratch_bytes, keys_in, keys_out, positions.data<int32_t>(),
+      r.positions.data<int32_t>(), count, 0, key_bits, stream));
+  Tensor scratch = Tensor::empty({static_cast<int64_t>(scratch_bytes / 8 + 1)}, DType::i64, device);
+  DTRAIN_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
+      mdata(scratch), scratch_bytes, keys_in, keys_out, positions.data<int32_t>(),
+      r.positions.data<int32_t>(), count, 0, key_bits, stream));
+  return r;
+}
+
 }  // namespace cuda
 
 using namespace cuda;

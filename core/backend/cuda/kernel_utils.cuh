@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "core/backend/cuda/cuda_check.h"
+#include "core/backend/cuda/strided_layout.h"
 #include "core/tensor/dtype.h"
 #include "core/tensor/tensor.h"
 
@@ -180,7 +181,48 @@ __device__ __forceinline__ double lowest<double>() {
   return -__longlong_as_double(0x7ff0000000000000LL);
 }
 
+// A quiet NaN: what kernels write where an input (a class target, an embedding index) is out of
+// range, so the bad value shows in the loss instead of being read or written out of bounds.
+template <class C>
+__device__ __forceinline__ C quiet_nan();
+template <>
+__device__ __forceinline__ float quiet_nan<float>() {
+  return __int_as_float(0x7fc00000);
+}
+template <>
+__device__ __forceinline__ double quiet_nan<double>() {
+  return __longlong_as_double(0x7ff8000000000000LL);
+}
+
+// ---- searching sorted keys
+
+// The first p in [0, n) with sorted[p] >= key, or n.
+__device__ __forceinline__ int32_t lower_bound(const uint32_t* sorted, int32_t n, uint32_t key) {
+  int32_t lo = 0, hi = n;
+  while (lo < hi) {
+    const int32_t mid = lo + (hi - lo) / 2;
+    if (sorted[mid] < key) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
 // ---- host-side helpers
+
+// Positions 0..n-1 of an i32 tensor of keys (read as uint32, each < 2^key_bits), grouped by key: a
+// stable radix sort of (key, position) pairs, so equal keys keep their positions ascending. A
+// gather over the groups then sums each group in position order: the deterministic replacement for
+// scattering with atomics (embedding and max-pool backward). Defined in cuda_reduce.cu, queued on
+// the compute stream of keys' device; n must be below 2^31.
+struct GroupedPositions {
+  Tensor keys;       // i32 [n], the keys ascending (uint32 bits)
+  Tensor positions;  // i32 [n], the position each sorted key came from
+};
+// key_bits: key_bits_for(largest key), strided_layout.h.
+GroupedPositions group_positions_by_key(const Tensor& keys, int key_bits);
 
 // The element pointer of a tensor (its storage plus offset), as void* for run-time-dtype kernels.
 inline const void* cdata(const Tensor& t) { return t.raw_data(); }

@@ -138,6 +138,95 @@ TEST(Cuda, fill) {
   expect_parity(c, g, "strided fill");
 }
 
+TEST(Cuda, copy_flat_casts_vector_tail_and_misaligned) {
+  DTRAIN_SKIP_WITHOUT_CUDA();
+  // Contiguous copies of every dtype pair: the 128-bit path for f32/f16/bf16 pairs (8 per thread,
+  // 1031 = 128 * 8 + 7 leaves a tail), and, one element in, the misaligned scalar path; the other
+  // pairs take the run-time-dtype kernel on one flat dim.
+  Generator gen(12);
+  const std::vector<DType> all = {DType::f32, DType::f64, DType::f16, DType::bf16, DType::i32,
+                                  DType::i64};
+  for (DType from : all) {
+    for (DType to : all) {
+      Tensor src = grid_tensor({1032}, from, gen, -100.0, 100.0);
+      for (int64_t start : {0, 1}) {
+        Tensor dst_c = Tensor::empty({1031}, to);
+        cpu_be().copy(src.narrow(0, start, 1031), dst_c);
+        Tensor dst_g = Tensor::empty({1032}, to, gpu()).narrow(0, start, 1031);
+        gpu_be().copy(on_gpu(src).narrow(0, start, 1031), dst_g);
+        expect_parity(dst_c, dst_g.contiguous(),
+                      std::string("flat copy ") + dtype_name(from) + " -> " + dtype_name(to) +
+                          " offset " + std::to_string(start));
+      }
+    }
+  }
+  // int64 -> f32 rounds once, as the CPU's static_cast does. Through f64 it would round twice:
+  // 2^60 + 2^36 + 1 becomes 2^60 + 2^36 in f64, a tie that f32 rounds down to 2^60, where rounding
+  // once goes up to 2^60 + 2^37.
+  const std::vector<int64_t> big = {(int64_t{1} << 60) + (int64_t{1} << 36) + 1,
+                                    -((int64_t{1} << 55) + (int64_t{1} << 31) + 1), 16777217};
+  Tensor ints = Tensor::from_vector(big, {3}, DType::i64);
+  Tensor f_c = Tensor::empty({3}, DType::f32);
+  cpu_be().copy(ints, f_c);
+  Tensor f_g = Tensor::empty({3}, DType::f32, gpu());
+  gpu_be().copy(on_gpu(ints), f_g);
+  EXPECT_EQ(f_c.to_vector<float>(), f_g.to_vector<float>()) << "i64 -> f32 rounding";
+}
+
+TEST(Cuda, copy_and_fill_with_64_bit_indexing) {
+  DTRAIN_SKIP_WITHOUT_CUDA();
+  // 2^31 + 8 elements (4 GiB of f16): more than int32 counts, so the strided kernels run with 64-bit
+  // index arithmetic. Checked on the device (a sum) and at both ends, not against the CPU.
+  const int64_t rows = (int64_t{1} << 28) + 1, cols = 8, numel = rows * cols;
+  std::vector<float> row_values(static_cast<size_t>(cols));
+  double row_sum = 0.0;
+  for (int64_t j = 0; j < cols; ++j) {
+    row_values[static_cast<size_t>(j)] = 0.5f * static_cast<float>(j + 1);
+    row_sum += 0.5 * static_cast<double>(j + 1);
+  }
+  Tensor row = on_gpu(Tensor::from_vector(row_values, {1, cols}, DType::f32));
+  Tensor out = Tensor::empty({rows, cols}, DType::f16, gpu());
+  auto check = [&](const std::string& what) {
+    Tensor total = Tensor::empty({1}, DType::f64, gpu());
+    gpu_be().reduce(ReduceOp::sum, out, 1, numel, 1, total, Tensor());
+    EXPECT_EQ(total.to_vector<double>()[0], row_sum * static_cast<double>(rows)) << what;
+    for (int64_t r : {int64_t{0}, rows - 1}) {
+      std::vector<double> got = out.narrow(0, r, 1).to_vector<double>();
+      for (int64_t j = 0; j < cols; ++j) {
+        EXPECT_EQ(got[static_cast<size_t>(j)], 0.5 * static_cast<double>(j + 1))
+            << what << " row " << r << " col " << j;
+      }
+    }
+  };
+  gpu_be().copy(row.expand({rows, cols}), out);  // converting (f32 -> f16), broadcast source
+  check("converting broadcast copy");
+  gpu_be().fill(out, 0.0);
+  gpu_be().copy(row.to(DType::f16).expand({rows, cols}), out);  // same dtype: bit copy
+  check("bit copy of a broadcast row");
+  // A strided fill over the same count (every other column of a [rows, 16] buffer would be 8 GiB;
+  // a transposed view of out is enough: not flat, 2^31 + 8 elements).
+  gpu_be().fill(out.transpose(0, 1), 0.25);
+  Tensor total = Tensor::empty({1}, DType::f64, gpu());
+  gpu_be().reduce(ReduceOp::sum, out, 1, numel, 1, total, Tensor());
+  EXPECT_EQ(total.to_vector<double>()[0], 0.25 * static_cast<double>(numel)) << "strided fill";
+}
+
+TEST(Cuda, fill_flat_misaligned_leaves_neighbours) {
+  DTRAIN_SKIP_WITHOUT_CUDA();
+  for (DType t : {DType::f32, DType::f64, DType::f16, DType::bf16, DType::i32, DType::i64}) {
+    // One element in and one short: the vector path cannot start aligned; the ends stay 0.
+    Tensor g = Tensor::zeros({1033}, t, gpu());
+    gpu_be().fill(g.narrow(0, 1, 1031), -3.0);
+    Tensor c = Tensor::zeros({1033}, t);
+    cpu_be().fill(c.narrow(0, 1, 1031), -3.0);
+    expect_parity(c, g, std::string("misaligned fill ") + dtype_name(t));
+    // Aligned, with a tail (1031 is not a multiple of any pack).
+    Tensor ga = Tensor::zeros({1031}, t, gpu());
+    gpu_be().fill(ga, 5.0);
+    expect_parity(Tensor::full({1031}, 5.0, t), ga, std::string("aligned fill ") + dtype_name(t));
+  }
+}
+
 TEST(Cuda, unary) {
   DTRAIN_SKIP_WITHOUT_CUDA();
   Generator gen(3);

@@ -3,6 +3,7 @@
 // reason where no GPU is visible.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -125,6 +126,134 @@ TEST(Cuda, embedding) {
   }
 }
 
+// Bitwise equality: a deterministic kernel that sums in the CPU's order gives the same bits.
+void expect_same_bits(const Tensor& cpu, const Tensor& gpu_result, const std::string& what) {
+  const std::vector<double> a = cpu.to_vector<double>(), b = gpu_result.to_vector<double>();
+  ASSERT_EQ(a.size(), b.size()) << what;
+  size_t differing = 0, first = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i] != b[i] && !(std::isnan(a[i]) && std::isnan(b[i]))) {
+      if (differing++ == 0) first = i;
+    }
+  }
+  EXPECT_EQ(differing, 0u) << what << ": first at " << first << " (cpu " << a[first] << ", cuda "
+                           << b[first] << ")";
+}
+
+TEST(Cuda, embedding_backward_sums_in_position_order) {
+  DTRAIN_SKIP_WITHOUT_CUDA();
+  // A table wider than a block (300 columns), 4000 positions of which half hit one hot row, and a
+  // gradient that accumulates onto non-zero values: the sorted gather sums each row in ascending
+  // position, as the CPU does, so the bits agree exactly, in every dtype.
+  Generator gen(31);
+  const int64_t vocab = 1000, dim = 300, n = 4000;
+  for (DType t : float_dtypes()) {
+    std::vector<int64_t> iv = index_tensor({n}, 0, vocab, gen).to_vector<int64_t>();
+    for (size_t i = 0; i < iv.size(); i += 2) iv[i] = 7;
+    Tensor idx = Tensor::from_vector(iv, {4, n / 4}, DType::i64);
+    Tensor grad = uniform_tensor({n, dim}, t, gen);
+    Tensor start = uniform_tensor({vocab, dim}, t, gen);
+    for (int64_t padding_idx : {int64_t{-1}, int64_t{7}, int64_t{0}}) {
+      const std::string what = std::string("embedding_backward ") + dtype_name(t) +
+                               " padding_idx " + std::to_string(padding_idx);
+      Tensor dw_c = start.clone();
+      cpu_be().embedding_backward(grad, idx, padding_idx, dw_c);
+      Tensor dw_g = on_gpu(start);
+      gpu_be().embedding_backward(on_gpu(grad), on_gpu(idx), padding_idx, dw_g);
+      expect_same_bits(dw_c, dw_g, what);
+    }
+  }
+}
+
+TEST(Cuda, embedding_out_of_range_index_gives_nan_row_and_no_gradient) {
+  DTRAIN_SKIP_WITHOUT_CUDA();
+  // The op no longer checks indices on the host; the kernels must stay in bounds and show the bad
+  // value: NaN rows forward (zeros for an integer table), nothing added backward.
+  Generator gen(32);
+  const int64_t vocab = 20, dim = 5;
+  const std::vector<int64_t> iv = {3, -1, 20, 7, 1000000, 0};
+  const std::vector<bool> bad = {false, true, true, false, true, false};
+  Tensor idx = Tensor::from_vector(iv, {6}, DType::i64);
+  std::vector<DType> types = float_dtypes();
+  types.push_back(DType::i64);
+  for (DType t : types) {
+    const std::string what = std::string("embedding ") + dtype_name(t);
+    Tensor w = is_floating(t) ? uniform_tensor({vocab, dim}, t, gen)
+                              : index_tensor({vocab, dim}, -50, 50, gen);
+    Tensor out = Tensor::empty({6, dim}, t, gpu());
+    gpu_be().embedding(on_gpu(w), on_gpu(idx), out);
+    const std::vector<double> got = out.to_vector<double>(), wv = w.to_vector<double>();
+    for (size_t i = 0; i < iv.size(); ++i) {
+      for (int64_t j = 0; j < dim; ++j) {
+        const double v = got[i * static_cast<size_t>(dim) + static_cast<size_t>(j)];
+        if (!bad[i]) {
+          EXPECT_EQ(v, wv[static_cast<size_t>(iv[i] * dim + j)]) << what << " row " << i;
+        } else if (is_floating(t)) {
+          EXPECT_TRUE(std::isnan(v)) << what << " row " << i << " (index " << iv[i] << ")";
+        } else {
+          EXPECT_EQ(v, 0.0) << what << " row " << i << " (index " << iv[i] << ")";
+        }
+      }
+    }
+    if (!is_floating(t)) continue;
+    // Backward skips the bad positions, as the CPU kernel does.
+    Tensor grad = uniform_tensor({6, dim}, t, gen);
+    Tensor dw_c = Tensor::zeros({vocab, dim}, t);
+    cpu_be().embedding_backward(grad, idx, -1, dw_c);
+    Tensor dw_g = Tensor::zeros({vocab, dim}, t, gpu());
+    gpu_be().embedding_backward(on_gpu(grad), on_gpu(idx), -1, dw_g);
+    expect_same_bits(dw_c, dw_g, what + " backward");
+  }
+}
+
+TEST(Cuda, cross_entropy_out_of_range_target_gives_nan) {
+  DTRAIN_SKIP_WITHOUT_CUDA();
+  // Targets are not checked on the host any more: a target outside [0, classes) that is not
+  // ignore_index gives a NaN loss and a NaN gradient row; ignored rows stay 0; the others match the
+  // CPU (whose kernel writes 0 for the bad rows, the op having refused them before).
+  Generator gen(33);
+  const int64_t classes = 10;
+  const std::vector<int64_t> tv = {2, 10, -100, -3, 9, 1000000};
+  const std::vector<bool> bad = {false, true, false, true, false, true};
+  const int64_t rows = static_cast<int64_t>(tv.size());
+  Tensor targets = Tensor::from_vector(tv, {rows}, DType::i64);
+  for (DType t : float_dtypes()) {
+    for (double smoothing : {0.0, 0.1}) {
+      const std::string what =
+          std::string("cross_entropy ") + dtype_name(t) + " smoothing " + std::to_string(smoothing);
+      Tensor logits = uniform_tensor({rows, classes}, t, gen, -4.0, 4.0);
+      Tensor loss_c = Tensor::empty({rows}, t);
+      cpu_be().cross_entropy(logits, targets, -100, smoothing, loss_c);
+      Tensor loss_g = Tensor::empty({rows}, t, gpu());
+      gpu_be().cross_entropy(on_gpu(logits), on_gpu(targets), -100, smoothing, loss_g);
+      const std::vector<double> lc = loss_c.to_vector<double>(), lg = loss_g.to_vector<double>();
+      Tensor g = uniform_tensor({rows}, t, gen, 0.5, 1.5);
+      Tensor d_c = Tensor::empty({rows, classes}, t);
+      cpu_be().cross_entropy_backward(logits, targets, -100, smoothing, g, d_c);
+      Tensor d_g = Tensor::empty({rows, classes}, t, gpu());
+      gpu_be().cross_entropy_backward(on_gpu(logits), on_gpu(targets), -100, smoothing, on_gpu(g),
+                                      d_g);
+      const std::vector<double> dc = d_c.to_vector<double>(), dg = d_g.to_vector<double>();
+      const double tol = t == DType::f64 ? 1e-12 : (t == DType::f32 ? 1e-5 : 2e-2);
+      for (size_t r = 0; r < tv.size(); ++r) {
+        if (bad[r]) {
+          EXPECT_TRUE(std::isnan(lg[r])) << what << " row " << r << " (target " << tv[r] << ")";
+        } else {
+          EXPECT_NEAR(lg[r], lc[r], tol * (1.0 + std::abs(lc[r]))) << what << " row " << r;
+        }
+        for (int64_t j = 0; j < classes; ++j) {
+          const size_t k = r * static_cast<size_t>(classes) + static_cast<size_t>(j);
+          if (bad[r]) {
+            EXPECT_TRUE(std::isnan(dg[k])) << what << " backward row " << r << " col " << j;
+          } else {
+            EXPECT_NEAR(dg[k], dc[k], tol) << what << " backward row " << r << " col " << j;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(Cuda, cross_entropy) {
   DTRAIN_SKIP_WITHOUT_CUDA();
   Generator gen(24);
@@ -243,6 +372,41 @@ TEST(Cuda, pool2d) {
       expect_parity(adx_c, adx_g, "avg_" + what + " backward", 10.0);
     }
   }
+}
+
+TEST(Cuda, max_pool_backward_gathers_in_output_order) {
+  DTRAIN_SKIP_WITHOUT_CUDA();
+  // Overlapping windows (3x3, stride 1: up to 9 outputs per input) over values with many ties, so
+  // one input collects several gradients; indices out of [0, hw) are skipped. Summed in ascending
+  // output order, as on the CPU, the bits agree exactly.
+  Generator gen(34);
+  const Pool2dArgs a{3, 3, 1, 1, 1, 1};
+  const Shape xs = {3, 4, 20, 23};
+  const Shape ys = {3, 4, 20, 23};
+  for (DType t : float_dtypes()) {
+    const std::string what = std::string("max_pool2d_backward ") + dtype_name(t);
+    std::vector<double> xv(static_cast<size_t>(shape_numel(xs)));
+    for (double& v : xv) v = static_cast<double>(gen.next_u64() % 3);  // ties everywhere
+    Tensor x = Tensor::from_vector(xv, xs, t);
+    Tensor y_c = Tensor::empty(ys, t), idx_c = Tensor::empty(ys, DType::i64);
+    cpu_be().max_pool2d(x, a, y_c, idx_c);
+    std::vector<int64_t> iv = idx_c.to_vector<int64_t>();
+    iv[5] = -1;
+    iv[17] = 20 * 23;
+    iv[40] = int64_t{1} << 40;
+    Tensor idx = Tensor::from_vector(iv, ys, DType::i64);
+    Tensor dy = uniform_tensor(ys, t, gen);
+    Tensor dx_c = Tensor::empty(xs, t);
+    cpu_be().max_pool2d_backward(dy, idx, dx_c);
+    Tensor dx_g = Tensor::full(xs, 9.0, t, gpu());  // every element must be written
+    gpu_be().max_pool2d_backward(on_gpu(dy), on_gpu(idx), dx_g);
+    expect_same_bits(dx_c, dx_g, what);
+  }
+  // No outputs: dx is all zeros.
+  Tensor dx_g = Tensor::full({1, 2, 3, 3}, 9.0, DType::f32, gpu());
+  gpu_be().max_pool2d_backward(Tensor::empty({1, 2, 0, 0}, DType::f32, gpu()),
+                               Tensor::empty({1, 2, 0, 0}, DType::i64, gpu()), dx_g);
+  EXPECT_EQ(dx_g.to_vector<double>(), std::vector<double>(18, 0.0));
 }
 
 TEST(Cuda, sdpa_declines_so_attention_is_composed) {
