@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <ostream>
 
+#include "core/backend/backend.h"
+
 namespace dtrain::dist {
 
 namespace {
@@ -20,6 +22,10 @@ DdpBenchResult bench_ddp(std::shared_ptr<nn::Module> model, std::shared_ptr<Proc
   r.world_size = pg->size();
   r.parameters = model->num_parameters(true);
 
+  // The host waits for the device at the end of each timed step (nothing to wait for on the CPU).
+  const Device device = pg->device();
+  auto device_done = [&] { backend_for(device).synchronize(device.index); };
+
   // Both phases run the same step; `sync` is what DDP adds.
   auto run = [&](const std::function<void()>& sync, const std::function<void()>& after_step) {
     for (int i = 0; i < options.warmup_steps; ++i) {
@@ -28,6 +34,7 @@ DdpBenchResult bench_ddp(std::shared_ptr<nn::Module> model, std::shared_ptr<Proc
       if (update) update();
       model->zero_grad();
     }
+    device_done();
     pg->barrier()->wait();
     double total = 0;
     for (int i = 0; i < options.steps; ++i) {
@@ -35,6 +42,7 @@ DdpBenchResult bench_ddp(std::shared_ptr<nn::Module> model, std::shared_ptr<Proc
       loss().backward();
       sync();
       if (update) update();
+      device_done();
       total += seconds_between(start, Clock::now());
       after_step();
       model->zero_grad();

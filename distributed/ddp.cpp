@@ -1,9 +1,12 @@
 #include "distributed/ddp.h"
 
 #include <algorithm>
+#include <chrono>
 #include <map>
+#include <thread>
 
 #include "core/autograd/grad_mode.h"
+#include "core/backend/backend.h"
 #include "core/ops/elementwise.h"
 #include "distributed/model_sync.h"
 
@@ -62,6 +65,9 @@ struct DistributedDataParallel::State {
   int64_t num_ready = 0;
   size_t next_launch = 0;
   StepTiming timing, last_timing;
+  // The last step's collectives, kept until last_step_timing() asks: on a GPU their end is known only
+  // once the device has run them, and a step that nobody inspects must not wait for that.
+  std::vector<WorkPtr> timed_works;
 
   Tensor slot_view(size_t i) const {
     const Slot& s = slots[i];
@@ -256,11 +262,10 @@ void DistributedDataParallel::finish_gradient_synchronization() {
     std::vector<int64_t> g = used.to_vector<int64_t>();
     for (size_t i = 0; i < g.size(); ++i) globally_used[i] = g[i] != 0;
   }
+  std::vector<WorkPtr> works;
   for (size_t b = 0; b < s.buckets.size(); ++b) {
-    s.buckets[b].work->wait();
-    s.timing.buckets[b].comm_start = s.buckets[b].work->start_time();
-    s.timing.buckets[b].comm_end = s.buckets[b].work->end_time();
-    s.buckets[b].work.reset();
+    s.buckets[b].work->wait();  // orders what follows after the collective; on a GPU, no host wait
+    works.push_back(std::move(s.buckets[b].work));
   }
   for (size_t i = 0; i < s.params.size(); ++i) {
     if (!globally_used[i]) continue;
@@ -274,6 +279,7 @@ void DistributedDataParallel::finish_gradient_synchronization() {
   }
   s.timing.finish_end = Clock::now();
   s.last_timing = s.timing;
+  s.timed_works = std::move(works);
   s.in_step = false;
 }
 
@@ -296,7 +302,21 @@ std::vector<DistributedDataParallel::BucketInfo> DistributedDataParallel::bucket
 }
 
 const DistributedDataParallel::StepTiming& DistributedDataParallel::last_step_timing() const {
-  return state_->last_timing;
+  State& s = *state_;
+  if (!s.timed_works.empty()) {
+    // The collectives' times, once they have finished (a host wait if one has not yet).
+    for (size_t b = 0; b < s.timed_works.size(); ++b) {
+      const WorkPtr& w = s.timed_works[b];
+      if (!w->is_completed()) {
+        count_host_sync();
+        while (!w->is_completed()) std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
+      s.last_timing.buckets[b].comm_start = w->start_time();
+      s.last_timing.buckets[b].comm_end = w->end_time();
+    }
+    s.timed_works.clear();
+  }
+  return s.last_timing;
 }
 
 double DistributedDataParallel::StepTiming::comm_seconds() const {

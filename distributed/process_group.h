@@ -1,9 +1,9 @@
 // ProcessGroup: the ranks of one job and the collectives between them. Every collective is
-// asynchronous: it returns a Work whose wait() blocks until this rank's part is done. Collectives must
-// be issued in the same order on every rank (as in MPI and NCCL). Each has a timeout (10 minutes
-// unless configured); when it passes, the job is aborted with a message naming the collective, its
-// size and the rank, so a rank that died or took another code path brings the job down instead of
-// hanging it.
+// asynchronous: it returns a Work whose wait() orders what follows after it (see Work::wait).
+// Collectives must be issued in the same order on every rank (as in MPI and NCCL). Each has a
+// timeout (10 minutes unless configured); when it passes, the job is aborted with a message naming
+// the collective, its size and the rank, so a rank that died or took another code path brings the
+// job down instead of hanging it.
 //
 // Tensors passed to collectives are contiguous, live on the group's device kind (ProcessGroupMPI: CPU,
 // ProcessGroupNCCL: CUDA) and are modified in place; the Work keeps them alive until it completes.

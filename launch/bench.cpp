@@ -37,7 +37,7 @@ double ms_since(Clock::time_point t) {
 const char* kBenchUsage =
     "usage: dtrain bench <allreduce|ddp|step> [options]\n"
     "  allreduce  collective time, algbw and busbw per size (4 KiB..256 MiB), beside the raw MPI or\n"
-    "             NCCL call (--device cuda: NCCL; --collective all_reduce|reduce_scatter|all_gather|all)\n"
+    "             NCCL call (--device cuda: NCCL; --collective reduce_scatter, all_gather or all)\n"
     "  ddp        step time of N ranks with DDP vs N independent processes: overhead and hidden comm\n"
     "  step       one rank's training step split into forward/backward/optimizer, throughput and MFU\n"
     "Each takes --help.";
@@ -127,6 +127,7 @@ std::shared_ptr<dist::ProcessGroup> make_bench_group(const std::string& device_t
 
 int bench_step(const TrainConfig& c, int steps) {
   Device device = Device::parse(c.device);
+  set_allow_tf32(c.tf32);  // as the trainer runs
   if (c.threads > 0) set_num_threads(c.threads);
   BenchModel m = make_bench_model(c, c.batch_size, device);
   auto optimizer = make_optimizer(c, decay_groups(*m.module));
@@ -240,6 +241,7 @@ int run_bench(const std::vector<std::string>& args) {
     if (what == "step") return bench_step(c, steps);
     {
       auto pg = make_bench_group(c.device);
+      set_allow_tf32(c.tf32);
       if (c.threads > 0) set_num_threads(c.threads);
       BenchModel m = make_bench_model(c, c.batch_size / pg->size(), pg->device());
       auto optimizer = make_optimizer(c, decay_groups(*m.module));
