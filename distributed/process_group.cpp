@@ -117,6 +117,42 @@ std::string describe_collective(const std::string& name, int64_t numel, DType dt
   return detail::concat(name, " of ", numel, " ", dtype_name(dtype), " elements (", size, ")");
 }
 
+std::vector<int64_t> collective_signature(CollectiveKind kind, ReduceOp op, int root, const Tensor& shared,
+                                          bool full) {
+  const bool reduces = kind == CollectiveKind::all_reduce || kind == CollectiveKind::reduce_scatter;
+  std::vector<int64_t> s = {static_cast<int64_t>(kind), reduces ? static_cast<int64_t>(op) : -1,
+                            shared.defined() ? static_cast<int64_t>(shared.dtype()) : -1,
+                            kind == CollectiveKind::broadcast ? root : -1, shared.defined() ? shared.numel() : 0};
+  if (full) {
+    s.push_back(shared.defined() ? shared.dim() : 0);
+    for (int64_t d = 0; d < kCollectiveShapeDims; ++d) {
+      s.push_back(shared.defined() && d < shared.dim() ? shared.size(d) : -1);
+    }
+  }
+  return s;
+}
+
+const char* collective_kind_name(int64_t kind) {
+  static const char* kinds[] = {"broadcast", "all_reduce", "reduce_scatter", "all_gather", "barrier"};
+  return kind >= 0 && kind < 5 ? kinds[kind] : "?";
+}
+
+std::string describe_collective_signature(const int64_t* s, bool full) {
+  std::string name = collective_kind_name(s[0]);
+  if (name == "barrier") return name;
+  if (s[1] >= 0) name += std::string("(") + reduce_op_name(static_cast<ReduceOp>(s[1])) + ")";
+  if (s[3] >= 0) name += "(root " + std::to_string(s[3]) + ")";
+  std::string text = describe_collective(name, s[4], static_cast<DType>(s[2]));
+  if (full) {
+    text += ", shape [";
+    for (int64_t d = 0; d < std::min<int64_t>(s[5], kCollectiveShapeDims); ++d) {
+      text += (d ? ", " : "") + std::to_string(s[6 + d]);
+    }
+    text += s[5] > kCollectiveShapeDims ? ", ...]" : "]";
+  }
+  return text;
+}
+
 namespace {
 int env_int(const char* name, int fallback) {
   const char* s = std::getenv(name);

@@ -120,6 +120,20 @@ void broadcast_coalesced(ProcessGroup& pg, const std::vector<Tensor>& tensors, i
 // Describes a collective for messages: "all_reduce(sum) of 1000003 f32 elements (3.8 MiB)".
 std::string describe_collective(const std::string& name, int64_t numel, DType dtype);
 
+// What the ranks must agree on for one collective before data moves (both groups check it), as i64
+// words: kind, op (-1: none), dtype (-1: no tensor), root (-1: none) and the element count of `shared`
+// (the input where there is one, else the tensor worked on in place); with `full`, also the number of
+// dimensions and kCollectiveShapeDims sizes (-1 past the last).
+enum class CollectiveKind : uint8_t { broadcast, all_reduce, reduce_scatter, all_gather, barrier };
+constexpr int kCollectiveSignatureWords = 5;
+constexpr int kCollectiveShapeDims = 8;
+std::vector<int64_t> collective_signature(CollectiveKind kind, ReduceOp op, int root, const Tensor& shared,
+                                          bool full);
+// "all_reduce", ... for a CollectiveKind's value ("?" for another number).
+const char* collective_kind_name(int64_t kind);
+// "all_reduce(sum) of 1000 f32 elements (...)", with ", shape [10, 100]" when `full`.
+std::string describe_collective_signature(const int64_t* words, bool full);
+
 // The launcher's idea of this process's index among the ranks on its node, read from the environment
 // (OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID, MPI_LOCALRANKID, LOCAL_RANK); 0 without a launcher.
 // It picks the GPU.

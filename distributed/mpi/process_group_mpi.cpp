@@ -123,7 +123,7 @@ void check_reduce_op(ReduceOp op, DType t, const char* name) {
 
 class ProcessGroupMPI::MpiWork final : public Work {
  public:
-  enum class Kind { broadcast, all_reduce, reduce_scatter, all_gather, barrier };
+  using Kind = CollectiveKind;
 
   Kind kind = Kind::barrier;
   ReduceOp op = ReduceOp::sum;
@@ -330,41 +330,10 @@ void ProcessGroupMPI::run_one(MpiWork& w) {
 
 namespace {
 
-// What the ranks must agree on for one collective, as i64 words: kind, op, dtype, root and element
-// count; with `full`, also the number of dimensions and the sizes (up to kSignatureDims of them).
-constexpr int kSignatureDims = 8;
-
+// The collective signature of `w` (process_group.h): its input where there is one, else the tensor
+// it works on in place.
 std::vector<int64_t> signature(const ProcessGroupMPI::MpiWork& w, bool full) {
-  using Kind = ProcessGroupMPI::MpiWork::Kind;
-  // The tensor whose size the ranks share: the input where there is one, else the in-place tensor.
-  const Tensor& t = w.in.defined() ? w.in : w.out;
-  const bool reduces = w.kind == Kind::all_reduce || w.kind == Kind::reduce_scatter;
-  std::vector<int64_t> s = {static_cast<int64_t>(w.kind), reduces ? static_cast<int64_t>(w.op) : -1,
-                            t.defined() ? static_cast<int64_t>(t.dtype()) : -1,
-                            w.kind == Kind::broadcast ? w.root : -1, t.defined() ? t.numel() : 0};
-  if (full) {
-    s.push_back(t.defined() ? t.dim() : 0);
-    for (int64_t d = 0; d < kSignatureDims; ++d) s.push_back(t.defined() && d < t.dim() ? t.size(d) : -1);
-  }
-  return s;
-}
-
-std::string describe_signature(const int64_t* s, bool full) {
-  static const char* kinds[] = {"broadcast", "all_reduce", "reduce_scatter", "all_gather", "barrier"};
-  const int64_t kind = s[0];
-  std::string name = kind >= 0 && kind < 5 ? kinds[kind] : "?";
-  if (name == "barrier") return name;
-  if (s[1] >= 0) name += std::string("(") + reduce_op_name(static_cast<ReduceOp>(s[1])) + ")";
-  if (s[3] >= 0) name += "(root " + std::to_string(s[3]) + ")";
-  std::string text = describe_collective(name, s[4], static_cast<DType>(s[2]));
-  if (full) {
-    text += ", shape [";
-    for (int64_t d = 0; d < std::min<int64_t>(s[5], kSignatureDims); ++d) {
-      text += (d ? ", " : "") + std::to_string(s[6 + d]);
-    }
-    text += s[5] > kSignatureDims ? ", ...]" : "]";
-  }
-  return text;
+  return collective_signature(w.kind, w.op, w.root, w.in.defined() ? w.in : w.out, full);
 }
 
 }  // namespace
@@ -393,8 +362,8 @@ std::string ProcessGroupMPI::check_agreement(const MpiWork& w) {
     const int64_t* theirs = all.data() + static_cast<size_t>(r) * static_cast<size_t>(n);
     if (!std::equal(all.data(), all.data() + n, theirs)) {
       return detail::concat("ranks disagree on collective #", number, ": rank 0 issued ",
-                            describe_signature(all.data(), full), ", rank ", r, " issued ",
-                            describe_signature(theirs, full),
+                            describe_collective_signature(all.data(), full), ", rank ", r, " issued ",
+                            describe_collective_signature(theirs, full),
                             "; the ranks took different code paths (were they started with different "
                             "options?)");
     }

@@ -73,51 +73,9 @@ void check_chunks(const Tensor& whole, const Tensor& chunk, int size, const char
                " elements");
 }
 
-const char* kind_name(int64_t kind) {
-  static const char* names[] = {"broadcast", "all_reduce", "reduce_scatter", "all_gather", "barrier"};
-  return kind >= 0 && kind < 5 ? names[kind] : "?";
-}
-
-// What the ranks must agree on for one collective, as i64 words: kind, op (-1: none), dtype (-1: no
-// tensor), root (-1: none) and the element count of `shared` (the input where there is one, else the
-// tensor worked on in place); with `full`, also the number of dimensions and up to kShapeDims sizes.
-constexpr int kShapeDims = 8;
-
-std::vector<int64_t> signature(CollectiveKind kind, ReduceOp op, int root, const Tensor& shared,
-                               bool full) {
-  const bool reduces = kind == CollectiveKind::all_reduce || kind == CollectiveKind::reduce_scatter;
-  std::vector<int64_t> s = {static_cast<int64_t>(kind), reduces ? static_cast<int64_t>(op) : -1,
-                            shared.defined() ? static_cast<int64_t>(shared.dtype()) : -1,
-                            kind == CollectiveKind::broadcast ? root : -1,
-                            shared.defined() ? shared.numel() : 0};
-  if (full) {
-    s.push_back(shared.defined() ? shared.dim() : 0);
-    for (int64_t d = 0; d < kShapeDims; ++d) {
-      s.push_back(shared.defined() && d < shared.dim() ? shared.size(d) : -1);
-    }
-  }
-  return s;
-}
-
-std::string describe_signature(const int64_t* s, bool full) {
-  std::string name = kind_name(s[0]);
-  if (name == "barrier") return name;
-  if (s[1] >= 0) name += std::string("(") + reduce_op_name(static_cast<ReduceOp>(s[1])) + ")";
-  if (s[3] >= 0) name += "(root " + std::to_string(s[3]) + ")";
-  std::string text = describe_collective(name, s[4], static_cast<DType>(s[2]));
-  if (full) {
-    text += ", shape [";
-    for (int64_t d = 0; d < std::min<int64_t>(s[5], kShapeDims); ++d) {
-      text += (d ? ", " : "") + std::to_string(s[6 + d]);
-    }
-    text += s[5] > kShapeDims ? ", ...]" : "]";
-  }
-  return text;
-}
-
 // One signature word as the message shows it.
 std::string describe_word(int field, int64_t v) {
-  if (field == 0) return kind_name(v);
+  if (field == 0) return collective_kind_name(v);
   if (v < 0) return "none";
   if (field == 1) return reduce_op_name(static_cast<ReduceOp>(v));
   if (field == 2) return dtype_name(static_cast<DType>(v));
@@ -228,7 +186,7 @@ class ProcessGroupNCCL::NcclWork final : public Work {
     }
     if (differences.empty()) return "";
     return detail::concat("ranks disagree on NCCL collective #", number_, ": this rank issued ",
-                          describe_signature(signature_.data(), false), ", but across the ranks ",
+                          describe_collective_signature(signature_.data(), false), ", but across the ranks ",
                           differences, "; the ranks took different code paths (were they started "
                           "with different options?)");
   }
@@ -522,8 +480,8 @@ void ProcessGroupNCCL::check_agreement_on_host(const std::vector<int64_t>& mine,
     if (std::equal(all.data(), all.data() + n, theirs)) continue;
     std::string message = detail::concat(
         "ranks disagree on NCCL collective #", number, ": rank 0 issued ",
-        describe_signature(all.data(), true), ", rank ", r, " issued ",
-        describe_signature(theirs, true),
+        describe_collective_signature(all.data(), true), ", rank ", r, " issued ",
+        describe_collective_signature(theirs, true),
         "; the ranks took different code paths (were they started with different options?)");
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -538,7 +496,7 @@ WorkPtr ProcessGroupNCCL::launch(CollectiveKind kind, ReduceOp op, int root, con
                                  std::initializer_list<Tensor> tensors, const char* call,
                                  Issue issue) {
   const bool on_host = options_.debug_collectives;
-  std::vector<int64_t> mine = signature(kind, op, root, shared, on_host);
+  std::vector<int64_t> mine = collective_signature(kind, op, root, shared, on_host);
   int64_t number = 0;
   int64_t* slot = nullptr;
   {
@@ -559,7 +517,7 @@ WorkPtr ProcessGroupNCCL::launch(CollectiveKind kind, ReduceOp op, int root, con
   if (on_host) check_agreement_on_host(mine, number);
 
   cuda::DeviceGuard guard(device_);
-  const std::string what = describe_signature(mine.data(), false);
+  const std::string what = describe_collective_signature(mine.data(), false);
   std::vector<int64_t> words(mine.begin(), mine.begin() + kSignatureWords);
   auto work = std::make_shared<NcclWork>(device_, what, number, std::move(words), slot,
                                          kind == CollectiveKind::barrier);

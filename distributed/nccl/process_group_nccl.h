@@ -55,8 +55,6 @@
 
 namespace dtrain::dist {
 
-enum class CollectiveKind : uint8_t { broadcast, all_reduce, reduce_scatter, all_gather, barrier };
-
 class ProcessGroupNCCL final : public ProcessGroup {
  public:
   // A group over the ranks of `bootstrap` (collective: every rank must call it), which it keeps.
@@ -129,7 +127,7 @@ class ProcessGroupNCCL final : public ProcessGroup {
 
   // The device-side agreement check: one slot of 2 x kSignatureWords i64 per collective in flight, in
   // pinned host memory (written by the host, read back by the watchdog) and on the device.
-  static constexpr int kSignatureWords = 5;
+  static constexpr int kSignatureWords = kCollectiveSignatureWords;
   static constexpr size_t kAgreementSlots = 1024;
   int64_t* agreement_host_ = nullptr;
   Tensor agreement_device_;
