@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "core/nn/linear.h"
+#include "core/optim/adam.h"
+#include "core/optim/sgd.h"
 #include "core/ops/ops.h"
 #include "distributed/process_group.h"
 
@@ -89,6 +91,15 @@ inline bool same_on_all_ranks(dist::ProcessGroup& pg, const std::vector<float>& 
                               [](float a, float b) { return std::memcmp(&a, &b, 4) == 0; });
   }
   return !dist::any_rank(pg, !same);
+}
+
+// The optimizers the DDP tests train with: SGD with momentum and AdamW, over any parameters.
+inline std::unique_ptr<optim::Optimizer> sgd(std::vector<Tensor> params) {
+  return std::make_unique<optim::SGD>(std::move(params), optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
+}
+inline std::unique_ptr<optim::Optimizer> adamw(std::vector<Tensor> params) {
+  return std::make_unique<optim::AdamW>(std::move(params),
+                                        optim::AdamWOptions{.lr = 1e-2, .weight_decay = 0.01});
 }
 
 }  // namespace dtrain::test

@@ -61,13 +61,8 @@ std::vector<float> train_ddp(MakeOpt make_opt, int64_t global_batch, int accum,
   return test::flat_values(model->parameters());
 }
 
-auto sgd = [](std::vector<Tensor> params) {
-  return std::make_unique<optim::SGD>(std::move(params), optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
-};
-auto adamw = [](std::vector<Tensor> params) {
-  return std::make_unique<optim::AdamW>(std::move(params),
-                                        optim::AdamWOptions{.lr = 1e-2, .weight_decay = 0.01});
-};
+using test::adamw;
+using test::sgd;
 
 // Tolerances: the only difference from the reference is float summation order (per-rank means
 // averaged vs one mean), ~1e-7 relative per step; 20 steps of SGD with momentum keep it below 1e-5,

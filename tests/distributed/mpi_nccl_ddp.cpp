@@ -93,13 +93,8 @@ std::vector<float> train(std::shared_ptr<dist::ProcessGroup> pg, MakeOpt make_op
   return test::flat_values(weights);
 }
 
-auto sgd = [](std::vector<Tensor> params) {
-  return std::make_unique<optim::SGD>(std::move(params), optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
-};
-auto adamw = [](std::vector<Tensor> params) {
-  return std::make_unique<optim::AdamW>(std::move(params),
-                                        optim::AdamWOptions{.lr = 1e-2, .weight_decay = 0.01});
-};
+using test::adamw;
+using test::sgd;
 
 // Tolerances: the GPU's f32 kernels (TF32 off, the library's default) and NCCL's summation order
 // differ from the CPU's by ~1e-7 relative per operation; 10 steps keep SGD with momentum below 1e-4
