@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/backend/backend.h"
 #include "launch/cli_test_util.h"
 
 using namespace dtrain::cli_test;
@@ -61,6 +62,15 @@ TEST_F(Cli, BadValues) {
   expect_one_line_error(train({"--precision", "f8"}), {"--precision", "f8"});
   expect_one_line_error(train({"--batch-size", "0"}), {"--batch-size", "0"});
   expect_one_line_error(train({"--steps", "many"}), {"many"});
+}
+
+// Where no GPU can be used (no device, no driver, a build without CUDA), asking for one says why and
+// what to do, in one line, before any work; a GPU machine runs these instead of failing them.
+TEST_F(Cli, UnusableGpuIsOneLine) {
+  if (dtrain::cuda_available()) GTEST_SKIP() << "a CUDA device is usable here";
+  expect_one_line_error(train({"--device", "cuda", "--progress", "0"}), {"--device cuda", "--device cpu"});
+  expect_one_line_error(train({"--device", "cuda:1", "--progress", "0"}), {"--device cuda:1", "--device cpu"});
+  expect_one_line_error(train({"--device", "gpu"}), {"gpu", "cuda"});
 }
 
 TEST_F(Cli, MissingConfigFile) {
