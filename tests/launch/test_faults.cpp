@@ -688,6 +688,12 @@ TEST_F(Faults, NegativeStepsIsRefused) { expect_refused({{"--steps", "-5"}}, "--
 TEST_F(Faults, NegativeDepthIsRefused) { expect_refused({{"--steps", "2"}, {"--depth", "-1"}}, "--depth"); }
 TEST_F(Faults, InfiniteLrIsRefused) { expect_refused({{"--steps", "2"}, {"--lr", "inf"}}, "--lr"); }
 TEST_F(Faults, HugeEpochsIsRefused) { expect_refused({{"--epochs", "1e30"}}, "--epochs"); }
+// A schedule that cannot fit the run is found in the pre-flight checks: one line for the whole job.
+TEST_F(Faults, WarmupLongerThanTheRunIsOneLineForTheJob) {
+  REQUIRE_MPIEXEC();
+  RunResult r = run_dtrain("train", vit_args({{"--steps", "2"}, {"--warmup-steps", "10"}}), 2, 30);
+  expect_one_dtrain_line(r, {"warmup_steps = 10", "total_steps = 2"});
+}
 
 // Resuming with a different model or batch is an error naming the option, the saved and the given
 // value; so is asking for no steps beyond the checkpoint's.
