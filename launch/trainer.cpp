@@ -200,7 +200,7 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
     DTRAIN_CHECK(steps_per_epoch > 0, "--batch-size ", c.batch_size, " is larger than the training set (",
                  w->train_set->size(), " samples)");
     total_steps = c.steps > 0 ? c.steps : static_cast<int64_t>(std::ceil(c.epochs * steps_per_epoch));
-    (void)make_schedule(c, total_steps);  // --warmup-steps longer than the run, say
+    make_schedule(c, total_steps).check();  // --warmup-steps longer than the run, say
     if (!c.resume.empty()) {
       resume_from.emplace(c.resume);
       saved = parse_train_state(resume_from->json(), resume_from->dir());
