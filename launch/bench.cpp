@@ -127,7 +127,8 @@ std::shared_ptr<dist::ProcessGroup> make_bench_group(const std::string& device_t
 
 int bench_step(const TrainConfig& c, int steps) {
   Device device = Device::parse(c.device);
-  set_allow_tf32(c.tf32);  // as the trainer runs
+  select_device(device);   // as the trainer runs: this GPU, chosen once
+  set_allow_tf32(c.tf32);
   if (c.threads > 0) set_num_threads(c.threads);
   BenchModel m = make_bench_model(c, c.batch_size, device);
   auto optimizer = make_optimizer(c, decay_groups(*m.module));
