@@ -10,6 +10,7 @@
 #include "core/backend/cuda/philox.h"
 #include "core/backend/cuda/strided_layout.h"
 #include "core/tensor/random.h"
+#include "core/cuda/strided_reference.h"
 
 namespace dtrain {
 namespace {
@@ -44,15 +45,7 @@ TEST(CudaKernelMath, philox_matches_known_answers) {
   EXPECT_LT(cuda::uniform_double(0xffffffffu, 0xffffffffu), 1.0);
 }
 
-// Offsets by direct indexing: sum_d idx_d * stride_d.
-int64_t direct_offset(int64_t linear, const Shape& shape, const Shape& strides) {
-  int64_t off = 0;
-  for (size_t d = shape.size(); d-- > 0;) {
-    off += (linear % shape[d]) * strides[d];
-    linear /= shape[d];
-  }
-  return off;
-}
+using testing::direct_offset;
 
 TEST(CudaKernelMath, strided_layout_coalesces_and_indexes) {
   // Contiguous operands collapse to one flat dim.

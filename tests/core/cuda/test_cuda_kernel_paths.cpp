@@ -12,6 +12,7 @@
 #include "core/backend/cuda/strided_layout.h"
 #include "core/tensor/random.h"
 #include "core/tensor/tensor.h"
+#include "core/cuda/strided_reference.h"
 
 namespace dtrain {
 namespace {
@@ -21,15 +22,7 @@ using cuda::StridedLayout;
 
 constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 
-// Offset of `linear` by row-major indexing of the uncoalesced shape: sum_d idx_d * stride_d.
-int64_t direct_offset(int64_t linear, const Shape& shape, const Shape& strides) {
-  int64_t off = 0;
-  for (size_t d = shape.size(); d-- > 0;) {
-    off += (linear % shape[d]) * strides[d];
-    linear /= shape[d];
-  }
-  return off;
-}
+using testing::direct_offset;
 
 template <int N>
 StridedLayout<N> coalesce(const Shape& shape, const std::array<const Shape*, N>& strides) {
