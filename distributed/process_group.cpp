@@ -1,5 +1,7 @@
 #include "distributed/process_group.h"
 
+#include <atomic>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -170,6 +172,30 @@ int local_rank_from_environment() {
     if (v >= 0) return v;
   }
   return 0;
+}
+
+namespace {
+std::atomic<int> g_local_rank{-1}, g_local_size{-1};
+}  // namespace
+
+void set_node_placement(int rank, int size) {
+  g_local_rank = rank;
+  g_local_size = size;
+}
+
+int local_rank() {
+  const int r = g_local_rank.load();
+  return r >= 0 ? r : local_rank_from_environment();
+}
+
+int local_size() {
+  const int n = g_local_size.load();
+  if (n > 0) return n;
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE", "LOCAL_WORLD_SIZE"}) {
+    const int v = env_int(name, -1);
+    if (v > 0) return v;
+  }
+  return 1;
 }
 
 namespace {

@@ -93,6 +93,10 @@ class ProcessGroup {
   // beside each row.
   virtual void raw_all_reduce(const Tensor& tensor) = 0;
 
+  // The group for small host-side values (a stop flag, a path): this one for MPI; the MPI group NCCL
+  // started from for NCCL, so that agreeing on a flag does not wait for the GPU.
+  virtual ProcessGroup& host() { return *this; }
+
   const ProcessGroupOptions& options() const { return options_; }
 
  protected:
@@ -136,8 +140,14 @@ std::string describe_collective_signature(const int64_t* words, bool full);
 
 // The launcher's idea of this process's index among the ranks on its node, read from the environment
 // (OMPI_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID, MPI_LOCALRANKID, LOCAL_RANK); 0 without a launcher.
-// It picks the GPU.
 int local_rank_from_environment();
+// This process's index among the ranks on its node, and their number: from MPI once a process group
+// started it (MPI_Comm_split_type with MPI_COMM_TYPE_SHARED, so any launcher), else from the
+// environment (local rank as above; size from OMPI_COMM_WORLD_LOCAL_SIZE, SLURM_NTASKS_PER_NODE,
+// LOCAL_WORLD_SIZE, or 1). The local rank picks the GPU.
+int local_rank();
+int local_size();
+void set_node_placement(int local_rank, int local_size);
 // True when a launcher (mpirun/mpiexec, srun) started this process.
 bool launched_by_mpi_launcher();
 

@@ -1,13 +1,17 @@
 #include "launch/commands.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "distributed/mpi/process_group_mpi.h"
 #ifdef DTRAIN_WITH_CUDA
 #include "distributed/nccl/process_group_nccl.h"
 #endif
+#include "launch/checkpoints.h"
 #include "launch/config.h"
+#include "launch/progress.h"
+#include "launch/stop_signal.h"
 #include "launch/trainer.h"
 
 namespace dtrain::launch {
@@ -108,41 +112,86 @@ int report_failure(const std::string& command, const std::string& message, bool 
   return 1;
 }
 
+namespace {
+
+// Started as torchrun starts its workers (RANK and WORLD_SIZE set, no MPI launcher), each process
+// would train alone into the same directories.
+void refuse_foreign_launcher() {
+  if (dist::launched_by_mpi_launcher()) return;
+  const char* world = std::getenv("WORLD_SIZE");
+  DTRAIN_CHECK(world == nullptr || std::atoi(world) <= 1, "WORLD_SIZE=", world,
+               " is set but no MPI launcher started this process (torchrun-style), so each process would "
+               "train alone; start dtrain with `mpirun -np ", world, " dtrain train ...` (or `srun --mpi=pmix`)");
+}
+
+// The summary line of a run, on rank 0.
+void print_summary(const TrainConfig& config, const TrainResult& r) {
+  char line[320];
+  if (!r.finished_at.empty()) {
+    std::cout << "dtrain: the run is already finished (" << r.finished_at << " is at step " << r.steps
+              << " of " << r.steps << ")" << (r.eval.empty() ? "" : "; its last eval: " + format_metrics(r.eval))
+              << "; give more --steps or --epochs to train on" << std::endl;
+    return;
+  }
+  if (r.stopped_by != 0) {
+    std::cout << "stopped by " << signal_name(r.stopped_by) << " at step " << r.steps
+              << (r.checkpoint.empty() ? std::string(" (no --checkpoint-dir: nothing saved)")
+                                       : ": checkpoint " + r.checkpoint +
+                                             "; the same command with --resume auto continues the run")
+              << std::endl;
+    return;
+  }
+  const std::string unit = config.model == "vit" ? "images" : "tokens";
+  std::snprintf(line, sizeof line, "done: %lld steps, final loss %.4f, throughput %.1f %s/s, peak memory %.0f MiB",
+                static_cast<long long>(r.steps), r.final_loss, r.items_per_s, unit.c_str(), r.peak_rss_mb);
+  std::cout << line;
+  if (r.peak_device_mb > 0) {
+    std::snprintf(line, sizeof line, " (GPU tensors %.0f MiB)", r.peak_device_mb);
+    std::cout << line;
+  }
+  if (!r.eval.empty()) std::cout << "; eval: " << format_metrics(r.eval);
+  std::cout << std::endl;
+}
+
+}  // namespace
+
 int run_train(const std::vector<std::string>& args) {
   TrainConfig config;
   std::string error;
   if (!parse_options(args, config, "train", error)) return 0;
+  refuse_foreign_launcher();
+  TrainResult r;
   {
     auto pg = make_process_group(config, error);
-    TrainResult r = train(config, pg);
-    if (pg->rank() == 0) {
-      std::string unit = config.model == "vit" ? "images" : "tokens";
-      char line[256];
-      std::snprintf(line, sizeof line, "done: %lld steps, final loss %.4f, throughput: %.1f %s/s",
-                    static_cast<long long>(r.steps), r.final_loss, r.items_per_s, unit.c_str());
-      std::cout << line;
-      for (auto it = r.eval.begin(); it != r.eval.end(); ++it) {
-        std::cout << ", " << it.key() << " " << it.value().dump();
-      }
-      std::cout << std::endl;
-    }
+    r = train(config, pg);
+    if (pg->rank() == 0) print_summary(config, r);
   }
   dist::finalize_mpi();
-  return 0;
+  return r.stopped_by != 0 ? 128 + r.stopped_by : 0;
 }
 
 int run_eval(const std::vector<std::string>& args) {
   TrainConfig config;
   std::string error;
   if (!parse_options(args, config, "eval", error)) return 0;
+  refuse_foreign_launcher();
   if (error.empty() && config.resume.empty()) {
-    error = "dtrain eval needs --resume CHECKPOINT_DIR (the checkpoint to evaluate)";
+    error = "dtrain eval needs --resume DIR (a checkpoint, or a run's --checkpoint-dir for its latest)";
     if (!dist::launched_by_mpi_launcher()) throw Error(error);
+  }
+  if (error.empty()) {
+    // The model and data settings the checkpoint was trained with, under the command line's.
+    try {
+      config = load_run_config(config.resume, args, "eval");
+    } catch (const Error& e) {
+      if (!dist::launched_by_mpi_launcher()) throw;
+      error = e.what();
+    }
   }
   {
     auto pg = make_process_group(config, error);
     nlohmann::json metrics = evaluate_checkpoint(config, *pg);
-    if (pg->rank() == 0) std::cout << "eval " << config.resume << ": " << metrics.dump() << std::endl;
+    if (pg->rank() == 0) std::cout << "eval " << config.resume << ": " << format_metrics(metrics) << std::endl;
   }
   dist::finalize_mpi();
   return 0;

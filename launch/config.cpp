@@ -1,5 +1,7 @@
 #include "launch/config.h"
 
+#include <algorithm>
+#include <boost/make_shared.hpp>
 #include <boost/program_options.hpp>
 #include <charconv>
 #include <cmath>
@@ -41,6 +43,29 @@ std::string short_text(double value) {
   return out.str();
 }
 
+// Stores `--key=value` into `vm` unless the option is there already from a source that wins; throws
+// naming `where` (a file and line, or a checkpoint) for an unknown option or a bad value. Returns
+// Boost's name for the key.
+std::string store_one(const std::string& key, const std::string& value, const po::options_description& opts,
+                      po::variables_map& vm, const std::string& where, const char* subcommand) {
+  try {
+    // "--key=" is refused by Boost; an empty value goes as its own token.
+    const std::vector<std::string> tokens =
+        value.empty() ? std::vector<std::string>{"--" + key, value} : std::vector<std::string>{"--" + key + "=" + value};
+    po::parsed_options parsed = po::command_line_parser(tokens).options(opts).run();
+    po::variables_map one;
+    po::store(parsed, one);
+    const std::string name = parsed.options.at(0).string_key;
+    if (vm.count(name) == 0 || vm[name].defaulted()) {
+      vm.erase(name);
+      vm.insert({name, one[name]});
+    }
+    return name;
+  } catch (const po::error& e) {
+    throw Error(where + ": " + e.what() + " (dtrain " + subcommand + " --help lists the options)");
+  }
+}
+
 // Reads an INI file of `key = value` lines ('#' or ';' starts a comment) into `vm`, where the command
 // line, stored first, wins. Each line is parsed on its own so that an error names the file and line.
 // Returns where each option the file set comes from ("run.ini:4"), for messages about its value.
@@ -56,30 +81,19 @@ std::map<std::string, std::string> store_config_file(const std::string& path,
   std::set<std::string> in_file;
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {
-    const std::string where = path + ":" + std::to_string(number) + ": ";
+    const std::string where = path + ":" + std::to_string(number);
     const size_t comment = line.find_first_of("#;");
     std::string text = trim(comment == std::string::npos ? line : line.substr(0, comment));
     if (text.empty()) continue;
     const size_t eq = text.find('=');
-    DTRAIN_CHECK(eq != std::string::npos, where, "expected 'option = value', got '", text, "'");
+    DTRAIN_CHECK(eq != std::string::npos, where, ": expected 'option = value', got '", text, "'");
     const std::string key = trim(text.substr(0, eq)), value = trim(text.substr(eq + 1));
-    DTRAIN_CHECK(!key.empty() && key != "config" && key != "help", where, "'", key,
+    DTRAIN_CHECK(!key.empty() && key != "config" && key != "help", where, ": '", key,
                  "' cannot be set in a config file");
-    try {
-      po::parsed_options parsed = po::command_line_parser(std::vector<std::string>{"--" + key + "=" + value})
-                                      .options(opts).run();
-      po::variables_map one;
-      po::store(parsed, one);
-      const std::string name = parsed.options.at(0).string_key;  // boost's name for the key
-      DTRAIN_CHECK(in_file.insert(name).second, where, "--", name, " is set twice in the file");
-      if (vm.count(name) == 0 || vm[name].defaulted()) {
-        vm.erase(name);
-        vm.insert({name, one[name]});
-        origin[name] = path + ":" + std::to_string(number);
-      }
-    } catch (const po::error& e) {
-      throw Error(where + e.what() + " (dtrain " + subcommand + " --help lists the options)");
-    }
+    const bool was_set = vm.count(key) && !vm[key].defaulted();
+    const std::string name = store_one(key, value, opts, vm, where, subcommand);
+    DTRAIN_CHECK(in_file.insert(name).second, where, ": --", name, " is set twice in the file");
+    if (!was_set) origin[name] = where;
   }
   return origin;
 }
@@ -120,10 +134,13 @@ void validate(const TrainConfig& c, const std::map<std::string, std::string>& or
   in_range("bucket-cap-mb", c.bucket_cap_mb, 0.001, 65536);
   in_range("zero", c.zero, 0, 1);
   in_range("collective-timeout", c.collective_timeout_s, 0.1, 604800, " seconds");
-  in_range("checkpoint-interval", c.checkpoint_interval, 0, kMaxCount, " (0: at the end only)");
-  in_range("eval-interval", c.eval_interval, 0, kMaxCount, " (0: at the end only)");
+  in_range("keep-checkpoints", c.keep_checkpoints, 0, 1e6, " (0: all)");
   in_range("eval-batches", c.eval_batches, 0, kMaxCount, " (0: the whole split)");
-  in_range("log-interval", c.log_interval, 1, kMaxCount);
+  DTRAIN_CHECK(c.log_interval.value > 0, where("log-interval"), "--log-interval must be at least 1 step (or a positive number of epochs), got ",
+               c.log_interval.text());
+  DTRAIN_CHECK(c.resume != "auto" || !c.checkpoint_dir.empty(), where("resume"),
+               "--resume auto continues the run in --checkpoint-dir: give --checkpoint-dir too");
+  c.profile_range();  // throws for a malformed A:B
   DTRAIN_CHECK(c.precision == "f32" || c.precision == "bf16" || c.precision == "f16", where("precision"),
                "--precision must be f32, bf16 or f16, got '", c.precision, "'");
 }
@@ -171,77 +188,151 @@ std::vector<Setting> settings(const TrainConfig& c) {
       {"collective-timeout", num(c.collective_timeout_s), Setting::local},
       {"debug-collectives", integer(c.debug_collectives), all},
       {"checkpoint-dir", c.checkpoint_dir, all},
-      {"checkpoint-interval", integer(c.checkpoint_interval), all},
+      {"checkpoint-interval", c.checkpoint_interval.text(), all},
+      {"keep-checkpoints", integer(c.keep_checkpoints), all},
       {"resume", c.resume, all},
-      {"eval-interval", integer(c.eval_interval), all},
+      {"eval-interval", c.eval_interval.text(), all},
       {"eval-batches", integer(c.eval_batches), all},
-      {"log-interval", integer(c.log_interval), all},
+      {"log-interval", c.log_interval.text(), all},
       {"metrics-file", c.metrics_file, Setting::local},
       {"progress", integer(c.progress), Setting::local},
+      {"profile-steps", c.profile_steps, all},
+      {"profile-dir", c.profile_dir, Setting::local},
   };
 }
 
-bool parse_train_config(const std::vector<std::string>& args, TrainConfig& c,
-                        const char* subcommand) {
-  std::string config_file;
-  po::options_description opts(std::string("dtrain ") + subcommand + " options");
-  // clang-format off
-  opts.add_options()
-    ("help,h", "print this help and exit")
-    ("config", po::value(&config_file), "INI file with any of these options (command line wins)")
-    ("model", po::value(&c.model)->default_value(c.model), "vit | transformer | gpt")
-    ("model-size", po::value(&c.model_size)->default_value(c.model_size),
-       "vit: fm, tiny, small, base; transformer and gpt: tiny, small")
-    ("dim", po::value(&c.dim)->default_value(c.dim), "model width (0: from --model-size)")
-    ("depth", po::value(&c.depth)->default_value(c.depth), "blocks (0: from --model-size)")
-    ("heads", po::value(&c.heads)->default_value(c.heads), "attention heads (0: from --model-size)")
-    ("mlp-dim", po::value(&c.mlp_dim)->default_value(c.mlp_dim), "MLP hidden width (0: from --model-size)")
-    ("patch", po::value(&c.patch)->default_value(c.patch), "ViT patch size (0: from --model-size)")
-    ("dropout", po::value(&c.dropout)->default_value(c.dropout), "dropout probability")
-    ("augment", po::value(&c.augment)->default_value(c.augment),
-       "vit: random crop (zero padding 2 for fashion-mnist, 4 for cifar10) and horizontal flip of training images")
-    ("dataset", po::value(&c.dataset)->default_value(c.dataset), "fashion-mnist | cifar10 | freedict | fortunes")
-    ("data-dir", po::value(&c.data_dir)->default_value(c.data_dir, kEmpty), "dataset directory (empty: the Debian package's)")
-    ("seq-len", po::value(&c.seq_len)->default_value(c.seq_len), "GPT context / Transformer max length")
-    ("batch-size", po::value(&c.batch_size)->default_value(c.batch_size),
-       "global batch size: over all ranks and accumulation steps")
-    ("grad-accum", po::value(&c.grad_accum)->default_value(c.grad_accum), "micro-batches accumulated per step")
-    ("steps", po::value(&c.steps)->default_value(c.steps), "optimizer steps (0: use --epochs)")
-    ("epochs", po::value(&c.epochs)->default_value(c.epochs), "passes over the training set")
-    ("optimizer", po::value(&c.optimizer)->default_value(c.optimizer),
-       "sgd | adam | adamw | adagrad | rmsprop | adamax | nadam")
-    ("lr", po::value(&c.lr)->default_value(c.lr), "peak learning rate")
-    ("min-lr", po::value(&c.min_lr)->default_value(c.min_lr), "final learning rate of the decay")
-    ("schedule", po::value(&c.schedule)->default_value(c.schedule), "cosine | linear | step | constant")
-    ("warmup-steps", po::value(&c.warmup_steps)->default_value(c.warmup_steps), "linear warmup steps")
-    ("weight-decay", po::value(&c.weight_decay)->default_value(c.weight_decay, short_text(c.weight_decay)), "weight decay")
-    ("clip-grad-norm", po::value(&c.clip_grad_norm)->default_value(c.clip_grad_norm),
-       "clip the global gradient L2 norm (<= 0: off)")
-    ("label-smoothing", po::value(&c.label_smoothing)->default_value(c.label_smoothing), "cross-entropy label smoothing")
-    ("precision", po::value(&c.precision)->default_value(c.precision), "f32 | bf16 | f16 (mixed, f32 master weights)")
-    ("device", po::value(&c.device)->default_value(c.device),
-       "cpu | cuda (each rank takes its local rank's GPU) | cuda:K (this GPU; one rank per node)")
-    ("tf32", po::value(&c.tf32)->default_value(c.tf32),
-       "TF32 tensor cores for f32 matmul and convolution on GPUs (0: exact f32)")
-    ("seed", po::value(&c.seed)->default_value(c.seed), "seed for initialisation, shuffling and dropout")
-    ("threads", po::value(&c.threads)->default_value(c.threads), "CPU threads per rank (0: cores / local ranks)")
-    ("bucket-cap-mb", po::value(&c.bucket_cap_mb)->default_value(c.bucket_cap_mb), "DDP gradient bucket size")
-    ("zero", po::value(&c.zero)->default_value(c.zero), "1: shard optimizer state across ranks (ZeRO-1)")
-    ("collective-timeout", po::value(&c.collective_timeout_s)->default_value(c.collective_timeout_s),
-       "seconds before a stuck collective aborts the job")
-    ("checkpoint-dir", po::value(&c.checkpoint_dir)->default_value(c.checkpoint_dir, kEmpty), "where checkpoints go")
-    ("checkpoint-interval", po::value(&c.checkpoint_interval)->default_value(c.checkpoint_interval),
-       "steps between checkpoints (0: at the end only)")
-    ("resume", po::value(&c.resume)->default_value(c.resume, kEmpty), "checkpoint directory to resume from")
-    ("eval-interval", po::value(&c.eval_interval)->default_value(c.eval_interval), "steps between evals (0: at the end)")
-    ("eval-batches", po::value(&c.eval_batches)->default_value(c.eval_batches), "batches per eval (0: whole split)")
-    ("log-interval", po::value(&c.log_interval)->default_value(c.log_interval), "steps between log lines")
-    ("metrics-file", po::value(&c.metrics_file)->default_value(c.metrics_file, kEmpty), "JSON Lines metrics output")
-    ("progress", po::value(&c.progress)->default_value(c.progress), "live progress line on a terminal")
-    ("debug-collectives", po::value(&c.debug_collectives)->default_value(c.debug_collectives),
-       "check op, dtype and shape of every collective across ranks (slower; names both sides of a mismatch)");
-  // clang-format on
+namespace {
 
+// Which subcommands take an option.
+enum For : unsigned { kTrain = 1, kEval = 2, kPredict = 4, kAll = 7, kTrainEval = 3 };
+unsigned for_mask(const char* subcommand) {
+  const std::string s = subcommand;
+  return s == "eval" ? kEval : s == "predict" ? kPredict : kTrain;
+}
+
+// Options that hold an Interval are read as text and parsed after Boost's own pass.
+struct IntervalTexts {
+  std::string checkpoint, eval, log;
+};
+
+// The options of `subcommand`, in groups by purpose; `c` receives the values, `texts` the intervals.
+using OptionGroups = std::vector<std::shared_ptr<po::options_description>>;
+OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& config_file, const char* subcommand) {
+  const unsigned mine = for_mask(subcommand);
+  OptionGroups groups;
+  auto group = [&](const char* title) { groups.push_back(std::make_shared<po::options_description>(title)); };
+  auto add = [&](unsigned scope, const char* name, const po::value_semantic* value, const char* help) {
+    if (scope & mine) {
+      groups.back()->add(boost::make_shared<po::option_description>(name, value, help));
+    } else {
+      delete value;
+    }
+  };
+  // clang-format off
+  group("General");
+  add(kAll, "help,h", new po::untyped_value(true), "print this help and exit");
+  add(kAll, "config", po::value(&config_file), "INI file with any of these options (command line wins)");
+  add(kEval | kPredict, "resume", po::value(&c.resume)->default_value(c.resume, kEmpty),
+      "checkpoint to use: a checkpoint directory, or a run directory (its latest checkpoint); its model "
+      "and data settings are the defaults here");
+  group("Model");
+  add(kAll, "model", po::value(&c.model)->default_value(c.model), "vit | transformer | gpt");
+  add(kAll, "model-size", po::value(&c.model_size)->default_value(c.model_size),
+      "vit: fm, tiny, small, base; transformer and gpt: tiny, small");
+  add(kAll, "dim", po::value(&c.dim)->default_value(c.dim), "model width (0: from --model-size)");
+  add(kAll, "depth", po::value(&c.depth)->default_value(c.depth), "blocks (0: from --model-size)");
+  add(kAll, "heads", po::value(&c.heads)->default_value(c.heads), "attention heads (0: from --model-size)");
+  add(kAll, "mlp-dim", po::value(&c.mlp_dim)->default_value(c.mlp_dim), "MLP hidden width (0: from --model-size)");
+  add(kAll, "patch", po::value(&c.patch)->default_value(c.patch), "ViT patch size (0: from --model-size)");
+  add(kTrain, "dropout", po::value(&c.dropout)->default_value(c.dropout), "dropout probability");
+  group("Data");
+  add(kAll, "dataset", po::value(&c.dataset)->default_value(c.dataset), "fashion-mnist | cifar10 | freedict | fortunes");
+  add(kAll, "data-dir", po::value(&c.data_dir)->default_value(c.data_dir, kEmpty), "dataset directory (empty: the Debian package's)");
+  add(kAll, "seq-len", po::value(&c.seq_len)->default_value(c.seq_len), "GPT context / Transformer max length");
+  add(kTrain, "augment", po::value(&c.augment)->default_value(c.augment),
+      "vit: random crop (zero padding 2 for fashion-mnist, 4 for cifar10) and horizontal flip of training images");
+  add(kTrainEval, "batch-size", po::value(&c.batch_size)->default_value(c.batch_size),
+      "global batch size: over all ranks and accumulation steps");
+  group("Length and optimisation");
+  add(kTrain, "steps", po::value(&c.steps)->default_value(c.steps), "optimizer steps (0: use --epochs)");
+  add(kTrain, "epochs", po::value(&c.epochs)->default_value(c.epochs), "passes over the training set");
+  add(kTrain, "grad-accum", po::value(&c.grad_accum)->default_value(c.grad_accum), "micro-batches accumulated per step");
+  add(kTrain, "optimizer", po::value(&c.optimizer)->default_value(c.optimizer),
+      "sgd | adam | adamw | adagrad | rmsprop | adamax | nadam");
+  add(kTrain, "lr", po::value(&c.lr)->default_value(c.lr), "peak learning rate");
+  add(kTrain, "min-lr", po::value(&c.min_lr)->default_value(c.min_lr), "final learning rate of the decay");
+  add(kTrain, "schedule", po::value(&c.schedule)->default_value(c.schedule), "cosine | linear | step | constant");
+  add(kTrain, "warmup-steps", po::value(&c.warmup_steps)->default_value(c.warmup_steps), "linear warmup steps");
+  add(kTrain, "weight-decay", po::value(&c.weight_decay)->default_value(c.weight_decay, short_text(c.weight_decay)), "weight decay");
+  add(kTrain, "clip-grad-norm", po::value(&c.clip_grad_norm)->default_value(c.clip_grad_norm),
+      "clip the global gradient L2 norm (<= 0: off)");
+  add(kTrain, "label-smoothing", po::value(&c.label_smoothing)->default_value(c.label_smoothing), "cross-entropy label smoothing");
+  group("Numerics and devices");
+  add(kTrainEval, "precision", po::value(&c.precision)->default_value(c.precision), "f32 | bf16 | f16 (mixed, f32 master weights)");
+  add(kAll, "device", po::value(&c.device)->default_value(c.device),
+      "cpu | cuda (each rank takes its local rank's GPU) | cuda:K (this GPU; one rank per node)");
+  add(kAll, "tf32", po::value(&c.tf32)->default_value(c.tf32),
+      "TF32 tensor cores for f32 matmul and convolution on GPUs (0: exact f32)");
+  add(kTrain | kPredict, "seed", po::value(&c.seed)->default_value(c.seed),
+      "seed for initialisation, shuffling and dropout (predict: for sampling)");
+  add(kAll, "threads", po::value(&c.threads)->default_value(c.threads), "CPU threads per rank (0: cores / local ranks)");
+  group("Distributed");
+  add(kTrain, "bucket-cap-mb", po::value(&c.bucket_cap_mb)->default_value(c.bucket_cap_mb), "DDP gradient bucket size");
+  add(kTrain, "zero", po::value(&c.zero)->default_value(c.zero), "1: shard optimizer state across ranks (ZeRO-1)");
+  add(kTrainEval, "collective-timeout", po::value(&c.collective_timeout_s)->default_value(c.collective_timeout_s),
+      "seconds before a stuck collective aborts the job");
+  add(kTrainEval, "debug-collectives", po::value(&c.debug_collectives)->default_value(c.debug_collectives),
+      "check op, dtype and shape of every collective across ranks (slower; names both sides of a mismatch)");
+  group("Checkpoints and evaluation");
+  add(kTrain, "checkpoint-dir", po::value(&c.checkpoint_dir)->default_value(c.checkpoint_dir, kEmpty),
+      "the run's directory: step-N/ checkpoints and best/ (the best eval so far)");
+  add(kTrain, "checkpoint-interval", po::value(&texts.checkpoint)->default_value(texts.checkpoint),
+      "steps (or epochs: 1ep) between checkpoints (0: at the end only)");
+  add(kTrain, "keep-checkpoints", po::value(&c.keep_checkpoints)->default_value(c.keep_checkpoints),
+      "the newest step-N checkpoints to keep (0: all)");
+  add(kTrain, "resume", po::value(&c.resume)->default_value(c.resume, kEmpty),
+      "auto (the latest checkpoint in --checkpoint-dir, or a fresh start) | a checkpoint or run directory");
+  add(kTrain, "eval-interval", po::value(&texts.eval)->default_value(texts.eval),
+      "steps (or epochs: 1ep) between evaluations (0: at the end)");
+  add(kTrainEval, "eval-batches", po::value(&c.eval_batches)->default_value(c.eval_batches), "batches per eval (0: whole split)");
+  group("Output and profiling");
+  add(kTrain, "log-interval", po::value(&texts.log)->default_value(texts.log), "steps (or epochs: 1ep) between log lines");
+  add(kTrain, "metrics-file", po::value(&c.metrics_file)->default_value(c.metrics_file, kEmpty), "JSON Lines metrics output");
+  add(kTrain, "progress", po::value(&c.progress)->default_value(c.progress),
+      "live progress line on a terminal (plain lines under a launcher or in a pipe)");
+  add(kTrain, "profile-steps", po::value(&c.profile_steps)->default_value(c.profile_steps, kEmpty),
+      "A:B writes a Chrome trace (Perfetto, chrome://tracing) of steps A to B per rank");
+  add(kTrain, "profile-dir", po::value(&c.profile_dir)->default_value(c.profile_dir),
+      "where --profile-steps writes trace-rank<R>.json");
+  // clang-format on
+  return groups;
+}
+
+// One description of every group that has an option for this subcommand, in order.
+po::options_description all_options(const OptionGroups& groups, const char* subcommand) {
+  po::options_description all(std::string("dtrain ") + subcommand + " options");
+  for (const auto& g : groups) {
+    if (!g->options().empty()) all.add(*g);
+  }
+  return all;
+}
+
+}  // namespace
+
+std::string options_help(const char* subcommand) {
+  TrainConfig c;
+  IntervalTexts texts{c.checkpoint_interval.text(), c.eval_interval.text(), c.log_interval.text()};
+  std::string config_file;
+  std::ostringstream out;
+  out << all_options(option_groups(c, texts, config_file, subcommand), subcommand);
+  return out.str();
+}
+
+bool parse_train_config(const std::vector<std::string>& args, TrainConfig& c, const char* subcommand,
+                        const std::map<std::string, std::string>& fallback, const std::string& fallback_origin) {
+  std::string config_file;
+  IntervalTexts texts{c.checkpoint_interval.text(), c.eval_interval.text(), c.log_interval.text()};
+  const po::options_description opts = all_options(option_groups(c, texts, config_file, subcommand), subcommand);
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(args).options(opts).run(), vm);
@@ -254,13 +345,80 @@ bool parse_train_config(const std::vector<std::string>& args, TrainConfig& c,
   }
   std::map<std::string, std::string> origin;
   if (vm.count("config")) origin = store_config_file(vm["config"].as<std::string>(), opts, vm, subcommand);
+  // A checkpoint's settings fill what neither the command line nor the file set.
+  for (const auto& [name, value] : fallback) {
+    if (name == "resume" || opts.find_nothrow(name, false) == nullptr) continue;
+    if (vm.count(name) && !vm[name].defaulted()) continue;
+    store_one(name, value, opts, vm, fallback_origin, subcommand);
+    origin[name] = fallback_origin;
+  }
   try {
     po::notify(vm);
   } catch (const po::error& e) {
     throw Error(std::string(e.what()) + " (dtrain " + subcommand + " --help lists the options)");
   }
+  auto interval = [&](const std::string& text, const char* option) {
+    try {
+      return Interval::parse(text, option);
+    } catch (const Error& e) {
+      auto it = origin.find(option);
+      throw Error((it == origin.end() ? std::string() : it->second + ": ") + e.what());
+    }
+  };
+  c.checkpoint_interval = interval(texts.checkpoint, "checkpoint-interval");
+  c.eval_interval = interval(texts.eval, "eval-interval");
+  c.log_interval = interval(texts.log, "log-interval");
+  c.command_line = {"dtrain", subcommand};
+  c.command_line.insert(c.command_line.end(), args.begin(), args.end());
   validate(c, origin);
   return true;
+}
+
+int64_t Interval::steps(int64_t steps_per_epoch) const {
+  if (value <= 0) return 0;
+  if (!in_epochs) return static_cast<int64_t>(value);
+  return std::max<int64_t>(1, std::llround(value * static_cast<double>(steps_per_epoch)));
+}
+
+std::string Interval::text() const { return in_epochs ? exact_text(value) + "ep" : exact_text(value); }
+
+Interval Interval::parse(const std::string& text, const char* option) {
+  const bool epochs = text.size() > 2 && text.compare(text.size() - 2, 2, "ep") == 0;
+  const std::string number = epochs ? text.substr(0, text.size() - 2) : text;
+  double value = 0;
+  const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), value);
+  const bool whole = ec == std::errc() && end == number.data() + number.size();
+  DTRAIN_CHECK(whole && std::isfinite(value) && value >= 0 && value <= 1e12 &&
+                   (epochs || value == std::floor(value)),
+               "--", option, " must be a whole number of steps or a number of epochs like 1ep or 0.5ep, got '",
+               text, "'");
+  return {value, epochs};
+}
+
+std::pair<int64_t, int64_t> TrainConfig::profile_range() const {
+  if (profile_steps.empty()) return {0, -1};
+  const size_t colon = profile_steps.find(':');
+  int64_t a = 0, b = 0;
+  bool ok = colon != std::string::npos;
+  if (ok) {
+    const char* s = profile_steps.data();
+    auto [e1, c1] = std::from_chars(s, s + colon, a);
+    auto [e2, c2] = std::from_chars(s + colon + 1, s + profile_steps.size(), b);
+    ok = c1 == std::errc() && c2 == std::errc() && e1 == s + colon && e2 == s + profile_steps.size();
+  }
+  DTRAIN_CHECK(ok && a >= 1 && b >= a, "--profile-steps must be A:B with 1 <= A <= B (steps counted from 1), got '",
+               profile_steps, "'");
+  return {a, b};
+}
+
+std::string version_text() {
+  std::string text = "dtrain " DTRAIN_VERSION;
+#ifdef DTRAIN_WITH_CUDA
+  text += " (CPU and CUDA backends, built with CUDA " DTRAIN_CUDA_TOOLKIT ")";
+#else
+  text += " (CPU backend only)";
+#endif
+  return text;
 }
 
 }  // namespace dtrain::launch

@@ -2,10 +2,29 @@
 // (`--config FILE`; the command line wins). Defaults here are the ones `--help` prints.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace dtrain::launch {
+
+// An interval of training: in optimizer steps ("100") or in epochs ("1ep", "0.5ep"); 0 is "never"
+// (the end of the run still evaluates, logs and checkpoints).
+struct Interval {
+  double value = 0;
+  bool in_epochs = false;
+  // The interval in steps (at least 1), or 0 for never.
+  int64_t steps(int64_t steps_per_epoch) const;
+  // Whether `step` (counted from 1) ends an interval.
+  bool due(int64_t step, int64_t steps_per_epoch) const {
+    const int64_t n = steps(steps_per_epoch);
+    return n > 0 && step % n == 0;
+  }
+  std::string text() const;  // "100", "1ep"
+  // Parses "N" or "Xep"; throws dtrain::Error naming `option` for anything else.
+  static Interval parse(const std::string& text, const char* option);
+};
 
 struct TrainConfig {
   // model
@@ -46,14 +65,24 @@ struct TrainConfig {
   double collective_timeout_s = 600;
   bool debug_collectives = false;
   // checkpoints, evaluation, logging
-  std::string checkpoint_dir;
-  int64_t checkpoint_interval = 0;  // steps; 0: only at the end when checkpoint_dir is set
-  std::string resume;  // a checkpoint directory
-  int64_t eval_interval = 0;  // steps; 0: only at the end
+  std::string checkpoint_dir;  // the run's directory: step-<N>/ checkpoints and best/
+  Interval checkpoint_interval;  // 0: only at the end when checkpoint_dir is set
+  int64_t keep_checkpoints = 3;  // the newest step-<N> checkpoints kept (0: all)
+  // "auto": the latest checkpoint under checkpoint_dir, or a fresh start when there is none;
+  // else a checkpoint directory or a run directory (its latest checkpoint).
+  std::string resume;
+  Interval eval_interval;  // 0: only at the end
   int64_t eval_batches = 0;  // 0: the whole split
-  int64_t log_interval = 10;
+  Interval log_interval{10, false};
   std::string metrics_file;
-  bool progress = true;  // live line on a terminal
+  bool progress = true;  // live line on a terminal, without a launcher
+  // profiling: a Chrome trace of steps A..B (counted from 1) per rank, into profile_dir
+  std::string profile_steps;  // "A:B"; empty: off
+  std::string profile_dir = "profile";
+  // Parsed profile_steps: {A, B}, or {0, -1} when off.
+  std::pair<int64_t, int64_t> profile_range() const;
+  // The command line it came from, recorded in checkpoints (not an option).
+  std::vector<std::string> command_line;
 };
 
 // One option as a comparable text, and who must agree on it.
@@ -72,7 +101,17 @@ std::vector<Setting> settings(const TrainConfig& config);
 
 // Parses `args` (without the program and subcommand names). Returns false when --help was printed.
 // Throws dtrain::Error with a one-line message for an unknown option, a bad value or a missing file.
-bool parse_train_config(const std::vector<std::string>& args, TrainConfig& config,
-                        const char* subcommand);
+// Precedence: the command line, then --config FILE, then `fallback` (a checkpoint's recorded settings,
+// by option name, for eval and predict; origin names it in messages), then the defaults.
+// `subcommand` is "train", "eval" or "predict"; eval and predict accept only the options they use.
+bool parse_train_config(const std::vector<std::string>& args, TrainConfig& config, const char* subcommand,
+                        const std::map<std::string, std::string>& fallback = {},
+                        const std::string& fallback_origin = "");
+
+// The options of `subcommand`, grouped by purpose, as --help prints them.
+std::string options_help(const char* subcommand);
+
+// dtrain's version and build ("dtrain 0.2.0 (CUDA 13.0 backend)").
+std::string version_text();
 
 }  // namespace dtrain::launch

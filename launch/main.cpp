@@ -10,13 +10,15 @@
 #include "core/error.h"
 #include "distributed/process_group.h"
 #include "launch/commands.h"
+#include "launch/config.h"
 
 namespace {
 const char* kUsage =
     "usage: dtrain <command> [options]\n"
     "  train   train a model (dtrain train --help; or --config examples/vit_fashion_mnist.ini)\n"
     "  eval    evaluate a checkpoint (dtrain eval --help)\n"
-    "  bench   benchmarks: allreduce, ddp, matmul (dtrain bench --help)\n"
+    "  bench   benchmarks: allreduce, ddp, step (dtrain bench --help)\n"
+    "  --version  print the version and the backends built\n"
     "Run under `mpirun -np N dtrain train ...` for data-parallel training.";
 }
 
@@ -34,6 +36,10 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   std::string command = argv[1];
+  if (command == "--version") {
+    std::cout << dtrain::launch::version_text() << std::endl;
+    return 0;
+  }
   std::vector<std::string> args(argv + 2, argv + argc);
   try {
     if (command == "train") return dtrain::launch::run_train(args);

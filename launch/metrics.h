@@ -10,8 +10,10 @@ namespace dtrain::launch {
 class MetricsFile {
  public:
   MetricsFile() = default;
-  // Empty path: writes nothing. Appends when resuming, else starts the file afresh.
-  void open(const std::string& path, bool append);
+  // Empty path: writes nothing. keep_through_step < 0 starts the file afresh; otherwise (a resumed
+  // run) the records up to that step stay and later ones, logged after the checkpoint resumed from,
+  // go (rewritten through a temporary file and a rename).
+  void open(const std::string& path, int64_t keep_through_step);
   void write(const nlohmann::json& record);
   bool is_open() const { return out_.is_open(); }
 

@@ -1,5 +1,7 @@
 #include "launch/optimizer_factory.h"
 
+#include "distributed/zero.h"
+
 namespace dtrain::launch {
 
 namespace {
@@ -61,6 +63,14 @@ optim::LrSchedule make_schedule(const TrainConfig& c, int64_t total_steps) {
   if (c.schedule == "constant") return optim::constant_lr(c.warmup_steps);
   if (c.schedule == "step") return optim::step_lr(std::max<int64_t>(1, total_steps / 3), 0.1, c.warmup_steps);
   throw Error("unknown schedule '" + c.schedule + "': use cosine, linear, step or constant");
+}
+
+std::unique_ptr<optim::Optimizer> make_training_optimizer(const TrainConfig& c, const nn::Module& model,
+                                                          const std::shared_ptr<dist::ProcessGroup>& pg) {
+  if (c.zero == 0) return make_optimizer(c, decay_groups(model));
+  return std::make_unique<dist::ZeroRedundancyOptimizer>(
+      decay_groups(model), pg,
+      [c](std::vector<std::vector<Tensor>> groups) { return make_optimizer(c, std::move(groups)); });
 }
 
 }  // namespace dtrain::launch

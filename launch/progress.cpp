@@ -23,13 +23,30 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
-Progress::Progress(int64_t total_steps, std::string unit, bool live)
-    : total_(total_steps), unit_(std::move(unit)), live_(live) {}
+std::string format_metrics(const nlohmann::json& metrics) {
+  std::string line;
+  for (auto it = metrics.begin(); it != metrics.end(); ++it) {
+    char value[64];
+    if (it.value().is_number_float()) {
+      const double v = it.value().get<double>();
+      std::snprintf(value, sizeof value, std::fabs(v) >= 1000 ? "%.5g" : "%.4f", v);
+    } else {
+      std::snprintf(value, sizeof value, "%s", it.value().dump().c_str());
+    }
+    line += (line.empty() ? "" : "  ") + it.key() + " " + value;
+  }
+  return line;
+}
+
+Progress::Progress(int64_t total_steps, int64_t first_step, std::string unit, bool live)
+    : total_(total_steps), first_(first_step), unit_(std::move(unit)), live_(live) {}
 
 void Progress::update(int64_t step, double loss, double lr, double items_per_s, double elapsed_s,
                       bool log) {
   if (!live_ && !log) return;
-  double eta = step > 0 ? elapsed_s / static_cast<double>(step) * static_cast<double>(total_ - step) : NAN;
+  const double session = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double eta = step > first_ ? session / static_cast<double>(step - first_) * static_cast<double>(total_ - step)
+                                   : NAN;
   int width = 24;
   int filled = total_ > 0 ? static_cast<int>(width * step / total_) : 0;
   char line[256];

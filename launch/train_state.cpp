@@ -27,7 +27,13 @@ nlohmann::json train_state_to_json(const TrainState& s) {
   nlohmann::json rng = nlohmann::json::array();
   for (const auto& words : s.rng) rng.push_back(std::vector<uint64_t>(words.begin(), words.end()));
   return {{"step", s.step},
-          {"data", {{"epoch", s.epoch}, {"batch", s.batch}}},
+          {"data", {{"epoch", s.epoch}, {"global_batch", s.global_batch}}},
+          {"elapsed_s", s.elapsed_s},
+          {"eval", s.eval.is_null() ? nlohmann::json::object() : s.eval},
+          {"config", s.config},
+          {"command_line", s.command_line},
+          {"dtrain_version", s.version},
+          {"world_size", s.world_size},
           {"optimizer", s.optimizer},
           {"scheduler", s.scheduler},
           {"rng_per_rank", rng},
@@ -43,7 +49,34 @@ TrainState parse_train_state(const nlohmann::json& json, const std::string& chec
   s.step = count_field(json, "step", where);
   const nlohmann::json& data = field(json, "data", where);
   s.epoch = count_field(data, "epoch", where + " data");
-  s.batch = count_field(data, "batch", where + " data");
+  if (data.is_object() && data.contains("batch") && !data.contains("global_batch")) {
+    s.legacy_batch = count_field(data, "batch", where + " data");
+  } else {
+    s.global_batch = count_field(data, "global_batch", where + " data");
+  }
+  if (json.contains("elapsed_s")) {
+    const nlohmann::json& e = json.at("elapsed_s");
+    DTRAIN_CHECK(e.is_number() && std::isfinite(e.get<double>()) && e.get<double>() >= 0, where,
+                 ": 'elapsed_s' must be a number >= 0, got ", e.dump());
+    s.elapsed_s = e.get<double>();
+  }
+  if (json.contains("eval")) {
+    DTRAIN_CHECK(json.at("eval").is_object(), where, ": 'eval' must be an object");
+    s.eval = json.at("eval");
+  }
+  if (json.contains("world_size")) s.world_size = static_cast<int>(count_field(json, "world_size", where));
+  if (json.contains("dtrain_version")) {
+    DTRAIN_CHECK(json.at("dtrain_version").is_string(), where, ": 'dtrain_version' must be a string");
+    s.version = json.at("dtrain_version").get<std::string>();
+  }
+  if (json.contains("command_line")) {
+    const nlohmann::json& line = json.at("command_line");
+    DTRAIN_CHECK(line.is_array(), where, ": 'command_line' must be a list of strings");
+    for (const auto& arg : line) {
+      DTRAIN_CHECK(arg.is_string(), where, ": 'command_line' must be a list of strings");
+      s.command_line.push_back(arg.get<std::string>());
+    }
+  }
   s.optimizer = field(json, "optimizer", where);
   s.scheduler = field(json, "scheduler", where);
   // Checkpoints of earlier versions hold rank 0's state alone, as "rng".
@@ -71,15 +104,23 @@ TrainState parse_train_state(const nlohmann::json& json, const std::string& chec
     s.loss_scale = scale.get<double>();
     s.loss_scale_clean_steps = count_field(json, "loss_scale_clean_steps", where);
   }
-  if (json.contains("settings")) {
-    const nlohmann::json& settings = json.at("settings");
-    DTRAIN_CHECK(settings.is_object(), where, ": 'settings' must be an object");
+  for (auto [key, out] : {std::pair<const char*, std::map<std::string, std::string>*>{"settings", &s.settings},
+                          {"config", &s.config}}) {
+    if (!json.contains(key)) continue;
+    const nlohmann::json& settings = json.at(key);
+    DTRAIN_CHECK(settings.is_object(), where, ": '", key, "' must be an object");
     for (const auto& [name, value] : settings.items()) {
-      DTRAIN_CHECK(value.is_string(), where, ": setting '", name, "' must be a string");
-      s.settings[name] = value.get<std::string>();
+      DTRAIN_CHECK(value.is_string(), where, ": ", key, " '", name, "' must be a string");
+      (*out)[name] = value.get<std::string>();
     }
   }
   return s;
+}
+
+std::map<std::string, std::string> all_settings(const TrainConfig& config) {
+  std::map<std::string, std::string> out;
+  for (const Setting& s : settings(config)) out[s.name] = s.value;
+  return out;
 }
 
 std::map<std::string, std::string> resume_settings(const TrainConfig& config) {
@@ -99,7 +140,7 @@ void check_resume_compatible(const TrainConfig& config, int64_t total_steps, con
                  checkpoint_dir, " was trained with '", saved->second, "'; resume with --", name, " ",
                  saved->second, " (or train a new run without --resume)");
   }
-  DTRAIN_CHECK(total_steps > state.step, "the checkpoint at ", checkpoint_dir, " is at step ", state.step,
+  DTRAIN_CHECK(total_steps >= state.step, "the checkpoint at ", checkpoint_dir, " is at step ", state.step,
                " and this run ends at step ", total_steps,
                ": give more --steps (or --epochs) than were trained to resume");
 }

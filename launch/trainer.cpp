@@ -1,6 +1,9 @@
 #include "launch/trainer.h"
 
+#include <sys/resource.h>
+
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <cmath>
 #include <cstdlib>
@@ -23,8 +26,11 @@
 #include "launch/metrics.h"
 #include "launch/optimizer_factory.h"
 #include "launch/progress.h"
+#include "launch/checkpoints.h"
+#include "launch/stop_signal.h"
 #include "launch/train_state.h"
 #include "launch/workload.h"
+#include "core/profiler/trace.h"
 
 namespace dtrain::launch {
 
@@ -35,11 +41,11 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-int local_world_size() {
-  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE", "LOCAL_WORLD_SIZE"}) {
-    if (const char* v = std::getenv(name)) return std::max(1, std::atoi(v));
-  }
-  return 1;
+// The process's peak resident memory so far, in MiB.
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
 }
 
 }  // namespace
@@ -49,12 +55,12 @@ Device pick_device(const TrainConfig& c) {
   if (requested.is_cpu()) return requested;
   const int count = cuda_device_count();
   DTRAIN_CHECK(count > 0, "--device ", c.device, ": ", cuda_unavailable_reason());
-  const int local = local_world_size();
+  const int local = dist::local_size();
   if (c.device == "cuda") {
     // Under a launcher each rank takes the GPU of its local rank; NCCL needs one GPU per rank.
     DTRAIN_CHECK(local <= count, local, " ranks run on this node but only ", count,
                  " CUDA device(s) are visible: start at most ", count, " ranks per node, or use --device cpu");
-    return Device::cuda(dist::local_rank_from_environment());
+    return Device::cuda(dist::local_rank());
   }
   DTRAIN_CHECK(local == 1, "--device ", c.device, " would put all ", local, " ranks of this node on one GPU; ",
                "use --device cuda (each rank takes its local rank's GPU)");
@@ -103,51 +109,13 @@ nlohmann::json evaluate(Workload& w, dist::ProcessGroup& pg, int64_t batch_size,
   return w.eval_metrics(t.to_vector<double>());
 }
 
-// Collective: every rank's RNG state travels to rank 0 (each rank's dropout stream differs), which
-// writes the checkpoint; the others wait for it.
-void save_checkpoint(const TrainConfig& c, dist::ProcessGroup& pg, Workload& w,
-                     const optim::Optimizer& opt, const optim::LrScheduler& sched, int64_t step,
-                     data::LoaderPosition pos, amp::DynamicLossScaler::State scaler) {
-  const auto rng = default_generator().state();
-  const std::vector<int64_t> words = dist::all_gather_values(pg, std::vector<int64_t>(rng.begin(), rng.end()));
-  if (pg.rank() == 0) {
-    CheckpointWriter writer(c.checkpoint_dir);
-    std::map<std::string, std::string> metadata = w.checkpoint_metadata();
-    metadata["format"] = "pt";
-    writer.write_tensors(kCheckpointModelFile, w.checkpoint_state(), metadata);
-    optim::OptimizerState os = opt.state_dict();
-    writer.write_tensors(kCheckpointOptimizerFile, os.tensors);
-    TrainState state{.step = step, .epoch = pos.epoch, .batch = pos.batch, .optimizer = os.scalars,
-                     .scheduler = sched.state_dict(), .rng = {}, .loss_scale = scaler.scale,
-                     .loss_scale_clean_steps = scaler.growth_tracker, .settings = resume_settings(c)};
-    for (size_t r = 0; r < words.size() / 6; ++r) {
-      std::array<uint64_t, 6> one{};
-      for (size_t i = 0; i < 6; ++i) one[i] = static_cast<uint64_t>(words[r * 6 + i]);
-      state.rng.push_back(one);
-    }
-    writer.write_json(kCheckpointStateFile, train_state_to_json(state));
-    writer.commit();
-  }
-  pg.barrier()->wait();
-}
-
-// Loads a checkpoint's tensors, naming the checkpoint when they do not fit the model or optimizer.
-template <class Load>
-void load_from(const Checkpoint& ck, const char* what, Load load) {
-  try {
-    load();
-  } catch (const Error& e) {
-    throw Error("checkpoint " + ck.dir() + ": its " + what + " does not fit this run: " + e.what());
-  }
-}
-
 // Device, threads and seed for this rank, then the workload.
 std::unique_ptr<Workload> setup(const TrainConfig& c, Device device) {
   select_device(device);
   set_allow_tf32(c.tf32);
   set_num_threads(c.threads > 0 ? c.threads
                                 : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
-                                                  local_world_size()));
+                                                  dist::local_size()));
   manual_seed(c.seed);
   return make_workload(c, device);
 }
@@ -159,8 +127,12 @@ nlohmann::json evaluate_checkpoint(const TrainConfig& c, dist::ProcessGroup& pg)
   std::unique_ptr<Workload> w;
   dist::run_on_every_rank(pg, [&] {
     w = setup(c, device);
-    Checkpoint ck(c.resume);
-    load_from(ck, "model", [&] { w->load_checkpoint_state(ck.tensors(kCheckpointModelFile).tensors()); });
+    Checkpoint ck(resolve_checkpoint(c.resume));
+    try {
+      w->load_checkpoint_state(ck.tensors(kCheckpointModelFile).tensors());
+    } catch (const Error& e) {
+      throw Error("checkpoint " + ck.dir() + ": its model does not fit this run: " + e.what());
+    }
   });
   nlohmann::json metrics = evaluate(*w, pg, std::max<int64_t>(1, c.batch_size / pg.size()),
                                     c.eval_batches, device);
@@ -169,6 +141,90 @@ nlohmann::json evaluate_checkpoint(const TrainConfig& c, dist::ProcessGroup& pg)
   }
   return metrics;
 }
+
+namespace {
+
+// The logged side of training: the window of steps since the last log line (items, host syncs, time),
+// the metrics file and the progress display (rank 0 writes both).
+class StepLog {
+ public:
+  StepLog(const TrainConfig& c, const Workload& w, const RunCheckpoints& run, int64_t total_steps,
+          int64_t steps_per_epoch, bool lead)
+      : lead_(lead), unit_(w.unit()), steps_per_epoch_(steps_per_epoch), elapsed_before_(run.resumed().elapsed_s),
+        progress_(total_steps, run.resumed().step, unit_, lead && c.progress && stdout_is_terminal() &&
+                                                              !dist::launched_by_mpi_launcher()) {
+    if (lead) metrics_.open(c.metrics_file, run.metrics_keep_through());
+  }
+  Progress& progress() { return progress_; }
+  double elapsed() const { return elapsed_before_ + seconds_since(start_); }
+  void count_step(int64_t items, uint64_t syncs) {
+    window_items_ += items;
+    window_syncs_ += syncs;
+    ++window_steps_;
+  }
+  double window_rate() const {
+    return static_cast<double>(window_items_) / std::max(seconds_since(window_start_), 1e-9);
+  }
+  // A logged step: a metrics record and a progress line (rank 0), then a new window.
+  void log(int64_t step, double loss, double lr, double grad_norm, const amp::DynamicLossScaler& scaler) {
+    const double rate = window_rate();
+    if (lead_) {
+      nlohmann::json record = {{"step", step},
+                               {"epoch", static_cast<double>(step) / static_cast<double>(steps_per_epoch_)},
+                               {"loss", loss},
+                               {"lr", lr},
+                               {"grad_norm", grad_norm},
+                               {std::string(unit_) + "_per_s", rate},
+                               {"elapsed_s", elapsed()},
+                               // 0 but for f16's overflow flag (one a step); logging itself excluded
+                               {"host_syncs_per_step", static_cast<double>(window_syncs_) /
+                                                           static_cast<double>(window_steps_)},
+                               {"peak_rss_mb", peak_rss_mb()}};
+        if (scaler.enabled()) record["loss_scale"] = scaler.scale_value();
+      metrics_.write(record);
+      progress_.update(step, loss, lr, rate, elapsed(), true);
+    }
+    items_total_ += static_cast<double>(window_items_);
+    window_items_ = 0, window_syncs_ = 0, window_steps_ = 0;
+    window_start_ = Clock::now();
+  }
+  void live(int64_t step, double loss, double lr) {
+    if (lead_) progress_.update(step, loss, lr, window_rate(), elapsed(), false);
+  }
+  void eval(int64_t step, const nlohmann::json& metrics) {
+    if (!lead_) return;
+    nlohmann::json record = metrics;
+    record["step"] = step;
+    record["split"] = "eval";
+    metrics_.write(record);
+    progress_.print("eval @ step " + std::to_string(step) + ": " + format_metrics(metrics));
+  }
+  // Items a second over this session's logged windows.
+  double items_per_s() const { return items_total_ / std::max(seconds_since(start_), 1e-9); }
+
+ private:
+  bool lead_;
+  const char* unit_;
+  int64_t steps_per_epoch_;
+  double elapsed_before_;
+  Progress progress_;
+  MetricsFile metrics_;
+  Clock::time_point start_ = Clock::now(), window_start_ = start_;
+  int64_t window_items_ = 0, window_steps_ = 0;
+  uint64_t window_syncs_ = 0;
+  double items_total_ = 0;
+};
+
+data::Batch next_batch(data::DataLoader& loader) {
+  std::optional<data::Batch> batch = loader.next();
+  if (!batch) {
+    loader.start_epoch(loader.position().epoch + 1);
+    batch = loader.next();
+  }
+  return std::move(*batch);
+}
+
+}  // namespace
 
 TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_ptr) {
   dist::ProcessGroup& pg = *pg_ptr;
@@ -181,15 +237,10 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
   std::unique_ptr<Workload> w;
   std::shared_ptr<dist::DistributedSampler> sampler;
   int64_t steps_per_epoch = 0, total_steps = 0;
-  std::optional<Checkpoint> resume_from;
-  TrainState saved;
+  std::optional<RunCheckpoints> run;
   dist::run_on_every_rank(pg, [&] {
     DTRAIN_CHECK(c.batch_size % (world * c.grad_accum) == 0, "--batch-size ", c.batch_size,
                  " must be divisible by ranks x --grad-accum = ", world, " x ", c.grad_accum);
-    DTRAIN_CHECK(c.zero == 0 || (c.resume.empty() && c.checkpoint_dir.empty()),
-                 "--zero 1 does not write or resume checkpoints (its optimizer state is sharded over "
-                 "the ranks); train with --zero 0 to use --checkpoint-dir or --resume");
-    if (!c.checkpoint_dir.empty()) CheckpointWriter::check_target(c.checkpoint_dir);
     w = setup(c, device);
     DTRAIN_CHECK(w->eval_set->size() > 0, "the eval split of --dataset ", c.dataset,
                  " is empty: give a --data-dir whose eval split holds samples");
@@ -201,206 +252,158 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
                  w->train_set->size(), " samples)");
     total_steps = c.steps > 0 ? c.steps : static_cast<int64_t>(std::ceil(c.epochs * steps_per_epoch));
     make_schedule(c, total_steps).check();  // --warmup-steps longer than the run, say
-    if (!c.resume.empty()) {
-      resume_from.emplace(c.resume);
-      saved = parse_train_state(resume_from->json(), resume_from->dir());
-      check_resume_compatible(c, total_steps, saved, resume_from->dir());
-    }
+    run.emplace(c, rank, total_steps);
   });
+  TrainResult result;
+  if (!run->resume_dir().empty() && run->resumed().step == total_steps) {
+    result.steps = total_steps;
+    result.finished_at = run->resume_dir();
+    result.eval = run->resumed().eval;
+    return result;
+  }
   std::shared_ptr<nn::Module> model = w->shared_model();
   // Dropout masks differ between ranks (their data does too); initial weights are rank 0's anyway.
   manual_seed(data::combine_seed(c.seed, static_cast<uint64_t>(rank) + 1));
   const int64_t micro_batch = c.batch_size / (world * c.grad_accum);
-  data::DataLoader loader(w->train_set, sampler,
-                          {.batch_size = micro_batch, .drop_last = true, .seed = c.seed});
+  data::DataLoader loader(w->train_set, sampler, {.batch_size = micro_batch, .drop_last = true, .seed = c.seed});
 
-  // Data parallelism: DDP all-reduces gradients during backward; ZeRO-1 instead reduce-scatters them
-  // after backward and shards the optimizer state. Both start every rank from rank 0's weights.
+  // Data parallelism: DDP all-reduces gradients during backward and starts every rank from rank 0's
+  // weights; with --zero 1 the optimizer shards its state over the ranks (it is just another optimizer).
   std::unique_ptr<dist::DistributedDataParallel> ddp;
-  std::unique_ptr<dist::ZeroRedundancyOptimizer> zero;
-  std::unique_ptr<optim::Optimizer> plain_optimizer;
-  if (c.zero == 1) {
-    dist::check_same_model(pg, *model);
-    dist::broadcast_module(pg, *model);
-    zero = std::make_unique<dist::ZeroRedundancyOptimizer>(
-        decay_groups(*model), pg_ptr,
-        [&c](std::vector<std::vector<Tensor>> groups) { return make_optimizer(c, std::move(groups)); });
-  } else {
-    if (world > 1) {
-      ddp = std::make_unique<dist::DistributedDataParallel>(
-          model, pg_ptr, dist::DDPOptions{.bucket_cap_mb = c.bucket_cap_mb});
-    }
-    plain_optimizer = make_optimizer(c, decay_groups(*model));
+  if (world > 1) {
+    ddp = std::make_unique<dist::DistributedDataParallel>(model, pg_ptr,
+                                                          dist::DDPOptions{.bucket_cap_mb = c.bucket_cap_mb});
   }
-  optim::Optimizer& optimizer = zero ? zero->local_optimizer() : *plain_optimizer;
-  optim::LrScheduler scheduler(optimizer, make_schedule(c, total_steps));
-
+  std::unique_ptr<optim::Optimizer> optimizer = make_training_optimizer(c, *model, pg_ptr);
+  optim::LrScheduler scheduler(*optimizer, make_schedule(c, total_steps));
   // Mixed precision: f32 master weights; forward and backward in bf16/f16 under autocast; f16 scales
   // the loss, and every rank agrees on whether a step overflowed.
   const bool mixed = c.precision != "f32";
   const DType low = c.precision == "f16" ? DType::f16 : DType::bf16;
   amp::DynamicLossScaler scaler(amp::LossScalerOptions{.enabled = c.precision == "f16"});
   scaler.set_overflow_reducer([&pg](Tensor& found) { pg.all_reduce(found, dist::ReduceOp::max)->wait(); });
+  TrainingParts parts{*w, *optimizer, scheduler, scaler};
 
   int64_t step = 0;
-  data::LoaderPosition position;
-  if (resume_from) {
-    const Checkpoint& ck = *resume_from;
-    dist::run_on_every_rank(pg, [&] {
-      load_from(ck, "model", [&] { w->load_checkpoint_state(ck.tensors(kCheckpointModelFile).tensors()); });
-      load_from(ck, "optimizer state", [&] {
-        optimizer.load_state_dict({ck.tensors(kCheckpointOptimizerFile).tensors(), saved.optimizer});
-      });
-      load_from(ck, "scheduler state", [&] { scheduler.load_state_dict(saved.scheduler); });
-    });
+  if (!run->resume_dir().empty()) {
+    run->restore(parts, pg);
+    const TrainState& saved = run->resumed();
     step = saved.step;
-    position = {saved.epoch, saved.batch};
-    // Each rank continues its own dropout stream; at another world size there is no such stream, and
-    // each rank starts a new one from the seed, the step and its rank.
-    if (saved.rng.size() == static_cast<size_t>(world)) {
-      default_generator().set_state(saved.rng[static_cast<size_t>(rank)]);
-    } else {
-      manual_seed(data::combine_seed(data::combine_seed(c.seed, static_cast<uint64_t>(step)),
-                                     static_cast<uint64_t>(rank) + 1));
-    }
-    scaler.load_state({saved.loss_scale, saved.loss_scale_clean_steps});
+    // The position in global batches, whatever the world size: each is --grad-accum loader batches.
+    loader.start_epoch(saved.epoch, saved.legacy_batch >= 0 ? saved.legacy_batch : saved.global_batch * c.grad_accum);
+  } else {
+    loader.start_epoch(0);
   }
 
-  MetricsFile metrics;
-  if (lead) metrics.open(c.metrics_file, !c.resume.empty());
-  Progress progress(total_steps, w->unit(), lead && c.progress && stdout_is_terminal());
+  StepLog log(c, *w, *run, total_steps, steps_per_epoch, lead);
   if (lead) {
-    progress.print("dtrain: " + c.model + " (" + std::to_string(model->num_parameters()) +
-                   " parameters) on " + c.dataset + ", " + std::to_string(world) + " rank(s)" +
-                   (zero ? " with ZeRO-1" : "") + ", " + device.str() + ", " + c.precision +
-                   ", global batch " + std::to_string(c.batch_size) + ", " +
-                   std::to_string(total_steps) + " steps");
+    log.progress().print("dtrain: " + c.model + " (" + std::to_string(model->num_parameters()) + " parameters) on " +
+                         c.dataset + ", " + std::to_string(world) + " rank(s)" + (c.zero ? " with ZeRO-1" : "") +
+                         ", " + device.str() + ", " + c.precision + ", global batch " + std::to_string(c.batch_size) +
+                         ", " + std::to_string(total_steps) + " steps" +
+                         (step > 0 ? ", resuming at step " + std::to_string(step) + " from " + run->resume_dir() : ""));
   }
-
-  model->train();
-  loader.start_epoch(position.epoch, position.batch);
-  TrainResult result;
-  const auto start = Clock::now();
-  auto window_start = start;
-  int64_t window_items = 0;
-  double items_total = 0;
-  const std::vector<Tensor> params = zero ? zero->parameters() : optimizer.parameters();
-  nlohmann::json last_eval;
-
-  uint64_t window_syncs = 0;
-  int64_t window_steps = 0;
+  const auto [profile_first, profile_last] = c.profile_range();
+  const std::vector<Tensor> params = optimizer->parameters();
+  StopSignals stop_signals;
+  nlohmann::json last_eval = run->resumed().eval;
   double last_loss = std::nan("");  // the mean loss of the last logged step, for the progress line
+  model->train();
   while (step < total_steps) {
-    // ---- one optimizer step: grad_accum micro-batches, gradients summed into .grad. Nothing is read
+    if (step + 1 == profile_first) profiler::start(rank);
+    // ---- one optimizer step: --grad-accum micro-batches, gradients summed into .grad. Nothing is read
     // back from the device here except on logging steps (and f16's overflow flag): the host queues the
     // step and runs ahead (host_sync_count() in core/backend/backend.h counts the exceptions).
     Tensor loss_sum;  // on the device
     const uint64_t syncs_before = host_sync_count();
+    int64_t items = 0;
     for (int64_t micro = 0; micro < c.grad_accum; ++micro) {
-      std::optional<data::Batch> batch = loader.next();
-      if (!batch) {
-        loader.start_epoch(loader.position().epoch + 1);
-        batch = loader.next();
-      }
-      w->check_batch(*batch);
-      window_items += w->items(*batch) * world;  // counted on the host copy, before the move
-      data::Batch b = to_device(std::move(*batch), device);
-      // DDP reduces only in the backward of the last micro-batch; ZeRO-1 reduces after the step's last.
+      data::Batch batch = next_batch(loader);
+      w->check_batch(batch);
+      items += w->items(batch) * world;  // counted on the host copy
+      batch = to_device(std::move(batch), device);
+      // DDP reduces only in the backward of the step's last micro-batch.
       std::optional<dist::DistributedDataParallel::NoSync> accumulate;
       if (ddp && micro + 1 < c.grad_accum) accumulate.emplace(*ddp);
       Tensor loss;
       {
         amp::AutocastGuard autocast(low, mixed);
-        loss = w->loss(b);
+        loss = w->loss(batch);
       }
       loss_sum = loss_sum.defined() ? add(loss_sum, loss.detach()) : loss.detach();
       scaler.scale(loss * (1.0 / static_cast<double>(c.grad_accum))).backward();
     }
     if (ddp) ddp->finish_gradient_synchronization();
-    scaler.unscale(params);  // before ZeRO's reduce-scatter, which hands the shards their true values
-    if (zero) zero->reduce_gradients();
     const bool final = step + 1 == total_steps;
-    const bool log = (step + 1) % c.log_interval == 0 || final;
-    const bool checkpoint = !c.checkpoint_dir.empty() &&
-                            ((c.checkpoint_interval > 0 && (step + 1) % c.checkpoint_interval == 0) || final);
-    // The norm stays on the device; without clipping it is only formed for the log.
-    Tensor grad_norm;
-    if (zero) {
-      const double norm = zero->clip_grad_norm(c.clip_grad_norm > 0 ? c.clip_grad_norm : 1e300);
-      grad_norm = Tensor::full({}, norm, DType::f64);
-    } else if (c.clip_grad_norm > 0) {
-      grad_norm = optim::clip_grad_norm_tensor(params, c.clip_grad_norm);
-    } else if (log) {
-      grad_norm = optim::grad_norm_tensor(params);
+    const bool logging = c.log_interval.due(step + 1, steps_per_epoch) || final;
+    Tensor grad_norm;  // stays on the device; without clipping it is formed for the log only
+    {
+      profiler::Scope scope("optimizer", "clip and step");
+      scaler.unscale(params);
+      if (c.clip_grad_norm > 0) {
+        grad_norm = optim::clip_grad_norm_tensor(params, c.clip_grad_norm);
+      } else if (logging) {
+        grad_norm = optim::grad_norm_tensor(params);
+      }
+      scaler.step(params, [&] { optimizer->step(); });
+      optimizer->zero_grad();
     }
-    scaler.step(params, [&] { zero ? zero->step() : optimizer.step(); });
-    zero ? zero->zero_grad() : optimizer.zero_grad();
-    double lr = optimizer.lr(0);
+    const double lr = optimizer->lr(0);
     scheduler.step();
     ++step;
-    window_syncs += host_sync_count() - syncs_before;
-    ++window_steps;
+    log.count_step(items, host_sync_count() - syncs_before);
 
-    // ---- logging (every rank computes the mean loss; rank 0 prints and writes). The loss is read back
-    // here, and before a checkpoint, so a diverged run stops (f16's loss scaler skips such steps
-    // instead) before it writes NaN weights.
-    double elapsed = seconds_since(start);
-    if (log || checkpoint) {
-      double loss_mean = loss_sum.item() / static_cast<double>(c.grad_accum);
-      DTRAIN_CHECK(std::isfinite(loss_mean) || scaler.enabled(), "the loss is ", loss_mean, " at step ", step,
-                   ": training diverged; lower --lr, clip gradients (--clip-grad-norm) or use "
-                   "--precision f32");
-      if (log) loss_mean = dist::all_reduce_value(pg, loss_mean, dist::ReduceOp::avg);
-      last_loss = loss_mean;
+    // ---- logging, evaluation, checkpoints; a stop signal ends the run here, with a checkpoint
+    const int stop = static_cast<int>(dist::all_reduce_value(pg.host(), StopSignals::received(), dist::ReduceOp::max));
+    const bool evaluating = c.eval_interval.due(step, steps_per_epoch) || final;
+    const bool checkpointing = !c.checkpoint_dir.empty() &&
+                               (c.checkpoint_interval.due(step, steps_per_epoch) || final || stop != 0);
+    if (logging || checkpointing) {
+      // The loss is read back here, so a diverged run stops (f16's loss scaler skips such steps
+      // instead) before it writes NaN weights.
+      double loss = loss_sum.item() / static_cast<double>(c.grad_accum);
+      DTRAIN_CHECK(std::isfinite(loss) || scaler.enabled(), "the loss is ", loss, " at step ", step,
+                   ": training diverged; lower --lr, clip gradients (--clip-grad-norm) or use --precision f32");
+      if (logging) last_loss = dist::all_reduce_value(pg, loss, dist::ReduceOp::avg);
     }
-    if (log) {
-      double rate = static_cast<double>(window_items) / std::max(seconds_since(window_start), 1e-9);
-      // Host synchronisations of the steps since the last log, logging itself excluded: 0 but for
-      // f16's overflow flag (one a step).
-      const double syncs_per_step = static_cast<double>(window_syncs) / static_cast<double>(window_steps);
-      items_total += static_cast<double>(window_items);
-      window_items = 0;
-      window_start = Clock::now();
-      window_syncs = 0, window_steps = 0;
-      result.items_per_s = items_total / std::max(elapsed, 1e-9);
-      const double norm = grad_norm.defined() ? grad_norm.item() : 0.0;
-      if (lead) {
-        nlohmann::json record = {{"step", step},
-                                 {"epoch", static_cast<double>(step) / static_cast<double>(steps_per_epoch)},
-                                 {"loss", last_loss},
-                                 {"lr", lr},
-                                 {"grad_norm", norm},
-                                 {std::string(w->unit()) + "_per_s", rate},
-                                 {"elapsed_s", elapsed}};
-        record["host_syncs_per_step"] = syncs_per_step;
-        if (scaler.enabled()) record["loss_scale"] = scaler.scale_value();
-        metrics.write(record);
-        progress.update(step, last_loss, lr, rate, elapsed, true);
-      }
-    } else if (lead) {
-      progress.update(step, last_loss, lr, result.items_per_s, elapsed, false);
+    if (logging) {
+      log.log(step, last_loss, lr, grad_norm.defined() ? grad_norm.item() : 0.0, scaler);
+    } else {
+      log.live(step, last_loss, lr);
     }
-    result.final_loss = last_loss;
-
-    // ---- evaluation and checkpoints
-    if ((c.eval_interval > 0 && step % c.eval_interval == 0) || final) {
-      last_eval = evaluate(*w, pg, micro_batch * c.grad_accum, c.eval_batches, device);
-      if (lead) {
-        nlohmann::json record = last_eval;
-        record["step"] = step;
-        record["split"] = "eval";
-        metrics.write(record);
-        progress.print("eval @ step " + std::to_string(step) + ": " + last_eval.dump());
-      }
+    TrainState state{.step = step, .epoch = loader.position().epoch,
+                     .global_batch = loader.position().batch / c.grad_accum, .elapsed_s = log.elapsed(),
+                     .eval = last_eval};
+    if (evaluating) {
+      profiler::Scope scope("eval", "evaluate");
+      state.eval = last_eval = evaluate(*w, pg, micro_batch * c.grad_accum, c.eval_batches, device);
+      log.eval(step, last_eval);
+      run->save_if_best(parts, pg, state);
     }
-    if (checkpoint) {
-      save_checkpoint(c, pg, *w, optimizer, scheduler, step, loader.position(), scaler.state());
+    if (checkpointing) {
+      profiler::Scope scope("checkpoint", "save");
+      run->save(parts, pg, state);
+      result.checkpoint = (std::filesystem::path(c.checkpoint_dir) / step_checkpoint_name(step)).string();
+    }
+    if (step == profile_last) {
+      profiler::stop_and_write((std::filesystem::path(c.profile_dir) / ("trace-rank" + std::to_string(rank) + ".json")).string());
+    }
+    if (stop != 0) {
+      result.stopped_by = stop;
+      break;
     }
   }
-  progress.finish();
+  if (profiler::recording()) {
+    profiler::stop_and_write((std::filesystem::path(c.profile_dir) / ("trace-rank" + std::to_string(rank) + ".json")).string());
+  }
+  log.progress().finish();
   result.steps = step;
+  result.final_loss = last_loss;
+  result.items_per_s = log.items_per_s();
   result.eval = last_eval;
-  if (lead) {
+  result.peak_rss_mb = peak_rss_mb();
+  result.peak_device_mb = static_cast<double>(peak_device_memory_bytes(device)) / (1 << 20);
+  if (lead && result.stopped_by == 0) {
     for (const std::string& s : w->samples()) std::cout << "sample: " << s << "\n";
   }
   return result;

@@ -2,6 +2,7 @@
 // reduces inside backward), clip, step, log; evaluation and checkpoints at their intervals.
 #pragma once
 #include <memory>
+#include <string>
 #include <nlohmann/json.hpp>
 
 #include "distributed/process_group.h"
@@ -13,8 +14,12 @@ namespace dtrain::launch {
 struct TrainResult {
   int64_t steps = 0;
   double final_loss = 0.0;
-  double items_per_s = 0.0;
+  double items_per_s = 0.0;  // over this session
   nlohmann::json eval;  // the last evaluation's metrics
+  std::string checkpoint;   // the last checkpoint written, if any
+  std::string finished_at;  // set when the run resumed was already finished: its checkpoint
+  int stopped_by = 0;       // SIGTERM or SIGINT when a signal ended the run early
+  double peak_rss_mb = 0, peak_device_mb = 0;  // this rank's peak resident memory; allocator peak on a GPU
 };
 
 // The device this rank trains on: the CPU, its local rank's GPU (--device cuda; at most one rank per

@@ -14,8 +14,17 @@ std::string cuda_backend_unavailable_reason();
 namespace cuda {
 void cuda_set_allow_tf32(bool allow);
 void cuda_select_device(int index);
+size_t cuda_peak_allocated_bytes(int device);
 }  // namespace cuda
 #endif
+
+size_t peak_device_memory_bytes(Device device) {
+#ifdef DTRAIN_WITH_CUDA
+  if (device.is_cuda() && cuda_device_count() > device.index) return cuda::cuda_peak_allocated_bytes(device.index);
+#endif
+  (void)device;
+  return 0;
+}
 
 std::string cuda_unavailable_reason() {
 #ifdef DTRAIN_WITH_CUDA

@@ -164,6 +164,10 @@ void select_device(Device device);
 uint64_t host_sync_count();
 void count_host_sync();
 
+// The most memory dtrain's allocator has held in tensors on `device` since the process started, in
+// bytes (the caching allocator's peak for a GPU); 0 for the CPU, whose peak the process's RSS shows.
+size_t peak_device_memory_bytes(Device device);
+
 // TF32 tensor cores for f32 GEMM and convolution on GPUs (no effect on the CPU). Off unless set here
 // or by DTRAIN_ALLOW_TF32=1; `dtrain train` sets it from --tf32 (on by default).
 void set_allow_tf32(bool allow);

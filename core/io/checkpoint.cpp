@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <set>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -262,6 +264,26 @@ void CheckpointWriter::commit() {
   for (const auto& p : left_aside(dir_)) remove_own(p);
   remove_dead_writers(dir_);
   fsync_directory(parent);
+}
+
+bool remove_checkpoint(const std::string& dir) {
+  const fs::path d = normalise_dir(dir);
+  std::error_code ec;
+  if (!fs::is_directory(fs::symlink_status(d, ec)) || !has_marker(d)) return false;
+  fs::remove(d / kCheckpointStateFile, ec);
+  remove_own(d);
+  return true;
+}
+
+void remove_abandoned_writes(const std::string& parent) {
+  std::error_code ec;
+  std::set<std::string> bases;
+  for (const auto& entry : fs::directory_iterator(parent, ec)) {
+    const std::string name = entry.path().filename().string();
+    const size_t tag = name.rfind(".tmp-");
+    if (tag != std::string::npos && tag > 0) bases.insert(name.substr(0, tag));
+  }
+  for (const std::string& base : bases) remove_dead_writers((fs::path(parent) / base).string());
 }
 
 // ---------------------------------------------------------------------------------------- reader

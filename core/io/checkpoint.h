@@ -94,6 +94,16 @@ class Checkpoint {
   std::string dir_;
 };
 
+// Removes checkpoint directory `dir` when dtrain wrote it (it holds the marker): its state.json first,
+// so that a kill part way leaves a directory no reader takes for a checkpoint. Returns false, and
+// leaves `dir` alone, when it is missing or not dtrain's.
+bool remove_checkpoint(const std::string& dir);
+
+// Removes, in directory `parent`, the temporary directories `<name>.tmp-<pid>` of writers whose process
+// is gone (killed mid-save) and that hold the marker (or nothing): for a caller that writes checkpoints
+// of ever new names into one directory, where a writer's own commit would not find them.
+void remove_abandoned_writes(const std::string& parent);
+
 // A Generator's full state as JSON (one 16-digit hex string per state word: exact, and readable by
 // any JSON reader, which 64-bit numbers are not) and back; for the RNG states in state.json.
 nlohmann::json generator_state_to_json(const Generator& gen);

@@ -193,6 +193,16 @@ std::shared_ptr<ProcessGroupMPI> ProcessGroupMPI::create(ProcessGroupOptions opt
   MPI_Comm comm = MPI_COMM_NULL;
   MPI_Comm_dup(MPI_COMM_WORLD, &comm);
   MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+  // Ranks that share memory share a node, whichever launcher started them (mpirun, srun with PMIx, a
+  // hostfile): their order there is the local rank, their count the local size.
+  MPI_Comm node = MPI_COMM_NULL;
+  if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+    int local_rank = 0, local_size = 1;
+    MPI_Comm_rank(node, &local_rank);
+    MPI_Comm_size(node, &local_size);
+    set_node_placement(local_rank, local_size);
+    MPI_Comm_free(&node);
+  }
   return std::shared_ptr<ProcessGroupMPI>(
       new ProcessGroupMPI(options, comm, provided >= MPI_THREAD_MULTIPLE));
 }

@@ -226,7 +226,7 @@ std::shared_ptr<ProcessGroupNCCL> ProcessGroupNCCL::create(
       DTRAIN_CHECK(local_size <= count, local_size, " ranks on this node (", host, ") but only ",
                    count, " GPUs are visible; start at most ", count,
                    " ranks per node or use --device cpu");
-      device = local_rank_from_environment();
+      device = local_rank();
       DTRAIN_CHECK(device < count, "ProcessGroupNCCL: the launcher's local rank ", device,
                    " has no GPU on node ", host, " (", count, " visible, ", local_size,
                    " ranks there); start the job with mpirun or srun, which number a node's ranks "

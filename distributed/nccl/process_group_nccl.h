@@ -82,6 +82,7 @@ class ProcessGroupNCCL final : public ProcessGroup {
   WorkPtr all_gather(const Tensor& output, const Tensor& input) override;
   WorkPtr barrier() override;
   void raw_all_reduce(const Tensor& tensor) override;
+  ProcessGroup& host() override { return *bootstrap_; }
 
   // ---- for benchmarks (`dtrain bench allreduce --device cuda`)
 

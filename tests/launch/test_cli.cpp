@@ -133,7 +133,8 @@ TEST_F(Cli, HelpListsEveryOptionWithItsDefault) {
       {"zero", "0"}, {"collective-timeout", "600"}, {"checkpoint-dir", "\"\""},
       {"checkpoint-interval", "0"}, {"resume", "\"\""}, {"eval-interval", "0"}, {"eval-batches", "0"},
       {"log-interval", "10"}, {"metrics-file", "\"\""}, {"progress", "1"},
-      {"debug-collectives", "0"}};
+      {"debug-collectives", "0"}, {"keep-checkpoints", "3"}, {"profile-steps", "\"\""},
+      {"profile-dir", "profile"}};
   for (const auto& [name, value] : expected) {
     const std::string shown = "--" + name + " arg (=" + value + ")";
     EXPECT_NE(r.out.find(shown), std::string::npos) << "--help lacks '" << shown << "':\n" << r.out;
@@ -186,9 +187,10 @@ TEST_F(Cli, ResumeGivesIdenticalWeights) {
                                       resumed.string(), "--metrics-file", (dir_ / "split.jsonl").string()}));
   ASSERT_EQ(b2.exit_code, 0) << b2.err;
 
-  expect_bitwise_equal(straight / "model.safetensors", resumed / "model.safetensors");
-  expect_bitwise_equal(straight / "optimizer.safetensors", resumed / "optimizer.safetensors");
-  EXPECT_TRUE(any_tensor_differs(straight / "model.safetensors", first / "model.safetensors"))
+  const fs::path step10 = first / "step-00000010", step20 = "step-00000020";
+  expect_bitwise_equal(straight / step20 / "model.safetensors", resumed / step20 / "model.safetensors");
+  expect_bitwise_equal(straight / step20 / "optimizer.safetensors", resumed / step20 / "optimizer.safetensors");
+  EXPECT_TRUE(any_tensor_differs(straight / step20 / "model.safetensors", step10 / "model.safetensors"))
       << "the step-10 checkpoint equals the step-20 one: the comparison above proves nothing";
 
   // The resumed run appended to the metrics file, and its logged steps match the straight run's.

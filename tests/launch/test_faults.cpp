@@ -252,24 +252,23 @@ class BackgroundJob {
   std::vector<pid_t> ranks_;
 };
 
-// Names of the entries beside checkpoint directory `ckpt` that belong to it: itself, `<ckpt>.tmp-*`,
-// `<ckpt>.old-*` and whatever else starts with `<ckpt>.`; sorted.
-std::vector<std::string> checkpoint_entries(const fs::path& ckpt) {
+// The entries of run directory `run` (--checkpoint-dir): its step-N checkpoints, best/, and the
+// temporaries `<name>.tmp-<pid>` of writes in progress or cut short; sorted.
+std::vector<std::string> checkpoint_entries(const fs::path& run) {
   std::vector<std::string> names;
-  const std::string base = ckpt.filename().string();
   std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(ckpt.parent_path(), ec)) {
+  for (const auto& entry : fs::directory_iterator(run, ec)) {
     const std::string name = entry.path().filename().string();
-    if (name == base || name.starts_with(base + ".")) names.push_back(name);
+    if (!name.starts_with(".")) names.push_back(name);
   }
   std::sort(names.begin(), names.end());
   return names;
 }
 
-std::vector<std::string> temporaries_of(const fs::path& ckpt) {
+std::vector<std::string> temporaries_of(const fs::path& run) {
   std::vector<std::string> out;
-  for (const std::string& name : checkpoint_entries(ckpt)) {
-    if (name.starts_with(ckpt.filename().string() + ".tmp-")) out.push_back(name);
+  for (const std::string& name : checkpoint_entries(run)) {
+    if (name.find(".tmp-") != std::string::npos) out.push_back(name);
   }
   return out;
 }
@@ -280,21 +279,19 @@ std::string join(const std::vector<std::string>& items, const std::string& sep =
   return out.empty() ? "nothing" : out;
 }
 
-// The step a checkpoint holds: `ckpt/state.json`, or, where a commit was cut short, the newest
-// `<ckpt>.old-*` copy's; -1 when neither is readable.
-int64_t saved_step(const fs::path& ckpt) {
-  std::vector<fs::path> candidates = {ckpt};
-  for (const std::string& name : checkpoint_entries(ckpt)) {
-    if (name.starts_with(ckpt.filename().string() + ".old-")) candidates.push_back(ckpt.parent_path() / name);
-  }
-  for (const fs::path& dir : candidates) {
-    const std::string text = read_text(dir / "state.json");
-    if (nlohmann::json::accept(text)) {
-      const nlohmann::json state = nlohmann::json::parse(text);
-      if (state.contains("step") && state["step"].is_number_integer()) return state["step"].get<int64_t>();
+// The newest step a run directory's checkpoints hold (their state.json); -1 when none is readable.
+int64_t saved_step(const fs::path& run) {
+  int64_t newest = -1;
+  for (const std::string& name : checkpoint_entries(run)) {
+    if (!name.starts_with("step-") || name.find('.') != std::string::npos) continue;
+    const std::string text = read_text(run / name / "state.json");
+    if (!nlohmann::json::accept(text)) continue;
+    const nlohmann::json state = nlohmann::json::parse(text);
+    if (state.contains("step") && state["step"].is_number_integer()) {
+      newest = std::max(newest, state["step"].get<int64_t>());
     }
   }
-  return -1;
+  return newest;
 }
 
 // The names of the tensors whose bytes (or dtype, or shape) differ between two safetensors files; a
@@ -415,12 +412,13 @@ class Faults : public CliTest {
     ASSERT_EQ(b2.exit_code, 0) << b2.out << b2.err;
     std::printf("  np %d: three runs in %.1f s\n", np, seconds_since(start));
 
-    const std::string model = "model.safetensors";
+    const fs::path model = fs::path("step-000000" + std::to_string(2 * k)) / "model.safetensors";
+    const fs::path first_model = first / ("step-0000000" + std::to_string(k)) / "model.safetensors";
     EXPECT_TRUE(read_text(straight / model) == read_text(resumed / model))
         << "the resumed run's " << model << " differs from the straight run's";
     const std::vector<std::string> differing_tensors = tensors_that_differ(straight / model, resumed / model);
     EXPECT_TRUE(differing_tensors.empty()) << "tensors that differ: " << join(differing_tensors);
-    EXPECT_TRUE(any_tensor_differs(straight / model, first / model))
+    EXPECT_TRUE(any_tensor_differs(straight / model, first_model))
         << "the step-" << k << " checkpoint equals the step-" << 2 * k << " one: the comparison proves nothing";
 
     std::vector<nlohmann::json> want, got;
@@ -484,10 +482,10 @@ TEST_F(Faults, KillDuringCheckpointWrites) {
       ASSERT_GT(job.pid(), 0) << "fork failed";
       // The first commit, so that there is a checkpoint to keep.
       const auto deadline = Clock::now() + std::chrono::seconds(30);
-      while (!fs::exists(ckpt) && job.running() && Clock::now() < deadline) {
+      while (saved_step(ckpt) < 1 && job.running() && Clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::microseconds(500));
       }
-      ASSERT_TRUE(fs::exists(ckpt)) << "no checkpoint at " << ckpt << " after "
+      ASSERT_GE(saved_step(ckpt), 1) << "no checkpoint in " << ckpt << " after "
                                     << (job.running() ? "30 s" : "the job ended") << ":\n"
                                     << read_text(dir_ / "kill-err.txt");
       for (const auto& [rank, pid] : ranks_below(job.pid())) job.remember(pid);
@@ -527,7 +525,7 @@ TEST_F(Faults, KillDuringCheckpointWrites) {
       for (const std::string& name : stale) {
         std::vector<std::string> files;
         std::error_code ec;
-        for (const auto& e : fs::directory_iterator(ckpt.parent_path() / name, ec)) {
+        for (const auto& e : fs::directory_iterator(ckpt / name, ec)) {
           files.push_back(e.path().filename().string());
         }
         std::sort(files.begin(), files.end());

@@ -418,6 +418,8 @@ cudaStream_t cuda_compute_stream(int device) { return compute_stream(device); }
 
 AllocatorStats cuda_memory_stats(int device) { return device_context(device).allocator->stats(); }
 
+size_t cuda_peak_allocated_bytes(int device) { return cuda_memory_stats(device).peak_allocated; }
+
 void cuda_reset_peak_memory_stats(int device) { device_context(device).allocator->reset_peak(); }
 
 void cuda_empty_cache(int device) { device_context(device).allocator->empty_cache(); }

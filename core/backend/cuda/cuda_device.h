@@ -167,6 +167,7 @@ void cuda_use_selected_device();
 // The stream all of dtrain's work on `device` is ordered on.
 cudaStream_t cuda_compute_stream(int device);
 AllocatorStats cuda_memory_stats(int device);
+size_t cuda_peak_allocated_bytes(int device);  // cuda_memory_stats(device).peak_allocated
 void cuda_reset_peak_memory_stats(int device);
 // Returns cached, unused device memory to the driver (waits for the device first).
 void cuda_empty_cache(int device);
