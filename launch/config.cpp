@@ -66,6 +66,14 @@ std::string store_one(const std::string& key, const std::string& value, const po
   }
 }
 
+// Options that hold an Interval are read as text and parsed after Boost's own pass.
+struct IntervalTexts {
+  std::string checkpoint, eval, log;
+};
+using OptionGroups = std::vector<std::shared_ptr<po::options_description>>;
+OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& config_file, const char* subcommand);
+po::options_description all_options(const OptionGroups& groups, const char* subcommand);
+
 // Reads an INI file of `key = value` lines ('#' or ';' starts a comment) into `vm`, where the command
 // line, stored first, wins. Each line is parsed on its own so that an error names the file and line.
 // Returns where each option the file set comes from ("run.ini:4"), for messages about its value.
@@ -90,6 +98,13 @@ std::map<std::string, std::string> store_config_file(const std::string& path,
     const std::string key = trim(text.substr(0, eq)), value = trim(text.substr(eq + 1));
     DTRAIN_CHECK(!key.empty() && key != "config" && key != "help", where, ": '", key,
                  "' cannot be set in a config file");
+    // One file serves train, eval and predict: an option of another subcommand is skipped here.
+    if (opts.find_nothrow(key, false) == nullptr && std::string(subcommand) != "train") {
+      TrainConfig scratch;
+      IntervalTexts texts;
+      std::string file;
+      if (all_options(option_groups(scratch, texts, file, "train"), "train").find_nothrow(key, false)) continue;
+    }
     const bool was_set = vm.count(key) && !vm[key].defaulted();
     const std::string name = store_one(key, value, opts, vm, where, subcommand);
     DTRAIN_CHECK(in_file.insert(name).second, where, ": --", name, " is set twice in the file");
@@ -210,13 +225,8 @@ unsigned for_mask(const char* subcommand) {
   return s == "eval" ? kEval : s == "predict" ? kPredict : kTrain;
 }
 
-// Options that hold an Interval are read as text and parsed after Boost's own pass.
-struct IntervalTexts {
-  std::string checkpoint, eval, log;
-};
 
 // The options of `subcommand`, in groups by purpose; `c` receives the values, `texts` the intervals.
-using OptionGroups = std::vector<std::shared_ptr<po::options_description>>;
 OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& config_file, const char* subcommand) {
   const unsigned mine = for_mask(subcommand);
   OptionGroups groups;

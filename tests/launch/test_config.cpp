@@ -54,7 +54,7 @@ TEST(Config, EveryOptionHasASetting) {
 
 TEST(Config, BadValuesNameTheOptionAndItsRange) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
-      {{"--log-interval", "0"}, "--log-interval must be between 1 and"},
+      {{"--log-interval", "0"}, "--log-interval must be at least 1 step"},
       {{"--threads", "10000"}, "--threads must be between 0 and"},
       {{"--collective-timeout", "1e300"}, "--collective-timeout must be between 0.1 and"},
       {{"--collective-timeout", "-1"}, "--collective-timeout must be between"},
@@ -123,7 +123,7 @@ TEST_F(ConfigFile, CommandLineWinsAndCommentsAreSkipped) {
 
 nlohmann::json good_state() {
   TrainState s;
-  s.step = 10, s.epoch = 1, s.batch = 2;
+  s.step = 10, s.epoch = 1, s.global_batch = 2;
   s.optimizer = {{"optimizer", "adamw"}};
   s.scheduler = {{"step", 10}};
   s.rng = {{1, 2, 3, 4, 5, 6}, {7, 8, 9, 10, 11, 12}};
@@ -140,6 +140,68 @@ TEST(TrainState, RoundTripsAndReadsTheOlderSingleRngForm) {
   old.erase("rng_per_rank");
   old["rng"] = {1, 2, 3, 4, 5, 6};
   EXPECT_EQ(parse_train_state(old, "ck").rng.size(), 1u);
+  // An older checkpoint's loader position in micro-batches is kept apart from the global one.
+  nlohmann::json legacy = good_state();
+  legacy["data"] = {{"epoch", 1}, {"batch", 6}};
+  const TrainState l = parse_train_state(legacy, "ck");
+  EXPECT_EQ(l.legacy_batch, 6);
+  EXPECT_EQ(s.legacy_batch, -1);
+  EXPECT_EQ(s.global_batch, 2);
+}
+
+TEST(TrainState, RecordsTheConfigurationCommandLineAndVersion) {
+  TrainState s = parse_train_state(good_state(), "ck");
+  s.config = {{"dim", "24"}, {"model", "vit"}};
+  s.command_line = {"dtrain", "train", "--dim", "24"};
+  s.version = "dtrain 9.9";
+  s.elapsed_s = 12.5;
+  s.eval = {{"accuracy", 0.5}};
+  s.world_size = 3;
+  const TrainState back = parse_train_state(train_state_to_json(s), "ck");
+  EXPECT_EQ(back.config, s.config);
+  EXPECT_EQ(back.command_line, s.command_line);
+  EXPECT_EQ(back.version, s.version);
+  EXPECT_EQ(back.elapsed_s, 12.5);
+  EXPECT_EQ(back.eval, s.eval);
+  EXPECT_EQ(back.world_size, 3);
+}
+
+TEST(Config, IntervalsInStepsOrEpochs) {
+  EXPECT_EQ(Interval::parse("100", "x").steps(12), 100);
+  EXPECT_EQ(Interval::parse("1ep", "x").steps(12), 12);
+  EXPECT_EQ(Interval::parse("0.5ep", "x").steps(12), 6);
+  EXPECT_EQ(Interval::parse("0.01ep", "x").steps(12), 1);  // at least a step
+  EXPECT_EQ(Interval::parse("0", "x").steps(12), 0);
+  EXPECT_TRUE(Interval::parse("1ep", "x").due(24, 12));
+  EXPECT_FALSE(Interval::parse("1ep", "x").due(18, 12));
+  EXPECT_EQ(Interval::parse("0.5ep", "x").text(), "0.5ep");
+  for (const char* bad : {"1.5", "-1", "ep", "1e", "abc", "1 ep", "nanep"}) {
+    EXPECT_NE(error_of([&] { Interval::parse(bad, "eval-interval"); }).find("--eval-interval"), std::string::npos) << bad;
+  }
+}
+
+TEST(Config, ProfileStepsAreARange) {
+  TrainConfig c;
+  ASSERT_TRUE(parse_train_config({"--profile-steps", "3:5"}, c, "train"));
+  EXPECT_EQ(c.profile_range(), (std::pair<int64_t, int64_t>{3, 5}));
+  for (const char* bad : {"5:3", "0:2", "3", "a:b", "3:"}) {
+    EXPECT_NE(parse_error({"--profile-steps", bad}).find("--profile-steps must be A:B"), std::string::npos) << bad;
+  }
+}
+
+// A checkpoint's settings fill in what the command line leaves; the command line wins.
+TEST(Config, CheckpointSettingsAreDefaultsForEval) {
+  TrainConfig c;
+  ASSERT_TRUE(parse_train_config({"--resume", "ck", "--eval-batches", "3"}, c, "eval",
+                                 {{"dim", "24"}, {"eval-batches", "9"}, {"lr", "0.5"}, {"data-dir", ""}}, "checkpoint ck"));
+  EXPECT_EQ(c.dim, 24);
+  EXPECT_EQ(c.eval_batches, 3);
+  EXPECT_EQ(c.lr, TrainConfig{}.lr);  // not an eval option: ignored
+  std::string msg = error_of([&] {
+    TrainConfig d;
+    parse_train_config({"--resume", "ck"}, d, "eval", {{"dim", "-4"}}, "checkpoint ck");
+  });
+  EXPECT_NE(msg.find("checkpoint ck: --dim must be between"), std::string::npos) << msg;
 }
 
 TEST(TrainState, DamagedFieldsAreNamed) {
@@ -150,7 +212,7 @@ TEST(TrainState, DamagedFieldsAreNamed) {
       {[](nlohmann::json& j) { j["data"] = 5; }, "no 'epoch'"},
       {[](nlohmann::json& j) { j["rng_per_rank"][0] = {1, 2}; }, "an RNG state is 6 numbers"},
       {[](nlohmann::json& j) { j["loss_scale"] = -1; }, "'loss_scale' must be a positive number"},
-      {[](nlohmann::json& j) { j["settings"]["heads"] = 4; }, "setting 'heads' must be a string"},
+      {[](nlohmann::json& j) { j["settings"]["heads"] = 4; }, "settings 'heads' must be a string"},
       {[](nlohmann::json& j) { j = nlohmann::json::array(); }, "expected a JSON object"},
   };
   for (const auto& [damage, expected] : cases) {
@@ -171,8 +233,10 @@ TEST(TrainState, ResumeRefusesChangedFixedSettingsAndNoStepsLeft) {
       << msg;
   c.batch_size = 32;
   EXPECT_EQ(error_of([&] { check_resume_compatible(c, 100, s, "ck"); }), "");
-  msg = error_of([&] { check_resume_compatible(c, 10, s, "ck"); });
-  EXPECT_NE(msg.find("is at step 10 and this run ends at step 10"), std::string::npos) << msg;
+  // Exactly the checkpoint's step is a finished run (the trainer says so); fewer is an error.
+  EXPECT_EQ(error_of([&] { check_resume_compatible(c, 10, s, "ck"); }), "");
+  msg = error_of([&] { check_resume_compatible(c, 9, s, "ck"); });
+  EXPECT_NE(msg.find("is at step 10 and this run ends at step 9"), std::string::npos) << msg;
   // Intervals, threads and the like may change; the model's shape may not.
   for (const Setting& setting : settings(c)) {
     if (setting.name == "eval-interval" || setting.name == "threads") {

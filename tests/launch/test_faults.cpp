@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
+#include <functional>
 #include <cstdio>
 #include <map>
 #include <optional>
@@ -338,6 +340,14 @@ class Faults : public CliTest {
                      dir_);
   }
 
+
+ public:
+  RunResult run_dtrain_public(const std::string& subcommand, const std::vector<std::string>& args, int np, int limit) {
+    return run_dtrain(subcommand, args, np, limit);
+  }
+
+ protected:
+
   // Bad options must be refused before anything runs, in one line naming `option`.
   void expect_refused(const Options& options, const std::string& option) {
     SCOPED_TRACE("dtrain train " + join(with_options({}, options), " "));
@@ -507,7 +517,7 @@ TEST_F(Faults, KillDuringCheckpointWrites) {
            (t.on_temporary ? "a temporary appeared" : "the first commit") + "): left " + join(left);
 
     // The checkpoint loads...
-    RunResult eval = run_dtrain("eval", vit_args({{"--resume", ckpt.string()}}));
+    RunResult eval = run_dtrain("eval", {"--resume", ckpt.string()});
     EXPECT_EQ(eval.exit_code, 0) << what << "\n" << eval.err;
     loadable += eval.exit_code == 0;
     // ...and a resumed run continues from it and commits into the same directory.
@@ -546,6 +556,152 @@ TEST_F(Faults, KillDuringCheckpointWrites) {
               ran, seconds_since(start_all), during_write, loadable, resumed, clean);
   for (const std::string& line : report) std::printf("  %s\n", line.c_str());
   EXPECT_GE(during_write, 1) << "no kill landed inside a checkpoint write: the trials tested little";
+}
+
+// ---- 1b. preemption: SIGTERM (Slurm, a scheduler) and SIGINT (Ctrl-C) end the run with a checkpoint
+
+// The losses a metrics file logged, by step.
+static std::map<int64_t, double> logged_losses(const fs::path& metrics) {
+  std::map<int64_t, double> out;
+  for (const auto& rec : read_jsonl(metrics)) {
+    if (!rec.contains("split")) out[rec["step"].get<int64_t>()] = rec["loss"].get<double>();
+  }
+  return out;
+}
+
+// Starts a long run (np 0: dtrain alone), waits for three logged steps, sends `signal` to `victim_rank`,
+// and checks what a preempted job must do: stop at the end of a step on every rank, checkpoint that
+// step, exit with 128 + signal, and resume from it with the same command plus --resume auto.
+static void expect_stop_with_checkpoint(Faults& f, const fs::path& dir, int np, int signal, int victim_rank,
+                                 const std::function<std::vector<std::string>(const Options&)>& vit_args) {
+  const fs::path rundir = dir / "run", metrics = dir / "m.jsonl";
+  const Options common = {{"--batch-size", "24"}, {"--checkpoint-dir", rundir.string()}, {"--resume", "auto"},
+                          {"--log-interval", "1"}, {"--metrics-file", metrics.string()}};
+  Options long_run = common;
+  long_run.push_back({"--steps", "100000"});
+  const std::string command = kEnv + "exec " + (np > 0 ? mpi_prefix(np) : std::string()) +
+                              dtrain_command("train", vit_args(long_run));
+  BackgroundJob job(command, dir / "out.txt", dir / "err.txt");
+  ASSERT_GT(job.pid(), 0) << "fork failed";
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (count_lines(read_text(metrics), "\"loss\"") < 3 && job.running() && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(job.running()) << "the job ended early:\n" << read_text(dir / "err.txt");
+  pid_t victim = job.pid();
+  if (np > 0) {
+    const std::map<int, pid_t> ranks = ranks_below(job.pid());
+    for (const auto& [rank, pid] : ranks) job.remember(pid);
+    ASSERT_EQ(ranks.size(), static_cast<size_t>(np)) << "cannot find the rank processes below mpiexec";
+    victim = ranks.at(victim_rank);
+  }
+  const int logged_before = count_lines(read_text(metrics), "\"loss\"");
+  ASSERT_EQ(::kill(victim, signal), 0);
+  const auto sent = Clock::now();
+  const std::optional<int> code = job.wait(30);
+  job.kill_all();
+  ASSERT_TRUE(code.has_value()) << "the job did not stop within 30 s of the signal";
+  const std::string out = read_text(dir / "out.txt"), err = read_text(dir / "err.txt");
+  const int64_t step = saved_step(rundir);
+  std::printf("  %s to rank %d of %d: stopped after %.2f s, exit %d, checkpoint at step %lld (%d steps logged "
+              "when sent)\n",
+              signal == SIGTERM ? "SIGTERM" : "SIGINT", victim_rank, std::max(np, 1), seconds_since(sent), *code,
+              static_cast<long long>(step), logged_before);
+  if (np == 0) EXPECT_EQ(*code, 128 + signal) << err;
+  EXPECT_NE(*code, 0) << err;
+  const std::string name = signal == SIGTERM ? "SIGTERM" : "SIGINT";
+  EXPECT_EQ(count_lines(out, "stopped by " + name + " at step " + std::to_string(step) + ": checkpoint"), 1)
+      << out << err;
+  EXPECT_GE(step, logged_before);
+  // Every rank stopped at that step: the last logged step is the checkpoint's.
+  ASSERT_FALSE(logged_losses(metrics).empty());
+  EXPECT_EQ(logged_losses(metrics).rbegin()->first, step);
+  EXPECT_EQ(temporaries_of(rundir), std::vector<std::string>{});
+  // The same command, with a finite length, continues the run.
+  Options more = common;
+  more.push_back({"--steps", std::to_string(step + 2)});
+  RunResult resumed = f.run_dtrain_public("train", vit_args(more), np, 60);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  EXPECT_NE(resumed.out.find("resuming at step " + std::to_string(step)), std::string::npos) << resumed.out;
+  EXPECT_EQ(saved_step(rundir), step + 2);
+}
+
+TEST_F(Faults, SigtermWritesACheckpointAndExits143) {
+  expect_stop_with_checkpoint(*this, dir_, 0, SIGTERM, 0, [this](const Options& o) { return vit_args(o); });
+}
+
+// Ctrl-C reaches one rank only here: the others learn of it at the step boundary and stop with it.
+TEST_F(Faults, SigintToOneRankStopsEveryRankWithACheckpoint) {
+  REQUIRE_MPIEXEC();
+  expect_stop_with_checkpoint(*this, dir_, 2, SIGINT, 1, [this](const Options& o) { return vit_args(o); });
+}
+
+// ---- 1c. resume at another world size, and ZeRO-1 checkpoints
+
+// The data order does not depend on the world size, so 4 steps at np 2 and 4 more at np 3 give the
+// losses of 8 steps at np 2, up to float summation order.
+TEST_F(Faults, ResumeAtAnotherWorldSizeContinuesTheCurve) {
+  REQUIRE_MPIEXEC();
+  const Options common = {{"--batch-size", "12"}, {"--seed", "5"}, {"--schedule", "constant"}, {"--log-interval", "1"}};
+  auto with = [&](Options extra) {
+    Options all = common;
+    all.insert(all.end(), extra.begin(), extra.end());
+    return vit_args(all);
+  };
+  const fs::path rundir = dir_ / "run";
+  ASSERT_EQ(run_dtrain("train", with({{"--steps", "8"}, {"--metrics-file", (dir_ / "straight.jsonl").string()}}), 2, 60)
+                .exit_code, 0);
+  ASSERT_EQ(run_dtrain("train", with({{"--steps", "4"}, {"--checkpoint-dir", rundir.string()},
+                                      {"--metrics-file", (dir_ / "split.jsonl").string()}}), 2, 60)
+                .exit_code, 0);
+  RunResult three = run_dtrain("train", with({{"--steps", "8"}, {"--checkpoint-dir", rundir.string()},
+                                              {"--resume", "auto"}, {"--metrics-file", (dir_ / "split.jsonl").string()}}),
+                               3, 60);
+  ASSERT_EQ(three.exit_code, 0) << three.out << three.err;
+  EXPECT_NE(three.out.find("3 rank(s)"), std::string::npos) << three.out;
+  const auto want = logged_losses(dir_ / "straight.jsonl"), got = logged_losses(dir_ / "split.jsonl");
+  ASSERT_EQ(want.size(), 8u);
+  ASSERT_EQ(got.size(), 8u);
+  double worst = 0;
+  for (const auto& [step, loss] : want) {
+    const double diff = std::fabs(got.at(step) - loss);
+    worst = std::max(worst, diff);
+    EXPECT_LE(diff, 1e-4 * std::max(1.0, std::fabs(loss))) << "step " << step;
+  }
+  EXPECT_NE(want.at(8), want.at(4)) << "the loss did not move: the comparison proves little";
+  std::printf("  np 2 -> np 3 at step 4: largest loss difference to the np 2 run %.2e\n", worst);
+}
+
+// A ZeRO-1 checkpoint holds the whole optimizer state: it resumes without ZeRO, and with ZeRO at
+// another world size, on the curve of a run without ZeRO.
+TEST_F(Faults, ZeroCheckpointsResumeWithOrWithoutZero) {
+  REQUIRE_MPIEXEC();
+  const Options common = {{"--batch-size", "12"}, {"--seed", "5"}, {"--schedule", "constant"}, {"--log-interval", "1"}};
+  auto with = [&](Options extra) {
+    Options all = common;
+    all.insert(all.end(), extra.begin(), extra.end());
+    return vit_args(all);
+  };
+  ASSERT_EQ(run_dtrain("train", with({{"--steps", "8"}, {"--metrics-file", (dir_ / "plain.jsonl").string()}}), 2, 60)
+                .exit_code, 0);
+  const auto want = logged_losses(dir_ / "plain.jsonl");
+  for (const auto& [second_np, second_zero] : std::vector<std::pair<int, std::string>>{{2, "0"}, {3, "1"}}) {
+    SCOPED_TRACE("then np " + std::to_string(second_np) + " --zero " + second_zero);
+    const fs::path rundir = dir_ / ("run-" + std::to_string(second_np));
+    const fs::path metrics = dir_ / ("zero-" + std::to_string(second_np) + ".jsonl");
+    RunResult a = run_dtrain("train", with({{"--steps", "4"}, {"--zero", "1"}, {"--checkpoint-dir", rundir.string()},
+                                            {"--metrics-file", metrics.string()}}), 2, 60);
+    ASSERT_EQ(a.exit_code, 0) << a.out << a.err;
+    RunResult b = run_dtrain("train", with({{"--steps", "8"}, {"--zero", second_zero}, {"--resume", "auto"},
+                                            {"--checkpoint-dir", rundir.string()}, {"--metrics-file", metrics.string()}}),
+                             second_np, 60);
+    ASSERT_EQ(b.exit_code, 0) << b.out << b.err;
+    const auto got = logged_losses(metrics);
+    ASSERT_EQ(got.size(), 8u);
+    for (const auto& [step, loss] : want) {
+      EXPECT_LE(std::fabs(got.at(step) - loss), 1e-4 * std::max(1.0, std::fabs(loss))) << "step " << step;
+    }
+  }
 }
 
 // ---- 2. a user's files are never deleted
