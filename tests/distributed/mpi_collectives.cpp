@@ -1,7 +1,9 @@
 // Every collective of ProcessGroupMPI, for every dtype, at sizes 1, 7 and 1e6+3 (odd, so no algorithm
 // gets an evenly divisible message). Values are small integers (exact in bf16) so expected results are
 // exact except for avg, checked to the dtype's precision.
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <vector>
 
 #include "mpi_test_main.h"
@@ -221,6 +223,22 @@ TEST(MpiCollectives, HelpersAndRawAllReduce) {
   expect_values(a, [](int64_t) { return 1.0; }, 0, "coalesced f32 view");
   expect_values(b, [](int64_t) { return 10.0; }, 0, "coalesced i64");
   expect_values(c, [](int64_t) { return 1.5; }, 0, "coalesced f64");
+}
+
+// The node placement comes from MPI (ranks sharing memory), not from a launcher's variables: on this
+// one machine every rank is local, the local ranks are 0..n-1 once each, and they agree with what
+// Open MPI's mpiexec also exports. The host group of an MPI group is itself.
+TEST(MpiCollectives, LocalRankAndSizeFromMpi) {
+  auto pg = test::world();
+  EXPECT_EQ(dist::local_size(), pg->size());
+  const std::vector<int64_t> locals = dist::all_gather_values(*pg, {dist::local_rank()});
+  std::vector<int64_t> sorted = locals;
+  std::sort(sorted.begin(), sorted.end());
+  for (int r = 0; r < pg->size(); ++r) EXPECT_EQ(sorted[static_cast<size_t>(r)], r);
+  if (std::getenv("OMPI_COMM_WORLD_LOCAL_RANK")) {
+    EXPECT_EQ(dist::local_rank(), dist::local_rank_from_environment());
+  }
+  EXPECT_EQ(&pg->host(), pg.get());
 }
 
 TEST(MpiCollectives, BadArgumentsAreErrorsOnTheCallingRank) {

@@ -225,5 +225,30 @@ TEST_F(Runs, TorchrunStyleStartIsRefused) {
   expect_one_line_error(r, {"WORLD_SIZE=4", "mpirun -np 4"});
 }
 
+// On a terminal, alone: one live line redrawn in place, with a rate from the first step. Under a
+// launcher (Open MPI gives every rank a terminal): plain lines from rank 0 only, so `| tee log` keeps
+// a readable log. `script` runs the command on a pseudo-terminal.
+TEST_F(Runs, LiveLineAloneAndPlainLinesUnderALauncher) {
+  ensure_data();
+  std::string tiny;
+  for (size_t i = 0; i < kTinyVit.size(); i += 2) {
+    if (kTinyVit[i] != "--progress") tiny += " " + kTinyVit[i] + " " + kTinyVit[i + 1];
+  }
+  const std::string command = shell_quote(kDtrain) + " train --steps 4 --log-interval 2 --progress 1 --data-dir " +
+                              shell_quote(data_dir().string()) + tiny;
+  RunResult alone = run_shell("script -qec " + shell_quote(command) + " /dev/null", dir_);
+  ASSERT_EQ(alone.exit_code, 0) << alone.out << alone.err;
+  EXPECT_NE(alone.out.find("\033[K"), std::string::npos) << "no live line on a terminal:\n" << alone.out;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(alone.out, m, std::regex("step 1/4  loss -  lr [^ ]+  ([0-9]+) images/s"))) << alone.out;
+  EXPECT_GT(std::stod(m[1]), 0) << "the live line shows no rate before the first log interval";
+  if (mpiexec().empty()) GTEST_SKIP() << "no mpiexec for the launcher half";
+  RunResult launched = run_shell("script -qec " + shell_quote(mpi_prefix(2) + command) + " /dev/null", dir_);
+  ASSERT_EQ(launched.exit_code, 0) << launched.out << launched.err;
+  EXPECT_EQ(launched.out.find("\033[K"), std::string::npos) << "a live line under the launcher:\n" << launched.out;
+  EXPECT_EQ(count_lines(launched.out, "step 2/4  loss"), 1) << launched.out;
+  EXPECT_EQ(count_lines(launched.out, "step 4/4  loss"), 1) << launched.out;
+}
+
 }  // namespace
 }  // namespace dtrain::cli_test
