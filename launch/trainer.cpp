@@ -224,6 +224,52 @@ data::Batch next_batch(data::DataLoader& loader) {
   return std::move(*batch);
 }
 
+// What a run is, found before any training: the workload, its sampler and length, and the checkpoint it
+// continues. Every check runs on every rank with no collective in between, so a failure anywhere is
+// reported once for the job, before any work is lost.
+struct RunPlan {
+  std::unique_ptr<Workload> workload;
+  std::shared_ptr<dist::DistributedSampler> sampler;
+  int64_t steps_per_epoch = 0, total_steps = 0;
+  std::optional<RunCheckpoints> run;
+  bool finished() const { return !run->resume_dir().empty() && run->resumed().step == total_steps; }
+};
+
+RunPlan plan_run(const TrainConfig& c, dist::ProcessGroup& pg, Device device) {
+  const int rank = pg.rank(), world = pg.size();
+  RunPlan plan;
+  dist::run_on_every_rank(pg, [&] {
+    DTRAIN_CHECK(c.batch_size % (world * c.grad_accum) == 0, "--batch-size ", c.batch_size,
+                 " must be divisible by ranks x --grad-accum = ", world, " x ", c.grad_accum);
+    plan.workload = setup(c, device);
+    const Workload& w = *plan.workload;
+    DTRAIN_CHECK(w.eval_set->size() > 0, "the eval split of --dataset ", c.dataset,
+                 " is empty: give a --data-dir whose eval split holds samples");
+    plan.sampler = std::make_shared<dist::DistributedSampler>(dist::DistributedSamplerOptions{
+        .dataset_size = w.train_set->size(), .global_batch_size = c.batch_size, .rank = rank,
+        .world_size = world, .seed = c.seed, .drop_last = true});
+    plan.steps_per_epoch = plan.sampler->num_batches();
+    DTRAIN_CHECK(plan.steps_per_epoch > 0, "--batch-size ", c.batch_size, " is larger than the training set (",
+                 w.train_set->size(), " samples)");
+    plan.total_steps = c.steps > 0 ? c.steps : static_cast<int64_t>(std::ceil(c.epochs * plan.steps_per_epoch));
+    make_schedule(c, plan.total_steps).check();  // --warmup-steps longer than the run, say
+    plan.run.emplace(c, rank, plan.total_steps);
+  });
+  return plan;
+}
+
+std::string header_line(const TrainConfig& c, const nn::Module& model, int world, Device device, int64_t total_steps,
+                        int64_t step, const std::string& resumed_from) {
+  return "dtrain: " + c.model + " (" + std::to_string(model.num_parameters()) + " parameters) on " + c.dataset +
+         ", " + std::to_string(world) + " rank(s)" + (c.zero ? " with ZeRO-1" : "") + ", " + device.str() + ", " +
+         c.precision + ", global batch " + std::to_string(c.batch_size) + ", " + std::to_string(total_steps) +
+         " steps" + (step > 0 ? ", resuming at step " + std::to_string(step) + " from " + resumed_from : "");
+}
+
+std::string trace_path(const TrainConfig& c, int rank) {
+  return (std::filesystem::path(c.profile_dir) / ("trace-rank" + std::to_string(rank) + ".json")).string();
+}
+
 }  // namespace
 
 TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_ptr) {
@@ -231,41 +277,22 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
   const int rank = pg.rank(), world = pg.size();
   const bool lead = rank == 0;
   const Device device = pick_device(c);
-
-  // Everything that can fail before training is checked here, on every rank, with no collective in
-  // between: a failure anywhere is reported once, before any work is lost.
-  std::unique_ptr<Workload> w;
-  std::shared_ptr<dist::DistributedSampler> sampler;
-  int64_t steps_per_epoch = 0, total_steps = 0;
-  std::optional<RunCheckpoints> run;
-  dist::run_on_every_rank(pg, [&] {
-    DTRAIN_CHECK(c.batch_size % (world * c.grad_accum) == 0, "--batch-size ", c.batch_size,
-                 " must be divisible by ranks x --grad-accum = ", world, " x ", c.grad_accum);
-    w = setup(c, device);
-    DTRAIN_CHECK(w->eval_set->size() > 0, "the eval split of --dataset ", c.dataset,
-                 " is empty: give a --data-dir whose eval split holds samples");
-    sampler = std::make_shared<dist::DistributedSampler>(dist::DistributedSamplerOptions{
-        .dataset_size = w->train_set->size(), .global_batch_size = c.batch_size, .rank = rank,
-        .world_size = world, .seed = c.seed, .drop_last = true});
-    steps_per_epoch = sampler->num_batches();
-    DTRAIN_CHECK(steps_per_epoch > 0, "--batch-size ", c.batch_size, " is larger than the training set (",
-                 w->train_set->size(), " samples)");
-    total_steps = c.steps > 0 ? c.steps : static_cast<int64_t>(std::ceil(c.epochs * steps_per_epoch));
-    make_schedule(c, total_steps).check();  // --warmup-steps longer than the run, say
-    run.emplace(c, rank, total_steps);
-  });
+  RunPlan plan = plan_run(c, pg, device);
+  Workload* w = plan.workload.get();
+  RunCheckpoints& run = *plan.run;
+  const int64_t steps_per_epoch = plan.steps_per_epoch, total_steps = plan.total_steps;
   TrainResult result;
-  if (!run->resume_dir().empty() && run->resumed().step == total_steps) {
+  if (plan.finished()) {
     result.steps = total_steps;
-    result.finished_at = run->resume_dir();
-    result.eval = run->resumed().eval;
+    result.finished_at = run.resume_dir();
+    result.eval = run.resumed().eval;
     return result;
   }
   std::shared_ptr<nn::Module> model = w->shared_model();
   // Dropout masks differ between ranks (their data does too); initial weights are rank 0's anyway.
   manual_seed(data::combine_seed(c.seed, static_cast<uint64_t>(rank) + 1));
   const int64_t micro_batch = c.batch_size / (world * c.grad_accum);
-  data::DataLoader loader(w->train_set, sampler, {.batch_size = micro_batch, .drop_last = true, .seed = c.seed});
+  data::DataLoader loader(w->train_set, plan.sampler, {.batch_size = micro_batch, .drop_last = true, .seed = c.seed});
 
   // Data parallelism: DDP all-reduces gradients during backward and starts every rank from rank 0's
   // weights; with --zero 1 the optimizer shards its state over the ranks (it is just another optimizer).
@@ -285,9 +312,9 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
   TrainingParts parts{*w, *optimizer, scheduler, scaler};
 
   int64_t step = 0;
-  if (!run->resume_dir().empty()) {
-    run->restore(parts, pg);
-    const TrainState& saved = run->resumed();
+  if (!run.resume_dir().empty()) {
+    run.restore(parts, pg);
+    const TrainState& saved = run.resumed();
     step = saved.step;
     // The position in global batches, whatever the world size: each is --grad-accum loader batches.
     loader.start_epoch(saved.epoch, saved.legacy_batch >= 0 ? saved.legacy_batch : saved.global_batch * c.grad_accum);
@@ -295,18 +322,12 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
     loader.start_epoch(0);
   }
 
-  StepLog log(c, *w, *run, total_steps, steps_per_epoch, lead);
-  if (lead) {
-    log.progress().print("dtrain: " + c.model + " (" + std::to_string(model->num_parameters()) + " parameters) on " +
-                         c.dataset + ", " + std::to_string(world) + " rank(s)" + (c.zero ? " with ZeRO-1" : "") +
-                         ", " + device.str() + ", " + c.precision + ", global batch " + std::to_string(c.batch_size) +
-                         ", " + std::to_string(total_steps) + " steps" +
-                         (step > 0 ? ", resuming at step " + std::to_string(step) + " from " + run->resume_dir() : ""));
-  }
+  StepLog log(c, *w, run, total_steps, steps_per_epoch, lead);
+  if (lead) log.progress().print(header_line(c, *model, world, device, total_steps, step, run.resume_dir()));
   const auto [profile_first, profile_last] = c.profile_range();
   const std::vector<Tensor> params = optimizer->parameters();
   StopSignals stop_signals;
-  nlohmann::json last_eval = run->resumed().eval;
+  nlohmann::json last_eval = run.resumed().eval;
   double last_loss = std::nan("");  // the mean loss of the last logged step, for the progress line
   model->train();
   while (step < total_steps) {
@@ -378,24 +399,22 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
       profiler::Scope scope("eval", "evaluate");
       state.eval = last_eval = evaluate(*w, pg, micro_batch * c.grad_accum, c.eval_batches, device);
       log.eval(step, last_eval);
-      run->save_if_best(parts, pg, state);
+      run.save_if_best(parts, pg, state);
     }
     if (checkpointing) {
       profiler::Scope scope("checkpoint", "save");
-      run->save(parts, pg, state);
+      run.save(parts, pg, state);
       result.checkpoint = (std::filesystem::path(c.checkpoint_dir) / step_checkpoint_name(step)).string();
     }
     if (step == profile_last) {
-      profiler::stop_and_write((std::filesystem::path(c.profile_dir) / ("trace-rank" + std::to_string(rank) + ".json")).string());
+      profiler::stop_and_write(trace_path(c, rank));
     }
     if (stop != 0) {
       result.stopped_by = stop;
       break;
     }
   }
-  if (profiler::recording()) {
-    profiler::stop_and_write((std::filesystem::path(c.profile_dir) / ("trace-rank" + std::to_string(rank) + ".json")).string());
-  }
+  if (profiler::recording()) profiler::stop_and_write(trace_path(c, rank));  // a run stopped inside the window
   log.progress().finish();
   result.steps = step;
   result.final_loss = last_loss;
