@@ -219,10 +219,10 @@ std::vector<Setting> settings(const TrainConfig& c) {
 namespace {
 
 // Which subcommands take an option.
-enum For : unsigned { kTrain = 1, kEval = 2, kPredict = 4, kAll = 7, kTrainEval = 3 };
+enum For : unsigned { kTrain = 1, kEval = 2, kPredict = 4, kAll = 7, kTrainEval = 3, kBench = 8 };
 unsigned for_mask(const char* subcommand) {
   const std::string s = subcommand;
-  return s == "eval" ? kEval : s == "predict" ? kPredict : kTrain;
+  return s == "eval" ? kEval : s == "predict" ? kPredict : s.starts_with("bench") ? kBench : kTrain;
 }
 
 
@@ -240,54 +240,55 @@ OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& co
   };
   // clang-format off
   group("General");
-  add(kAll, "help,h", new po::untyped_value(true), "print this help and exit");
-  add(kAll, "config", po::value(&config_file), "INI file with any of these options (command line wins)");
+  add(kAll | kBench, "help,h", new po::untyped_value(true), "print this help and exit");
+  add(kAll | kBench, "config", po::value(&config_file), "INI file with any of these options (command line wins)");
   add(kEval | kPredict, "resume", po::value(&c.resume)->default_value(c.resume, kEmpty),
       "checkpoint to use: a checkpoint directory, or a run directory (its latest checkpoint); its model "
       "and data settings are the defaults here");
   group("Model");
   add(kAll, "model", po::value(&c.model)->default_value(c.model), "vit | transformer | gpt");
-  add(kAll, "model-size", po::value(&c.model_size)->default_value(c.model_size),
+  add(kBench, "model", po::value(&c.model)->default_value(c.model), "vit | vit-b16 | gpt");
+  add(kAll | kBench, "model-size", po::value(&c.model_size)->default_value(c.model_size),
       "vit: fm, tiny, small, base; transformer and gpt: tiny, small");
-  add(kAll, "dim", po::value(&c.dim)->default_value(c.dim), "model width (0: from --model-size)");
-  add(kAll, "depth", po::value(&c.depth)->default_value(c.depth), "blocks (0: from --model-size)");
-  add(kAll, "heads", po::value(&c.heads)->default_value(c.heads), "attention heads (0: from --model-size)");
-  add(kAll, "mlp-dim", po::value(&c.mlp_dim)->default_value(c.mlp_dim), "MLP hidden width (0: from --model-size)");
-  add(kAll, "patch", po::value(&c.patch)->default_value(c.patch), "ViT patch size (0: from --model-size)");
-  add(kTrain, "dropout", po::value(&c.dropout)->default_value(c.dropout), "dropout probability");
+  add(kAll | kBench, "dim", po::value(&c.dim)->default_value(c.dim), "model width (0: from --model-size)");
+  add(kAll | kBench, "depth", po::value(&c.depth)->default_value(c.depth), "blocks (0: from --model-size)");
+  add(kAll | kBench, "heads", po::value(&c.heads)->default_value(c.heads), "attention heads (0: from --model-size)");
+  add(kAll | kBench, "mlp-dim", po::value(&c.mlp_dim)->default_value(c.mlp_dim), "MLP hidden width (0: from --model-size)");
+  add(kAll | kBench, "patch", po::value(&c.patch)->default_value(c.patch), "ViT patch size (0: from --model-size)");
+  add(kTrain | kBench, "dropout", po::value(&c.dropout)->default_value(c.dropout), "dropout probability");
   group("Data");
   add(kAll, "dataset", po::value(&c.dataset)->default_value(c.dataset), "fashion-mnist | cifar10 | freedict | fortunes");
   add(kAll, "data-dir", po::value(&c.data_dir)->default_value(c.data_dir, kEmpty), "dataset directory (empty: the Debian package's)");
-  add(kAll, "seq-len", po::value(&c.seq_len)->default_value(c.seq_len), "GPT context / Transformer max length");
+  add(kAll | kBench, "seq-len", po::value(&c.seq_len)->default_value(c.seq_len), "GPT context / Transformer max length");
   add(kTrain, "augment", po::value(&c.augment)->default_value(c.augment),
       "vit: random crop (zero padding 2 for fashion-mnist, 4 for cifar10) and horizontal flip of training images");
-  add(kTrainEval, "batch-size", po::value(&c.batch_size)->default_value(c.batch_size),
+  add(kTrainEval | kBench, "batch-size", po::value(&c.batch_size)->default_value(c.batch_size),
       "global batch size: over all ranks and accumulation steps");
   group("Length and optimisation");
-  add(kTrain, "steps", po::value(&c.steps)->default_value(c.steps), "optimizer steps (0: use --epochs)");
+  add(kTrain | kBench, "steps", po::value(&c.steps)->default_value(c.steps), "optimizer steps (0: use --epochs)");
   add(kTrain, "epochs", po::value(&c.epochs)->default_value(c.epochs), "passes over the training set");
   add(kTrain, "grad-accum", po::value(&c.grad_accum)->default_value(c.grad_accum), "micro-batches accumulated per step");
-  add(kTrain, "optimizer", po::value(&c.optimizer)->default_value(c.optimizer),
+  add(kTrain | kBench, "optimizer", po::value(&c.optimizer)->default_value(c.optimizer),
       "sgd | adam | adamw | adagrad | rmsprop | adamax | nadam");
-  add(kTrain, "lr", po::value(&c.lr)->default_value(c.lr), "peak learning rate");
+  add(kTrain | kBench, "lr", po::value(&c.lr)->default_value(c.lr), "peak learning rate");
   add(kTrain, "min-lr", po::value(&c.min_lr)->default_value(c.min_lr), "final learning rate of the decay");
   add(kTrain, "schedule", po::value(&c.schedule)->default_value(c.schedule), "cosine | linear | step | constant");
   add(kTrain, "warmup-steps", po::value(&c.warmup_steps)->default_value(c.warmup_steps), "linear warmup steps");
-  add(kTrain, "weight-decay", po::value(&c.weight_decay)->default_value(c.weight_decay, short_text(c.weight_decay)), "weight decay");
+  add(kTrain | kBench, "weight-decay", po::value(&c.weight_decay)->default_value(c.weight_decay, short_text(c.weight_decay)), "weight decay");
   add(kTrain, "clip-grad-norm", po::value(&c.clip_grad_norm)->default_value(c.clip_grad_norm),
       "clip the global gradient L2 norm (<= 0: off)");
   add(kTrain, "label-smoothing", po::value(&c.label_smoothing)->default_value(c.label_smoothing), "cross-entropy label smoothing");
   group("Numerics and devices");
-  add(kTrainEval, "precision", po::value(&c.precision)->default_value(c.precision), "f32 | bf16 | f16 (mixed, f32 master weights)");
-  add(kAll, "device", po::value(&c.device)->default_value(c.device),
+  add(kTrainEval | kBench, "precision", po::value(&c.precision)->default_value(c.precision), "f32 | bf16 | f16 (mixed, f32 master weights)");
+  add(kAll | kBench, "device", po::value(&c.device)->default_value(c.device),
       "cpu | cuda (each rank takes its local rank's GPU) | cuda:K (this GPU; one rank per node)");
-  add(kAll, "tf32", po::value(&c.tf32)->default_value(c.tf32),
+  add(kAll | kBench, "tf32", po::value(&c.tf32)->default_value(c.tf32),
       "TF32 tensor cores for f32 matmul and convolution on GPUs (0: exact f32)");
-  add(kTrain | kPredict, "seed", po::value(&c.seed)->default_value(c.seed),
+  add(kTrain | kPredict | kBench, "seed", po::value(&c.seed)->default_value(c.seed),
       "seed for initialisation, shuffling and dropout (predict: for sampling)");
-  add(kAll, "threads", po::value(&c.threads)->default_value(c.threads), "CPU threads per rank (0: cores / local ranks)");
+  add(kAll | kBench, "threads", po::value(&c.threads)->default_value(c.threads), "CPU threads per rank (0: cores / local ranks)");
   group("Distributed");
-  add(kTrain, "bucket-cap-mb", po::value(&c.bucket_cap_mb)->default_value(c.bucket_cap_mb), "DDP gradient bucket size");
+  add(kTrain | kBench, "bucket-cap-mb", po::value(&c.bucket_cap_mb)->default_value(c.bucket_cap_mb), "DDP gradient bucket size");
   add(kTrain, "zero", po::value(&c.zero)->default_value(c.zero), "1: shard optimizer state across ranks (ZeRO-1)");
   add(kTrainEval, "collective-timeout", po::value(&c.collective_timeout_s)->default_value(c.collective_timeout_s),
       "seconds before a stuck collective aborts the job");
