@@ -21,6 +21,11 @@
 // groups in order, name as in PyTorch: exp_avg, exp_avg_sq, momentum_buffer, ...) plus a JSON
 // object with the optimizer's name, each group's options and each parameter's step count and scalar
 // state. load_state_dict() restores both exactly, so training resumes on the same trajectory.
+//
+// An optimizer that keeps its state elsewhere - dist::ZeroRedundancyOptimizer (distributed/zero.h),
+// which shards it over the ranks and steps an inner optimizer - derives from Optimizer too and
+// overrides step(), state_dict() and load_state_dict(); the training loop and LrScheduler see only
+// this interface, so they need no branch for it.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -62,7 +67,7 @@ class Optimizer {
 
   // One update of every parameter that has a gradient. A gradient in another floating dtype (say
   // bf16 from a mixed-precision backward) is converted to the parameter's dtype first.
-  void step();
+  virtual void step();
   // Clears every parameter's gradient: to undefined by default (the next backward allocates fresh
   // ones, and step() skips a parameter that got none), or filled with zeros in place when
   // set_to_none is false (keeps the memory, e.g. when gradients are views into a DDP bucket).
@@ -76,21 +81,24 @@ class Optimizer {
   virtual double weight_decay(size_t group) const = 0;
 
   // The state of parameter `index` (counted across groups), or nullptr before its first update.
+  // Only state this object holds: an optimizer that overrides step() to keep it elsewhere (ZeRO's
+  // shards) has none here, and its state_dict() is the way to read it.
   const ParamState* state(size_t index) const;
 
-  OptimizerState state_dict() const;
+  virtual OptimizerState state_dict() const;
   // Restores group options and state from state_dict() of an optimizer of the same kind over
   // parameters of the same shapes, grouped the same way. State tensors are copied onto each
   // parameter's device and dtype. All checks run before anything changes.
-  void load_state_dict(const OptimizerState& saved);
+  virtual void load_state_dict(const OptimizerState& saved);
 
  protected:
   Optimizer() = default;
   // Appends a group's parameters (checked: defined, f32/f64, not already in another group).
   void add_group_params(std::vector<Tensor> params);
   // Applies one update to `param` with `grad` (same shape, dtype and device); state.step is already
-  // incremented. Runs under NoGradGuard.
+  // incremented. Runs under NoGradGuard. Called by Optimizer::step() only.
   virtual void update(size_t group, Tensor& param, const Tensor& grad, ParamState& state) = 0;
+  // Used by Optimizer::state_dict() and Optimizer::load_state_dict() only.
   virtual nlohmann::json group_options_json(size_t group) const = 0;
   // Parses and sets every group's options at once, or throws and changes nothing.
   virtual void set_group_options_json(const std::vector<nlohmann::json>& options) = 0;
