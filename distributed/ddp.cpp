@@ -5,9 +5,12 @@
 #include <map>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "core/autograd/grad_mode.h"
 #include "core/backend/backend.h"
 #include "core/ops/elementwise.h"
+#include "core/profiler/trace.h"
 #include "distributed/model_sync.h"
 
 namespace dtrain::dist {
@@ -123,7 +126,29 @@ struct DistributedDataParallel::State {
       t.params_ready_at_launch = num_ready;
       t.launched_in_backward = in_backward;
       buckets[b].work = pg->all_reduce(buckets[b].flat, ReduceOp::sum);
+      if (profiler::recording()) trace_bucket(b, t.launched);
     }
+  }
+
+  // The bucket's all-reduce in the trace, on the "ddp-comm" track: from when the process group
+  // started it (its communication thread for MPI; on the GPU's NCCL stream for NCCL) until that
+  // group saw it complete, with an arrow from the launch (in backward, or in finish).
+  void trace_bucket(size_t b, Clock::time_point launched) {
+    const Tensor& flat = buckets[b].flat;
+    nlohmann::json args = {{"bucket", b},
+                           {"bytes", flat.numel() * static_cast<int64_t>(dtype_size(flat.dtype()))},
+                           {"numel", flat.numel()},
+                           {"dtype", dtype_name(flat.dtype())},
+                           {"params", buckets[b].params.size()}};
+    profiler::add_deferred(
+        "ddp-comm", "comm", "all_reduce bucket " + std::to_string(b), std::move(args), launched,
+        [work = buckets[b].work, launched]() -> std::optional<profiler::Interval> {
+          if (!work->is_completed()) return std::nullopt;
+          Clock::time_point start = work->start_time(), end = work->end_time();
+          if (end == Clock::time_point{}) end = Clock::now();  // a group that does not time its work
+          if (start == Clock::time_point{} || start < launched) start = launched;
+          return profiler::Interval{start, std::max(start, end)};
+        });
   }
 
   void detach() {

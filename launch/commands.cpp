@@ -10,6 +10,7 @@
 #endif
 #include "launch/checkpoints.h"
 #include "launch/config.h"
+#include "launch/predict.h"
 #include "launch/progress.h"
 #include "launch/stop_signal.h"
 #include "launch/trainer.h"
@@ -194,6 +195,15 @@ int run_eval(const std::vector<std::string>& args) {
     if (pg->rank() == 0) std::cout << "eval " << config.resume << ": " << format_metrics(metrics) << std::endl;
   }
   dist::finalize_mpi();
+  return 0;
+}
+
+int run_predict(const std::vector<std::string>& args) {
+  TrainConfig config;
+  PredictRequest request;
+  if (!parse_predict_options(args, config, request)) return 0;
+  for (const std::string& line : predict(config, request)) std::cout << line << '\n';
+  std::cout << std::flush;
   return 0;
 }
 

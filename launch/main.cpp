@@ -1,4 +1,4 @@
-// dtrain: train | eval | bench. Every failure ends as one line on stderr and a non-zero exit.
+// dtrain: train | eval | predict | bench. Every failure ends as one line on stderr and a non-zero exit.
 #include <unistd.h>
 
 #include <cstdlib>
@@ -17,6 +17,7 @@ const char* kUsage =
     "usage: dtrain <command> [options]\n"
     "  train   train a model (dtrain train --help; or --config examples/vit_fashion_mnist.ini)\n"
     "  eval    evaluate a checkpoint (dtrain eval --help)\n"
+    "  predict use a checkpoint: classify an image, translate a text, continue a prompt (dtrain predict --help)\n"
     "  bench   benchmarks: allreduce, ddp, step (dtrain bench --help)\n"
     "  --version  print the version and the backends built\n"
     "Run under `mpirun -np N dtrain train ...` for data-parallel training.";
@@ -45,7 +46,8 @@ int main(int argc, char** argv) {
     if (command == "train") return dtrain::launch::run_train(args);
     if (command == "eval") return dtrain::launch::run_eval(args);
     if (command == "bench") return dtrain::launch::run_bench(args);
-    std::cerr << "dtrain: unknown command '" << command << "'; use train, eval or bench" << std::endl;
+    if (command == "predict") return dtrain::launch::run_predict(args);
+    std::cerr << "dtrain: unknown command '" << command << "'; use train, eval, predict or bench" << std::endl;
     return 2;
   } catch (const dtrain::dist::AllRanksError& e) {
     return dtrain::launch::report_failure(command, e.what(), true);

@@ -332,6 +332,8 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
   model->train();
   while (step < total_steps) {
     if (step + 1 == profile_first) profiler::start(rank);
+    std::optional<profiler::Scope> step_scope;
+    if (profiler::recording()) step_scope.emplace("step", "step " + std::to_string(step + 1));
     // ---- one optimizer step: --grad-accum micro-batches, gradients summed into .grad. Nothing is read
     // back from the device here except on logging steps (and f16's overflow flag): the host queues the
     // step and runs ahead (host_sync_count() in core/backend/backend.h counts the exceptions).
@@ -392,9 +394,12 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
     } else {
       log.live(step, last_loss, lr);
     }
-    TrainState state{.step = step, .epoch = loader.position().epoch,
-                     .global_batch = loader.position().batch / c.grad_accum, .elapsed_s = log.elapsed(),
-                     .eval = last_eval};
+    TrainState state;  // what the checkpoint module adds to the model's and optimizer's state
+    state.step = step;
+    state.epoch = loader.position().epoch;
+    state.global_batch = loader.position().batch / c.grad_accum;
+    state.elapsed_s = log.elapsed();
+    state.eval = last_eval;
     if (evaluating) {
       profiler::Scope scope("eval", "evaluate");
       state.eval = last_eval = evaluate(*w, pg, micro_batch * c.grad_accum, c.eval_batches, device);
@@ -406,9 +411,8 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
       run.save(parts, pg, state);
       result.checkpoint = (std::filesystem::path(c.checkpoint_dir) / step_checkpoint_name(step)).string();
     }
-    if (step == profile_last) {
-      profiler::stop_and_write(trace_path(c, rank));
-    }
+    step_scope.reset();
+    if (step == profile_last) profiler::stop_and_write(trace_path(c, rank));
     if (stop != 0) {
       result.stopped_by = stop;
       break;

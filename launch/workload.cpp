@@ -2,7 +2,10 @@
 
 #include <cmath>
 #include <algorithm>
+#include <array>
+#include <cstdio>
 #include <filesystem>
+#include <numeric>
 
 #include "core/data/cifar10.h"
 #include "core/data/fashion_mnist.h"
@@ -78,6 +81,8 @@ class VitWorkload : public Workload {
     model_ = std::make_shared<models::VisionTransformer>(m);
     model_->to(device);
     label_smoothing_ = c.label_smoothing;
+    dataset_ = c.dataset;
+    device_ = device;
   }
   std::shared_ptr<nn::Module> shared_model() override { return model_; }
   const char* unit() const override { return "images"; }
@@ -107,11 +112,58 @@ class VitWorkload : public Workload {
             {"mlp_dim", std::to_string(m.mlp_dim)}};
   }
   double train_flops_per_item() const override { return 3.0 * models::vit_forward_flops(model_->config()); }
+  std::vector<std::string> predict(const PredictInput& input) override;
 
  private:
   std::shared_ptr<models::VisionTransformer> model_;
   double label_smoothing_ = 0.0;
+  std::string dataset_;
+  Device device_;
 };
+
+// The image normalised as the dataset normalises its own, the model's class probabilities, and the
+// five likeliest classes, likeliest first.
+std::vector<std::string> VitWorkload::predict(const PredictInput& input) {
+  const models::VitConfig& m = model_->config();
+  const bool gray = dataset_ == "fashion-mnist";
+  const std::string wanted = std::to_string(m.image_size) + "x" + std::to_string(m.image_size) +
+                             (m.in_channels == 1 ? " grayscale" : " RGB");
+  DTRAIN_CHECK(input.image.has_value(), "this checkpoint holds a vit model for ", dataset_, " (", wanted,
+               " images): give --image FILE");
+  const data::Image& image = *input.image;
+  DTRAIN_CHECK(image.width == m.image_size && image.height == m.image_size && image.channels == m.in_channels,
+               input.image_name, " is a ", image.description(), " image but this ", dataset_, " model takes ",
+               wanted, " images; dtrain does not resize or convert: give a ", wanted, " image");
+  const std::array<float, 1> fm_mean = {data::kFashionMnistMean}, fm_std = {data::kFashionMnistStd};
+  const int64_t plane = image.width * image.height;
+  Tensor pixels = Tensor::empty({1, image.channels, image.height, image.width}, DType::f32);
+  data::normalize_pixels(image.pixels.data(), image.channels, plane,
+                         gray ? fm_mean.data() : data::kCifar10Mean.data(),
+                         gray ? fm_std.data() : data::kCifar10Std.data(), pixels.data<float>());
+  std::vector<float> probabilities;
+  {
+    NoGradGuard no_grad;
+    const bool was_training = model_->is_training();
+    model_->eval();
+    Tensor logits = model_->forward(pixels.to(device_)).to(DType::f32);
+    probabilities = softmax(logits, -1).to_vector<float>();
+    model_->train(was_training);
+  }
+  const auto& names = gray ? data::FashionMnist::class_names() : data::Cifar10::class_names();
+  std::vector<size_t> order(probabilities.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  // Ties keep class order, so the first line is the arg max.
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return probabilities[a] > probabilities[b]; });
+  std::vector<std::string> lines;
+  for (size_t i = 0; i < std::min<size_t>(5, order.size()); ++i) {
+    const std::string name = order[i] < names.size() ? names[order[i]] : "class " + std::to_string(order[i]);
+    char probability[32];
+    std::snprintf(probability, sizeof probability, "%.4f", static_cast<double>(probabilities[order[i]]));
+    lines.push_back(probability + ("  " + name));
+  }
+  return lines;
+}
 
 // ---- Transformer on English->German pairs: token cross entropy, exact match and CER of greedy decodes.
 class TransformerWorkload : public Workload {
@@ -192,6 +244,22 @@ class TransformerWorkload : public Workload {
   }
   NamedTensors checkpoint_state() override { return model_->to_torch_state(); }
   void load_checkpoint_state(const NamedTensors& state) override { model_->from_torch_state(state); }
+  // The sentence encoded as the dataset encodes a source (unknown characters become unk, then eos),
+  // greedily decoded up to the model's length.
+  std::vector<std::string> predict(const PredictInput& input) override {
+    const models::TransformerConfig& m = model_->config();
+    DTRAIN_CHECK(!input.text.empty(), "this checkpoint holds a transformer model (English -> German): give "
+                 "--text \"an English word or phrase\"");
+    std::vector<int32_t> ids = eval_->source_vocab().encode(input.text);
+    DTRAIN_CHECK(static_cast<int64_t>(ids.size()) + 1 <= m.max_len, "--text is ", ids.size(),
+                 " characters but this model reads at most ", m.max_len - 1,
+                 " (its --seq-len minus the end token): give a shorter text");
+    ids.push_back(data::CharVocab::kEos);
+    Tensor source = Tensor::from_vector(std::vector<int64_t>(ids.begin(), ids.end()),
+                                        {1, static_cast<int64_t>(ids.size())}, DType::i64, device_);
+    auto decoded = model_->greedy_decode(source, data::CharVocab::kBos, data::CharVocab::kEos, m.max_len);
+    return {eval_->target_vocab().decode(decoded[0])};
+  }
 
  private:
   static size_t edit_distance(const std::u32string& a, const std::u32string& b) {
@@ -266,6 +334,27 @@ class GptWorkload : public Workload {
   }
   double train_flops_per_item() const override {
     return 3.0 * models::gpt_forward_flops_per_token(model_->config(), model_->config().max_len);
+  }
+  // The prompt and its continuation. The vocabulary is the corpus's characters with no unk token, so a
+  // character the corpus lacks cannot be fed to the model.
+  std::vector<std::string> predict(const PredictInput& input) override {
+    DTRAIN_CHECK(!input.prompt.empty(), "this checkpoint holds a gpt model: give --prompt \"text to continue\"");
+    for (char32_t ch : data::utf8_decode(input.prompt)) {
+      if (corpus_.vocab.contains(ch)) continue;
+      std::string shown;
+      data::utf8_append(shown, ch);
+      char code[16];
+      std::snprintf(code, sizeof code, "U+%04X", static_cast<unsigned>(ch));
+      throw Error(ch == 0xfffd ? std::string("--prompt is not valid UTF-8: give UTF-8 text")
+                               : "--prompt has the character '" + shown + "' (" + code +
+                                     "), which is not among the " + std::to_string(corpus_.vocab.size()) +
+                                     " characters this model was trained on: leave it out or replace it");
+    }
+    std::vector<int32_t> ids = corpus_.vocab.encode(input.prompt);
+    Generator gen(input.seed);
+    std::vector<int64_t> tokens = model_->generate(std::vector<int64_t>(ids.begin(), ids.end()),
+                                                   input.max_tokens, input.temperature, input.top_k, gen);
+    return {corpus_.vocab.decode(tokens)};
   }
 
  private:

@@ -4,14 +4,28 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "core/data/dataset.h"
+#include "core/data/image_file.h"
 #include "core/nn/module.h"
 #include "launch/config.h"
 
 namespace dtrain::launch {
+
+// One input for `dtrain predict` (launch/predict.h), of the kind the workload's model takes.
+struct PredictInput {
+  std::optional<data::Image> image;  // vit: pixels as read from the file
+  std::string image_name;            // where the image came from, for messages
+  std::string text;                  // transformer: the sentence to translate
+  std::string prompt;                // gpt: the text to continue
+  int64_t max_tokens = 200;          // gpt: characters to generate
+  double temperature = 1.0;          // gpt: 0 is greedy
+  int64_t top_k = 0;                 // gpt: sample among the k likeliest (0: all)
+  uint64_t seed = 0;                 // gpt: the sampling generator's seed
+};
 
 class Workload {
  public:
@@ -42,6 +56,10 @@ class Workload {
   // Written into model.safetensors' metadata: what a reader needs to rebuild the model (heads, ...).
   virtual std::map<std::string, std::string> checkpoint_metadata() const { return {}; }
   virtual void load_checkpoint_state(const NamedTensors& state) { model().load_state_dict(state); }
+  // What the trained model makes of one input (in eval mode, no gradients), as lines to print: the
+  // top classes with their probabilities (vit), the translation (transformer), the prompt and its
+  // continuation (gpt). Throws a one-line dtrain::Error when the input does not fit the model.
+  virtual std::vector<std::string> predict(const PredictInput& input) = 0;
   // Model FLOPs of one training step per item (forward + backward = 3x forward), for MFU.
   virtual double train_flops_per_item() const { return 0.0; }
 };

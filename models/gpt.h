@@ -28,8 +28,10 @@ class Gpt : public nn::Module {
   explicit Gpt(const GptConfig& config);
   // tokens i64 [B, T] (T <= max_len) -> logits [B, T, vocab]
   Tensor forward(const Tensor& tokens) const;
-  // Appends `count` tokens to `prompt` (i64 [T0]), sampling softmax(logits / temperature) restricted
-  // to the top_k most likely (top_k <= 0: all); temperature <= 0 picks the arg max.
+  // Appends `count` tokens to `prompt` (ids in [0, vocab_size)), each sampled with `gen` from
+  // softmax(logits / temperature) restricted to the top_k likeliest tokens (top_k <= 0: all; equal
+  // logits rank in id order, so top_k 1 is greedy); temperature <= 0 picks the arg max (the lowest id
+  // among equals). The context is the last max_len tokens. The same seed gives the same tokens.
   std::vector<int64_t> generate(std::vector<int64_t> prompt, int64_t count, double temperature,
                                 int64_t top_k, Generator& gen);
   const GptConfig& config() const { return config_; }

@@ -90,6 +90,7 @@ Tensor Transformer::decode(const Tensor& tgt_in, const Tensor& memory, const Ten
 }
 
 Tensor Transformer::forward(const Tensor& src, const Tensor& tgt_in) const {
+  auto scope = forward_scope();
   return decode(tgt_in, encode(src), src);
 }
 

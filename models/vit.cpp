@@ -31,6 +31,7 @@ PatchEmbed::PatchEmbed(int64_t in_channels, int64_t dim, int64_t patch_size) : M
 }
 
 Tensor PatchEmbed::forward(const Tensor& images) const {
+  auto scope = forward_scope();
   Tensor maps = proj->forward(images);           // [B, D, H/p, W/p]
   return maps.flatten(2).transpose(1, 2);        // [B, N, D]
 }
@@ -67,6 +68,7 @@ VisionTransformer::VisionTransformer(const VitConfig& c) : Module("VisionTransfo
 }
 
 Tensor VisionTransformer::forward(const Tensor& images) const {
+  auto scope = forward_scope();
   DTRAIN_CHECK(images.dim() == 4 && images.size(1) == config_.in_channels &&
                    images.size(2) == config_.image_size && images.size(3) == config_.image_size,
                "ViT expects images [B, ", config_.in_channels, ", ", config_.image_size, ", ",

@@ -8,6 +8,7 @@
 #include "core/autograd/grad_mode.h"
 #include "core/autograd/node.h"
 #include "core/ops/elementwise.h"
+#include "core/profiler/module_scope.h"
 
 namespace dtrain::autograd {
 
@@ -34,6 +35,11 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
                shape_str(root.shape()));
 
   NoGradGuard no_grad;  // gradients are computed with ops, but not recorded
+  // The trace (while the profiler records): one event for the whole pass, and inside it one per
+  // module call, following the frames the nodes were created under.
+  const bool profiling = profiler::recording();
+  profiler::Scope whole_pass("backward", "backward");
+  profiler::BackwardScopes module_events;
   std::shared_ptr<Node> root_node = root.grad_fn() ? root.grad_fn() : grad_accumulator(root);
 
   // Count, for every node reachable from the root, how many edges deliver a gradient into it.
@@ -69,7 +75,10 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
     // A node that no gradient reached (every path into it gave none) does not run, but it still
     // counts as done for the nodes it feeds, so they become ready.
     std::vector<Tensor> input_grads;
-    if (node_grad.defined()) input_grads = node->apply(node_grad);
+    if (node_grad.defined()) {
+      if (profiling) module_events.enter(node->module_frame);
+      input_grads = node->apply(node_grad);
+    }
     if (!retain_graph) node->release();
     for (size_t i = 0; i < node->next.size(); ++i) {
       const std::shared_ptr<Node>& next = node->next[i];

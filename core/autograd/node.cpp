@@ -66,6 +66,7 @@ Tensor record(const char* op, const std::vector<Tensor>& inputs, const Tensor& o
               BackwardFn backward) {
   if (!grad_enabled() || !any_input_requires_grad(inputs)) return output;
   auto node = std::make_shared<FunctionNode>(op, std::move(backward));
+  if (profiler::recording()) node->module_frame = profiler::current_module_frame();
   node->needs_grad_.reserve(inputs.size());
   node->input_shapes.reserve(inputs.size());
   node->next.reserve(inputs.size());

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/profiler/module_scope.h"
 #include "core/tensor/tensor.h"
 
 namespace dtrain::autograd {
@@ -30,6 +31,9 @@ class Node {
   std::vector<std::shared_ptr<Node>> next;
   // The shape and dtype each input had, so gradients are checked and summed to the right shape.
   std::vector<Shape> input_shapes;
+  // The module whose forward made this node, set only while the profiler records: the backward
+  // engine groups its trace events by it (core/profiler/module_scope.h).
+  profiler::ModuleFramePtr module_frame;
 
  private:
   std::string name_;

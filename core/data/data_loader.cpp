@@ -2,8 +2,11 @@
 
 #include <algorithm>
 
+#include <nlohmann/json.hpp>
+
 #include "core/data/seeding.h"
 #include "core/error.h"
+#include "core/profiler/trace.h"
 
 namespace dtrain::data {
 
@@ -56,6 +59,11 @@ void DataLoader::start_epoch(int64_t epoch, int64_t first_batch) {
     producer_ = std::thread(&DataLoader::produce, this, first_batch);
 }
 
+nlohmann::json DataLoader::batch_args(int64_t k) const {
+  if (!profiler::recording()) return nullptr;
+  return {{"epoch", epoch_}, {"batch", k}};
+}
+
 Batch DataLoader::make_batch(int64_t k) const {
   const int64_t b = options_.batch_size;
   const int64_t begin = k * b;
@@ -65,6 +73,7 @@ Batch DataLoader::make_batch(int64_t k) const {
 }
 
 void DataLoader::produce(int64_t first_batch) {
+  profiler::name_this_thread("data-loader");
   for (int64_t k = first_batch; k < num_batches_; ++k) {
     {
       std::unique_lock<std::mutex> lock(mutex_);
@@ -74,6 +83,7 @@ void DataLoader::produce(int64_t first_batch) {
     }
     Ready item;
     try {
+      profiler::Scope scope("data", "load batch", batch_args(k));
       item.batch = make_batch(k);
     } catch (...) {
       item.error = std::current_exception();
@@ -91,6 +101,10 @@ void DataLoader::produce(int64_t first_batch) {
 std::optional<Batch> DataLoader::next() {
   if (failed_) std::rethrow_exception(failed_);
   if (!started_ || next_batch_ >= num_batches_) return std::nullopt;
+  // The training thread's wait for data: the whole load without prefetching, else the wait for the
+  // background thread (short when it keeps ahead).
+  profiler::Scope wait("data", options_.prefetch == 0 ? "load batch" : "wait for batch",
+                       batch_args(next_batch_));
   Ready item;
   if (options_.prefetch == 0) {
     try {

@@ -19,6 +19,8 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "core/data/dataset.h"
 #include "core/data/sampler.h"
 
@@ -70,6 +72,7 @@ class DataLoader {
     std::exception_ptr error;
   };
   Batch make_batch(int64_t k) const;
+  nlohmann::json batch_args(int64_t k) const;  // batch k's args in the trace (null when not recording)
   void produce(int64_t first_batch);
 
   std::shared_ptr<const Dataset> dataset_;

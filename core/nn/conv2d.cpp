@@ -24,6 +24,7 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, i
 }
 
 Tensor Conv2d::forward(const Tensor& x) const {
+  auto scope = forward_scope();
   return conv2d(x, weight.to(x.dtype()), bias.defined() ? bias.to(x.dtype()) : Tensor(), stride_,
                 padding_, groups_);
 }

@@ -29,6 +29,7 @@ DecoderLayer::DecoderLayer(int64_t dim, int64_t num_heads, int64_t mlp_hidden,
 
 Tensor DecoderLayer::forward(const Tensor& x, const Tensor& memory, const AttentionMask& self_mask,
                              const AttentionMask& memory_mask) const {
+  auto scope = forward_scope();
   auto drop = [&](const Tensor& branch) {
     return residual_dropout(branch, options_, is_training());
   };

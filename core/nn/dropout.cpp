@@ -9,6 +9,7 @@ Dropout::Dropout(double p) : Module("Dropout"), p_(p) {
 }
 
 Tensor Dropout::forward(const Tensor& x) const {
+  auto scope = forward_scope();
   if (!is_training() || p_ == 0.0) return x;
   return dropout(x, p_, true);
 }

@@ -22,6 +22,7 @@ Embedding::Embedding(int64_t num_embeddings, int64_t dim, int64_t padding_idx)
 }
 
 Tensor Embedding::forward(const Tensor& indices) const {
+  auto scope = forward_scope();
   return embedding(weight, indices, padding_idx_);
 }
 

@@ -20,6 +20,7 @@ EncoderLayer::EncoderLayer(int64_t dim, int64_t num_heads, int64_t mlp_hidden,
 }
 
 Tensor EncoderLayer::forward(const Tensor& x, const AttentionMask& mask) const {
+  auto scope = forward_scope();
   auto drop = [&](const Tensor& branch) {
     return residual_dropout(branch, options_, is_training());
   };

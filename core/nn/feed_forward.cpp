@@ -25,6 +25,7 @@ FeedForward::FeedForward(int64_t dim, int64_t hidden, double dropout, Activation
 }
 
 Tensor FeedForward::forward(const Tensor& x) const {
+  auto scope = forward_scope();
   Tensor h = activate(fc1->forward(x), activation_);
   if (is_training() && dropout_ > 0.0) h = dropout(h, dropout_, true);
   return fc2->forward(h);

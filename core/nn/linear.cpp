@@ -21,6 +21,7 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool bias)
 }
 
 Tensor Linear::forward(const Tensor& x) const {
+  auto scope = forward_scope();
   DTRAIN_CHECK(x.dim() >= 1 && x.size(-1) == in_features_, "Linear(", in_features_, ", ",
                out_features_, "): input of shape ", shape_str(x.shape()), " does not end in ",
                in_features_, " features");

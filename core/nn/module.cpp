@@ -29,6 +29,27 @@ std::string join(const std::string& prefix, const std::string& name) {
 
 Module::Module(std::string type_name) : type_name_(std::move(type_name)) {}
 
+Module::~Module() {
+  for (const auto& entry : children_)
+    if (entry.second->parent_ == this) entry.second->parent_ = nullptr;
+}
+
+std::string Module::path() const {
+  std::vector<const std::string*> names;
+  for (const Module* m = this; m->parent_ != nullptr; m = m->parent_) names.push_back(&m->name_in_parent_);
+  std::string out;
+  for (auto it = names.rbegin(); it != names.rend(); ++it) {
+    if (!out.empty()) out += '.';
+    out += **it;
+  }
+  return out;
+}
+
+std::string Module::profiler_name() const {
+  std::string p = path();
+  return p.empty() ? type_name_ : p;
+}
+
 void Module::check_new_name(const std::string& name) const {
   DTRAIN_CHECK(!name.empty(), type_name_, ": a parameter, buffer or module name must not be empty");
   DTRAIN_CHECK(
@@ -70,6 +91,12 @@ void Module::add_child(const std::string& name, std::shared_ptr<Module> module) 
                "'): the module is null; construct it first");
   DTRAIN_CHECK(module.get() != this, type_name_, ".register_module('", name,
                "'): a module cannot be its own child");
+  bool cycle = false;  // `module` holds this one: a path through it would never end
+  for (const Module* m = this; m != nullptr && !cycle; m = m->parent_) cycle = m == module.get();
+  if (module->parent_ == nullptr && !cycle) {
+    module->parent_ = this;
+    module->name_in_parent_ = name;
+  }
   children_.emplace_back(name, std::move(module));
 }
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/profiler/module_scope.h"
 #include "core/tensor/tensor.h"
 
 namespace dtrain {
@@ -36,7 +37,7 @@ struct LoadResult {
 class Module {
  public:
   explicit Module(std::string type_name = "Module");
-  virtual ~Module() = default;
+  virtual ~Module();
   Module(const Module&) = delete;
   Module& operator=(const Module&) = delete;
 
@@ -101,6 +102,19 @@ class Module {
   // module unchanged.
   LoadResult load_state_dict(const NamedTensors& state, bool strict = true);
 
+  // ---- profiling. Every forward() begins with
+  //   auto scope = forward_scope();
+  // While the profiler records (core/profiler/trace.h), that is this module's "forward" event, named
+  // by path(), or by the type for the outermost module, and the module the autograd nodes made until
+  // the scope closes are attributed to in the backward events. Otherwise it is one relaxed atomic load.
+  [[nodiscard]] profiler::ModuleScope forward_scope() const {
+    if (!profiler::recording()) return {};
+    return profiler::ModuleScope(profiler_name());
+  }
+  // The dotted path from the outermost module that holds this one ("blocks.3.attn"): the names it
+  // was registered under, through the first parent that registered it; "" for a module of no parent.
+  std::string path() const;
+
  protected:
   void add_child(const std::string& name, std::shared_ptr<Module> module);
 
@@ -116,8 +130,13 @@ class Module {
   // Replaces each unique parameter and buffer, and each gradient, by convert(it) in place (an
   // undefined result leaves it as it is).
   void convert_in_place(const std::function<Tensor(const Tensor&)>& convert);
+  std::string profiler_name() const;
 
   std::string type_name_;
+  // The module that first registered this one, and the name it did so under (for path()); a parent
+  // clears it in its children when it is destroyed.
+  const Module* parent_ = nullptr;
+  std::string name_in_parent_;
   bool training_ = true;
   std::vector<Slot> parameters_;
   std::vector<Slot> buffers_;

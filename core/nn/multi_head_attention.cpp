@@ -28,6 +28,7 @@ MultiHeadAttention::MultiHeadAttention(int64_t dim, int64_t num_heads, Attention
 }
 
 Tensor MultiHeadAttention::forward(const Tensor& x, const AttentionMask& mask) const {
+  auto scope = forward_scope();
   DTRAIN_CHECK(!options_.cross,
                "MultiHeadAttention: this is a cross-attention module; call "
                "forward(x, memory, mask)");
@@ -42,6 +43,7 @@ Tensor MultiHeadAttention::forward(const Tensor& x, const AttentionMask& mask) c
 
 Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& memory,
                                    const AttentionMask& mask) const {
+  auto scope = forward_scope();
   DTRAIN_CHECK(options_.cross,
                "MultiHeadAttention: this is a self-attention module; call "
                "forward(x, mask), or build it with cross = true to attend over a memory");

@@ -42,6 +42,7 @@ PositionalEncoding::PositionalEncoding(int64_t max_len, int64_t dim, PositionKin
 }
 
 Tensor PositionalEncoding::forward(const Tensor& x) const {
+  auto scope = forward_scope();
   DTRAIN_CHECK(x.dim() == 3 && x.size(2) == dim_, "PositionalEncoding(dim ", dim_,
                "): input of shape ", shape_str(x.shape()), " is not [B, T, ", dim_, "]");
   DTRAIN_CHECK(x.size(1) <= max_len_, "PositionalEncoding: sequence of ", x.size(1),

@@ -607,7 +607,9 @@ static void expect_stop_with_checkpoint(Faults& f, const fs::path& dir, int np, 
               "when sent)\n",
               signal == SIGTERM ? "SIGTERM" : "SIGINT", victim_rank, std::max(np, 1), seconds_since(sent), *code,
               static_cast<long long>(step), logged_before);
-  if (np == 0) EXPECT_EQ(*code, 128 + signal) << err;
+  if (np == 0) {
+    EXPECT_EQ(*code, 128 + signal) << err;
+  }
   EXPECT_NE(*code, 0) << err;
   const std::string name = signal == SIGTERM ? "SIGTERM" : "SIGINT";
   EXPECT_EQ(count_lines(out, "stopped by " + name + " at step " + std::to_string(step) + ": checkpoint"), 1)
