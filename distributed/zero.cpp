@@ -13,24 +13,6 @@ namespace {
 
 constexpr const char* kWho = "ZeroRedundancyOptimizer";
 
-// A parameter index as optim::Optimizer writes it (decimal); false on anything else.
-bool parse_index(const std::string& digits, size_t& index) {
-  if (digits.empty() || digits.size() > 9) return false;
-  if (digits.find_first_not_of("0123456789") != std::string::npos) return false;
-  index = std::stoul(digits);
-  return true;
-}
-
-// Splits a state_dict tensor name "state.<i>.<name>" into (i, name).
-bool parse_state_name(const std::string& full, size_t& index, std::string& key) {
-  const std::string prefix = "state.";
-  if (full.compare(0, prefix.size(), prefix) != 0) return false;
-  const size_t dot = full.find('.', prefix.size());
-  if (dot == std::string::npos || dot + 1 == full.size()) return false;
-  key = full.substr(dot + 1);
-  return parse_index(full.substr(prefix.size(), dot - prefix.size()), index);
-}
-
 }  // namespace
 
 ZeroRedundancyOptimizer::ZeroRedundancyOptimizer(std::vector<std::vector<Tensor>> param_groups,
@@ -220,27 +202,14 @@ void ZeroRedundancyOptimizer::load_state_dict(const optim::OptimizerState& saved
   nlohmann::json local_state = nlohmann::json::object();
   std::vector<char> has_state(params_.size(), 0);
   try {
-    DTRAIN_CHECK(j.is_object() && j.contains("optimizer") && j.contains("param_groups") &&
-                     j.contains("state"),
-                 me,
-                 ": load_state_dict needs the object state_dict() wrote (optimizer, "
-                 "param_groups, state)");
-    const std::string kind = j.at("optimizer").get<std::string>();
-    DTRAIN_CHECK(kind == me, me, ": the saved state belongs to optimizer '", kind,
-                 "'; build the same optimizer as the run that saved it");
-    const auto& groups = j.at("param_groups");
-    DTRAIN_CHECK(groups.is_array() && groups.size() == num_groups(), me, ": the saved state has ",
-                 groups.size(), " parameter groups but this optimizer has ", num_groups());
+    check_saved_layout(j);
     for (size_t g = 0; g < num_groups(); ++g) {
-      const size_t n = groups[g].at("num_params").get<size_t>();
-      DTRAIN_CHECK(n == params(g).size(), me, ": saved group ", g, " has ", n,
-                   " parameters but this optimizer's has ", params(g).size());
       local_groups.push_back(
-          {{"num_params", inner_->params(g).size()}, {"options", groups[g].at("options")}});
+          {{"num_params", inner_->params(g).size()}, {"options", j.at("param_groups")[g].at("options")}});
     }
     for (const auto& [key, s] : j.at("state").items()) {
       size_t i = 0;
-      DTRAIN_CHECK(parse_index(key, i) && i < params_.size(), me,
+      DTRAIN_CHECK(optim::parse_parameter_index(key, i) && i < params_.size(), me,
                    ": saved state for parameter '", key, "' but this optimizer has ", params_.size(),
                    " parameters");
       has_state[i] = 1;
@@ -256,7 +225,7 @@ void ZeroRedundancyOptimizer::load_state_dict(const optim::OptimizerState& saved
   for (const auto& [full, t] : saved.tensors) {
     size_t i = 0;
     std::string key;
-    DTRAIN_CHECK(parse_state_name(full, i, key), me, ": saved tensor '", full,
+    DTRAIN_CHECK(optim::parse_state_tensor_name(full, i, key), me, ": saved tensor '", full,
                  "' is not named state.<index>.<name>");
     DTRAIN_CHECK(i < params_.size() && has_state[i], me, ": saved tensor '", full,
                  "' has no matching parameter state in the saved scalars");

@@ -133,27 +133,38 @@ OptimizerState Optimizer::state_dict() const {
   return out;
 }
 
-namespace {
-
-// Parses a parameter index written in decimal; false on anything else.
-bool parse_index(const std::string& digits, size_t& index) {
+bool parse_parameter_index(const std::string& digits, size_t& index) {
   if (digits.empty() || digits.size() > 9) return false;
   if (digits.find_first_not_of("0123456789") != std::string::npos) return false;
   index = std::stoul(digits);
   return true;
 }
 
-// Splits "state.<i>.<name>" into (i, name); false when the text has another form.
-bool parse_state_name(const std::string& full, size_t& index, std::string& key) {
+bool parse_state_tensor_name(const std::string& full, size_t& index, std::string& key) {
   const std::string prefix = "state.";
   if (full.compare(0, prefix.size(), prefix) != 0) return false;
   const size_t dot = full.find('.', prefix.size());
   if (dot == std::string::npos || dot + 1 == full.size()) return false;
   key = full.substr(dot + 1);
-  return parse_index(full.substr(prefix.size(), dot - prefix.size()), index);
+  return parse_parameter_index(full.substr(prefix.size(), dot - prefix.size()), index);
 }
 
-}  // namespace
+void Optimizer::check_saved_layout(const nlohmann::json& j) const {
+  const char* me = name();
+  DTRAIN_CHECK(j.is_object() && j.contains("optimizer") && j.contains("param_groups") && j.contains("state"), me,
+               ": load_state_dict needs the object state_dict() wrote (optimizer, param_groups, state)");
+  const std::string kind = j.at("optimizer").get<std::string>();
+  DTRAIN_CHECK(kind == me, me, ": the saved state belongs to optimizer '", kind,
+               "'; build the same optimizer as the run that saved it");
+  const auto& groups = j.at("param_groups");
+  DTRAIN_CHECK(groups.is_array() && groups.size() == num_groups(), me, ": the saved state has ", groups.size(),
+               " parameter groups but this optimizer has ", num_groups());
+  for (size_t g = 0; g < num_groups(); ++g) {
+    const size_t n = groups[g].at("num_params").get<size_t>();
+    DTRAIN_CHECK(n == params(g).size(), me, ": saved group ", g, " has ", n, " parameters but this optimizer's has ",
+                 params(g).size());
+  }
+}
 
 void Optimizer::load_state_dict(const OptimizerState& saved) {
   const nlohmann::json& j = saved.scalars;
@@ -161,26 +172,11 @@ void Optimizer::load_state_dict(const OptimizerState& saved) {
   std::vector<nlohmann::json> options;
   std::vector<std::optional<ParamState>> state(state_.size());
   try {
-    DTRAIN_CHECK(j.is_object() && j.contains("optimizer") && j.contains("param_groups") &&
-                     j.contains("state"),
-                 me,
-                 ": load_state_dict needs the object state_dict() wrote (optimizer, "
-                 "param_groups, state)");
-    const std::string kind = j.at("optimizer").get<std::string>();
-    DTRAIN_CHECK(kind == me, me, ": the saved state belongs to optimizer '", kind,
-                 "'; build the same optimizer as the run that saved it");
-    const auto& groups = j.at("param_groups");
-    DTRAIN_CHECK(groups.is_array() && groups.size() == groups_.size(), me, ": the saved state has ",
-                 groups.size(), " parameter groups but this optimizer has ", groups_.size());
-    for (size_t g = 0; g < groups_.size(); ++g) {
-      const size_t n = groups[g].at("num_params").get<size_t>();
-      DTRAIN_CHECK(n == groups_[g].size(), me, ": saved group ", g, " has ", n,
-                   " parameters but this optimizer's has ", groups_[g].size());
-      options.push_back(groups[g].at("options"));
-    }
+    check_saved_layout(j);
+    for (size_t g = 0; g < groups_.size(); ++g) options.push_back(j.at("param_groups")[g].at("options"));
     for (const auto& [key, s] : j.at("state").items()) {
       size_t i = 0;
-      DTRAIN_CHECK(parse_index(key, i) && i < state_.size(), me, ": saved state for parameter '",
+      DTRAIN_CHECK(parse_parameter_index(key, i) && i < state_.size(), me, ": saved state for parameter '",
                    key, "' but this optimizer has ", state_.size(), " parameters");
       ParamState st;
       st.step = s.at("step").get<int64_t>();
@@ -199,7 +195,7 @@ void Optimizer::load_state_dict(const OptimizerState& saved) {
   for (const auto& [full, t] : saved.tensors) {
     size_t i = 0;
     std::string key;
-    DTRAIN_CHECK(parse_state_name(full, i, key), me, ": saved tensor '", full,
+    DTRAIN_CHECK(parse_state_tensor_name(full, i, key), me, ": saved tensor '", full,
                  "' is not named state.<index>.<name>");
     DTRAIN_CHECK(i < state.size() && state[i], me, ": saved tensor '", full,
                  "' has no matching parameter state in the saved scalars");

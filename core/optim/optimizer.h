@@ -57,6 +57,11 @@ struct OptimizerState {
   nlohmann::json scalars;
 };
 
+// A parameter index as state_dict() writes it (decimal, at most 9 digits); false on anything else.
+bool parse_parameter_index(const std::string& digits, size_t& index);
+// Splits a state_dict() tensor name "state.<i>.<name>" into (i, name); false for any other form.
+bool parse_state_tensor_name(const std::string& full, size_t& index, std::string& key);
+
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
@@ -93,6 +98,10 @@ class Optimizer {
 
  protected:
   Optimizer() = default;
+  // The checks load_state_dict makes of a saved state's JSON before reading it: the optimizer's kind,
+  // the number of groups and each group's number of parameters. Throws dtrain::Error naming the first
+  // difference.
+  void check_saved_layout(const nlohmann::json& scalars) const;
   // Appends a group's parameters (checked: defined, f32/f64, not already in another group).
   void add_group_params(std::vector<Tensor> params);
   // Applies one update to `param` with `grad` (same shape, dtype and device); state.step is already

@@ -13,7 +13,7 @@
 #include "mpi_test_main.h"
 
 #ifdef DTRAIN_WITH_CUDA
-#include "core/backend/backend.h"
+#include "nccl_test_util.h"
 #include "core/optim/optim.h"
 #include "distributed/ddp.h"
 #include "distributed/nccl/process_group_nccl.h"
@@ -29,40 +29,6 @@ using test::make_mlp;
 constexpr int kSteps = 10;
 constexpr int64_t kGlobalBatch = 24;  // divisible by 2, 3 and 4
 
-// Why this rank cannot run NCCL ("" when it can): no GPU, or fewer GPUs than ranks on its node.
-std::string gpu_shortage() {
-  char name[256] = {};
-  gethostname(name, sizeof name - 1);
-  const std::vector<std::string> hosts = dist::all_gather_strings(*test::world(), name);
-  int local = 0;
-  for (const std::string& h : hosts) local += h == name;
-  const int count = cuda_device_count();
-  if (count == 0) return "no CUDA device is visible";
-  if (local > count) {
-    return std::to_string(local) + " ranks on node " + name + " but only " + std::to_string(count) +
-           " GPU(s)";
-  }
-  return "";
-}
-
-// Every short rank's reason, "rank r: ..." joined by "; " ("" when every rank has a GPU). Collective.
-std::string why_skip() {
-  const std::vector<std::string> reasons = dist::all_gather_strings(*test::world(), gpu_shortage());
-  std::string all;
-  for (size_t r = 0; r < reasons.size(); ++r) {
-    if (reasons[r].empty()) continue;
-    all += (all.empty() ? "rank " : "; rank ") + std::to_string(r) + ": " + reasons[r];
-  }
-  return all;
-}
-
-#define SKIP_WITHOUT_GPUS()                                                                      \
-  do {                                                                                           \
-    const std::string why = why_skip();                                                          \
-    if (!why.empty())                                                                            \
-      GTEST_SKIP() << "DDP over NCCL needs one GPU per rank (" << why                            \
-                   << "); this check is owed on a GPU machine (mpiexec -np N with N GPUs)";      \
-  } while (0)
 
 std::shared_ptr<dist::ProcessGroupNCCL> make_group() {
   dist::ProcessGroupOptions options;
@@ -103,7 +69,7 @@ constexpr double kSgdTol = 1e-4;
 constexpr double kAdamTol = 1e-3;
 
 TEST(NcclDdp, SgdOnGpusMatchesMpiOnTheCpu) {
-  SKIP_WITHOUT_GPUS();
+  SKIP_WITHOUT_GPUS("DDP over NCCL");
   const std::vector<float> cpu = train(test::world(), sgd);
   const std::vector<float> gpu = train(make_group(), sgd);
   EXPECT_LT(test::max_abs_diff(cpu, gpu), kSgdTol);
@@ -111,7 +77,7 @@ TEST(NcclDdp, SgdOnGpusMatchesMpiOnTheCpu) {
 }
 
 TEST(NcclDdp, AdamWWithOneBucketPerParameterMatchesMpiOnTheCpu) {
-  SKIP_WITHOUT_GPUS();
+  SKIP_WITHOUT_GPUS("DDP over NCCL");
   dist::DDPOptions options;
   options.bucket_cap_mb = 1e-6;  // one bucket per parameter: several all-reduces in flight
   const std::vector<float> cpu = train(test::world(), adamw, options);
@@ -121,7 +87,7 @@ TEST(NcclDdp, AdamWWithOneBucketPerParameterMatchesMpiOnTheCpu) {
 }
 
 TEST(NcclDdp, FinishQueuesItsWaitsOnTheDevice) {
-  SKIP_WITHOUT_GPUS();
+  SKIP_WITHOUT_GPUS("DDP over NCCL");
   auto pg = make_group();
   auto model = make_mlp(3);
   model->to(pg->device());

@@ -10,7 +10,7 @@
 #include "mpi_test_main.h"
 
 #ifdef DTRAIN_WITH_CUDA
-#include "core/backend/backend.h"
+#include "nccl_test_util.h"
 #include "core/optim/optim.h"
 #include "distributed/ddp.h"
 #include "distributed/nccl/process_group_nccl.h"
@@ -25,32 +25,6 @@ using test::make_batch;
 constexpr int kSteps = 10;
 constexpr int64_t kGlobalBatch = 24;
 
-// Every short rank's reason ("" when each rank has a GPU of its own). Collective.
-std::string why_skip() {
-  char name[256] = {};
-  gethostname(name, sizeof name - 1);
-  const std::vector<std::string> hosts = dist::all_gather_strings(*test::world(), name);
-  int local = 0;
-  for (const std::string& h : hosts) local += h == name;
-  const int count = cuda_device_count();
-  std::string mine;
-  if (count == 0) mine = "no CUDA device is visible";
-  else if (local > count) mine = std::to_string(local) + " ranks on " + name + ", " + std::to_string(count) + " GPU(s)";
-  const std::vector<std::string> reasons = dist::all_gather_strings(*test::world(), mine);
-  std::string all;
-  for (size_t r = 0; r < reasons.size(); ++r) {
-    if (!reasons[r].empty()) all += (all.empty() ? "rank " : "; rank ") + std::to_string(r) + ": " + reasons[r];
-  }
-  return all;
-}
-
-#define SKIP_WITHOUT_GPUS()                                                                   \
-  do {                                                                                        \
-    const std::string why = why_skip();                                                       \
-    if (!why.empty())                                                                         \
-      GTEST_SKIP() << "ZeRO-1 over NCCL needs one GPU per rank (" << why                      \
-                   << "); this check is owed on a GPU machine (mpiexec -np N with N GPUs)";   \
-  } while (0)
 
 std::shared_ptr<dist::ProcessGroup> nccl_group() {
   dist::ProcessGroupOptions options;
@@ -94,7 +68,7 @@ Trained train(std::shared_ptr<dist::ProcessGroup> pg, bool zero, bool identical)
 }
 
 TEST(NcclZero, MatchesZeroOverMpiOnTheCpu) {
-  SKIP_WITHOUT_GPUS();
+  SKIP_WITHOUT_GPUS("ZeRO-1 over NCCL");
   const Trained cpu = train(test::world(), true, false);
   const Trained gpu = train(nccl_group(), true, false);
   // As in mpi_nccl_ddp: the GPU's kernels and NCCL's summation order; AdamW divides by sqrt(v).
@@ -103,7 +77,7 @@ TEST(NcclZero, MatchesZeroOverMpiOnTheCpu) {
 }
 
 TEST(NcclZero, StateDictGatheredOnTheGpuEqualsThePlainOptimizers) {
-  SKIP_WITHOUT_GPUS();
+  SKIP_WITHOUT_GPUS("ZeRO-1 over NCCL");
   auto pg = nccl_group();
   const Trained plain = train(pg, false, true);
   const Trained zero = train(pg, true, true);

@@ -340,6 +340,13 @@ class Faults : public CliTest {
                      dir_);
   }
 
+  // A short curve whose losses runs at different world sizes can compare: 12 samples a step, a constant
+  // learning rate, every step logged; plus `extra`.
+  std::vector<std::string> curve_args(const Options& extra) {
+    Options all = {{"--batch-size", "12"}, {"--seed", "5"}, {"--schedule", "constant"}, {"--log-interval", "1"}};
+    all.insert(all.end(), extra.begin(), extra.end());
+    return vit_args(all);
+  }
 
  public:
   RunResult run_dtrain_public(const std::string& subcommand, const std::vector<std::string>& args, int np, int limit) {
@@ -644,12 +651,7 @@ TEST_F(Faults, SigintToOneRankStopsEveryRankWithACheckpoint) {
 // losses of 8 steps at np 2, up to float summation order.
 TEST_F(Faults, ResumeAtAnotherWorldSizeContinuesTheCurve) {
   REQUIRE_MPIEXEC();
-  const Options common = {{"--batch-size", "12"}, {"--seed", "5"}, {"--schedule", "constant"}, {"--log-interval", "1"}};
-  auto with = [&](Options extra) {
-    Options all = common;
-    all.insert(all.end(), extra.begin(), extra.end());
-    return vit_args(all);
-  };
+  auto with = [&](const Options& extra) { return curve_args(extra); };
   const fs::path rundir = dir_ / "run";
   ASSERT_EQ(run_dtrain("train", with({{"--steps", "8"}, {"--metrics-file", (dir_ / "straight.jsonl").string()}}), 2, 60)
                 .exit_code, 0);
@@ -678,12 +680,7 @@ TEST_F(Faults, ResumeAtAnotherWorldSizeContinuesTheCurve) {
 // another world size, on the curve of a run without ZeRO.
 TEST_F(Faults, ZeroCheckpointsResumeWithOrWithoutZero) {
   REQUIRE_MPIEXEC();
-  const Options common = {{"--batch-size", "12"}, {"--seed", "5"}, {"--schedule", "constant"}, {"--log-interval", "1"}};
-  auto with = [&](Options extra) {
-    Options all = common;
-    all.insert(all.end(), extra.begin(), extra.end());
-    return vit_args(all);
-  };
+  auto with = [&](const Options& extra) { return curve_args(extra); };
   ASSERT_EQ(run_dtrain("train", with({{"--steps", "8"}, {"--metrics-file", (dir_ / "plain.jsonl").string()}}), 2, 60)
                 .exit_code, 0);
   const auto want = logged_losses(dir_ / "plain.jsonl");
