@@ -1,5 +1,6 @@
 #include "distributed/sampler.h"
 
+#include <algorithm>
 #include <numeric>
 
 #include "core/error.h"
@@ -78,14 +79,25 @@ double DistributedSampler::loss_weight(int64_t k) const {
   return static_cast<double>(e - b) * options_.world_size / static_cast<double>(n);
 }
 
-EvalShardSampler::EvalShardSampler(int64_t dataset_size, int rank, int world_size) {
-  std::tie(begin_, end_) = DistributedSampler::shard_range(dataset_size, rank, world_size);
-}
-
-std::vector<int64_t> EvalShardSampler::epoch_indices(int64_t) const {
-  std::vector<int64_t> order(static_cast<size_t>(end_ - begin_));
-  std::iota(order.begin(), order.end(), begin_);
+std::vector<int64_t> EvalShardSampler::scored(int64_t dataset_size, int64_t sample) {
+  if (sample <= 0 || sample >= dataset_size) {
+    std::vector<int64_t> all(static_cast<size_t>(dataset_size));
+    std::iota(all.begin(), all.end(), int64_t{0});
+    return all;
+  }
+  constexpr uint64_t kEvalSampleSeed = 0x65766131;  // a constant: the same subset for every run
+  std::vector<int64_t> order = data::epoch_permutation(dataset_size, kEvalSampleSeed, 0);
+  order.resize(static_cast<size_t>(sample));
+  std::sort(order.begin(), order.end());
   return order;
 }
+
+EvalShardSampler::EvalShardSampler(int64_t dataset_size, int rank, int world_size, int64_t sample) {
+  const std::vector<int64_t> all = scored(dataset_size, sample);
+  const auto [begin, end] = DistributedSampler::shard_range(static_cast<int64_t>(all.size()), rank, world_size);
+  mine_.assign(all.begin() + begin, all.begin() + end);
+}
+
+std::vector<int64_t> EvalShardSampler::epoch_indices(int64_t) const { return mine_; }
 
 }  // namespace dtrain::dist

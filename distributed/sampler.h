@@ -68,13 +68,20 @@ class DistributedSampler : public data::Sampler {
 // Evaluation: every sample exactly once over all ranks, rank r taking a contiguous part of 0..n-1
 // (sizes differ by at most one; ranks may see different numbers of batches, so reduce metrics as sums
 // once at the end, e.g. all_reduce_value(pg, loss_sum, ReduceOp::sum)).
+//
+// With `sample` > 0 (and below n) a partial evaluation scores that many samples spread over the whole
+// split, not its first ones (a split is often ordered: by file, by letter): the first `sample` entries of
+// a permutation seeded by a constant, sorted, then shared out as above. The subset does not depend on
+// the world size, the run's seed or the batch size, so partial evals of any two runs compare.
 class EvalShardSampler : public data::Sampler {
  public:
-  EvalShardSampler(int64_t dataset_size, int rank, int world_size);
+  EvalShardSampler(int64_t dataset_size, int rank, int world_size, int64_t sample = 0);
   std::vector<int64_t> epoch_indices(int64_t epoch) const override;
+  // The indices scored over all ranks, in order (0..n-1 without a sample).
+  static std::vector<int64_t> scored(int64_t dataset_size, int64_t sample);
 
  private:
-  int64_t begin_, end_;
+  std::vector<int64_t> mine_;
 };
 
 }  // namespace dtrain::dist

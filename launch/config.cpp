@@ -305,7 +305,7 @@ OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& co
       "auto (the latest checkpoint in --checkpoint-dir, or a fresh start) | a checkpoint or run directory");
   add(kTrain, "eval-interval", po::value(&texts.eval)->default_value(texts.eval),
       "steps (or epochs: 1ep) between evaluations (0: at the end)");
-  add(kTrainEval, "eval-batches", po::value(&c.eval_batches)->default_value(c.eval_batches), "batches per eval (0: whole split)");
+  add(kTrainEval, "eval-batches", po::value(&c.eval_batches)->default_value(c.eval_batches), "global batches per eval, drawn spread over the whole split, the same samples at any world size (0: the whole split)");
   group("Output and profiling");
   add(kTrain, "log-interval", po::value(&texts.log)->default_value(texts.log), "steps (or epochs: 1ep) between log lines");
   add(kTrain, "metrics-file", po::value(&c.metrics_file)->default_value(c.metrics_file, kEmpty), "JSON Lines metrics output");

@@ -84,15 +84,15 @@ nlohmann::json evaluate(Workload& w, dist::ProcessGroup& pg, int64_t batch_size,
                         Device device) {
   NoGradGuard no_grad;
   w.model().eval();
-  // Contiguous shards whose sizes differ by at most one: no sample is counted twice.
+  // Contiguous shards whose sizes differ by at most one: no sample is counted twice. --eval-batches N
+  // scores N batches' worth of samples spread over the whole split (EvalShardSampler).
+  const int64_t sample = max_batches > 0 ? max_batches * batch_size * pg.size() : 0;
   data::DataLoader loader(
-      w.eval_set, std::make_shared<dist::EvalShardSampler>(w.eval_set->size(), pg.rank(), pg.size()),
+      w.eval_set, std::make_shared<dist::EvalShardSampler>(w.eval_set->size(), pg.rank(), pg.size(), sample),
       {.batch_size = batch_size, .prefetch = 1});
   loader.start_epoch(0);
   std::vector<double> sums;
-  int64_t count = 0;
   while (auto batch = loader.next()) {
-    if (max_batches > 0 && count++ >= max_batches) break;
     w.check_batch(*batch);
     std::vector<double> s = w.eval_sums(to_device(std::move(*batch), device));
     if (sums.empty()) sums.assign(s.size(), 0.0);
@@ -149,8 +149,8 @@ namespace {
 class StepLog {
  public:
   StepLog(const TrainConfig& c, const Workload& w, const RunCheckpoints& run, int64_t total_steps,
-          int64_t steps_per_epoch, bool lead)
-      : lead_(lead), unit_(w.unit()), steps_per_epoch_(steps_per_epoch), elapsed_before_(run.resumed().elapsed_s),
+          int64_t steps_per_epoch, bool lead, Device device)
+      : lead_(lead), device_(device), unit_(w.unit()), steps_per_epoch_(steps_per_epoch), elapsed_before_(run.resumed().elapsed_s),
         progress_(total_steps, run.resumed().step, unit_, lead && c.progress && stdout_is_terminal() &&
                                                               !dist::launched_by_mpi_launcher()) {
     if (lead) metrics_.open(c.metrics_file, run.metrics_keep_through());
@@ -180,6 +180,9 @@ class StepLog {
                                {"host_syncs_per_step", static_cast<double>(window_syncs_) /
                                                            static_cast<double>(window_steps_)},
                                {"peak_rss_mb", peak_rss_mb()}};
+      if (device_.is_cuda()) {
+        record["peak_device_mb"] = static_cast<double>(peak_device_memory_bytes(device_)) / (1 << 20);
+      }
         if (scaler.enabled()) record["loss_scale"] = scaler.scale_value();
       metrics_.write(record);
       progress_.update(step, loss, lr, rate, elapsed(), true);
@@ -204,6 +207,7 @@ class StepLog {
 
  private:
   bool lead_;
+  Device device_;
   const char* unit_;
   int64_t steps_per_epoch_;
   double elapsed_before_;
@@ -322,7 +326,7 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
     loader.start_epoch(0);
   }
 
-  StepLog log(c, *w, run, total_steps, steps_per_epoch, lead);
+  StepLog log(c, *w, run, total_steps, steps_per_epoch, lead, device);
   if (lead) log.progress().print(header_line(c, *model, world, device, total_steps, step, run.resume_dir()));
   const auto [profile_first, profile_last] = c.profile_range();
   const std::vector<Tensor> params = optimizer->parameters();

@@ -124,5 +124,32 @@ TEST(EvalShardSampler, EverySampleOnceOverAllRanks) {
   }
 }
 
+// A partial eval scores a subset spread over the whole split, the same at every world size, each sample
+// once: not the split's first samples (splits are often ordered by file or by letter).
+TEST(EvalShardSampler, PartialEvalIsASpreadSampleTheSameAtEveryWorldSize) {
+  const int64_t n = 1000, sample = 100;
+  const std::vector<int64_t> scored = EvalShardSampler::scored(n, sample);
+  ASSERT_EQ(scored.size(), 100u);
+  EXPECT_TRUE(std::is_sorted(scored.begin(), scored.end()));
+  EXPECT_EQ(std::adjacent_find(scored.begin(), scored.end()), scored.end());
+  // Spread: every tenth of the split holds some of the sample (the first 100 would fill one).
+  for (int64_t tenth = 0; tenth < 10; ++tenth) {
+    const auto in = std::count_if(scored.begin(), scored.end(),
+                                  [&](int64_t i) { return i / 100 == tenth; });
+    EXPECT_GE(in, 3) << "tenth " << tenth;
+  }
+  for (int world : {1, 2, 3, 4}) {
+    std::vector<int64_t> all;
+    for (int r = 0; r < world; ++r) {
+      std::vector<int64_t> part = EvalShardSampler(n, r, world, sample).epoch_indices(0);
+      all.insert(all.end(), part.begin(), part.end());
+    }
+    EXPECT_EQ(all, scored) << "world " << world;
+  }
+  // A sample as large as the split is the whole split.
+  EXPECT_EQ(EvalShardSampler::scored(10, 10).size(), 10u);
+  EXPECT_EQ(EvalShardSampler::scored(10, 0).front(), 0);
+}
+
 }  // namespace
 }  // namespace dtrain::dist
