@@ -257,7 +257,7 @@ OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& co
   add(kAll | kBench, "patch", po::value(&c.patch)->default_value(c.patch), "ViT patch size (0: from --model-size)");
   add(kTrain | kBench, "dropout", po::value(&c.dropout)->default_value(c.dropout), "dropout probability");
   group("Data");
-  add(kAll, "dataset", po::value(&c.dataset)->default_value(c.dataset), "fashion-mnist | cifar10 | freedict | fortunes");
+  add(kAll, "dataset", po::value(&c.dataset)->default_value(c.dataset), "fashion-mnist | cifar10 | freedict | gettext-zh | gettext-de | fortunes");
   add(kAll, "data-dir", po::value(&c.data_dir)->default_value(c.data_dir, kEmpty), "dataset directory (empty: the Debian package's)");
   add(kAll | kBench, "seq-len", po::value(&c.seq_len)->default_value(c.seq_len), "GPT context / Transformer max length");
   add(kTrain, "augment", po::value(&c.augment)->default_value(c.augment),

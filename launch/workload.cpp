@@ -10,7 +10,9 @@
 #include "core/data/cifar10.h"
 #include "core/data/fashion_mnist.h"
 #include "core/data/freedict.h"
+#include "core/data/gettext_corpus.h"
 #include "core/data/text_corpus.h"
+#include "core/data/text_metrics.h"
 #include "core/data/translation_dataset.h"
 #include "core/ops/ops.h"
 #include "models/gpt.h"
@@ -165,21 +167,50 @@ std::vector<std::string> VitWorkload::predict(const PredictInput& input) {
   return lines;
 }
 
-// ---- Transformer on English->German pairs: token cross entropy, exact match and CER of greedy decodes.
+// ---- Transformer on English->German word pairs (freedict) or English->Chinese/German UI messages
+// (gettext-zh, gettext-de): token cross entropy, exact match and CER of greedy decodes, and for gettext
+// corpus BLEU and chrF of the same decodes.
+//
+// Characters are the tokens on both sides, for now: dtrain has no tokenizer learning (BPE,
+// SentencePiece) yet, and a character vocabulary needs none. Pairs with a side longer than
+// --seq-len - 2 characters are dropped, for both datasets, never truncated: a cut-off target would
+// teach the model to stop mid-sentence, and a cut-off source to translate words it never saw.
 class TransformerWorkload : public Workload {
  public:
   TransformerWorkload(const TrainConfig& c, Device device) {
-    DTRAIN_CHECK(c.dataset == "freedict", "model transformer trains on --dataset freedict, not '",
-                 c.dataset, "'");
-    data::FreeDictOptions options;
-    if (!c.data_dir.empty()) options.path = c.data_dir + "/freedict-eng-deu.dict.dz";
-    options.max_source_chars = c.seq_len - 2;
-    options.max_target_chars = c.seq_len - 2;
-    options.split_seed = 0;
-    data::FreeDictSplits splits = data::load_freedict(options);
-    auto [src_vocab, tgt_vocab] = data::build_translation_vocabs(splits.train);
-    auto train = std::make_shared<data::TranslationDataset>(splits.train, src_vocab, tgt_vocab);
-    auto held_out = std::make_shared<data::TranslationDataset>(splits.held_out, src_vocab, tgt_vocab);
+    DTRAIN_CHECK(c.dataset == "freedict" || c.dataset == "gettext-zh" || c.dataset == "gettext-de",
+                 "model transformer trains on --dataset freedict, gettext-zh or gettext-de, not '", c.dataset, "'");
+    DTRAIN_CHECK(c.seq_len >= 4, "--seq-len ", c.seq_len, " is too short for model transformer: give at least 4 "
+                 "(the longest source or target in characters is --seq-len - 2)");
+    std::vector<data::TranslationPair> train_pairs, eval_pairs;
+    if (c.dataset == "freedict") {
+      data::FreeDictOptions options;
+      if (!c.data_dir.empty()) options.path = c.data_dir + "/freedict-eng-deu.dict.dz";
+      options.max_source_chars = c.seq_len - 2;
+      options.max_target_chars = c.seq_len - 2;
+      options.split_seed = 0;
+      data::FreeDictSplits splits = data::load_freedict(options);
+      train_pairs = std::move(splits.train), eval_pairs = std::move(splits.held_out);
+      target_language_ = "German";
+    } else {
+      data::GettextCorpusOptions options;
+      if (!c.data_dir.empty()) options.locale_dir = c.data_dir;
+      options.language = c.dataset == "gettext-zh" ? "zh_CN" : "de";
+      options.max_chars = c.seq_len - 2;
+      data::GettextCorpus corpus = data::load_gettext_corpus(options);
+      // Evaluation is on the valid split; the test split is kept for a final report.
+      train_pairs = std::move(corpus.train), eval_pairs = std::move(corpus.valid);
+      const std::string where = options.locale_dir + "/" + options.language + "/LC_MESSAGES";
+      DTRAIN_CHECK(!train_pairs.empty() && !eval_pairs.empty(), "--dataset ", c.dataset, " found ",
+                   train_pairs.size(), " training and ", eval_pairs.size(), " validation pairs of at most ",
+                   options.max_chars, " characters in the catalogs (*.mo) of ", where,
+                   ": install packages with ", options.language, " translations, or give a larger --seq-len");
+      bleu_ = c.dataset == "gettext-zh" ? data::BleuTokenizer::kZh : data::BleuTokenizer::k13a;
+      target_language_ = c.dataset == "gettext-zh" ? "Chinese" : "German";
+    }
+    auto [src_vocab, tgt_vocab] = data::build_translation_vocabs(train_pairs);
+    auto train = std::make_shared<data::TranslationDataset>(std::move(train_pairs), src_vocab, tgt_vocab);
+    auto held_out = std::make_shared<data::TranslationDataset>(std::move(eval_pairs), src_vocab, tgt_vocab);
     train_set = train, eval_set = held_out, eval_ = held_out;
     models::TransformerConfig m = models::TransformerConfig::preset(
         c.model_size == "fm" ? "small" : c.model_size, src_vocab.size(), tgt_vocab.size(), c.seq_len,
@@ -215,19 +246,55 @@ class TransformerWorkload : public Workload {
     auto decoded = model_->greedy_decode(b.input, data::CharVocab::kBos, data::CharVocab::kEos,
                                          b.target.size(1) + 4);
     double exact = 0, edits = 0, chars = 0;
+    std::vector<std::string> hypotheses, references;
     for (size_t i = 0; i < decoded.size(); ++i) {
       std::u32string want = data::utf8_decode(eval_->pair(b.indices[i]).target);
+      // Each hypothesis is cut at its own reference's length + 4 characters (one id per character),
+      // not the batch's: then a pair's score does not depend on which batch or rank it fell in.
+      decoded[i].resize(std::min(decoded[i].size(), want.size() + 4));
       std::u32string got = data::utf8_decode(eval_->target_vocab().decode(decoded[i]));
       exact += got == want;
       edits += static_cast<double>(edit_distance(got, want));
       chars += static_cast<double>(want.size());
+      hypotheses.push_back(data::utf8_encode(got));
+      references.push_back(eval_->pair(b.indices[i]).target);
     }
-    return {loss_sum, tokens, exact, edits, chars, static_cast<double>(b.size())};
+    std::vector<double> sums = {loss_sum, tokens, exact, edits, chars, static_cast<double>(b.size())};
+    if (bleu_) {
+      // Corpus BLEU and chrF are not means of per-batch scores: their n-gram statistics are what
+      // adds up across batches and ranks (exactly, in doubles, below 2^53), and eval_metrics scores the sums.
+      const data::BleuScore bleu = data::corpus_bleu(hypotheses, references, *bleu_);
+      for (int n = 0; n < 4; ++n) sums.push_back(static_cast<double>(bleu.counts[n]));
+      for (int n = 0; n < 4; ++n) sums.push_back(static_cast<double>(bleu.totals[n]));
+      sums.push_back(static_cast<double>(bleu.sys_len));
+      sums.push_back(static_cast<double>(bleu.ref_len));
+      for (const auto& order : data::chrf_statistics(hypotheses, references)) {
+        for (int64_t v : order) sums.push_back(static_cast<double>(v));
+      }
+    }
+    return sums;
   }
+  // sums: loss, tokens, exact, edits, chars, pairs; then for gettext BLEU's counts[4], totals[4],
+  // sys_len, ref_len and chrF's {hypothesis, reference, match} n-grams for orders 1..6.
   nlohmann::json eval_metrics(const std::vector<double>& s) const override {
-    return {{"loss", s[0] / s[1]}, {"exact_match", s[2] / s[5]}, {"cer", s[3] / s[4]}};
+    nlohmann::json metrics = {{"loss", s[0] / s[1]}, {"exact_match", s[2] / s[5]}, {"cer", s[3] / s[4]}};
+    if (bleu_) {
+      DTRAIN_CHECK(s.size() == kBleuAt + 10 + 3 * data::kChrfOrder, "transformer eval: ", s.size(),
+                   " sums, expected ", kBleuAt + 10 + 3 * data::kChrfOrder);
+      auto count = [&](size_t i) { return static_cast<int64_t>(std::llround(s[i])); };
+      data::BleuScore bleu;
+      for (int n = 0; n < 4; ++n) bleu.counts[n] = count(kBleuAt + n), bleu.totals[n] = count(kBleuAt + 4 + n);
+      bleu.sys_len = count(kBleuAt + 8), bleu.ref_len = count(kBleuAt + 9);
+      data::ChrfStatistics chrf = {};
+      for (int n = 0; n < data::kChrfOrder; ++n) {
+        for (int k = 0; k < 3; ++k) chrf[n][k] = count(kBleuAt + 10 + 3 * n + k);
+      }
+      metrics["bleu"] = data::bleu_from_statistics(bleu).score;
+      metrics["chrf"] = data::chrf_from_statistics(chrf);
+    }
+    return metrics;
   }
-  std::string headline_metric() const override { return "cer"; }
+  std::string headline_metric() const override { return bleu_ ? "bleu" : "cer"; }
   std::vector<std::string> samples() override {
     std::vector<int64_t> idx;
     for (int64_t i = 0; i < std::min<int64_t>(5, eval_->size()); ++i) idx.push_back(i * 7 % eval_->size());
@@ -248,8 +315,8 @@ class TransformerWorkload : public Workload {
   // greedily decoded up to the model's length.
   std::vector<std::string> predict(const PredictInput& input) override {
     const models::TransformerConfig& m = model_->config();
-    DTRAIN_CHECK(!input.text.empty(), "this checkpoint holds a transformer model (English -> German): give "
-                 "--text \"an English word or phrase\"");
+    DTRAIN_CHECK(!input.text.empty(), "this checkpoint holds a transformer model (English -> ", target_language_,
+                 "): give --text \"an English word or phrase\"");
     std::vector<int32_t> ids = eval_->source_vocab().encode(input.text);
     DTRAIN_CHECK(static_cast<int64_t>(ids.size()) + 1 <= m.max_len, "--text is ", ids.size(),
                  " characters but this model reads at most ", m.max_len - 1,
@@ -276,9 +343,12 @@ class TransformerWorkload : public Workload {
     }
     return row[b.size()];
   }
+  static constexpr size_t kBleuAt = 6;  // where BLEU's statistics start in eval_sums
   std::shared_ptr<models::Transformer> model_;
   std::shared_ptr<data::TranslationDataset> eval_;
   Device device_;
+  std::string target_language_;
+  std::optional<data::BleuTokenizer> bleu_;  // gettext: BLEU's tokenizer (zh for Chinese, 13a for German)
 };
 
 // ---- GPT on the fortunes: next-character cross entropy, bits per character, a sample.

@@ -224,39 +224,8 @@ WordNgrams word_ngrams(const std::string& segment, BleuTokenizer tokenizer) {
 // sacreBLEU's log with log(0) floored to -9999999999, so that a zero precision gives a score of 0.
 double floored_log(double x) { return x == 0.0 ? -9999999999.0 : std::log(x); }
 
-BleuScore bleu_from_statistics(BleuScore s, bool effective_order) {
-  s.bp = 1.0;
-  if (s.sys_len < s.ref_len) {
-    s.bp = s.sys_len > 0 ? std::exp(1.0 - static_cast<double>(s.ref_len) / static_cast<double>(s.sys_len)) : 0.0;
-  }
-  s.precisions = {};
-  s.score = 0.0;
-  bool any_match = false;
-  for (int64_t c : s.counts) any_match = any_match || c != 0;
-  if (!any_match) return s;
-  // Smoothing 'exp': each successive order without a match halves what its precision would be with
-  // one match. An order with no hypothesis n-grams at all stops the loop and keeps precision 0.
-  double smooth = 1.0;
-  int effective = 4;
-  for (int n = 0; n < 4; ++n) {
-    if (s.totals[n] == 0) break;
-    if (effective_order) effective = n + 1;
-    if (s.counts[n] == 0) {
-      smooth *= 2;
-      s.precisions[n] = 100.0 / (smooth * static_cast<double>(s.totals[n]));
-    } else {
-      s.precisions[n] = 100.0 * static_cast<double>(s.counts[n]) / static_cast<double>(s.totals[n]);
-    }
-  }
-  double log_sum = 0.0;
-  for (int n = 0; n < effective; ++n) log_sum += floored_log(s.precisions[n]);
-  s.score = s.bp * std::exp(log_sum / effective);
-  return s;
-}
-
 // Character n-grams of orders 1..6 of a segment with its whitespace removed, and for each order the
 // [hypothesis, reference, match] counts that chrF sums over a corpus.
-constexpr int kChrfOrder = 6;
 constexpr double kChrfBeta = 2;
 
 std::array<Counts, kChrfOrder> char_ngrams(const std::string& segment) {
@@ -270,8 +239,6 @@ std::array<Counts, kChrfOrder> char_ngrams(const std::string& segment) {
   }
   return out;
 }
-
-using ChrfStatistics = std::array<std::array<int64_t, 3>, kChrfOrder>;
 
 void add_chrf_statistics(ChrfStatistics& stats, const std::string& hypothesis, const std::string& reference) {
   const auto hyp = char_ngrams(hypothesis);
@@ -289,28 +256,6 @@ void add_chrf_statistics(ChrfStatistics& stats, const std::string& hypothesis, c
     stats[n][1] += ref_count;
     stats[n][2] += match;
   }
-}
-
-// Precision and recall are averaged over the orders where both the hypotheses and the references
-// have n-grams; F_beta of those averages, 0 when both are 0.
-double chrf_from_statistics(const ChrfStatistics& stats) {
-  const double factor = kChrfBeta * kChrfBeta;
-  double precision = 0.0, recall = 0.0;
-  int effective = 0;
-  for (const auto& [n_hyp, n_ref, n_match] : stats) {
-    if (n_hyp > 0 && n_ref > 0) {
-      precision += static_cast<double>(n_match) / static_cast<double>(n_hyp);
-      recall += static_cast<double>(n_match) / static_cast<double>(n_ref);
-      ++effective;
-    }
-  }
-  if (effective == 0) return 0.0;
-  precision /= effective;
-  recall /= effective;
-  if (precision + recall == 0.0) return 0.0;
-  double score = (1 + factor) * precision * recall;
-  score /= factor * precision + recall;
-  return 100 * score;
 }
 
 }  // namespace
@@ -353,9 +298,72 @@ BleuScore sentence_bleu(const std::string& hypothesis, const std::string& refere
 
 double corpus_chrf(const std::vector<std::string>& hypotheses, const std::vector<std::string>& references) {
   check_same_count("corpus_chrf", hypotheses.size(), references.size());
+  return chrf_from_statistics(chrf_statistics(hypotheses, references));
+}
+
+BleuScore bleu_from_statistics(const BleuScore& statistics, bool effective_order) {
+  BleuScore s;
+  s.counts = statistics.counts;
+  s.totals = statistics.totals;
+  s.sys_len = statistics.sys_len;
+  s.ref_len = statistics.ref_len;
+  s.bp = 1.0;
+  if (s.sys_len < s.ref_len) {
+    s.bp = s.sys_len > 0 ? std::exp(1.0 - static_cast<double>(s.ref_len) / static_cast<double>(s.sys_len)) : 0.0;
+  }
+  s.precisions = {};
+  s.score = 0.0;
+  bool any_match = false;
+  for (int64_t c : s.counts) any_match = any_match || c != 0;
+  if (!any_match) return s;
+  // Smoothing 'exp': each successive order without a match halves what its precision would be with
+  // one match. An order with no hypothesis n-grams at all stops the loop and keeps precision 0.
+  double smooth = 1.0;
+  int effective = 4;
+  for (int n = 0; n < 4; ++n) {
+    if (s.totals[n] == 0) break;
+    if (effective_order) effective = n + 1;
+    if (s.counts[n] == 0) {
+      smooth *= 2;
+      s.precisions[n] = 100.0 / (smooth * static_cast<double>(s.totals[n]));
+    } else {
+      s.precisions[n] = 100.0 * static_cast<double>(s.counts[n]) / static_cast<double>(s.totals[n]);
+    }
+  }
+  double log_sum = 0.0;
+  for (int n = 0; n < effective; ++n) log_sum += floored_log(s.precisions[n]);
+  s.score = s.bp * std::exp(log_sum / effective);
+  return s;
+}
+
+// Precision and recall are averaged over the orders where both the hypotheses and the references
+// have n-grams; F_beta of those averages, 0 when both are 0.
+double chrf_from_statistics(const ChrfStatistics& stats) {
+  const double factor = kChrfBeta * kChrfBeta;
+  double precision = 0.0, recall = 0.0;
+  int effective = 0;
+  for (const auto& [n_hyp, n_ref, n_match] : stats) {
+    if (n_hyp > 0 && n_ref > 0) {
+      precision += static_cast<double>(n_match) / static_cast<double>(n_hyp);
+      recall += static_cast<double>(n_match) / static_cast<double>(n_ref);
+      ++effective;
+    }
+  }
+  if (effective == 0) return 0.0;
+  precision /= effective;
+  recall /= effective;
+  if (precision + recall == 0.0) return 0.0;
+  double score = (1 + factor) * precision * recall;
+  score /= factor * precision + recall;
+  return 100 * score;
+}
+
+ChrfStatistics chrf_statistics(const std::vector<std::string>& hypotheses,
+                               const std::vector<std::string>& references) {
+  check_same_count("chrf_statistics", hypotheses.size(), references.size());
   ChrfStatistics stats = {};
   for (size_t i = 0; i < hypotheses.size(); ++i) add_chrf_statistics(stats, hypotheses[i], references[i]);
-  return chrf_from_statistics(stats);
+  return stats;
 }
 
 double sentence_chrf(const std::string& hypothesis, const std::string& reference) {

@@ -54,4 +54,20 @@ double corpus_chrf(const std::vector<std::string>& hypotheses, const std::vector
 // sacrebleu.sentence_chrf(hypothesis, [reference]).
 double sentence_chrf(const std::string& hypothesis, const std::string& reference);
 
+// Both scores from statistics summed over segments, so that a corpus scored in parts (batches, ranks)
+// gets the score of the whole: BLEU and chrF are not means of the parts' scores, but the parts'
+// statistics add up.
+//
+// BLEU from `statistics`' counts, totals, sys_len and ref_len (the rest is ignored and recomputed):
+// corpus_bleu of a corpus equals bleu_from_statistics of its parts' corpus_bleu statistics, summed.
+BleuScore bleu_from_statistics(const BleuScore& statistics, bool effective_order = false);
+
+// chrF's statistics per character n-gram order 1..6: {hypothesis n-grams, reference n-grams, matches}.
+inline constexpr int kChrfOrder = 6;
+using ChrfStatistics = std::array<std::array<int64_t, 3>, kChrfOrder>;
+// The statistics of a corpus (summed over its segments), and the chrF of summed statistics:
+// corpus_chrf(h, r) == chrf_from_statistics(chrf_statistics(h, r)).
+ChrfStatistics chrf_statistics(const std::vector<std::string>& hypotheses, const std::vector<std::string>& references);
+double chrf_from_statistics(const ChrfStatistics& statistics);
+
 }  // namespace dtrain::data
