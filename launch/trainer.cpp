@@ -398,22 +398,24 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
     } else {
       log.live(step, last_loss, lr);
     }
-    TrainState state;  // what the checkpoint module adds to the model's and optimizer's state
-    state.step = step;
-    state.epoch = loader.position().epoch;
-    state.global_batch = loader.position().batch / c.grad_accum;
-    state.elapsed_s = log.elapsed();
-    state.eval = last_eval;
-    if (evaluating) {
-      profiler::Scope scope("eval", "evaluate");
-      state.eval = last_eval = evaluate(*w, pg, micro_batch * c.grad_accum, c.eval_batches, device);
-      log.eval(step, last_eval);
-      run.save_if_best(parts, pg, state);
-    }
-    if (checkpointing) {
-      profiler::Scope scope("checkpoint", "save");
-      run.save(parts, pg, state);
-      result.checkpoint = (std::filesystem::path(c.checkpoint_dir) / step_checkpoint_name(step)).string();
+    if (evaluating || checkpointing) {
+      TrainState state;  // what a checkpoint holds beyond the model's and optimizer's tensors
+      state.step = step;
+      state.epoch = loader.position().epoch;
+      state.global_batch = loader.position().batch / c.grad_accum;
+      state.elapsed_s = log.elapsed();
+      state.eval = last_eval;
+      if (evaluating) {
+        profiler::Scope scope("eval", "evaluate");
+        state.eval = last_eval = evaluate(*w, pg, micro_batch * c.grad_accum, c.eval_batches, device);
+        log.eval(step, last_eval);
+        run.save_if_best(parts, pg, state);
+      }
+      if (checkpointing) {
+        profiler::Scope scope("checkpoint", "save");
+        run.save(parts, pg, state);
+        result.checkpoint = (std::filesystem::path(c.checkpoint_dir) / step_checkpoint_name(step)).string();
+      }
     }
     step_scope.reset();
     if (step == profile_last) profiler::stop_and_write(trace_path(c, rank));
