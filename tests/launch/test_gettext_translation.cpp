@@ -148,7 +148,9 @@ TEST_F(GettextTranslation, EvalMetricsDoNotDependOnBatchingOrRanks) {
   const std::string whole = eval("16", "");
   EXPECT_NE(whole.find("bleu "), std::string::npos) << whole;
   EXPECT_EQ(eval("5", ""), whole);
-  if (!mpiexec().empty()) EXPECT_EQ(eval("5", mpi_prefix(2)), whole);
+  if (!mpiexec().empty()) {
+    EXPECT_EQ(eval("5", mpi_prefix(2)), whole);
+  }
 }
 
 TEST_F(GettextTranslation, UnknownGettextLanguageIsAOneLineError) {
