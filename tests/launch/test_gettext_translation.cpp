@@ -7,46 +7,14 @@
 #include <utility>
 #include <vector>
 
+#include "core/data/mo_test_writer.h"
+
 #include "cli_test_util.h"
 
 namespace dtrain::cli_test {
 namespace {
 
-// A little-endian MO file (as tests/core/data/test_mo_file.cpp writes them): the 28-byte header, the
-// original table at 28, the translation table after it, then every string with its NUL.
-std::string mo_bytes(const std::vector<std::pair<std::string, std::string>>& entries) {
-  std::string out;
-  auto put = [&](uint32_t v) {
-    for (int k = 0; k < 4; ++k) out += static_cast<char>((v >> (8 * k)) & 0xff);
-  };
-  const uint32_t n = static_cast<uint32_t>(entries.size());
-  const uint32_t originals = 28, translations = 28 + 8 * n;
-  put(0x950412de);
-  put(0);
-  put(n);
-  put(originals);
-  put(translations);
-  put(0);  // hash table size
-  put(0);  // hash table offset
-  uint32_t offset = translations + 8 * n;
-  std::string strings;
-  std::vector<std::pair<uint32_t, uint32_t>> descriptors[2];
-  for (int side = 0; side < 2; ++side) {
-    for (const auto& entry : entries) {
-      const std::string& s = side == 0 ? entry.first : entry.second;
-      descriptors[side].push_back({static_cast<uint32_t>(s.size()), offset});
-      strings += s + '\0';
-      offset += static_cast<uint32_t>(s.size() + 1);
-    }
-  }
-  for (const auto& table : descriptors) {
-    for (const auto& [length, at] : table) {
-      put(length);
-      put(at);
-    }
-  }
-  return out + strings;
-}
+using ::dtrain::test::mo_bytes;
 
 // Sixteen English syllables, each always translated by the same Chinese character: "kalo mipe" ->
 // "卡罗米佩". Two words of two syllables, so every target has four BLEU tokens (zh splits CJK

@@ -5,6 +5,7 @@
 
 #include "core/data/gettext_corpus.h"
 #include "core/data/vocab.h"
+#include "core/data/mo_test_writer.h"
 #include "data_test_util.h"
 
 using namespace dtrain;
@@ -13,28 +14,7 @@ using namespace dtrain::data::testing;
 
 namespace {
 
-// A little-endian MO file of (original, translation) pairs as stored ("ctxt\x04id", "id\0plural"),
-// header included when given; the layout is the one test_mo_file.cpp checks in both byte orders.
-std::string mo_bytes(const std::vector<std::pair<std::string, std::string>>& raw) {
-  std::string out;
-  auto put = [&](uint32_t v) {
-    for (int k = 0; k < 4; ++k) out += static_cast<char>((v >> (8 * k)) & 0xff);
-  };
-  const uint32_t n = static_cast<uint32_t>(raw.size());
-  for (uint32_t v : {0x950412deu, 0u, n, 28u, 28 + 8 * n, 0u, 0u}) put(v);
-  uint32_t offset = 28 + 16 * n;
-  std::string strings;
-  for (int side = 0; side < 2; ++side) {
-    for (const auto& entry : raw) {
-      const std::string& s = side == 0 ? entry.first : entry.second;
-      put(static_cast<uint32_t>(s.size()));
-      put(offset);
-      strings += s + '\0';
-      offset += static_cast<uint32_t>(s.size() + 1);
-    }
-  }
-  return out + strings;
-}
+using ::dtrain::test::mo_bytes;
 
 void write_catalog(const TempDir& dir, const std::string& language, const std::string& domain,
                    const std::vector<std::pair<std::string, std::string>>& raw) {
