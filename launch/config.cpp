@@ -132,6 +132,13 @@ void validate(const TrainConfig& c, const std::map<std::string, std::string>& or
   in_range("mlp-dim", c.mlp_dim, 0, 1 << 20, " (0: from --model-size)");
   in_range("patch", c.patch, 0, 1024, " (0: from --model-size)");
   in_range("dropout", c.dropout, 0, 0.99);
+  DTRAIN_CHECK(c.stem == "patch" || c.stem == "dwsep", where("stem"), "--stem must be patch or dwsep, got '", c.stem, "'");
+  DTRAIN_CHECK(c.modalities == "image" || c.modalities == "text" || c.modalities == "both", where("modalities"),
+               "--modalities must be image, text or both, got '", c.modalities, "'");
+  in_range("beam", c.beam, 1, 64);
+  in_range("length-penalty", c.length_penalty, 0, 10);
+  in_range("trainable-blocks", c.trainable_blocks, -1, 1024, " (-1: all)");
+  in_range("layer-lr-decay", c.layer_lr_decay, 0.01, 1);
   in_range("seq-len", c.seq_len, 4, 65536);
   in_range("batch-size", c.batch_size, 1, 1 << 24);
   in_range("grad-accum", c.grad_accum, 1, static_cast<double>(c.batch_size), " (at most --batch-size)");
@@ -177,6 +184,13 @@ std::vector<Setting> settings(const TrainConfig& c) {
       {"mlp-dim", integer(c.mlp_dim), fixed},
       {"patch", integer(c.patch), fixed},
       {"dropout", num(c.dropout), all},
+      {"stem", c.stem, fixed},
+      {"modalities", c.modalities, fixed},
+      {"beam", integer(c.beam), all},
+      {"length-penalty", num(c.length_penalty), all},
+      {"init-from", c.init_from, all},
+      {"trainable-blocks", integer(c.trainable_blocks), fixed},
+      {"layer-lr-decay", num(c.layer_lr_decay), all},
       {"augment", integer(c.augment), all},
       {"dataset", c.dataset, fixed},
       {"data-dir", c.data_dir, all},
@@ -246,7 +260,7 @@ OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& co
       "checkpoint to use: a checkpoint directory, or a run directory (its latest checkpoint); its model "
       "and data settings are the defaults here");
   group("Model");
-  add(kAll, "model", po::value(&c.model)->default_value(c.model), "vit | transformer | gpt");
+  add(kAll, "model", po::value(&c.model)->default_value(c.model), "vit | transformer | gpt | classifier | fusion");
   add(kBench, "model", po::value(&c.model)->default_value(c.model), "vit | vit-b16 | gpt");
   add(kAll | kBench, "model-size", po::value(&c.model_size)->default_value(c.model_size),
       "vit: fm, tiny, small, base; transformer and gpt: tiny, small");
@@ -256,8 +270,23 @@ OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& co
   add(kAll | kBench, "mlp-dim", po::value(&c.mlp_dim)->default_value(c.mlp_dim), "MLP hidden width (0: from --model-size)");
   add(kAll | kBench, "patch", po::value(&c.patch)->default_value(c.patch), "ViT patch size (0: from --model-size)");
   add(kTrain | kBench, "dropout", po::value(&c.dropout)->default_value(c.dropout), "dropout probability");
+  add(kAll, "stem", po::value(&c.stem)->default_value(c.stem),
+      "vit: patch (one strided convolution) | dwsep (depthwise-separable convolution, then the patch projection)");
+  add(kAll, "modalities", po::value(&c.modalities)->default_value(c.modalities),
+      "fusion: image | text | both (cross-modal attention and gated fusion)");
+  group("Decoding");
+  add(kAll, "beam", po::value(&c.beam)->default_value(c.beam), "transformer: beam width of decodes (1: greedy)");
+  add(kAll, "length-penalty", po::value(&c.length_penalty)->default_value(c.length_penalty, short_text(c.length_penalty)),
+      "transformer beam: log-probability over ((5 + length) / 6)^alpha");
+  group("Fine-tuning");
+  add(kTrain, "init-from", po::value(&c.init_from)->default_value(c.init_from, kEmpty),
+      "start a fresh run from this checkpoint's model weights (a checkpoint or run directory)");
+  add(kTrain, "trainable-blocks", po::value(&c.trainable_blocks)->default_value(c.trainable_blocks),
+      "train only the last N blocks and the head, freezing the rest (-1: all)");
+  add(kTrain, "layer-lr-decay", po::value(&c.layer_lr_decay)->default_value(c.layer_lr_decay),
+      "block i of L trains at lr * decay^(L - i), the head at lr (1: one lr)");
   group("Data");
-  add(kAll, "dataset", po::value(&c.dataset)->default_value(c.dataset), "fashion-mnist | cifar10 | freedict | gettext-zh | gettext-de | fortunes");
+  add(kAll, "dataset", po::value(&c.dataset)->default_value(c.dataset), "fashion-mnist | cifar10 (vit); freedict | gettext-zh | gettext-de (transformer); fortunes (gpt); fortune-files (classifier); unihan (fusion)");
   add(kAll, "data-dir", po::value(&c.data_dir)->default_value(c.data_dir, kEmpty), "dataset directory (empty: the Debian package's)");
   add(kAll | kBench, "seq-len", po::value(&c.seq_len)->default_value(c.seq_len), "GPT context / Transformer max length");
   add(kTrain, "augment", po::value(&c.augment)->default_value(c.augment),

@@ -28,12 +28,22 @@ struct Interval {
 
 struct TrainConfig {
   // model
-  std::string model = "vit";  // vit | transformer | gpt
+  std::string model = "vit";  // vit | transformer | gpt | classifier | fusion
   std::string model_size = "fm";  // vit: fm, tiny, small, base; transformer/gpt: tiny, small
   int64_t dim = 0, depth = 0, heads = 0, mlp_dim = 0, patch = 0;  // 0: from model_size
   double dropout = 0.0;
+  std::string stem = "patch";        // vit: patch (one strided convolution) | dwsep (depthwise-separable)
+  std::string modalities = "both";   // fusion: image | text | both
+  // decoding (transformer evaluation and predict)
+  int64_t beam = 1;              // beam width; 1: greedy
+  double length_penalty = 0.6;   // beam: scores divided by ((5 + length) / 6)^alpha
+  // fine-tuning: a fresh run that starts from a checkpoint's model weights
+  std::string init_from;         // a checkpoint or run directory (its latest checkpoint); empty: none
+  int64_t trainable_blocks = -1; // -1: all parameters train; N: only the last N blocks and the head
+  double layer_lr_decay = 1.0;   // block i of depth L trains at lr * decay^(L - i); the head at lr
   // data
-  std::string dataset = "fashion-mnist";  // fashion-mnist | cifar10 | freedict | fortunes
+  // fashion-mnist | cifar10 | freedict | gettext-zh | gettext-de | fortunes | fortune-files | unihan
+  std::string dataset = "fashion-mnist";
   std::string data_dir;  // empty: the Debian package's location
   int64_t seq_len = 64;  // gpt context, transformer max length
   // schedule of work

@@ -1,0 +1,103 @@
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "core/data/text_corpus.h"
+#include "models/gpt.h"
+
+#include "core/ops/ops.h"
+#include "launch/workload_util.h"
+
+namespace dtrain::launch {
+
+namespace {
+
+// ---- GPT on the fortunes: next-character cross entropy, bits per character, a sample.
+class GptWorkload : public Workload {
+ public:
+  GptWorkload(const TrainConfig& c, Device device) : device_(device) {
+    DTRAIN_CHECK(c.dataset == "fortunes", "model gpt trains on --dataset fortunes, not '", c.dataset, "'");
+    data::TextCorpusOptions options;
+    if (!c.data_dir.empty()) options.dir = c.data_dir;
+    corpus_ = data::load_fortunes(options);
+    train_set = std::make_shared<data::TextDataset>(corpus_.train_text, corpus_.vocab, c.seq_len);
+    eval_set = std::make_shared<data::TextDataset>(corpus_.val_text, corpus_.vocab, c.seq_len);
+    models::GptConfig m = models::GptConfig::preset(c.model_size == "fm" ? "small" : c.model_size,
+                                                    corpus_.vocab.size(), c.seq_len);
+    override_sizes(c, m);
+    if (c.depth) m.depth = c.depth;
+    model_ = std::make_shared<models::Gpt>(m);
+    model_->to(device);
+  }
+  std::shared_ptr<nn::Module> shared_model() override { return model_; }
+  const char* unit() const override { return "tokens"; }
+  int64_t items(const data::Batch& b) const override { return b.target.numel(); }
+  void check_batch(const data::Batch& b) const override {
+    check_ids(b.input, model_->config().vocab_size, -1, "token");
+    check_ids(b.target, model_->config().vocab_size, -1, "token");
+  }
+  Tensor loss(const data::Batch& b) override {
+    Tensor logits = model_->forward(b.input).to(DType::f32);
+    return cross_entropy(logits.flatten(0, 1), b.target.flatten());
+  }
+  std::vector<double> eval_sums(const data::Batch& b) override {
+    Tensor logits = model_->forward(b.input).to(DType::f32);
+    double loss_sum =
+        cross_entropy(logits.flatten(0, 1), b.target.flatten(), -100, 0.0, Reduction::sum).item();
+    return {loss_sum, static_cast<double>(b.target.numel())};
+  }
+  nlohmann::json eval_metrics(const std::vector<double>& s) const override {
+    double loss = s[0] / s[1];
+    return {{"loss", loss}, {"bpc", loss / std::log(2.0)}};
+  }
+  std::string headline_metric() const override { return "bpc"; }
+  std::vector<std::string> samples() override {
+    Generator gen(7);
+    // "The " where the corpus has those characters; otherwise the validation text's first character.
+    std::u32string prompt_text;
+    for (char32_t ch : std::u32string(U"The ")) {
+      if (corpus_.vocab.contains(ch)) prompt_text += ch;
+    }
+    if (prompt_text.empty()) prompt_text = data::utf8_decode(corpus_.val_text).substr(0, 1);
+    std::vector<int32_t> prompt32 = corpus_.vocab.encode(data::utf8_encode(prompt_text));
+    std::vector<int64_t> prompt(prompt32.begin(), prompt32.end());
+    return {corpus_.vocab.decode(model_->generate(prompt, 160, 0.8, 20, gen))};
+  }
+  double train_flops_per_item() const override {
+    return 3.0 * models::gpt_forward_flops_per_token(model_->config(), model_->config().max_len);
+  }
+  // The prompt and its continuation. The vocabulary is the corpus's characters with no unk token, so a
+  // character the corpus lacks cannot be fed to the model.
+  std::vector<std::string> predict(const PredictInput& input) override {
+    DTRAIN_CHECK(!input.prompt.empty(), "this checkpoint holds a gpt model: give --prompt \"text to continue\"");
+    for (char32_t ch : data::utf8_decode(input.prompt)) {
+      if (corpus_.vocab.contains(ch)) continue;
+      std::string shown;
+      data::utf8_append(shown, ch);
+      char code[16];
+      std::snprintf(code, sizeof code, "U+%04X", static_cast<unsigned>(ch));
+      throw Error(ch == 0xfffd ? std::string("--prompt is not valid UTF-8: give UTF-8 text")
+                               : "--prompt has the character '" + shown + "' (" + code +
+                                     "), which is not among the " + std::to_string(corpus_.vocab.size()) +
+                                     " characters this model was trained on: leave it out or replace it");
+    }
+    std::vector<int32_t> ids = corpus_.vocab.encode(input.prompt);
+    Generator gen(input.seed);
+    std::vector<int64_t> tokens = model_->generate(std::vector<int64_t>(ids.begin(), ids.end()),
+                                                   input.max_tokens, input.temperature, input.top_k, gen);
+    return {corpus_.vocab.decode(tokens)};
+  }
+
+ private:
+  Device device_;
+  data::TextCorpus corpus_;
+  std::shared_ptr<models::Gpt> model_;
+};
+
+}  // namespace
+
+std::unique_ptr<Workload> make_gpt_workload(const TrainConfig& config, Device device) {
+  return std::make_unique<GptWorkload>(config, device);
+}
+
+}  // namespace dtrain::launch

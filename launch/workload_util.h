@@ -1,0 +1,32 @@
+// What the workloads share: each one's factory (launch/workload_<model>.cpp) and the checks of a
+// host batch. make_workload (launch/workload.h) picks the factory by --model.
+#pragma once
+#include <cstdint>
+#include <memory>
+
+#include "launch/workload.h"
+
+namespace dtrain::launch {
+
+std::unique_ptr<Workload> make_vit_workload(const TrainConfig& config, Device device);
+std::unique_ptr<Workload> make_transformer_workload(const TrainConfig& config, Device device);
+std::unique_ptr<Workload> make_gpt_workload(const TrainConfig& config, Device device);
+
+// Sizes given on the command line override the preset's.
+template <class Config>
+void override_sizes(const TrainConfig& c, Config& m) {
+  if (c.dim) m.dim = c.dim;
+  if (c.heads) m.heads = c.heads;
+  if (c.mlp_dim) m.mlp_dim = c.mlp_dim;
+  m.dropout = c.dropout;
+}
+
+// The values of a host batch's i64 tensor `t` (undefined: nothing), read where they lie: the batch is
+// still on the host, so this is no device read back.
+const int64_t* host_ids(const Tensor& t);
+
+// Every id of `t` in [0, limit) or equal to `allowed` (padding, ignored targets); else a one-line
+// error: the dataset does not fit the model.
+void check_ids(const Tensor& t, int64_t limit, int64_t allowed, const char* what);
+
+}  // namespace dtrain::launch

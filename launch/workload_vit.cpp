@@ -1,0 +1,138 @@
+#include <algorithm>
+#include <array>
+#include <cstdio>
+#include <numeric>
+
+#include "core/data/cifar10.h"
+#include "core/data/fashion_mnist.h"
+#include "models/vit.h"
+
+#include "core/ops/ops.h"
+#include "launch/workload_util.h"
+
+namespace dtrain::launch {
+
+namespace {
+
+// ---- ViT on images: cross entropy over classes, top-1 accuracy.
+class VitWorkload : public Workload {
+ public:
+  VitWorkload(const TrainConfig& c, Device device) {
+    models::VitConfig m = models::VitConfig::preset(c.model_size);
+    if (c.dataset == "fashion-mnist") {
+      std::string dir = c.data_dir.empty() ? data::kFashionMnistDefaultDir : c.data_dir;
+      auto train = std::make_shared<data::FashionMnist>(data::Split::train, dir,
+                                                        data::FashionMnistOptions{.augment = c.augment});
+      auto eval = std::make_shared<data::FashionMnist>(data::Split::test, dir);
+      for (const data::FashionMnist* split : {train.get(), eval.get()}) {
+        DTRAIN_CHECK(split->height() == 28 && split->width() == 28, "Fashion-MNIST images in ", dir, " are ",
+                     split->height(), "x", split->width(), " pixels, not 28x28: check --data-dir");
+      }
+      train_set = train, eval_set = eval;
+      m.image_size = 28, m.in_channels = 1, m.num_classes = 10;
+    } else if (c.dataset == "cifar10") {
+      DTRAIN_CHECK(!c.data_dir.empty(), "--dataset cifar10 needs --data-dir with the CIFAR-10 binary files");
+      train_set = std::make_shared<data::Cifar10>(data::Split::train, c.data_dir,
+                                                  data::Cifar10Options{.augment = c.augment});
+      eval_set = std::make_shared<data::Cifar10>(data::Split::test, c.data_dir);
+      m.image_size = 32, m.in_channels = 3, m.num_classes = 10;
+    } else {
+      throw Error("model vit trains on fashion-mnist or cifar10, not '" + c.dataset + "'");
+    }
+    override_sizes(c, m);
+    if (c.depth) m.depth = c.depth;
+    if (c.patch) m.patch_size = c.patch;
+    model_ = std::make_shared<models::VisionTransformer>(m);
+    model_->to(device);
+    label_smoothing_ = c.label_smoothing;
+    dataset_ = c.dataset;
+    device_ = device;
+  }
+  std::shared_ptr<nn::Module> shared_model() override { return model_; }
+  const char* unit() const override { return "images"; }
+  int64_t items(const data::Batch& b) const override { return b.size(); }
+  void check_batch(const data::Batch& b) const override {
+    check_ids(b.target, model_->config().num_classes, -100, "class");
+  }
+  Tensor loss(const data::Batch& b) override {
+    return cross_entropy(model_->forward(b.input).to(DType::f32), b.target, -100, label_smoothing_);
+  }
+  std::vector<double> eval_sums(const data::Batch& b) override {
+    Tensor logits = model_->forward(b.input).to(DType::f32);
+    double loss_sum = cross_entropy(logits, b.target, -100, 0.0, Reduction::sum).item();
+    double correct = sum(eq(argmax(logits, -1), b.target).to(DType::f32)).item();
+    return {loss_sum, correct, static_cast<double>(b.size())};
+  }
+  nlohmann::json eval_metrics(const std::vector<double>& s) const override {
+    return {{"loss", s[0] / s[2]}, {"accuracy", s[1] / s[2]}};
+  }
+  std::string headline_metric() const override { return "accuracy"; }
+  std::map<std::string, std::string> checkpoint_metadata() const override {
+    const models::VitConfig& m = model_->config();
+    return {{"model", "vit"},          {"image_size", std::to_string(m.image_size)},
+            {"in_channels", std::to_string(m.in_channels)}, {"num_classes", std::to_string(m.num_classes)},
+            {"patch_size", std::to_string(m.patch_size)},   {"dim", std::to_string(m.dim)},
+            {"depth", std::to_string(m.depth)},             {"heads", std::to_string(m.heads)},
+            {"mlp_dim", std::to_string(m.mlp_dim)}};
+  }
+  double train_flops_per_item() const override { return 3.0 * models::vit_forward_flops(model_->config()); }
+  std::vector<std::string> predict(const PredictInput& input) override;
+
+ private:
+  std::shared_ptr<models::VisionTransformer> model_;
+  double label_smoothing_ = 0.0;
+  std::string dataset_;
+  Device device_;
+};
+
+// The image normalised as the dataset normalises its own, the model's class probabilities, and the
+// five likeliest classes, likeliest first.
+std::vector<std::string> VitWorkload::predict(const PredictInput& input) {
+  const models::VitConfig& m = model_->config();
+  const bool gray = dataset_ == "fashion-mnist";
+  const std::string wanted = std::to_string(m.image_size) + "x" + std::to_string(m.image_size) +
+                             (m.in_channels == 1 ? " grayscale" : " RGB");
+  DTRAIN_CHECK(input.image.has_value(), "this checkpoint holds a vit model for ", dataset_, " (", wanted,
+               " images): give --image FILE");
+  const data::Image& image = *input.image;
+  DTRAIN_CHECK(image.width == m.image_size && image.height == m.image_size && image.channels == m.in_channels,
+               input.image_name, " is a ", image.description(), " image but this ", dataset_, " model takes ",
+               wanted, " images; dtrain does not resize or convert: give a ", wanted, " image");
+  const std::array<float, 1> fm_mean = {data::kFashionMnistMean}, fm_std = {data::kFashionMnistStd};
+  const int64_t plane = image.width * image.height;
+  Tensor pixels = Tensor::empty({1, image.channels, image.height, image.width}, DType::f32);
+  data::normalize_pixels(image.pixels.data(), image.channels, plane,
+                         gray ? fm_mean.data() : data::kCifar10Mean.data(),
+                         gray ? fm_std.data() : data::kCifar10Std.data(), pixels.data<float>());
+  std::vector<float> probabilities;
+  {
+    NoGradGuard no_grad;
+    const bool was_training = model_->is_training();
+    model_->eval();
+    Tensor logits = model_->forward(pixels.to(device_)).to(DType::f32);
+    probabilities = softmax(logits, -1).to_vector<float>();
+    model_->train(was_training);
+  }
+  const auto& names = gray ? data::FashionMnist::class_names() : data::Cifar10::class_names();
+  std::vector<size_t> order(probabilities.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  // Ties keep class order, so the first line is the arg max.
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return probabilities[a] > probabilities[b]; });
+  std::vector<std::string> lines;
+  for (size_t i = 0; i < std::min<size_t>(5, order.size()); ++i) {
+    const std::string name = order[i] < names.size() ? names[order[i]] : "class " + std::to_string(order[i]);
+    char probability[32];
+    std::snprintf(probability, sizeof probability, "%.4f", static_cast<double>(probabilities[order[i]]));
+    lines.push_back(probability + ("  " + name));
+  }
+  return lines;
+}
+
+}  // namespace
+
+std::unique_ptr<Workload> make_vit_workload(const TrainConfig& config, Device device) {
+  return std::make_unique<VitWorkload>(config, device);
+}
+
+}  // namespace dtrain::launch
