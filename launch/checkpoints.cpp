@@ -85,6 +85,34 @@ TrainConfig load_run_config(const std::string& checkpoint_dir, const std::vector
   return config;
 }
 
+std::string load_initial_weights(const std::string& path, Workload& workload) {
+  const std::string dir = resolve_checkpoint(path);
+  Checkpoint ck(dir);
+  const NamedTensors saved = ck.tensors(kCheckpointModelFile).tensors();
+  std::map<std::string, const Tensor*> by_name;
+  for (const auto& [name, t] : saved) by_name[name] = &t;
+  NamedTensors merged = workload.checkpoint_state();
+  int64_t taken = 0;
+  std::string kept;
+  for (auto& [name, t] : merged) {
+    auto it = by_name.find(name);
+    if (it != by_name.end() && it->second->shape() == t.shape()) {
+      t = *it->second;
+      ++taken;
+      by_name.erase(it);
+    } else {
+      kept += (kept.empty() ? "" : ", ") + name + " " + shape_str(t.shape()) +
+              (it == by_name.end() ? "" : " (checkpoint " + shape_str(it->second->shape()) + ")");
+    }
+  }
+  DTRAIN_CHECK(taken > 0, "--init-from ", dir, ": none of its ", saved.size(),
+               " model tensors fits this model by name and shape: give a checkpoint of the same --model");
+  workload.load_checkpoint_state(merged);
+  return "initialised from " + dir + ": " + std::to_string(taken) + " of " + std::to_string(merged.size()) +
+         " tensors" + (kept.empty() ? "" : "; newly initialised: " + kept) +
+         (by_name.empty() ? "" : "; " + std::to_string(by_name.size()) + " checkpoint tensors unused");
+}
+
 bool higher_is_better(const std::string& metric) { return metric == "accuracy" || metric == "bleu"; }
 
 RunCheckpoints::RunCheckpoints(const TrainConfig& c, int rank, int64_t total_steps) : config_(c) {

@@ -38,6 +38,12 @@ std::map<std::string, std::string> recorded_settings(const std::string& checkpoi
 // The TrainConfig a checkpoint was trained with; `args` (predict's or eval's command line) override it.
 TrainConfig load_run_config(const std::string& checkpoint_dir, const std::vector<std::string>& args = {},
                             const char* subcommand = "predict");
+// Fine-tuning (--init-from): copies the model tensors of the checkpoint at `path` (a checkpoint or a
+// run directory) into `workload`'s model by name. A tensor the model has but the checkpoint lacks, or
+// holds in another shape (a new head for other classes), keeps its fresh initialisation; a tensor only
+// the checkpoint has is ignored. Returns one line saying what was taken and what was not. Throws when
+// no tensor matches (a checkpoint of another model).
+std::string load_initial_weights(const std::string& path, Workload& workload);
 // Whether a larger value of `metric` is better (accuracy, BLEU) or a smaller one (loss, CER, bpc).
 bool higher_is_better(const std::string& metric);
 

@@ -190,7 +190,7 @@ std::vector<Setting> settings(const TrainConfig& c) {
       {"length-penalty", num(c.length_penalty), all},
       {"init-from", c.init_from, all},
       {"trainable-blocks", integer(c.trainable_blocks), fixed},
-      {"layer-lr-decay", num(c.layer_lr_decay), all},
+      {"layer-lr-decay", num(c.layer_lr_decay), fixed},
       {"augment", integer(c.augment), all},
       {"dataset", c.dataset, fixed},
       {"data-dir", c.data_dir, all},
@@ -284,7 +284,8 @@ OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& co
   add(kTrain, "trainable-blocks", po::value(&c.trainable_blocks)->default_value(c.trainable_blocks),
       "train only the last N blocks and the head, freezing the rest (-1: all)");
   add(kTrain, "layer-lr-decay", po::value(&c.layer_lr_decay)->default_value(c.layer_lr_decay),
-      "block i of L trains at lr * decay^(L - i), the head at lr (1: one lr)");
+      "layer-wise lr: the head trains at lr, block i of L (from 1) at lr * decay^(L + 1 - i), the embeddings "
+      "at lr * decay^(L + 1) (1: one lr)");
   group("Data");
   add(kAll, "dataset", po::value(&c.dataset)->default_value(c.dataset), "fashion-mnist | cifar10 (vit); freedict | gettext-zh | gettext-de (transformer); fortunes (gpt); fortune-files (classifier); unihan (fusion)");
   add(kAll, "data-dir", po::value(&c.data_dir)->default_value(c.data_dir, kEmpty), "dataset directory (empty: the Debian package's)");

@@ -40,7 +40,7 @@ struct TrainConfig {
   // fine-tuning: a fresh run that starts from a checkpoint's model weights
   std::string init_from;         // a checkpoint or run directory (its latest checkpoint); empty: none
   int64_t trainable_blocks = -1; // -1: all parameters train; N: only the last N blocks and the head
-  double layer_lr_decay = 1.0;   // block i of depth L trains at lr * decay^(L - i); the head at lr
+  double layer_lr_decay = 1.0;   // block i (from 1) of L trains at lr * decay^(L + 1 - i); the head at lr
   // data
   // fashion-mnist | cifar10 | freedict | gettext-zh | gettext-de | fortunes | fortune-files | unihan
   std::string dataset = "fashion-mnist";

@@ -1,20 +1,38 @@
 #include "launch/optimizer_factory.h"
 
+#include <algorithm>
+#include <cmath>
+#include <string>
+
 #include "distributed/zero.h"
 
 namespace dtrain::launch {
 
 namespace {
 template <class Options, class Opt>
-std::unique_ptr<optim::Optimizer> grouped(Options options, double weight_decay,
-                                          std::vector<Tensor> decay, std::vector<Tensor> no_decay) {
-  Options with = options, without = options;
-  with.weight_decay = weight_decay;
-  without.weight_decay = 0.0;
+std::unique_ptr<optim::Optimizer> grouped(Options options, double weight_decay, std::vector<GroupSpec> specs) {
   std::vector<optim::ParamGroup<Options>> groups;
-  groups.push_back({std::move(decay), with});
-  groups.push_back({std::move(no_decay), without});
+  for (GroupSpec& spec : specs) {
+    Options o = options;
+    o.lr = options.lr * spec.lr_scale;
+    o.weight_decay = spec.decay ? weight_decay : 0.0;
+    groups.push_back({std::move(spec.params), o});
+  }
   return std::make_unique<Opt>(std::move(groups));
+}
+
+// The block index in a parameter name ("blocks.3.attn.qkv.weight", "decoder_layers.0.mlp..."), or -1.
+int64_t block_index(const std::string& name) {
+  for (const char* stack : {"blocks.", "layers."}) {
+    for (size_t at = name.find(stack); at != std::string::npos; at = name.find(stack, at + 1)) {
+      size_t digits = at + std::char_traits<char>::length(stack), end = digits;
+      while (end < name.size() && name[end] >= '0' && name[end] <= '9') ++end;
+      if (end > digits && end - digits < 7 && end < name.size() && name[end] == '.') {
+        return std::stoll(name.substr(digits, end - digits));
+      }
+    }
+  }
+  return -1;
 }
 
 bool exempt_from_decay(const std::string& name, const Tensor& p) {
@@ -22,6 +40,51 @@ bool exempt_from_decay(const std::string& name, const Tensor& p) {
          name.find("pos_embed") != std::string::npos;
 }
 }  // namespace
+
+ParameterLayers parameter_layers(const nn::Module& model) {
+  ParameterLayers result;
+  std::vector<int64_t> blocks;
+  for (const auto& [name, p] : model.named_parameters()) blocks.push_back(block_index(name));
+  const auto first = std::find_if(blocks.begin(), blocks.end(), [](int64_t b) { return b >= 0; });
+  result.depth = blocks.empty() ? 0 : *std::max_element(blocks.begin(), blocks.end()) + 1;
+  for (auto it = blocks.begin(); it != blocks.end(); ++it) {
+    result.layer.push_back(*it >= 0 ? *it + 1 : it < first ? 0 : result.depth + 1);
+  }
+  return result;
+}
+
+int64_t freeze_below_last_blocks(const nn::Module& model, int64_t trainable_blocks) {
+  if (trainable_blocks < 0) return 0;
+  const ParameterLayers layers = parameter_layers(model);
+  DTRAIN_CHECK(trainable_blocks <= layers.depth, "--trainable-blocks ", trainable_blocks, " but the model has ",
+               layers.depth, " blocks: give at most ", layers.depth, " (or -1 to train everything)");
+  int64_t frozen = 0, i = 0;
+  for (const auto& [name, p] : model.named_parameters()) {
+    if (layers.layer[i++] <= layers.depth - trainable_blocks) {
+      Tensor(p).set_requires_grad(false);
+      ++frozen;
+    }
+  }
+  return frozen;
+}
+
+std::vector<GroupSpec> param_groups(const TrainConfig& c, const nn::Module& model) {
+  const ParameterLayers layers = parameter_layers(model);
+  const bool per_layer = c.layer_lr_decay != 1.0;
+  std::vector<GroupSpec> groups(per_layer ? 2 * (layers.depth + 2) : 2);
+  for (size_t g = 0; g < groups.size(); ++g) {
+    groups[g].decay = g % 2 == 0;
+    if (per_layer) groups[g].lr_scale = std::pow(c.layer_lr_decay, static_cast<double>(layers.depth + 1 - g / 2));
+  }
+  int64_t i = 0;
+  for (const auto& [name, p] : model.named_parameters()) {
+    const int64_t layer = layers.layer[i++];
+    if (!p.requires_grad()) continue;
+    const size_t pair = per_layer ? 2 * static_cast<size_t>(layer) : 0;
+    groups[pair + (exempt_from_decay(name, p) ? 1 : 0)].params.push_back(p);
+  }
+  return groups;
+}
 
 std::vector<std::vector<Tensor>> decay_groups(const nn::Module& model) {
   std::vector<std::vector<Tensor>> groups(2);
@@ -35,24 +98,29 @@ std::vector<std::vector<Tensor>> decay_groups(const nn::Module& model) {
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c,
                                                  std::vector<std::vector<Tensor>> groups) {
   DTRAIN_CHECK(groups.size() == 2, "make_optimizer expects {decay, no_decay} parameter groups");
-  std::vector<Tensor>& decay = groups[0];
-  std::vector<Tensor>& no_decay = groups[1];
+  std::vector<GroupSpec> specs(2);
+  specs[0] = {std::move(groups[0]), true, 1.0};
+  specs[1] = {std::move(groups[1]), false, 1.0};
+  return make_optimizer(c, std::move(specs));
+}
+
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, std::vector<GroupSpec> groups) {
   const std::string& o = c.optimizer;
   if (o == "sgd") {
-    return grouped<optim::SGDOptions, optim::SGD>({.lr = c.lr, .momentum = 0.9}, c.weight_decay, decay, no_decay);
+    return grouped<optim::SGDOptions, optim::SGD>({.lr = c.lr, .momentum = 0.9}, c.weight_decay, std::move(groups));
   }
-  if (o == "adam") return grouped<optim::AdamOptions, optim::Adam>({.lr = c.lr}, c.weight_decay, decay, no_decay);
-  if (o == "adamw") return grouped<optim::AdamWOptions, optim::AdamW>({.lr = c.lr}, c.weight_decay, decay, no_decay);
+  if (o == "adam") return grouped<optim::AdamOptions, optim::Adam>({.lr = c.lr}, c.weight_decay, std::move(groups));
+  if (o == "adamw") return grouped<optim::AdamWOptions, optim::AdamW>({.lr = c.lr}, c.weight_decay, std::move(groups));
   if (o == "adagrad") {
-    return grouped<optim::AdagradOptions, optim::Adagrad>({.lr = c.lr}, c.weight_decay, decay, no_decay);
+    return grouped<optim::AdagradOptions, optim::Adagrad>({.lr = c.lr}, c.weight_decay, std::move(groups));
   }
   if (o == "rmsprop") {
-    return grouped<optim::RMSpropOptions, optim::RMSprop>({.lr = c.lr}, c.weight_decay, decay, no_decay);
+    return grouped<optim::RMSpropOptions, optim::RMSprop>({.lr = c.lr}, c.weight_decay, std::move(groups));
   }
   if (o == "adamax") {
-    return grouped<optim::AdamaxOptions, optim::Adamax>({.lr = c.lr}, c.weight_decay, decay, no_decay);
+    return grouped<optim::AdamaxOptions, optim::Adamax>({.lr = c.lr}, c.weight_decay, std::move(groups));
   }
-  if (o == "nadam") return grouped<optim::NAdamOptions, optim::NAdam>({.lr = c.lr}, c.weight_decay, decay, no_decay);
+  if (o == "nadam") return grouped<optim::NAdamOptions, optim::NAdam>({.lr = c.lr}, c.weight_decay, std::move(groups));
   throw Error("unknown optimizer '" + o + "': use sgd, adam, adamw, adagrad, rmsprop, adamax or nadam");
 }
 
@@ -67,10 +135,19 @@ optim::LrSchedule make_schedule(const TrainConfig& c, int64_t total_steps) {
 
 std::unique_ptr<optim::Optimizer> make_training_optimizer(const TrainConfig& c, const nn::Module& model,
                                                           const std::shared_ptr<dist::ProcessGroup>& pg) {
-  if (c.zero == 0) return make_optimizer(c, decay_groups(model));
+  std::vector<GroupSpec> specs = param_groups(c, model);
+  if (c.zero == 0) return make_optimizer(c, std::move(specs));
+  // ZeRO-1 hands the inner optimizer each group's shard, in the same order.
+  std::vector<std::vector<Tensor>> tensors;
+  for (GroupSpec& spec : specs) tensors.push_back(std::move(spec.params));
   return std::make_unique<dist::ZeroRedundancyOptimizer>(
-      decay_groups(model), pg,
-      [c](std::vector<std::vector<Tensor>> groups) { return make_optimizer(c, std::move(groups)); });
+      std::move(tensors), pg, [c, specs](std::vector<std::vector<Tensor>> shards) {
+        std::vector<GroupSpec> sharded = specs;
+        DTRAIN_CHECK(shards.size() == sharded.size(), "ZeRO-1 gave ", shards.size(), " parameter groups for ",
+                     sharded.size());
+        for (size_t g = 0; g < shards.size(); ++g) sharded[g].params = std::move(shards[g]);
+        return make_optimizer(c, std::move(sharded));
+      });
 }
 
 }  // namespace dtrain::launch

@@ -293,6 +293,17 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
     return result;
   }
   std::shared_ptr<nn::Module> model = w->shared_model();
+  // Fine-tuning: a fresh run may start from another run's weights (a resume has its own) and train
+  // only the last blocks. Before DDP, which starts every rank from rank 0's weights.
+  std::string init_note;
+  dist::run_on_every_rank(pg, [&] {
+    if (run.resume_dir().empty() && !c.init_from.empty()) init_note = load_initial_weights(c.init_from, *w);
+    const int64_t frozen = freeze_below_last_blocks(*model, c.trainable_blocks);
+    if (frozen > 0) {
+      init_note += (init_note.empty() ? "" : "; ") + std::to_string(frozen) + " parameter tensors frozen, " +
+                   std::to_string(c.trainable_blocks) + " blocks and the head train";
+    }
+  });
   // Dropout masks differ between ranks (their data does too); initial weights are rank 0's anyway.
   manual_seed(data::combine_seed(c.seed, static_cast<uint64_t>(rank) + 1));
   const int64_t micro_batch = c.batch_size / (world * c.grad_accum);
@@ -328,6 +339,7 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
 
   StepLog log(c, *w, run, total_steps, steps_per_epoch, lead, device);
   if (lead) log.progress().print(header_line(c, *model, world, device, total_steps, step, run.resume_dir()));
+  if (lead && !init_note.empty()) log.progress().print(init_note);
   const auto [profile_first, profile_last] = c.profile_range();
   const std::vector<Tensor> params = optimizer->parameters();
   StopSignals stop_signals;

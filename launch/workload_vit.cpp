@@ -42,6 +42,7 @@ class VitWorkload : public Workload {
     override_sizes(c, m);
     if (c.depth) m.depth = c.depth;
     if (c.patch) m.patch_size = c.patch;
+    m.stem = c.stem;
     model_ = std::make_shared<models::VisionTransformer>(m);
     model_->to(device);
     label_smoothing_ = c.label_smoothing;
@@ -73,7 +74,8 @@ class VitWorkload : public Workload {
             {"in_channels", std::to_string(m.in_channels)}, {"num_classes", std::to_string(m.num_classes)},
             {"patch_size", std::to_string(m.patch_size)},   {"dim", std::to_string(m.dim)},
             {"depth", std::to_string(m.depth)},             {"heads", std::to_string(m.heads)},
-            {"mlp_dim", std::to_string(m.mlp_dim)}};
+            {"mlp_dim", std::to_string(m.mlp_dim)},         {"stem", m.stem},
+            {"stem_channels", std::to_string(m.stem_channels)}};
   }
   double train_flops_per_item() const override { return 3.0 * models::vit_forward_flops(model_->config()); }
   std::vector<std::string> predict(const PredictInput& input) override;

@@ -1,6 +1,9 @@
 // Vision Transformer (Dosovitskiy et al., "An Image Is Worth 16x16 Words"), laid out like timm's
 // VisionTransformer so checkpoints load there by name:
 //   patches = conv(x, kernel = stride = patch)            patch_embed.proj.{weight,bias}
+//     or, with stem "dwsep", conv(stem(x), ...) where stem is two 3x3 depthwise-separable
+//     convolutions, each followed by GELU (a convolutional stem at full resolution; stem.conv1.*,
+//     stem.conv2.*, not in timm's layout)
 //   z0 = [cls; patches] + pos                               cls_token [1,1,D], pos_embed [1,N+1,D]
 //   z_l = block_l(z_{l-1}), l = 1..depth (pre-LN)           blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}
 //   logits = head(norm(z_L)[:, 0])                          norm.*, head.*
@@ -22,6 +25,8 @@ struct VitConfig {
   int64_t heads = 4;
   int64_t mlp_dim = 512;
   double dropout = 0.0;
+  std::string stem = "patch";    // "patch": the patch projection alone; "dwsep": a DwsepStem before it
+  int64_t stem_channels = 32;    // the dwsep stem's output channels
   // fm (Fashion-MNIST: patch 4, dim 128, depth 6, heads 4, MLP 512), and the paper's tiny, small, base
   // (patch 16): dims 192/384/768, depth 12, heads 3/6/12, MLP 4x.
   static VitConfig preset(const std::string& name);
@@ -37,6 +42,18 @@ class PatchEmbed : public nn::Module {
   std::shared_ptr<nn::Conv2d> proj;
 };
 
+// A convolutional stem at the image's resolution: two 3x3 depthwise-separable convolutions (padding
+// 1), each followed by GELU. [B, C, H, W] -> [B, channels, H, W]. Convolutions before the patch
+// projection give the ViT local features it otherwise has to learn from whole patches (Xiao et al.,
+// "Early Convolutions Help Transformers See Better", 2021); depthwise-separable ones cost
+// C*9 + C*C' weights each instead of C*C'*9.
+class DwsepStem : public nn::Module {
+ public:
+  DwsepStem(int64_t in_channels, int64_t channels);
+  Tensor forward(const Tensor& images) const;
+  std::shared_ptr<nn::DepthwiseSeparableConv2d> conv1, conv2;
+};
+
 class VisionTransformer : public nn::Module {
  public:
   explicit VisionTransformer(const VitConfig& config);
@@ -44,6 +61,7 @@ class VisionTransformer : public nn::Module {
   Tensor forward(const Tensor& images) const;
   const VitConfig& config() const { return config_; }
 
+  std::shared_ptr<DwsepStem> stem;  // null unless config.stem is "dwsep"
   std::shared_ptr<PatchEmbed> patch_embed;
   Tensor cls_token;
   Tensor pos_embed;

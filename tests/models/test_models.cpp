@@ -1,5 +1,5 @@
 // The models against PyTorch, and in use.
-//   ModelReference.*: loss and every parameter gradient of a small ViT, Transformer and GPT equal
+//   ModelReference.*: loss and every parameter gradient of a small ViT (patch and dwsep stems), Transformer and GPT equal
 //     PyTorch's for the same weights and batch (fixtures from tests/reference/generate_models.py).
 //   ModelTraining.*: 30 AdamW steps on a tiny synthetic task lower each model's loss.
 //   TransformerDecoding.*, GptGeneration.*: greedy decoding and sampling, checked against the
@@ -88,6 +88,10 @@ VitConfig fixture_vit_config(const SafetensorsFile& f) {
   c.heads = meta_int(f, "heads");
   c.mlp_dim = meta_int(f, "mlp");
   c.num_classes = meta_int(f, "classes");
+  if (f.metadata().count("stem_channels")) {
+    c.stem = "dwsep";
+    c.stem_channels = meta_int(f, "stem_channels");
+  }
   return c;
 }
 
@@ -102,6 +106,23 @@ TEST(ModelReference, Vit) {
     loss.backward();
     expect_matches_torch(model, loss, f, dtype == DType::f64 ? kTolF64 : kTolF32,
                          std::string("ViT ") + dtype_name(dtype));
+  }
+}
+
+// --stem dwsep: two depthwise-separable 3x3 convolutions with GELU before the patch projection, on
+// 3 channels so the depthwise step has several groups.
+TEST(ModelReference, VitDwsepStem) {
+  SafetensorsFile f = load_fixture("vit_dwsep");
+  for (DType dtype : {DType::f64, DType::f32}) {
+    VisionTransformer model(fixture_vit_config(f));
+    ASSERT_NE(model.stem, nullptr);
+    model.to(dtype);
+    model.load_state_dict(with_prefix(f, "param."));  // strict: stem.conv1.depthwise.weight, ...
+    Tensor logits = model.forward(f.at("input.images").to(dtype));
+    Tensor loss = cross_entropy(logits, f.at("input.labels"));
+    loss.backward();
+    expect_matches_torch(model, loss, f, dtype == DType::f64 ? kTolF64 : kTolF32,
+                         std::string("ViT dwsep ") + dtype_name(dtype));
   }
 }
 

@@ -1,6 +1,6 @@
 """Reference values for models/: ViT, Transformer and GPT, loss and every parameter gradient.
 
-Run with /usr/bin/python3 (torch 1.13). Writes tests/reference/fixtures/model_{vit,transformer,gpt}.safetensors,
+Run with /usr/bin/python3 (torch 1.13). Writes tests/reference/fixtures/model_{vit,transformer,gpt,vit_dwsep}.safetensors,
 read by tests/models/test_models.cpp. Each model is a small configuration built here in PyTorch with random
 weights (not any library's initialisation, so zero biases and unit norms hide nothing), and the loss is the
 mean cross entropy of one batch; dropout is 0 and the modules are in training mode (torch's Transformer would
@@ -118,10 +118,34 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)  # [B, N, D], patches row by row
 
 
+class DepthwiseSeparable(nn.Module):
+    """A 3x3 depthwise convolution (groups = channels, padding 1), then a 1x1 pointwise one."""
+    def __init__(self, channels, out_channels):
+        super().__init__()
+        self.depthwise = nn.Conv2d(channels, channels, 3, padding=1, groups=channels)
+        self.pointwise = nn.Conv2d(channels, out_channels, 1)
+
+    def forward(self, x):
+        return self.pointwise(self.depthwise(x))
+
+
+class DwsepStem(nn.Module):
+    def __init__(self, channels, out_channels):
+        super().__init__()
+        self.conv1 = DepthwiseSeparable(channels, out_channels)
+        self.conv2 = DepthwiseSeparable(out_channels, out_channels)
+
+    def forward(self, x):
+        return F.gelu(self.conv2(F.gelu(self.conv1(x))))
+
+
 class VisionTransformer(nn.Module):
-    def __init__(self, image, channels, patch, dim, depth, heads, mlp, classes):
+    def __init__(self, image, channels, patch, dim, depth, heads, mlp, classes, stem_channels=0):
         super().__init__()
         n = (image // patch) ** 2
+        if stem_channels:
+            self.stem = DwsepStem(channels, stem_channels)
+            channels = stem_channels
         self.patch_embed = PatchEmbed(channels, dim, patch)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, n + 1, dim))
@@ -130,23 +154,24 @@ class VisionTransformer(nn.Module):
         self.head = nn.Linear(dim, classes)
 
     def forward(self, images):
-        x = self.patch_embed(images)
+        x = self.patch_embed(self.stem(images) if hasattr(self, "stem") else images)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], 1) + self.pos_embed
         x = self.norm(self.blocks(x))
         return self.head(x[:, 0])
 
 
-def vit_fixture(gen):
+def vit_fixture(gen, name="vit", **extra):
     cfg = dict(image=8, channels=1, patch=4, dim=16, depth=2, heads=2, mlp=32, classes=3)
+    cfg.update(extra)
     model = VisionTransformer(**cfg)
     randomize(model, gen)
-    images = torch.randn(4, 1, 8, 8, generator=gen).float()
+    images = torch.randn(4, cfg["channels"], 8, 8, generator=gen).float()
     labels = torch.tensor([0, 2, 1, 2])
     loss = F.cross_entropy(model(images.double()), labels)
     loss.backward()
     params = dict(model.named_parameters())
     grads = {k: p.grad for k, p in params.items()}
-    save("vit", params, {"images": images, "labels": labels}, loss, grads, cfg)
+    save(name, params, {"images": images, "labels": labels}, loss, grads, cfg)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -291,3 +316,6 @@ if __name__ == "__main__":
     vit_fixture(gen)
     transformer_fixture(gen)
     gpt_fixture(gen)
+    # Written last, so the fixtures above keep their random draws: the ViT with --stem dwsep (3 input
+    # channels, so the depthwise step has more than one group).
+    vit_fixture(gen, name="vit_dwsep", channels=3, stem_channels=6)
