@@ -126,7 +126,7 @@ void refuse_foreign_launcher() {
 }
 
 // The summary line of a run, on rank 0.
-void print_summary(const TrainConfig& config, const TrainResult& r) {
+void print_summary(const TrainResult& r) {
   char line[320];
   if (!r.finished_at.empty()) {
     std::cout << "dtrain: the run is already finished (" << r.finished_at << " is at step " << r.steps
@@ -142,9 +142,8 @@ void print_summary(const TrainConfig& config, const TrainResult& r) {
               << std::endl;
     return;
   }
-  const std::string unit = config.model == "vit" ? "images" : "tokens";
   std::snprintf(line, sizeof line, "done: %lld steps, final loss %.4f, throughput %.1f %s/s, peak memory %.0f MiB",
-                static_cast<long long>(r.steps), r.final_loss, r.items_per_s, unit.c_str(), r.peak_rss_mb);
+                static_cast<long long>(r.steps), r.final_loss, r.items_per_s, r.unit.c_str(), r.peak_rss_mb);
   std::cout << line;
   if (r.peak_device_mb > 0) {
     std::snprintf(line, sizeof line, " (GPU tensors %.0f MiB)", r.peak_device_mb);
@@ -165,7 +164,7 @@ int run_train(const std::vector<std::string>& args) {
   {
     auto pg = make_process_group(config, error);
     r = train(config, pg);
-    if (pg->rank() == 0) print_summary(config, r);
+    if (pg->rank() == 0) print_summary(r);
   }
   dist::finalize_mpi();
   return r.stopped_by != 0 ? 128 + r.stopped_by : 0;

@@ -289,7 +289,7 @@ OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& co
   group("Data");
   add(kAll, "dataset", po::value(&c.dataset)->default_value(c.dataset), "fashion-mnist | cifar10 (vit); freedict | gettext-zh | gettext-de (transformer); fortunes (gpt); fortune-files (classifier); unihan (fusion)");
   add(kAll, "data-dir", po::value(&c.data_dir)->default_value(c.data_dir, kEmpty), "dataset directory (empty: the Debian package's)");
-  add(kAll | kBench, "seq-len", po::value(&c.seq_len)->default_value(c.seq_len), "GPT context / Transformer max length");
+  add(kAll | kBench, "seq-len", po::value(&c.seq_len)->default_value(c.seq_len), "GPT context; Transformer max length; classifier and fusion: tokens read per text");
   add(kTrain, "augment", po::value(&c.augment)->default_value(c.augment),
       "vit: random crop (zero padding 2 for fashion-mnist, 4 for cifar10) and horizontal flip of training images");
   add(kTrainEval | kBench, "batch-size", po::value(&c.batch_size)->default_value(c.batch_size),

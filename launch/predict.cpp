@@ -31,7 +31,8 @@ po::options_description input_options(PredictRequest& r) {
        "vit: a PNG (8-bit gray or RGB, alpha composited over black) or PGM image of the model's size "
        "(28x28 gray for fashion-mnist, 32x32 RGB for cifar10), or an IDX images file with --index")
     ("index", po::value<int64_t>(), "vit: which image of the IDX file --image names (from 0)")
-    ("text", po::value<std::string>(), "transformer: the English text to translate")
+    ("text", po::value<std::string>(), "transformer: the English text to translate; fusion: one CJK character; "
+       "classifier: the text to classify")
     ("prompt", po::value<std::string>(), "gpt: the text to continue")
     ("max-tokens", po::value(&r.max_tokens)->default_value(r.max_tokens), "gpt: characters to generate")
     ("temperature", po::value(&r.temperature)->default_value(r.temperature),
@@ -45,6 +46,8 @@ po::options_description input_options(PredictRequest& r) {
 const char* input_hint(const std::string& model) {
   if (model == "vit") return "--image FILE (a PNG or PGM of the model's size, or an IDX file with --index K)";
   if (model == "transformer") return "--text \"English text to translate\"";
+  if (model == "fusion") return "--text CHARACTER (one CJK ideograph, e.g. 河)";
+  if (model == "classifier") return "--text \"a fortune to classify\"";
   return "--prompt \"text to continue\"";
 }
 
@@ -113,7 +116,10 @@ std::vector<std::string> predict(const TrainConfig& config, const PredictRequest
   std::vector<std::pair<std::string, std::string>> given;  // option, the model it is for
   if (request.image) given.push_back({"--image", "vit"});
   if (request.index) given.push_back({"--index", "vit"});
-  if (request.text) given.push_back({"--text", "transformer"});
+  if (request.text) {
+    // --text is the input of three models: the text to translate, to classify, or the character to look up.
+    given.push_back({"--text", model == "fusion" || model == "classifier" ? model : "transformer"});
+  }
   if (request.prompt) given.push_back({"--prompt", "gpt"});
   for (const std::string& name : request.sampling_options) given.push_back({"--" + name, "gpt"});
   for (const auto& [option, for_model] : given) {
@@ -123,8 +129,9 @@ std::vector<std::string> predict(const TrainConfig& config, const PredictRequest
   DTRAIN_CHECK(!request.index || request.image, "--index picks an image of the IDX file --image names: give "
                "--image FILE too");
   const bool has_input = model == "vit" ? request.image.has_value()
-                         : model == "transformer" ? request.text.has_value()
-                                                  : request.prompt.has_value();
+                         : model == "transformer" || model == "fusion" || model == "classifier"
+                             ? request.text.has_value()
+                             : request.prompt.has_value();
   DTRAIN_CHECK(has_input, "no input: this checkpoint holds a ", model, " model; give ", input_hint(model));
 
   PredictInput input;
@@ -135,7 +142,7 @@ std::vector<std::string> predict(const TrainConfig& config, const PredictRequest
     input.image_name = request.index ? path + " (image " + std::to_string(*request.index) + ")" : path;
   }
   if (request.text) {
-    DTRAIN_CHECK(!request.text->empty(), "--text is empty: give the English text to translate");
+    DTRAIN_CHECK(!request.text->empty(), "--text is empty: give ", input_hint(model));
     input.text = *request.text;
   }
   if (request.prompt) {

@@ -441,6 +441,7 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
   result.steps = step;
   result.final_loss = last_loss;
   result.items_per_s = log.items_per_s();
+  result.unit = w->unit();
   result.eval = last_eval;
   result.peak_rss_mb = peak_rss_mb();
   result.peak_device_mb = static_cast<double>(peak_device_memory_bytes(device)) / (1 << 20);

@@ -15,6 +15,7 @@ struct TrainResult {
   int64_t steps = 0;
   double final_loss = 0.0;
   double items_per_s = 0.0;  // over this session
+  std::string unit;          // what items_per_s counts: the workload's unit ("images", "tokens", ...)
   nlohmann::json eval;  // the last evaluation's metrics
   std::string checkpoint;   // the last checkpoint written, if any
   std::string finished_at;  // set when the run resumed was already finished: its checkpoint

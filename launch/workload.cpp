@@ -26,7 +26,9 @@ std::unique_ptr<Workload> make_workload(const TrainConfig& c, Device device) {
   if (c.model == "vit") return make_vit_workload(c, device);
   if (c.model == "transformer") return make_transformer_workload(c, device);
   if (c.model == "gpt") return make_gpt_workload(c, device);
-  throw Error("unknown model '" + c.model + "': use vit, transformer or gpt");
+  if (c.model == "classifier") return make_classifier_workload(c, device);
+  if (c.model == "fusion") return make_fusion_workload(c, device);
+  throw Error("unknown model '" + c.model + "': use vit, transformer, gpt, classifier or fusion");
 }
 
 }  // namespace dtrain::launch

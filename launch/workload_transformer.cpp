@@ -15,8 +15,8 @@ namespace dtrain::launch {
 namespace {
 
 // ---- Transformer on English->German word pairs (freedict) or English->Chinese/German UI messages
-// (gettext-zh, gettext-de): token cross entropy, exact match and CER of greedy decodes, and for gettext
-// corpus BLEU and chrF of the same decodes.
+// (gettext-zh, gettext-de): token cross entropy, exact match and CER of greedy decodes (beam search
+// with --beam above 1, under --length-penalty), and for gettext corpus BLEU and chrF of the same decodes.
 //
 // Characters are the tokens on both sides, for now: dtrain has no tokenizer learning (BPE,
 // SentencePiece) yet, and a character vocabulary needs none. Pairs with a side longer than
@@ -67,6 +67,7 @@ class TransformerWorkload : public Workload {
     model_ = std::make_shared<models::Transformer>(m);
     model_->to(device);
     device_ = device;
+    beam_ = c.beam, length_penalty_ = c.length_penalty;
   }
   std::shared_ptr<nn::Module> shared_model() override { return model_; }
   const char* unit() const override { return "tokens"; }
@@ -90,14 +91,24 @@ class TransformerWorkload : public Workload {
                                     0.0, Reduction::sum).item();
     // Non-padding targets (padding is id 0), compared on the targets' own device.
     double tokens = sum(gt(b.target, Tensor::zeros({}, DType::i64, b.target.device())).to(DType::f32)).item();
-    auto decoded = model_->greedy_decode(b.input, data::CharVocab::kBos, data::CharVocab::kEos,
-                                         b.target.size(1) + 4);
+    // Each hypothesis is cut at its own reference's length + 4 characters (one id per character), not
+    // the batch's: then a pair's score does not depend on which batch or rank it fell in. Greedy decodes
+    // are cut afterwards (a longer greedy decode only adds tokens); beam search takes the limit per row,
+    // since which hypothesis wins depends on where hypotheses are cut.
+    std::vector<std::u32string> wanted;
+    std::vector<int64_t> limits;
+    for (size_t i = 0; i < b.indices.size(); ++i) {
+      wanted.push_back(data::utf8_decode(eval_->pair(b.indices[i]).target));
+      limits.push_back(static_cast<int64_t>(wanted.back().size()) + 4);
+    }
+    auto decoded = beam_ > 1 ? model_->beam_search(b.input, data::CharVocab::kBos, data::CharVocab::kEos, limits,
+                                                   beam_, length_penalty_)
+                             : model_->greedy_decode(b.input, data::CharVocab::kBos, data::CharVocab::kEos,
+                                                     b.target.size(1) + 4);
     double exact = 0, edits = 0, chars = 0;
     std::vector<std::string> hypotheses, references;
     for (size_t i = 0; i < decoded.size(); ++i) {
-      std::u32string want = data::utf8_decode(eval_->pair(b.indices[i]).target);
-      // Each hypothesis is cut at its own reference's length + 4 characters (one id per character),
-      // not the batch's: then a pair's score does not depend on which batch or rank it fell in.
+      const std::u32string& want = wanted[i];
       decoded[i].resize(std::min(decoded[i].size(), want.size() + 4));
       std::u32string got = data::utf8_decode(eval_->target_vocab().decode(decoded[i]));
       exact += got == want;
@@ -146,8 +157,7 @@ class TransformerWorkload : public Workload {
     std::vector<int64_t> idx;
     for (int64_t i = 0; i < std::min<int64_t>(5, eval_->size()); ++i) idx.push_back(i * 7 % eval_->size());
     data::Batch b = eval_->get_batch(idx, 0);
-    auto decoded = model_->greedy_decode(b.input.to(device_), data::CharVocab::kBos,
-                                         data::CharVocab::kEos, b.target.size(1) + 4);
+    auto decoded = translate(b.input.to(device_), b.target.size(1) + 4);
     std::vector<std::string> out;
     for (size_t i = 0; i < idx.size(); ++i) {
       const auto& pair = eval_->pair(idx[i]);
@@ -159,7 +169,7 @@ class TransformerWorkload : public Workload {
   NamedTensors checkpoint_state() override { return model_->to_torch_state(); }
   void load_checkpoint_state(const NamedTensors& state) override { model_->from_torch_state(state); }
   // The sentence encoded as the dataset encodes a source (unknown characters become unk, then eos),
-  // greedily decoded up to the model's length.
+  // decoded (greedily, or by beam search) up to the model's length.
   std::vector<std::string> predict(const PredictInput& input) override {
     const models::TransformerConfig& m = model_->config();
     DTRAIN_CHECK(!input.text.empty(), "this checkpoint holds a transformer model (English -> ", target_language_,
@@ -171,11 +181,19 @@ class TransformerWorkload : public Workload {
     ids.push_back(data::CharVocab::kEos);
     Tensor source = Tensor::from_vector(std::vector<int64_t>(ids.begin(), ids.end()),
                                         {1, static_cast<int64_t>(ids.size())}, DType::i64, device_);
-    auto decoded = model_->greedy_decode(source, data::CharVocab::kBos, data::CharVocab::kEos, m.max_len);
+    auto decoded = translate(source, m.max_len);
     return {eval_->target_vocab().decode(decoded[0])};
   }
 
  private:
+  // Greedy decoding, or beam search when --beam is above 1: target ids without bos and eos per row.
+  std::vector<std::vector<int64_t>> translate(const Tensor& source, int64_t max_len) {
+    if (beam_ > 1) {
+      return model_->beam_search(source, data::CharVocab::kBos, data::CharVocab::kEos, max_len, beam_,
+                                 length_penalty_);
+    }
+    return model_->greedy_decode(source, data::CharVocab::kBos, data::CharVocab::kEos, max_len);
+  }
   static size_t edit_distance(const std::u32string& a, const std::u32string& b) {
     std::vector<size_t> row(b.size() + 1);
     for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
@@ -194,6 +212,8 @@ class TransformerWorkload : public Workload {
   std::shared_ptr<models::Transformer> model_;
   std::shared_ptr<data::TranslationDataset> eval_;
   Device device_;
+  int64_t beam_ = 1;              // --beam: 1 decodes greedily
+  double length_penalty_ = 0.6;   // --length-penalty: beam search's alpha
   std::string target_language_;
   std::optional<data::BleuTokenizer> bleu_;  // gettext: BLEU's tokenizer (zh for Chinese, 13a for German)
 };

@@ -11,6 +11,8 @@ namespace dtrain::launch {
 std::unique_ptr<Workload> make_vit_workload(const TrainConfig& config, Device device);
 std::unique_ptr<Workload> make_transformer_workload(const TrainConfig& config, Device device);
 std::unique_ptr<Workload> make_gpt_workload(const TrainConfig& config, Device device);
+std::unique_ptr<Workload> make_classifier_workload(const TrainConfig& config, Device device);
+std::unique_ptr<Workload> make_fusion_workload(const TrainConfig& config, Device device);
 
 // Sizes given on the command line override the preset's.
 template <class Config>

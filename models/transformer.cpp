@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 
 #include "core/ops/ops.h"
@@ -125,6 +126,189 @@ std::vector<std::vector<int64_t>> Transformer::greedy_decode(const Tensor& src, 
     if (all_done) break;
   }
   train(was_training);
+  return out;
+}
+
+namespace {
+// GNMT's length penalty (Wu et al. 2016, without its coverage penalty): lp(L) = ((5 + L) / 6)^alpha; a
+// finished hypothesis scores log p(y | x) / lp(|y|).
+double gnmt_length_penalty(int64_t length, double alpha) {
+  return std::pow((5.0 + static_cast<double>(length)) / 6.0, alpha);
+}
+
+struct Hypothesis {
+  std::vector<int64_t> tokens;  // generated so far, without bos
+  double log_prob = 0;          // sum of the tokens' log-probabilities
+};
+
+// One source row's search: its live hypotheses (at most `beam`, best first) and its best finished one.
+struct BeamItem {
+  std::vector<Hypothesis> live;
+  std::vector<int64_t> best;
+  double best_score = -std::numeric_limits<double>::infinity();  // normalised; -inf: none finished yet
+  int64_t max_len = 0;
+
+  void finish(const std::vector<int64_t>& tokens, double log_prob, int64_t length, double alpha) {
+    const double score = log_prob / gnmt_length_penalty(length, alpha);
+    if (score > best_score) best = tokens, best_score = score;  // strict: the first found wins a tie
+  }
+  // Whether a live hypothesis of `tokens` tokens (fewer than max_len) might still beat the best finished.
+  // Log-probabilities only fall as tokens are added, so its final score is at most s / lp(L) with s its
+  // log-probability now (<= 0) and L its final length, somewhere in tokens + 1 .. max_len (eos counted);
+  // s / lp(L) is monotonic in L, so the larger of the two ends bounds it.
+  bool can_improve(int64_t tokens, double alpha) const {
+    for (const Hypothesis& h : live) {
+      const double s = std::min(h.log_prob, 0.0);
+      const double bound = std::max(s / gnmt_length_penalty(tokens + 1, alpha),
+                                    s / gnmt_length_penalty(max_len, alpha));
+      if (bound > best_score) return true;
+    }
+    return false;
+  }
+};
+
+// A token candidate of one item: a live hypothesis (its slot) extended by `token`.
+struct Candidate {
+  double log_prob;
+  int64_t token;
+  size_t slot;
+};
+}  // namespace
+
+std::vector<std::vector<int64_t>> Transformer::beam_search(const Tensor& src, int64_t bos_id, int64_t eos_id,
+                                                           int64_t max_len, int64_t beam, double length_penalty) {
+  return beam_search(src, bos_id, eos_id, std::vector<int64_t>(static_cast<size_t>(src.size(0)), max_len), beam,
+                     length_penalty);
+}
+
+// Batched over the rows, on the model's device: the sources are encoded once, and each item (source
+// row) keeps `beam` decoder rows, [b * beam, (b + 1) * beam) of the repeated memory and source, whose
+// prefixes are its live hypotheses (a slot without one repeats the first; its output is ignored). Each
+// step re-runs the decoder over the whole prefixes, as greedy_decode does, and per item:
+//   1. every live hypothesis is extended by its `beam` most probable next tokens (log-softmax in f32,
+//      or f64 for an f64 model);
+//   2. the `beam` best of these candidates by log-probability are kept, ties going to the lower token
+//      id, then the lower slot (the better hypothesis of the step before);
+//   3. a kept candidate ending in eos is finished (length: its tokens plus the eos); the others are the
+//      new live hypotheses, so the beam narrows as hypotheses finish (with beam 1 this is greedy
+//      decoding exactly);
+//   4. the item stops when no live hypothesis is left, when none can still beat its best finished one
+//      (BeamItem::can_improve, an exact bound: stopping never changes the result), or at its max_len,
+//      where the live hypotheses count as finished with length max_len (no eos).
+// The result is the finished hypothesis with the highest log-probability / lp(length). Items that
+// stop leave the batch, so the decoder runs only over rows still searching.
+std::vector<std::vector<int64_t>> Transformer::beam_search(const Tensor& src, int64_t bos_id, int64_t eos_id,
+                                                           const std::vector<int64_t>& max_lens, int64_t beam,
+                                                           double length_penalty) {
+  const int64_t batch = src.size(0), width = src.size(1);
+  DTRAIN_CHECK(beam >= 1, "beam_search: beam width ", beam, " is not positive: give 1 (greedy) or more");
+  DTRAIN_CHECK(static_cast<int64_t>(max_lens.size()) == batch, "beam_search: ", max_lens.size(),
+               " length limits for ", batch, " source rows: give one per row");
+  NoGradGuard no_grad;
+  bool was_training = is_training();
+  eval();
+  const Device device = src.device();
+  std::vector<BeamItem> items(static_cast<size_t>(batch));
+  std::vector<int64_t> active;  // the items still searching, in order
+  int64_t longest = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    BeamItem& item = items[static_cast<size_t>(b)];
+    item.max_len = std::min(max_lens[static_cast<size_t>(b)], config_.max_len);
+    item.live.push_back(Hypothesis{});
+    if (item.max_len > 0) active.push_back(b);
+    longest = std::max(longest, item.max_len);
+  }
+  Tensor memory = encode(src);
+  const int64_t memory_len = memory.size(1), dim = memory.size(2);
+  const Tensor memory_rows =
+      memory.unsqueeze(1).expand({batch, beam, memory_len, dim}).reshape({batch * beam, memory_len, dim});
+  const Tensor src_rows = src.unsqueeze(1).expand({batch, beam, width}).reshape({batch * beam, width});
+  // The rows of the active items: runs of consecutive items are narrowed and joined.
+  auto gather = [&](const Tensor& rows) {
+    std::vector<Tensor> runs;
+    for (size_t i = 0; i < active.size();) {
+      size_t j = i + 1;
+      while (j < active.size() && active[j] == active[j - 1] + 1) ++j;
+      runs.push_back(rows.narrow(0, active[i] * beam, static_cast<int64_t>(j - i) * beam));
+      i = j;
+    }
+    return cat(runs, 0);
+  };
+  // A row's next tokens are taken by arg max, `top` times, each taken entry pushed far below any
+  // log-probability before the next (argmax keeps the first of equal values: the lower token id).
+  const int64_t top = std::min(beam, config_.tgt_vocab);
+  const Tensor vocab_ids = Tensor::arange(config_.tgt_vocab, DType::i64, device);
+  constexpr double kTaken = 1e30;
+  std::vector<int64_t> gathered_for;
+  Tensor memory_active, src_active;
+  for (int64_t t = 1; t <= longest && !active.empty(); ++t) {
+    if (active != gathered_for) {
+      memory_active = gather(memory_rows), src_active = gather(src_rows);
+      gathered_for = active;
+    }
+    const auto rows = static_cast<int64_t>(active.size()) * beam;
+    std::vector<int64_t> prefix;  // [rows, t]: bos, then each slot's tokens
+    prefix.reserve(static_cast<size_t>(rows * t));
+    for (int64_t b : active) {
+      const std::vector<Hypothesis>& live = items[static_cast<size_t>(b)].live;
+      for (int64_t slot = 0; slot < beam; ++slot) {
+        const Hypothesis& h = live[static_cast<size_t>(slot) < live.size() ? static_cast<size_t>(slot) : 0];
+        prefix.push_back(bos_id);
+        prefix.insert(prefix.end(), h.tokens.begin(), h.tokens.end());
+      }
+    }
+    Tensor tgt = Tensor::from_vector(prefix, {rows, t}, DType::i64, device);
+    Tensor logits = decode(tgt, memory_active, src_active).select(1, t - 1);
+    Tensor log_probs = log_softmax(logits.dtype() == DType::f64 ? logits : logits.to(DType::f32), -1);
+    std::vector<Tensor> values, ids;
+    for (int64_t k = 0; k < top; ++k) {
+      Tensor id = argmax(log_probs, -1, true);  // [rows, 1]
+      values.push_back(max(log_probs, -1, true).to(DType::f64));
+      ids.push_back(id.to(DType::f64));
+      if (k + 1 < top) log_probs = log_probs - eq(vocab_ids, id).to(log_probs.dtype()) * kTaken;
+    }
+    // One read back per step: [rows, 2 * top], the log-probabilities then the token ids (exact in f64).
+    const std::vector<double> best = cat({cat(values, 1), cat(ids, 1)}, 1).to_vector<double>();
+    std::vector<int64_t> still_active;
+    for (size_t a = 0; a < active.size(); ++a) {
+      BeamItem& item = items[static_cast<size_t>(active[a])];
+      std::vector<Candidate> candidates;
+      for (size_t slot = 0; slot < item.live.size(); ++slot) {
+        const double* row = best.data() + (a * static_cast<size_t>(beam) + slot) * static_cast<size_t>(2 * top);
+        for (int64_t k = 0; k < top; ++k) {
+          candidates.push_back({item.live[slot].log_prob + row[k], std::llround(row[top + k]), slot});
+        }
+      }
+      std::sort(candidates.begin(), candidates.end(), [](const Candidate& x, const Candidate& y) {
+        if (x.log_prob != y.log_prob) return x.log_prob > y.log_prob;
+        if (x.token != y.token) return x.token < y.token;
+        return x.slot < y.slot;
+      });
+      candidates.resize(std::min(candidates.size(), static_cast<size_t>(beam)));
+      std::vector<Hypothesis> next;
+      for (const Candidate& c : candidates) {
+        const Hypothesis& parent = item.live[c.slot];
+        if (c.token == eos_id) {
+          item.finish(parent.tokens, c.log_prob, t, length_penalty);  // t - 1 tokens and the eos
+        } else {
+          Hypothesis h{parent.tokens, c.log_prob};
+          h.tokens.push_back(c.token);
+          next.push_back(std::move(h));
+        }
+      }
+      item.live = std::move(next);
+      if (t == item.max_len) {
+        for (const Hypothesis& h : item.live) item.finish(h.tokens, h.log_prob, t, length_penalty);
+      } else if (!item.live.empty() && item.can_improve(t, length_penalty)) {
+        still_active.push_back(active[a]);
+      }
+    }
+    active = std::move(still_active);
+  }
+  train(was_training);
+  std::vector<std::vector<int64_t>> out;
+  out.reserve(items.size());
+  for (BeamItem& item : items) out.push_back(std::move(item.best));
   return out;
 }
 

@@ -134,7 +134,8 @@ TEST_F(Cli, HelpListsEveryOptionWithItsDefault) {
       {"checkpoint-interval", "0"}, {"resume", "\"\""}, {"eval-interval", "0"}, {"eval-batches", "0"},
       {"log-interval", "10"}, {"metrics-file", "\"\""}, {"progress", "1"},
       {"debug-collectives", "0"}, {"keep-checkpoints", "3"}, {"profile-steps", "\"\""},
-      {"profile-dir", "profile"}};
+      {"profile-dir", "profile"}, {"stem", "patch"}, {"modalities", "both"}, {"beam", "1"},
+      {"length-penalty", "0.6"}, {"init-from", "\"\""}, {"trainable-blocks", "-1"}, {"layer-lr-decay", "1"}};
   for (const auto& [name, value] : expected) {
     const std::string shown = "--" + name + " arg (=" + value + ")";
     EXPECT_NE(r.out.find(shown), std::string::npos) << "--help lacks '" << shown << "':\n" << r.out;

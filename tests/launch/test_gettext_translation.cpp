@@ -121,6 +121,39 @@ TEST_F(GettextTranslation, EvalMetricsDoNotDependOnBatchingOrRanks) {
   }
 }
 
+// --beam reaches eval and predict: beam search of width 4 scores and translates, and takes each
+// pair's own length limit, so its scores do not depend on the batching either; --beam 1 is greedy
+// decoding, the default's eval line exactly.
+TEST_F(GettextTranslation, EvalAndPredictDecodeWithABeam) {
+  const fs::path locale = write_locale();
+  const fs::path run_dir = dir_ / "run";
+  RunResult r = train({"--model", "transformer", "--dataset", "gettext-zh", "--data-dir", locale.string(),
+                       "--seq-len", "16", "--depth", "1", "--dim", "32", "--heads", "2", "--mlp-dim", "64",
+                       "--batch-size", "16", "--steps", "70", "--lr", "0.003", "--eval-batches", "1",
+                       "--threads", "1", "--progress", "0", "--checkpoint-dir", run_dir.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  auto eval = [&](std::vector<std::string> options) {
+    std::vector<std::string> args = {"eval", "--resume", run_dir.string(), "--eval-batches", "0", "--threads", "1"};
+    args.insert(args.end(), options.begin(), options.end());
+    return eval_line(run(args));
+  };
+  const std::string greedy = eval({});
+  EXPECT_EQ(eval({"--beam", "1"}), greedy);
+  const std::string beam = eval({"--beam", "4", "--batch-size", "16"});
+  EXPECT_NE(beam.find("bleu "), std::string::npos) << beam;
+  EXPECT_NE(beam.find("chrf "), std::string::npos) << beam;
+  EXPECT_EQ(eval({"--beam", "4", "--batch-size", "5"}), beam);
+  // The model is partly trained, so a wider search changes some of the valid split's decodes: a
+  // --beam that never reached the workload would leave the line as greedy's.
+  EXPECT_NE(beam, greedy);
+
+  RunResult p = run({"predict", "--resume", run_dir.string(), "--text", "kalo mipe", "--beam", "4",
+                     "--length-penalty", "1", "--threads", "1"});
+  ASSERT_EQ(p.exit_code, 0) << p.err << p.out;
+  EXPECT_FALSE(p.out.empty()) << p.err;
+  EXPECT_EQ(p.out.find('\n'), p.out.size() - 1) << p.out;  // one line: the translation
+}
+
 TEST_F(GettextTranslation, UnknownGettextLanguageIsAOneLineError) {
   const fs::path locale = write_locale();
   RunResult r = train({"--model", "transformer", "--dataset", "gettext-xx", "--data-dir", locale.string(),
