@@ -22,6 +22,17 @@ void check_ids(const Tensor& t, int64_t limit, int64_t allowed, const char* what
   }
 }
 
+std::vector<double> classification_sums(const Tensor& logits, const Tensor& target) {
+  const Tensor l = logits.to(DType::f32);
+  const double loss_sum = cross_entropy(l, target, -100, 0.0, Reduction::sum).item();
+  const double correct = sum(eq(argmax(l, -1), target).to(DType::f32)).item();
+  return {loss_sum, correct, static_cast<double>(target.size(0))};
+}
+
+nlohmann::json classification_metrics(const std::vector<double>& s) {
+  return {{"loss", s[0] / s[2]}, {"accuracy", s[1] / s[2]}};
+}
+
 std::unique_ptr<Workload> make_workload(const TrainConfig& c, Device device) {
   if (c.model == "vit") return make_vit_workload(c, device);
   if (c.model == "transformer") return make_transformer_workload(c, device);

@@ -41,15 +41,15 @@ class FusionWorkload : public Workload {
     check_ids(b.target, model_->config().num_classes, -100, "radical");
     check_ids(b.decoder_input, model_->config().vocab_size, data::CharVocab::kPad, "character");
   }
-  Tensor loss(const data::Batch& b) override { return cross_entropy(logits(b), b.target); }
+  Tensor loss(const data::Batch& b) override {
+    const models::FusionConfig& m = model_->config();
+    return model_->loss(m.uses_image() ? b.input : Tensor(), m.uses_text() ? b.decoder_input : Tensor(), b.target);
+  }
   std::vector<double> eval_sums(const data::Batch& b) override {
-    Tensor l = logits(b);
-    double loss_sum = cross_entropy(l, b.target, -100, 0.0, Reduction::sum).item();
-    double correct = sum(eq(argmax(l, -1), b.target).to(DType::f32)).item();
-    return {loss_sum, correct, static_cast<double>(b.size())};
+    return classification_sums(logits(b), b.target);
   }
   nlohmann::json eval_metrics(const std::vector<double>& s) const override {
-    return {{"loss", s[0] / s[2]}, {"accuracy", s[1] / s[2]}};
+    return classification_metrics(s);
   }
   std::string headline_metric() const override { return "accuracy"; }
   std::map<std::string, std::string> checkpoint_metadata() const override {

@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <vector>
 
 #include "launch/workload.h"
 
@@ -30,5 +32,10 @@ const int64_t* host_ids(const Tensor& t);
 // Every id of `t` in [0, limit) or equal to `allowed` (padding, ignored targets); else a one-line
 // error: the dataset does not fit the model.
 void check_ids(const Tensor& t, int64_t limit, int64_t allowed, const char* what);
+
+// Eval sums of a classifier's batch, {loss_sum, correct, count}, which add up across batches and
+// ranks, and the metrics of their totals: {"loss", "accuracy"}.
+std::vector<double> classification_sums(const Tensor& logits, const Tensor& target);
+nlohmann::json classification_metrics(const std::vector<double>& sums);
 
 }  // namespace dtrain::launch

@@ -59,13 +59,10 @@ class VitWorkload : public Workload {
     return cross_entropy(model_->forward(b.input).to(DType::f32), b.target, -100, label_smoothing_);
   }
   std::vector<double> eval_sums(const data::Batch& b) override {
-    Tensor logits = model_->forward(b.input).to(DType::f32);
-    double loss_sum = cross_entropy(logits, b.target, -100, 0.0, Reduction::sum).item();
-    double correct = sum(eq(argmax(logits, -1), b.target).to(DType::f32)).item();
-    return {loss_sum, correct, static_cast<double>(b.size())};
+    return classification_sums(model_->forward(b.input), b.target);
   }
   nlohmann::json eval_metrics(const std::vector<double>& s) const override {
-    return {{"loss", s[0] / s[2]}, {"accuracy", s[1] / s[2]}};
+    return classification_metrics(s);
   }
   std::string headline_metric() const override { return "accuracy"; }
   std::map<std::string, std::string> checkpoint_metadata() const override {

@@ -50,16 +50,7 @@ TextClassifier::TextClassifier(const TextClassifierConfig& c) : Module("TextClas
   tok_embed->weight.select(0, c.pad_id).zero_();
 }
 
-Tensor TextClassifier::padding_mask(const Tensor& tokens) const {
-  // Formed on the tokens' device (no read back): f32 [B, T], exact for any length below 2^24.
-  NoGradGuard no_grad;
-  const Device device = tokens.device();
-  const Tensor pad = eq(tokens, Tensor::full({}, static_cast<double>(config_.pad_id), tokens.dtype(), device))
-                         .to(DType::f32);
-  const Tensor length = Tensor::full({}, static_cast<double>(tokens.size(1)), DType::f32, device);
-  const Tensor all_pad = eq(sum(pad, {1}, true), length);  // [B, 1]
-  return mul(pad, rsub(1.0, all_pad));
-}
+Tensor TextClassifier::padding_mask(const Tensor& tokens) const { return nn::token_padding_mask(tokens, config_.pad_id); }
 
 Tensor TextClassifier::forward(const Tensor& tokens) const {
   auto scope = forward_scope();

@@ -55,19 +55,7 @@ Transformer::Transformer(const TransformerConfig& c) : Module("Transformer"), co
   tgt_embed->weight.select(0, c.pad_id).zero_();
 }
 
-Tensor Transformer::padding_mask(const Tensor& tokens) const {
-  // 1 where the token is padding. A row of nothing but padding (an empty sequence) is left unmasked:
-  // with every key masked its softmax would be 0/0, and the NaN would spread through the whole
-  // batch's loss. torch.nn.Transformer gives NaN there; on every other input the two agree. Formed on
-  // the tokens' device (no read back): f32 [B, L], exact for any length below 2^24.
-  NoGradGuard no_grad;
-  const Device device = tokens.device();
-  const Tensor pad = eq(tokens, Tensor::full({}, static_cast<double>(config_.pad_id), tokens.dtype(), device))
-                         .to(DType::f32);
-  const Tensor length = Tensor::full({}, static_cast<double>(tokens.size(1)), DType::f32, device);
-  const Tensor all_pad = eq(sum(pad, {1}, true), length);  // [B, 1]
-  return mul(pad, rsub(1.0, all_pad));
-}
+Tensor Transformer::padding_mask(const Tensor& tokens) const { return nn::token_padding_mask(tokens, config_.pad_id); }
 
 Tensor Transformer::encode(const Tensor& src) const {
   double scale = std::sqrt(static_cast<double>(config_.dim));

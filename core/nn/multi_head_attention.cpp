@@ -2,8 +2,18 @@
 
 #include "core/ops/attention.h"
 #include "core/ops/elementwise.h"
+#include "core/ops/ops.h"
 
 namespace dtrain::nn {
+
+Tensor token_padding_mask(const Tensor& tokens, int64_t pad_id) {
+  NoGradGuard no_grad;
+  const Device device = tokens.device();
+  const Tensor pad = eq(tokens, Tensor::full({}, static_cast<double>(pad_id), tokens.dtype(), device)).to(DType::f32);
+  const Tensor length = Tensor::full({}, static_cast<double>(tokens.size(1)), DType::f32, device);
+  const Tensor all_pad = eq(sum(pad, {1}, true), length);  // [B, 1]
+  return mul(pad, rsub(1.0, all_pad));
+}
 
 MultiHeadAttention::MultiHeadAttention(int64_t dim, int64_t num_heads, AttentionOptions options)
     : Module("MultiHeadAttention"), dim_(dim), num_heads_(num_heads), options_(options) {

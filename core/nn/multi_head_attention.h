@@ -32,6 +32,12 @@ struct AttentionMask {
   bool causal = false;
 };
 
+// An AttentionMask::key_padding_mask for token ids: f32 [B, T], 1 where the id is `pad_id`. A row
+// of nothing but padding (an empty sequence) is left unmasked: with every key masked its softmax
+// would be 0/0, and the NaN would spread through the whole batch (torch gives NaN there; on every
+// other input the two agree). Formed on the ids' device (no read back), exact for T below 2^24.
+Tensor token_padding_mask(const Tensor& tokens, int64_t pad_id);
+
 class MultiHeadAttention : public Module {
  public:
   MultiHeadAttention(int64_t dim, int64_t num_heads, AttentionOptions options = {});

@@ -64,6 +64,15 @@ inline int count_lines(const std::string& text, const std::string& needle) {
   return n;
 }
 
+// The eval line of `dtrain eval` ("eval RUN: accuracy ... loss ..."), or a note with the output.
+inline std::string eval_line(const RunResult& r) {
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with("eval ")) return line;
+  }
+  return "(no eval line in: " + r.out + r.err + ")";
+}
+
 // An IDX file's bytes: 0 0 type ndims, the sizes as u32 big-endian, then the payload.
 inline std::string idx_bytes(uint8_t type, const std::vector<uint32_t>& dims, const std::string& payload) {
   std::string out = {0, 0, static_cast<char>(type), static_cast<char>(dims.size())};
@@ -160,6 +169,11 @@ class CliTest : public ::testing::Test {
   }
   fs::path data_dir() const { return dir_ / "data"; }
 
+  // `dtrain eval` of the whole split of the run in `run_dir` gives the same eval line (holding
+  // `metric`) in batches of 16 and of 5, and on two ranks where there is an mpiexec: its metrics are
+  // sums over samples, not means of per-batch figures.
+  void expect_eval_independent_of_batching(const fs::path& run_dir, const std::string& metric);
+
   fs::path dir_;
 };
 
@@ -196,6 +210,19 @@ inline const std::string& mpiexec() {
 
 inline std::string mpi_prefix(int np) {
   return shell_quote(mpiexec()) + " --allow-run-as-root --oversubscribe -np " + std::to_string(np) + " ";
+}
+
+inline void CliTest::expect_eval_independent_of_batching(const fs::path& run_dir, const std::string& metric) {
+  auto eval = [&](const std::string& batch_size, const std::string& prefix) {
+    return eval_line(run({"eval", "--resume", run_dir.string(), "--eval-batches", "0", "--batch-size", batch_size,
+                          "--threads", "1"}, prefix));
+  };
+  const std::string whole = eval("16", "");
+  EXPECT_NE(whole.find(metric + " "), std::string::npos) << whole;
+  EXPECT_EQ(eval("5", ""), whole);
+  if (!mpiexec().empty()) {
+    EXPECT_EQ(eval("5", mpi_prefix(2)), whole);
+  }
 }
 
 // What every failure must look like: a non-zero exit and exactly one line on stderr, the

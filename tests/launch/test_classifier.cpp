@@ -98,15 +98,6 @@ TEST_F(Classifier, ShortRunLearnsBeatsChanceThenPredicts) {
   }
 }
 
-// The eval line of `dtrain eval` ("eval RUN: accuracy ... loss ...").
-std::string eval_line(const RunResult& r) {
-  std::istringstream in(r.out);
-  for (std::string line; std::getline(in, line);) {
-    if (line.starts_with("eval ")) return line;
-  }
-  return "(no eval line in: " + r.out + r.err + ")";
-}
-
 // Loss and accuracy are sums over texts: the whole validation split scores the same in batches of 5
 // or 16, on one rank or two (after 10 steps the model is far from right, so the counts matter).
 TEST_F(Classifier, EvalMetricsDoNotDependOnBatchingOrRanks) {
@@ -118,16 +109,7 @@ TEST_F(Classifier, EvalMetricsDoNotDependOnBatchingOrRanks) {
                        "--lr", "0.003", "--eval-batches", "1", "--threads", "1", "--progress", "0",
                        "--checkpoint-dir", run_dir.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
-  auto eval = [&](const std::string& batch_size, const std::string& prefix) {
-    return eval_line(run({"eval", "--resume", run_dir.string(), "--eval-batches", "0", "--batch-size", batch_size,
-                          "--threads", "1"}, prefix));
-  };
-  const std::string whole = eval("16", "");
-  EXPECT_NE(whole.find("baseline_accuracy "), std::string::npos) << whole;
-  EXPECT_EQ(eval("5", ""), whole);
-  if (!mpiexec().empty()) {
-    EXPECT_EQ(eval("5", mpi_prefix(2)), whole);
-  }
+  expect_eval_independent_of_batching(run_dir, "baseline_accuracy");
 }
 
 TEST_F(Classifier, MissingTopicFileIsAOneLineError) {

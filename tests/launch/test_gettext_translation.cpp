@@ -89,15 +89,6 @@ TEST_F(GettextTranslation, ShortRunLearnsAndReportsBleuAndChrfThenPredicts) {
   EXPECT_EQ(p.out, "卡罗米佩\n") << p.err;
 }
 
-// The eval line of `dtrain eval` ("eval RUN: bleu ... loss ...").
-std::string eval_line(const RunResult& r) {
-  std::istringstream in(r.out);
-  for (std::string line; std::getline(in, line);) {
-    if (line.starts_with("eval ")) return line;
-  }
-  return "(no eval line in: " + r.out + r.err + ")";
-}
-
 // BLEU and chrF are summed as n-gram statistics, and each hypothesis is cut at its own reference's
 // length: the whole valid split scores the same in batches of 5 or 16, on one rank or two.
 TEST_F(GettextTranslation, EvalMetricsDoNotDependOnBatchingOrRanks) {
@@ -109,16 +100,7 @@ TEST_F(GettextTranslation, EvalMetricsDoNotDependOnBatchingOrRanks) {
                        "--batch-size", "16", "--steps", "70", "--lr", "0.003", "--eval-batches", "1",
                        "--threads", "1", "--progress", "0", "--checkpoint-dir", run_dir.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
-  auto eval = [&](const std::string& batch_size, const std::string& prefix) {
-    return eval_line(run({"eval", "--resume", run_dir.string(), "--eval-batches", "0", "--batch-size", batch_size,
-                          "--threads", "1"}, prefix));
-  };
-  const std::string whole = eval("16", "");
-  EXPECT_NE(whole.find("bleu "), std::string::npos) << whole;
-  EXPECT_EQ(eval("5", ""), whole);
-  if (!mpiexec().empty()) {
-    EXPECT_EQ(eval("5", mpi_prefix(2)), whole);
-  }
+  expect_eval_independent_of_batching(run_dir, "bleu");
 }
 
 // --beam reaches eval and predict: beam search of width 4 scores and translates, and takes each

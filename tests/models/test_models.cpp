@@ -22,6 +22,8 @@
 #include "models/transformer.h"
 #include "models/vit.h"
 
+#include "token_batch.h"
+
 namespace dtrain::models {
 namespace {
 
@@ -332,14 +334,7 @@ TransformerConfig small_transformer(double dropout = 0.0) {
 // Rows of 5, 3 and 2 symbols, padded at the end.
 const std::vector<std::vector<int64_t>> kSources = {{5, 7, 3, 9, 4}, {6, 10, 8}, {3, 4}};
 
-Tensor padded_batch(const std::vector<std::vector<int64_t>>& rows) {
-  size_t width = 0;
-  for (const auto& r : rows) width = std::max(width, r.size());
-  std::vector<int64_t> ids(rows.size() * width, kPad);
-  for (size_t b = 0; b < rows.size(); ++b) std::copy(rows[b].begin(), rows[b].end(), ids.begin() + b * width);
-  return Tensor::from_vector(ids, {static_cast<int64_t>(rows.size()), static_cast<int64_t>(width)},
-                             DType::i64);
-}
+Tensor padded_batch(const std::vector<std::vector<int64_t>>& rows) { return testing::padded_batch(rows, kPad); }
 
 // Pushes the generator's bias so one token always wins (+) or never does (-).
 void bias_token(Transformer& model, int64_t token, double value) {

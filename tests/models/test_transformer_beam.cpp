@@ -15,6 +15,8 @@
 #include "core/ops/ops.h"
 #include "models/transformer.h"
 
+#include "token_batch.h"
+
 namespace dtrain::models {
 namespace {
 
@@ -28,14 +30,7 @@ TransformerConfig tiny_transformer(int64_t tgt_vocab, double dropout = 0.0) {
 // Rows of 5, 3, 2 and 4 symbols, padded at the end.
 const std::vector<std::vector<int64_t>> kSources = {{5, 7, 3, 9, 4}, {6, 10, 8}, {3, 4}, {9, 9, 5, 6}};
 
-Tensor padded_batch(const std::vector<std::vector<int64_t>>& rows) {
-  size_t width = 0;
-  for (const auto& r : rows) width = std::max(width, r.size());
-  std::vector<int64_t> ids(rows.size() * width, kPad);
-  for (size_t b = 0; b < rows.size(); ++b) std::copy(rows[b].begin(), rows[b].end(), ids.begin() + b * width);
-  return Tensor::from_vector(ids, {static_cast<int64_t>(rows.size()), static_cast<int64_t>(width)},
-                             DType::i64);
-}
+Tensor padded_batch(const std::vector<std::vector<int64_t>>& rows) { return testing::padded_batch(rows, kPad); }
 
 // A model in f64 with its generator's logits scaled up: Glorot-initialised weights give nearly flat
 // next-token distributions, under which every search finds much the same; sharper ones make greedy,
