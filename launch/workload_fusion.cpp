@@ -41,10 +41,7 @@ class FusionWorkload : public Workload {
     check_ids(b.target, model_->config().num_classes, -100, "radical");
     check_ids(b.decoder_input, model_->config().vocab_size, data::CharVocab::kPad, "character");
   }
-  Tensor loss(const data::Batch& b) override {
-    const models::FusionConfig& m = model_->config();
-    return model_->loss(m.uses_image() ? b.input : Tensor(), m.uses_text() ? b.decoder_input : Tensor(), b.target);
-  }
+  Tensor loss(const data::Batch& b) override { return cross_entropy(logits(b), b.target); }
   std::vector<double> eval_sums(const data::Batch& b) override {
     return classification_sums(logits(b), b.target);
   }

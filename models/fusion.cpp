@@ -53,8 +53,6 @@ FusionClassifier::FusionClassifier(const FusionConfig& c) : Module("FusionClassi
     image_to_text = register_module("image_to_text", std::make_shared<nn::CrossModalAttention>(c.dim, c.heads, cross));
     text_to_image = register_module("text_to_image", std::make_shared<nn::CrossModalAttention>(c.dim, c.heads, cross));
     fuse = register_module("fuse", std::make_shared<nn::GatedFusion>(c.dim));
-    image_head = register_module("image_head", std::make_shared<nn::Linear>(c.dim, c.num_classes));
-    text_head = register_module("text_head", std::make_shared<nn::Linear>(c.dim, c.num_classes));
   }
   norm = register_module("norm", std::make_shared<nn::LayerNorm>(c.dim, 1e-6));
   head = register_module("head", std::make_shared<nn::Linear>(c.dim, c.num_classes));
@@ -80,18 +78,6 @@ Tensor FusionClassifier::encode_text(const Tensor& text, const Tensor& pad) cons
 }
 
 Tensor FusionClassifier::forward(const Tensor& images, const Tensor& text) const {
-  return forward_heads(images, text).fused;
-}
-
-Tensor FusionClassifier::loss(const Tensor& images, const Tensor& text, const Tensor& target) const {
-  const Logits l = forward_heads(images, text);
-  Tensor total = cross_entropy(l.fused.to(DType::f32), target);
-  if (!l.image.defined()) return total;
-  Tensor aux = add(cross_entropy(l.image.to(DType::f32), target), cross_entropy(l.text.to(DType::f32), target));
-  return add(total, mul(aux, config_.auxiliary_weight));
-}
-
-FusionClassifier::Logits FusionClassifier::forward_heads(const Tensor& images, const Tensor& text) const {
   auto scope = forward_scope();
   const FusionConfig& c = config_;
   Tensor pad, keep;  // [B, T] f32: 1 at padding, and 1 at characters
@@ -107,7 +93,6 @@ FusionClassifier::Logits FusionClassifier::forward_heads(const Tensor& images, c
     keep = rsub(1.0, pad);
   }
   Tensor pooled;  // [B, D]
-  Logits out;
   if (c.modalities == "image") {
     pooled = mean(encode_image(images), {1});
   } else {
@@ -122,12 +107,9 @@ FusionClassifier::Logits FusionClassifier::forward_heads(const Tensor& images, c
       Tensor p_fused = add(p, image_to_text->forward(p, t, pad));  // image tokens query the text
       Tensor t_fused = add(t, text_to_image->forward(t, p));       // text tokens query the image
       pooled = fuse->forward(mean(p_fused, {1}), text_mean(t_fused));
-      out.image = image_head->forward(mean(p, {1}));
-      out.text = text_head->forward(text_mean(t));
     }
   }
-  out.fused = head->forward(norm->forward(pooled));
-  return out;
+  return head->forward(norm->forward(pooled));
 }
 
 double fusion_forward_flops(const FusionConfig& c) {

@@ -7,10 +7,6 @@
 //           z  = fuse(mean_N p', mean_T t' over non-padding)   GatedFusion: g z_p + (1 - g) z_t
 //   image or text alone: z = the mean of that encoder's tokens
 //   logits = head(norm(z))                                    [B, num_classes]
-//   both, in training: also image_head(mean_N p) and text_head(mean_T t), each encoder's own guess,
-//   whose losses are added (auxiliary heads): otherwise the stronger modality (the glyph) fits first
-//   and the fused head learns to ignore the weaker one, whose encoder then barely trains
-//   (Wang et al., "What Makes Training Multi-Modal Classification Networks Hard?", 2020).
 // Only the parts a modality uses are built, so every parameter gets a gradient (DDP waits for each).
 #pragma once
 #include <memory>
@@ -41,7 +37,6 @@ struct FusionConfig {
   // for a few minutes on two CPU cores.
   static FusionConfig preset(const std::string& name, const std::string& modalities, int64_t vocab_size,
                              int64_t seq_len, int64_t num_classes);
-  double auxiliary_weight = 0.5;  // both: loss = CE(fused) + weight * (CE(image) + CE(text))
   bool uses_image() const { return modalities != "text"; }
   bool uses_text() const { return modalities != "image"; }
   int64_t num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
@@ -53,13 +48,6 @@ class FusionClassifier : public nn::Module {
   // images f32 [B, C, H, W] and text ids i64 [B, T] (T <= seq_len, pad_id where empty; either may be
   // undefined when the modality is unused) -> logits [B, num_classes].
   Tensor forward(const Tensor& images, const Tensor& text) const;
-  // The fused logits and, for modalities "both", the auxiliary heads' (else undefined).
-  struct Logits {
-    Tensor fused, image, text;
-  };
-  Logits forward_heads(const Tensor& images, const Tensor& text) const;
-  // The training loss: cross entropy of the fused logits, plus the auxiliary heads' for "both".
-  Tensor loss(const Tensor& images, const Tensor& text, const Tensor& target) const;
   const FusionConfig& config() const { return config_; }
 
   // Image encoder (image and both).
@@ -76,7 +64,6 @@ class FusionClassifier : public nn::Module {
   std::shared_ptr<nn::CrossModalAttention> image_to_text;
   std::shared_ptr<nn::CrossModalAttention> text_to_image;
   std::shared_ptr<nn::GatedFusion> fuse;
-  std::shared_ptr<nn::Linear> image_head, text_head;  // auxiliary heads (both)
   // Classifier.
   std::shared_ptr<nn::LayerNorm> norm;
   std::shared_ptr<nn::Linear> head;

@@ -61,27 +61,6 @@ TEST(FusionClassifier, OutputShapeAndPartsPerModality) {
   EXPECT_EQ(text_only.forward(Tensor(), text_ids()).shape(), (Shape{2, 5}));
 }
 
-// "both" trains the fused head and, at half weight, each encoder's auxiliary head; one modality
-// trains its head alone.
-TEST(FusionClassifier, LossAddsTheAuxiliaryHeadsForBoth) {
-  manual_seed(6);
-  const Tensor images = glyphs(2), ids = text_ids();
-  const Tensor target = Tensor::from_vector(std::vector<int64_t>{1, 4}, {2}, DType::i64);
-  FusionClassifier both(tiny("both"));
-  const FusionClassifier::Logits l = both.forward_heads(images, ids);
-  ASSERT_TRUE(l.image.defined() && l.text.defined());
-  EXPECT_EQ(l.image.shape(), (Shape{2, 5}));
-  const double want = cross_entropy(l.fused, target).item() +
-                      0.5 * (cross_entropy(l.image, target).item() + cross_entropy(l.text, target).item());
-  EXPECT_NEAR(both.loss(images, ids, target).item(), want, 1e-6);
-  EXPECT_EQ(both.forward(images, ids).to_vector<float>(), l.fused.to_vector<float>());
-
-  FusionClassifier image_only(tiny("image"));
-  EXPECT_FALSE(image_only.forward_heads(images, Tensor()).image.defined());
-  EXPECT_NEAR(image_only.loss(images, Tensor(), target).item(),
-              cross_entropy(image_only.forward(images, Tensor()), target).item(), 1e-7);
-}
-
 TEST(FusionClassifier, PaddingDoesNotChangeTheResult) {
   manual_seed(6);
   for (const std::string modalities : {"text", "both"}) {
@@ -118,11 +97,7 @@ TEST(GradCheck, FusionClassifierWholeModel) {
     nn::init::uniform_(model.text_to_image->out_proj->bias, -0.5, 0.5);
   }
   const Tensor images = glyphs(2).to(DType::f64), ids = text_ids();
-  // The fused logits and both auxiliary heads', side by side, so every parameter is reached.
-  auto f = [&] {
-    const FusionClassifier::Logits l = model.forward_heads(images, ids);
-    return cat({l.fused, l.image, l.text}, 1);
-  };
+  auto f = [&] { return model.forward(images, ids); };
   Tensor out = f();
   Generator gen(99);
   std::vector<double> w(static_cast<size_t>(out.numel()));
