@@ -92,19 +92,21 @@ std::string load_initial_weights(const std::string& path, Workload& workload) {
   std::map<std::string, const Tensor*> by_name;
   for (const auto& [name, t] : saved) by_name[name] = &t;
   NamedTensors merged = workload.checkpoint_state();
-  int64_t taken = 0;
+  int64_t taken = 0, fresh = 0;
   std::string kept;
+  constexpr int64_t kNamed = 6;  // fresh tensors named in the line; the rest are counted
   for (auto& [name, t] : merged) {
     auto it = by_name.find(name);
     if (it != by_name.end() && it->second->shape() == t.shape()) {
       t = *it->second;
       ++taken;
       by_name.erase(it);
-    } else {
+    } else if (++fresh <= kNamed) {
       kept += (kept.empty() ? "" : ", ") + name + " " + shape_str(t.shape()) +
               (it == by_name.end() ? "" : " (checkpoint " + shape_str(it->second->shape()) + ")");
     }
   }
+  if (fresh > kNamed) kept += " and " + std::to_string(fresh - kNamed) + " more";
   DTRAIN_CHECK(taken > 0, "--init-from ", dir, ": none of its ", saved.size(),
                " model tensors fits this model by name and shape: give a checkpoint of the same --model");
   workload.load_checkpoint_state(merged);
