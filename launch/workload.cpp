@@ -1,5 +1,9 @@
 #include "launch/workload.h"
 
+#include <algorithm>
+#include <cstdio>
+#include <numeric>
+
 #include "core/ops/ops.h"
 #include "launch/workload_util.h"
 
@@ -31,6 +35,26 @@ std::vector<double> classification_sums(const Tensor& logits, const Tensor& targ
 
 nlohmann::json classification_metrics(const std::vector<double>& s) {
   return {{"loss", s[0] / s[2]}, {"accuracy", s[1] / s[2]}};
+}
+
+std::vector<std::string> top_class_lines(const std::vector<double>& p, const std::function<std::string(size_t)>& name,
+                                         size_t k) {
+  std::vector<size_t> order(p.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return p[a] > p[b]; });
+  std::vector<std::string> lines;
+  for (size_t i = 0; i < std::min(k, order.size()); ++i) {
+    char probability[32];
+    std::snprintf(probability, sizeof probability, "%.4f", p[order[i]]);
+    lines.push_back(probability + ("  " + name(order[i])));
+  }
+  return lines;
+}
+
+std::string code_point_name(char32_t c) {
+  char code[16];
+  std::snprintf(code, sizeof code, "U+%04X", static_cast<unsigned>(c));
+  return code;
 }
 
 std::unique_ptr<Workload> make_workload(const TrainConfig& c, Device device) {

@@ -1,6 +1,5 @@
 #include <algorithm>
 #include <cstdio>
-#include <numeric>
 
 #include "core/data/bag_of_words.h"
 #include "core/data/fortune_files.h"
@@ -13,6 +12,7 @@ namespace dtrain::launch {
 
 namespace {
 
+// "0.5328"
 std::string format_probability(double p) {
   char text[32];
   std::snprintf(text, sizeof text, "%.4f", p);
@@ -99,16 +99,7 @@ class ClassifierWorkload : public Workload {
     DTRAIN_CHECK(!input.text.empty(), "this checkpoint holds a classifier model: give --text \"a fortune\"");
     DTRAIN_CHECK(!data::lowercase_words(input.text).empty(), "--text \"", input.text,
                  "\" has no word (letters or digits) to classify: give some words");
-    const std::vector<double> p = probabilities(input.text);
-    std::vector<size_t> order(p.size());
-    std::iota(order.begin(), order.end(), size_t{0});
-    // Ties keep class order, so the first line is the arg max.
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return p[a] > p[b]; });
-    std::vector<std::string> lines;
-    for (size_t i = 0; i < std::min<size_t>(5, order.size()); ++i) {
-      lines.push_back(format_probability(p[order[i]]) + "  " + data_.class_names[order[i]]);
-    }
-    return lines;
+    return top_class_lines(probabilities(input.text), [&](size_t c) { return data_.class_names[c]; });
   }
 
  private:
@@ -117,14 +108,9 @@ class ClassifierWorkload : public Workload {
     std::vector<int32_t> ids = data_.vocab.encode(text);
     ids.resize(std::min<size_t>(ids.size(), static_cast<size_t>(model_->config().max_len)));
     if (ids.empty()) ids.push_back(data::WordVocab::kUnk);
-    NoGradGuard no_grad;
-    const bool was_training = model_->is_training();
-    model_->eval();
-    Tensor tokens = Tensor::from_vector(std::vector<int64_t>(ids.begin(), ids.end()),
-                                        {1, static_cast<int64_t>(ids.size())}, DType::i64, device_);
-    std::vector<double> p = softmax(model_->forward(tokens).to(DType::f32), -1).to_vector<double>();
-    model_->train(was_training);
-    return p;
+    const Tensor tokens = Tensor::from_vector(std::vector<int64_t>(ids.begin(), ids.end()),
+                                              {1, static_cast<int64_t>(ids.size())}, DType::i64, device_);
+    return eval_probabilities(*model_, [&] { return model_->forward(tokens); });
   }
 
   Device device_;

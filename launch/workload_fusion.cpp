@@ -1,7 +1,5 @@
 #include <algorithm>
-#include <cstdio>
 #include <filesystem>
-#include <numeric>
 
 #include "core/data/file_bytes.h"
 #include "core/data/unihan.h"
@@ -80,12 +78,6 @@ class FusionWorkload : public Workload {
   std::shared_ptr<models::FusionClassifier> model_;
 };
 
-std::string code_point_name(char32_t c) {
-  char code[16];
-  std::snprintf(code, sizeof code, "U+%04X", static_cast<unsigned>(c));
-  return code;
-}
-
 // The character's glyph and definition as the dataset encodes them, and the five likeliest radicals,
 // likeliest first, after a line naming the character and its radical in Unihan.
 std::vector<std::string> FusionWorkload::predict(const PredictInput& input) {
@@ -103,14 +95,7 @@ std::vector<std::string> FusionWorkload::predict(const PredictInput& input) {
   data::Batch b = data::UnihanDataset::encode(*it, corpus_->vocab, model_->config().seq_len);
   b.input = b.input.to(device_);
   b.decoder_input = b.decoder_input.to(device_);
-  std::vector<float> probabilities;
-  {
-    NoGradGuard no_grad;
-    const bool was_training = model_->is_training();
-    model_->eval();
-    probabilities = softmax(logits(b), -1).to_vector<float>();
-    model_->train(was_training);
-  }
+  const std::vector<double> probabilities = eval_probabilities(*model_, [&] { return logits(b); });
   namespace fs = std::filesystem;
   const fs::path local = fs::path(data_dir_) / "CJKRadicals.txt";
   const std::vector<std::string> radical_chars = data::read_radical_characters(
@@ -126,16 +111,9 @@ std::vector<std::string> FusionWorkload::predict(const PredictInput& input) {
   };
   std::vector<std::string> lines = {input.text + " " + code_point_name(ch) + " (Unihan: " +
                                     radical_name(it->radical) + "): " + it->definition};
-  std::vector<size_t> order(probabilities.size());
-  std::iota(order.begin(), order.end(), size_t{0});
-  // Ties keep radical order, so the first line is the arg max.
-  std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return probabilities[a] > probabilities[b]; });
-  for (size_t i = 0; i < std::min<size_t>(5, order.size()); ++i) {
-    char probability[32];
-    std::snprintf(probability, sizeof probability, "%.4f", static_cast<double>(probabilities[order[i]]));
-    lines.push_back(probability + ("  " + radical_name(static_cast<int64_t>(order[i]) + 1)));
-  }
+  const std::vector<std::string> top =
+      top_class_lines(probabilities, [&](size_t c) { return radical_name(static_cast<int64_t>(c) + 1); });
+  lines.insert(lines.end(), top.begin(), top.end());
   return lines;
 }
 

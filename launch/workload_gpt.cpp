@@ -1,6 +1,5 @@
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 
 #include "core/data/text_corpus.h"
 #include "models/gpt.h"
@@ -74,10 +73,8 @@ class GptWorkload : public Workload {
       if (corpus_.vocab.contains(ch)) continue;
       std::string shown;
       data::utf8_append(shown, ch);
-      char code[16];
-      std::snprintf(code, sizeof code, "U+%04X", static_cast<unsigned>(ch));
       throw Error(ch == 0xfffd ? std::string("--prompt is not valid UTF-8: give UTF-8 text")
-                               : "--prompt has the character '" + shown + "' (" + code +
+                               : "--prompt has the character '" + shown + "' (" + code_point_name(ch) +
                                      "), which is not among the " + std::to_string(corpus_.vocab.size()) +
                                      " characters this model was trained on: leave it out or replace it");
     }

@@ -1,7 +1,5 @@
 #include <algorithm>
 #include <array>
-#include <cstdio>
-#include <numeric>
 
 #include "core/data/cifar10.h"
 #include "core/data/fashion_mnist.h"
@@ -103,29 +101,10 @@ std::vector<std::string> VitWorkload::predict(const PredictInput& input) {
   data::normalize_pixels(image.pixels.data(), image.channels, plane,
                          gray ? fm_mean.data() : data::kCifar10Mean.data(),
                          gray ? fm_std.data() : data::kCifar10Std.data(), pixels.data<float>());
-  std::vector<float> probabilities;
-  {
-    NoGradGuard no_grad;
-    const bool was_training = model_->is_training();
-    model_->eval();
-    Tensor logits = model_->forward(pixels.to(device_)).to(DType::f32);
-    probabilities = softmax(logits, -1).to_vector<float>();
-    model_->train(was_training);
-  }
+  const std::vector<double> p =
+      eval_probabilities(*model_, [&] { return model_->forward(pixels.to(device_)); });
   const auto& names = gray ? data::FashionMnist::class_names() : data::Cifar10::class_names();
-  std::vector<size_t> order(probabilities.size());
-  std::iota(order.begin(), order.end(), size_t{0});
-  // Ties keep class order, so the first line is the arg max.
-  std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return probabilities[a] > probabilities[b]; });
-  std::vector<std::string> lines;
-  for (size_t i = 0; i < std::min<size_t>(5, order.size()); ++i) {
-    const std::string name = order[i] < names.size() ? names[order[i]] : "class " + std::to_string(order[i]);
-    char probability[32];
-    std::snprintf(probability, sizeof probability, "%.4f", static_cast<double>(probabilities[order[i]]));
-    lines.push_back(probability + ("  " + name));
-  }
-  return lines;
+  return top_class_lines(p, [&](size_t c) { return c < names.size() ? names[c] : "class " + std::to_string(c); });
 }
 
 }  // namespace

@@ -87,9 +87,7 @@ Tensor FusionClassifier::forward(const Tensor& images, const Tensor& text) const
                  "FusionClassifier expects text ids [B, T] with 1 <= T <= ", c.seq_len, ", got ",
                  text.defined() ? shape_str(text.shape()) : std::string("none"));
     NoGradGuard no_grad;
-    // Formed on the ids' device (no read back). A definition is never empty (the dataset keeps the
-    // first character), so every row has a key to attend to and a position to average.
-    pad = eq(text, Tensor::full({}, static_cast<double>(c.pad_id), text.dtype(), text.device())).to(DType::f32);
+    pad = nn::token_padding_mask(text, c.pad_id);
     keep = rsub(1.0, pad);
   }
   Tensor pooled;  // [B, D]

@@ -247,6 +247,15 @@ inline std::vector<nlohmann::json> read_jsonl(const fs::path& path) {
   return records;
 }
 
+// The records of a metrics file whose split is "eval", in order.
+inline std::vector<nlohmann::json> eval_records(const fs::path& path) {
+  std::vector<nlohmann::json> evals;
+  for (const nlohmann::json& record : read_jsonl(path)) {
+    if (record.value("split", "") == "eval") evals.push_back(record);
+  }
+  return evals;
+}
+
 inline std::set<std::string> keys_of(const nlohmann::json& record) {
   std::set<std::string> keys;
   for (auto it = record.begin(); it != record.end(); ++it) keys.insert(it.key());

@@ -59,10 +59,7 @@ TEST_F(Classifier, ShortRunLearnsBeatsChanceThenPredicts) {
                        "--threads", "1", "--progress", "0", "--metrics-file", metrics.string(),
                        "--checkpoint-dir", run_dir.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
-  std::vector<nlohmann::json> evals;
-  for (const nlohmann::json& record : read_jsonl(metrics)) {
-    if (record.value("split", "") == "eval") evals.push_back(record);
-  }
+  const std::vector<nlohmann::json> evals = eval_records(metrics);
   ASSERT_GE(evals.size(), 2u) << read_text(metrics);
   for (const nlohmann::json& e : evals) {
     ASSERT_TRUE(e.contains("accuracy") && e.contains("baseline_accuracy") && e.contains("loss")) << e.dump();

@@ -35,10 +35,7 @@ TEST_F(Fusion, ShortRunLearnsTheRadicalThenPredicts) {
                            "--checkpoint-dir", run_dir.string()});
   RunResult r = train(args);
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
-  std::vector<nlohmann::json> evals;
-  for (const nlohmann::json& record : read_jsonl(metrics)) {
-    if (record.value("split", "") == "eval") evals.push_back(record);
-  }
+  const std::vector<nlohmann::json> evals = eval_records(metrics);
   ASSERT_GE(evals.size(), 2u) << read_text(metrics);
   // Eight radicals, each marked in the glyph and named by the definition's first word: 60 steps take
   // the loss to well under half the first eval's and the accuracy far above chance (1/8).

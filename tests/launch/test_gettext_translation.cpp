@@ -51,6 +51,16 @@ class GettextTranslation : public CliTest {
     write_text(locale / "zh_CN" / "LC_MESSAGES" / "coreutils.mo", mo_bytes(synthetic_pairs(400)));
     return locale;
   }
+  // 70 steps on the synthetic catalog into `run_dir`: the decodes are partly right (BLEU about 10,
+  // chrF about 19), of varied length.
+  void train_partly(const fs::path& run_dir) {
+    const fs::path locale = write_locale();
+    RunResult r = train({"--model", "transformer", "--dataset", "gettext-zh", "--data-dir", locale.string(),
+                         "--seq-len", "16", "--depth", "1", "--dim", "32", "--heads", "2", "--mlp-dim", "64",
+                         "--batch-size", "16", "--steps", "70", "--lr", "0.003", "--eval-batches", "1",
+                         "--threads", "1", "--progress", "0", "--checkpoint-dir", run_dir.string()});
+    ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  }
 };
 
 TEST_F(GettextTranslation, ShortRunLearnsAndReportsBleuAndChrfThenPredicts) {
@@ -63,10 +73,7 @@ TEST_F(GettextTranslation, ShortRunLearnsAndReportsBleuAndChrfThenPredicts) {
                        "--threads", "1", "--progress", "0", "--metrics-file", metrics.string(),
                        "--checkpoint-dir", run_dir.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
-  std::vector<nlohmann::json> evals;
-  for (const nlohmann::json& record : read_jsonl(metrics)) {
-    if (record.value("split", "") == "eval") evals.push_back(record);
-  }
+  const std::vector<nlohmann::json> evals = eval_records(metrics);
   ASSERT_GE(evals.size(), 2u) << read_text(metrics);
   for (const nlohmann::json& e : evals) {
     ASSERT_TRUE(e.contains("bleu") && e.contains("chrf") && e.contains("cer")) << e.dump();
@@ -92,14 +99,8 @@ TEST_F(GettextTranslation, ShortRunLearnsAndReportsBleuAndChrfThenPredicts) {
 // BLEU and chrF are summed as n-gram statistics, and each hypothesis is cut at its own reference's
 // length: the whole valid split scores the same in batches of 5 or 16, on one rank or two.
 TEST_F(GettextTranslation, EvalMetricsDoNotDependOnBatchingOrRanks) {
-  const fs::path locale = write_locale();
   const fs::path run_dir = dir_ / "run";
-  // 70 steps: the decodes are partly right (BLEU about 10, chrF about 19 here), of varied length.
-  RunResult r = train({"--model", "transformer", "--dataset", "gettext-zh", "--data-dir", locale.string(),
-                       "--seq-len", "16", "--depth", "1", "--dim", "32", "--heads", "2", "--mlp-dim", "64",
-                       "--batch-size", "16", "--steps", "70", "--lr", "0.003", "--eval-batches", "1",
-                       "--threads", "1", "--progress", "0", "--checkpoint-dir", run_dir.string()});
-  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  ASSERT_NO_FATAL_FAILURE(train_partly(run_dir));
   expect_eval_independent_of_batching(run_dir, "bleu");
 }
 
@@ -107,13 +108,8 @@ TEST_F(GettextTranslation, EvalMetricsDoNotDependOnBatchingOrRanks) {
 // pair's own length limit, so its scores do not depend on the batching either; --beam 1 is greedy
 // decoding, the default's eval line exactly.
 TEST_F(GettextTranslation, EvalAndPredictDecodeWithABeam) {
-  const fs::path locale = write_locale();
   const fs::path run_dir = dir_ / "run";
-  RunResult r = train({"--model", "transformer", "--dataset", "gettext-zh", "--data-dir", locale.string(),
-                       "--seq-len", "16", "--depth", "1", "--dim", "32", "--heads", "2", "--mlp-dim", "64",
-                       "--batch-size", "16", "--steps", "70", "--lr", "0.003", "--eval-batches", "1",
-                       "--threads", "1", "--progress", "0", "--checkpoint-dir", run_dir.string()});
-  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  ASSERT_NO_FATAL_FAILURE(train_partly(run_dir));
   auto eval = [&](std::vector<std::string> options) {
     std::vector<std::string> args = {"eval", "--resume", run_dir.string(), "--eval-batches", "0", "--threads", "1"};
     args.insert(args.end(), options.begin(), options.end());
