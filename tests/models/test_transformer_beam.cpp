@@ -81,49 +81,97 @@ TEST(TransformerBeam, WidthOneIsGreedyDecoding) {
   }
 }
 
-// Every target of a tiny vocabulary (pad, bos and eos included: the model may emit any of them) is
-// scored: the sequences of 0 .. max_len - 1 tokens ended by eos, and those of max_len tokens (cut). A
-// beam as wide as the most candidates any step before the last has keeps them all, and the last step's
-// candidates are all of one length, so its best kept is the best: the search must find the exhaustive
-// arg max. Returns how often greedy decoding missed it.
+// Every decode of `source` a search can return with `vocab` tokens and `max_len`: the sequences of
+// 0 .. max_len - 1 tokens ended by eos, and those of max_len tokens (cut), each with its teacher-forced
+// log-probability (tokens, and eos unless cut) and its length for the penalty. All are scored in one
+// batched forward pass, right-padded: the decoder is causal, so padding after a prefix changes
+// nothing before it.
+struct Decode {
+  std::vector<int64_t> tokens;
+  double log_prob = 0;
+  int64_t length = 0;
+};
+std::vector<Decode> every_decode(const Transformer& model, const std::vector<int64_t>& source, int64_t vocab,
+                                 int64_t max_len) {
+  std::vector<Decode> decodes;
+  std::vector<int64_t> tokens;
+  std::function<void()> enumerate = [&]() {
+    decodes.push_back({tokens, 0.0, 0});
+    if (static_cast<int64_t>(tokens.size()) == max_len) return;
+    for (int64_t id = 0; id < vocab; ++id) {
+      if (id == kEos) continue;
+      tokens.push_back(id);
+      enumerate();
+      tokens.pop_back();
+    }
+  };
+  enumerate();
+  std::vector<std::vector<int64_t>> inputs;  // bos, then the tokens (a cut decode's last is never input)
+  for (const Decode& d : decodes) {
+    std::vector<int64_t> in = {kBos};
+    in.insert(in.end(), d.tokens.begin(), d.tokens.end());
+    if (static_cast<int64_t>(d.tokens.size()) == max_len) in.pop_back();
+    inputs.push_back(in);
+  }
+  const auto n = static_cast<int64_t>(decodes.size());
+  NoGradGuard no_grad;
+  const Tensor sources = padded_batch({source}).expand({n, static_cast<int64_t>(source.size())}).contiguous();
+  const Tensor logits = model.forward(sources, padded_batch(inputs));  // [n, max_len, vocab]
+  const std::vector<double> log_probs = log_softmax(logits, -1).to_vector<double>();
+  const auto width = static_cast<size_t>(logits.size(1)), v = static_cast<size_t>(vocab);
+  for (size_t i = 0; i < decodes.size(); ++i) {
+    Decode& d = decodes[i];
+    std::vector<int64_t> out = d.tokens;
+    if (static_cast<int64_t>(out.size()) < max_len) out.push_back(kEos);
+    for (size_t t = 0; t < out.size(); ++t) d.log_prob += log_probs[(i * width + t) * v + static_cast<size_t>(out[t])];
+    d.length = static_cast<int64_t>(out.size());
+    // The batched scores are the one-at-a-time ones (checked on every 8th decode; alpha 0: no penalty).
+    if (i % 8 == 0) {
+      EXPECT_NEAR(d.log_prob, score(model, source, d.tokens, max_len, 0.0), 1e-9);
+    }
+  }
+  return decodes;
+}
+
+// A beam as wide as the most candidates any step before the last has keeps them all, and the last
+// step's candidates are all of one length, so its best kept is the best: the search must find the
+// exhaustive arg max of every_decode under the penalty. Returns how often greedy decoding missed it.
 int expect_exhaustive_best(int64_t vocab, int64_t max_len, int64_t beam) {
   int greedy_missed = 0;
   for (uint64_t seed : {31, 32, 33, 34}) {
     for (double logit_scale : {1.0, 4.0}) {
       const auto model_ptr = make_model(seed, vocab, logit_scale);
       const Transformer& model = *model_ptr;
-      // alpha 5 favours long hypotheses strongly: a search that stops too early shows there.
-      for (double alpha : {0.0, 0.6, 2.0, 5.0}) {
-        for (const auto& source : kSources) {
+      for (const auto& source : kSources) {
+        const std::vector<Decode> decodes = every_decode(model, source, vocab, max_len);
+        auto scored = [&](const std::vector<int64_t>& tokens, double alpha) {
+          const auto it = std::find_if(decodes.begin(), decodes.end(), [&](const Decode& d) { return d.tokens == tokens; });
+          EXPECT_NE(it, decodes.end()) << "a decode of " << tokens.size() << " tokens that is no candidate";
+          return it == decodes.end() ? -std::numeric_limits<double>::infinity()
+                                     : it->log_prob / length_penalty(it->length, alpha);
+        };
+        const auto greedy = model_ptr->greedy_decode(padded_batch({source}), kBos, kEos, max_len)[0];
+        // alpha 5 favours long hypotheses strongly: a search that stops too early shows there.
+        for (double alpha : {0.0, 0.6, 2.0, 5.0}) {
           std::vector<int64_t> best;
           double best_score = -std::numeric_limits<double>::infinity(), second = best_score;
-          std::vector<int64_t> tokens;
-          std::function<void()> enumerate = [&]() {
-            const double s = score(model, source, tokens, max_len, alpha);
+          for (const Decode& d : decodes) {
+            const double s = d.log_prob / length_penalty(d.length, alpha);
             if (s > best_score) {
-              second = best_score, best_score = s, best = tokens;
+              second = best_score, best_score = s, best = d.tokens;
             } else {
               second = std::max(second, s);
             }
-            if (static_cast<int64_t>(tokens.size()) == max_len) return;
-            for (int64_t id = 0; id < vocab; ++id) {
-              if (id == kEos) continue;
-              tokens.push_back(id);
-              enumerate();
-              tokens.pop_back();
-            }
-          };
-          enumerate();
+          }
           const auto found = model_ptr->beam_search(padded_batch({source}), kBos, kEos, max_len, beam, alpha)[0];
           const std::string what = "seed " + std::to_string(seed) + ", logit scale " + std::to_string(logit_scale) +
                                    ", alpha " + std::to_string(alpha);
-          EXPECT_NEAR(score(model, source, found, max_len, alpha), best_score, 1e-9) << what;
+          EXPECT_NEAR(scored(found, alpha), best_score, 1e-9) << what;
           // The arg max itself, where the runner-up is clearly behind (log-softmax runs in f64 here).
           if (best_score - second > 1e-9) {
             EXPECT_EQ(found, best) << what;
           }
-          const auto greedy = model_ptr->greedy_decode(padded_batch({source}), kBos, kEos, max_len)[0];
-          greedy_missed += score(model, source, greedy, max_len, alpha) < best_score - 1e-9;
+          greedy_missed += scored(greedy, alpha) < best_score - 1e-9;
         }
       }
     }
