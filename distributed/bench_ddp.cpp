@@ -55,17 +55,27 @@ DdpBenchResult bench_ddp(std::shared_ptr<nn::Module> model, std::shared_ptr<Proc
   DistributedDataParallel ddp(model, pg, options.ddp);
   r.buckets = static_cast<int>(ddp.buckets().size());
   double comm = 0, hidden = 0, exposed = 0;
+  std::vector<double> bucket_seconds(r.buckets, 0.0);
   r.ddp_step_ms = run([&] { ddp.finish_gradient_synchronization(); },
                       [&] {
                         const auto& t = ddp.last_step_timing();
                         comm += t.comm_seconds();
                         hidden += t.hidden_comm_seconds();
                         exposed += seconds_between(t.finish_begin, t.finish_end);
+                        for (size_t b = 0; b < t.buckets.size() && b < bucket_seconds.size(); ++b) {
+                          bucket_seconds[b] += seconds_between(t.buckets[b].comm_start, t.buckets[b].comm_end);
+                        }
                       }) *
                   1e3;
   r.comm_ms = all_reduce_value(*pg, comm / options.steps, ReduceOp::avg) * 1e3;
   r.hidden_ms = all_reduce_value(*pg, hidden / options.steps, ReduceOp::avg) * 1e3;
   r.exposed_ms = all_reduce_value(*pg, exposed / options.steps, ReduceOp::avg) * 1e3;
+  const std::vector<DistributedDataParallel::BucketInfo> infos = ddp.buckets();
+  for (int b = 0; b < r.buckets; ++b) {
+    const int64_t bytes = infos[b].numel * static_cast<int64_t>(dtype_size(infos[b].dtype));
+    const double seconds = all_reduce_value(*pg, bucket_seconds[b] / options.steps, ReduceOp::max);
+    r.bucket_comm.push_back(CollectiveSample{r.world_size, static_cast<double>(bytes), seconds});
+  }
   r.overhead_percent = 100.0 * (r.ddp_step_ms - r.independent_step_ms) / r.independent_step_ms;
   r.hidden_percent = r.comm_ms > 0 ? 100.0 * r.hidden_ms / r.comm_ms : 0.0;
 

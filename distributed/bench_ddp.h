@@ -22,6 +22,7 @@
 
 #include "core/nn/module.h"
 #include "distributed/ddp.h"
+#include "distributed/scaling_model.h"
 
 namespace dtrain::dist {
 
@@ -42,6 +43,9 @@ struct DdpBenchResult {
   double hidden_ms = 0;  // per step: the part of it before backward returned
   double hidden_percent = 0;
   double exposed_ms = 0;  // per step: time spent waiting in finish_gradient_synchronization
+  // Each bucket's all-reduce: its bytes and its mean time from start to end in the library (the
+  // slowest rank's), the samples the scaling model fits its link from.
+  std::vector<CollectiveSample> bucket_comm;
 };
 
 // `loss` runs this rank's forward on its fixed batch and returns the loss; `update` (may be empty)

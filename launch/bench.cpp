@@ -1,10 +1,12 @@
-// `dtrain bench allreduce | ddp | step`: the scaling and speed figures, each measured against a
-// baseline taken in the same invocation (raw MPI/NCCL calls; independent processes; peak GEMM).
+// `dtrain bench allreduce | ddp | step | scaling | project`: the scaling and speed figures, each measured
+// against a baseline taken in the same invocation (raw MPI/NCCL calls; independent processes; peak GEMM;
+// one rank), and the projection to clusters of the scaling model (launch/bench_scaling.cpp).
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cmath>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "core/amp/autocast.h"
 #include "core/amp/loss_scaler.h"
@@ -17,6 +19,8 @@
 #ifdef DTRAIN_WITH_CUDA
 #include "distributed/nccl/process_group_nccl.h"
 #endif
+#include "core/io/durable_file.h"
+#include "launch/bench.h"
 #include "launch/commands.h"
 #include "launch/config.h"
 #include "launch/optimizer_factory.h"
@@ -35,95 +39,16 @@ double ms_since(Clock::time_point t) {
 }
 
 const char* kBenchUsage =
-    "usage: dtrain bench <allreduce|ddp|step> [options]\n"
+    "usage: dtrain bench <allreduce|ddp|step|scaling|project> [options]\n"
     "  allreduce  collective time, algbw and busbw per size (4 KiB..256 MiB), beside the raw MPI or\n"
     "             NCCL call (--device cuda: NCCL; --collective reduce_scatter, all_gather or all)\n"
     "  ddp        step time of N ranks with DDP vs N independent processes: overhead and hidden comm\n"
     "  step       one rank's training step split into forward/backward/optimizer, throughput and MFU\n"
+    "  scaling    runs ddp at each world size (weak and strong scaling) through the launcher: table,\n"
+    "             JSON and plot, with the scaling model's prediction and its error beside each point\n"
+    "  project    the scaling model: step time, exposed communication and efficiency on 8..1024 GPUs\n"
+    "             of a named cluster, from one rank's step measured here, and the best bucket size\n"
     "Each takes --help.";
-
-// A model and a fixed synthetic batch for the step and ddp benchmarks.
-struct BenchModel {
-  std::shared_ptr<nn::Module> module;
-  std::function<Tensor()> loss;
-  double flops_per_step = 0;  // forward + backward model FLOPs
-  int64_t items = 0;          // images or tokens per step
-  std::string unit;
-};
-
-BenchModel make_bench_model(const TrainConfig& c, int64_t batch, Device device) {
-  manual_seed(c.seed);
-  BenchModel m;
-  const bool mixed = c.precision != "f32";
-  const DType low = c.precision == "f16" ? DType::f16 : DType::bf16;
-  if (c.model == "vit" || c.model == "vit-b16") {
-    models::VitConfig vc = models::VitConfig::preset(c.model == "vit-b16" ? "base" : c.model_size);
-    if (c.dim) vc.dim = c.dim;
-    if (c.depth) vc.depth = c.depth;
-    if (c.heads) vc.heads = c.heads;
-    if (c.mlp_dim) vc.mlp_dim = c.mlp_dim;
-    if (c.patch) vc.patch_size = c.patch;
-    auto vit = std::make_shared<models::VisionTransformer>(vc);
-    vit->to(device);
-    Tensor images = Tensor::randn({batch, vc.in_channels, vc.image_size, vc.image_size}, DType::f32, device);
-    Tensor labels = Tensor::zeros({batch}, DType::i64, device);
-    m.loss = [=] {
-      amp::AutocastGuard autocast(low, mixed);
-      return cross_entropy(vit->forward(images).to(DType::f32), labels);
-    };
-    m.module = vit;
-    m.flops_per_step = 3.0 * models::vit_forward_flops(vc) * static_cast<double>(batch);
-    m.items = batch;
-    m.unit = "images";
-  } else if (c.model == "gpt") {
-    models::GptConfig gc = models::GptConfig::preset(c.model_size == "fm" ? "small" : c.model_size, 256,
-                                                     c.seq_len);
-    auto gpt = std::make_shared<models::Gpt>(gc);
-    gpt->to(device);
-    Tensor tokens = Tensor::zeros({batch, c.seq_len}, DType::i64, device);
-    m.loss = [=] {
-      amp::AutocastGuard autocast(low, mixed);
-      return cross_entropy(gpt->forward(tokens).to(DType::f32).flatten(0, 1), tokens.flatten());
-    };
-    m.module = gpt;
-    m.flops_per_step = 3.0 * models::gpt_forward_flops_per_token(gc, c.seq_len) *
-                       static_cast<double>(batch * c.seq_len);
-    m.items = batch * c.seq_len;
-    m.unit = "tokens";
-  } else {
-    throw Error("dtrain bench: --model must be vit, vit-b16 or gpt, got '" + c.model + "'");
-  }
-  return m;
-}
-
-// The best f32 (CPU) or bf16 (GPU) GEMM rate this device reaches, the denominator of MFU.
-double measured_peak_flops(Device device, DType dtype) {
-  int64_t n = device.is_cpu() ? 1024 : 8192;
-  Tensor a = Tensor::randn({n, n}, DType::f32, device).to(dtype);
-  Tensor b = Tensor::randn({n, n}, DType::f32, device).to(dtype);
-  double best = 1e30;
-  for (int r = 0; r < 4; ++r) {
-    backend_for(device).synchronize(device.index);
-    auto t0 = Clock::now();
-    Tensor out = matmul(a, b);
-    backend_for(device).synchronize(device.index);
-    if (r > 0) best = std::min(best, ms_since(t0) / 1e3);
-  }
-  return 2.0 * static_cast<double>(n) * n * n / best;
-}
-
-// The group a multi-rank benchmark runs on: MPI for --device cpu; NCCL, bootstrapped by MPI, for
-// cuda (each rank its local rank's GPU) or cuda:K (exactly that GPU).
-std::shared_ptr<dist::ProcessGroup> make_bench_group(const std::string& device_text) {
-  const Device device = Device::parse(device_text);
-  auto mpi = dist::ProcessGroupMPI::create();
-  if (device.is_cpu()) return mpi;
-#ifdef DTRAIN_WITH_CUDA
-  return dist::ProcessGroupNCCL::create(mpi, device_text == "cuda" ? -1 : device.index);
-#else
-  throw Error("--device " + device_text + " needs a CUDA build of dtrain; use --device cpu");
-#endif
-}
 
 int bench_step(const TrainConfig& c, int steps) {
   Device device = Device::parse(c.device);
@@ -200,7 +125,7 @@ int run_bench(const std::vector<std::string>& args) {
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (what == "allreduce") {
     dist::AllReduceBenchOptions o;
-    std::string dtype = "f32", device = "cpu", collective = "all_reduce";
+    std::string dtype = "f32", device = "cpu", collective = "all_reduce", json_path;
     po::options_description opts("dtrain bench allreduce options");
     opts.add_options()("help,h", "print this help")
         ("min-bytes", po::value(&o.min_bytes)->default_value(o.min_bytes), "smallest message")
@@ -209,6 +134,7 @@ int run_bench(const std::vector<std::string>& args) {
         ("dtype", po::value(&dtype)->default_value(dtype), "f32 | bf16 | f16 | f64")
         ("device", po::value(&device)->default_value(device),
          "cpu (MPI) | cuda (NCCL, each rank its local rank's GPU) | cuda:N")
+        ("json", po::value(&json_path), "also write the tables to this JSON file (rank 0)")
         ("collective", po::value(&collective)->default_value(collective),
          "all_reduce | reduce_scatter | all_gather | all");
     po::variables_map vm;
@@ -226,9 +152,17 @@ int run_bench(const std::vector<std::string>& args) {
     const std::vector<dist::BenchCollective> collectives = dist::parse_bench_collectives(collective);
     {
       auto pg = make_bench_group(device);
+      nlohmann::json tables = {{"ranks", pg->size()}, {"backend", pg->backend_name()}, {"dtype", dtype}};
       for (dist::BenchCollective c : collectives) {
-        dist::bench_collective(*pg, c, o, pg->rank() == 0 ? &std::cout : nullptr);
+        const std::vector<dist::AllReduceRow> rows =
+            dist::bench_collective(*pg, c, o, pg->rank() == 0 ? &std::cout : nullptr);
+        nlohmann::json& table = tables[dist::bench_collective_name(c)] = nlohmann::json::array();
+        for (const dist::AllReduceRow& r : rows) {
+          table.push_back({{"bytes", r.bytes}, {"count", r.count}, {"time_us", r.time_us},
+                           {"algbw_gbs", r.algbw_gbs}, {"busbw_gbs", r.busbw_gbs}, {"wrong", r.wrong}});
+        }
       }
+      if (!json_path.empty() && pg->rank() == 0) write_file_atomically(json_path, tables.dump(2) + "\n");
     }
     dist::finalize_mpi();
     return 0;
@@ -237,6 +171,14 @@ int run_bench(const std::vector<std::string>& args) {
     TrainConfig c;
     c.batch_size = 32;
     c.steps = 10;
+    std::string json_path;
+    po::options_description bench_opts("dtrain bench ddp options (besides the training options below)");
+    bench_opts.add_options()("json", po::value(&json_path), "also write the result to this JSON file (rank 0)");
+    if (what == "ddp") {
+      po::variables_map vm;
+      take_bench_options(rest, bench_opts, vm);
+      if (std::find(rest.begin(), rest.end(), "--help") != rest.end()) std::cout << bench_opts << "\n";
+    }
     if (!parse_train_config(rest, c, what == "ddp" ? "bench ddp" : "bench step")) return 0;
     const int steps = static_cast<int>(std::max<int64_t>(1, c.steps));
     if (what == "step") return bench_step(c, steps);
@@ -249,13 +191,34 @@ int run_bench(const std::vector<std::string>& args) {
       dist::DdpBenchOptions o;
       o.steps = steps;
       o.ddp.bucket_cap_mb = c.bucket_cap_mb;
-      dist::bench_ddp(m.module, pg, m.loss, [&] { optimizer->step(); }, o,
-                      pg->rank() == 0 ? &std::cout : nullptr);
+      const dist::DdpBenchResult r = dist::bench_ddp(m.module, pg, m.loss, [&] { optimizer->step(); }, o,
+                                                     pg->rank() == 0 ? &std::cout : nullptr);
+      if (!json_path.empty() && pg->rank() == 0) {
+        nlohmann::json j = {{"world_size", r.world_size},
+                            {"parameters", r.parameters},
+                            {"buckets", r.buckets},
+                            {"items_per_rank", m.items},
+                            {"unit", m.unit},
+                            {"independent_step_ms", r.independent_step_ms},
+                            {"ddp_step_ms", r.ddp_step_ms},
+                            {"overhead_percent", r.overhead_percent},
+                            {"comm_ms", r.comm_ms},
+                            {"hidden_ms", r.hidden_ms},
+                            {"hidden_percent", r.hidden_percent},
+                            {"exposed_ms", r.exposed_ms},
+                            {"bucket_comm", nlohmann::json::array()}};
+        for (const dist::CollectiveSample& b : r.bucket_comm) {
+          j["bucket_comm"].push_back({{"bytes", b.bytes}, {"seconds", b.seconds}});
+        }
+        write_file_atomically(json_path, j.dump(2) + "\n");
+      }
     }
     dist::finalize_mpi();
     return 0;
   }
-  throw Error("dtrain bench: unknown benchmark '" + what + "'; use allreduce, ddp or step");
+  if (what == "scaling") return run_bench_scaling(rest);
+  if (what == "project") return run_bench_project(rest);
+  throw Error("dtrain bench: unknown benchmark '" + what + "'; use allreduce, ddp, step, scaling or project");
 }
 
 }  // namespace dtrain::launch

@@ -261,7 +261,7 @@ OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& co
       "and data settings are the defaults here");
   group("Model");
   add(kAll, "model", po::value(&c.model)->default_value(c.model), "vit | transformer | gpt | classifier | fusion");
-  add(kBench, "model", po::value(&c.model)->default_value(c.model), "vit | vit-b16 | gpt");
+  add(kBench, "model", po::value(&c.model)->default_value(c.model), "vit | vit-b16 | gpt | gpt2 (the GPT-2 124M shape)");
   add(kAll | kBench, "model-size", po::value(&c.model_size)->default_value(c.model_size),
       "vit: fm, tiny, small, base; transformer and gpt: tiny, small");
   add(kAll | kBench, "dim", po::value(&c.dim)->default_value(c.dim), "model width (0: from --model-size)");
