@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <ostream>
 
-#include "core/backend/backend.h"
+#include "core/backend/runtime.h"
 
 namespace dtrain::dist {
 
@@ -24,7 +24,7 @@ DdpBenchResult bench_ddp(std::shared_ptr<nn::Module> model, std::shared_ptr<Proc
 
   // The host waits for the device at the end of each timed step (nothing to wait for on the CPU).
   const Device device = pg->device();
-  auto device_done = [&] { backend_for(device).synchronize(device.index); };
+  auto device_done = [&] { synchronize(device); };
 
   // Both phases run the same step; `sync` is what DDP adds.
   auto run = [&](const std::function<void()>& sync, const std::function<void()>& after_step) {

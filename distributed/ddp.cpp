@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/autograd/grad_mode.h"
-#include "core/backend/backend.h"
+#include "core/backend/runtime.h"
 #include "core/ops/elementwise.h"
 #include "core/profiler/trace.h"
 #include "distributed/model_sync.h"

@@ -2,7 +2,7 @@
 
 #include <chrono>
 
-#include "core/backend/backend.h"
+#include "core/backend/runtime.h"
 
 namespace dtrain::dist {
 
@@ -14,7 +14,7 @@ StepProfile measure_step_profile(nn::Module& model, Device device, const std::fu
   auto seconds = [](Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double>(b - a).count();
   };
-  auto device_done = [&] { backend_for(device).synchronize(device.index); };
+  auto device_done = [&] { synchronize(device); };
 
   std::vector<Tensor> params;
   for (const Tensor& p : model.parameters()) {

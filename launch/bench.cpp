@@ -10,7 +10,7 @@
 
 #include "core/amp/autocast.h"
 #include "core/amp/loss_scaler.h"
-#include "core/backend/backend.h"
+#include "core/backend/runtime.h"
 #include "core/ops/ops.h"
 #include "core/optim/optim.h"
 #include "distributed/bench_allreduce.h"
@@ -41,7 +41,7 @@ double ms_since(Clock::time_point t) {
 const char* kBenchUsage =
     "usage: dtrain bench <allreduce|ddp|step|scaling|project> [options]\n"
     "  allreduce  collective time, algbw and busbw per size (4 KiB..256 MiB), beside the raw MPI or\n"
-    "             NCCL call (--device cuda: NCCL; --collective reduce_scatter, all_gather or all)\n"
+    "             NCCL call (--device cuda: NCCL; --collective reduce_scatter, all_gather, broadcast, all)\n"
     "  ddp        step time of N ranks with DDP vs N independent processes: overhead and hidden comm\n"
     "  step       one rank's training step split into forward/backward/optimizer, throughput and MFU\n"
     "  scaling    runs ddp at each world size (weak and strong scaling) through the launcher: table,\n"
@@ -68,7 +68,7 @@ int bench_step(const TrainConfig& c, int steps) {
     scaler.step(params, [&] { optimizer->step(); });
     optimizer->zero_grad();
   };
-  auto sync = [&] { backend_for(device).synchronize(device.index); };
+  auto sync = [&] { synchronize(device); };
   double fwd = 0, bwd = 0, opt = 0;
   for (int s = 0; s < steps + 1; ++s) {  // step 0 warms up
     sync();
@@ -136,7 +136,7 @@ int run_bench(const std::vector<std::string>& args) {
          "cpu (MPI) | cuda (NCCL, each rank its local rank's GPU) | cuda:N")
         ("json", po::value(&json_path), "also write the tables to this JSON file (rank 0)")
         ("collective", po::value(&collective)->default_value(collective),
-         "all_reduce | reduce_scatter | all_gather | all");
+         "all_reduce | reduce_scatter | all_gather | broadcast | all (the four)");
     po::variables_map vm;
     try {
       po::store(po::command_line_parser(rest).options(opts).run(), vm);

@@ -5,7 +5,7 @@
 #include <chrono>
 
 #include "core/amp/autocast.h"
-#include "core/backend/backend.h"
+#include "core/backend/runtime.h"
 #include "core/ops/ops.h"
 #include "distributed/mpi/process_group_mpi.h"
 #ifdef DTRAIN_WITH_CUDA
@@ -79,10 +79,10 @@ double measured_peak_flops(Device device, DType dtype) {
   Tensor b = Tensor::randn({n, n}, DType::f32, device).to(dtype);
   double best = 1e30;
   for (int r = 0; r < 4; ++r) {
-    backend_for(device).synchronize(device.index);
+    synchronize(device);
     auto t0 = Clock::now();
     Tensor out = matmul(a, b);
-    backend_for(device).synchronize(device.index);
+    synchronize(device);
     if (r > 0) best = std::min(best, ms_since(t0) / 1e3);
   }
   return 2.0 * static_cast<double>(n) * n * n / best;

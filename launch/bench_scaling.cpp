@@ -23,7 +23,7 @@
 #include <optional>
 #include <nlohmann/json.hpp>
 
-#include "core/backend/backend.h"
+#include "core/backend/runtime.h"
 #include "core/io/durable_file.h"
 #include "distributed/scaling_model.h"
 #include "distributed/step_profile.h"
@@ -271,9 +271,11 @@ int run_bench_scaling(const std::vector<std::string>& args_in) {
   // The link, fitted to the all-reduce at the smallest world size above one.
   nlohmann::json link_json = nullptr;
   std::optional<dist::Link> link;
+  size_t samples_used = 0;
   const auto calibration = std::find_if(ranks.begin(), ranks.end(), [](int n) { return n > 1; });
   if (calibration != ranks.end()) {
-    int64_t max_bytes = 64 << 10;
+    // At least 4 MiB, so that the bandwidth term stands out of the latencies of small messages.
+    int64_t max_bytes = 4 << 20;
     while (max_bytes < 2 * largest_bucket && max_bytes < (int64_t{256} << 20)) max_bytes *= 2;
     const fs::path json = dir / ("allreduce-np" + std::to_string(*calibration) + ".json");
     run_logged(launcher_for(launcher, *calibration) + " " + shell_quote(self) +
@@ -287,12 +289,20 @@ int run_bench_scaling(const std::vector<std::string>& args_in) {
       samples.push_back(dist::CollectiveSample{*calibration, row["bytes"].get<double>(),
                                                row["time_us"].get<double>() * 1e-6});
     }
-    link = dist::fit_ring_link(samples);
+    samples_used = samples.size();
+    try {
+      link = dist::fit_ring_link(samples);
+    } catch (const Error& e) {
+      std::printf("# no model beside the points: the all-reduce times at %d ranks did not fit a link (%s)\n",
+                  *calibration, e.what());
+    }
+  }
+  if (link) {
     link_json = {{"fitted_at_ranks", *calibration}, {"alpha_us", link->alpha_s * 1e6},
                  {"bandwidth_gbs", link->bytes_per_s / 1e9}};
-    std::printf("# ring link fitted to the all-reduce at %d ranks (4 KiB..%lld KiB): alpha %.1f us, %.2f GB/s\n",
-                *calibration, static_cast<long long>(max_bytes >> 10), link->alpha_s * 1e6,
-                link->bytes_per_s / 1e9);
+    std::printf("# ring link fitted to the all-reduce at %d ranks (%zu sizes from 4 KiB): alpha %.1f us, "
+                "%.2f GB/s\n",
+                *calibration, samples_used, link->alpha_s * 1e6, link->bytes_per_s / 1e9);
     std::printf("# model: compute at each point from its independent processes; communication and overlap "
                 "from the profile and the link\n");
   }

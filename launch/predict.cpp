@@ -6,7 +6,7 @@
 #include <iostream>
 #include <thread>
 
-#include "core/backend/backend.h"
+#include "core/backend/runtime.h"
 #include "core/data/image_file.h"
 #include "core/io/checkpoint.h"
 #include "core/tensor/random.h"

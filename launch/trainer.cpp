@@ -10,7 +10,7 @@
 #include <optional>
 #include <thread>
 
-#include "core/backend/backend.h"
+#include "core/backend/runtime.h"
 #include "core/data/data_loader.h"
 #include "core/data/sampler.h"
 #include "core/io/checkpoint.h"
@@ -352,7 +352,7 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
     if (profiler::recording()) step_scope.emplace("step", "step " + std::to_string(step + 1));
     // ---- one optimizer step: --grad-accum micro-batches, gradients summed into .grad. Nothing is read
     // back from the device here except on logging steps (and f16's overflow flag): the host queues the
-    // step and runs ahead (host_sync_count() in core/backend/backend.h counts the exceptions).
+    // step and runs ahead (host_sync_count() in core/backend/runtime.h counts the exceptions).
     Tensor loss_sum;  // on the device
     const uint64_t syncs_before = host_sync_count();
     int64_t items = 0;

@@ -1,4 +1,5 @@
 #include "core/backend/backend.h"
+#include "core/backend/runtime.h"
 
 #include <atomic>
 
@@ -83,5 +84,7 @@ Backend& backend_for(Device device) {
               "(-DDTRAIN_CUDA=ON) or run with --device cpu");
 #endif
 }
+
+void synchronize(Device device) { backend_for(device).synchronize(device.index); }
 
 }  // namespace dtrain

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <atomic>
 #include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 namespace dtrain::dist {
 
@@ -112,6 +114,22 @@ void check_cpu_contiguous(const Tensor& t, const char* op, const char* role) {
                shape_str(t.shape()), " is not contiguous; pass .contiguous() and copy the result back");
 }
 
+// True when `part` is chunk `rank` of `whole` in memory: an in-place reduce_scatter (output = that
+// chunk of the input) or all_gather (input = that chunk of the output), as NCCL defines in place. MPI
+// forbids aliased buffers, so these go through MPI_IN_PLACE; any other overlap is an error.
+bool own_chunk(const Tensor& whole, const Tensor& part, int rank, const char* op) {
+  if (whole.numel() == 0 || part.numel() == 0) return false;
+  const auto w = reinterpret_cast<uintptr_t>(whole.raw_data());
+  const auto p = reinterpret_cast<uintptr_t>(part.raw_data());
+  const auto chunk = static_cast<uintptr_t>(part.numel()) * dtype_size(part.dtype());
+  const auto all = static_cast<uintptr_t>(whole.numel()) * dtype_size(whole.dtype());
+  if (p + chunk <= w || w + all <= p) return false;
+  DTRAIN_CHECK(p == w + static_cast<uintptr_t>(rank) * chunk, "ProcessGroupMPI::", op,
+               ": the buffers overlap, but the chunk is not chunk ", rank,
+               " (this rank's) of the whole buffer; in place means exactly that chunk");
+  return true;
+}
+
 void check_reduce_op(ReduceOp op, DType t, const char* name) {
   DTRAIN_CHECK(op != ReduceOp::avg || is_floating(t), "ProcessGroupMPI::", name,
                "(avg) needs a floating tensor, got ", dtype_name(t), "; use sum and divide");
@@ -130,6 +148,9 @@ class ProcessGroupMPI::MpiWork final : public Work {
   int root = 0;
   Tensor out;  // the tensor written (broadcast, all_reduce: in place)
   Tensor in;   // reduce_scatter, all_gather: the input
+  // reduce_scatter, all_gather: `out` is chunk `rank` of `in` (reduce_scatter) or `in` is chunk `rank`
+  // of `out` (all_gather); run with MPI_IN_PLACE, which every rank must then use.
+  bool in_place = false;
   std::string what;  // for the timeout message
 
   bool is_completed() override { return done_.load(std::memory_order_acquire); }
@@ -310,13 +331,27 @@ void ProcessGroupMPI::run_one(MpiWork& w) {
       break;
     }
     case MpiWork::Kind::reduce_scatter:
-      rc = MPI_Reduce_scatter_block(w.in.raw_data(), w.out.raw_data(),
-                                    static_cast<int>(w.out.numel()), mpi_type(dtype),
-                                    mpi_op(w.op, dtype), comm_);
+      if (w.in_place) {
+        // The input is the whole buffer and MPI leaves the result at its start (the other chunks'
+        // values are unspecified afterwards); it moves to this rank's chunk.
+        rc = MPI_Reduce_scatter_block(MPI_IN_PLACE, w.in.raw_data(),
+                                      static_cast<int>(w.out.numel()), mpi_type(dtype),
+                                      mpi_op(w.op, dtype), comm_);
+        if (rc == MPI_SUCCESS && w.out.raw_data() != w.in.raw_data()) {
+          std::memmove(w.out.raw_data(), w.in.raw_data(),
+                       static_cast<size_t>(w.out.numel()) * dtype_size(dtype));
+        }
+      } else {
+        rc = MPI_Reduce_scatter_block(w.in.raw_data(), w.out.raw_data(),
+                                      static_cast<int>(w.out.numel()), mpi_type(dtype),
+                                      mpi_op(w.op, dtype), comm_);
+      }
       break;
     case MpiWork::Kind::all_gather:
-      rc = MPI_Allgather(w.in.raw_data(), static_cast<int>(w.in.numel()), mpi_type(dtype),
-                         w.out.raw_data(), static_cast<int>(w.in.numel()), mpi_type(dtype), comm_);
+      rc = MPI_Allgather(w.in_place ? MPI_IN_PLACE : w.in.raw_data(),
+                         w.in_place ? 0 : static_cast<int>(w.in.numel()),
+                         w.in_place ? MPI_DATATYPE_NULL : mpi_type(dtype), w.out.raw_data(),
+                         static_cast<int>(w.in.numel()), mpi_type(dtype), comm_);
       break;
     case MpiWork::Kind::barrier:
       rc = MPI_Barrier(comm_);
@@ -341,9 +376,17 @@ void ProcessGroupMPI::run_one(MpiWork& w) {
 namespace {
 
 // The collective signature of `w` (process_group.h): its input where there is one, else the tensor
-// it works on in place.
+// it works on in place. An aliased reduce_scatter or all_gather marks its root word -2 (otherwise -1
+// there): MPI_IN_PLACE must be used on every rank or none.
 std::vector<int64_t> signature(const ProcessGroupMPI::MpiWork& w, bool full) {
-  return collective_signature(w.kind, w.op, w.root, w.in.defined() ? w.in : w.out, full);
+  std::vector<int64_t> s =
+      collective_signature(w.kind, w.op, w.root, w.in.defined() ? w.in : w.out, full);
+  if (w.in_place) s[3] = -2;
+  return s;
+}
+
+std::string describe_signature(const int64_t* words, bool full) {
+  return describe_collective_signature(words, full) + (words[3] == -2 ? " in place" : "");
 }
 
 }  // namespace
@@ -372,8 +415,8 @@ std::string ProcessGroupMPI::check_agreement(const MpiWork& w) {
     const int64_t* theirs = all.data() + static_cast<size_t>(r) * static_cast<size_t>(n);
     if (!std::equal(all.data(), all.data() + n, theirs)) {
       return detail::concat("ranks disagree on collective #", number, ": rank 0 issued ",
-                            describe_collective_signature(all.data(), full), ", rank ", r, " issued ",
-                            describe_collective_signature(theirs, full),
+                            describe_signature(all.data(), full), ", rank ", r, " issued ",
+                            describe_signature(theirs, full),
                             "; the ranks took different code paths (were they started with different "
                             "options?)");
     }
@@ -439,6 +482,7 @@ WorkPtr ProcessGroupMPI::reduce_scatter(const Tensor& output, const Tensor& inpu
   w->op = op;
   w->out = output;
   w->in = input;
+  w->in_place = own_chunk(input, output, rank_, "reduce_scatter");
   w->what = describe_collective(std::string("reduce_scatter(") + reduce_op_name(op) + ")",
                                 input.numel(), input.dtype());
   checked_count(input.numel(), w->what);
@@ -457,6 +501,7 @@ WorkPtr ProcessGroupMPI::all_gather(const Tensor& output, const Tensor& input) {
   w->kind = MpiWork::Kind::all_gather;
   w->out = output;
   w->in = input;
+  w->in_place = own_chunk(output, input, rank_, "all_gather");
   w->what = describe_collective("all_gather", output.numel(), output.dtype());
   checked_count(output.numel(), w->what);
   return enqueue(std::move(w));

@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/backend/backend.h"
+#include "core/backend/runtime.h"
 #include "core/backend/cuda/cuda_check.h"
 #include "core/backend/cuda/cuda_device.h"
 
