@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -67,10 +66,7 @@ struct DistributedDataParallel::State {
   std::vector<char> ready;
   int64_t num_ready = 0;
   size_t next_launch = 0;
-  StepTiming timing, last_timing;
-  // The last step's collectives, kept until last_step_timing() asks: on a GPU their end is known only
-  // once the device has run them, and a step that nobody inspects must not wait for that.
-  std::vector<WorkPtr> timed_works;
+  std::vector<std::shared_ptr<Observer>> observers;
 
   Tensor slot_view(size_t i) const {
     const Slot& s = slots[i];
@@ -86,9 +82,6 @@ struct DistributedDataParallel::State {
       b.pending = static_cast<int64_t>(b.params.size());
       b.work.reset();
     }
-    timing = StepTiming{};
-    timing.num_params = static_cast<int64_t>(params.size());
-    timing.buckets.resize(buckets.size());
   }
 
   // The gradient of parameter i is final for this backward: stage it (pre-divided by the world size,
@@ -101,9 +94,7 @@ struct DistributedDataParallel::State {
                  "backward that runs outside no_sync()");
     ready[i] = 1;
     ++num_ready;
-    const Clock::time_point now = Clock::now();
-    if (num_ready == 1) timing.first_hook = now;
-    timing.last_hook = now;
+    for (const auto& o : observers) o->gradient_ready(i, num_ready);
     stage(i, param.grad());
     if (--buckets[slots[i].bucket].pending == 0) launch_ready(true);
   }
@@ -121,12 +112,10 @@ struct DistributedDataParallel::State {
   void launch_ready(bool in_backward) {
     while (next_launch < buckets.size() && buckets[next_launch].pending == 0) {
       const size_t b = next_launch++;
-      BucketTiming& t = timing.buckets[b];
-      t.launched = Clock::now();
-      t.params_ready_at_launch = num_ready;
-      t.launched_in_backward = in_backward;
+      const Clock::time_point launched = Clock::now();
       buckets[b].work = pg->all_reduce(buckets[b].flat, ReduceOp::sum);
-      if (profiler::recording()) trace_bucket(b, t.launched);
+      for (const auto& o : observers) o->bucket_launched(b, buckets[b].work, in_backward, num_ready);
+      if (profiler::recording()) trace_bucket(b, launched);
     }
   }
 
@@ -241,7 +230,7 @@ void DistributedDataParallel::finish_gradient_synchronization() {
   if (!s.sync) return;
   NoGradGuard no_grad;
   if (!s.in_step) s.begin_step();
-  s.timing.finish_begin = Clock::now();
+  for (const auto& o : s.observers) o->finish_begin();
 
   std::vector<size_t> unready;
   for (size_t i = 0; i < s.params.size(); ++i) {
@@ -287,10 +276,9 @@ void DistributedDataParallel::finish_gradient_synchronization() {
     std::vector<int64_t> g = used.to_vector<int64_t>();
     for (size_t i = 0; i < g.size(); ++i) globally_used[i] = g[i] != 0;
   }
-  std::vector<WorkPtr> works;
-  for (size_t b = 0; b < s.buckets.size(); ++b) {
-    s.buckets[b].work->wait();  // orders what follows after the collective; on a GPU, no host wait
-    works.push_back(std::move(s.buckets[b].work));
+  for (State::Bucket& b : s.buckets) {
+    b.work->wait();  // orders what follows after the collective; on a GPU, no host wait
+    b.work.reset();
   }
   for (size_t i = 0; i < s.params.size(); ++i) {
     if (!globally_used[i]) continue;
@@ -302,10 +290,8 @@ void DistributedDataParallel::finish_gradient_synchronization() {
     Tensor g = p.grad();
     g.copy_(reduced);
   }
-  s.timing.finish_end = Clock::now();
-  s.last_timing = s.timing;
-  s.timed_works = std::move(works);
   s.in_step = false;
+  for (const auto& o : s.observers) o->finish_end();
 }
 
 void DistributedDataParallel::broadcast_buffers() {
@@ -326,39 +312,11 @@ std::vector<DistributedDataParallel::BucketInfo> DistributedDataParallel::bucket
   return out;
 }
 
-const DistributedDataParallel::StepTiming& DistributedDataParallel::last_step_timing() const {
-  State& s = *state_;
-  if (!s.timed_works.empty()) {
-    // The collectives' times, once they have finished (a host wait if one has not yet).
-    for (size_t b = 0; b < s.timed_works.size(); ++b) {
-      const WorkPtr& w = s.timed_works[b];
-      if (!w->is_completed()) {
-        count_host_sync();
-        while (!w->is_completed()) std::this_thread::sleep_for(std::chrono::microseconds(50));
-      }
-      s.last_timing.buckets[b].comm_start = w->start_time();
-      s.last_timing.buckets[b].comm_end = w->end_time();
-    }
-    s.timed_works.clear();
-  }
-  return s.last_timing;
+void DistributedDataParallel::add_observer(std::shared_ptr<Observer> observer) {
+  DTRAIN_CHECK(observer != nullptr, "DistributedDataParallel::add_observer: the observer is null");
+  state_->observers.push_back(std::move(observer));
 }
 
-double DistributedDataParallel::StepTiming::comm_seconds() const {
-  double total = 0;
-  for (const BucketTiming& b : buckets) {
-    total += std::chrono::duration<double>(b.comm_end - b.comm_start).count();
-  }
-  return total;
-}
-
-double DistributedDataParallel::StepTiming::hidden_comm_seconds() const {
-  double hidden = 0;
-  for (const BucketTiming& b : buckets) {
-    const Clock::time_point end = std::min(b.comm_end, finish_begin);
-    if (end > b.comm_start) hidden += std::chrono::duration<double>(end - b.comm_start).count();
-  }
-  return hidden;
-}
+int64_t DistributedDataParallel::num_trainable() const { return static_cast<int64_t>(state_->params.size()); }
 
 }  // namespace dtrain::dist

@@ -102,25 +102,27 @@ class DistributedDataParallel {
   };
   std::vector<BucketInfo> buckets() const;
 
-  // Timings of the last synchronised step, for the overlap test and `dtrain bench ddp`.
-  struct BucketTiming {
-    Clock::time_point launched;      // when its all-reduce was handed to the process group
-    Clock::time_point comm_start;    // when the library started it
-    Clock::time_point comm_end;      // when it completed
-    int64_t params_ready_at_launch = 0;  // trainable parameters whose gradient was final by then
-    bool launched_in_backward = false;   // from a hook, rather than by finish_gradient_synchronization
+  // Whoever measures DDP (bench/ddp_overhead.h's StepTimer, the overlap test) watches a step through
+  // an observer; DDP keeps no timings of its own. Observers are called on the thread that runs backward
+  // and finish_gradient_synchronization, in the order they were added, and must not throw.
+  class Observer {
+   public:
+    virtual ~Observer() = default;
+    // Parameter `param`'s gradient is final (from its hook, in backward); `ready` of the trainable
+    // parameters' gradients are final so far in this step.
+    virtual void gradient_ready(size_t param, int64_t ready) { (void)param, (void)ready; }
+    // Bucket `bucket`'s all-reduce was handed to the process group: from a hook while backward ran
+    // (`in_backward`), or by finish_gradient_synchronization. `work` tells when it started and ended.
+    virtual void bucket_launched(size_t bucket, const WorkPtr& work, bool in_backward, int64_t ready) {
+      (void)bucket, (void)work, (void)in_backward, (void)ready;
+    }
+    // finish_gradient_synchronization was entered, and is about to return.
+    virtual void finish_begin() {}
+    virtual void finish_end() {}
   };
-  struct StepTiming {
-    std::vector<BucketTiming> buckets;
-    Clock::time_point first_hook, last_hook;  // first and last gradient that arrived in backward
-    Clock::time_point finish_begin, finish_end;  // finish_gradient_synchronization's call
-    int64_t num_params = 0;  // trainable parameters
-    // Seconds the collectives were running, and how many of those fell before finish began (hidden
-    // behind backward); collectives run one at a time, so these are sums of disjoint intervals.
-    double comm_seconds() const;
-    double hidden_comm_seconds() const;
-  };
-  const StepTiming& last_step_timing() const;
+  void add_observer(std::shared_ptr<Observer> observer);
+  // Trainable parameters (the indices gradient_ready reports, in registration order).
+  int64_t num_trainable() const;
 
   struct State;  // shared with the hooks
 

@@ -7,7 +7,6 @@ namespace dtrain::launch {
 
 int run_train(const std::vector<std::string>& args);
 int run_eval(const std::vector<std::string>& args);
-int run_bench(const std::vector<std::string>& args);
 // dtrain predict: a checkpoint applied to one image, text or prompt (launch/predict.h).
 int run_predict(const std::vector<std::string>& args);
 // Prints a failure as one line and returns the exit status. `same_on_every_rank` (an AllRanksError):

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench.h"
 #include "core/error.h"
 #include "distributed/process_group.h"
 #include "launch/commands.h"
@@ -45,7 +46,7 @@ int main(int argc, char** argv) {
   try {
     if (command == "train") return dtrain::launch::run_train(args);
     if (command == "eval") return dtrain::launch::run_eval(args);
-    if (command == "bench") return dtrain::launch::run_bench(args);
+    if (command == "bench") return dtrain::bench::run_bench(args);
     if (command == "predict") return dtrain::launch::run_predict(args);
     std::cerr << "dtrain: unknown command '" << command << "'; use train, eval, predict or bench" << std::endl;
     return 2;

@@ -1,7 +1,7 @@
 // ProcessGroupNCCL on a one-rank job (MPI singleton, no launcher): the NCCL checks a one-GPU machine
 // can run, where the mpiexec tests (2 to 4 ranks, one GPU each) skip. Collectives, wait() as a stream
-// wait, end times from the watchdog, DDP with the optimizer queued behind the last bucket, and the
-// nccl-tests tables of `dtrain bench allreduce --device cuda`. Without a GPU every test skips.
+// wait, end times from the watchdog, and DDP with the optimizer queued behind the last bucket (the
+// benchmark tables over NCCL: tests/bench/test_collectives_nccl.cpp). Without a GPU every test skips.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -14,7 +14,6 @@
 #include "core/nn/linear.h"
 #include "core/ops/ops.h"
 #include "core/optim/optim.h"
-#include "distributed/bench_allreduce.h"
 #include "distributed/ddp.h"
 #include "distributed/nccl/process_group_nccl.h"
 
@@ -111,30 +110,6 @@ TEST(CudaNcclOneRank, DdpQueuesTheOptimizerBehindTheLastBucket) {
   for (size_t i = 0; i < got.size(); ++i) {
     const std::vector<float> g = got[i].to_vector<float>(), w = want[i].to_vector<float>();
     for (size_t k = 0; k < g.size(); ++k) EXPECT_NEAR(g[k], w[k], 1e-4) << "parameter " << i;
-  }
-}
-
-TEST(CudaNcclOneRank, BenchTablesInNcclTestsColumns) {
-  SKIP_WITHOUT_GPU();
-  auto pg = make_group();
-  AllReduceBenchOptions o;
-  o.min_bytes = 4096;
-  o.max_bytes = 1 << 20;
-  o.factor = 16;
-  o.iters = 3;
-  for (BenchCollective c : parse_bench_collectives("all")) {
-    std::ostringstream out;
-    const std::vector<AllReduceRow> rows = bench_collective(*pg, c, o, &out);
-    ASSERT_EQ(rows.size(), 3u) << out.str();
-    for (const AllReduceRow& r : rows) {
-      EXPECT_EQ(r.wrong, 0) << out.str();
-      EXPECT_GT(r.time_us, 0.0);
-      EXPECT_GT(r.raw_time_us, 0.0);
-    }
-    const std::string text = out.str();
-    EXPECT_NE(text.find("CUDA events on the NCCL stream"), std::string::npos) << text;
-    EXPECT_NE(text.find("redop"), std::string::npos) << text;
-    EXPECT_NE(text.find("raw busbw"), std::string::npos) << text;
   }
 }
 

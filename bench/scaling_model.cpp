@@ -1,4 +1,4 @@
-#include "distributed/scaling_model.h"
+#include "bench/scaling_model.h"
 
 #include <algorithm>
 #include <cmath>
@@ -6,7 +6,7 @@
 #include "core/error.h"
 #include "distributed/ddp.h"
 
-namespace dtrain::dist {
+namespace dtrain::bench {
 
 // ---- presets
 //
@@ -172,7 +172,7 @@ std::vector<BucketPlan> plan_buckets(const StepProfile& profile, int64_t cap_byt
   const auto cap = static_cast<size_t>(std::max<int64_t>(cap_bytes, 1));
   std::vector<BucketPlan> plan;
   const std::vector<DType> dtypes(count, DType::f32);
-  for (const std::vector<size_t>& members : assign_buckets(bytes, dtypes, cap)) {
+  for (const std::vector<size_t>& members : dist::assign_buckets(bytes, dtypes, cap)) {
     BucketPlan b;
     for (size_t k : members) {
       const GradReady& g = profile.grads[count - 1 - k];
@@ -245,4 +245,4 @@ StepProfile rescale_profile(const StepProfile& profile, double forward_s, double
   return out;
 }
 
-}  // namespace dtrain::dist
+}  // namespace dtrain::bench

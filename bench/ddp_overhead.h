@@ -22,14 +22,51 @@
 
 #include "core/nn/module.h"
 #include "distributed/ddp.h"
-#include "distributed/scaling_model.h"
+#include "bench/scaling_model.h"
 
-namespace dtrain::dist {
+namespace dtrain::bench {
+
+// The timings of one synchronised DDP step, as a StepTimer saw them.
+struct BucketTiming {
+  dist::Clock::time_point launched;    // when its all-reduce was handed to the process group
+  dist::Clock::time_point comm_start;  // when the library started it
+  dist::Clock::time_point comm_end;    // when it completed
+  int64_t params_ready_at_launch = 0;  // trainable parameters whose gradient was final by then
+  bool launched_in_backward = false;   // from a hook, rather than by finish_gradient_synchronization
+};
+struct StepTiming {
+  std::vector<BucketTiming> buckets;
+  dist::Clock::time_point first_hook, last_hook;     // first and last gradient that arrived in backward
+  dist::Clock::time_point finish_begin, finish_end;  // finish_gradient_synchronization's call
+  // Seconds the collectives were running, and how many of those fell before finish began (hidden
+  // behind backward); collectives run one at a time, so these are sums of disjoint intervals.
+  double comm_seconds() const;
+  double hidden_comm_seconds() const;
+};
+
+// Records each step of the DDP it observes (DistributedDataParallel::add_observer).
+class StepTimer : public dist::DistributedDataParallel::Observer {
+ public:
+  // The last finished step. Its collectives' start and end are known once they have completed: on a
+  // GPU that may mean waiting for the device (a host sync), so a step nobody asks about costs nothing.
+  const StepTiming& last();
+
+  void gradient_ready(size_t param, int64_t ready) override;
+  void bucket_launched(size_t bucket, const dist::WorkPtr& work, bool in_backward, int64_t ready) override;
+  void finish_begin() override;
+  void finish_end() override;
+
+ private:
+  void begin_if_idle();
+  bool in_step_ = false;
+  StepTiming current_, last_;
+  std::vector<dist::WorkPtr> works_, last_works_;
+};
 
 struct DdpBenchOptions {
   int warmup_steps = 3;
   int steps = 10;
-  DDPOptions ddp;
+  dist::DDPOptions ddp;
 };
 
 struct DdpBenchResult {
@@ -52,8 +89,8 @@ struct DdpBenchResult {
 // runs after the gradients are final (an optimizer step and zero_grad). Gradients are cleared after
 // every step either way. Collective: every rank calls it. Rank 0 prints a short report to `out` when
 // it is not null.
-DdpBenchResult bench_ddp(std::shared_ptr<nn::Module> model, std::shared_ptr<ProcessGroup> pg,
+DdpBenchResult bench_ddp(std::shared_ptr<nn::Module> model, std::shared_ptr<dist::ProcessGroup> pg,
                          const std::function<Tensor()>& loss, const std::function<void()>& update,
                          const DdpBenchOptions& options, std::ostream* out);
 
-}  // namespace dtrain::dist
+}  // namespace dtrain::bench

@@ -49,7 +49,7 @@
 #include <string>
 #include <vector>
 
-namespace dtrain::dist {
+namespace dtrain::bench {
 
 // One link class: latency per message step (seconds) and bandwidth per GPU per direction (bytes/s).
 struct Link {
@@ -147,4 +147,4 @@ BucketChoice best_bucket_cap(const StepProfile& profile, const std::vector<doubl
 StepProfile rescale_profile(const StepProfile& profile, double forward_s, double backward_s,
                             double optimizer_s);
 
-}  // namespace dtrain::dist
+}  // namespace dtrain::bench

@@ -1,10 +1,10 @@
-#include "distributed/step_profile.h"
+#include "bench/step_profile.h"
 
 #include <chrono>
 
 #include "core/backend/runtime.h"
 
-namespace dtrain::dist {
+namespace dtrain::bench {
 
 StepProfile measure_step_profile(nn::Module& model, Device device, const std::function<Tensor()>& loss,
                                  const std::function<void()>& update, int warmup_steps, int steps) {
@@ -73,4 +73,4 @@ StepProfile measure_step_profile(nn::Module& model, Device device, const std::fu
   return profile;
 }
 
-}  // namespace dtrain::dist
+}  // namespace dtrain::bench

@@ -1,4 +1,4 @@
-#include "launch/bench.h"
+#include "bench/bench.h"
 
 #include <algorithm>
 #include <boost/program_options.hpp>
@@ -14,7 +14,9 @@
 #include "models/gpt.h"
 #include "models/vit.h"
 
-namespace dtrain::launch {
+namespace dtrain::bench {
+
+using launch::TrainConfig;
 
 namespace {
 using Clock = std::chrono::steady_clock;
@@ -112,4 +114,4 @@ void take_bench_options(std::vector<std::string>& args, const boost::program_opt
   }
 }
 
-}  // namespace dtrain::launch
+}  // namespace dtrain::bench

@@ -6,10 +6,12 @@
 #include <sstream>
 #include <string>
 
-#include "distributed/bench_allreduce.h"
+#include "bench/collectives.h"
 #include "distributed/mpi/process_group_mpi.h"
 
-namespace dtrain::dist {
+namespace dtrain::bench {
+
+using dist::ProcessGroupMPI;
 namespace {
 
 AllReduceBenchOptions small_sizes() {
@@ -166,4 +168,4 @@ TEST(BenchCollectives, CpuAllReduceBf16HasNoOutOfPlaceColumn) {
 }
 
 }  // namespace
-}  // namespace dtrain::dist
+}  // namespace dtrain::bench

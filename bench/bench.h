@@ -1,6 +1,6 @@
 // What the `dtrain bench` subcommands share: the models they time, on a fixed synthetic batch, and the
-// process group a multi-rank benchmark runs on. launch/bench.cpp holds allreduce, ddp and step;
-// launch/bench_scaling.cpp the sweep over world sizes (scaling) and the projection to clusters (project).
+// process group a multi-rank benchmark runs on. bench/commands.cpp holds allreduce, ddp and step;
+// bench/scaling.cpp the sweep over world sizes (scaling) and the projection to clusters (project).
 #pragma once
 #include <boost/program_options.hpp>
 #include <functional>
@@ -12,7 +12,7 @@
 #include "distributed/process_group.h"
 #include "launch/config.h"
 
-namespace dtrain::launch {
+namespace dtrain::bench {
 
 // A model and a fixed synthetic batch for the step, ddp, scaling and project benchmarks.
 struct BenchModel {
@@ -26,7 +26,7 @@ struct BenchModel {
 // --model vit (sizes from --model-size and the shape options), vit-b16 (ViT-B/16 at 224x224), gpt
 // (byte vocabulary, --model-size), gpt2 (the GPT-2 124M shape: width 768, 12 blocks, 12 heads,
 // vocabulary 50257, context --seq-len).
-BenchModel make_bench_model(const TrainConfig& c, int64_t batch, Device device);
+BenchModel make_bench_model(const launch::TrainConfig& c, int64_t batch, Device device);
 
 // The best f32 (CPU) or bf16 (GPU) GEMM rate this device reaches, the denominator of MFU.
 double measured_peak_flops(Device device, DType dtype);
@@ -40,7 +40,9 @@ std::shared_ptr<dist::ProcessGroup> make_bench_group(const std::string& device_t
 void take_bench_options(std::vector<std::string>& args, const boost::program_options::options_description& opts,
                         boost::program_options::variables_map& vm);
 
+// `dtrain bench <allreduce|ddp|step|scaling|project> [options]` (bench/commands.cpp).
+int run_bench(const std::vector<std::string>& args);
 int run_bench_scaling(const std::vector<std::string>& args);
 int run_bench_project(const std::vector<std::string>& args);
 
-}  // namespace dtrain::launch
+}  // namespace dtrain::bench

@@ -1,6 +1,6 @@
 // `dtrain bench allreduce | ddp | step | scaling | project`: the scaling and speed figures, each measured
 // against a baseline taken in the same invocation (raw MPI/NCCL calls; independent processes; peak GEMM;
-// one rank), and the projection to clusters of the scaling model (launch/bench_scaling.cpp).
+// one rank), and the projection to clusters of the scaling model (bench/scaling.cpp).
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <chrono>
@@ -13,14 +13,14 @@
 #include "core/backend/runtime.h"
 #include "core/ops/ops.h"
 #include "core/optim/optim.h"
-#include "distributed/bench_allreduce.h"
-#include "distributed/bench_ddp.h"
+#include "bench/collectives.h"
+#include "bench/ddp_overhead.h"
 #include "distributed/mpi/process_group_mpi.h"
 #ifdef DTRAIN_WITH_CUDA
 #include "distributed/nccl/process_group_nccl.h"
 #endif
 #include "core/io/durable_file.h"
-#include "launch/bench.h"
+#include "bench/bench.h"
 #include "launch/commands.h"
 #include "launch/config.h"
 #include "launch/optimizer_factory.h"
@@ -29,7 +29,12 @@
 
 namespace po = boost::program_options;
 
-namespace dtrain::launch {
+namespace dtrain::bench {
+
+using launch::TrainConfig;
+using launch::decay_groups;
+using launch::make_optimizer;
+using launch::parse_train_config;
 
 namespace {
 
@@ -124,7 +129,7 @@ int run_bench(const std::vector<std::string>& args) {
   const std::string what = args[0];
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (what == "allreduce") {
-    dist::AllReduceBenchOptions o;
+    AllReduceBenchOptions o;
     std::string dtype = "f32", device = "cpu", collective = "all_reduce", json_path;
     po::options_description opts("dtrain bench allreduce options");
     opts.add_options()("help,h", "print this help")
@@ -149,15 +154,15 @@ int run_bench(const std::vector<std::string>& args) {
       return 0;
     }
     o.dtype = dtype_from_name(dtype);
-    const std::vector<dist::BenchCollective> collectives = dist::parse_bench_collectives(collective);
+    const std::vector<BenchCollective> collectives = parse_bench_collectives(collective);
     {
       auto pg = make_bench_group(device);
       nlohmann::json tables = {{"ranks", pg->size()}, {"backend", pg->backend_name()}, {"dtype", dtype}};
-      for (dist::BenchCollective c : collectives) {
-        const std::vector<dist::AllReduceRow> rows =
-            dist::bench_collective(*pg, c, o, pg->rank() == 0 ? &std::cout : nullptr);
-        nlohmann::json& table = tables[dist::bench_collective_name(c)] = nlohmann::json::array();
-        for (const dist::AllReduceRow& r : rows) {
+      for (BenchCollective c : collectives) {
+        const std::vector<AllReduceRow> rows =
+            bench_collective(*pg, c, o, pg->rank() == 0 ? &std::cout : nullptr);
+        nlohmann::json& table = tables[bench_collective_name(c)] = nlohmann::json::array();
+        for (const AllReduceRow& r : rows) {
           table.push_back({{"bytes", r.bytes}, {"count", r.count}, {"time_us", r.time_us},
                            {"algbw_gbs", r.algbw_gbs}, {"busbw_gbs", r.busbw_gbs}, {"wrong", r.wrong}});
         }
@@ -188,10 +193,10 @@ int run_bench(const std::vector<std::string>& args) {
       if (c.threads > 0) set_num_threads(c.threads);
       BenchModel m = make_bench_model(c, c.batch_size / pg->size(), pg->device());
       auto optimizer = make_optimizer(c, decay_groups(*m.module));
-      dist::DdpBenchOptions o;
+      DdpBenchOptions o;
       o.steps = steps;
       o.ddp.bucket_cap_mb = c.bucket_cap_mb;
-      const dist::DdpBenchResult r = dist::bench_ddp(m.module, pg, m.loss, [&] { optimizer->step(); }, o,
+      const DdpBenchResult r = bench_ddp(m.module, pg, m.loss, [&] { optimizer->step(); }, o,
                                                      pg->rank() == 0 ? &std::cout : nullptr);
       if (!json_path.empty() && pg->rank() == 0) {
         nlohmann::json j = {{"world_size", r.world_size},
@@ -207,7 +212,7 @@ int run_bench(const std::vector<std::string>& args) {
                             {"hidden_percent", r.hidden_percent},
                             {"exposed_ms", r.exposed_ms},
                             {"bucket_comm", nlohmann::json::array()}};
-        for (const dist::CollectiveSample& b : r.bucket_comm) {
+        for (const CollectiveSample& b : r.bucket_comm) {
           j["bucket_comm"].push_back({{"bytes", b.bytes}, {"seconds", b.seconds}});
         }
         write_file_atomically(json_path, j.dump(2) + "\n");
@@ -221,4 +226,4 @@ int run_bench(const std::vector<std::string>& args) {
   throw Error("dtrain bench: unknown benchmark '" + what + "'; use allreduce, ddp, step, scaling or project");
 }
 
-}  // namespace dtrain::launch
+}  // namespace dtrain::bench

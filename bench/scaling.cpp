@@ -1,7 +1,7 @@
 // `dtrain bench scaling`: runs `dtrain bench ddp` at each requested world size through the launcher
 // (weak scaling: a fixed batch per rank; strong: a fixed global batch split over the ranks) and prints
 // one table per mode, writes scaling.json and draws scaling.png. Beside each measured point it prints
-// what the scaling model (distributed/scaling_model.h) predicts for it and the error, with:
+// what the scaling model (bench/scaling_model.h) predicts for it and the error, with:
 //   - the step profile (forward, backward, optimizer, when each gradient is ready) of one rank measured
 //     in this process before the sweep;
 //   - a ring link (alpha, bandwidth) fitted to `dtrain bench allreduce` at the smallest world size > 1;
@@ -25,15 +25,20 @@
 
 #include "core/backend/runtime.h"
 #include "core/io/durable_file.h"
-#include "distributed/scaling_model.h"
-#include "distributed/step_profile.h"
-#include "launch/bench.h"
+#include "bench/scaling_model.h"
+#include "bench/step_profile.h"
+#include "bench/bench.h"
 #include "launch/optimizer_factory.h"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
 
-namespace dtrain::launch {
+namespace dtrain::bench {
+
+using launch::TrainConfig;
+using launch::decay_groups;
+using launch::make_optimizer;
+using launch::parse_train_config;
 
 namespace {
 
@@ -123,7 +128,7 @@ nlohmann::json read_json(const fs::path& path) {
   }
 }
 
-nlohmann::json profile_json(const dist::StepProfile& p, int buckets) {
+nlohmann::json profile_json(const StepProfile& p, int buckets) {
   return {{"forward_ms", p.forward_s * 1e3},
           {"backward_ms", p.backward_s * 1e3},
           {"optimizer_ms", p.optimizer_s * 1e3},
@@ -131,7 +136,7 @@ nlohmann::json profile_json(const dist::StepProfile& p, int buckets) {
           {"buckets", buckets}};
 }
 
-dist::StepProfile measure_profile(const TrainConfig& c, int64_t batch, BenchModel* model_out) {
+StepProfile measure_profile(const TrainConfig& c, int64_t batch, BenchModel* model_out) {
   const Device device = Device::parse(c.device);
   select_device(device);
   set_allow_tf32(c.tf32);
@@ -139,17 +144,17 @@ dist::StepProfile measure_profile(const TrainConfig& c, int64_t batch, BenchMode
   BenchModel m = make_bench_model(c, batch, device);
   auto optimizer = make_optimizer(c, decay_groups(*m.module));
   const int steps = static_cast<int>(std::max<int64_t>(1, c.steps));
-  dist::StepProfile profile =
-      dist::measure_step_profile(*m.module, device, m.loss, [&] { optimizer->step(); }, 1, steps);
+  StepProfile profile =
+      measure_step_profile(*m.module, device, m.loss, [&] { optimizer->step(); }, 1, steps);
   if (model_out != nullptr) *model_out = std::move(m);
   return profile;
 }
 
-double profile_total_s(const dist::StepProfile& p) { return p.forward_s + p.backward_s + p.optimizer_s; }
+double profile_total_s(const StepProfile& p) { return p.forward_s + p.backward_s + p.optimizer_s; }
 
 // The profile with every phase multiplied by `factor`.
-dist::StepProfile scaled_profile(const dist::StepProfile& p, double factor) {
-  return dist::rescale_profile(p, p.forward_s * factor, p.backward_s * factor, p.optimizer_s * factor);
+StepProfile scaled_profile(const StepProfile& p, double factor) {
+  return rescale_profile(p, p.forward_s * factor, p.backward_s * factor, p.optimizer_s * factor);
 }
 
 // One measured point of the sweep and the model's prediction for it.
@@ -254,11 +259,11 @@ int run_bench_scaling(const std::vector<std::string>& args_in) {
 
   // One rank's profile, measured here before any rank starts, and the buckets DDP will form from it.
   BenchModel model;
-  const dist::StepProfile profile = measure_profile(c, c.batch_size, &model);
+  const StepProfile profile = measure_profile(c, c.batch_size, &model);
   const auto cap_bytes = static_cast<int64_t>(c.bucket_cap_mb * 1024.0 * 1024.0);
-  const std::vector<dist::BucketPlan> buckets = dist::plan_buckets(profile, cap_bytes);
+  const std::vector<BucketPlan> buckets = plan_buckets(profile, cap_bytes);
   int64_t largest_bucket = 0;
-  for (const dist::BucketPlan& b : buckets) largest_bucket = std::max(largest_bucket, b.bytes);
+  for (const BucketPlan& b : buckets) largest_bucket = std::max(largest_bucket, b.bytes);
   std::printf("# bench scaling: %s (%lld parameters), %s; %lld timed steps per point; logs in %s\n",
               c.model.c_str(), static_cast<long long>(model.module->num_parameters(true)), c.device.c_str(),
               static_cast<long long>(c.steps), out_dir.c_str());
@@ -270,7 +275,7 @@ int run_bench_scaling(const std::vector<std::string>& args_in) {
 
   // The link, fitted to the all-reduce at the smallest world size above one.
   nlohmann::json link_json = nullptr;
-  std::optional<dist::Link> link;
+  std::optional<Link> link;
   size_t samples_used = 0;
   const auto calibration = std::find_if(ranks.begin(), ranks.end(), [](int n) { return n > 1; });
   if (calibration != ranks.end()) {
@@ -283,15 +288,15 @@ int run_bench_scaling(const std::vector<std::string>& args_in) {
                    " --device " + shell_quote(c.device) + " --json " + shell_quote(json.string()),
                dir / ("allreduce-np" + std::to_string(*calibration) + ".log"),
                "the all-reduce benchmark at " + std::to_string(*calibration) + " ranks");
-    std::vector<dist::CollectiveSample> samples;
+    std::vector<CollectiveSample> samples;
     const nlohmann::json tables = read_json(json);
     for (const nlohmann::json& row : tables.at("all_reduce")) {
-      samples.push_back(dist::CollectiveSample{*calibration, row["bytes"].get<double>(),
+      samples.push_back(CollectiveSample{*calibration, row["bytes"].get<double>(),
                                                row["time_us"].get<double>() * 1e-6});
     }
     samples_used = samples.size();
     try {
-      link = dist::fit_ring_link(samples);
+      link = fit_ring_link(samples);
     } catch (const Error& e) {
       std::printf("# no model beside the points: the all-reduce times at %d ranks did not fit a link (%s)\n",
                   *calibration, e.what());
@@ -334,10 +339,10 @@ int run_bench_scaling(const std::vector<std::string>& args_in) {
       p.throughput = items / (p.ddp["ddp_step_ms"].get<double>() / 1e3);
       if (link) {
         const double factor = p.ddp["independent_step_ms"].get<double>() / 1e3 / profile_total_s(profile);
-        const dist::StepProfile scaled = scaled_profile(profile, factor);
-        const dist::Link l = *link;
-        auto comm = [n, l](int64_t bytes) { return dist::ring_allreduce_seconds(l, n, static_cast<double>(bytes)); };
-        p.predicted_ms = dist::predict_step(scaled, dist::plan_buckets(scaled, cap_bytes), comm).step_s * 1e3;
+        const StepProfile scaled = scaled_profile(profile, factor);
+        const Link l = *link;
+        auto comm = [n, l](int64_t bytes) { return ring_allreduce_seconds(l, n, static_cast<double>(bytes)); };
+        p.predicted_ms = predict_step(scaled, plan_buckets(scaled, cap_bytes), comm).step_s * 1e3;
       }
       points.push_back(std::move(p));
     }
@@ -384,7 +389,7 @@ const char* kProjectUsage =
 
 int run_bench_project(const std::vector<std::string>& args_in) {
   std::vector<std::string> args = args_in;
-  std::string cluster_name = dist::cluster_presets().front().name, gpus_text = "8,16,32,64,128,256,512,1024";
+  std::string cluster_name = cluster_presets().front().name, gpus_text = "8,16,32,64,128,256,512,1024";
   std::string json_path;
   double mfu = 0.4;
   int64_t profile_batch = 2;
@@ -399,15 +404,15 @@ int run_bench_project(const std::vector<std::string>& args_in) {
   if (std::find(args.begin(), args.end(), "--help") != args.end() ||
       std::find(args.begin(), args.end(), "-h") != args.end()) {
     std::cout << kProjectUsage << "\n\n" << opts << "\nclusters:";
-    for (const dist::ClusterSpec& s : dist::cluster_presets()) std::cout << " " << s.name;
+    for (const ClusterSpec& s : cluster_presets()) std::cout << " " << s.name;
     std::cout << "\n(and the training options of dtrain bench ddp --help)\n";
     return 0;
   }
   if (!(mfu > 0 && mfu <= 1)) throw Error("--mfu " + std::to_string(mfu) + " must be in (0, 1]");
   if (profile_batch < 1) throw Error("--profile-batch must be at least 1");
-  const dist::ClusterSpec& cluster = dist::cluster_preset(cluster_name);
+  const ClusterSpec& cluster = cluster_preset(cluster_name);
   const std::vector<int> gpus = parse_positive_list(gpus_text, "gpus");
-  const std::vector<double> caps = dist::default_bucket_caps_mb();
+  const std::vector<double> caps = default_bucket_caps_mb();
   TrainConfig c;
   c.model = "vit-b16";
   c.batch_size = 32;
@@ -416,19 +421,19 @@ int run_bench_project(const std::vector<std::string>& args_in) {
   if (!parse_train_config(args, c, "bench project")) return 0;
 
   BenchModel model;
-  const dist::StepProfile measured = measure_profile(c, profile_batch, &model);
+  const StepProfile measured = measure_profile(c, profile_batch, &model);
   const double items_per_sample = static_cast<double>(model.items) / static_cast<double>(profile_batch);
   const double items_per_gpu = items_per_sample * static_cast<double>(c.batch_size);
   const double compute_s =
       model.flops_per_step / static_cast<double>(model.items) * items_per_gpu / (cluster.peak_flops * mfu);
   const double fb = measured.forward_s + measured.backward_s;
-  const dist::StepProfile target =
-      dist::rescale_profile(measured, compute_s * measured.forward_s / fb, compute_s * measured.backward_s / fb,
+  const StepProfile target =
+      rescale_profile(measured, compute_s * measured.forward_s / fb, compute_s * measured.backward_s / fb,
                             compute_s * measured.optimizer_s / fb);
   const auto cap_bytes = static_cast<int64_t>(c.bucket_cap_mb * 1024.0 * 1024.0);
-  const std::vector<dist::BucketPlan> buckets = dist::plan_buckets(target, cap_bytes);
+  const std::vector<BucketPlan> buckets = plan_buckets(target, cap_bytes);
   int64_t largest = 0;
-  for (const dist::BucketPlan& b : buckets) largest = std::max(largest, b.bytes);
+  for (const BucketPlan& b : buckets) largest = std::max(largest, b.bytes);
 
   std::printf("# bench project: %s (%lld parameters), %lld %s per GPU, f32 gradients in %zu buckets of at most "
               "%.0f MB\n",
@@ -449,10 +454,10 @@ int run_bench_project(const std::vector<std::string>& args_in) {
               model.unit.c_str());
   nlohmann::json rows = nlohmann::json::array();
   for (int world : gpus) {
-    auto comm = [&](int64_t bytes) { return dist::allreduce_seconds(cluster, world, static_cast<double>(bytes)); };
-    const dist::StepPrediction p = dist::predict_step(target, buckets, comm);
-    const dist::BucketChoice best = dist::best_bucket_cap(target, caps, comm);
-    const dist::AllReduceEstimate big = dist::estimate_allreduce(cluster, world, static_cast<double>(largest));
+    auto comm = [&](int64_t bytes) { return allreduce_seconds(cluster, world, static_cast<double>(bytes)); };
+    const StepPrediction p = predict_step(target, buckets, comm);
+    const BucketChoice best = best_bucket_cap(target, caps, comm);
+    const AllReduceEstimate big = estimate_allreduce(cluster, world, static_cast<double>(largest));
     const int nodes = (world + cluster.gpus_per_node - 1) / cluster.gpus_per_node;
     const double throughput = world * items_per_gpu / p.step_s;
     const std::string cap = std::isinf(best.cap_mb) ? "one bucket" : std::to_string(std::lround(best.cap_mb));
@@ -480,4 +485,4 @@ int run_bench_project(const std::vector<std::string>& args_in) {
   return 0;
 }
 
-}  // namespace dtrain::launch
+}  // namespace dtrain::bench

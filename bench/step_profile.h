@@ -1,4 +1,4 @@
-// One rank's training step, measured for the scaling model (distributed/scaling_model.h): how long
+// One rank's training step, measured for the scaling model (bench/scaling_model.h): how long
 // forward, backward and the optimizer take, and when in backward each trainable parameter's gradient
 // became final. Those arrival times are what decide how much of DDP's all-reduce can hide behind
 // backward: a bucket can start only once its last gradient is in.
@@ -12,9 +12,9 @@
 #include <functional>
 
 #include "core/nn/module.h"
-#include "distributed/scaling_model.h"
+#include "bench/scaling_model.h"
 
-namespace dtrain::dist {
+namespace dtrain::bench {
 
 // `loss` runs forward on a fixed batch and returns the loss; `update` (may be empty) runs the optimizer
 // step. Times are means over `steps` timed steps after `warmup_steps`. The profile's gradients are the
@@ -23,4 +23,4 @@ namespace dtrain::dist {
 StepProfile measure_step_profile(nn::Module& model, Device device, const std::function<Tensor()>& loss,
                                  const std::function<void()>& update, int warmup_steps, int steps);
 
-}  // namespace dtrain::dist
+}  // namespace dtrain::bench

@@ -1,4 +1,4 @@
-#include "distributed/bench_allreduce.h"
+#include "bench/collectives.h"
 
 #include <climits>
 #include <cmath>
@@ -11,7 +11,17 @@
 #include "distributed/nccl/process_group_nccl.h"
 #endif
 
-namespace dtrain::dist {
+namespace dtrain::bench {
+
+using dist::CollectiveKind;
+
+using dist::WorkPtr;
+
+using dist::Clock;
+using dist::ProcessGroup;
+using dist::ProcessGroupMPI;
+using dist::ReduceOp;
+using dist::all_reduce_value;
 
 double allreduce_bus_factor(int n) { return n > 1 ? 2.0 * (n - 1) / n : 0.0; }
 
@@ -235,7 +245,7 @@ std::vector<AllReduceRow> collective_table(ProcessGroup& pg, BenchCollective c,
                                  mpi.get() != MPI_COMM_NULL && sum_type != MPI_DATATYPE_NULL;
 #ifdef DTRAIN_WITH_CUDA
   if (gpu) {
-    auto* nccl = dynamic_cast<ProcessGroupNCCL*>(&pg);
+    auto* nccl = dynamic_cast<dist::ProcessGroupNCCL*>(&pg);
     DTRAIN_CHECK(nccl != nullptr, "bench allreduce: the ", pg.backend_name(), " group on ",
                  pg.device().str(), " is not an NCCL group");
     timer = [nccl](int calls, const std::function<void()>& issue) {
@@ -427,4 +437,4 @@ AllReduceSummary summarize_allreduce(const std::vector<AllReduceRow>& rows, int6
   return s;
 }
 
-}  // namespace dtrain::dist
+}  // namespace dtrain::bench

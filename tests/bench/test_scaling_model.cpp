@@ -6,9 +6,9 @@
 
 #include "core/error.h"
 #include "distributed/ddp.h"
-#include "distributed/scaling_model.h"
+#include "bench/scaling_model.h"
 
-namespace dtrain::dist {
+namespace dtrain::bench {
 namespace {
 
 constexpr double kMiB = 1024.0 * 1024.0;
@@ -182,7 +182,7 @@ TEST(ScalingModel, PlanBucketsGroupsLikeDDP) {
   EXPECT_DOUBLE_EQ(plan[1].ready_s, 0.3);
   // The same grouping as assign_buckets on the registration-order sizes (30, 20, 10 reversed).
   const std::vector<std::vector<size_t>> ddp =
-      assign_buckets({30, 20, 10}, std::vector<DType>(3, DType::f32), 25);
+      dist::assign_buckets({30, 20, 10}, std::vector<DType>(3, DType::f32), 25);
   EXPECT_EQ(ddp, (std::vector<std::vector<size_t>>{{2, 1}, {0}}));
   EXPECT_TRUE(plan_buckets(StepProfile{}, cap).empty());
   EXPECT_THROW(plan_buckets(grads_mib({1}, {1.5}, 1), cap), Error);  // ready after backward ended
@@ -267,4 +267,4 @@ TEST(ScalingModel, RescaleProfileKeepsGradientsInPlace) {
 }
 
 }  // namespace
-}  // namespace dtrain::dist
+}  // namespace dtrain::bench

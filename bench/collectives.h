@@ -14,7 +14,7 @@
 // Out-of-place and in-place as nccl-tests means them: out-of-place has separate send and receive
 // buffers; in place, reduce-scatter's output is chunk `rank` of its input, all-gather's input is chunk
 // `rank` of its output, and all-reduce and broadcast work on one buffer. Per collective:
-//   all_reduce      in-place: dtrain's all_reduce (the ProcessGroup API is in place only).
+//   all_reduce      in-place: dtrain's all_reduce (the dist::ProcessGroup API is in place only).
 //                   out-of-place: dtrain has no such call; on a CPU group the library's
 //                   MPI_Allreduce(send, recv) called directly (f32, f64, i32, i64; "n/a" for 16-bit
 //                   floats, which dtrain reduces with its own MPI operations); "n/a" on GPUs (the NCCL
@@ -28,7 +28,7 @@
 // raw: the library's own call beside dtrain's, to show the cost of dtrain's machinery (queue,
 // communication thread, agreement check, watchdog), in the form of the column it is compared with:
 // in place for all_reduce and broadcast, out of place for reduce_scatter and all_gather. On the CPU
-// (MPI): MPI_Allreduce (ProcessGroup::raw_all_reduce) and MPI_Bcast; reduce-scatter and all-gather
+// (MPI): MPI_Allreduce (dist::ProcessGroup::raw_all_reduce) and MPI_Bcast; reduce-scatter and all-gather
 // have none. On GPUs (NCCL): ncclAllReduce, ncclBroadcast, ncclReduceScatter, ncclAllGather on the
 // group's stream. GPU times come from CUDA events on the NCCL stream around back-to-back calls (no
 // host wait between them), after warm-up calls; CPU times from the host clock around each call and
@@ -45,7 +45,7 @@
 
 #include "distributed/process_group.h"
 
-namespace dtrain::dist {
+namespace dtrain::bench {
 
 struct AllReduceBenchOptions {
   int64_t min_bytes = 4 << 10;    // 4 KiB
@@ -92,10 +92,10 @@ double bus_factor(BenchCollective c, int n);
 
 // The table of one collective (collective: every rank calls it). Rank 0 prints a header, one row per
 // size as it completes, and a summary to `out` when it is not null.
-std::vector<AllReduceRow> bench_collective(ProcessGroup& pg, BenchCollective collective,
+std::vector<AllReduceRow> bench_collective(dist::ProcessGroup& pg, BenchCollective collective,
                                            const AllReduceBenchOptions& options, std::ostream* out);
 // bench_collective(pg, BenchCollective::all_reduce, ...).
-std::vector<AllReduceRow> bench_allreduce(ProcessGroup& pg, const AllReduceBenchOptions& options,
+std::vector<AllReduceRow> bench_allreduce(dist::ProcessGroup& pg, const AllReduceBenchOptions& options,
                                           std::ostream* out);
 
 // The mean busbw over the rows of at least `min_bytes` (all rows when 0), for dtrain's column that the
@@ -106,4 +106,4 @@ struct AllReduceSummary {
 };
 AllReduceSummary summarize_allreduce(const std::vector<AllReduceRow>& rows, int64_t min_bytes = 0);
 
-}  // namespace dtrain::dist
+}  // namespace dtrain::bench

@@ -1,17 +1,98 @@
-#include "distributed/bench_ddp.h"
+#include "bench/ddp_overhead.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <ostream>
+#include <thread>
 
 #include "core/backend/runtime.h"
 
-namespace dtrain::dist {
+namespace dtrain::bench {
+
+using dist::Clock;
+using dist::ProcessGroup;
+using dist::DistributedDataParallel;
+using dist::ReduceOp;
+using dist::all_reduce_value;
 
 namespace {
 double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 }  // namespace
+
+// ---- StepTimer
+
+void StepTimer::begin_if_idle() {
+  if (in_step_) return;
+  in_step_ = true;
+  current_ = StepTiming{};
+  works_.clear();
+}
+
+void StepTimer::gradient_ready(size_t, int64_t ready) {
+  begin_if_idle();
+  const Clock::time_point now = Clock::now();
+  if (ready == 1) current_.first_hook = now;
+  current_.last_hook = now;
+}
+
+void StepTimer::bucket_launched(size_t bucket, const dist::WorkPtr& work, bool in_backward, int64_t ready) {
+  begin_if_idle();
+  if (current_.buckets.size() <= bucket) current_.buckets.resize(bucket + 1);
+  if (works_.size() <= bucket) works_.resize(bucket + 1);
+  BucketTiming& t = current_.buckets[bucket];
+  t.launched = Clock::now();
+  t.params_ready_at_launch = ready;
+  t.launched_in_backward = in_backward;
+  works_[bucket] = work;
+}
+
+void StepTimer::finish_begin() {
+  begin_if_idle();
+  current_.finish_begin = Clock::now();
+}
+
+void StepTimer::finish_end() {
+  current_.finish_end = Clock::now();
+  last_ = current_;
+  last_works_ = std::move(works_);
+  works_.clear();
+  in_step_ = false;
+}
+
+const StepTiming& StepTimer::last() {
+  for (size_t b = 0; b < last_works_.size(); ++b) {
+    const dist::WorkPtr& w = last_works_[b];
+    if (!w) continue;
+    if (!w->is_completed()) {
+      count_host_sync();
+      while (!w->is_completed()) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    last_.buckets[b].comm_start = w->start_time();
+    last_.buckets[b].comm_end = w->end_time();
+  }
+  last_works_.clear();
+  return last_;
+}
+
+double StepTiming::comm_seconds() const {
+  double total = 0;
+  for (const BucketTiming& b : buckets) total += seconds_between(b.comm_start, b.comm_end);
+  return total;
+}
+
+double StepTiming::hidden_comm_seconds() const {
+  double hidden = 0;
+  for (const BucketTiming& b : buckets) {
+    const Clock::time_point end = std::min(b.comm_end, finish_begin);
+    if (end > b.comm_start) hidden += seconds_between(b.comm_start, end);
+  }
+  return hidden;
+}
+
+// ---- the benchmark
 
 DdpBenchResult bench_ddp(std::shared_ptr<nn::Module> model, std::shared_ptr<ProcessGroup> pg,
                          const std::function<Tensor()>& loss, const std::function<void()>& update,
@@ -53,12 +134,14 @@ DdpBenchResult bench_ddp(std::shared_ptr<nn::Module> model, std::shared_ptr<Proc
   r.independent_step_ms = run([] {}, [] {}) * 1e3;
 
   DistributedDataParallel ddp(model, pg, options.ddp);
+  auto timer = std::make_shared<StepTimer>();
+  ddp.add_observer(timer);
   r.buckets = static_cast<int>(ddp.buckets().size());
   double comm = 0, hidden = 0, exposed = 0;
   std::vector<double> bucket_seconds(r.buckets, 0.0);
   r.ddp_step_ms = run([&] { ddp.finish_gradient_synchronization(); },
                       [&] {
-                        const auto& t = ddp.last_step_timing();
+                        const StepTiming& t = timer->last();
                         comm += t.comm_seconds();
                         hidden += t.hidden_comm_seconds();
                         exposed += seconds_between(t.finish_begin, t.finish_end);
@@ -98,4 +181,4 @@ DdpBenchResult bench_ddp(std::shared_ptr<nn::Module> model, std::shared_ptr<Proc
   return r;
 }
 
-}  // namespace dtrain::dist
+}  // namespace dtrain::bench
