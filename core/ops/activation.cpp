@@ -92,6 +92,8 @@ Tensor tanh(const Tensor& x) { return pointwise(UnaryOp::tanh, "tanh", x); }
 
 Tensor sigmoid(const Tensor& x) { return pointwise(UnaryOp::sigmoid, "sigmoid", x); }
 
+Tensor silu(const Tensor& x) { return pointwise(UnaryOp::silu, "silu", x); }
+
 Tensor softmax(const Tensor& x, int64_t dim) { return softmax_op(x, dim, false); }
 
 Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_op(x, dim, true); }

@@ -10,6 +10,9 @@ Each case `<op>.<variant>` stores, all f32 (indices i64):
 The inputs are f32 values; the reference is computed from them in f64 and rounded to f32 once, so the
 only error the C++ side sees is its own. Op parameters (dims, stride, eps, ...) are spelled out in both
 files; keep them in step. Dropout is random and has no case here.
+
+Each unary op of core/backend/unary_ops.def (the C++ table) has one case named as its row
+(`gelu_tanh`, input `x`); test_reference.cpp fails with a message for a row that has none.
 """
 import math
 import os
@@ -131,8 +134,8 @@ case("chunk", lambda x: torch.chunk(x, 2, dim=0), {"x": randn(4, 3)})
 
 # ---------------------------------------------------------------------------------------- activations
 case("relu", F.relu, {"x": away_from_zero(2, 5)})
-case("gelu.erf", F.gelu, {"x": randn(2, 5) * 2})
-case("gelu.tanh", lambda x: F.gelu(x, approximate="tanh"), {"x": randn(2, 5) * 2})
+case("gelu_erf", F.gelu, {"x": randn(2, 5) * 2})
+case("gelu_tanh", lambda x: F.gelu(x, approximate="tanh"), {"x": randn(2, 5) * 2})
 case("tanh", torch.tanh, {"x": randn(2, 5)})
 case("sigmoid", torch.sigmoid, {"x": randn(2, 5) * 2})
 case("softmax.last", lambda x: torch.softmax(x, dim=-1), {"x": randn(2, 3, 4) * 2})
@@ -231,6 +234,10 @@ case("matmul.vec_mat", torch.matmul, {"a": randn(4), "b": randn(4, 3)})
 case("matmul.mat_vec", torch.matmul, {"a": randn(3, 4), "b": randn(4)})
 case("linear.bias", F.linear, {"x": randn(2, 3, 4), "weight": randn(5, 4), "bias": randn(5)})
 case("linear.no_bias", F.linear, {"x": randn(3, 4), "weight": randn(2, 4)})
+
+# ------------------------------------------------------------------------------------- added later
+# Cases added after the file was first made are drawn last, so the cases above keep their values.
+case("silu", F.silu, {"x": randn(2, 5) * 2})
 
 
 if __name__ == "__main__":

@@ -331,11 +331,9 @@ void avg_pool2d_backward_kernel(const Tensor& dy, const Pool2dArgs& a, const Ten
 void CpuBackend::conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
                         const Conv2dArgs& args, const Tensor& out) {
   if (is_half(x.dtype())) {
-    Tensor out32 = f32_like(out);
-    conv2d(cpu_to_f32(x), cpu_to_f32(weight), bias.defined() ? cpu_to_f32(bias) : bias, args,
-           out32);
-    copy(out32, out);
-    return;
+    F32Staging f32;
+    conv2d(f32.in(x), f32.in(weight), f32.in(bias), args, f32.out(out));
+    return f32.write_back();
   }
   const ConvShape s = conv_shape(x, weight, args);
   dispatch_float(x.dtype(), "conv2d", [&](auto tag) {
@@ -348,12 +346,10 @@ void CpuBackend::conv2d_backward(const Tensor& dy, const Tensor& x, const Tensor
                                  const Conv2dArgs& args, const Tensor& dx, const Tensor& dweight,
                                  const Tensor& dbias) {
   if (is_half(x.dtype()) || is_half(dy.dtype())) {
-    Tensor dx32 = f32_like(dx), dw32 = f32_like(dweight), db32 = f32_like(dbias);
-    conv2d_backward(cpu_to_f32(dy), cpu_to_f32(x), cpu_to_f32(weight), args, dx32, dw32, db32);
-    if (dx.defined()) copy(dx32, dx);
-    if (dweight.defined()) copy(dw32, dweight);
-    if (dbias.defined()) copy(db32, dbias);
-    return;
+    F32Staging f32;
+    conv2d_backward(f32.in(dy), f32.in(x), f32.in(weight), args, f32.out(dx), f32.out(dweight),
+                    f32.out(dbias));
+    return f32.write_back();
   }
   const ConvShape s = conv_shape(x, weight, args);
   dispatch_float(x.dtype(), "conv2d_backward", [&](auto tag) {
@@ -365,10 +361,9 @@ void CpuBackend::conv2d_backward(const Tensor& dy, const Tensor& x, const Tensor
 void CpuBackend::max_pool2d(const Tensor& x, const Pool2dArgs& args, const Tensor& out,
                             const Tensor& indices) {
   if (is_half(x.dtype())) {
-    Tensor out32 = f32_like(out);
-    max_pool2d(cpu_to_f32(x), args, out32, indices);
-    copy(out32, out);
-    return;
+    F32Staging f32;
+    max_pool2d(f32.in(x), args, f32.out(out), indices);
+    return f32.write_back();
   }
   dispatch_float(x.dtype(), "max_pool2d", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -378,10 +373,9 @@ void CpuBackend::max_pool2d(const Tensor& x, const Pool2dArgs& args, const Tenso
 
 void CpuBackend::max_pool2d_backward(const Tensor& dy, const Tensor& indices, const Tensor& dx) {
   if (is_half(dy.dtype())) {
-    Tensor dx32 = f32_like(dx);
-    max_pool2d_backward(cpu_to_f32(dy), indices, dx32);
-    copy(dx32, dx);
-    return;
+    F32Staging f32;
+    max_pool2d_backward(f32.in(dy), indices, f32.out(dx));
+    return f32.write_back();
   }
   dispatch_float(dy.dtype(), "max_pool2d_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -391,10 +385,9 @@ void CpuBackend::max_pool2d_backward(const Tensor& dy, const Tensor& indices, co
 
 void CpuBackend::avg_pool2d(const Tensor& x, const Pool2dArgs& args, const Tensor& out) {
   if (is_half(x.dtype())) {
-    Tensor out32 = f32_like(out);
-    avg_pool2d(cpu_to_f32(x), args, out32);
-    copy(out32, out);
-    return;
+    F32Staging f32;
+    avg_pool2d(f32.in(x), args, f32.out(out));
+    return f32.write_back();
   }
   dispatch_float(x.dtype(), "avg_pool2d", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -404,10 +397,9 @@ void CpuBackend::avg_pool2d(const Tensor& x, const Pool2dArgs& args, const Tenso
 
 void CpuBackend::avg_pool2d_backward(const Tensor& dy, const Pool2dArgs& args, const Tensor& dx) {
   if (is_half(dy.dtype())) {
-    Tensor dx32 = f32_like(dx);
-    avg_pool2d_backward(cpu_to_f32(dy), args, dx32);
-    copy(dx32, dx);
-    return;
+    F32Staging f32;
+    avg_pool2d_backward(f32.in(dy), args, f32.out(dx));
+    return f32.write_back();
   }
   dispatch_float(dy.dtype(), "avg_pool2d_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;

@@ -1,7 +1,8 @@
-// CPU elementwise kernels: copy (any strides, any dtype pair), fill, unary and its backward, and
-// binary with broadcast (stride-0) operands. f32/f64 compute natively; f16/bf16 are staged through
-// f32 (cpu_to_f32) and rounded back on store. Reductions are in cpu_reduce.cpp, random fills in
-// cpu_random.cpp; the loop helpers all of them share are in cpu_loops.h.
+// CPU elementwise kernels: copy (any strides, any dtype pair), fill, and binary with broadcast
+// (stride-0) operands, and with a scalar. f32/f64 compute natively; f16/bf16 are staged through
+// f32 (F32Staging) and rounded back on store. Unary ops are in cpu_unary.cpp, reductions in
+// cpu_reduce.cpp, random fills in cpu_random.cpp; the loop helpers all of them share are in
+// cpu_loops.h.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -10,7 +11,6 @@
 
 #include "core/backend/cpu/cpu_backend.h"
 #include "core/backend/cpu/cpu_loops.h"
-#include "core/backend/cpu/cpu_math.h"
 
 namespace dtrain {
 
@@ -96,170 +96,8 @@ void copy_typed(const Tensor& src, const Tensor& dst) {
   });
 }
 
-// ---- unary math. gelu_erf(x) = x * Phi(x), with Phi the standard normal CDF,
-// Phi(x) = (1 + erf(x / sqrt 2)) / 2.
-// gelu_tanh(x) = x/2 * (1 + tanh(u)), u = sqrt(2/pi) * (x + 0.044715 x^3).
-
-constexpr double kSqrt1_2 = 0.70710678118654752440;   // 1 / sqrt(2)
-constexpr double kSqrt2Pi = 0.79788456080286535588;   // sqrt(2 / pi)
-constexpr double kInvSqrt2Pi = 0.39894228040143267794;  // 1 / sqrt(2 pi)
-constexpr double kGeluCubic = 0.044715;
-
-// GELU (erf form) over a contiguous span. f32 uses the polynomial erf and exp of cpu_math.h, so
-// these loops vectorise; f64 uses libm. They are plain loops rather than map_unary lambdas because
-// GCC does not inline a lambda this large into the loop, and a call in the loop stops it from
-// vectorising.
-[[gnu::always_inline]] inline float gelu_erf_of(float v) { return erf_poly(v); }
-inline double gelu_erf_of(double v) { return std::erf(v); }
-[[gnu::always_inline]] inline float gelu_exp_of(float v) { return exp_poly(v); }
-inline double gelu_exp_of(double v) { return std::exp(v); }
-
-template <class T>
-[[gnu::always_inline]] inline void gelu_erf_span(const T* x, T* y, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) {
-    const T v = x[i];
-    y[i] = T(0.5) * v * (T(1) + gelu_erf_of(v * T(kSqrt1_2)));
-  }
-}
-
-// d [x Phi(x)] = Phi(x) + x phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi)
-template <class T>
-[[gnu::always_inline]] inline void gelu_erf_backward_span(const T* x, const T* g, T* y, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) {
-    const T v = x[i];
-    const T cdf = T(0.5) * (T(1) + gelu_erf_of(v * T(kSqrt1_2)));
-    const T pdf = T(kInvSqrt2Pi) * gelu_exp_of(T(-0.5) * v * v);
-    y[i] = g[i] * (cdf + v * pdf);
-  }
-}
-
-// The f32 spans, built per ISA (DTRAIN_CPU_CLONES): GELU is the widest elementwise op of a transformer
-// block (its MLP hidden layer), and AVX-512 runs it about 3x faster than the baseline's SSE2.
-DTRAIN_CPU_CLONES void gelu_erf_f32(const float* x, float* y, int64_t n) { gelu_erf_span(x, y, n); }
-DTRAIN_CPU_CLONES void gelu_erf_backward_f32(const float* x, const float* g, float* y, int64_t n) {
-  gelu_erf_backward_span(x, g, y, n);
-}
-// f32 goes to the per-ISA builds, f64 to the plain span.
-template <class T>
-void gelu_erf_any(const T* x, T* y, int64_t n) {
-  if constexpr (std::is_same_v<T, float>) {
-    gelu_erf_f32(x, y, n);
-  } else {
-    gelu_erf_span(x, y, n);
-  }
-}
-template <class T>
-void gelu_erf_backward_any(const T* x, const T* g, T* y, int64_t n) {
-  if constexpr (std::is_same_v<T, float>) {
-    gelu_erf_backward_f32(x, g, y, n);
-  } else {
-    gelu_erf_backward_span(x, g, y, n);
-  }
-}
-
-template <class T>
-inline T sigmoid_of(T x) {
-  // Never exponentiates a large positive number: for x < 0 use e^x / (1 + e^x).
-  if (x >= T(0)) return T(1) / (T(1) + std::exp(-x));
-  T e = std::exp(x);
-  return e / (T(1) + e);
-}
-
-template <class T, class F>
-void map_unary(const T* x, T* y, int64_t n, int64_t cost, F f) {
-  parallel_for(n, cost, [&](int64_t b, int64_t e) {
-#pragma omp simd
-    for (int64_t i = b; i < e; ++i) y[i] = f(x[i]);
-  });
-}
-
-template <class T>
-void unary_typed(UnaryOp op, const T* x, T* y, int64_t n) {
-  switch (op) {
-    case UnaryOp::neg: return map_unary(x, y, n, 1, [](T v) { return -v; });
-    case UnaryOp::exp: return map_unary(x, y, n, 8, [](T v) { return std::exp(v); });
-    case UnaryOp::log: return map_unary(x, y, n, 8, [](T v) { return std::log(v); });
-    case UnaryOp::sqrt: return map_unary(x, y, n, 4, [](T v) { return std::sqrt(v); });
-    case UnaryOp::rsqrt: return map_unary(x, y, n, 4, [](T v) { return T(1) / std::sqrt(v); });
-    case UnaryOp::abs: return map_unary(x, y, n, 1, [](T v) { return std::abs(v); });
-    // `v < 0 ? 0 : v` keeps NaN as NaN, as PyTorch's relu does.
-    case UnaryOp::relu: return map_unary(x, y, n, 1, [](T v) { return v < T(0) ? T(0) : v; });
-    case UnaryOp::gelu_erf:
-      return parallel_for(n, 16, [&](int64_t b, int64_t e) { gelu_erf_any(x + b, y + b, e - b); });
-    case UnaryOp::gelu_tanh:
-      return map_unary(x, y, n, 16, [](T v) {
-        T u = T(kSqrt2Pi) * (v + T(kGeluCubic) * v * v * v);
-        return T(0.5) * v * (T(1) + std::tanh(u));
-      });
-    case UnaryOp::tanh: return map_unary(x, y, n, 8, [](T v) { return std::tanh(v); });
-    case UnaryOp::sigmoid: return map_unary(x, y, n, 8, [](T v) { return sigmoid_of(v); });
-    case UnaryOp::square: return map_unary(x, y, n, 1, [](T v) { return v * v; });
-    case UnaryOp::reciprocal: return map_unary(x, y, n, 2, [](T v) { return T(1) / v; });
-  }
-}
-
-template <class T, class F>
-void map_backward(const T* x, const T* g, T* y, int64_t n, int64_t cost, F f) {
-  parallel_for(n, cost, [&](int64_t b, int64_t e) {
-#pragma omp simd
-    for (int64_t i = b; i < e; ++i) y[i] = f(x[i], g[i]);
-  });
-}
-
-// out = g * d op(x) / dx.
-template <class T>
-void unary_backward_typed(UnaryOp op, const T* x, const T* g, T* y, int64_t n) {
-  switch (op) {
-    case UnaryOp::neg: return map_backward(x, g, y, n, 1, [](T, T d) { return -d; });
-    case UnaryOp::exp: return map_backward(x, g, y, n, 8, [](T v, T d) { return d * std::exp(v); });
-    case UnaryOp::log: return map_backward(x, g, y, n, 2, [](T v, T d) { return d / v; });
-    // d sqrt(x) = 1 / (2 sqrt(x))
-    case UnaryOp::sqrt:
-      return map_backward(x, g, y, n, 4, [](T v, T d) { return d / (T(2) * std::sqrt(v)); });
-    // d x^(-1/2) = -1/2 x^(-3/2)
-    case UnaryOp::rsqrt:
-      return map_backward(x, g, y, n, 4, [](T v, T d) {
-        T r = T(1) / std::sqrt(v);
-        return T(-0.5) * d * r * r * r;
-      });
-    // d|x| = sign(x), 0 at 0 (as PyTorch).
-    case UnaryOp::abs:
-      return map_backward(x, g, y, n, 1, [](T v, T d) {
-        return v > T(0) ? d : (v < T(0) ? -d : T(0));
-      });
-    case UnaryOp::relu:
-      return map_backward(x, g, y, n, 1, [](T v, T d) { return v > T(0) ? d : T(0); });
-    case UnaryOp::gelu_erf:
-      return parallel_for(n, 16, [&](int64_t b, int64_t e) {
-        gelu_erf_backward_any(x + b, g + b, y + b, e - b);
-      });
-    // d/dx x/2 (1 + tanh u) = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
-    case UnaryOp::gelu_tanh:
-      return map_backward(x, g, y, n, 16, [](T v, T d) {
-        T u = T(kSqrt2Pi) * (v + T(kGeluCubic) * v * v * v);
-        T t = std::tanh(u);
-        T du = T(kSqrt2Pi) * (T(1) + T(3 * kGeluCubic) * v * v);
-        return d * (T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * du);
-      });
-    case UnaryOp::tanh:
-      return map_backward(x, g, y, n, 8, [](T v, T d) {
-        T t = std::tanh(v);
-        return d * (T(1) - t * t);
-      });
-    case UnaryOp::sigmoid:
-      return map_backward(x, g, y, n, 8, [](T v, T d) {
-        T s = sigmoid_of(v);
-        return d * s * (T(1) - s);
-      });
-    case UnaryOp::square: return map_backward(x, g, y, n, 1, [](T v, T d) { return T(2) * v * d; });
-    case UnaryOp::reciprocal:
-      return map_backward(x, g, y, n, 2, [](T v, T d) { return -d / (v * v); });
-  }
-}
-
-// ---- binary math. maximum/minimum propagate NaN from either side (as torch.maximum).
+// ---- binary math, one function per row of core/backend/binary_ops.def. maximum/minimum propagate
+// NaN from either side (as torch.maximum).
 
 template <class T>
 struct BinaryFns {
@@ -277,25 +115,6 @@ struct BinaryFns {
   static T lt(T a, T b) { return a < b ? T(1) : T(0); }
   static T le(T a, T b) { return a <= b ? T(1) : T(0); }
 };
-
-const char* binary_name(BinaryOp op) {
-  switch (op) {
-    case BinaryOp::add: return "add";
-    case BinaryOp::sub: return "sub";
-    case BinaryOp::mul: return "mul";
-    case BinaryOp::div: return "div";
-    case BinaryOp::pow: return "pow";
-    case BinaryOp::maximum: return "maximum";
-    case BinaryOp::minimum: return "minimum";
-    case BinaryOp::eq: return "eq";
-    case BinaryOp::ne: return "ne";
-    case BinaryOp::gt: return "gt";
-    case BinaryOp::ge: return "ge";
-    case BinaryOp::lt: return "lt";
-    case BinaryOp::le: return "le";
-  }
-  return "?";
-}
 
 int64_t binary_cost(BinaryOp op) { return op == BinaryOp::pow ? 16 : 1; }
 
@@ -337,33 +156,21 @@ void binary_loop(const Tensor& a, const Tensor& b, const Tensor& out, int64_t co
   });
 }
 
+// The dispatch, generated from core/backend/binary_ops.def; integer operands of an op that does not
+// take them (div, pow) fall through to the error.
 template <class T>
 void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
   switch (op) {
-#define DTRAIN_BINARY_CASE(name)                                                   \
-  case BinaryOp::name:                                                             \
-    if constexpr (std::is_integral_v<T> &&                                         \
-                  (BinaryOp::name == BinaryOp::div || BinaryOp::name == BinaryOp::pow)) { \
-      break;                                                                       \
-    } else {                                                                       \
-      return binary_loop<T, &BinaryFns<T>::name>(a, b, out, binary_cost(op));      \
+#define DTRAIN_BINARY_OP(name, ...)                                                 \
+  case BinaryOp::name:                                                              \
+    if constexpr (std::is_integral_v<T> && !binary_op_takes_integers(BinaryOp::name)) { \
+      break;                                                                        \
+    } else {                                                                        \
+      return binary_loop<T, &BinaryFns<T>::name>(a, b, out, binary_cost(op));       \
     }
-    DTRAIN_BINARY_CASE(add)
-    DTRAIN_BINARY_CASE(sub)
-    DTRAIN_BINARY_CASE(mul)
-    DTRAIN_BINARY_CASE(div)
-    DTRAIN_BINARY_CASE(pow)
-    DTRAIN_BINARY_CASE(maximum)
-    DTRAIN_BINARY_CASE(minimum)
-    DTRAIN_BINARY_CASE(eq)
-    DTRAIN_BINARY_CASE(ne)
-    DTRAIN_BINARY_CASE(gt)
-    DTRAIN_BINARY_CASE(ge)
-    DTRAIN_BINARY_CASE(lt)
-    DTRAIN_BINARY_CASE(le)
-#undef DTRAIN_BINARY_CASE
+#include "core/backend/binary_ops.def"
   }
-  throw Error(detail::concat("cpu ", binary_name(op), " on integer tensors is not supported; "
+  throw Error(detail::concat("cpu ", binary_op_name(op), " on integer tensors is not supported; "
                              "convert to f32 or f64 first"));
 }
 
@@ -386,21 +193,10 @@ void binary_scalar_typed(BinaryOp op, const T* a, T s, bool scalar_first, T* out
       map_unary(a, out, n, cost, [&](T v) { return f(v, s); });
     }
   };
-  using B = BinaryFns<T>;
   switch (op) {
-    case BinaryOp::add: return run([](T x, T y) { return B::add(x, y); });
-    case BinaryOp::sub: return run([](T x, T y) { return B::sub(x, y); });
-    case BinaryOp::mul: return run([](T x, T y) { return B::mul(x, y); });
-    case BinaryOp::div: return run([](T x, T y) { return B::div(x, y); });
-    case BinaryOp::pow: return run([](T x, T y) { return B::pow(x, y); });
-    case BinaryOp::maximum: return run([](T x, T y) { return B::maximum(x, y); });
-    case BinaryOp::minimum: return run([](T x, T y) { return B::minimum(x, y); });
-    case BinaryOp::eq: return run([](T x, T y) { return B::eq(x, y); });
-    case BinaryOp::ne: return run([](T x, T y) { return B::ne(x, y); });
-    case BinaryOp::gt: return run([](T x, T y) { return B::gt(x, y); });
-    case BinaryOp::ge: return run([](T x, T y) { return B::ge(x, y); });
-    case BinaryOp::lt: return run([](T x, T y) { return B::lt(x, y); });
-    case BinaryOp::le: return run([](T x, T y) { return B::le(x, y); });
+#define DTRAIN_BINARY_OP(name, ...) \
+  case BinaryOp::name: return run([](T x, T y) { return BinaryFns<T>::name(x, y); });
+#include "core/backend/binary_ops.def"
   }
 }
 
@@ -437,48 +233,8 @@ void CpuBackend::fill(const Tensor& dst, double value) {
   });
 }
 
-void CpuBackend::unary(UnaryOp op, const Tensor& x, const Tensor& out) {
-  check_same_numel("unary", x, out);
-  check_same_dtype("unary", x, out);
-  if (out.numel() == 0) return;
-  if (is_half(x.dtype()) || !out.is_contiguous()) {
-    Tensor xf = cpu_to_f32(dense(x));
-    Tensor yf = Tensor::empty(out.shape(), xf.dtype(), Device::cpu());
-    unary(op, xf, yf);
-    copy(yf, out);
-    return;
-  }
-  Tensor xc = dense(x);
-  dispatch_float(x.dtype(), "unary", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    unary_typed<T>(op, xc.data<T>(), out.data<T>(), out.numel());
-  });
-}
-
-void CpuBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& grad,
-                                const Tensor& out) {
-  check_same_numel("unary_backward", x, out);
-  check_same_numel("unary_backward", grad, out);
-  check_same_dtype("unary_backward", x, grad);
-  check_same_dtype("unary_backward", x, out);
-  if (out.numel() == 0) return;
-  if (is_half(x.dtype()) || !out.is_contiguous()) {
-    Tensor xf = cpu_to_f32(dense(x));
-    Tensor gf = cpu_to_f32(dense(grad));
-    Tensor yf = Tensor::empty(out.shape(), xf.dtype(), Device::cpu());
-    unary_backward(op, xf, gf, yf);
-    copy(yf, out);
-    return;
-  }
-  Tensor xc = dense(x), gc = dense(grad);
-  dispatch_float(x.dtype(), "unary_backward", [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    unary_backward_typed<T>(op, xc.data<T>(), gc.data<T>(), out.data<T>(), out.numel());
-  });
-}
-
 void CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
-  const char* name = binary_name(op);
+  const char* name = binary_op_name(op);
   DTRAIN_CHECK(a.shape() == out.shape() && b.shape() == out.shape(), "cpu ", name,
                ": operands of shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()),
                " must be broadcast to the output shape ", shape_str(out.shape()));
@@ -486,12 +242,9 @@ void CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, const Ten
   check_same_dtype(name, a, out);
   if (out.numel() == 0) return;
   if (is_half(a.dtype()) || !out.is_contiguous()) {
-    // cpu_to_f32 makes dense f32 copies before `out` is written, so out may alias a here too.
-    Tensor af = cpu_to_f32(a), bf = cpu_to_f32(b);
-    Tensor yf = Tensor::empty(out.shape(), af.dtype(), Device::cpu());
-    binary(op, af, bf, yf);
-    copy(yf, out);
-    return;
+    F32Staging f32;  // widens a and b before `out` is written, so out may alias a here too
+    binary(op, f32.in(a), f32.in(b), f32.out(out));
+    return f32.write_back();
   }
   dispatch_numeric(a.dtype(), name, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -501,22 +254,20 @@ void CpuBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, const Ten
 
 void CpuBackend::binary_scalar(BinaryOp op, const Tensor& a, double s, bool scalar_first,
                                const Tensor& out) {
-  const char* name = binary_name(op);
+  const char* name = binary_op_name(op);
   check_same_numel(name, a, out);
   check_same_dtype(name, a, out);
   if (out.numel() == 0) return;
   if (is_half(a.dtype()) || !out.is_contiguous()) {
-    Tensor af = cpu_to_f32(dense(a));
-    Tensor yf = Tensor::empty(out.shape(), af.dtype(), Device::cpu());
-    binary_scalar(op, af, s, scalar_first, yf);
-    copy(yf, out);
-    return;
+    F32Staging f32;
+    binary_scalar(op, f32.in(a), s, scalar_first, f32.out(out));
+    return f32.write_back();
   }
   Tensor ac = dense(a);
   dispatch_numeric(a.dtype(), name, [&](auto tag) {
     using T = typename decltype(tag)::type;
     if constexpr (std::is_integral_v<T>) {
-      DTRAIN_CHECK(op != BinaryOp::div && op != BinaryOp::pow, "cpu ", name,
+      DTRAIN_CHECK(binary_op_takes_integers(op), "cpu ", name,
                    " on integer tensors is not supported; convert to f32 or f64 first");
     }
     binary_scalar_typed<T>(op, ac.data<T>(), static_cast<T>(s), scalar_first, out.data<T>(),

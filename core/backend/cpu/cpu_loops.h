@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "core/backend/cpu/cpu_backend.h"
@@ -60,7 +61,7 @@ void dispatch_all(DType t, F&& f) {
   }
 }
 
-// f32/f64 only. The backend's entry points stage f16/bf16 through f32 (cpu_to_f32) before they
+// f32/f64 only. The backend's entry points stage f16/bf16 through f32 (F32Staging) before they
 // reach a compute kernel, so only integer dtypes are refused here.
 template <class F>
 void dispatch_float(DType t, const char* op, F&& f) {
@@ -110,6 +111,15 @@ void parallel_for(int64_t n, int64_t cost_per_item, F&& f) {
     int64_t end = std::min<int64_t>(n, begin + chunk);
     if (begin < end) f(begin, end);
   }
+}
+
+// y[i] = f(x[i]) over contiguous spans, split across threads; `cost` as for parallel_for.
+template <class T, class F>
+void map_unary(const T* x, T* y, int64_t n, int64_t cost, F f) {
+  parallel_for(n, cost, [&](int64_t b, int64_t e) {
+#pragma omp simd
+    for (int64_t i = b; i < e; ++i) y[i] = f(x[i]);
+  });
 }
 
 // ---- strided iteration
@@ -191,10 +201,44 @@ inline Tensor dense(const Tensor& t) {
   return out;
 }
 
-// An f32 tensor of t's shape to stage a half-precision result in (undefined when t is).
-inline Tensor f32_like(const Tensor& t) {
-  return t.defined() ? Tensor::empty(t.shape(), DType::f32) : t;
-}
+// The CPU's half-precision path, and its path for a strided output: a kernel method that cannot run
+// on its tensors as they are calls itself again on stand-ins and copies the results back:
+//
+//   if (is_half(x.dtype())) {
+//     F32Staging f32;
+//     conv2d(f32.in(x), f32.in(weight), f32.in(bias), args, f32.out(out));
+//     return f32.write_back();
+//   }
+//
+// in(t): t widened (a dense f32 copy of an f16/bf16 tensor; any other tensor as it is).
+// out(t): a dense, uninitialised stand-in for an output in t's widened dtype, copied into t by
+//   write_back(); t itself when it needs none (neither half precision nor strided).
+// inout(t): like out(t), but the stand-in starts with t's values (for outputs that accumulate).
+// Undefined tensors pass through all three. Inputs are copied before the kernel writes anything, so
+// an output may alias an input.
+class F32Staging {
+ public:
+  Tensor in(const Tensor& t) const { return cpu_to_f32(t); }
+  Tensor out(const Tensor& t) {
+    if (!t.defined() || (!is_half(t.dtype()) && t.is_contiguous())) return t;
+    return stage(Tensor::empty(t.shape(), is_half(t.dtype()) ? DType::f32 : t.dtype()), t);
+  }
+  Tensor inout(const Tensor& t) {
+    Tensor w = cpu_to_f32(t);
+    return w.same(t) ? t : stage(w, t);
+  }
+  void write_back() const {
+    Backend& cpu = backend_for(Device::cpu());
+    for (const auto& [stand_in, target] : staged_) cpu.copy(stand_in, target);
+  }
+
+ private:
+  Tensor stage(Tensor stand_in, const Tensor& target) {
+    staged_.emplace_back(stand_in, target);
+    return stand_in;
+  }
+  std::vector<std::pair<Tensor, Tensor>> staged_;
+};
 
 inline void check_same_numel(const char* op, const Tensor& a, const Tensor& b) {
   DTRAIN_CHECK(a.numel() == b.numel(), "cpu ", op, ": shapes ", shape_str(a.shape()), " and ",

@@ -1,5 +1,5 @@
 // CPU kernels for layer norm, embedding and cross entropy. Each works on f32 and f64 directly; f16
-// and bf16 go through f32 copies (cpu_to_f32) and are written back with copy(). Row statistics
+// and bf16 go through f32 stand-ins and are written back (F32Staging, cpu_loops.h). Row statistics
 // accumulate in double. Every reduction that produces a parameter gradient runs in a fixed order
 // (sequential over rows, parallel only across columns), so results are bitwise the same for any
 // thread count.
@@ -306,10 +306,9 @@ void cross_entropy_backward_kernel(const Tensor& logits, const Tensor& targets,
 void CpuBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
                             const Tensor& out, const Tensor& mean, const Tensor& rstd) {
   if (is_half(x.dtype())) {
-    Tensor out32 = f32_like(out);
-    layer_norm(cpu_to_f32(x), cpu_to_f32(weight), cpu_to_f32(bias), eps, out32, mean, rstd);
-    copy(out32, out);
-    return;
+    F32Staging f32;
+    layer_norm(f32.in(x), f32.in(weight), f32.in(bias), eps, f32.out(out), mean, rstd);
+    return f32.write_back();
   }
   dispatch_float(x.dtype(), "layer_norm", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -321,13 +320,10 @@ void CpuBackend::layer_norm_backward(const Tensor& dy, const Tensor& x, const Te
                                      const Tensor& mean, const Tensor& rstd, const Tensor& dx,
                                      const Tensor& dweight, const Tensor& dbias) {
   if (is_half(x.dtype()) || is_half(dy.dtype())) {
-    Tensor dx32 = f32_like(dx), dw32 = f32_like(dweight), db32 = f32_like(dbias);
-    layer_norm_backward(cpu_to_f32(dy), cpu_to_f32(x), cpu_to_f32(weight), mean, rstd, dx32,
-                        dw32, db32);
-    if (dx.defined()) copy(dx32, dx);
-    if (dweight.defined()) copy(dw32, dweight);
-    if (dbias.defined()) copy(db32, dbias);
-    return;
+    F32Staging f32;
+    layer_norm_backward(f32.in(dy), f32.in(x), f32.in(weight), mean, rstd, f32.out(dx),
+                        f32.out(dweight), f32.out(dbias));
+    return f32.write_back();
   }
   dispatch_float(x.dtype(), "layer_norm_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -359,14 +355,9 @@ void CpuBackend::embedding(const Tensor& weight, const Tensor& indices, const Te
 void CpuBackend::embedding_backward(const Tensor& grad, const Tensor& indices, int64_t padding_idx,
                                     const Tensor& dweight) {
   if (is_half(dweight.dtype()) || is_half(grad.dtype())) {
-    Tensor dw32 = cpu_to_f32(dweight);
-    if (dw32.same(dweight)) {  // dweight is f32 already; only grad needs converting
-      embedding_backward(cpu_to_f32(grad), indices, padding_idx, dweight);
-      return;
-    }
-    embedding_backward(cpu_to_f32(grad), indices, padding_idx, dw32);
-    copy(dw32, dweight);
-    return;
+    F32Staging f32;  // dweight accumulates: its stand-in starts with its values
+    embedding_backward(f32.in(grad), indices, padding_idx, f32.inout(dweight));
+    return f32.write_back();
   }
   dispatch_float(dweight.dtype(), "embedding_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -377,10 +368,9 @@ void CpuBackend::embedding_backward(const Tensor& grad, const Tensor& indices, i
 void CpuBackend::cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore_index,
                                double label_smoothing, const Tensor& losses) {
   if (is_half(logits.dtype())) {
-    Tensor losses32 = f32_like(losses);
-    cross_entropy(cpu_to_f32(logits), targets, ignore_index, label_smoothing, losses32);
-    copy(losses32, losses);
-    return;
+    F32Staging f32;
+    cross_entropy(f32.in(logits), targets, ignore_index, label_smoothing, f32.out(losses));
+    return f32.write_back();
   }
   dispatch_float(logits.dtype(), "cross_entropy", [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -392,11 +382,10 @@ void CpuBackend::cross_entropy_backward(const Tensor& logits, const Tensor& targ
                                         int64_t ignore_index, double label_smoothing,
                                         const Tensor& grad_losses, const Tensor& dlogits) {
   if (is_half(logits.dtype()) || is_half(grad_losses.dtype())) {
-    Tensor d32 = f32_like(dlogits);
-    cross_entropy_backward(cpu_to_f32(logits), targets, ignore_index, label_smoothing,
-                           cpu_to_f32(grad_losses), d32);
-    copy(d32, dlogits);
-    return;
+    F32Staging f32;
+    cross_entropy_backward(f32.in(logits), targets, ignore_index, label_smoothing,
+                           f32.in(grad_losses), f32.out(dlogits));
+    return f32.write_back();
   }
   dispatch_float(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
     using T = typename decltype(tag)::type;

@@ -149,11 +149,9 @@ void CpuBackend::reduce(ReduceOp op, const Tensor& x, int64_t outer, int64_t n, 
   DTRAIN_CHECK(op == ReduceOp::sum || n > 0, "cpu reduce: max/min over an empty dim of shape ",
                shape_str(x.shape()), " has no value; reduce a non-empty dim");
   if (is_half(x.dtype()) || !out.is_contiguous()) {
-    Tensor xf = cpu_to_f32(dense(x));
-    Tensor yf = Tensor::empty(out.shape(), xf.dtype(), Device::cpu());
-    reduce(op, xf, outer, n, inner, yf, indices);
-    copy(yf, out);
-    return;
+    F32Staging f32;
+    reduce(op, f32.in(x), outer, n, inner, f32.out(out), indices);
+    return f32.write_back();
   }
   Tensor xc = dense(x);
   dispatch_numeric(x.dtype(), "reduce", [&](auto tag) {

@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "core/backend/cpu/cpu_backend.h"
+#include "core/backend/cpu/cpu_loops.h"
 
 namespace dtrain {
 
@@ -87,11 +88,9 @@ void CpuBackend::softmax(const Tensor& x, const Tensor& out, bool log) {
   if (x.numel() == 0 || cols == 0) return;
   const int64_t rows = x.numel() / cols;
   if (is_half(x.dtype())) {
-    Tensor xf = cpu_to_f32(x);
-    Tensor yf = Tensor::empty(x.shape(), DType::f32, Device::cpu());
-    softmax(xf, yf, log);
-    copy(yf, out);
-    return;
+    cpu_detail::F32Staging f32;
+    softmax(f32.in(x), f32.out(out), log);
+    return f32.write_back();
   }
   auto run = [&](auto* xp, auto* yp) {
     parallel_rows(rows, cols,
@@ -114,11 +113,9 @@ void CpuBackend::softmax_backward(const Tensor& y, const Tensor& dy, const Tenso
   if (y.numel() == 0 || cols == 0) return;
   const int64_t rows = y.numel() / cols;
   if (is_half(y.dtype())) {
-    Tensor yf = cpu_to_f32(y), dyf = cpu_to_f32(dy);
-    Tensor dxf = Tensor::empty(y.shape(), DType::f32, Device::cpu());
-    softmax_backward(yf, dyf, dxf, log);
-    copy(dxf, dx);
-    return;
+    cpu_detail::F32Staging f32;
+    softmax_backward(f32.in(y), f32.in(dy), f32.out(dx), log);
+    return f32.write_back();
   }
   auto run = [&](auto* yp, auto* dyp, auto* dxp) {
     parallel_rows(rows, cols, [&](int64_t r) {

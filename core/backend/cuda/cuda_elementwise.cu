@@ -1,5 +1,6 @@
 // CUDA elementwise kernels: converting strided copy, fill, unary ops and their derivatives, binary ops
-// with broadcast strides, and ops with a scalar.
+// with broadcast strides, and ops with a scalar. The math of each op (the rows of
+// core/backend/unary_ops.def and binary_ops.def) is in cuda_elementwise_math.cuh.
 //
 // The host plans each launch with strided_layout.h: dims are coalesced, then
 //   flat (every operand contiguous, one shape): the linear index is the offset. Operands aligned to
@@ -17,6 +18,7 @@
 #include "core/backend/cuda/cuda_backend.h"
 #include "core/backend/cuda/cuda_device.h"
 #include "core/backend/cuda/cuda_tensor_util.h"
+#include "core/backend/cuda/cuda_elementwise_math.cuh"
 #include "core/backend/cuda/kernel_utils.cuh"
 #include "core/backend/cuda/strided_layout.h"
 
@@ -35,123 +37,6 @@ struct alignas(16) Pack {
 };
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
-
-// ---- math in the compute type (float or double; int64 for integer binary ops)
-
-#define DTRAIN_MATH1(name, ffun, dfun)                                        \
-  __device__ __forceinline__ float name(float x) { return ffun(x); }         \
-  __device__ __forceinline__ double name(double x) { return dfun(x); }
-DTRAIN_MATH1(m_exp, expf, exp)
-DTRAIN_MATH1(m_log, logf, log)
-DTRAIN_MATH1(m_sqrt, sqrtf, sqrt)
-DTRAIN_MATH1(m_abs, fabsf, fabs)
-DTRAIN_MATH1(m_tanh, tanhf, tanh)
-DTRAIN_MATH1(m_erf, erff, erf)
-#undef DTRAIN_MATH1
-__device__ __forceinline__ float m_pow(float a, float b) { return powf(a, b); }
-__device__ __forceinline__ double m_pow(double a, double b) { return pow(a, b); }
-__device__ __forceinline__ int64_t m_pow(int64_t a, int64_t b) {
-  return static_cast<int64_t>(pow(static_cast<double>(a), static_cast<double>(b)));
-}
-
-template <class C>
-__device__ __forceinline__ bool is_nan(C v) {
-  return v != v;  // false for integers
-}
-
-template <class C>
-__device__ __forceinline__ C apply_unary(UnaryOp op, C x) {
-  constexpr C kSqrtHalf = C(0.70710678118654752440);  // 1 / sqrt(2)
-  constexpr C kSqrt2OverPi = C(0.79788456080286535588);  // sqrt(2 / pi)
-  constexpr C kGeluCubic = C(0.044715);
-  switch (op) {
-    case UnaryOp::neg: return -x;
-    case UnaryOp::exp: return m_exp(x);
-    case UnaryOp::log: return m_log(x);
-    case UnaryOp::sqrt: return m_sqrt(x);
-    case UnaryOp::rsqrt: return C(1) / m_sqrt(x);
-    case UnaryOp::abs: return m_abs(x);
-    case UnaryOp::relu: return x > C(0) || is_nan(x) ? x : C(0);
-    // gelu(x) = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2))
-    case UnaryOp::gelu_erf: return C(0.5) * x * (C(1) + m_erf(x * kSqrtHalf));
-    // gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-    case UnaryOp::gelu_tanh:
-      return C(0.5) * x * (C(1) + m_tanh(kSqrt2OverPi * (x + kGeluCubic * x * x * x)));
-    case UnaryOp::tanh: return m_tanh(x);
-    case UnaryOp::sigmoid: return C(1) / (C(1) + m_exp(-x));
-    case UnaryOp::square: return x * x;
-    case UnaryOp::reciprocal: return C(1) / x;
-  }
-  return x;
-}
-
-// grad * d op(x) / dx
-template <class C>
-__device__ __forceinline__ C apply_unary_backward(UnaryOp op, C x, C g) {
-  constexpr C kSqrtHalf = C(0.70710678118654752440);
-  constexpr C kInvSqrt2Pi = C(0.39894228040143267794);  // 1 / sqrt(2 pi)
-  constexpr C kSqrt2OverPi = C(0.79788456080286535588);
-  constexpr C kGeluCubic = C(0.044715);
-  switch (op) {
-    case UnaryOp::neg: return -g;
-    case UnaryOp::exp: return g * m_exp(x);
-    case UnaryOp::log: return g / x;
-    case UnaryOp::sqrt: return g * C(0.5) / m_sqrt(x);
-    case UnaryOp::rsqrt: {  // d x^(-1/2) = -1/2 x^(-3/2)
-      const C r = C(1) / m_sqrt(x);
-      return C(-0.5) * g * r * r * r;
-    }
-    case UnaryOp::abs: return x > C(0) ? g : (x < C(0) ? -g : C(0));
-    case UnaryOp::relu: return x > C(0) ? g : C(0);
-    case UnaryOp::gelu_erf: {  // Phi(x) + x phi(x)
-      const C cdf = C(0.5) * (C(1) + m_erf(x * kSqrtHalf));
-      const C pdf = kInvSqrt2Pi * m_exp(C(-0.5) * x * x);
-      return g * (cdf + x * pdf);
-    }
-    case UnaryOp::gelu_tanh: {  // 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
-      const C t = m_tanh(kSqrt2OverPi * (x + kGeluCubic * x * x * x));
-      const C du = kSqrt2OverPi * (C(1) + C(3) * kGeluCubic * x * x);
-      return g * (C(0.5) * (C(1) + t) + C(0.5) * x * (C(1) - t * t) * du);
-    }
-    case UnaryOp::tanh: {
-      const C t = m_tanh(x);
-      return g * (C(1) - t * t);
-    }
-    case UnaryOp::sigmoid: {
-      const C s = C(1) / (C(1) + m_exp(-x));
-      return g * s * (C(1) - s);
-    }
-    case UnaryOp::square: return C(2) * x * g;
-    case UnaryOp::reciprocal: return -g / (x * x);
-  }
-  return g;
-}
-
-template <class C>
-__device__ __forceinline__ C apply_binary(BinaryOp op, C a, C b) {
-  switch (op) {
-    case BinaryOp::add: return a + b;
-    case BinaryOp::sub: return a - b;
-    case BinaryOp::mul: return a * b;
-    case BinaryOp::div:
-      if constexpr (std::is_integral_v<C>) {
-        return b == 0 ? C(0) : a / b;
-      } else {
-        return a / b;
-      }
-    case BinaryOp::pow: return m_pow(a, b);
-    // NaN wins, as in torch.maximum / torch.minimum.
-    case BinaryOp::maximum: return is_nan(a) ? a : (is_nan(b) ? b : (a > b ? a : b));
-    case BinaryOp::minimum: return is_nan(a) ? a : (is_nan(b) ? b : (a < b ? a : b));
-    case BinaryOp::eq: return C(a == b ? 1 : 0);
-    case BinaryOp::ne: return C(a != b ? 1 : 0);
-    case BinaryOp::gt: return C(a > b ? 1 : 0);
-    case BinaryOp::ge: return C(a >= b ? 1 : 0);
-    case BinaryOp::lt: return C(a < b ? 1 : 0);
-    case BinaryOp::le: return C(a <= b ? 1 : 0);
-  }
-  return a;
-}
 
 // ---- copy and fill
 

@@ -5,12 +5,14 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/backend/backend.h"
 #include "core/tensor/random.h"
 #include "core/tensor/tensor.h"
 #include "tests/core/cuda/parity.h"
+#include "tests/core/ops/unary_cases.h"
 
 namespace dtrain {
 namespace {
@@ -23,33 +25,20 @@ using testing::gpu_be;
 using testing::on_gpu;
 using testing::uniform_tensor;
 
-const char* unary_name(UnaryOp op) {
-  static const char* names[] = {"neg",       "exp",       "log",  "sqrt",    "rsqrt",
-                                "abs",       "relu",      "gelu_erf", "gelu_tanh", "tanh",
-                                "sigmoid",   "square",    "reciprocal"};
-  return names[static_cast<int>(op)];
+// The binary cases loop over every row of core/backend/binary_ops.def.
+std::vector<BinaryOp> all_binary_ops() {
+  std::vector<BinaryOp> ops;
+  for (int i = 0; i < kBinaryOpCount; ++i) ops.push_back(static_cast<BinaryOp>(i));
+  return ops;
 }
-
-const char* binary_name(BinaryOp op) {
-  static const char* names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum",
-                                "eq",  "ne",  "gt",  "ge",  "lt",  "le"};
-  return names[static_cast<int>(op)];
-}
-
-constexpr UnaryOp kUnaryOps[] = {UnaryOp::neg,      UnaryOp::exp,       UnaryOp::log,
-                                 UnaryOp::sqrt,     UnaryOp::rsqrt,     UnaryOp::abs,
-                                 UnaryOp::relu,     UnaryOp::gelu_erf,  UnaryOp::gelu_tanh,
-                                 UnaryOp::tanh,     UnaryOp::sigmoid,   UnaryOp::square,
-                                 UnaryOp::reciprocal};
-constexpr BinaryOp kBinaryOps[] = {BinaryOp::add, BinaryOp::sub,     BinaryOp::mul,
-                                   BinaryOp::div, BinaryOp::pow,     BinaryOp::maximum,
-                                   BinaryOp::minimum, BinaryOp::eq,  BinaryOp::ne,
-                                   BinaryOp::gt,  BinaryOp::ge,      BinaryOp::lt,
-                                   BinaryOp::le};
-
-bool needs_positive(UnaryOp op) {
-  return op == UnaryOp::log || op == UnaryOp::sqrt || op == UnaryOp::rsqrt ||
-         op == UnaryOp::reciprocal;
+// div's divisor and pow's base stay positive (the table's domain column).
+bool needs_positive(BinaryOp op) {
+  switch (op) {
+#define DTRAIN_BINARY_OP(name, domain, ...) \
+  case BinaryOp::name: return std::string_view(#domain) == "positive";
+#include "core/backend/binary_ops.def"
+  }
+  return false;
 }
 
 // Values on a grid of 0.25 in [lo, hi], so comparisons meet equal pairs.
@@ -231,10 +220,12 @@ TEST(Cuda, unary) {
   DTRAIN_SKIP_WITHOUT_CUDA();
   Generator gen(3);
   for (DType t : float_dtypes()) {
-    for (UnaryOp op : kUnaryOps) {
+    for (const testing::UnaryCase& c : testing::kUnaryCases) {  // every row of unary_ops.def
+      const UnaryOp op = c.op;
+      const bool positive = c.domain == testing::UnaryDomain::positive;  // log, sqrt, ...
       // 1031 elements: not a multiple of any 128-bit pack, so the tail path runs too; the narrowed
       // view starts one element in, so it is misaligned and takes the scalar path.
-      Tensor full = uniform_tensor({1032}, t, gen, needs_positive(op) ? 0.1 : -3.0, 3.0);
+      Tensor full = uniform_tensor({1032}, t, gen, positive ? 0.1 : -3.0, 3.0);
       for (int64_t start : {0, 1}) {
         Tensor x = full.narrow(0, start, 1031);
         Tensor out_c = Tensor::empty({1031}, t);
@@ -243,7 +234,7 @@ TEST(Cuda, unary) {
         Tensor out_g = Tensor::empty({1032}, t, gpu()).narrow(0, start, 1031);
         gpu_be().unary(op, x_g, out_g);
         expect_parity(out_c, out_g.contiguous(),
-                      std::string("unary ") + unary_name(op) + " offset " + std::to_string(start));
+                      std::string("unary ") + c.name + " offset " + std::to_string(start));
       }
     }
   }
@@ -253,14 +244,16 @@ TEST(Cuda, unary_backward) {
   DTRAIN_SKIP_WITHOUT_CUDA();
   Generator gen(4);
   for (DType t : float_dtypes()) {
-    for (UnaryOp op : kUnaryOps) {
-      Tensor x = uniform_tensor({517}, t, gen, needs_positive(op) ? 0.2 : -3.0, 3.0);
+    for (const testing::UnaryCase& c : testing::kUnaryCases) {  // every row of unary_ops.def
+      const UnaryOp op = c.op;
+      const bool positive = c.domain == testing::UnaryDomain::positive;
+      Tensor x = uniform_tensor({517}, t, gen, positive ? 0.2 : -3.0, 3.0);
       Tensor g = uniform_tensor({517}, t, gen);
       Tensor out_c = Tensor::empty({517}, t);
       cpu_be().unary_backward(op, x, g, out_c);
       Tensor out_g = Tensor::empty({517}, t, gpu());
       gpu_be().unary_backward(op, on_gpu(x), on_gpu(g), out_g);
-      expect_parity(out_c, out_g, std::string("unary_backward ") + unary_name(op));
+      expect_parity(out_c, out_g, std::string("unary_backward ") + c.name);
     }
   }
 }
@@ -275,9 +268,9 @@ TEST(Cuda, binary) {
   types.push_back(DType::i64);
   types.push_back(DType::i32);
   for (DType t : types) {
-    for (BinaryOp op : kBinaryOps) {
-      if (!is_floating(t) && (op == BinaryOp::div || op == BinaryOp::pow)) continue;
-      const bool positive = op == BinaryOp::div || op == BinaryOp::pow;
+    for (BinaryOp op : all_binary_ops()) {
+      if (!is_floating(t) && !binary_op_takes_integers(op)) continue;
+      const bool positive = needs_positive(op);
       for (const Shape& bs : b_shapes) {
         Tensor a = grid_tensor(out_shape, t, gen, positive ? 0.5 : -2.0, 2.0);
         Tensor b = grid_tensor(bs, t, gen, positive ? 0.5 : -2.0, 2.0);
@@ -286,7 +279,7 @@ TEST(Cuda, binary) {
         Tensor out_g = Tensor::empty(out_shape, t, gpu());
         gpu_be().binary(op, on_gpu(a), on_gpu(b).expand(out_shape), out_g);
         expect_parity(out_c, out_g,
-                      std::string("binary ") + binary_name(op) + " b " + shape_str(bs));
+                      std::string("binary ") + binary_op_name(op) + " b " + shape_str(bs));
       }
       // In place (out is a) on the contiguous fast path.
       Tensor a = grid_tensor({1001}, t, gen, positive ? 0.5 : -2.0, 2.0);
@@ -294,7 +287,7 @@ TEST(Cuda, binary) {
       Tensor a_g = on_gpu(a), b_g = on_gpu(b);
       cpu_be().binary(op, a, b, a);
       gpu_be().binary(op, a_g, b_g, a_g);
-      expect_parity(a, a_g, std::string("in-place binary ") + binary_name(op));
+      expect_parity(a, a_g, std::string("in-place binary ") + binary_op_name(op));
     }
   }
 }
@@ -303,16 +296,16 @@ TEST(Cuda, binary_scalar) {
   DTRAIN_SKIP_WITHOUT_CUDA();
   Generator gen(6);
   for (DType t : float_dtypes()) {
-    for (BinaryOp op : kBinaryOps) {
+    for (BinaryOp op : all_binary_ops()) {
       for (bool scalar_first : {false, true}) {
-        const bool positive = op == BinaryOp::div || op == BinaryOp::pow;
+        const bool positive = needs_positive(op);
         Tensor a = grid_tensor({1003}, t, gen, positive ? 0.5 : -2.0, 2.0);
         Tensor out_c = Tensor::empty({1003}, t);
         cpu_be().binary_scalar(op, a, 0.75, scalar_first, out_c);
         Tensor out_g = Tensor::empty({1003}, t, gpu());
         gpu_be().binary_scalar(op, on_gpu(a), 0.75, scalar_first, out_g);
         expect_parity(out_c, out_g,
-                      std::string("binary_scalar ") + binary_name(op) +
+                      std::string("binary_scalar ") + binary_op_name(op) +
                           (scalar_first ? " (scalar first)" : ""));
       }
     }

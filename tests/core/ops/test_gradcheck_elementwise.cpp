@@ -1,11 +1,13 @@
 // Finite-difference gradient checks (f64) of the elementwise, reduction, shape, activation and
-// matrix-product ops, with broadcasting and transposed (non-contiguous) operands.
+// matrix-product ops, with broadcasting and transposed (non-contiguous) operands. The unary ops'
+// checks are generated from core/backend/unary_ops.def (at the end of this file).
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "core/ops/ops.h"
 #include "gradcheck.h"
+#include "tests/core/ops/unary_cases.h"
 
 namespace dtrain {
 namespace {
@@ -68,12 +70,6 @@ TEST(GradCheck, div) {
   expect_gradcheck(f, {randn64({1, 3}), uniform64({2, 1}, -2.0, -0.5)});
 }
 
-TEST(GradCheck, neg) {
-  manual_seed(14);
-  expect_gradcheck([](const Inputs& in) { return neg(in[0]); }, {randn64({3, 4})});
-  expect_gradcheck([](const Inputs& in) { return -in[0].transpose(0, 1); }, {randn64({3, 4})});
-}
-
 TEST(GradCheck, scalar_ops) {
   manual_seed(15);
   expect_gradcheck([](const Inputs& in) { return add(in[0], 2.5); }, {randn64({2, 3})});
@@ -102,28 +98,8 @@ TEST(GradCheck, pow) {
                    {randn64({3})});
 }
 
-TEST(GradCheck, exp) {
-  manual_seed(17);
-  expect_gradcheck([](const Inputs& in) { return exp(in[0]); }, {randn64({2, 3})});
-  expect_gradcheck([](const Inputs& in) { return exp(in[0].transpose(0, 1)); },
-                   {randn64({3, 2})});
-}
-
-TEST(GradCheck, log) {
-  manual_seed(18);
-  expect_gradcheck([](const Inputs& in) { return log(in[0]); }, {uniform64({2, 3}, 0.2, 3.0)});
-}
-
-TEST(GradCheck, sqrt) {
-  manual_seed(19);
-  expect_gradcheck([](const Inputs& in) { return sqrt(in[0]); }, {uniform64({2, 3}, 0.2, 3.0)});
-  expect_gradcheck([](const Inputs& in) { return rsqrt(in[0]); }, {uniform64({2, 3}, 0.2, 3.0)});
-}
-
-TEST(GradCheck, abs_square_clamp) {
+TEST(GradCheck, clamp) {
   manual_seed(20);
-  expect_gradcheck([](const Inputs& in) { return abs(in[0]); }, {away_from_zero({2, 3})});
-  expect_gradcheck([](const Inputs& in) { return square(in[0]); }, {randn64({2, 3})});
   // Values kept away from the clamp bounds (the kinks at -0.5 and 0.5).
   expect_gradcheck([](const Inputs& in) { return clamp(in[0], -0.5, 0.5); },
                    {Tensor::from_vector(std::vector<double>{-1.0, -0.3, 0.0, 0.2, 0.45, 0.9},
@@ -210,28 +186,6 @@ TEST(GradCheck, stack) {
                    {randn64({2, 3}), randn64({2, 3})});
 }
 
-TEST(GradCheck, relu) {
-  manual_seed(28);
-  expect_gradcheck([](const Inputs& in) { return relu(in[0]); }, {away_from_zero({3, 4})});
-}
-
-TEST(GradCheck, gelu) {
-  manual_seed(29);
-  expect_gradcheck([](const Inputs& in) { return gelu(in[0]); }, {mul(randn64({3, 4}), 2.0)});
-  expect_gradcheck([](const Inputs& in) { return gelu(in[0], GeluApprox::tanh); },
-                   {mul(randn64({3, 4}), 2.0)});
-}
-
-TEST(GradCheck, tanh) {
-  manual_seed(30);
-  expect_gradcheck([](const Inputs& in) { return tanh(in[0]); }, {randn64({3, 4})});
-}
-
-TEST(GradCheck, sigmoid) {
-  manual_seed(31);
-  expect_gradcheck([](const Inputs& in) { return sigmoid(in[0]); }, {mul(randn64({3, 4}), 3.0)});
-}
-
 TEST(GradCheck, softmax) {
   manual_seed(32);
   expect_gradcheck([](const Inputs& in) { return softmax(in[0], -1); }, {randn64({3, 5})});
@@ -309,6 +263,29 @@ TEST(GradCheck, linear) {
       [](const Inputs& in) { return linear(in[0].transpose(0, 1), in[1].transpose(0, 1), in[2]); },
       {randn64({3, 4}), randn64({3, 5}), randn64({5})});
 }
+
+// ---- the unary ops: GradCheck.<name> for every row of core/backend/unary_ops.def that has a
+// public op, on a contiguous input and on a transposed view. Inputs are drawn where the op is defined
+// (positive: [0.2, 3)) and away from 0 for an op with a kink there; the others span a few units.
+
+void expect_unary_gradcheck(UnaryOp op) {
+  const testing::UnaryCase& c = testing::unary_case(op);
+  manual_seed(100 + static_cast<uint64_t>(op));
+  auto input = [&](const Shape& s) {
+    if (c.domain == testing::UnaryDomain::positive) return uniform64(s, 0.2, 3.0);
+    if (c.derivative == testing::UnaryDerivative::kink) return away_from_zero(s);
+    return mul(randn64(s), 2.0);
+  };
+  auto call = c.call;
+  expect_gradcheck([call](const Inputs& in) { return call(in[0]); }, {input({3, 4})});
+  expect_gradcheck([call](const Inputs& in) { return call(in[0].transpose(0, 1)); },
+                   {input({4, 3})});
+}
+
+#define DTRAIN_UNARY_OP(name, ...) \
+  TEST(GradCheck, name) { expect_unary_gradcheck(UnaryOp::name); }
+#define DTRAIN_UNARY_OP_INTERNAL(...)
+#include "core/backend/unary_ops.def"
 
 }  // namespace
 }  // namespace dtrain

@@ -10,6 +10,7 @@
 
 #include "core/io/safetensors.h"
 #include "core/ops/ops.h"
+#include "tests/core/ops/unary_cases.h"
 
 namespace dtrain {
 namespace {
@@ -115,10 +116,6 @@ TEST(Reference, div) {
   check("div.broadcast", {"a", "b"}, [](In in) { return div(in[0], in[1]); });
 }
 
-TEST(Reference, neg) {
-  check("neg", {"x"}, [](In in) { return neg(in[0]); });
-}
-
 TEST(Reference, scalar_ops) {
   check("add_scalar", {"x"}, [](In in) { return add(in[0], 1.5); });
   check("mul_scalar", {"x"}, [](In in) { return mul(in[0], -2.5); });
@@ -129,27 +126,6 @@ TEST(Reference, scalar_ops) {
 TEST(Reference, pow) {
   check("pow.cube", {"x"}, [](In in) { return pow(in[0], 3.0); });
   check("pow.fractional", {"x"}, [](In in) { return pow(in[0], -1.5); });
-}
-
-TEST(Reference, exp) {
-  check("exp", {"x"}, [](In in) { return exp(in[0]); });
-}
-
-TEST(Reference, log) {
-  check("log", {"x"}, [](In in) { return log(in[0]); });
-}
-
-TEST(Reference, sqrt) {
-  check("sqrt", {"x"}, [](In in) { return sqrt(in[0]); });
-  check("rsqrt", {"x"}, [](In in) { return rsqrt(in[0]); });
-}
-
-TEST(Reference, abs) {
-  check("abs", {"x"}, [](In in) { return abs(in[0]); });
-}
-
-TEST(Reference, square) {
-  check("square", {"x"}, [](In in) { return square(in[0]); });
 }
 
 TEST(Reference, maximum_minimum) {
@@ -178,6 +154,25 @@ TEST(Reference, in_place) {
   addcdiv_(dst, fixture("addcdiv_.a"), fixture("addcdiv_.b"), 0.7);
   expect_close(dst, "addcdiv_.out");
 }
+
+// ------------------------------------------------------------------------------------- unary ops
+// Reference.<name> for every row of core/backend/unary_ops.def that has a public op; its fixture
+// case is <name>, with input x.
+
+void check_unary(UnaryOp op) {
+  const testing::UnaryCase& c = testing::unary_case(op);
+  ASSERT_TRUE(reference().contains(std::string(c.name) + ".x"))
+      << "UnaryOp::" << c.name << " is a row of core/backend/unary_ops.def, but "
+      << "tests/reference/fixtures/ops.safetensors has no case \"" << c.name
+      << "\": add one to tests/reference/generate_ops.py and run it";
+  auto call = c.call;
+  check(c.name, {"x"}, [call](In in) { return call(in[0]); });
+}
+
+#define DTRAIN_UNARY_OP(name, ...) \
+  TEST(Reference, name) { check_unary(UnaryOp::name); }
+#define DTRAIN_UNARY_OP_INTERNAL(...)
+#include "core/backend/unary_ops.def"
 
 // ---------------------------------------------------------------------------------------- reductions
 
@@ -218,23 +213,6 @@ TEST(Reference, split) {
 }
 
 // ---------------------------------------------------------------------------------------- activations
-
-TEST(Reference, relu) {
-  check("relu", {"x"}, [](In in) { return relu(in[0]); });
-}
-
-TEST(Reference, gelu) {
-  check("gelu.erf", {"x"}, [](In in) { return gelu(in[0]); });
-  check("gelu.tanh", {"x"}, [](In in) { return gelu(in[0], GeluApprox::tanh); });
-}
-
-TEST(Reference, tanh) {
-  check("tanh", {"x"}, [](In in) { return tanh(in[0]); });
-}
-
-TEST(Reference, sigmoid) {
-  check("sigmoid", {"x"}, [](In in) { return sigmoid(in[0]); });
-}
 
 TEST(Reference, softmax) {
   check("softmax.last", {"x"}, [](In in) { return softmax(in[0], -1); });
@@ -321,20 +299,24 @@ TEST(Reference, linear) {
 // Every case in the fixture is exercised above: a case added to generate_ops.py without a test here
 // fails this one.
 TEST(Reference, every_fixture_case_is_tested) {
-  const std::vector<std::string> tested = {
-      "add.broadcast", "add.same_shape", "sub.broadcast", "mul.broadcast", "div.broadcast", "neg",
-      "add_scalar", "mul_scalar", "rsub", "rdiv", "pow.cube", "pow.fractional", "exp", "log", "sqrt",
-      "rsqrt", "abs", "square", "maximum", "minimum", "clamp", "eq", "gt", "lt", "add_", "addcmul_",
-      "addcdiv_", "sum.all", "sum.dims", "sum.keepdim", "mean.all", "mean.dims", "max.dim", "max.keepdim",
-      "max.all", "argmax", "cat", "stack", "split", "chunk", "relu", "gelu.erf", "gelu.tanh", "tanh",
-      "sigmoid", "softmax.last", "softmax.middle", "log_softmax.last", "log_softmax.first",
-      "layer_norm.affine", "layer_norm.plain", "embedding.basic", "embedding.padding_idx",
-      "cross_entropy.mean", "cross_entropy.sum", "cross_entropy.none", "cross_entropy.ignore_index",
-      "cross_entropy.label_smoothing", "cross_entropy.smoothing_ignore_sum", "cross_entropy.batched",
-      "sdpa.plain", "sdpa.causal", "sdpa.padding", "sdpa.causal_padding_scale", "conv2d.plain",
-      "conv2d.stride_padding", "conv2d.groups", "max_pool2d.plain", "max_pool2d.stride_padding",
-      "avg_pool2d.plain", "avg_pool2d.stride_padding", "matmul.2d", "matmul.batched", "matmul.broadcast",
+  // The unary ops' cases come from the table (Reference.<name> above).
+  std::vector<std::string> tested = {
+      "add.broadcast", "add.same_shape", "sub.broadcast", "mul.broadcast", "div.broadcast",
+      "add_scalar", "mul_scalar", "rsub", "rdiv", "pow.cube", "pow.fractional", "maximum",
+      "minimum", "clamp", "eq", "gt", "lt", "add_", "addcmul_", "addcdiv_", "sum.all", "sum.dims",
+      "sum.keepdim", "mean.all", "mean.dims", "max.dim", "max.keepdim", "max.all", "argmax", "cat",
+      "stack", "split", "chunk", "softmax.last", "softmax.middle", "log_softmax.last",
+      "log_softmax.first", "layer_norm.affine", "layer_norm.plain", "embedding.basic",
+      "embedding.padding_idx", "cross_entropy.mean", "cross_entropy.sum", "cross_entropy.none",
+      "cross_entropy.ignore_index", "cross_entropy.label_smoothing",
+      "cross_entropy.smoothing_ignore_sum", "cross_entropy.batched", "sdpa.plain", "sdpa.causal",
+      "sdpa.padding", "sdpa.causal_padding_scale", "conv2d.plain", "conv2d.stride_padding",
+      "conv2d.groups", "max_pool2d.plain", "max_pool2d.stride_padding", "avg_pool2d.plain",
+      "avg_pool2d.stride_padding", "matmul.2d", "matmul.batched", "matmul.broadcast",
       "matmul.vec_mat", "matmul.mat_vec", "linear.bias", "linear.no_bias"};
+  for (const auto& c : testing::kUnaryCases) {
+    if (c.call) tested.push_back(c.name);  // Reference.<name>, generated above
+  }
   for (const auto& name : reference().names()) {
     // A case name is everything before the tensor's own suffix (".x", ".out", ".grad_x", ".out.0").
     bool covered = false;
