@@ -5,7 +5,8 @@
 // Padding masks hide pad tokens from attention; the decoder's self-attention is causal.
 // Checkpoints use torch.nn.Transformer's state_dict names (encoder.layers.N.self_attn.in_proj_weight,
 // ...linear1, norm1, decoder.layers.N.multihead_attn..., encoder.norm, decoder.norm) through
-// to_torch_state() / from_torch_state(); the embeddings and the generator sit beside them.
+// to_torch_state() / from_torch_state() (models/transformer_torch_names.cpp); the embeddings and the
+// generator sit beside them.
 #pragma once
 #include <memory>
 #include <string>

@@ -10,7 +10,7 @@
 #include "core/backend/cuda/philox.h"
 #include "core/backend/cuda/strided_layout.h"
 #include "core/tensor/random.h"
-#include "core/cuda/strided_reference.h"
+#include "tests/core/backend/cuda/strided_reference.h"
 
 namespace dtrain {
 namespace {

@@ -3,7 +3,7 @@
 // follow the TF32 switch (f32 stays f32-exact with TF32 off, before and after it was on).
 #include <gtest/gtest.h>
 
-#include "tests/core/cuda/parity.h"
+#include "tests/core/backend/cuda/parity.h"
 
 #ifdef DTRAIN_WITH_CUDA
 #include "core/backend/cuda/cuda_check.h"

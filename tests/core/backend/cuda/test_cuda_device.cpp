@@ -3,7 +3,7 @@
 // without one.
 #include <gtest/gtest.h>
 
-#include "tests/core/cuda/parity.h"
+#include "tests/core/backend/cuda/parity.h"
 
 #ifdef DTRAIN_WITH_CUDA
 #include <cmath>

@@ -12,7 +12,7 @@
 #include "core/backend/cuda/strided_layout.h"
 #include "core/tensor/random.h"
 #include "core/tensor/tensor.h"
-#include "core/cuda/strided_reference.h"
+#include "tests/core/backend/cuda/strided_reference.h"
 
 namespace dtrain {
 namespace {

@@ -11,7 +11,7 @@
 #include "core/backend/backend.h"
 #include "core/tensor/random.h"
 #include "core/tensor/tensor.h"
-#include "tests/core/cuda/parity.h"
+#include "tests/core/backend/cuda/parity.h"
 #include "tests/core/ops/unary_cases.h"
 
 namespace dtrain {

@@ -12,7 +12,7 @@
 #include "core/ops/ops.h"
 #include "core/tensor/random.h"
 #include "core/tensor/tensor.h"
-#include "tests/core/cuda/parity.h"
+#include "tests/core/backend/cuda/parity.h"
 
 namespace dtrain {
 namespace {
