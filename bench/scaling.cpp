@@ -150,6 +150,27 @@ StepProfile measure_profile(const TrainConfig& c, int64_t batch, BenchModel* mod
   return profile;
 }
 
+// "ALPHA_US,GBS" -> a link; a one-line error otherwise.
+Link parse_link(const std::string& text) {
+  const size_t comma = text.find(',');
+  double alpha_us = -1, gbs = -1;
+  try {
+    size_t used_a = 0, used_b = 0;
+    if (comma != std::string::npos) {
+      alpha_us = std::stod(text.substr(0, comma), &used_a);
+      gbs = std::stod(text.substr(comma + 1), &used_b);
+      if (used_a != comma || used_b != text.size() - comma - 1) alpha_us = gbs = -1;
+    }
+  } catch (const std::exception&) {
+    alpha_us = gbs = -1;
+  }
+  if (!(alpha_us >= 0 && gbs > 0 && std::isfinite(alpha_us) && std::isfinite(gbs))) {
+    throw Error("--link '" + text + "' must be ALPHA_US,GBS: a latency in microseconds (>= 0) and a "
+                "bandwidth in GB/s (> 0), e.g. 5,50");
+  }
+  return Link{alpha_us * 1e-6, gbs * 1e9};
+}
+
 double profile_total_s(const StepProfile& p) { return p.forward_s + p.backward_s + p.optimizer_s; }
 
 // The profile with every phase multiplied by `factor`.
@@ -221,13 +242,17 @@ const char* kScalingUsage =
 int run_bench_scaling(const std::vector<std::string>& args_in) {
   std::vector<std::string> args = args_in;
   std::string ranks_text = "1,2,4", mode = "both", out_dir = "scaling", launcher = default_launcher();
+  std::string link_text;
   int plot = 1;
   po::options_description opts("dtrain bench scaling options (besides bench ddp's)");
   opts.add_options()("ranks", po::value(&ranks_text)->default_value(ranks_text), "world sizes to measure")
       ("scaling", po::value(&mode)->default_value(mode), "weak | strong | both")
       ("out", po::value(&out_dir)->default_value(out_dir), "directory for scaling.json, scaling.png, logs")
       ("launcher", po::value(&launcher)->default_value(launcher), "command that starts {n} ranks")
-      ("plot", po::value(&plot)->default_value(plot), "1: draw DIR/scaling.png with scripts/plot_scaling.py");
+      ("plot", po::value(&plot)->default_value(plot), "1: draw DIR/scaling.png with scripts/plot_scaling.py")
+      ("link", po::value(&link_text),
+       "ALPHA_US,GBS: the model's ring link as given (e.g. from nccl-tests), instead of fitting it to "
+       "the all-reduce at the smallest world size above one");
   po::variables_map vm;
   take_bench_options(args, opts, vm);
   if (std::find(args.begin(), args.end(), "--help") != args.end() ||
@@ -239,6 +264,8 @@ int run_bench_scaling(const std::vector<std::string>& args_in) {
     throw Error("--scaling '" + mode + "' must be weak, strong or both");
   }
   const std::vector<int> ranks = parse_positive_list(ranks_text, "ranks");
+  std::optional<Link> given_link;
+  if (!link_text.empty()) given_link = parse_link(link_text);
   TrainConfig c;
   c.batch_size = 24;  // divides over 1, 2, 3, 4, 6 and 8 ranks
   c.steps = 10;
@@ -278,7 +305,11 @@ int run_bench_scaling(const std::vector<std::string>& args_in) {
   std::optional<Link> link;
   size_t samples_used = 0;
   const auto calibration = std::find_if(ranks.begin(), ranks.end(), [](int n) { return n > 1; });
-  if (calibration != ranks.end()) {
+  if (given_link) {
+    link = given_link;
+    link_json = {{"given", true}, {"alpha_us", link->alpha_s * 1e6}, {"bandwidth_gbs", link->bytes_per_s / 1e9}};
+    std::printf("# ring link as given: alpha %.1f us, %.2f GB/s\n", link->alpha_s * 1e6, link->bytes_per_s / 1e9);
+  } else if (calibration != ranks.end()) {
     // At least 4 MiB, so that the bandwidth term stands out of the latencies of small messages.
     int64_t max_bytes = 4 << 20;
     while (max_bytes < 2 * largest_bucket && max_bytes < (int64_t{256} << 20)) max_bytes *= 2;
@@ -288,26 +319,30 @@ int run_bench_scaling(const std::vector<std::string>& args_in) {
                    " --device " + shell_quote(c.device) + " --json " + shell_quote(json.string()),
                dir / ("allreduce-np" + std::to_string(*calibration) + ".log"),
                "the all-reduce benchmark at " + std::to_string(*calibration) + " ranks");
+    // The sizes from 64 KiB up: below, the time is the latency and the host's scheduling noise, which on
+    // oversubscribed cores can make a straight-line fit meaningless.
     std::vector<CollectiveSample> samples;
     const nlohmann::json tables = read_json(json);
     for (const nlohmann::json& row : tables.at("all_reduce")) {
+      if (row["bytes"].get<double>() < 65536) continue;
       samples.push_back(CollectiveSample{*calibration, row["bytes"].get<double>(),
-                                               row["time_us"].get<double>() * 1e-6});
+                                         row["time_us"].get<double>() * 1e-6});
     }
     samples_used = samples.size();
     try {
       link = fit_ring_link(samples);
+      link_json = {{"fitted_at_ranks", *calibration}, {"alpha_us", link->alpha_s * 1e6},
+                   {"bandwidth_gbs", link->bytes_per_s / 1e9}};
+      std::printf("# ring link fitted to the all-reduce at %d ranks (%zu sizes from 64 KiB): alpha %.1f us, "
+                  "%.2f GB/s\n",
+                  *calibration, samples_used, link->alpha_s * 1e6, link->bytes_per_s / 1e9);
     } catch (const Error& e) {
-      std::printf("# no model beside the points: the all-reduce times at %d ranks did not fit a link (%s)\n",
+      std::printf("# no model beside the points: the all-reduce times at %d ranks did not fit a link (%s); "
+                  "--link ALPHA_US,GBS gives one\n",
                   *calibration, e.what());
     }
   }
   if (link) {
-    link_json = {{"fitted_at_ranks", *calibration}, {"alpha_us", link->alpha_s * 1e6},
-                 {"bandwidth_gbs", link->bytes_per_s / 1e9}};
-    std::printf("# ring link fitted to the all-reduce at %d ranks (%zu sizes from 4 KiB): alpha %.1f us, "
-                "%.2f GB/s\n",
-                *calibration, samples_used, link->alpha_s * 1e6, link->bytes_per_s / 1e9);
     std::printf("# model: compute at each point from its independent processes; communication and overlap "
                 "from the profile and the link\n");
   }
