@@ -6,7 +6,7 @@ ifeq ($(CI),true)
 CMAKE_FLAGS += -DDTRAIN_WERROR=ON
 endif
 
-.PHONY: all bootstrap configure build test test-gpu test-sanitize run clean
+.PHONY: all bootstrap configure build test test-gpu test-sanitize lint format format-check run clean
 
 all: build
 
@@ -35,6 +35,23 @@ test-sanitize: bootstrap
 	  -DDTRAIN_BENCH=OFF >/dev/null
 	@cmake --build $(SANITIZE_BUILD) -j $(JOBS)
 	@cd $(SANITIZE_BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
+
+# clang-tidy with .clang-tidy over every C++ source of the libraries (the build's compile database; CUDA
+# files aside), then clang-format's check; both must be clean. `make format` applies .clang-format.
+LINT_SOURCES = '^$(CURDIR)/(core|distributed|models|launch|bench)/.*\.cpp$$'
+lint: bootstrap
+	@scripts/bootstrap --lint
+	@cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS) -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null
+	@run-clang-tidy -quiet -p $(BUILD) -j $(JOBS) $(LINT_SOURCES) >$(BUILD)/lint.log 2>&1 || \
+	  { grep -E 'error:|warning:' $(BUILD)/lint.log | sort -u; echo "lint: clang-tidy found the above ($(BUILD)/lint.log)"; exit 1; }
+	@$(MAKE) --no-print-directory format-check
+	@echo "lint: clean"
+
+format:
+	@git ls-files '*.cpp' '*.h' '*.cu' '*.cuh' | xargs clang-format -i
+
+format-check:
+	@git ls-files '*.cpp' '*.h' '*.cu' '*.cuh' | xargs clang-format --dry-run -Werror
 
 run: configure
 	@cmake --build $(BUILD) -j $(JOBS) --target dtrain

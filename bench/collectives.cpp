@@ -42,7 +42,7 @@ const char* bench_collective_name(BenchCollective c) {
 }
 
 std::vector<BenchCollective> parse_bench_collectives(const std::string& text) {
-  const std::vector<BenchCollective> every = {BenchCollective::all_reduce,
+  std::vector<BenchCollective> every = {BenchCollective::all_reduce,
                                               BenchCollective::reduce_scatter,
                                               BenchCollective::all_gather,
                                               BenchCollective::broadcast};
@@ -163,9 +163,11 @@ int64_t count_wrong(ProcessGroup& pg, BenchCollective c, Tensor in, Tensor out,
   run();
   const std::vector<double> got = out.to_vector<double>();
   int64_t wrong = 0;
+  // all_gather: element k of the output came from rank k / (elements per rank).
+  auto source_rank = [&](int64_t k) { return k / in.numel(); };
   for (size_t i = 0; i < got.size(); ++i) {
     const auto k = static_cast<int64_t>(i);
-    const double expected = c == BenchCollective::all_gather  ? static_cast<double>(k / in.numel() + 1)
+    const double expected = c == BenchCollective::all_gather  ? static_cast<double>(source_rank(k) + 1)
                             : c == BenchCollective::broadcast ? root_value(k)
                                                               : sum;
     wrong += got[i] != expected;

@@ -126,7 +126,7 @@ int run_bench(const std::vector<std::string>& args) {
     std::cout << kBenchUsage << std::endl;
     return args.empty() ? 2 : 0;
   }
-  const std::string what = args[0];
+  const std::string& what = args[0];
   std::vector<std::string> rest(args.begin() + 1, args.end());
   if (what == "allreduce") {
     AllReduceBenchOptions o;

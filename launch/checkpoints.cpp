@@ -64,7 +64,7 @@ std::string latest_checkpoint(const std::string& run_dir) {
 
 std::string resolve_checkpoint(const std::string& path) {
   if (is_checkpoint(path)) return path;
-  const std::string latest = latest_checkpoint(path);
+  std::string latest = latest_checkpoint(path);
   DTRAIN_CHECK(!latest.empty(), "no checkpoint at ", path,
                ": it is neither a checkpoint (state.json) nor a run directory with step-N checkpoints; "
                "give a run's --checkpoint-dir or one of its checkpoints");
@@ -256,7 +256,8 @@ void RunCheckpoints::save(TrainingParts p, dist::ProcessGroup& pg, TrainState st
   if (config_.checkpoint_dir.empty()) return;
   const fs::path run(config_.checkpoint_dir);
   if (pg.rank() == 0) mark_run();
-  write((run / step_checkpoint_name(state.step)).string(), p, pg, std::move(state));
+  const std::string dir = (run / step_checkpoint_name(state.step)).string();  // before state moves
+  write(dir, p, pg, std::move(state));
   if (pg.rank() == 0) {
     if (config_.keep_checkpoints > 0) {
       auto all = step_checkpoints(run.string());

@@ -55,7 +55,7 @@ std::string store_one(const std::string& key, const std::string& value, const po
     po::parsed_options parsed = po::command_line_parser(tokens).options(opts).run();
     po::variables_map one;
     po::store(parsed, one);
-    const std::string name = parsed.options.at(0).string_key;
+    std::string name = parsed.options.at(0).string_key;
     if (vm.count(name) == 0 || vm[name].defaulted()) {
       vm.erase(name);
       vm.insert({name, one[name]});

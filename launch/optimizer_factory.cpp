@@ -74,7 +74,8 @@ std::vector<GroupSpec> param_groups(const TrainConfig& c, const nn::Module& mode
   std::vector<GroupSpec> groups(per_layer ? 2 * (layers.depth + 2) : 2);
   for (size_t g = 0; g < groups.size(); ++g) {
     groups[g].decay = g % 2 == 0;
-    if (per_layer) groups[g].lr_scale = std::pow(c.layer_lr_decay, static_cast<double>(layers.depth + 1 - g / 2));
+    const auto layer = static_cast<int64_t>(g / 2);  // groups come in pairs per layer: decay, no decay
+    if (per_layer) groups[g].lr_scale = std::pow(c.layer_lr_decay, static_cast<double>(layers.depth + 1 - layer));
   }
   int64_t i = 0;
   for (const auto& [name, p] : model.named_parameters()) {
@@ -139,6 +140,7 @@ std::unique_ptr<optim::Optimizer> make_training_optimizer(const TrainConfig& c, 
   if (c.zero == 0) return make_optimizer(c, std::move(specs));
   // ZeRO-1 hands the inner optimizer each group's shard, in the same order.
   std::vector<std::vector<Tensor>> tensors;
+  tensors.reserve(specs.size());
   for (GroupSpec& spec : specs) tensors.push_back(std::move(spec.params));
   return std::make_unique<dist::ZeroRedundancyOptimizer>(
       std::move(tensors), pg, [c, specs](std::vector<std::vector<Tensor>> shards) {

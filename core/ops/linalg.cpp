@@ -261,7 +261,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Tensor out = make_view(out2, out_shape, contiguous_strides(out_shape), 0);
 
   Tensor sx = x2.detach(), sw = weight.detach();
-  Shape x_shape = x.shape();
+  const Shape& x_shape = x.shape();
   return record("linear", {x, weight, bias}, out,
                 [sx, sw, x_shape, out_features](const Tensor& g, const Needs& needs) {
                   Tensor g2 = g.reshape({-1, out_features});

@@ -123,7 +123,8 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   }
   ReducePlan p = plan_reduce("sum", x, dims);
   Tensor out = reshaped(run_reduce(ReduceOp::sum, p), result_shape(p, keepdim));
-  Shape keep = p.keep_shape, in_shape = x.shape();
+  const Shape& keep = p.keep_shape;
+  const Shape& in_shape = x.shape();
   return record("sum", {x}, out, [keep, in_shape](const Tensor& g, const Needs&) {
     return Grads{expand_back(g, keep, in_shape)};
   });
@@ -148,7 +149,8 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
                                           false, out);
   }
   out = reshaped(out, result_shape(p, keepdim));
-  Shape keep = p.keep_shape, in_shape = x.shape();
+  const Shape& keep = p.keep_shape;
+  const Shape& in_shape = x.shape();
   return record("mean", {x}, out, [keep, in_shape, count](const Tensor& g, const Needs&) {
     return Grads{expand_back(mul(g, 1.0 / static_cast<double>(count)), keep, in_shape)};
   });
@@ -162,7 +164,7 @@ Tensor max(const Tensor& x, int64_t dim, bool keepdim) {
                shape_str(x.shape()), " is empty");
   Tensor indices = Tensor::empty(p.out_shape, DType::i64, x.device());
   Tensor out = reshaped(run_reduce(ReduceOp::max, p, indices), result_shape(p, keepdim));
-  Shape in_shape = x.shape();
+  const Shape& in_shape = x.shape();
   int64_t outer = p.outer, n = p.n, inner = p.inner;
   Tensor like = x.detach();
   return record("max", {x}, out, [=](const Tensor& g, const Needs&) {
@@ -176,7 +178,7 @@ Tensor max(const Tensor& x) {
   ReducePlan p = plan_reduce("max", x, {});
   Tensor indices = Tensor::empty({}, DType::i64, x.device());
   Tensor out = run_reduce(ReduceOp::max, p, indices);
-  Shape in_shape = x.shape();
+  const Shape& in_shape = x.shape();
   int64_t n = x.numel();
   Tensor like = x.detach();
   return record("max", {x}, out, [=](const Tensor& g, const Needs&) {

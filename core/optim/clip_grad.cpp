@@ -36,7 +36,7 @@ double grad_norm(const std::vector<Tensor>& params) {
 
 Tensor clip_grad_norm_tensor(const std::vector<Tensor>& params, double max_norm) {
   DTRAIN_CHECK(max_norm > 0, "clip_grad_norm: max_norm = ", max_norm, " must be > 0");
-  const Tensor norm = grad_norm_tensor(params);
+  Tensor norm = grad_norm_tensor(params);
   if (!norm.defined()) return norm;
   NoGradGuard no_grad;
   // PyTorch forms the coefficient from an f32 norm as max_norm * (1 / (norm + 1e-6)), in f32, and

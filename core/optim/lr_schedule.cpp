@@ -54,7 +54,10 @@ double LrSchedule::factor(int64_t step) const {
     case LrScheduleKind::constant:
       return 1.0;
     case LrScheduleKind::step:
-      return std::pow(gamma, static_cast<double>(t / step_size));
+    {
+      const int64_t decays = t / step_size;  // whole periods: the rate drops in steps
+      return std::pow(gamma, static_cast<double>(decays));
+    }
     case LrScheduleKind::cosine:
     case LrScheduleKind::linear: {
       const int64_t length = total_steps - warmup_steps;

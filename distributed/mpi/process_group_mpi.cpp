@@ -404,7 +404,7 @@ std::string ProcessGroupMPI::check_agreement(const MpiWork& w) {
     int rc = MPI_Allreduce(MPI_IN_PLACE, both.data(), 2 * n, MPI_INT64_T, MPI_MAX, comm_);
     if (rc != MPI_SUCCESS) return "ProcessGroupMPI: checking " + w.what + " failed: " + mpi_error_string(rc);
     bool same = true;
-    for (int i = 0; i < n; ++i) same = same && both[static_cast<size_t>(i)] == -both[static_cast<size_t>(n + i)];
+    for (int i = 0; i < n; ++i) same = same && both[static_cast<size_t>(i)] == -both[static_cast<size_t>(n) + static_cast<size_t>(i)];
     if (same) return "";
   }
   // Every rank's description, to name both sides of the first difference (all ranks get here together).
