@@ -10,11 +10,11 @@
 
 namespace dtrain::bench {
 
-using dist::Clock;
-using dist::ProcessGroup;
-using dist::DistributedDataParallel;
-using dist::ReduceOp;
 using dist::all_reduce_value;
+using dist::Clock;
+using dist::DistributedDataParallel;
+using dist::ProcessGroup;
+using dist::ReduceOp;
 
 namespace {
 double seconds_between(Clock::time_point a, Clock::time_point b) {
@@ -38,7 +38,8 @@ void StepTimer::gradient_ready(size_t, int64_t ready) {
   current_.last_hook = now;
 }
 
-void StepTimer::bucket_launched(size_t bucket, const dist::WorkPtr& work, bool in_backward, int64_t ready) {
+void StepTimer::bucket_launched(size_t bucket, const dist::WorkPtr& work, bool in_backward,
+                                int64_t ready) {
   begin_if_idle();
   if (current_.buckets.size() <= bucket) current_.buckets.resize(bucket + 1);
   if (works_.size() <= bucket) works_.resize(bucket + 1);
@@ -146,7 +147,8 @@ DdpBenchResult bench_ddp(std::shared_ptr<nn::Module> model, std::shared_ptr<Proc
                         hidden += t.hidden_comm_seconds();
                         exposed += seconds_between(t.finish_begin, t.finish_end);
                         for (size_t b = 0; b < t.buckets.size() && b < bucket_seconds.size(); ++b) {
-                          bucket_seconds[b] += seconds_between(t.buckets[b].comm_start, t.buckets[b].comm_end);
+                          bucket_seconds[b] +=
+                              seconds_between(t.buckets[b].comm_start, t.buckets[b].comm_end);
                         }
                       }) *
                   1e3;
@@ -164,17 +166,18 @@ DdpBenchResult bench_ddp(std::shared_ptr<nn::Module> model, std::shared_ptr<Proc
 
   if (out != nullptr && pg->rank() == 0) {
     char line[512];
-    std::snprintf(line, sizeof line,
-                  "# bench ddp: %d ranks (%s on %s), %lld trainable parameters in %d buckets "
-                  "(bucket_cap_mb %.1f), %d timed steps\n"
-                  "  independent step  %9.2f ms   (N replicas, no communication)\n"
-                  "  ddp step          %9.2f ms   overhead %+.1f %%\n"
-                  "  all-reduce        %9.2f ms   per step, of which %.2f ms (%.0f %%) hidden behind "
-                  "backward; %.2f ms waited for in finish\n",
-                  r.world_size, pg->backend_name(), pg->device().str().c_str(),
-                  static_cast<long long>(r.parameters), r.buckets, options.ddp.bucket_cap_mb,
-                  options.steps, r.independent_step_ms, r.ddp_step_ms, r.overhead_percent,
-                  r.comm_ms, r.hidden_ms, r.hidden_percent, r.exposed_ms);
+    std::snprintf(
+        line, sizeof line,
+        "# bench ddp: %d ranks (%s on %s), %lld trainable parameters in %d buckets "
+        "(bucket_cap_mb %.1f), %d timed steps\n"
+        "  independent step  %9.2f ms   (N replicas, no communication)\n"
+        "  ddp step          %9.2f ms   overhead %+.1f %%\n"
+        "  all-reduce        %9.2f ms   per step, of which %.2f ms (%.0f %%) hidden behind "
+        "backward; %.2f ms waited for in finish\n",
+        r.world_size, pg->backend_name(), pg->device().str().c_str(),
+        static_cast<long long>(r.parameters), r.buckets, options.ddp.bucket_cap_mb, options.steps,
+        r.independent_step_ms, r.ddp_step_ms, r.overhead_percent, r.comm_ms, r.hidden_ms,
+        r.hidden_percent, r.exposed_ms);
     *out << line;
     out->flush();
   }

@@ -39,15 +39,16 @@ int main(int argc, char** argv) {
       double ours = seconds(t0);
       openblas_set_num_threads(threads);  // the baseline is OpenBLAS with its own threads
       t0 = std::chrono::steady_clock::now();
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n), static_cast<int>(n),
-                  static_cast<int>(n), 1.0f, a.data<float>(), static_cast<int>(n), b.data<float>(),
-                  static_cast<int>(n), 0.0f, c.data<float>(), static_cast<int>(n));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n),
+                  static_cast<int>(n), static_cast<int>(n), 1.0f, a.data<float>(),
+                  static_cast<int>(n), b.data<float>(), static_cast<int>(n), 0.0f, c.data<float>(),
+                  static_cast<int>(n));
       double blas = seconds(t0);
       set_num_threads(threads);
       if (r > 0) best_ours = std::min(best_ours, ours), best_blas = std::min(best_blas, blas);
     }
-    std::printf("%8d %16.1f %16.1f %8.3f\n", threads, flops / best_ours / 1e9, flops / best_blas / 1e9,
-                best_blas / best_ours);
+    std::printf("%8d %16.1f %16.1f %8.3f\n", threads, flops / best_ours / 1e9,
+                flops / best_blas / 1e9, best_blas / best_ours);
   }
   return 0;
 }

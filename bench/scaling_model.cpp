@@ -10,23 +10,40 @@ namespace dtrain::bench {
 
 // ---- presets
 //
-// Bandwidths are per GPU per direction. Intra-node figures are the all-reduce busbw nccl-tests reports
-// (what a ring all-reduce achieves end to end, below the NVLink line rate); inter-node figures are the
-// NIC line rate (1 Gb/s = 0.125 GB/s). Latencies: NCCL's own tuning model (src/graph/tuning.cc,
-// hwLat) charges per-step latencies of order 1-6 us over NVLink and over the network by protocol; we
-// take 2 us inside a node, 5 us over InfiniBand, 10 us over Ethernet (RoCE/TCP: an estimate). Alpha
-// only matters for small buckets; at 25 MiB the bandwidth term dominates by two orders of magnitude.
+// Bandwidths are per GPU per direction. Intra-node figures are the all-reduce busbw nccl-tests
+// reports (what a ring all-reduce achieves end to end, below the NVLink line rate); inter-node
+// figures are the NIC line rate (1 Gb/s = 0.125 GB/s). Latencies: NCCL's own tuning model
+// (src/graph/tuning.cc, hwLat) charges per-step latencies of order 1-6 us over NVLink and over the
+// network by protocol; we take 2 us inside a node, 5 us over InfiniBand, 10 us over Ethernet
+// (RoCE/TCP: an estimate). Alpha only matters for small buckets; at 25 MiB the bandwidth term
+// dominates by two orders of magnitude.
 
 const std::vector<ClusterSpec>& cluster_presets() {
   static const std::vector<ClusterSpec> presets = {
-      {"h100-nvlink-ib400", 8, {2e-6, 480e9}, {5e-6, 50e9}, 989e12,
-       "H100 SXM datasheet (989 TFLOP/s dense bf16); nccl-tests all_reduce busbw ~480 GB/s on 8x H100 "
+      {"h100-nvlink-ib400",
+       8,
+       {2e-6, 480e9},
+       {5e-6, 50e9},
+       989e12,
+       "H100 SXM datasheet (989 TFLOP/s dense bf16); nccl-tests all_reduce busbw ~480 GB/s on 8x "
+       "H100 "
        "with NVLS (NCCL 2.17+); 400 Gb/s InfiniBand NDR per GPU = 50 GB/s"},
-      {"a100-nvlink-ib200", 8, {2e-6, 230e9}, {5e-6, 25e9}, 312e12,
-       "A100 SXM datasheet (312 TFLOP/s dense bf16; NVLink 3 600 GB/s total = 300 GB/s per direction); "
-       "nccl-tests all_reduce busbw ~230 GB/s on 8x A100; 200 Gb/s InfiniBand HDR per GPU = 25 GB/s"},
-      {"h100-nvlink-eth100", 8, {2e-6, 480e9}, {10e-6, 12.5e9 / 8}, 989e12,
-       "as h100-nvlink-ib400 inside a node; one 100 Gb/s Ethernet NIC (12.5 GB/s) per node shared by "
+      {"a100-nvlink-ib200",
+       8,
+       {2e-6, 230e9},
+       {5e-6, 25e9},
+       312e12,
+       "A100 SXM datasheet (312 TFLOP/s dense bf16; NVLink 3 600 GB/s total = 300 GB/s per "
+       "direction); "
+       "nccl-tests all_reduce busbw ~230 GB/s on 8x A100; 200 Gb/s InfiniBand HDR per GPU = 25 "
+       "GB/s"},
+      {"h100-nvlink-eth100",
+       8,
+       {2e-6, 480e9},
+       {10e-6, 12.5e9 / 8},
+       989e12,
+       "as h100-nvlink-ib400 inside a node; one 100 Gb/s Ethernet NIC (12.5 GB/s) per node shared "
+       "by "
        "8 GPUs = 1.5625 GB/s per GPU, alpha 10 us estimated"},
   };
   return presets;
@@ -48,7 +65,8 @@ namespace {
 // Checks the arguments; true when there is something to communicate (n > 1).
 bool communicates(const char* what, const Link& link, int n, double bytes) {
   DTRAIN_CHECK(n >= 1, what, ": ", n, " ranks; need at least 1");
-  DTRAIN_CHECK(bytes >= 0 && std::isfinite(bytes), what, ": ", bytes, " bytes; need a finite size >= 0");
+  DTRAIN_CHECK(bytes >= 0 && std::isfinite(bytes), what, ": ", bytes,
+               " bytes; need a finite size >= 0");
   if (n == 1) return false;
   DTRAIN_CHECK(link.alpha_s >= 0 && link.bytes_per_s > 0 && std::isfinite(link.bytes_per_s), what,
                ": a link with alpha ", link.alpha_s, " s and ", link.bytes_per_s,
@@ -110,8 +128,8 @@ AllReduceEstimate estimate_allreduce(const ClusterSpec& cluster, int world, doub
   };
   if (nodes == 1) return best(cluster.intra, g, bytes);
   const AllReduceEstimate across = best(cluster.inter, nodes, bytes / g);
-  const double inside = reduce_scatter_seconds(cluster.intra, g, bytes) +
-                        all_gather_seconds(cluster.intra, g, bytes);
+  const double inside =
+      reduce_scatter_seconds(cluster.intra, g, bytes) + all_gather_seconds(cluster.intra, g, bytes);
   return {inside + across.seconds, "hier(" + across.algorithm + ")"};
 }
 
@@ -122,15 +140,16 @@ double allreduce_seconds(const ClusterSpec& cluster, int world, double bytes) {
 // ---- fitting a link
 
 Link fit_ring_link(const std::vector<CollectiveSample>& samples) {
-  // seconds = x1 alpha + x2 beta with x1 = 2(n-1), x2 = 2(n-1)/n bytes, beta = 1/bw. The columns are
-  // scaled to unit length first (x1 ~ 10, x2 ~ 1e9), so the 2x2 system is well conditioned.
+  // seconds = x1 alpha + x2 beta with x1 = 2(n-1), x2 = 2(n-1)/n bytes, beta = 1/bw. The columns
+  // are scaled to unit length first (x1 ~ 10, x2 ~ 1e9), so the 2x2 system is well conditioned.
   double s11 = 0, s22 = 0, s12 = 0, s1y = 0, s2y = 0;
   for (const CollectiveSample& s : samples) {
     DTRAIN_CHECK(s.ranks >= 2, "fit_ring_link: a sample over ", s.ranks,
                  " ranks; a ring needs at least 2");
-    DTRAIN_CHECK(s.bytes >= 0 && s.seconds >= 0 && std::isfinite(s.bytes) && std::isfinite(s.seconds),
-                 "fit_ring_link: a sample of ", s.bytes, " bytes in ", s.seconds,
-                 " s; need finite values >= 0");
+    DTRAIN_CHECK(
+        s.bytes >= 0 && s.seconds >= 0 && std::isfinite(s.bytes) && std::isfinite(s.seconds),
+        "fit_ring_link: a sample of ", s.bytes, " bytes in ", s.seconds,
+        " s; need finite values >= 0");
     const double x1 = 2.0 * (s.ranks - 1);
     const double x2 = 2.0 * (s.ranks - 1) / s.ranks * s.bytes;
     s11 += x1 * x1;
@@ -152,8 +171,9 @@ Link fit_ring_link(const std::vector<CollectiveSample>& samples) {
     alpha = 0;
     beta = s2y / s22;
   }
-  DTRAIN_CHECK(beta > 0, "fit_ring_link: the samples give a bandwidth that is not positive (1/bw = ",
-               beta, "); time must grow with size");
+  DTRAIN_CHECK(beta > 0,
+               "fit_ring_link: the samples give a bandwidth that is not positive (1/bw = ", beta,
+               "); time must grow with size");
   return {alpha, 1.0 / beta};
 }
 
@@ -195,8 +215,8 @@ StepPrediction predict_step(const StepProfile& profile, const std::vector<Bucket
   double end = 0, hidden = 0;
   for (const BucketPlan& b : buckets) {
     const double t = allreduce_seconds(b.bytes);
-    DTRAIN_CHECK(t >= 0 && std::isfinite(t), "predict_step: all-reduce of ", b.bytes, " bytes takes ", t,
-                 " s");
+    DTRAIN_CHECK(t >= 0 && std::isfinite(t), "predict_step: all-reduce of ", b.bytes,
+                 " bytes takes ", t, " s");
     const double start = std::max(b.ready_s, end);
     end = start + t;
     p.comm_s += t;
@@ -219,7 +239,8 @@ BucketChoice best_bucket_cap(const StepProfile& profile, const std::vector<doubl
   for (double mb : caps_mb) {
     DTRAIN_CHECK(mb > 0, "best_bucket_cap: a cap of ", mb, " MiB; need a positive cap");
     const double bytes = mb * 1024.0 * 1024.0;  // as DistributedDataParallel converts bucket_cap_mb
-    const int64_t cap = bytes >= 9.2e18 ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(bytes);
+    const int64_t cap =
+        bytes >= 9.2e18 ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(bytes);
     const StepPrediction p = predict_step(profile, plan_buckets(profile, cap), allreduce_seconds);
     if (first || p.step_s < best.prediction.step_s ||
         (p.step_s == best.prediction.step_s && mb < best.cap_mb)) {
@@ -232,16 +253,19 @@ BucketChoice best_bucket_cap(const StepProfile& profile, const std::vector<doubl
 
 StepProfile rescale_profile(const StepProfile& profile, double forward_s, double backward_s,
                             double optimizer_s) {
-  DTRAIN_CHECK(forward_s >= 0 && backward_s >= 0 && optimizer_s >= 0, "rescale_profile: target times (",
-               forward_s, ", ", backward_s, ", ", optimizer_s, ") s must be >= 0");
-  DTRAIN_CHECK(profile.backward_s > 0 || profile.grads.empty(),
-               "rescale_profile: the profile's backward takes 0 s, so its gradient times cannot be scaled");
+  DTRAIN_CHECK(forward_s >= 0 && backward_s >= 0 && optimizer_s >= 0,
+               "rescale_profile: target times (", forward_s, ", ", backward_s, ", ", optimizer_s,
+               ") s must be >= 0");
+  DTRAIN_CHECK(
+      profile.backward_s > 0 || profile.grads.empty(),
+      "rescale_profile: the profile's backward takes 0 s, so its gradient times cannot be scaled");
   StepProfile out = profile;
   out.forward_s = forward_s;
   out.backward_s = backward_s;
   out.optimizer_s = optimizer_s;
   const double factor = profile.backward_s > 0 ? backward_s / profile.backward_s : 0.0;
-  for (GradReady& g : out.grads) g.at_s = std::min(g.at_s * factor, backward_s);  // rounding stays inside
+  for (GradReady& g : out.grads)
+    g.at_s = std::min(g.at_s * factor, backward_s);  // rounding stays inside
   return out;
 }
 

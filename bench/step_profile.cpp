@@ -6,7 +6,8 @@
 
 namespace dtrain::bench {
 
-StepProfile measure_step_profile(nn::Module& model, Device device, const std::function<Tensor()>& loss,
+StepProfile measure_step_profile(nn::Module& model, Device device,
+                                 const std::function<Tensor()>& loss,
                                  const std::function<void()>& update, int warmup_steps, int steps) {
   DTRAIN_CHECK(steps > 0 && warmup_steps >= 0, "measure_step_profile: steps = ", steps,
                " and warmup_steps = ", warmup_steps, " must be positive and non-negative");
@@ -58,9 +59,10 @@ StepProfile measure_step_profile(nn::Module& model, Device device, const std::fu
     profile.forward_s += seconds(t0, t1);
     profile.backward_s += seconds(t1, t2);
     profile.optimizer_s += seconds(t2, t3);
-    // A parameter backward did not reach (unused in this forward) counts as ready when backward ends,
-    // which is when DDP launches the buckets still waiting for it.
-    for (size_t i = 0; i < params.size(); ++i) arrival_sum[i] += seen[i] ? seconds(t1, arrived[i]) : seconds(t1, t2);
+    // A parameter backward did not reach (unused in this forward) counts as ready when backward
+    // ends, which is when DDP launches the buckets still waiting for it.
+    for (size_t i = 0; i < params.size(); ++i)
+      arrival_sum[i] += seen[i] ? seconds(t1, arrived[i]) : seconds(t1, t2);
   }
 
   profile.forward_s /= steps;

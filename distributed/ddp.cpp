@@ -15,7 +15,8 @@
 namespace dtrain::dist {
 
 std::vector<std::vector<size_t>> assign_buckets(const std::vector<size_t>& bytes,
-                                                const std::vector<DType>& dtypes, size_t cap_bytes) {
+                                                const std::vector<DType>& dtypes,
+                                                size_t cap_bytes) {
   DTRAIN_CHECK(bytes.size() == dtypes.size(), "assign_buckets: ", bytes.size(), " sizes but ",
                dtypes.size(), " dtypes");
   std::vector<std::vector<size_t>> buckets;
@@ -84,8 +85,9 @@ struct DistributedDataParallel::State {
     }
   }
 
-  // The gradient of parameter i is final for this backward: stage it (pre-divided by the world size,
-  // so the sum all-reduce yields the mean) and start every bucket that is now complete, in order.
+  // The gradient of parameter i is final for this backward: stage it (pre-divided by the world
+  // size, so the sum all-reduce yields the mean) and start every bucket that is now complete, in
+  // order.
   void on_gradient(size_t i, const Tensor& param) {
     if (!attached || !sync) return;
     if (!in_step) begin_step();
@@ -114,7 +116,8 @@ struct DistributedDataParallel::State {
       const size_t b = next_launch++;
       const Clock::time_point launched = Clock::now();
       buckets[b].work = pg->all_reduce(buckets[b].flat, ReduceOp::sum);
-      for (const auto& o : observers) o->bucket_launched(b, buckets[b].work, in_backward, num_ready);
+      for (const auto& o : observers)
+        o->bucket_launched(b, buckets[b].work, in_backward, num_ready);
       if (profiler::recording()) trace_bucket(b, launched);
     }
   }
@@ -134,7 +137,8 @@ struct DistributedDataParallel::State {
         [work = buckets[b].work, launched]() -> std::optional<profiler::Interval> {
           if (!work->is_completed()) return std::nullopt;
           Clock::time_point start = work->start_time(), end = work->end_time();
-          if (end == Clock::time_point{}) end = Clock::now();  // a group that does not time its work
+          if (end == Clock::time_point{})
+            end = Clock::now();  // a group that does not time its work
           if (start == Clock::time_point{} || start < launched) start = launched;
           return profiler::Interval{start, std::max(start, end)};
         });
@@ -151,20 +155,24 @@ struct DistributedDataParallel::State {
 // ---- construction
 
 DistributedDataParallel::DistributedDataParallel(std::shared_ptr<nn::Module> module,
-                                                 std::shared_ptr<ProcessGroup> pg, DDPOptions options)
-    : module_(std::move(module)), pg_(std::move(pg)), options_(options),
+                                                 std::shared_ptr<ProcessGroup> pg,
+                                                 DDPOptions options)
+    : module_(std::move(module)),
+      pg_(std::move(pg)),
+      options_(options),
       state_(std::make_shared<State>()) {
   DTRAIN_CHECK(module_ && pg_,
                "DistributedDataParallel: the module and the process group must not be null");
-  DTRAIN_CHECK(options_.bucket_cap_mb > 0, "DistributedDataParallel: bucket_cap_mb = ",
-               options_.bucket_cap_mb, " must be positive");
+  DTRAIN_CHECK(options_.bucket_cap_mb > 0,
+               "DistributedDataParallel: bucket_cap_mb = ", options_.bucket_cap_mb,
+               " must be positive");
   DTRAIN_CHECK(options_.root >= 0 && options_.root < pg_->size(), "DistributedDataParallel: root ",
                options_.root, " is not a rank of the group of ", pg_->size());
   for (const auto& [name, t] : module_->named_parameters()) {
-    DTRAIN_CHECK(t.device() == pg_->device(), "DistributedDataParallel: parameter '", name, "' is on ",
-                 t.device().str(), " but the ", pg_->backend_name(), " process group serves ",
-                 pg_->device().str(), " tensors; move the model there first (or use the group for ",
-                 "its device)");
+    DTRAIN_CHECK(t.device() == pg_->device(), "DistributedDataParallel: parameter '", name,
+                 "' is on ", t.device().str(), " but the ", pg_->backend_name(),
+                 " process group serves ", pg_->device().str(),
+                 " tensors; move the model there first (or use the group for ", "its device)");
   }
   check_same_model(*pg_, *module_);
   broadcast_module(*pg_, *module_, options_.root);
@@ -270,8 +278,8 @@ void DistributedDataParallel::finish_gradient_synchronization() {
     for (size_t i = 0; i < s.params.size(); ++i) {
       local[i] = (s.ready[i] || s.params[i].grad().defined()) ? 1 : 0;
     }
-    Tensor used = Tensor::from_vector(local, {static_cast<int64_t>(local.size())}, DType::i32,
-                                      pg_->device());
+    Tensor used =
+        Tensor::from_vector(local, {static_cast<int64_t>(local.size())}, DType::i32, pg_->device());
     pg_->all_reduce(used, ReduceOp::max)->wait();
     std::vector<int64_t> g = used.to_vector<int64_t>();
     for (size_t i = 0; i < g.size(); ++i) globally_used[i] = g[i] != 0;
@@ -317,6 +325,8 @@ void DistributedDataParallel::add_observer(std::shared_ptr<Observer> observer) {
   state_->observers.push_back(std::move(observer));
 }
 
-int64_t DistributedDataParallel::num_trainable() const { return static_cast<int64_t>(state_->params.size()); }
+int64_t DistributedDataParallel::num_trainable() const {
+  return static_cast<int64_t>(state_->params.size());
+}
 
 }  // namespace dtrain::dist

@@ -50,8 +50,8 @@ std::string first_difference(const std::vector<std::string>& a, const std::vecto
     }
     Entry x = parse(a[i]), y = parse(b[i]);
     if (x.kind == y.kind && x.name == y.name) {
-      return detail::concat(x.kind, " '", x.name, "' is ", x.shape, " ", x.dtype, " on ", r0, " but ",
-                            y.shape, " ", y.dtype, " on ", rr);
+      return detail::concat(x.kind, " '", x.name, "' is ", x.shape, " ", x.dtype, " on ", r0,
+                            " but ", y.shape, " ", y.dtype, " on ", rr);
     }
     return detail::concat("tensor ", i, " is ", x.kind, " '", x.name, "' ", x.shape, " ", x.dtype,
                           " on ", r0, " but ", y.kind, " '", y.name, "' ", y.shape, " ", y.dtype,
@@ -65,7 +65,8 @@ std::string first_difference(const std::vector<std::string>& a, const std::vecto
 std::vector<std::string> model_signature(const nn::Module& module) {
   std::vector<std::string> lines;
   for (const auto& [name, t] : module.named_parameters()) {
-    lines.push_back("parameter\t" + name + "\t" + shape_str(t.shape()) + "\t" + dtype_name(t.dtype()));
+    lines.push_back("parameter\t" + name + "\t" + shape_str(t.shape()) + "\t" +
+                    dtype_name(t.dtype()));
   }
   for (const auto& [name, t] : module.named_buffers()) {
     lines.push_back("buffer\t" + name + "\t" + shape_str(t.shape()) + "\t" + dtype_name(t.dtype()));
@@ -94,8 +95,8 @@ void check_same_model(ProcessGroup& pg, const nn::Module& module, const std::str
   for (int r = 1; r < pg.size(); ++r) {
     std::vector<std::string> lines = split_lines(text_of(r));
     if (lines == reference) continue;
-    throw Error(detail::concat(who, ": the model on rank ", r, " differs from rank 0: ",
-                               first_difference(reference, lines, r),
+    throw Error(detail::concat(who, ": the model on rank ", r,
+                               " differs from rank 0: ", first_difference(reference, lines, r),
                                "; every rank must build the same model (same code, config and "
                                "options)"));
   }

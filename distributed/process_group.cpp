@@ -14,9 +14,12 @@ namespace dtrain::dist {
 
 const char* reduce_op_name(ReduceOp op) {
   switch (op) {
-    case ReduceOp::sum: return "sum";
-    case ReduceOp::avg: return "avg";
-    case ReduceOp::max: return "max";
+    case ReduceOp::sum:
+      return "sum";
+    case ReduceOp::avg:
+      return "avg";
+    case ReduceOp::max:
+      return "max";
   }
   return "?";
 }
@@ -30,7 +33,8 @@ ProcessGroupOptions ProcessGroupOptions::from_environment() {
                  "' is not a positive number of seconds");
     o.timeout = std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000.0));
   }
-  if (const char* s = std::getenv("DTRAIN_DEBUG_COLLECTIVES")) o.debug_collectives = std::string(s) == "1";
+  if (const char* s = std::getenv("DTRAIN_DEBUG_COLLECTIVES"))
+    o.debug_collectives = std::string(s) == "1";
   return o;
 }
 
@@ -113,18 +117,20 @@ void broadcast_coalesced(ProcessGroup& pg, const std::vector<Tensor>& tensors, i
 }
 
 std::string describe_collective(const std::string& name, int64_t numel, DType dtype) {
-  const double mib = static_cast<double>(numel) * static_cast<double>(dtype_size(dtype)) / 1048576.0;
+  const double mib =
+      static_cast<double>(numel) * static_cast<double>(dtype_size(dtype)) / 1048576.0;
   char size[32];
   std::snprintf(size, sizeof size, "%.3g MiB", mib);
   return detail::concat(name, " of ", numel, " ", dtype_name(dtype), " elements (", size, ")");
 }
 
-std::vector<int64_t> collective_signature(CollectiveKind kind, ReduceOp op, int root, const Tensor& shared,
-                                          bool full) {
+std::vector<int64_t> collective_signature(CollectiveKind kind, ReduceOp op, int root,
+                                          const Tensor& shared, bool full) {
   const bool reduces = kind == CollectiveKind::all_reduce || kind == CollectiveKind::reduce_scatter;
   std::vector<int64_t> s = {static_cast<int64_t>(kind), reduces ? static_cast<int64_t>(op) : -1,
                             shared.defined() ? static_cast<int64_t>(shared.dtype()) : -1,
-                            kind == CollectiveKind::broadcast ? root : -1, shared.defined() ? shared.numel() : 0};
+                            kind == CollectiveKind::broadcast ? root : -1,
+                            shared.defined() ? shared.numel() : 0};
   if (full) {
     s.push_back(shared.defined() ? shared.dim() : 0);
     for (int64_t d = 0; d < kCollectiveShapeDims; ++d) {
@@ -135,7 +141,8 @@ std::vector<int64_t> collective_signature(CollectiveKind kind, ReduceOp op, int 
 }
 
 const char* collective_kind_name(int64_t kind) {
-  static const char* kinds[] = {"broadcast", "all_reduce", "reduce_scatter", "all_gather", "barrier"};
+  static const char* kinds[] = {"broadcast", "all_reduce", "reduce_scatter", "all_gather",
+                                "barrier"};
   return kind >= 0 && kind < 5 ? kinds[kind] : "?";
 }
 
@@ -166,8 +173,8 @@ int env_int(const char* name, int fallback) {
 }  // namespace
 
 int local_rank_from_environment() {
-  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID",
-                           "LOCAL_RANK"}) {
+  for (const char* name :
+       {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID", "LOCAL_RANK"}) {
     int v = env_int(name, -1);
     if (v >= 0) return v;
   }
@@ -191,7 +198,8 @@ int local_rank() {
 int local_size() {
   const int n = g_local_size.load();
   if (n > 0) return n;
-  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE", "LOCAL_WORLD_SIZE"}) {
+  for (const char* name :
+       {"OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE", "LOCAL_WORLD_SIZE"}) {
     const int v = env_int(name, -1);
     if (v > 0) return v;
   }

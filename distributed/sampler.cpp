@@ -17,8 +17,8 @@ std::pair<int64_t, int64_t> DistributedSampler::shard_range(int64_t n, int rank,
 
 DistributedSampler::DistributedSampler(DistributedSamplerOptions options) : options_(options) {
   const auto& o = options_;
-  DTRAIN_CHECK(o.world_size > 0 && o.rank >= 0 && o.rank < o.world_size, "DistributedSampler: rank ",
-               o.rank, " is not in a world of ", o.world_size);
+  DTRAIN_CHECK(o.world_size > 0 && o.rank >= 0 && o.rank < o.world_size,
+               "DistributedSampler: rank ", o.rank, " is not in a world of ", o.world_size);
   DTRAIN_CHECK(o.dataset_size >= 0, "DistributedSampler: dataset_size ", o.dataset_size,
                " is negative");
   DTRAIN_CHECK(o.global_batch_size > 0 && o.global_batch_size % o.world_size == 0,
@@ -37,7 +37,8 @@ int64_t DistributedSampler::num_batches() const {
 int64_t DistributedSampler::global_batch_samples(int64_t k) const {
   DTRAIN_CHECK(k >= 0 && k < num_batches(), "DistributedSampler: batch ", k, " out of range (",
                num_batches(), " batches per epoch)");
-  return std::min(options_.global_batch_size, options_.dataset_size - k * options_.global_batch_size);
+  return std::min(options_.global_batch_size,
+                  options_.dataset_size - k * options_.global_batch_size);
 }
 
 std::vector<int64_t> DistributedSampler::permutation(int64_t epoch) const {
@@ -94,7 +95,8 @@ std::vector<int64_t> EvalShardSampler::scored(int64_t dataset_size, int64_t samp
 
 EvalShardSampler::EvalShardSampler(int64_t dataset_size, int rank, int world_size, int64_t sample) {
   const std::vector<int64_t> all = scored(dataset_size, sample);
-  const auto [begin, end] = DistributedSampler::shard_range(static_cast<int64_t>(all.size()), rank, world_size);
+  const auto [begin, end] =
+      DistributedSampler::shard_range(static_cast<int64_t>(all.size()), rank, world_size);
   mine_.assign(all.begin() + begin, all.begin() + end);
 }
 

@@ -50,8 +50,10 @@ ZeroRedundancyOptimizer::ZeroRedundancyOptimizer(std::vector<std::vector<Tensor>
       const int64_t a = std::max(lo, flat_offset_[i]);
       const int64_t b = std::min(hi, flat_offset_[i] + params_[i].numel());
       if (a >= b) continue;
-      Piece piece{i, a - flat_offset_[i], a - lo, Tensor::empty({b - a}, DType::f32, pg_->device())};
-      piece.value.copy_(params_[i].reshape({params_[i].numel()}).narrow(0, piece.param_offset, b - a));
+      Piece piece{i, a - flat_offset_[i], a - lo,
+                  Tensor::empty({b - a}, DType::f32, pg_->device())};
+      piece.value.copy_(
+          params_[i].reshape({params_[i].numel()}).narrow(0, piece.param_offset, b - a));
       piece.value.set_requires_grad(true);
       piece_groups[g].push_back(piece.value);
       piece_of_[i] = static_cast<int64_t>(pieces_.size());
@@ -63,9 +65,11 @@ ZeroRedundancyOptimizer::ZeroRedundancyOptimizer(std::vector<std::vector<Tensor>
   const std::vector<Tensor> inner_params = inner_->parameters();
   bool same = inner_->num_groups() == num_groups && inner_params.size() == pieces_.size();
   for (size_t k = 0; same && k < pieces_.size(); ++k) same = inner_params[k].same(pieces_[k].value);
-  DTRAIN_CHECK(same, kWho,
-               ": the optimizer factory must build its optimizer over the pieces it is given, in the "
-               "groups and order given (", num_groups, " groups)");
+  DTRAIN_CHECK(
+      same, kWho,
+      ": the optimizer factory must build its optimizer over the pieces it is given, in the "
+      "groups and order given (",
+      num_groups, " groups)");
 }
 
 ZeroRedundancyOptimizer::ZeroRedundancyOptimizer(
@@ -118,8 +122,10 @@ optim::OptimizerState ZeroRedundancyOptimizer::state_dict() const {
   NoGradGuard no_grad;
   const optim::OptimizerState local = inner_->state_dict();
 
-  // 1. Which parameters have state, their JSON entry (step count and scalars, the same in every piece
-  //    of a parameter) and the names of their state tensors: from the rank holding their first piece.
+  // 1. Which parameters have state, their JSON entry (step count and scalars, the same in every
+  // piece
+  //    of a parameter) and the names of their state tensors: from the rank holding their first
+  //    piece.
   nlohmann::json mine = nlohmann::json::object();
   for (size_t k = 0; k < pieces_.size(); ++k) {
     const optim::ParamState* st = inner_->state(k);
@@ -132,7 +138,7 @@ optim::OptimizerState ZeroRedundancyOptimizer::state_dict() const {
   const std::vector<std::string> texts = all_gather_strings(*pg_, mine.dump());
   nlohmann::json states = nlohmann::json::object();
   std::map<size_t, std::vector<std::string>> tensor_names;  // by parameter index
-  std::set<std::string> keys;                                // over all parameters
+  std::set<std::string> keys;                               // over all parameters
   for (int r = 0; r < pg_->size(); ++r) {
     const nlohmann::json theirs = nlohmann::json::parse(texts[static_cast<size_t>(r)]);
     for (const auto& [index, entry] : theirs.items()) {
@@ -142,18 +148,21 @@ optim::OptimizerState ZeroRedundancyOptimizer::state_dict() const {
         tensor_names[std::stoul(index)] = names;
         keys.insert(names.begin(), names.end());
       } else {
-        // Every piece of a parameter was stepped the same times; anything else is a bug (or gradients
-        // that differed between ranks), and the checkpoint would not be the unsharded state.
+        // Every piece of a parameter was stepped the same times; anything else is a bug (or
+        // gradients that differed between ranks), and the checkpoint would not be the unsharded
+        // state.
         DTRAIN_CHECK(states[index] == entry.at("state") && tensor_names[std::stoul(index)] == names,
-                     kWho, ": the ranks' shards of parameter ", index, " disagree (", states[index].dump(),
-                     " vs rank ", r, "'s ", entry.at("state").dump(),
+                     kWho, ": the ranks' shards of parameter ", index, " disagree (",
+                     states[index].dump(), " vs rank ", r, "'s ", entry.at("state").dump(),
                      "); were the gradients the same on every rank (DDP)?");
       }
     }
   }
 
-  // 2. One all-gather per kind of state tensor (exp_avg, exp_avg_sq, ...): every rank puts its pieces'
-  //    values at their place in its chunk, and each parameter's state is cut out of the flat result.
+  // 2. One all-gather per kind of state tensor (exp_avg, exp_avg_sq, ...): every rank puts its
+  // pieces'
+  //    values at their place in its chunk, and each parameter's state is cut out of the flat
+  //    result.
   std::map<size_t, std::map<std::string, Tensor>> gathered;
   for (const std::string& key : keys) {
     Tensor chunk = Tensor::zeros({chunk_}, DType::f32, pg_->device());
@@ -163,8 +172,8 @@ optim::OptimizerState ZeroRedundancyOptimizer::state_dict() const {
       auto it = st->tensors.find(key);
       if (it == st->tensors.end()) continue;
       const int64_t n = pieces_[k].value.numel();
-      DTRAIN_CHECK(it->second.numel() == n, kWho, ": state '", key, "' of parameter ", pieces_[k].param,
-                   " has ", it->second.numel(), " elements for a piece of ", n,
+      DTRAIN_CHECK(it->second.numel() == n, kWho, ": state '", key, "' of parameter ",
+                   pieces_[k].param, " has ", it->second.numel(), " elements for a piece of ", n,
                    "; ZeRO-1 shards elementwise optimizers only");
       chunk.narrow(0, pieces_[k].chunk_offset, n).copy_(it->second.reshape({n}));
     }
@@ -181,7 +190,8 @@ optim::OptimizerState ZeroRedundancyOptimizer::state_dict() const {
   //    full sizes and the inner optimizer's options.
   optim::OptimizerState out;
   for (auto& [i, by_key] : gathered) {
-    for (auto& [key, t] : by_key) out.tensors.emplace_back("state." + std::to_string(i) + "." + key, t);
+    for (auto& [key, t] : by_key)
+      out.tensors.emplace_back("state." + std::to_string(i) + "." + key, t);
   }
   nlohmann::json groups = nlohmann::json::array();
   for (size_t g = 0; g < num_groups(); ++g) {
@@ -204,14 +214,14 @@ void ZeroRedundancyOptimizer::load_state_dict(const optim::OptimizerState& saved
   try {
     check_saved_layout(j);
     for (size_t g = 0; g < num_groups(); ++g) {
-      local_groups.push_back(
-          {{"num_params", inner_->params(g).size()}, {"options", j.at("param_groups")[g].at("options")}});
+      local_groups.push_back({{"num_params", inner_->params(g).size()},
+                              {"options", j.at("param_groups")[g].at("options")}});
     }
     for (const auto& [key, s] : j.at("state").items()) {
       size_t i = 0;
       DTRAIN_CHECK(optim::parse_parameter_index(key, i) && i < params_.size(), me,
-                   ": saved state for parameter '", key, "' but this optimizer has ", params_.size(),
-                   " parameters");
+                   ": saved state for parameter '", key, "' but this optimizer has ",
+                   params_.size(), " parameters");
       has_state[i] = 1;
       if (piece_of_[i] >= 0) local_state[std::to_string(piece_of_[i])] = s;
     }
@@ -252,7 +262,8 @@ void ZeroRedundancyOptimizer::update(size_t, Tensor&, const Tensor&, optim::Para
 }
 
 void ZeroRedundancyOptimizer::set_group_options_json(const std::vector<nlohmann::json>&) {
-  throw Error(std::string(kWho) + "::set_group_options_json is not used: load_state_dict() loads the shards");
+  throw Error(std::string(kWho) +
+              "::set_group_options_json is not used: load_state_dict() loads the shards");
 }
 
 }  // namespace dtrain::dist

@@ -17,7 +17,8 @@ struct Mlp : nn::Module {
 int main() {
   manual_seed(0);
   Tensor x = Tensor::randn({256, 2});
-  Tensor y = gt(x.select(1, 0) * x.select(1, 1), Tensor::scalar(0.0)).to(DType::i64);  // XOR of signs
+  Tensor y =
+      gt(x.select(1, 0) * x.select(1, 1), Tensor::scalar(0.0)).to(DType::i64);  // XOR of signs
   Mlp model;
   optim::AdamW opt(model.parameters(), {.lr = 0.01});
   for (int step = 0; step < 200; ++step) {

@@ -28,7 +28,8 @@ std::vector<std::pair<int64_t, fs::path>> step_checkpoints(const std::string& ru
     const char* last = name.data() + name.size();
     auto [end, err] = std::from_chars(first, last, step);
     if (err != std::errc() || end != last || step < 0) continue;
-    if (fs::is_regular_file(entry.path() / kCheckpointStateFile, ec)) out.emplace_back(step, entry.path());
+    if (fs::is_regular_file(entry.path() / kCheckpointStateFile, ec))
+      out.emplace_back(step, entry.path());
   }
   std::sort(out.begin(), out.end());
   return out;
@@ -37,7 +38,8 @@ std::vector<std::pair<int64_t, fs::path>> step_checkpoints(const std::string& ru
 bool is_checkpoint(const std::string& path) {
   std::error_code ec;
   if (fs::is_regular_file(fs::path(path) / kCheckpointStateFile, ec)) return true;
-  return !fs::exists(path, ec) && Checkpoint::exists(path);  // a copy left aside by a cut-short commit
+  return !fs::exists(path, ec) &&
+         Checkpoint::exists(path);  // a copy left aside by a cut-short commit
 }
 
 // Marks a directory as a run's: dtrain adds checkpoints to it and removes the ones it wrote.
@@ -65,9 +67,10 @@ std::string latest_checkpoint(const std::string& run_dir) {
 std::string resolve_checkpoint(const std::string& path) {
   if (is_checkpoint(path)) return path;
   std::string latest = latest_checkpoint(path);
-  DTRAIN_CHECK(!latest.empty(), "no checkpoint at ", path,
-               ": it is neither a checkpoint (state.json) nor a run directory with step-N checkpoints; "
-               "give a run's --checkpoint-dir or one of its checkpoints");
+  DTRAIN_CHECK(
+      !latest.empty(), "no checkpoint at ", path,
+      ": it is neither a checkpoint (state.json) nor a run directory with step-N checkpoints; "
+      "give a run's --checkpoint-dir or one of its checkpoints");
   return latest;
 }
 
@@ -107,15 +110,20 @@ std::string load_initial_weights(const std::string& path, Workload& workload) {
     }
   }
   if (fresh > kNamed) kept += " and " + std::to_string(fresh - kNamed) + " more";
-  DTRAIN_CHECK(taken > 0, "--init-from ", dir, ": none of its ", saved.size(),
-               " model tensors fits this model by name and shape: give a checkpoint of the same --model");
+  DTRAIN_CHECK(
+      taken > 0, "--init-from ", dir, ": none of its ", saved.size(),
+      " model tensors fits this model by name and shape: give a checkpoint of the same --model");
   workload.load_checkpoint_state(merged);
-  return "initialised from " + dir + ": " + std::to_string(taken) + " of " + std::to_string(merged.size()) +
-         " tensors" + (kept.empty() ? "" : "; newly initialised: " + kept) +
-         (by_name.empty() ? "" : "; " + std::to_string(by_name.size()) + " checkpoint tensors unused");
+  return "initialised from " + dir + ": " + std::to_string(taken) + " of " +
+         std::to_string(merged.size()) + " tensors" +
+         (kept.empty() ? "" : "; newly initialised: " + kept) +
+         (by_name.empty() ? ""
+                          : "; " + std::to_string(by_name.size()) + " checkpoint tensors unused");
 }
 
-bool higher_is_better(const std::string& metric) { return metric == "accuracy" || metric == "bleu"; }
+bool higher_is_better(const std::string& metric) {
+  return metric == "accuracy" || metric == "bleu";
+}
 
 RunCheckpoints::RunCheckpoints(const TrainConfig& c, int rank, int64_t total_steps) : config_(c) {
   const std::string& run = c.checkpoint_dir;
@@ -128,42 +136,50 @@ RunCheckpoints::RunCheckpoints(const TrainConfig& c, int rank, int64_t total_ste
     std::error_code ec;
     DTRAIN_CHECK(!fs::exists(run, ec) || fs::is_directory(run, ec), "--checkpoint-dir ", run,
                  " exists and is not a directory; choose a directory for the run's checkpoints");
-    // A directory that is neither empty nor a run's or checkpoint dtrain wrote is the user's: refused
-    // whole, so nothing in it can be mixed up with checkpoints.
-    const bool ours = !fs::exists(run, ec) || fs::is_empty(run, ec) || fs::exists(fs::path(run) / kRunMarker, ec) ||
-                      is_checkpoint(run);
+    // A directory that is neither empty nor a run's or checkpoint dtrain wrote is the user's:
+    // refused whole, so nothing in it can be mixed up with checkpoints.
+    const bool ours = !fs::exists(run, ec) || fs::is_empty(run, ec) ||
+                      fs::exists(fs::path(run) / kRunMarker, ec) || is_checkpoint(run);
     if (!ours) {
       std::string listing;
       int shown = 0;
       for (const auto& entry : fs::directory_iterator(run, ec)) {
-        listing += shown++ == 3 ? ", ..." : (listing.empty() ? "" : ", ") + entry.path().filename().string();
+        listing += shown++ == 3 ? ", ..."
+                                : (listing.empty() ? "" : ", ") + entry.path().filename().string();
         if (shown > 3) break;
       }
-      throw Error("--checkpoint-dir " + run + " is a directory that dtrain did not write (it holds " + listing +
+      throw Error("--checkpoint-dir " + run +
+                  " is a directory that dtrain did not write (it holds " + listing +
                   "); choose a new or empty directory for the run's checkpoints");
     }
     const std::string latest = latest_checkpoint(run);
     const bool has_best = Checkpoint::exists((fs::path(run) / "best").string());
     const bool has_any = !latest.empty() || has_best || is_checkpoint(run);
     if (resume_dir_.empty()) {
-      DTRAIN_CHECK(!has_any, "--checkpoint-dir ", run, " holds a run's checkpoints",
-                   latest.empty() ? std::string() : " (latest " + fs::path(latest).filename().string() + ")",
-                   ": add --resume auto to continue it, or choose another --checkpoint-dir");
+      DTRAIN_CHECK(
+          !has_any, "--checkpoint-dir ", run, " holds a run's checkpoints",
+          latest.empty() ? std::string() : " (latest " + fs::path(latest).filename().string() + ")",
+          ": add --resume auto to continue it, or choose another --checkpoint-dir");
     } else {
-      // Continuing into RUN is only for the run RUN holds: the checkpoint resumed must be RUN's own.
+      // Continuing into RUN is only for the run RUN holds: the checkpoint resumed must be RUN's
+      // own.
       const fs::path resumed_run = fs::weakly_canonical(fs::path(resume_dir_), ec).parent_path();
       const bool own = is_checkpoint(run) || fs::weakly_canonical(run, ec) == resumed_run ||
                        fs::weakly_canonical(run, ec) == fs::weakly_canonical(resume_dir_, ec);
-      DTRAIN_CHECK(!has_any || own, "--checkpoint-dir ", run, " holds another run's checkpoints than ",
-                   resume_dir_, ": resume into an empty directory, or use --resume auto");
+      DTRAIN_CHECK(!has_any || own, "--checkpoint-dir ", run,
+                   " holds another run's checkpoints than ", resume_dir_,
+                   ": resume into an empty directory, or use --resume auto");
     }
     if (!is_checkpoint(run) && has_best) {
-      best_eval_ = parse_train_state(Checkpoint((fs::path(run) / "best").string()).json(), run + "/best").eval;
+      best_eval_ =
+          parse_train_state(Checkpoint((fs::path(run) / "best").string()).json(), run + "/best")
+              .eval;
     }
   }
   if (rank == 0 && resume_dir_.empty() && c.resume != "auto") {
     DTRAIN_CHECK(!holds_records(c.metrics_file), "--metrics-file ", c.metrics_file,
-                 " already holds a run's records: add --resume auto (with --checkpoint-dir) to continue that "
+                 " already holds a run's records: add --resume auto (with --checkpoint-dir) to "
+                 "continue that "
                  "run, or choose another --metrics-file");
   }
   if (!resume_dir_.empty()) {
@@ -188,7 +204,9 @@ void load_from(const Checkpoint& ck, const char* what, Load load) {
 void RunCheckpoints::restore(TrainingParts p, dist::ProcessGroup& pg) const {
   const Checkpoint ck(resume_dir_);
   dist::run_on_every_rank(pg, [&] {
-    load_from(ck, "model", [&] { p.workload.load_checkpoint_state(ck.tensors(kCheckpointModelFile).tensors()); });
+    load_from(ck, "model", [&] {
+      p.workload.load_checkpoint_state(ck.tensors(kCheckpointModelFile).tensors());
+    });
   });
   // The optimizer loads on every rank together: a sharded one (ZeRO-1) keeps its part.
   optim::OptimizerState state{ck.tensors(kCheckpointOptimizerFile).tensors(), resumed_.optimizer};
@@ -203,16 +221,20 @@ void RunCheckpoints::restore(TrainingParts p, dist::ProcessGroup& pg) const {
   if (resumed_.rng.size() == static_cast<size_t>(pg.size())) {
     default_generator().set_state(resumed_.rng[static_cast<size_t>(rank)]);
   } else {
-    manual_seed(data::combine_seed(data::combine_seed(config_.seed, static_cast<uint64_t>(resumed_.step)),
-                                   static_cast<uint64_t>(rank) + 1));
+    manual_seed(
+        data::combine_seed(data::combine_seed(config_.seed, static_cast<uint64_t>(resumed_.step)),
+                           static_cast<uint64_t>(rank) + 1));
   }
 }
 
-void RunCheckpoints::write(const std::string& dir, TrainingParts p, dist::ProcessGroup& pg, TrainState state) const {
-  // Every rank's RNG state travels to rank 0 (each rank's dropout stream differs), and the optimizer's
-  // state is formed on every rank (a sharded one gathers it); rank 0 writes, the others wait.
+void RunCheckpoints::write(const std::string& dir, TrainingParts p, dist::ProcessGroup& pg,
+                           TrainState state) const {
+  // Every rank's RNG state travels to rank 0 (each rank's dropout stream differs), and the
+  // optimizer's state is formed on every rank (a sharded one gathers it); rank 0 writes, the others
+  // wait.
   const auto rng = default_generator().state();
-  const std::vector<int64_t> words = dist::all_gather_values(pg, std::vector<int64_t>(rng.begin(), rng.end()));
+  const std::vector<int64_t> words =
+      dist::all_gather_values(pg, std::vector<int64_t>(rng.begin(), rng.end()));
   const optim::OptimizerState optimizer = p.optimizer.state_dict();
   if (pg.rank() == 0) {
     CheckpointWriter writer(dir);
@@ -249,7 +271,8 @@ void RunCheckpoints::mark_run() const {
   fs::create_directories(run, ec);
   std::ofstream marker(run / kRunMarker);
   marker << "a dtrain run: step-N/ checkpoints and best/; dtrain removes only what it wrote\n";
-  DTRAIN_CHECK(marker.good(), "cannot write in --checkpoint-dir ", run.string(), ": check that it is writable");
+  DTRAIN_CHECK(marker.good(), "cannot write in --checkpoint-dir ", run.string(),
+               ": check that it is writable");
 }
 
 void RunCheckpoints::save(TrainingParts p, dist::ProcessGroup& pg, TrainState state) {

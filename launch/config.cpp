@@ -33,10 +33,12 @@ std::string trim(const std::string& s) {
   return s.substr(first, s.find_last_not_of(" \t\r") - first + 1);
 }
 
-// Boost prints no "(=...)" for a default whose text is empty; show an empty string as "" instead, so
+// Boost prints no "(=...)" for a default whose text is empty; show an empty string as "" instead,
+// so
 // --help gives every option's default.
 const char* kEmpty = "\"\"";
-// Boost prints a double with 17 digits (0.05 as 0.050000000000000003); six significant ones suffice.
+// Boost prints a double with 17 digits (0.05 as 0.050000000000000003); six significant ones
+// suffice.
 std::string short_text(double value) {
   std::ostringstream out;
   out << value;
@@ -46,12 +48,14 @@ std::string short_text(double value) {
 // Stores `--key=value` into `vm` unless the option is there already from a source that wins; throws
 // naming `where` (a file and line, or a checkpoint) for an unknown option or a bad value. Returns
 // Boost's name for the key.
-std::string store_one(const std::string& key, const std::string& value, const po::options_description& opts,
-                      po::variables_map& vm, const std::string& where, const char* subcommand) {
+std::string store_one(const std::string& key, const std::string& value,
+                      const po::options_description& opts, po::variables_map& vm,
+                      const std::string& where, const char* subcommand) {
   try {
     // "--key=" is refused by Boost; an empty value goes as its own token.
     const std::vector<std::string> tokens =
-        value.empty() ? std::vector<std::string>{"--" + key, value} : std::vector<std::string>{"--" + key + "=" + value};
+        value.empty() ? std::vector<std::string>{"--" + key, value}
+                      : std::vector<std::string>{"--" + key + "=" + value};
     po::parsed_options parsed = po::command_line_parser(tokens).options(opts).run();
     po::variables_map one;
     po::store(parsed, one);
@@ -71,15 +75,18 @@ struct IntervalTexts {
   std::string checkpoint, eval, log;
 };
 using OptionGroups = std::vector<std::shared_ptr<po::options_description>>;
-OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& config_file, const char* subcommand);
+OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& config_file,
+                           const char* subcommand);
 po::options_description all_options(const OptionGroups& groups, const char* subcommand);
 
-// Reads an INI file of `key = value` lines ('#' or ';' starts a comment) into `vm`, where the command
-// line, stored first, wins. Each line is parsed on its own so that an error names the file and line.
-// Returns where each option the file set comes from ("run.ini:4"), for messages about its value.
+// Reads an INI file of `key = value` lines ('#' or ';' starts a comment) into `vm`, where the
+// command line, stored first, wins. Each line is parsed on its own so that an error names the file
+// and line. Returns where each option the file set comes from ("run.ini:4"), for messages about its
+// value.
 std::map<std::string, std::string> store_config_file(const std::string& path,
                                                      const po::options_description& opts,
-                                                     po::variables_map& vm, const char* subcommand) {
+                                                     po::variables_map& vm,
+                                                     const char* subcommand) {
   std::map<std::string, std::string> origin;
   std::error_code ec;
   DTRAIN_CHECK(!std::filesystem::is_directory(path, ec), "config file '", path,
@@ -103,7 +110,9 @@ std::map<std::string, std::string> store_config_file(const std::string& path,
       TrainConfig scratch;
       IntervalTexts texts;
       std::string file;
-      if (all_options(option_groups(scratch, texts, file, "train"), "train").find_nothrow(key, false)) continue;
+      if (all_options(option_groups(scratch, texts, file, "train"), "train")
+              .find_nothrow(key, false))
+        continue;
     }
     const bool was_set = vm.count(key) && !vm[key].defaulted();
     const std::string name = store_one(key, value, opts, vm, where, subcommand);
@@ -120,31 +129,37 @@ void validate(const TrainConfig& c, const std::map<std::string, std::string>& or
     auto it = origin.find(option);
     return it == origin.end() ? std::string() : it->second + ": ";
   };
-  auto in_range = [&](const char* option, double value, double low, double high, const char* note = "") {
+  auto in_range = [&](const char* option, double value, double low, double high,
+                      const char* note = "") {
     DTRAIN_CHECK(std::isfinite(value) && value >= low && value <= high, where(option), "--", option,
                  " must be between ", exact_text(low), " and ", exact_text(high), note, ", got ",
                  exact_text(value));
   };
-  constexpr double kMaxCount = 1e12;  // steps, intervals: far beyond any run, far below int64 overflow
+  constexpr double kMaxCount =
+      1e12;  // steps, intervals: far beyond any run, far below int64 overflow
   in_range("dim", c.dim, 0, 65536, " (0: from --model-size)");
   in_range("depth", c.depth, 0, 1024, " (0: from --model-size)");
   in_range("heads", c.heads, 0, 1024, " (0: from --model-size)");
   in_range("mlp-dim", c.mlp_dim, 0, 1 << 20, " (0: from --model-size)");
   in_range("patch", c.patch, 0, 1024, " (0: from --model-size)");
   in_range("dropout", c.dropout, 0, 0.99);
-  DTRAIN_CHECK(c.stem == "patch" || c.stem == "dwsep", where("stem"), "--stem must be patch or dwsep, got '", c.stem, "'");
-  DTRAIN_CHECK(c.modalities == "image" || c.modalities == "text" || c.modalities == "both", where("modalities"),
-               "--modalities must be image, text or both, got '", c.modalities, "'");
+  DTRAIN_CHECK(c.stem == "patch" || c.stem == "dwsep", where("stem"),
+               "--stem must be patch or dwsep, got '", c.stem, "'");
+  DTRAIN_CHECK(c.modalities == "image" || c.modalities == "text" || c.modalities == "both",
+               where("modalities"), "--modalities must be image, text or both, got '", c.modalities,
+               "'");
   in_range("beam", c.beam, 1, 64);
   in_range("length-penalty", c.length_penalty, 0, 10);
   in_range("trainable-blocks", c.trainable_blocks, -1, 1024, " (-1: all)");
   in_range("layer-lr-decay", c.layer_lr_decay, 0.01, 1);
   in_range("seq-len", c.seq_len, 4, 65536);
   in_range("batch-size", c.batch_size, 1, 1 << 24);
-  in_range("grad-accum", c.grad_accum, 1, static_cast<double>(c.batch_size), " (at most --batch-size)");
+  in_range("grad-accum", c.grad_accum, 1, static_cast<double>(c.batch_size),
+           " (at most --batch-size)");
   in_range("steps", c.steps, 0, kMaxCount, " (0: use --epochs)");
   in_range("epochs", c.epochs, 0, 1e6);
-  DTRAIN_CHECK(c.steps > 0 || c.epochs > 0, where("epochs"), "give --steps or --epochs a positive value");
+  DTRAIN_CHECK(c.steps > 0 || c.epochs > 0, where("epochs"),
+               "give --steps or --epochs a positive value");
   in_range("lr", c.lr, 0, 1e3);
   in_range("min-lr", c.min_lr, 0, c.lr, " (at most --lr)");
   in_range("warmup-steps", c.warmup_steps, 0, kMaxCount);
@@ -152,19 +167,21 @@ void validate(const TrainConfig& c, const std::map<std::string, std::string>& or
   in_range("clip-grad-norm", c.clip_grad_norm, -1e30, 1e30, " (<= 0: off)");
   in_range("label-smoothing", c.label_smoothing, 0, 0.99);
   const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  in_range("threads", c.threads, 0, 4 * cores, " (0: this rank's share of the cores; at most 4x the cores)");
+  in_range("threads", c.threads, 0, 4 * cores,
+           " (0: this rank's share of the cores; at most 4x the cores)");
   in_range("bucket-cap-mb", c.bucket_cap_mb, 0.001, 65536);
   in_range("zero", c.zero, 0, 1);
   in_range("collective-timeout", c.collective_timeout_s, 0.1, 604800, " seconds");
   in_range("keep-checkpoints", c.keep_checkpoints, 0, 1e6, " (0: all)");
   in_range("eval-batches", c.eval_batches, 0, kMaxCount, " (0: the whole split)");
-  DTRAIN_CHECK(c.log_interval.value > 0, where("log-interval"), "--log-interval must be at least 1 step (or a positive number of epochs), got ",
+  DTRAIN_CHECK(c.log_interval.value > 0, where("log-interval"),
+               "--log-interval must be at least 1 step (or a positive number of epochs), got ",
                c.log_interval.text());
   DTRAIN_CHECK(c.resume != "auto" || !c.checkpoint_dir.empty(), where("resume"),
                "--resume auto continues the run in --checkpoint-dir: give --checkpoint-dir too");
   c.profile_range();  // throws for a malformed A:B
-  DTRAIN_CHECK(c.precision == "f32" || c.precision == "bf16" || c.precision == "f16", where("precision"),
-               "--precision must be f32, bf16 or f16, got '", c.precision, "'");
+  DTRAIN_CHECK(c.precision == "f32" || c.precision == "bf16" || c.precision == "f16",
+               where("precision"), "--precision must be f32, bf16 or f16, got '", c.precision, "'");
 }
 
 }  // namespace
@@ -172,8 +189,9 @@ void validate(const TrainConfig& c, const std::map<std::string, std::string>& or
 std::vector<Setting> settings(const TrainConfig& c) {
   auto num = [](double v) { return exact_text(v); };
   auto integer = [](int64_t v) { return std::to_string(v); };
-  // Scope: every rank must agree (they shape the model, the data each rank reads, or the sequence of
-  // collectives); `resume`: also what a checkpoint fixes (the model, the data order, the optimizer).
+  // Scope: every rank must agree (they shape the model, the data each rank reads, or the sequence
+  // of collectives); `resume`: also what a checkpoint fixes (the model, the data order, the
+  // optimizer).
   constexpr Setting::Scope all = Setting::every_rank, fixed = Setting::every_rank_and_resume;
   return {
       {"model", c.model, fixed},
@@ -239,13 +257,17 @@ unsigned for_mask(const char* subcommand) {
   return s == "eval" ? kEval : s == "predict" ? kPredict : s.starts_with("bench") ? kBench : kTrain;
 }
 
-
-// The options of `subcommand`, in groups by purpose; `c` receives the values, `texts` the intervals.
-OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& config_file, const char* subcommand) {
+// The options of `subcommand`, in groups by purpose; `c` receives the values, `texts` the
+// intervals.
+OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& config_file,
+                           const char* subcommand) {
   const unsigned mine = for_mask(subcommand);
   OptionGroups groups;
-  auto group = [&](const char* title) { groups.push_back(std::make_shared<po::options_description>(title)); };
-  auto add = [&](unsigned scope, const char* name, const po::value_semantic* value, const char* help) {
+  auto group = [&](const char* title) {
+    groups.push_back(std::make_shared<po::options_description>(title));
+  };
+  auto add = [&](unsigned scope, const char* name, const po::value_semantic* value,
+                 const char* help) {
     if (scope & mine) {
       groups.back()->add(boost::make_shared<po::option_description>(name, value, help));
     } else {
@@ -369,11 +391,13 @@ std::string options_help(const char* subcommand) {
   return out.str();
 }
 
-bool parse_train_config(const std::vector<std::string>& args, TrainConfig& c, const char* subcommand,
-                        const std::map<std::string, std::string>& fallback, const std::string& fallback_origin) {
+bool parse_train_config(const std::vector<std::string>& args, TrainConfig& c,
+                        const char* subcommand, const std::map<std::string, std::string>& fallback,
+                        const std::string& fallback_origin) {
   std::string config_file;
   IntervalTexts texts{c.checkpoint_interval.text(), c.eval_interval.text(), c.log_interval.text()};
-  const po::options_description opts = all_options(option_groups(c, texts, config_file, subcommand), subcommand);
+  const po::options_description opts =
+      all_options(option_groups(c, texts, config_file, subcommand), subcommand);
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(args).options(opts).run(), vm);
@@ -385,7 +409,8 @@ bool parse_train_config(const std::vector<std::string>& args, TrainConfig& c, co
     throw Error(std::string(e.what()) + " (dtrain " + subcommand + " --help lists the options)");
   }
   std::map<std::string, std::string> origin;
-  if (vm.count("config")) origin = store_config_file(vm["config"].as<std::string>(), opts, vm, subcommand);
+  if (vm.count("config"))
+    origin = store_config_file(vm["config"].as<std::string>(), opts, vm, subcommand);
   // A checkpoint's settings fill what neither the command line nor the file set.
   for (const auto& [name, value] : fallback) {
     if (name == "resume" || opts.find_nothrow(name, false) == nullptr) continue;
@@ -421,7 +446,9 @@ int64_t Interval::steps(int64_t steps_per_epoch) const {
   return std::max<int64_t>(1, std::llround(value * static_cast<double>(steps_per_epoch)));
 }
 
-std::string Interval::text() const { return in_epochs ? exact_text(value) + "ep" : exact_text(value); }
+std::string Interval::text() const {
+  return in_epochs ? exact_text(value) + "ep" : exact_text(value);
+}
 
 Interval Interval::parse(const std::string& text, const char* option) {
   const bool epochs = text.size() > 2 && text.compare(text.size() - 2, 2, "ep") == 0;
@@ -431,7 +458,8 @@ Interval Interval::parse(const std::string& text, const char* option) {
   const bool whole = ec == std::errc() && end == number.data() + number.size();
   DTRAIN_CHECK(whole && std::isfinite(value) && value >= 0 && value <= 1e12 &&
                    (epochs || value == std::floor(value)),
-               "--", option, " must be a whole number of steps or a number of epochs like 1ep or 0.5ep, got '",
+               "--", option,
+               " must be a whole number of steps or a number of epochs like 1ep or 0.5ep, got '",
                text, "'");
   return {value, epochs};
 }
@@ -445,9 +473,11 @@ std::pair<int64_t, int64_t> TrainConfig::profile_range() const {
     const char* s = profile_steps.data();
     auto [e1, c1] = std::from_chars(s, s + colon, a);
     auto [e2, c2] = std::from_chars(s + colon + 1, s + profile_steps.size(), b);
-    ok = c1 == std::errc() && c2 == std::errc() && e1 == s + colon && e2 == s + profile_steps.size();
+    ok =
+        c1 == std::errc() && c2 == std::errc() && e1 == s + colon && e2 == s + profile_steps.size();
   }
-  DTRAIN_CHECK(ok && a >= 1 && b >= a, "--profile-steps must be A:B with 1 <= A <= B (steps counted from 1), got '",
+  DTRAIN_CHECK(ok && a >= 1 && b >= a,
+               "--profile-steps must be A:B with 1 <= A <= B (steps counted from 1), got '",
                profile_steps, "'");
   return {a, b};
 }

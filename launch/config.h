@@ -28,21 +28,24 @@ struct Interval {
 
 struct TrainConfig {
   // model
-  std::string model = "vit";  // vit | transformer | gpt | classifier | fusion
+  std::string model = "vit";      // vit | transformer | gpt | classifier | fusion
   std::string model_size = "fm";  // vit: fm, tiny, small, base; transformer/gpt: tiny, small
   int64_t dim = 0, depth = 0, heads = 0, mlp_dim = 0, patch = 0;  // 0: from model_size
   double dropout = 0.0;
-  std::string stem = "patch";        // vit: patch (one strided convolution) | dwsep (depthwise-separable)
-  std::string modalities = "both";   // fusion: image | text | both
+  std::string stem = "patch";  // vit: patch (one strided convolution) | dwsep (depthwise-separable)
+  std::string modalities = "both";  // fusion: image | text | both
   // decoding (transformer evaluation and predict)
-  int64_t beam = 1;              // beam width; 1: greedy
-  double length_penalty = 0.6;   // beam: scores divided by ((5 + length) / 6)^alpha
+  int64_t beam = 1;             // beam width; 1: greedy
+  double length_penalty = 0.6;  // beam: scores divided by ((5 + length) / 6)^alpha
   // fine-tuning: a fresh run that starts from a checkpoint's model weights
-  std::string init_from;         // a checkpoint or run directory (its latest checkpoint); empty: none
-  int64_t trainable_blocks = -1; // -1: all parameters train; N: only the last N blocks and the head
-  double layer_lr_decay = 1.0;   // block i (from 1) of L trains at lr * decay^(L + 1 - i); the head at lr
+  std::string init_from;  // a checkpoint or run directory (its latest checkpoint); empty: none
+  int64_t trainable_blocks =
+      -1;  // -1: all parameters train; N: only the last N blocks and the head
+  double layer_lr_decay =
+      1.0;  // block i (from 1) of L trains at lr * decay^(L + 1 - i); the head at lr
   // data
-  // fashion-mnist | cifar10 | freedict | gettext-zh | gettext-de | fortunes | fortune-files | unihan
+  // fashion-mnist | cifar10 | freedict | gettext-zh | gettext-de | fortunes | fortune-files |
+  // unihan
   std::string dataset = "fashion-mnist";
   std::string data_dir;  // empty: the Debian package's location
   int64_t seq_len = 64;  // gpt context, transformer max length
@@ -65,7 +68,8 @@ struct TrainConfig {
   std::string precision = "f32";  // f32 | bf16 | f16
   std::string device = "cpu";
   // TF32 tensor cores for f32 matmul and convolution on GPUs (10-bit mantissa products, f32 sums),
-  // on by default as PyTorch users expect of convolutions; off makes f32 match the CPU to f32 accuracy.
+  // on by default as PyTorch users expect of convolutions; off makes f32 match the CPU to f32
+  // accuracy.
   bool tf32 = true;
   uint64_t seed = 0;
   int threads = 0;  // 0: all cores of this rank's share
@@ -75,13 +79,13 @@ struct TrainConfig {
   double collective_timeout_s = 600;
   bool debug_collectives = false;
   // checkpoints, evaluation, logging
-  std::string checkpoint_dir;  // the run's directory: step-<N>/ checkpoints and best/
+  std::string checkpoint_dir;    // the run's directory: step-<N>/ checkpoints and best/
   Interval checkpoint_interval;  // 0: only at the end when checkpoint_dir is set
   int64_t keep_checkpoints = 3;  // the newest step-<N> checkpoints kept (0: all)
   // "auto": the latest checkpoint under checkpoint_dir, or a fresh start when there is none;
   // else a checkpoint directory or a run directory (its latest checkpoint).
   std::string resume;
-  Interval eval_interval;  // 0: only at the end
+  Interval eval_interval;    // 0: only at the end
   int64_t eval_batches = 0;  // 0: the whole split
   Interval log_interval{10, false};
   std::string metrics_file;
@@ -110,11 +114,12 @@ struct Setting {
 std::vector<Setting> settings(const TrainConfig& config);
 
 // Parses `args` (without the program and subcommand names). Returns false when --help was printed.
-// Throws dtrain::Error with a one-line message for an unknown option, a bad value or a missing file.
-// Precedence: the command line, then --config FILE, then `fallback` (a checkpoint's recorded settings,
-// by option name, for eval and predict; origin names it in messages), then the defaults.
+// Throws dtrain::Error with a one-line message for an unknown option, a bad value or a missing
+// file. Precedence: the command line, then --config FILE, then `fallback` (a checkpoint's recorded
+// settings, by option name, for eval and predict; origin names it in messages), then the defaults.
 // `subcommand` is "train", "eval" or "predict"; eval and predict accept only the options they use.
-bool parse_train_config(const std::vector<std::string>& args, TrainConfig& config, const char* subcommand,
+bool parse_train_config(const std::vector<std::string>& args, TrainConfig& config,
+                        const char* subcommand,
                         const std::map<std::string, std::string>& fallback = {},
                         const std::string& fallback_origin = "");
 

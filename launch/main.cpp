@@ -1,4 +1,5 @@
-// dtrain: train | eval | predict | bench. Every failure ends as one line on stderr and a non-zero exit.
+// dtrain: train | eval | predict | bench. Every failure ends as one line on stderr and a non-zero
+// exit.
 #include <unistd.h>
 
 #include <cstdlib>
@@ -18,7 +19,8 @@ const char* kUsage =
     "usage: dtrain <command> [options]\n"
     "  train   train a model (dtrain train --help; or --config examples/vit_fashion_mnist.ini)\n"
     "  eval    evaluate a checkpoint (dtrain eval --help)\n"
-    "  predict use a checkpoint: classify an image, translate a text, continue a prompt (dtrain predict --help)\n"
+    "  predict use a checkpoint: classify an image, translate a text, continue a prompt (dtrain "
+    "predict --help)\n"
     "  bench   benchmarks: allreduce, ddp, step (dtrain bench --help)\n"
     "  --version  print the version and the backends built\n"
     "Run under `mpirun -np N dtrain train ...` for data-parallel training.";
@@ -26,9 +28,9 @@ const char* kUsage =
 
 int main(int argc, char** argv) {
   // OpenMP threads that spin after a parallel region take the cores OpenBLAS's own threads need for
-  // the GEMM that follows; measured on 2 cores, a ViT step ran 5x slower with 2 threads than with 1.
-  // libgomp reads its wait policy once, before main, so the process starts itself again with a
-  // passive policy unless the user chose one.
+  // the GEMM that follows; measured on 2 cores, a ViT step ran 5x slower with 2 threads than
+  // with 1. libgomp reads its wait policy once, before main, so the process starts itself again
+  // with a passive policy unless the user chose one.
   if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     execv("/proc/self/exe", argv);  // returns only on failure; then run on with the default policy
@@ -48,13 +50,15 @@ int main(int argc, char** argv) {
     if (command == "eval") return dtrain::launch::run_eval(args);
     if (command == "bench") return dtrain::bench::run_bench(args);
     if (command == "predict") return dtrain::launch::run_predict(args);
-    std::cerr << "dtrain: unknown command '" << command << "'; use train, eval, predict or bench" << std::endl;
+    std::cerr << "dtrain: unknown command '" << command << "'; use train, eval, predict or bench"
+              << std::endl;
     return 2;
   } catch (const dtrain::dist::AllRanksError& e) {
     return dtrain::launch::report_failure(command, e.what(), true);
   } catch (const dtrain::Error& e) {
     return dtrain::launch::report_failure(command, e.what(), false);
   } catch (const std::exception& e) {
-    return dtrain::launch::report_failure(command, std::string("internal error: ") + e.what(), false);
+    return dtrain::launch::report_failure(command, std::string("internal error: ") + e.what(),
+                                          false);
   }
 }

@@ -18,7 +18,8 @@ void MetricsFile::open(const std::string& path, int64_t keep_through_step) {
     std::string kept;
     for (std::string line; std::getline(in, line);) {
       const nlohmann::json record = nlohmann::json::parse(line, nullptr, false);
-      const bool later = record.is_object() && record.contains("step") && record["step"].is_number_integer() &&
+      const bool later = record.is_object() && record.contains("step") &&
+                         record["step"].is_number_integer() &&
                          record["step"].get<int64_t>() > keep_through_step;
       if (!later && !line.empty()) kept += line + "\n";
     }
@@ -26,7 +27,8 @@ void MetricsFile::open(const std::string& path, int64_t keep_through_step) {
     {
       std::ofstream out(temp, std::ios::trunc);
       out << kept;
-      DTRAIN_CHECK(out.good(), "cannot write metrics file '", temp, "': check that its directory is writable");
+      DTRAIN_CHECK(out.good(), "cannot write metrics file '", temp,
+                   "': check that its directory is writable");
     }
     std::filesystem::rename(temp, path, ignored);
     DTRAIN_CHECK(!ignored, "cannot replace metrics file '", path, "': ", ignored.message());

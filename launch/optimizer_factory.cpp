@@ -10,7 +10,8 @@ namespace dtrain::launch {
 
 namespace {
 template <class Options, class Opt>
-std::unique_ptr<optim::Optimizer> grouped(Options options, double weight_decay, std::vector<GroupSpec> specs) {
+std::unique_ptr<optim::Optimizer> grouped(Options options, double weight_decay,
+                                          std::vector<GroupSpec> specs) {
   std::vector<optim::ParamGroup<Options>> groups;
   for (GroupSpec& spec : specs) {
     Options o = options;
@@ -21,7 +22,8 @@ std::unique_ptr<optim::Optimizer> grouped(Options options, double weight_decay, 
   return std::make_unique<Opt>(std::move(groups));
 }
 
-// The block index in a parameter name ("blocks.3.attn.qkv.weight", "decoder_layers.0.mlp..."), or -1.
+// The block index in a parameter name ("blocks.3.attn.qkv.weight", "decoder_layers.0.mlp..."), or
+// -1.
 int64_t block_index(const std::string& name) {
   for (const char* stack : {"blocks.", "layers."}) {
     for (size_t at = name.find(stack); at != std::string::npos; at = name.find(stack, at + 1)) {
@@ -56,8 +58,9 @@ ParameterLayers parameter_layers(const nn::Module& model) {
 int64_t freeze_below_last_blocks(const nn::Module& model, int64_t trainable_blocks) {
   if (trainable_blocks < 0) return 0;
   const ParameterLayers layers = parameter_layers(model);
-  DTRAIN_CHECK(trainable_blocks <= layers.depth, "--trainable-blocks ", trainable_blocks, " but the model has ",
-               layers.depth, " blocks: give at most ", layers.depth, " (or -1 to train everything)");
+  DTRAIN_CHECK(trainable_blocks <= layers.depth, "--trainable-blocks ", trainable_blocks,
+               " but the model has ", layers.depth, " blocks: give at most ", layers.depth,
+               " (or -1 to train everything)");
   int64_t frozen = 0, i = 0;
   for (const auto& [name, p] : model.named_parameters()) {
     if (layers.layer[i++] <= layers.depth - trainable_blocks) {
@@ -74,8 +77,11 @@ std::vector<GroupSpec> param_groups(const TrainConfig& c, const nn::Module& mode
   std::vector<GroupSpec> groups(per_layer ? 2 * (layers.depth + 2) : 2);
   for (size_t g = 0; g < groups.size(); ++g) {
     groups[g].decay = g % 2 == 0;
-    const auto layer = static_cast<int64_t>(g / 2);  // groups come in pairs per layer: decay, no decay
-    if (per_layer) groups[g].lr_scale = std::pow(c.layer_lr_decay, static_cast<double>(layers.depth + 1 - layer));
+    const auto layer =
+        static_cast<int64_t>(g / 2);  // groups come in pairs per layer: decay, no decay
+    if (per_layer)
+      groups[g].lr_scale =
+          std::pow(c.layer_lr_decay, static_cast<double>(layers.depth + 1 - layer));
   }
   int64_t i = 0;
   for (const auto& [name, p] : model.named_parameters()) {
@@ -105,24 +111,36 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c,
   return make_optimizer(c, std::move(specs));
 }
 
-std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c, std::vector<GroupSpec> groups) {
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c,
+                                                 std::vector<GroupSpec> groups) {
   const std::string& o = c.optimizer;
   if (o == "sgd") {
-    return grouped<optim::SGDOptions, optim::SGD>({.lr = c.lr, .momentum = 0.9}, c.weight_decay, std::move(groups));
+    return grouped<optim::SGDOptions, optim::SGD>({.lr = c.lr, .momentum = 0.9}, c.weight_decay,
+                                                  std::move(groups));
   }
-  if (o == "adam") return grouped<optim::AdamOptions, optim::Adam>({.lr = c.lr}, c.weight_decay, std::move(groups));
-  if (o == "adamw") return grouped<optim::AdamWOptions, optim::AdamW>({.lr = c.lr}, c.weight_decay, std::move(groups));
+  if (o == "adam")
+    return grouped<optim::AdamOptions, optim::Adam>({.lr = c.lr}, c.weight_decay,
+                                                    std::move(groups));
+  if (o == "adamw")
+    return grouped<optim::AdamWOptions, optim::AdamW>({.lr = c.lr}, c.weight_decay,
+                                                      std::move(groups));
   if (o == "adagrad") {
-    return grouped<optim::AdagradOptions, optim::Adagrad>({.lr = c.lr}, c.weight_decay, std::move(groups));
+    return grouped<optim::AdagradOptions, optim::Adagrad>({.lr = c.lr}, c.weight_decay,
+                                                          std::move(groups));
   }
   if (o == "rmsprop") {
-    return grouped<optim::RMSpropOptions, optim::RMSprop>({.lr = c.lr}, c.weight_decay, std::move(groups));
+    return grouped<optim::RMSpropOptions, optim::RMSprop>({.lr = c.lr}, c.weight_decay,
+                                                          std::move(groups));
   }
   if (o == "adamax") {
-    return grouped<optim::AdamaxOptions, optim::Adamax>({.lr = c.lr}, c.weight_decay, std::move(groups));
+    return grouped<optim::AdamaxOptions, optim::Adamax>({.lr = c.lr}, c.weight_decay,
+                                                        std::move(groups));
   }
-  if (o == "nadam") return grouped<optim::NAdamOptions, optim::NAdam>({.lr = c.lr}, c.weight_decay, std::move(groups));
-  throw Error("unknown optimizer '" + o + "': use sgd, adam, adamw, adagrad, rmsprop, adamax or nadam");
+  if (o == "nadam")
+    return grouped<optim::NAdamOptions, optim::NAdam>({.lr = c.lr}, c.weight_decay,
+                                                      std::move(groups));
+  throw Error("unknown optimizer '" + o +
+              "': use sgd, adam, adamw, adagrad, rmsprop, adamax or nadam");
 }
 
 optim::LrSchedule make_schedule(const TrainConfig& c, int64_t total_steps) {
@@ -130,12 +148,13 @@ optim::LrSchedule make_schedule(const TrainConfig& c, int64_t total_steps) {
   if (c.schedule == "cosine") return optim::warmup_cosine(c.warmup_steps, total_steps, min_ratio);
   if (c.schedule == "linear") return optim::warmup_linear(c.warmup_steps, total_steps, min_ratio);
   if (c.schedule == "constant") return optim::constant_lr(c.warmup_steps);
-  if (c.schedule == "step") return optim::step_lr(std::max<int64_t>(1, total_steps / 3), 0.1, c.warmup_steps);
+  if (c.schedule == "step")
+    return optim::step_lr(std::max<int64_t>(1, total_steps / 3), 0.1, c.warmup_steps);
   throw Error("unknown schedule '" + c.schedule + "': use cosine, linear, step or constant");
 }
 
-std::unique_ptr<optim::Optimizer> make_training_optimizer(const TrainConfig& c, const nn::Module& model,
-                                                          const std::shared_ptr<dist::ProcessGroup>& pg) {
+std::unique_ptr<optim::Optimizer> make_training_optimizer(
+    const TrainConfig& c, const nn::Module& model, const std::shared_ptr<dist::ProcessGroup>& pg) {
   std::vector<GroupSpec> specs = param_groups(c, model);
   if (c.zero == 0) return make_optimizer(c, std::move(specs));
   // ZeRO-1 hands the inner optimizer each group's shard, in the same order.
@@ -145,8 +164,8 @@ std::unique_ptr<optim::Optimizer> make_training_optimizer(const TrainConfig& c, 
   return std::make_unique<dist::ZeroRedundancyOptimizer>(
       std::move(tensors), pg, [c, specs](std::vector<std::vector<Tensor>> shards) {
         std::vector<GroupSpec> sharded = specs;
-        DTRAIN_CHECK(shards.size() == sharded.size(), "ZeRO-1 gave ", shards.size(), " parameter groups for ",
-                     sharded.size());
+        DTRAIN_CHECK(shards.size() == sharded.size(), "ZeRO-1 gave ", shards.size(),
+                     " parameter groups for ", sharded.size());
         for (size_t g = 0; g < shards.size(); ++g) sharded[g].params = std::move(shards[g]);
         return make_optimizer(c, std::move(sharded));
       });

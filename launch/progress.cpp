@@ -44,8 +44,10 @@ Progress::Progress(int64_t total_steps, int64_t first_step, std::string unit, bo
 void Progress::update(int64_t step, double loss, double lr, double items_per_s, double elapsed_s,
                       bool log) {
   if (!live_ && !log) return;
-  const double session = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  const double eta = step > first_ ? session / static_cast<double>(step - first_) * static_cast<double>(total_ - step)
+  const double session =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double eta = step > first_ ? session / static_cast<double>(step - first_) *
+                                         static_cast<double>(total_ - step)
                                    : NAN;
   int width = 24;
   int filled = total_ > 0 ? static_cast<int>(width * step / total_) : 0;
@@ -56,15 +58,17 @@ void Progress::update(int64_t step, double loss, double lr, double items_per_s, 
     // The loss is read back on logging steps only: before the first, there is none to show.
     char loss_text[32] = "-";
     if (!std::isnan(loss)) std::snprintf(loss_text, sizeof loss_text, "%.4f", loss);
-    std::snprintf(line, sizeof line, "\r[%s] step %lld/%lld  loss %s  lr %.2e  %.0f %s/s  ETA %s\033[K",
-                  bar.c_str(), static_cast<long long>(step), static_cast<long long>(total_), loss_text, lr,
+    std::snprintf(line, sizeof line,
+                  "\r[%s] step %lld/%lld  loss %s  lr %.2e  %.0f %s/s  ETA %s\033[K", bar.c_str(),
+                  static_cast<long long>(step), static_cast<long long>(total_), loss_text, lr,
                   items_per_s, unit_.c_str(), format_duration(eta).c_str());
     std::cout << line << std::flush;
     drawn_ = true;
   } else {
-    std::snprintf(line, sizeof line, "step %lld/%lld  loss %.4f  lr %.2e  %.0f %s/s  elapsed %s  ETA %s",
-                  static_cast<long long>(step), static_cast<long long>(total_), loss, lr, items_per_s,
-                  unit_.c_str(), format_duration(elapsed_s).c_str(), format_duration(eta).c_str());
+    std::snprintf(
+        line, sizeof line, "step %lld/%lld  loss %.4f  lr %.2e  %.0f %s/s  elapsed %s  ETA %s",
+        static_cast<long long>(step), static_cast<long long>(total_), loss, lr, items_per_s,
+        unit_.c_str(), format_duration(elapsed_s).c_str(), format_duration(eta).c_str());
     std::cout << line << std::endl;
   }
 }

@@ -16,7 +16,8 @@ StopSignals::StopSignals() {
   struct sigaction action = {};
   action.sa_handler = on_stop;
   sigemptyset(&action.sa_mask);
-  action.sa_flags = SA_RESETHAND;  // the next one of its kind takes the default action: ends the process
+  action.sa_flags =
+      SA_RESETHAND;  // the next one of its kind takes the default action: ends the process
   sigaction(SIGTERM, &action, &g_old_term);
   sigaction(SIGINT, &action, &g_old_int);
 }

@@ -8,7 +8,8 @@ namespace dtrain::launch {
 
 namespace {
 
-const nlohmann::json& field(const nlohmann::json& object, const char* key, const std::string& where) {
+const nlohmann::json& field(const nlohmann::json& object, const char* key,
+                            const std::string& where) {
   DTRAIN_CHECK(object.is_object() && object.contains(key), where, ": no '", key,
                "' (the file is damaged or not a dtrain checkpoint's)");
   return object.at(key);
@@ -64,9 +65,11 @@ TrainState parse_train_state(const nlohmann::json& json, const std::string& chec
     DTRAIN_CHECK(json.at("eval").is_object(), where, ": 'eval' must be an object");
     s.eval = json.at("eval");
   }
-  if (json.contains("world_size")) s.world_size = static_cast<int>(count_field(json, "world_size", where));
+  if (json.contains("world_size"))
+    s.world_size = static_cast<int>(count_field(json, "world_size", where));
   if (json.contains("dtrain_version")) {
-    DTRAIN_CHECK(json.at("dtrain_version").is_string(), where, ": 'dtrain_version' must be a string");
+    DTRAIN_CHECK(json.at("dtrain_version").is_string(), where,
+                 ": 'dtrain_version' must be a string");
     s.version = json.at("dtrain_version").get<std::string>();
   }
   if (json.contains("command_line")) {
@@ -89,8 +92,8 @@ TrainState parse_train_state(const nlohmann::json& json, const std::string& chec
                  words.dump().substr(0, 80));
     std::array<uint64_t, 6> state{};
     for (size_t i = 0; i < 6; ++i) {
-      const bool non_negative =
-          words[i].is_number_unsigned() || (words[i].is_number_integer() && words[i].get<int64_t>() >= 0);
+      const bool non_negative = words[i].is_number_unsigned() ||
+                                (words[i].is_number_integer() && words[i].get<int64_t>() >= 0);
       DTRAIN_CHECK(non_negative, where, ": RNG state word ", words[i].dump(),
                    " is not a 64-bit unsigned number");
       state[i] = words[i].get<uint64_t>();
@@ -104,8 +107,9 @@ TrainState parse_train_state(const nlohmann::json& json, const std::string& chec
     s.loss_scale = scale.get<double>();
     s.loss_scale_clean_steps = count_field(json, "loss_scale_clean_steps", where);
   }
-  for (auto [key, out] : {std::pair<const char*, std::map<std::string, std::string>*>{"settings", &s.settings},
-                          {"config", &s.config}}) {
+  for (auto [key, out] :
+       {std::pair<const char*, std::map<std::string, std::string>*>{"settings", &s.settings},
+        {"config", &s.config}}) {
     if (!json.contains(key)) continue;
     const nlohmann::json& settings = json.at(key);
     DTRAIN_CHECK(settings.is_object(), where, ": '", key, "' must be an object");
@@ -131,17 +135,18 @@ std::map<std::string, std::string> resume_settings(const TrainConfig& config) {
   return out;
 }
 
-void check_resume_compatible(const TrainConfig& config, int64_t total_steps, const TrainState& state,
-                             const std::string& checkpoint_dir) {
+void check_resume_compatible(const TrainConfig& config, int64_t total_steps,
+                             const TrainState& state, const std::string& checkpoint_dir) {
   for (const auto& [name, value] : resume_settings(config)) {
     auto saved = state.settings.find(name);
-    if (saved == state.settings.end()) continue;  // a checkpoint from before the setting was recorded
+    if (saved == state.settings.end())
+      continue;  // a checkpoint from before the setting was recorded
     DTRAIN_CHECK(saved->second == value, "--", name, " is '", value, "' but the checkpoint at ",
-                 checkpoint_dir, " was trained with '", saved->second, "'; resume with --", name, " ",
-                 saved->second, " (or train a new run without --resume)");
+                 checkpoint_dir, " was trained with '", saved->second, "'; resume with --", name,
+                 " ", saved->second, " (or train a new run without --resume)");
   }
-  DTRAIN_CHECK(total_steps >= state.step, "the checkpoint at ", checkpoint_dir, " is at step ", state.step,
-               " and this run ends at step ", total_steps,
+  DTRAIN_CHECK(total_steps >= state.step, "the checkpoint at ", checkpoint_dir, " is at step ",
+               state.step, " and this run ends at step ", total_steps,
                ": give more --steps (or --epochs) than were trained to resume");
 }
 

@@ -15,16 +15,18 @@ struct TrainResult {
   int64_t steps = 0;
   double final_loss = 0.0;
   double items_per_s = 0.0;  // over this session
-  std::string unit;          // what items_per_s counts: the workload's unit ("images", "tokens", ...)
-  nlohmann::json eval;  // the last evaluation's metrics
-  std::string checkpoint;   // the last checkpoint written, if any
+  std::string unit;        // what items_per_s counts: the workload's unit ("images", "tokens", ...)
+  nlohmann::json eval;     // the last evaluation's metrics
+  std::string checkpoint;  // the last checkpoint written, if any
   std::string finished_at;  // set when the run resumed was already finished: its checkpoint
   int stopped_by = 0;       // SIGTERM or SIGINT when a signal ended the run early
-  double peak_rss_mb = 0, peak_device_mb = 0;  // this rank's peak resident memory; allocator peak on a GPU
+  double peak_rss_mb = 0,
+         peak_device_mb = 0;  // this rank's peak resident memory; allocator peak on a GPU
 };
 
-// The device this rank trains on: the CPU, its local rank's GPU (--device cuda; at most one rank per
-// visible GPU), or the one named (--device cuda:K; one rank per node). Throws a one-line error else.
+// The device this rank trains on: the CPU, its local rank's GPU (--device cuda; at most one rank
+// per visible GPU), or the one named (--device cuda:K; one rank per node). Throws a one-line error
+// else.
 Device pick_device(const TrainConfig& config);
 
 // Trains as `config` says. `pg` is the job's process group (a one-rank group without a launcher).

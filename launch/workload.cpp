@@ -11,8 +11,8 @@ namespace dtrain::launch {
 
 const int64_t* host_ids(const Tensor& t) {
   DTRAIN_CHECK(t.device().is_cpu() && t.dtype() == DType::i64 && t.is_contiguous(),
-               "a batch's ids must be a contiguous i64 tensor on the host, got ", dtype_name(t.dtype()),
-               " on ", t.device().str());
+               "a batch's ids must be a contiguous i64 tensor on the host, got ",
+               dtype_name(t.dtype()), " on ", t.device().str());
   return t.data<int64_t>();
 }
 
@@ -20,8 +20,8 @@ void check_ids(const Tensor& t, int64_t limit, int64_t allowed, const char* what
   if (!t.defined()) return;
   const int64_t* ids = host_ids(t);
   for (int64_t i = 0; i < t.numel(); ++i) {
-    DTRAIN_CHECK(ids[i] == allowed || (ids[i] >= 0 && ids[i] < limit), "a training batch holds ", what,
-                 " ", ids[i], " at position ", i, ", outside the model's [0, ", limit,
+    DTRAIN_CHECK(ids[i] == allowed || (ids[i] >= 0 && ids[i] < limit), "a training batch holds ",
+                 what, " ", ids[i], " at position ", i, ", outside the model's [0, ", limit,
                  "): the dataset does not fit the model; check --data-dir and --dataset");
   }
 }
@@ -37,8 +37,8 @@ nlohmann::json classification_metrics(const std::vector<double>& s) {
   return {{"loss", s[0] / s[2]}, {"accuracy", s[1] / s[2]}};
 }
 
-std::vector<std::string> top_class_lines(const std::vector<double>& p, const std::function<std::string(size_t)>& name,
-                                         size_t k) {
+std::vector<std::string> top_class_lines(const std::vector<double>& p,
+                                         const std::function<std::string(size_t)>& name, size_t k) {
   std::vector<size_t> order(p.size());
   std::iota(order.begin(), order.end(), size_t{0});
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return p[a] > p[b]; });

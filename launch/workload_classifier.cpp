@@ -24,22 +24,23 @@ std::string format_probability(double p) {
 class ClassifierWorkload : public Workload {
  public:
   ClassifierWorkload(const TrainConfig& c, Device device) : device_(device) {
-    DTRAIN_CHECK(c.dataset == "fortune-files", "model classifier trains on --dataset fortune-files, not '",
-                 c.dataset, "'");
+    DTRAIN_CHECK(c.dataset == "fortune-files",
+                 "model classifier trains on --dataset fortune-files, not '", c.dataset, "'");
     data::FortuneFilesOptions options;
     if (!c.data_dir.empty()) options.dir = c.data_dir;
     data_ = data::load_fortune_files(options);
     train_set = std::make_shared<data::FortuneFilesDataset>(data_.train, data_.vocab, c.seq_len);
     eval_set = std::make_shared<data::FortuneFilesDataset>(data_.valid, data_.vocab, c.seq_len);
-    // The baseline sees the whole text (no cut at seq_len): it is what word counts alone achieve. It
-    // is plain Laplace (add-one) smoothing, the textbook form, not tuned on the validation split: on the
-    // default files it scores 0.533; alpha 0.1 would score 0.628, as add-one lends the small classes'
-    // few words much of the mass of the 13k words they never use.
+    // The baseline sees the whole text (no cut at seq_len): it is what word counts alone achieve.
+    // It is plain Laplace (add-one) smoothing, the textbook form, not tuned on the validation
+    // split: on the default files it scores 0.533; alpha 0.1 would score 0.628, as add-one lends
+    // the small classes' few words much of the mass of the 13k words they never use.
     const data::NaiveBayes bayes(data_.train.texts, data_.train.labels,
                                  static_cast<int32_t>(data_.class_names.size()));
     baseline_accuracy_ = bayes.accuracy(data_.valid.texts, data_.valid.labels);
     models::TextClassifierConfig m = models::TextClassifierConfig::preset(
-        c.model_size, data_.vocab.size(), static_cast<int64_t>(data_.class_names.size()), c.seq_len);
+        c.model_size, data_.vocab.size(), static_cast<int64_t>(data_.class_names.size()),
+        c.seq_len);
     override_sizes(c, m);
     if (c.depth) m.depth = c.depth;
     m.pad_id = data::WordVocab::kPad;
@@ -77,17 +78,21 @@ class ClassifierWorkload : public Workload {
       std::string shown = text.substr(0, std::min<size_t>(60, text.find('\n')));
       const std::vector<double> p = probabilities(text);
       const auto best = std::max_element(p.begin(), p.end()) - p.begin();
-      lines.push_back("\"" + shown + "\" -> " + data_.class_names[static_cast<size_t>(best)] + " (file " +
-                      data_.class_names[static_cast<size_t>(data_.valid.labels[static_cast<size_t>(i)])] + ")");
+      lines.push_back(
+          "\"" + shown + "\" -> " + data_.class_names[static_cast<size_t>(best)] + " (file " +
+          data_.class_names[static_cast<size_t>(data_.valid.labels[static_cast<size_t>(i)])] + ")");
     }
     return lines;
   }
   std::map<std::string, std::string> checkpoint_metadata() const override {
     const models::TextClassifierConfig& m = model_->config();
     return {{"model", "classifier"},
-            {"vocab_size", std::to_string(m.vocab_size)}, {"num_classes", std::to_string(m.num_classes)},
-            {"max_len", std::to_string(m.max_len)},       {"dim", std::to_string(m.dim)},
-            {"depth", std::to_string(m.depth)},           {"heads", std::to_string(m.heads)},
+            {"vocab_size", std::to_string(m.vocab_size)},
+            {"num_classes", std::to_string(m.num_classes)},
+            {"max_len", std::to_string(m.max_len)},
+            {"dim", std::to_string(m.dim)},
+            {"depth", std::to_string(m.depth)},
+            {"heads", std::to_string(m.heads)},
             {"mlp_dim", std::to_string(m.mlp_dim)}};
   }
   double train_flops_per_item() const override {
@@ -96,10 +101,12 @@ class ClassifierWorkload : public Workload {
   // The five likeliest files, likeliest first. Words outside the training vocabulary are unk, as in
   // training; a text with no word at all is an error.
   std::vector<std::string> predict(const PredictInput& input) override {
-    DTRAIN_CHECK(!input.text.empty(), "this checkpoint holds a classifier model: give --text \"a fortune\"");
+    DTRAIN_CHECK(!input.text.empty(),
+                 "this checkpoint holds a classifier model: give --text \"a fortune\"");
     DTRAIN_CHECK(!data::lowercase_words(input.text).empty(), "--text \"", input.text,
                  "\" has no word (letters or digits) to classify: give some words");
-    return top_class_lines(probabilities(input.text), [&](size_t c) { return data_.class_names[c]; });
+    return top_class_lines(probabilities(input.text),
+                           [&](size_t c) { return data_.class_names[c]; });
   }
 
  private:
@@ -108,8 +115,9 @@ class ClassifierWorkload : public Workload {
     std::vector<int32_t> ids = data_.vocab.encode(text);
     ids.resize(std::min<size_t>(ids.size(), static_cast<size_t>(model_->config().max_len)));
     if (ids.empty()) ids.push_back(data::WordVocab::kUnk);
-    const Tensor tokens = Tensor::from_vector(std::vector<int64_t>(ids.begin(), ids.end()),
-                                              {1, static_cast<int64_t>(ids.size())}, DType::i64, device_);
+    const Tensor tokens =
+        Tensor::from_vector(std::vector<int64_t>(ids.begin(), ids.end()),
+                            {1, static_cast<int64_t>(ids.size())}, DType::i64, device_);
     return eval_probabilities(*model_, [&] { return model_->forward(tokens); });
   }
 

@@ -12,18 +12,20 @@ namespace dtrain::launch {
 
 namespace {
 
-// ---- FusionClassifier on Unihan: a CJK ideograph's Kangxi radical from its glyph (batch.input), its
-// definition (batch.decoder_input) or both; cross entropy over the 214 radicals, top-1 accuracy.
+// ---- FusionClassifier on Unihan: a CJK ideograph's Kangxi radical from its glyph (batch.input),
+// its definition (batch.decoder_input) or both; cross entropy over the 214 radicals, top-1
+// accuracy.
 class FusionWorkload : public Workload {
  public:
   FusionWorkload(const TrainConfig& c, Device device) : device_(device), data_dir_(c.data_dir) {
-    DTRAIN_CHECK(c.dataset == "unihan", "model fusion trains on --dataset unihan, not '", c.dataset, "'");
+    DTRAIN_CHECK(c.dataset == "unihan", "model fusion trains on --dataset unihan, not '", c.dataset,
+                 "'");
     corpus_ = std::make_shared<const data::UnihanCorpus>(data::load_unihan(c.data_dir));
     train_set = std::make_shared<data::UnihanDataset>(corpus_, corpus_->train, c.seq_len);
     eval_set = std::make_shared<data::UnihanDataset>(corpus_, corpus_->valid, c.seq_len);
-    models::FusionConfig m = models::FusionConfig::preset(c.model_size == "fm" ? "small" : c.model_size,
-                                                          c.modalities, corpus_->vocab.size(), c.seq_len,
-                                                          data::kUnihanRadicals);
+    models::FusionConfig m =
+        models::FusionConfig::preset(c.model_size == "fm" ? "small" : c.model_size, c.modalities,
+                                     corpus_->vocab.size(), c.seq_len, data::kUnihanRadicals);
     override_sizes(c, m);
     if (c.depth) m.depth = c.depth;
     if (c.patch) m.patch_size = c.patch;
@@ -61,14 +63,17 @@ class FusionWorkload : public Workload {
             {"heads", std::to_string(m.heads)},
             {"mlp_dim", std::to_string(m.mlp_dim)}};
   }
-  double train_flops_per_item() const override { return 3.0 * models::fusion_forward_flops(model_->config()); }
+  double train_flops_per_item() const override {
+    return 3.0 * models::fusion_forward_flops(model_->config());
+  }
   std::vector<std::string> predict(const PredictInput& input) override;
 
  private:
   // The modalities the model does not use are left out (undefined), so none is moved to the device.
   Tensor logits(const data::Batch& b) const {
     const models::FusionConfig& m = model_->config();
-    return model_->forward(m.uses_image() ? b.input : Tensor(), m.uses_text() ? b.decoder_input : Tensor())
+    return model_
+        ->forward(m.uses_image() ? b.input : Tensor(), m.uses_text() ? b.decoder_input : Tensor())
         .to(DType::f32);
   }
 
@@ -78,20 +83,24 @@ class FusionWorkload : public Workload {
   std::shared_ptr<models::FusionClassifier> model_;
 };
 
-// The character's glyph and definition as the dataset encodes them, and the five likeliest radicals,
-// likeliest first, after a line naming the character and its radical in Unihan.
+// The character's glyph and definition as the dataset encodes them, and the five likeliest
+// radicals, likeliest first, after a line naming the character and its radical in Unihan.
 std::vector<std::string> FusionWorkload::predict(const PredictInput& input) {
   const std::u32string text = data::utf8_decode(input.text);
-  DTRAIN_CHECK(text.size() == 1 && text[0] != 0xfffd, "this checkpoint holds a fusion model, which takes one "
-               "character: give --text with a single CJK ideograph, e.g. --text 河 (got '", input.text, "')");
+  DTRAIN_CHECK(text.size() == 1 && text[0] != 0xfffd,
+               "this checkpoint holds a fusion model, which takes one "
+               "character: give --text with a single CJK ideograph, e.g. --text 河 (got '",
+               input.text, "')");
   const char32_t ch = text[0];
   const auto& entries = corpus_->entries;
-  auto it = std::lower_bound(entries.begin(), entries.end(), ch,
-                             [](const data::UnihanEntry& e, char32_t c) { return e.codepoint < c; });
-  DTRAIN_CHECK(it != entries.end() && it->codepoint == ch, "'", input.text, "' (", code_point_name(ch),
-               ") lacks a 16x16 glyph, a kRSUnicode or a kDefinition in the files under ",
-               data_dir_.empty() ? std::string("/usr/share/unifont and /usr/share/unicode") : data_dir_,
-               ": give a CJK ideograph that has all three, e.g. 河");
+  auto it =
+      std::lower_bound(entries.begin(), entries.end(), ch,
+                       [](const data::UnihanEntry& e, char32_t c) { return e.codepoint < c; });
+  DTRAIN_CHECK(
+      it != entries.end() && it->codepoint == ch, "'", input.text, "' (", code_point_name(ch),
+      ") lacks a 16x16 glyph, a kRSUnicode or a kDefinition in the files under ",
+      data_dir_.empty() ? std::string("/usr/share/unifont and /usr/share/unicode") : data_dir_,
+      ": give a CJK ideograph that has all three, e.g. 河");
   data::Batch b = data::UnihanDataset::encode(*it, corpus_->vocab, model_->config().seq_len);
   b.input = b.input.to(device_);
   b.decoder_input = b.decoder_input.to(device_);
@@ -111,8 +120,8 @@ std::vector<std::string> FusionWorkload::predict(const PredictInput& input) {
   };
   std::vector<std::string> lines = {input.text + " " + code_point_name(ch) + " (Unihan: " +
                                     radical_name(it->radical) + "): " + it->definition};
-  const std::vector<std::string> top =
-      top_class_lines(probabilities, [&](size_t c) { return radical_name(static_cast<int64_t>(c) + 1); });
+  const std::vector<std::string> top = top_class_lines(
+      probabilities, [&](size_t c) { return radical_name(static_cast<int64_t>(c) + 1); });
   lines.insert(lines.end(), top.begin(), top.end());
   return lines;
 }

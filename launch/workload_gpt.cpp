@@ -15,7 +15,8 @@ namespace {
 class GptWorkload : public Workload {
  public:
   GptWorkload(const TrainConfig& c, Device device) : device_(device) {
-    DTRAIN_CHECK(c.dataset == "fortunes", "model gpt trains on --dataset fortunes, not '", c.dataset, "'");
+    DTRAIN_CHECK(c.dataset == "fortunes", "model gpt trains on --dataset fortunes, not '",
+                 c.dataset, "'");
     data::TextCorpusOptions options;
     if (!c.data_dir.empty()) options.dir = c.data_dir;
     corpus_ = data::load_fortunes(options);
@@ -52,7 +53,8 @@ class GptWorkload : public Workload {
   std::string headline_metric() const override { return "bpc"; }
   std::vector<std::string> samples() override {
     Generator gen(7);
-    // "The " where the corpus has those characters; otherwise the validation text's first character.
+    // "The " where the corpus has those characters; otherwise the validation text's first
+    // character.
     std::u32string prompt_text;
     for (char32_t ch : std::u32string(U"The ")) {
       if (corpus_.vocab.contains(ch)) prompt_text += ch;
@@ -65,23 +67,26 @@ class GptWorkload : public Workload {
   double train_flops_per_item() const override {
     return 3.0 * models::gpt_forward_flops_per_token(model_->config(), model_->config().max_len);
   }
-  // The prompt and its continuation. The vocabulary is the corpus's characters with no unk token, so a
-  // character the corpus lacks cannot be fed to the model.
+  // The prompt and its continuation. The vocabulary is the corpus's characters with no unk token,
+  // so a character the corpus lacks cannot be fed to the model.
   std::vector<std::string> predict(const PredictInput& input) override {
-    DTRAIN_CHECK(!input.prompt.empty(), "this checkpoint holds a gpt model: give --prompt \"text to continue\"");
+    DTRAIN_CHECK(!input.prompt.empty(),
+                 "this checkpoint holds a gpt model: give --prompt \"text to continue\"");
     for (char32_t ch : data::utf8_decode(input.prompt)) {
       if (corpus_.vocab.contains(ch)) continue;
       std::string shown;
       data::utf8_append(shown, ch);
-      throw Error(ch == 0xfffd ? std::string("--prompt is not valid UTF-8: give UTF-8 text")
-                               : "--prompt has the character '" + shown + "' (" + code_point_name(ch) +
-                                     "), which is not among the " + std::to_string(corpus_.vocab.size()) +
-                                     " characters this model was trained on: leave it out or replace it");
+      throw Error(ch == 0xfffd
+                      ? std::string("--prompt is not valid UTF-8: give UTF-8 text")
+                      : "--prompt has the character '" + shown + "' (" + code_point_name(ch) +
+                            "), which is not among the " + std::to_string(corpus_.vocab.size()) +
+                            " characters this model was trained on: leave it out or replace it");
     }
     std::vector<int32_t> ids = corpus_.vocab.encode(input.prompt);
     Generator gen(input.seed);
-    std::vector<int64_t> tokens = model_->generate(std::vector<int64_t>(ids.begin(), ids.end()),
-                                                   input.max_tokens, input.temperature, input.top_k, gen);
+    std::vector<int64_t> tokens =
+        model_->generate(std::vector<int64_t>(ids.begin(), ids.end()), input.max_tokens,
+                         input.temperature, input.top_k, gen);
     return {corpus_.vocab.decode(tokens)};
   }
 

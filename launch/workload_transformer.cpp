@@ -16,7 +16,8 @@ namespace {
 
 // ---- Transformer on English->German word pairs (freedict) or English->Chinese/German UI messages
 // (gettext-zh, gettext-de): token cross entropy, exact match and CER of greedy decodes (beam search
-// with --beam above 1, under --length-penalty), and for gettext corpus BLEU and chrF of the same decodes.
+// with --beam above 1, under --length-penalty), and for gettext corpus BLEU and chrF of the same
+// decodes.
 //
 // Characters are the tokens on both sides, for now: dtrain has no tokenizer learning (BPE,
 // SentencePiece) yet, and a character vocabulary needs none. Pairs with a side longer than
@@ -26,8 +27,10 @@ class TransformerWorkload : public Workload {
  public:
   TransformerWorkload(const TrainConfig& c, Device device) {
     DTRAIN_CHECK(c.dataset == "freedict" || c.dataset == "gettext-zh" || c.dataset == "gettext-de",
-                 "model transformer trains on --dataset freedict, gettext-zh or gettext-de, not '", c.dataset, "'");
-    DTRAIN_CHECK(c.seq_len >= 4, "--seq-len ", c.seq_len, " is too short for model transformer: give at least 4 "
+                 "model transformer trains on --dataset freedict, gettext-zh or gettext-de, not '",
+                 c.dataset, "'");
+    DTRAIN_CHECK(c.seq_len >= 4, "--seq-len ", c.seq_len,
+                 " is too short for model transformer: give at least 4 "
                  "(the longest source or target in characters is --seq-len - 2)");
     std::vector<data::TranslationPair> train_pairs, eval_pairs;
     if (c.dataset == "freedict") {
@@ -49,19 +52,22 @@ class TransformerWorkload : public Workload {
       train_pairs = std::move(corpus.train), eval_pairs = std::move(corpus.valid);
       const std::string where = options.locale_dir + "/" + options.language + "/LC_MESSAGES";
       DTRAIN_CHECK(!train_pairs.empty() && !eval_pairs.empty(), "--dataset ", c.dataset, " found ",
-                   train_pairs.size(), " training and ", eval_pairs.size(), " validation pairs of at most ",
-                   options.max_chars, " characters in the catalogs (*.mo) of ", where,
-                   ": install packages with ", options.language, " translations, or give a larger --seq-len");
+                   train_pairs.size(), " training and ", eval_pairs.size(),
+                   " validation pairs of at most ", options.max_chars,
+                   " characters in the catalogs (*.mo) of ", where, ": install packages with ",
+                   options.language, " translations, or give a larger --seq-len");
       bleu_ = c.dataset == "gettext-zh" ? data::BleuTokenizer::kZh : data::BleuTokenizer::k13a;
       target_language_ = c.dataset == "gettext-zh" ? "Chinese" : "German";
     }
     auto [src_vocab, tgt_vocab] = data::build_translation_vocabs(train_pairs);
-    auto train = std::make_shared<data::TranslationDataset>(std::move(train_pairs), src_vocab, tgt_vocab);
-    auto held_out = std::make_shared<data::TranslationDataset>(std::move(eval_pairs), src_vocab, tgt_vocab);
+    auto train =
+        std::make_shared<data::TranslationDataset>(std::move(train_pairs), src_vocab, tgt_vocab);
+    auto held_out =
+        std::make_shared<data::TranslationDataset>(std::move(eval_pairs), src_vocab, tgt_vocab);
     train_set = train, eval_set = held_out, eval_ = held_out;
     models::TransformerConfig m = models::TransformerConfig::preset(
-        c.model_size == "fm" ? "small" : c.model_size, src_vocab.size(), tgt_vocab.size(), c.seq_len,
-        data::CharVocab::kPad);
+        c.model_size == "fm" ? "small" : c.model_size, src_vocab.size(), tgt_vocab.size(),
+        c.seq_len, data::CharVocab::kPad);
     override_sizes(c, m);
     if (c.depth) m.encoder_layers = m.decoder_layers = c.depth;
     model_ = std::make_shared<models::Transformer>(m);
@@ -73,7 +79,8 @@ class TransformerWorkload : public Workload {
   const char* unit() const override { return "tokens"; }
   int64_t items(const data::Batch& b) const override {
     const int64_t* ids = host_ids(b.target);
-    return std::count_if(ids, ids + b.target.numel(), [](int64_t id) { return id != data::CharVocab::kPad; });
+    return std::count_if(ids, ids + b.target.numel(),
+                         [](int64_t id) { return id != data::CharVocab::kPad; });
   }
   void check_batch(const data::Batch& b) const override {
     const models::TransformerConfig& m = model_->config();
@@ -88,23 +95,26 @@ class TransformerWorkload : public Workload {
   std::vector<double> eval_sums(const data::Batch& b) override {
     Tensor logits = model_->forward(b.input, b.decoder_input).to(DType::f32);
     double loss_sum = cross_entropy(logits.flatten(0, 1), b.target.flatten(), data::CharVocab::kPad,
-                                    0.0, Reduction::sum).item();
+                                    0.0, Reduction::sum)
+                          .item();
     // Non-padding targets (padding is id 0), compared on the targets' own device.
-    double tokens = sum(gt(b.target, Tensor::zeros({}, DType::i64, b.target.device())).to(DType::f32)).item();
-    // Each hypothesis is cut at its own reference's length + 4 characters (one id per character), not
-    // the batch's: then a pair's score does not depend on which batch or rank it fell in. Greedy decodes
-    // are cut afterwards (a longer greedy decode only adds tokens); beam search takes the limit per row,
-    // since which hypothesis wins depends on where hypotheses are cut.
+    double tokens =
+        sum(gt(b.target, Tensor::zeros({}, DType::i64, b.target.device())).to(DType::f32)).item();
+    // Each hypothesis is cut at its own reference's length + 4 characters (one id per character),
+    // not the batch's: then a pair's score does not depend on which batch or rank it fell in.
+    // Greedy decodes are cut afterwards (a longer greedy decode only adds tokens); beam search
+    // takes the limit per row, since which hypothesis wins depends on where hypotheses are cut.
     std::vector<std::u32string> wanted;
     std::vector<int64_t> limits;
     for (size_t i = 0; i < b.indices.size(); ++i) {
       wanted.push_back(data::utf8_decode(eval_->pair(b.indices[i]).target));
       limits.push_back(static_cast<int64_t>(wanted.back().size()) + 4);
     }
-    auto decoded = beam_ > 1 ? model_->beam_search(b.input, data::CharVocab::kBos, data::CharVocab::kEos, limits,
-                                                   beam_, length_penalty_)
-                             : model_->greedy_decode(b.input, data::CharVocab::kBos, data::CharVocab::kEos,
-                                                     b.target.size(1) + 4);
+    auto decoded = beam_ > 1
+                       ? model_->beam_search(b.input, data::CharVocab::kBos, data::CharVocab::kEos,
+                                             limits, beam_, length_penalty_)
+                       : model_->greedy_decode(b.input, data::CharVocab::kBos,
+                                               data::CharVocab::kEos, b.target.size(1) + 4);
     double exact = 0, edits = 0, chars = 0;
     std::vector<std::string> hypotheses, references;
     for (size_t i = 0; i < decoded.size(); ++i) {
@@ -117,10 +127,12 @@ class TransformerWorkload : public Workload {
       hypotheses.push_back(data::utf8_encode(got));
       references.push_back(eval_->pair(b.indices[i]).target);
     }
-    std::vector<double> sums = {loss_sum, tokens, exact, edits, chars, static_cast<double>(b.size())};
+    std::vector<double> sums = {loss_sum, tokens, exact,
+                                edits,    chars,  static_cast<double>(b.size())};
     if (bleu_) {
       // Corpus BLEU and chrF are not means of per-batch scores: their n-gram statistics are what
-      // adds up across batches and ranks (exactly, in doubles, below 2^53), and eval_metrics scores the sums.
+      // adds up across batches and ranks (exactly, in doubles, below 2^53), and eval_metrics scores
+      // the sums.
       const data::BleuScore bleu = data::corpus_bleu(hypotheses, references, *bleu_);
       for (int n = 0; n < 4; ++n) sums.push_back(static_cast<double>(bleu.counts[n]));
       for (int n = 0; n < 4; ++n) sums.push_back(static_cast<double>(bleu.totals[n]));
@@ -135,13 +147,15 @@ class TransformerWorkload : public Workload {
   // sums: loss, tokens, exact, edits, chars, pairs; then for gettext BLEU's counts[4], totals[4],
   // sys_len, ref_len and chrF's {hypothesis, reference, match} n-grams for orders 1..6.
   nlohmann::json eval_metrics(const std::vector<double>& s) const override {
-    nlohmann::json metrics = {{"loss", s[0] / s[1]}, {"exact_match", s[2] / s[5]}, {"cer", s[3] / s[4]}};
+    nlohmann::json metrics = {
+        {"loss", s[0] / s[1]}, {"exact_match", s[2] / s[5]}, {"cer", s[3] / s[4]}};
     if (bleu_) {
       DTRAIN_CHECK(s.size() == kBleuAt + 10 + 3 * data::kChrfOrder, "transformer eval: ", s.size(),
                    " sums, expected ", kBleuAt + 10 + 3 * data::kChrfOrder);
       auto count = [&](size_t i) { return static_cast<int64_t>(std::llround(s[i])); };
       data::BleuScore bleu;
-      for (int n = 0; n < 4; ++n) bleu.counts[n] = count(kBleuAt + n), bleu.totals[n] = count(kBleuAt + 4 + n);
+      for (int n = 0; n < 4; ++n)
+        bleu.counts[n] = count(kBleuAt + n), bleu.totals[n] = count(kBleuAt + 4 + n);
       bleu.sys_len = count(kBleuAt + 8), bleu.ref_len = count(kBleuAt + 9);
       data::ChrfStatistics chrf = {};
       for (int n = 0; n < data::kChrfOrder; ++n) {
@@ -155,25 +169,28 @@ class TransformerWorkload : public Workload {
   std::string headline_metric() const override { return bleu_ ? "bleu" : "cer"; }
   std::vector<std::string> samples() override {
     std::vector<int64_t> idx;
-    for (int64_t i = 0; i < std::min<int64_t>(5, eval_->size()); ++i) idx.push_back(i * 7 % eval_->size());
+    for (int64_t i = 0; i < std::min<int64_t>(5, eval_->size()); ++i)
+      idx.push_back(i * 7 % eval_->size());
     data::Batch b = eval_->get_batch(idx, 0);
     auto decoded = translate(b.input.to(device_), b.target.size(1) + 4);
     std::vector<std::string> out;
     for (size_t i = 0; i < idx.size(); ++i) {
       const auto& pair = eval_->pair(idx[i]);
-      out.push_back(pair.source + " -> " + eval_->target_vocab().decode(decoded[i]) + "  (reference: " +
-                    pair.target + ")");
+      out.push_back(pair.source + " -> " + eval_->target_vocab().decode(decoded[i]) +
+                    "  (reference: " + pair.target + ")");
     }
     return out;
   }
   NamedTensors checkpoint_state() override { return model_->to_torch_state(); }
-  void load_checkpoint_state(const NamedTensors& state) override { model_->from_torch_state(state); }
+  void load_checkpoint_state(const NamedTensors& state) override {
+    model_->from_torch_state(state);
+  }
   // The sentence encoded as the dataset encodes a source (unknown characters become unk, then eos),
   // decoded (greedily, or by beam search) up to the model's length.
   std::vector<std::string> predict(const PredictInput& input) override {
     const models::TransformerConfig& m = model_->config();
-    DTRAIN_CHECK(!input.text.empty(), "this checkpoint holds a transformer model (English -> ", target_language_,
-                 "): give --text \"an English word or phrase\"");
+    DTRAIN_CHECK(!input.text.empty(), "this checkpoint holds a transformer model (English -> ",
+                 target_language_, "): give --text \"an English word or phrase\"");
     std::vector<int32_t> ids = eval_->source_vocab().encode(input.text);
     DTRAIN_CHECK(static_cast<int64_t>(ids.size()) + 1 <= m.max_len, "--text is ", ids.size(),
                  " characters but this model reads at most ", m.max_len - 1,
@@ -189,8 +206,8 @@ class TransformerWorkload : public Workload {
   // Greedy decoding, or beam search when --beam is above 1: target ids without bos and eos per row.
   std::vector<std::vector<int64_t>> translate(const Tensor& source, int64_t max_len) {
     if (beam_ > 1) {
-      return model_->beam_search(source, data::CharVocab::kBos, data::CharVocab::kEos, max_len, beam_,
-                                 length_penalty_);
+      return model_->beam_search(source, data::CharVocab::kBos, data::CharVocab::kEos, max_len,
+                                 beam_, length_penalty_);
     }
     return model_->greedy_decode(source, data::CharVocab::kBos, data::CharVocab::kEos, max_len);
   }
@@ -212,10 +229,11 @@ class TransformerWorkload : public Workload {
   std::shared_ptr<models::Transformer> model_;
   std::shared_ptr<data::TranslationDataset> eval_;
   Device device_;
-  int64_t beam_ = 1;              // --beam: 1 decodes greedily
-  double length_penalty_ = 0.6;   // --length-penalty: beam search's alpha
+  int64_t beam_ = 1;             // --beam: 1 decodes greedily
+  double length_penalty_ = 0.6;  // --length-penalty: beam search's alpha
   std::string target_language_;
-  std::optional<data::BleuTokenizer> bleu_;  // gettext: BLEU's tokenizer (zh for Chinese, 13a for German)
+  std::optional<data::BleuTokenizer>
+      bleu_;  // gettext: BLEU's tokenizer (zh for Chinese, 13a for German)
 };
 
 }  // namespace

@@ -19,17 +19,19 @@ class VitWorkload : public Workload {
     models::VitConfig m = models::VitConfig::preset(c.model_size);
     if (c.dataset == "fashion-mnist") {
       std::string dir = c.data_dir.empty() ? data::kFashionMnistDefaultDir : c.data_dir;
-      auto train = std::make_shared<data::FashionMnist>(data::Split::train, dir,
-                                                        data::FashionMnistOptions{.augment = c.augment});
+      auto train = std::make_shared<data::FashionMnist>(
+          data::Split::train, dir, data::FashionMnistOptions{.augment = c.augment});
       auto eval = std::make_shared<data::FashionMnist>(data::Split::test, dir);
       for (const data::FashionMnist* split : {train.get(), eval.get()}) {
-        DTRAIN_CHECK(split->height() == 28 && split->width() == 28, "Fashion-MNIST images in ", dir, " are ",
-                     split->height(), "x", split->width(), " pixels, not 28x28: check --data-dir");
+        DTRAIN_CHECK(split->height() == 28 && split->width() == 28, "Fashion-MNIST images in ", dir,
+                     " are ", split->height(), "x", split->width(),
+                     " pixels, not 28x28: check --data-dir");
       }
       train_set = train, eval_set = eval;
       m.image_size = 28, m.in_channels = 1, m.num_classes = 10;
     } else if (c.dataset == "cifar10") {
-      DTRAIN_CHECK(!c.data_dir.empty(), "--dataset cifar10 needs --data-dir with the CIFAR-10 binary files");
+      DTRAIN_CHECK(!c.data_dir.empty(),
+                   "--dataset cifar10 needs --data-dir with the CIFAR-10 binary files");
       train_set = std::make_shared<data::Cifar10>(data::Split::train, c.data_dir,
                                                   data::Cifar10Options{.augment = c.augment});
       eval_set = std::make_shared<data::Cifar10>(data::Split::test, c.data_dir);
@@ -65,14 +67,21 @@ class VitWorkload : public Workload {
   std::string headline_metric() const override { return "accuracy"; }
   std::map<std::string, std::string> checkpoint_metadata() const override {
     const models::VitConfig& m = model_->config();
-    return {{"model", "vit"},          {"image_size", std::to_string(m.image_size)},
-            {"in_channels", std::to_string(m.in_channels)}, {"num_classes", std::to_string(m.num_classes)},
-            {"patch_size", std::to_string(m.patch_size)},   {"dim", std::to_string(m.dim)},
-            {"depth", std::to_string(m.depth)},             {"heads", std::to_string(m.heads)},
-            {"mlp_dim", std::to_string(m.mlp_dim)},         {"stem", m.stem},
+    return {{"model", "vit"},
+            {"image_size", std::to_string(m.image_size)},
+            {"in_channels", std::to_string(m.in_channels)},
+            {"num_classes", std::to_string(m.num_classes)},
+            {"patch_size", std::to_string(m.patch_size)},
+            {"dim", std::to_string(m.dim)},
+            {"depth", std::to_string(m.depth)},
+            {"heads", std::to_string(m.heads)},
+            {"mlp_dim", std::to_string(m.mlp_dim)},
+            {"stem", m.stem},
             {"stem_channels", std::to_string(m.stem_channels)}};
   }
-  double train_flops_per_item() const override { return 3.0 * models::vit_forward_flops(model_->config()); }
+  double train_flops_per_item() const override {
+    return 3.0 * models::vit_forward_flops(model_->config());
+  }
   std::vector<std::string> predict(const PredictInput& input) override;
 
  private:
@@ -89,12 +98,14 @@ std::vector<std::string> VitWorkload::predict(const PredictInput& input) {
   const bool gray = dataset_ == "fashion-mnist";
   const std::string wanted = std::to_string(m.image_size) + "x" + std::to_string(m.image_size) +
                              (m.in_channels == 1 ? " grayscale" : " RGB");
-  DTRAIN_CHECK(input.image.has_value(), "this checkpoint holds a vit model for ", dataset_, " (", wanted,
-               " images): give --image FILE");
+  DTRAIN_CHECK(input.image.has_value(), "this checkpoint holds a vit model for ", dataset_, " (",
+               wanted, " images): give --image FILE");
   const data::Image& image = *input.image;
-  DTRAIN_CHECK(image.width == m.image_size && image.height == m.image_size && image.channels == m.in_channels,
-               input.image_name, " is a ", image.description(), " image but this ", dataset_, " model takes ",
-               wanted, " images; dtrain does not resize or convert: give a ", wanted, " image");
+  DTRAIN_CHECK(image.width == m.image_size && image.height == m.image_size &&
+                   image.channels == m.in_channels,
+               input.image_name, " is a ", image.description(), " image but this ", dataset_,
+               " model takes ", wanted, " images; dtrain does not resize or convert: give a ",
+               wanted, " image");
   const std::array<float, 1> fm_mean = {data::kFashionMnistMean}, fm_std = {data::kFashionMnistStd};
   const int64_t plane = image.width * image.height;
   Tensor pixels = Tensor::empty({1, image.channels, image.height, image.width}, DType::f32);
@@ -104,7 +115,8 @@ std::vector<std::string> VitWorkload::predict(const PredictInput& input) {
   const std::vector<double> p =
       eval_probabilities(*model_, [&] { return model_->forward(pixels.to(device_)); });
   const auto& names = gray ? data::FashionMnist::class_names() : data::Cifar10::class_names();
-  return top_class_lines(p, [&](size_t c) { return c < names.size() ? names[c] : "class " + std::to_string(c); });
+  return top_class_lines(
+      p, [&](size_t c) { return c < names.size() ? names[c] : "class " + std::to_string(c); });
 }
 
 }  // namespace

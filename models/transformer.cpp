@@ -27,25 +27,31 @@ TransformerConfig TransformerConfig::preset(const std::string& name, int64_t src
 Transformer::Transformer(const TransformerConfig& c) : Module("Transformer"), config_(c) {
   DTRAIN_CHECK(c.dim % c.heads == 0, "Transformer: dim ", c.dim, " is not divisible by ", c.heads,
                " heads");
-  src_embed = register_module("src_embed", std::make_shared<nn::Embedding>(c.src_vocab, c.dim, c.pad_id));
-  tgt_embed = register_module("tgt_embed", std::make_shared<nn::Embedding>(c.tgt_vocab, c.dim, c.pad_id));
-  position = register_module("position", std::make_shared<nn::PositionalEncoding>(
-                                             c.max_len, c.dim, nn::PositionKind::sinusoidal, c.dropout));
-  nn::TransformerLayerOptions options{.pre_norm = false, .dropout = c.dropout,
-                                      .activation = nn::Activation::relu};
+  src_embed =
+      register_module("src_embed", std::make_shared<nn::Embedding>(c.src_vocab, c.dim, c.pad_id));
+  tgt_embed =
+      register_module("tgt_embed", std::make_shared<nn::Embedding>(c.tgt_vocab, c.dim, c.pad_id));
+  position =
+      register_module("position", std::make_shared<nn::PositionalEncoding>(
+                                      c.max_len, c.dim, nn::PositionKind::sinusoidal, c.dropout));
+  nn::TransformerLayerOptions options{
+      .pre_norm = false, .dropout = c.dropout, .activation = nn::Activation::relu};
   encoder_layers = register_module("encoder_layers", std::make_shared<nn::ModuleList>());
   for (int64_t i = 0; i < c.encoder_layers; ++i) {
-    encoder_layers->push_back(std::make_shared<nn::EncoderLayer>(c.dim, c.heads, c.mlp_dim, options));
+    encoder_layers->push_back(
+        std::make_shared<nn::EncoderLayer>(c.dim, c.heads, c.mlp_dim, options));
   }
   encoder_norm = register_module("encoder_norm", std::make_shared<nn::LayerNorm>(c.dim));
   decoder_layers = register_module("decoder_layers", std::make_shared<nn::ModuleList>());
   for (int64_t i = 0; i < c.decoder_layers; ++i) {
-    decoder_layers->push_back(std::make_shared<nn::DecoderLayer>(c.dim, c.heads, c.mlp_dim, options));
+    decoder_layers->push_back(
+        std::make_shared<nn::DecoderLayer>(c.dim, c.heads, c.mlp_dim, options));
   }
   decoder_norm = register_module("decoder_norm", std::make_shared<nn::LayerNorm>(c.dim));
   generator = register_module("generator", std::make_shared<nn::Linear>(c.dim, c.tgt_vocab));
-  // torch.nn.Transformer initialises every matrix with Glorot uniform; the embeddings' pad rows stay
-  // zero, as nn::Embedding promises (pad tokens are masked as keys, so this only keeps them inert).
+  // torch.nn.Transformer initialises every matrix with Glorot uniform; the embeddings' pad rows
+  // stay zero, as nn::Embedding promises (pad tokens are masked as keys, so this only keeps them
+  // inert).
   for (const Tensor& p : parameters()) {
     if (p.dim() > 1) nn::init::xavier_uniform_(p);
   }
@@ -54,7 +60,9 @@ Transformer::Transformer(const TransformerConfig& c) : Module("Transformer"), co
   tgt_embed->weight.select(0, c.pad_id).zero_();
 }
 
-Tensor Transformer::padding_mask(const Tensor& tokens) const { return nn::token_padding_mask(tokens, config_.pad_id); }
+Tensor Transformer::padding_mask(const Tensor& tokens) const {
+  return nn::token_padding_mask(tokens, config_.pad_id);
+}
 
 Tensor Transformer::encode(const Tensor& src) const {
   double scale = std::sqrt(static_cast<double>(config_.dim));
@@ -117,8 +125,8 @@ std::vector<std::vector<int64_t>> Transformer::greedy_decode(const Tensor& src, 
 }
 
 namespace {
-// GNMT's length penalty (Wu et al. 2016, without its coverage penalty): lp(L) = ((5 + L) / 6)^alpha; a
-// finished hypothesis scores log p(y | x) / lp(|y|).
+// GNMT's length penalty (Wu et al. 2016, without its coverage penalty): lp(L) = ((5 + L) /
+// 6)^alpha; a finished hypothesis scores log p(y | x) / lp(|y|).
 double gnmt_length_penalty(int64_t length, double alpha) {
   return std::pow((5.0 + static_cast<double>(length)) / 6.0, alpha);
 }
@@ -128,21 +136,24 @@ struct Hypothesis {
   double log_prob = 0;          // sum of the tokens' log-probabilities
 };
 
-// One source row's search: its live hypotheses (at most `beam`, best first) and its best finished one.
+// One source row's search: its live hypotheses (at most `beam`, best first) and its best finished
+// one.
 struct BeamItem {
   std::vector<Hypothesis> live;
   std::vector<int64_t> best;
-  double best_score = -std::numeric_limits<double>::infinity();  // normalised; -inf: none finished yet
+  double best_score =
+      -std::numeric_limits<double>::infinity();  // normalised; -inf: none finished yet
   int64_t max_len = 0;
 
   void finish(const std::vector<int64_t>& tokens, double log_prob, int64_t length, double alpha) {
     const double score = log_prob / gnmt_length_penalty(length, alpha);
-    if (score > best_score) best = tokens, best_score = score;  // strict: the first found wins a tie
+    if (score > best_score)
+      best = tokens, best_score = score;  // strict: the first found wins a tie
   }
-  // Whether a live hypothesis of `tokens` tokens (fewer than max_len) might still beat the best finished.
-  // Log-probabilities only fall as tokens are added, so its final score is at most s / lp(L) with s its
-  // log-probability now (<= 0) and L its final length, somewhere in tokens + 1 .. max_len (eos counted);
-  // s / lp(L) is monotonic in L, so the larger of the two ends bounds it.
+  // Whether a live hypothesis of `tokens` tokens (fewer than max_len) might still beat the best
+  // finished. Log-probabilities only fall as tokens are added, so its final score is at most s /
+  // lp(L) with s its log-probability now (<= 0) and L its final length, somewhere in tokens + 1 ..
+  // max_len (eos counted); s / lp(L) is monotonic in L, so the larger of the two ends bounds it.
   bool can_improve(int64_t tokens, double alpha) const {
     for (const Hypothesis& h : live) {
       const double s = std::min(h.log_prob, 0.0);
@@ -162,33 +173,42 @@ struct Candidate {
 };
 }  // namespace
 
-std::vector<std::vector<int64_t>> Transformer::beam_search(const Tensor& src, int64_t bos_id, int64_t eos_id,
-                                                           int64_t max_len, int64_t beam, double length_penalty) {
-  return beam_search(src, bos_id, eos_id, std::vector<int64_t>(static_cast<size_t>(src.size(0)), max_len), beam,
+std::vector<std::vector<int64_t>> Transformer::beam_search(const Tensor& src, int64_t bos_id,
+                                                           int64_t eos_id, int64_t max_len,
+                                                           int64_t beam, double length_penalty) {
+  return beam_search(src, bos_id, eos_id,
+                     std::vector<int64_t>(static_cast<size_t>(src.size(0)), max_len), beam,
                      length_penalty);
 }
 
 // Batched over the rows, on the model's device: the sources are encoded once, and each item (source
-// row) keeps `beam` decoder rows, [b * beam, (b + 1) * beam) of the repeated memory and source, whose
-// prefixes are its live hypotheses (a slot without one repeats the first; its output is ignored). Each
-// step re-runs the decoder over the whole prefixes, as greedy_decode does, and per item:
-//   1. every live hypothesis is extended by its `beam` most probable next tokens (log-softmax in f32,
+// row) keeps `beam` decoder rows, [b * beam, (b + 1) * beam) of the repeated memory and source,
+// whose prefixes are its live hypotheses (a slot without one repeats the first; its output is
+// ignored). Each step re-runs the decoder over the whole prefixes, as greedy_decode does, and per
+// item:
+//   1. every live hypothesis is extended by its `beam` most probable next tokens (log-softmax in
+//   f32,
 //      or f64 for an f64 model);
-//   2. the `beam` best of these candidates by log-probability are kept, ties going to the lower token
+//   2. the `beam` best of these candidates by log-probability are kept, ties going to the lower
+//   token
 //      id, then the lower slot (the better hypothesis of the step before);
-//   3. a kept candidate ending in eos is finished (length: its tokens plus the eos); the others are the
+//   3. a kept candidate ending in eos is finished (length: its tokens plus the eos); the others are
+//   the
 //      new live hypotheses, so the beam narrows as hypotheses finish (with beam 1 this is greedy
 //      decoding exactly);
-//   4. the item stops when no live hypothesis is left, when none can still beat its best finished one
-//      (BeamItem::can_improve, an exact bound: stopping never changes the result), or at its max_len,
-//      where the live hypotheses count as finished with length max_len (no eos).
+//   4. the item stops when no live hypothesis is left, when none can still beat its best finished
+//   one
+//      (BeamItem::can_improve, an exact bound: stopping never changes the result), or at its
+//      max_len, where the live hypotheses count as finished with length max_len (no eos).
 // The result is the finished hypothesis with the highest log-probability / lp(length). Items that
 // stop leave the batch, so the decoder runs only over rows still searching.
-std::vector<std::vector<int64_t>> Transformer::beam_search(const Tensor& src, int64_t bos_id, int64_t eos_id,
-                                                           const std::vector<int64_t>& max_lens, int64_t beam,
-                                                           double length_penalty) {
+std::vector<std::vector<int64_t>> Transformer::beam_search(const Tensor& src, int64_t bos_id,
+                                                           int64_t eos_id,
+                                                           const std::vector<int64_t>& max_lens,
+                                                           int64_t beam, double length_penalty) {
   const int64_t batch = src.size(0), width = src.size(1);
-  DTRAIN_CHECK(beam >= 1, "beam_search: beam width ", beam, " is not positive: give 1 (greedy) or more");
+  DTRAIN_CHECK(beam >= 1, "beam_search: beam width ", beam,
+               " is not positive: give 1 (greedy) or more");
   DTRAIN_CHECK(static_cast<int64_t>(max_lens.size()) == batch, "beam_search: ", max_lens.size(),
                " length limits for ", batch, " source rows: give one per row");
   NoGradGuard no_grad;
@@ -207,9 +227,11 @@ std::vector<std::vector<int64_t>> Transformer::beam_search(const Tensor& src, in
   }
   Tensor memory = encode(src);
   const int64_t memory_len = memory.size(1), dim = memory.size(2);
-  const Tensor memory_rows =
-      memory.unsqueeze(1).expand({batch, beam, memory_len, dim}).reshape({batch * beam, memory_len, dim});
-  const Tensor src_rows = src.unsqueeze(1).expand({batch, beam, width}).reshape({batch * beam, width});
+  const Tensor memory_rows = memory.unsqueeze(1)
+                                 .expand({batch, beam, memory_len, dim})
+                                 .reshape({batch * beam, memory_len, dim});
+  const Tensor src_rows =
+      src.unsqueeze(1).expand({batch, beam, width}).reshape({batch * beam, width});
   // The rows of the active items: runs of consecutive items are narrowed and joined.
   auto gather = [&](const Tensor& rows) {
     std::vector<Tensor> runs;
@@ -239,14 +261,16 @@ std::vector<std::vector<int64_t>> Transformer::beam_search(const Tensor& src, in
     for (int64_t b : active) {
       const std::vector<Hypothesis>& live = items[static_cast<size_t>(b)].live;
       for (int64_t slot = 0; slot < beam; ++slot) {
-        const Hypothesis& h = live[static_cast<size_t>(slot) < live.size() ? static_cast<size_t>(slot) : 0];
+        const Hypothesis& h =
+            live[static_cast<size_t>(slot) < live.size() ? static_cast<size_t>(slot) : 0];
         prefix.push_back(bos_id);
         prefix.insert(prefix.end(), h.tokens.begin(), h.tokens.end());
       }
     }
     Tensor tgt = Tensor::from_vector(prefix, {rows, t}, DType::i64, device);
     Tensor logits = decode(tgt, memory_active, src_active).select(1, t - 1);
-    Tensor log_probs = log_softmax(logits.dtype() == DType::f64 ? logits : logits.to(DType::f32), -1);
+    Tensor log_probs =
+        log_softmax(logits.dtype() == DType::f64 ? logits : logits.to(DType::f32), -1);
     std::vector<Tensor> values, ids;
     for (int64_t k = 0; k < top; ++k) {
       Tensor id = argmax(log_probs, -1, true);  // [rows, 1]
@@ -254,16 +278,19 @@ std::vector<std::vector<int64_t>> Transformer::beam_search(const Tensor& src, in
       ids.push_back(id.to(DType::f64));
       if (k + 1 < top) log_probs = log_probs - eq(vocab_ids, id).to(log_probs.dtype()) * kTaken;
     }
-    // One read back per step: [rows, 2 * top], the log-probabilities then the token ids (exact in f64).
+    // One read back per step: [rows, 2 * top], the log-probabilities then the token ids (exact in
+    // f64).
     const std::vector<double> best = cat({cat(values, 1), cat(ids, 1)}, 1).to_vector<double>();
     std::vector<int64_t> still_active;
     for (size_t a = 0; a < active.size(); ++a) {
       BeamItem& item = items[static_cast<size_t>(active[a])];
       std::vector<Candidate> candidates;
       for (size_t slot = 0; slot < item.live.size(); ++slot) {
-        const double* row = best.data() + (a * static_cast<size_t>(beam) + slot) * static_cast<size_t>(2 * top);
+        const double* row =
+            best.data() + (a * static_cast<size_t>(beam) + slot) * static_cast<size_t>(2 * top);
         for (int64_t k = 0; k < top; ++k) {
-          candidates.push_back({item.live[slot].log_prob + row[k], std::llround(row[top + k]), slot});
+          candidates.push_back(
+              {item.live[slot].log_prob + row[k], std::llround(row[top + k]), slot});
         }
       }
       std::sort(candidates.begin(), candidates.end(), [](const Candidate& x, const Candidate& y) {

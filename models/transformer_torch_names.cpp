@@ -1,8 +1,8 @@
-// The Transformer's state under torch.nn.Transformer's state_dict names, and back. Encoder and decoder
-// layers map suffix by suffix (attn.qkv -> self_attn.in_proj_, mlp.fc1 -> linear1, ...); the decoder's
-// cross-attention keeps q and kv apart here where torch fuses them into multihead_attn.in_proj_{weight,
-// bias} (q rows first), so saving concatenates and loading narrows. Embeddings and the generator keep
-// their names.
+// The Transformer's state under torch.nn.Transformer's state_dict names, and back. Encoder and
+// decoder layers map suffix by suffix (attn.qkv -> self_attn.in_proj_, mlp.fc1 -> linear1, ...);
+// the decoder's cross-attention keeps q and kv apart here where torch fuses them into
+// multihead_attn.in_proj_{weight, bias} (q rows first), so saving concatenates and loading narrows.
+// Embeddings and the generator keep their names.
 #include "models/transformer.h"
 
 #include <map>
@@ -12,14 +12,24 @@
 namespace dtrain::models {
 
 namespace {
-// Our name suffix -> torch.nn.Transformer's, per layer kind; cross-attention q and kv are fused there.
+// Our name suffix -> torch.nn.Transformer's, per layer kind; cross-attention q and kv are fused
+// there.
 const std::vector<std::pair<std::string, std::string>> kEncoderNames = {
-    {"attn.qkv.", "self_attn.in_proj_"}, {"attn.proj.", "self_attn.out_proj."},
-    {"mlp.fc1.", "linear1."}, {"mlp.fc2.", "linear2."}, {"norm1.", "norm1."}, {"norm2.", "norm2."}};
+    {"attn.qkv.", "self_attn.in_proj_"},
+    {"attn.proj.", "self_attn.out_proj."},
+    {"mlp.fc1.", "linear1."},
+    {"mlp.fc2.", "linear2."},
+    {"norm1.", "norm1."},
+    {"norm2.", "norm2."}};
 const std::vector<std::pair<std::string, std::string>> kDecoderNames = {
-    {"attn.qkv.", "self_attn.in_proj_"}, {"attn.proj.", "self_attn.out_proj."},
-    {"cross_attn.proj.", "multihead_attn.out_proj."}, {"mlp.fc1.", "linear1."},
-    {"mlp.fc2.", "linear2."}, {"norm1.", "norm1."}, {"norm2.", "norm2."}, {"norm3.", "norm3."}};
+    {"attn.qkv.", "self_attn.in_proj_"},
+    {"attn.proj.", "self_attn.out_proj."},
+    {"cross_attn.proj.", "multihead_attn.out_proj."},
+    {"mlp.fc1.", "linear1."},
+    {"mlp.fc2.", "linear2."},
+    {"norm1.", "norm1."},
+    {"norm2.", "norm2."},
+    {"norm3.", "norm3."}};
 
 std::string torch_name(const std::string& ours) {
   auto rename = [&](const std::string& prefix, const std::string& torch_prefix,
@@ -28,12 +38,15 @@ std::string torch_name(const std::string& ours) {
     size_t dot = rest.find('.');
     std::string index = rest.substr(0, dot), tail = rest.substr(dot + 1);
     for (const auto& [from, to] : table) {
-      if (tail.rfind(from, 0) == 0) return torch_prefix + index + "." + to + tail.substr(from.size());
+      if (tail.rfind(from, 0) == 0)
+        return torch_prefix + index + "." + to + tail.substr(from.size());
     }
     return "";
   };
-  if (ours.rfind("encoder_layers.", 0) == 0) return rename("encoder_layers.", "encoder.layers.", kEncoderNames);
-  if (ours.rfind("decoder_layers.", 0) == 0) return rename("decoder_layers.", "decoder.layers.", kDecoderNames);
+  if (ours.rfind("encoder_layers.", 0) == 0)
+    return rename("encoder_layers.", "encoder.layers.", kEncoderNames);
+  if (ours.rfind("decoder_layers.", 0) == 0)
+    return rename("decoder_layers.", "decoder.layers.", kDecoderNames);
   if (ours.rfind("encoder_norm.", 0) == 0) return "encoder.norm." + ours.substr(13);
   if (ours.rfind("decoder_norm.", 0) == 0) return "decoder.norm." + ours.substr(13);
   return ours;  // embeddings and generator keep their names
@@ -48,7 +61,7 @@ NamedTensors Transformer::to_torch_state() const {
     size_t kv = name.find(".cross_attn.kv.");
     if (at != std::string::npos || kv != std::string::npos) {
       bool is_q = at != std::string::npos;
-      std::string layer = name.substr(0, is_q ? at : kv);  // decoder_layers.N
+      std::string layer = name.substr(0, is_q ? at : kv);   // decoder_layers.N
       std::string kind = name.substr(name.rfind('.') + 1);  // weight | bias
       std::string torch = "decoder.layers." + layer.substr(15) + ".multihead_attn.in_proj_" + kind;
       if (is_q) {

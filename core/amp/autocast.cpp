@@ -9,14 +9,22 @@ thread_local DType t_dtype = DType::bf16;
 
 const char* op_class_name(OpClass c) {
   switch (c) {
-    case OpClass::gemm: return "gemm";
-    case OpClass::conv: return "conv";
-    case OpClass::attention: return "attention";
-    case OpClass::softmax: return "softmax";
-    case OpClass::layer_norm: return "layer_norm";
-    case OpClass::loss: return "loss";
-    case OpClass::reduction: return "reduction";
-    case OpClass::other: return "other";
+    case OpClass::gemm:
+      return "gemm";
+    case OpClass::conv:
+      return "conv";
+    case OpClass::attention:
+      return "attention";
+    case OpClass::softmax:
+      return "softmax";
+    case OpClass::layer_norm:
+      return "layer_norm";
+    case OpClass::loss:
+      return "loss";
+    case OpClass::reduction:
+      return "reduction";
+    case OpClass::other:
+      return "other";
   }
   return "?";
 }
@@ -30,8 +38,8 @@ DType autocast_dtype() { return t_dtype; }
 
 AutocastGuard::AutocastGuard(DType dtype, bool enabled)
     : previous_enabled_(t_enabled), previous_dtype_(t_dtype) {
-  DTRAIN_CHECK(!enabled || is_half(dtype), "AutocastGuard: the autocast dtype must be bf16 or f16, got ",
-               dtype_name(dtype));
+  DTRAIN_CHECK(!enabled || is_half(dtype),
+               "AutocastGuard: the autocast dtype must be bf16 or f16, got ", dtype_name(dtype));
   t_enabled = enabled;
   if (enabled) t_dtype = dtype;
 }

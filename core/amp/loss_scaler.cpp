@@ -9,12 +9,12 @@
 namespace dtrain::amp {
 
 void LossScalerOptions::check() const {
-  DTRAIN_CHECK(init_scale > 0 && std::isfinite(init_scale), "DynamicLossScaler: init_scale = ",
-               init_scale, " must be positive and finite");
+  DTRAIN_CHECK(init_scale > 0 && std::isfinite(init_scale),
+               "DynamicLossScaler: init_scale = ", init_scale, " must be positive and finite");
   DTRAIN_CHECK(growth_factor > 1, "DynamicLossScaler: growth_factor = ", growth_factor,
                " must be above 1");
-  DTRAIN_CHECK(backoff_factor > 0 && backoff_factor < 1, "DynamicLossScaler: backoff_factor = ",
-               backoff_factor, " must be in (0, 1)");
+  DTRAIN_CHECK(backoff_factor > 0 && backoff_factor < 1,
+               "DynamicLossScaler: backoff_factor = ", backoff_factor, " must be in (0, 1)");
   DTRAIN_CHECK(growth_interval > 0, "DynamicLossScaler: growth_interval = ", growth_interval,
                " must be positive");
 }
@@ -82,8 +82,8 @@ bool DynamicLossScaler::step(const std::vector<Tensor>& params,
 }
 
 void DynamicLossScaler::load_state(const State& s) {
-  DTRAIN_CHECK(s.scale > 0 && std::isfinite(s.scale), "DynamicLossScaler::load_state: scale ", s.scale,
-               " must be positive and finite");
+  DTRAIN_CHECK(s.scale > 0 && std::isfinite(s.scale), "DynamicLossScaler::load_state: scale ",
+               s.scale, " must be positive and finite");
   DTRAIN_CHECK(s.growth_tracker >= 0, "DynamicLossScaler::load_state: growth_tracker ",
                s.growth_tracker, " must not be negative");
   scale_ = s.scale;

@@ -1,7 +1,8 @@
-// The backward engine. Nodes run in reverse topological order: a node runs once every node that feeds
-// it a gradient has run, and among ready nodes the most recently created runs first (the reverse of the
-// forward order). Leaves' AccumulateGrad nodes therefore run as soon as their last use is done, which
-// is what lets DDP start a bucket's all-reduce while the rest of backward is still running.
+// The backward engine. Nodes run in reverse topological order: a node runs once every node that
+// feeds it a gradient has run, and among ready nodes the most recently created runs first (the
+// reverse of the forward order). Leaves' AccumulateGrad nodes therefore run as soon as their last
+// use is done, which is what lets DDP start a bucket's all-reduce while the rest of backward is
+// still running.
 #include <queue>
 #include <unordered_map>
 
@@ -14,7 +15,9 @@ namespace dtrain::autograd {
 
 namespace {
 struct LaterFirst {
-  bool operator()(const Node* a, const Node* b) const { return a->sequence_nr() < b->sequence_nr(); }
+  bool operator()(const Node* a, const Node* b) const {
+    return a->sequence_nr() < b->sequence_nr();
+  }
 };
 }  // namespace
 
@@ -100,4 +103,3 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
 }
 
 }  // namespace dtrain::autograd
-

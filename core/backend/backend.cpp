@@ -21,7 +21,8 @@ size_t cuda_peak_allocated_bytes(int device);
 
 size_t peak_device_memory_bytes(Device device) {
 #ifdef DTRAIN_WITH_CUDA
-  if (device.is_cuda() && cuda_device_count() > device.index) return cuda::cuda_peak_allocated_bytes(device.index);
+  if (device.is_cuda() && cuda_device_count() > device.index)
+    return cuda::cuda_peak_allocated_bytes(device.index);
 #endif
   (void)device;
   return 0;
@@ -31,7 +32,8 @@ std::string cuda_unavailable_reason() {
 #ifdef DTRAIN_WITH_CUDA
   return cuda_backend_unavailable_reason();
 #else
-  return "dtrain was built without CUDA; rebuild where nvcc is found (-DDTRAIN_CUDA=ON) or run with "
+  return "dtrain was built without CUDA; rebuild where nvcc is found (-DDTRAIN_CUDA=ON) or run "
+         "with "
          "--device cpu";
 #endif
 }
@@ -74,7 +76,8 @@ Backend& backend_for(Device device) {
   if (device.is_cpu()) return cpu;
 #ifdef DTRAIN_WITH_CUDA
   int count = cuda_device_count();
-  DTRAIN_CHECK(count > 0, "device ", device.str(), " requested but ", cuda_backend_unavailable_reason());
+  DTRAIN_CHECK(count > 0, "device ", device.str(), " requested but ",
+               cuda_backend_unavailable_reason());
   DTRAIN_CHECK(device.index < count, "device ", device.str(), " requested but only ", count,
                " CUDA device(s) are visible");
   return cuda_backend();

@@ -1,7 +1,8 @@
-// The one kernel interface every backend implements (CPU is the reference; CUDA is tested against it).
-// Ops in core/ops check their inputs, allocate outputs and call these; nothing above core/ops includes
-// a backend header. The kernels and their contracts are listed in core/backend/backend_kernels.def
-// (one row each); the op tables in unary_ops.def and binary_ops.def.
+// The one kernel interface every backend implements (CPU is the reference; CUDA is tested against
+// it). Ops in core/ops check their inputs, allocate outputs and call these; nothing above core/ops
+// includes a backend header. The kernels and their contracts are listed in
+// core/backend/backend_kernels.def (one row each); the op tables in unary_ops.def and
+// binary_ops.def.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -28,7 +29,8 @@ inline constexpr int kUnaryOpCount = 0
 constexpr const char* unary_op_name(UnaryOp op) {
   switch (op) {
 #define DTRAIN_UNARY_OP(name, ...) \
-  case UnaryOp::name: return #name;
+  case UnaryOp::name:              \
+    return #name;
 #include "core/backend/unary_ops.def"
   }
   return "?";
@@ -46,7 +48,8 @@ inline constexpr int kBinaryOpCount = 0
 constexpr const char* binary_op_name(BinaryOp op) {
   switch (op) {
 #define DTRAIN_BINARY_OP(name, ...) \
-  case BinaryOp::name: return #name;
+  case BinaryOp::name:              \
+    return #name;
 #include "core/backend/binary_ops.def"
   }
   return "?";
@@ -55,7 +58,8 @@ constexpr const char* binary_op_name(BinaryOp op) {
 constexpr bool binary_op_takes_integers(BinaryOp op) {
   switch (op) {
 #define DTRAIN_BINARY_OP(name, domain, integers) \
-  case BinaryOp::name: return std::string_view(#integers) == "ints";
+  case BinaryOp::name:                           \
+    return std::string_view(#integers) == "ints";
 #include "core/backend/binary_ops.def"
   }
   return false;
@@ -90,12 +94,11 @@ class Backend {
 #define DTRAIN_KERNEL(ret, name, params) virtual ret name params = 0;
 #include "core/backend/backend_kernels.def"
 
-  // ---- fused attention: q [B, H, Tq, D], k/v [B, H, Tk, D], out like q, each with any strides whose
-  // last one is 1 (a backend that needs more returns false); attn_mask additive [B or 1, 1, Tq or 1,
-  // Tk] contiguous, or undefined; stats [B, H, Tq] contiguous; mask and stats are f64 for f64 inputs,
-  // else f32. A
-  // backend that has no fused path, or declines these shapes, returns false and the op composes
-  // attention from matmul and softmax instead.
+  // ---- fused attention: q [B, H, Tq, D], k/v [B, H, Tk, D], out like q, each with any strides
+  // whose last one is 1 (a backend that needs more returns false); attn_mask additive [B or 1, 1,
+  // Tq or 1, Tk] contiguous, or undefined; stats [B, H, Tq] contiguous; mask and stats are f64 for
+  // f64 inputs, else f32. A backend that has no fused path, or declines these shapes, returns false
+  // and the op composes attention from matmul and softmax instead.
   virtual bool sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
                     bool causal, double scale, const Tensor& out, const Tensor& stats) {
     (void)q, (void)k, (void)v, (void)attn_mask, (void)causal, (void)scale, (void)out, (void)stats;

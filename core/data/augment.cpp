@@ -14,8 +14,8 @@ CropFlip draw_crop_flip(Generator& gen, int64_t pad) {
   return t;
 }
 
-void apply_crop_flip(const uint8_t* src, uint8_t* dst, int64_t channels, int64_t height, int64_t width,
-                     int64_t pad, const CropFlip& t) {
+void apply_crop_flip(const uint8_t* src, uint8_t* dst, int64_t channels, int64_t height,
+                     int64_t width, int64_t pad, const CropFlip& t) {
   for (int64_t c = 0; c < channels; ++c) {
     const uint8_t* s = src + c * height * width;
     uint8_t* d = dst + c * height * width;
@@ -30,8 +30,9 @@ void apply_crop_flip(const uint8_t* src, uint8_t* dst, int64_t channels, int64_t
   }
 }
 
-const uint8_t* crop_flip_sample(const uint8_t* src, uint8_t* scratch, int64_t channels, int64_t height,
-                                int64_t width, int64_t pad, uint64_t seed, int64_t index) {
+const uint8_t* crop_flip_sample(const uint8_t* src, uint8_t* scratch, int64_t channels,
+                                int64_t height, int64_t width, int64_t pad, uint64_t seed,
+                                int64_t index) {
   Generator gen(combine_seed(seed, static_cast<uint64_t>(index)));
   apply_crop_flip(src, scratch, channels, height, width, pad, draw_crop_flip(gen, pad));
   return scratch;

@@ -11,7 +11,8 @@ std::vector<std::string> lowercase_words(std::string_view text) {
   std::string current;
   for (char ch : text) {
     const auto c = static_cast<unsigned char>(ch);
-    const bool ascii_word = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '\'';
+    const bool ascii_word =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '\'';
     if (ascii_word || c >= 0x80) {
       current.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : ch);
     } else if (!current.empty()) {
@@ -26,17 +27,17 @@ std::vector<std::string> lowercase_words(std::string_view text) {
 NaiveBayes::NaiveBayes(const std::vector<std::string>& texts, const std::vector<int32_t>& labels,
                        int32_t num_classes, double alpha)
     : num_classes_(num_classes) {
-  DTRAIN_CHECK(texts.size() == labels.size(), "naive Bayes: ", texts.size(), " texts but ", labels.size(),
-               " labels");
+  DTRAIN_CHECK(texts.size() == labels.size(), "naive Bayes: ", texts.size(), " texts but ",
+               labels.size(), " labels");
   DTRAIN_CHECK(!texts.empty(), "naive Bayes: no training texts");
-  DTRAIN_CHECK(num_classes > 0 && alpha > 0, "naive Bayes: num_classes ", num_classes, " and alpha ", alpha,
-               " must be positive");
+  DTRAIN_CHECK(num_classes > 0 && alpha > 0, "naive Bayes: num_classes ", num_classes,
+               " and alpha ", alpha, " must be positive");
   std::vector<int64_t> texts_of(num_classes, 0), words_of(num_classes, 0);
   std::vector<int64_t> counts;  // [word * num_classes + class]
   for (size_t i = 0; i < texts.size(); ++i) {
     const int32_t c = labels[i];
-    DTRAIN_CHECK(c >= 0 && c < num_classes, "naive Bayes: label ", c, " of text ", i, " is outside [0, ",
-                 num_classes, ")");
+    DTRAIN_CHECK(c >= 0 && c < num_classes, "naive Bayes: label ", c, " of text ", i,
+                 " is outside [0, ", num_classes, ")");
     ++texts_of[c];
     for (const std::string& w : lowercase_words(texts[i])) {
       auto [it, added] = word_ids_.emplace(w, static_cast<int64_t>(word_ids_.size()));
@@ -54,7 +55,8 @@ NaiveBayes::NaiveBayes(const std::vector<std::string>& texts, const std::vector<
   log_likelihood_.resize(counts.size());
   for (size_t k = 0; k < counts.size(); ++k) {
     const int32_t c = static_cast<int32_t>(k % num_classes);
-    log_likelihood_[k] = std::log((static_cast<double>(counts[k]) + alpha) / (words_of[c] + alpha * v));
+    log_likelihood_[k] =
+        std::log((static_cast<double>(counts[k]) + alpha) / (words_of[c] + alpha * v));
   }
 }
 
@@ -63,7 +65,8 @@ std::vector<double> NaiveBayes::log_scores(std::string_view text) const {
   for (const std::string& w : lowercase_words(text)) {
     auto it = word_ids_.find(w);
     if (it == word_ids_.end()) continue;
-    for (int32_t c = 0; c < num_classes_; ++c) scores[c] += log_likelihood_[it->second * num_classes_ + c];
+    for (int32_t c = 0; c < num_classes_; ++c)
+      scores[c] += log_likelihood_[it->second * num_classes_ + c];
   }
   return scores;
 }
@@ -77,9 +80,10 @@ int32_t NaiveBayes::predict(std::string_view text) const {
   return best;
 }
 
-double NaiveBayes::accuracy(const std::vector<std::string>& texts, const std::vector<int32_t>& labels) const {
-  DTRAIN_CHECK(texts.size() == labels.size(), "naive Bayes: ", texts.size(), " texts but ", labels.size(),
-               " labels");
+double NaiveBayes::accuracy(const std::vector<std::string>& texts,
+                            const std::vector<int32_t>& labels) const {
+  DTRAIN_CHECK(texts.size() == labels.size(), "naive Bayes: ", texts.size(), " texts but ",
+               labels.size(), " labels");
   if (texts.empty()) return 0.0;
   int64_t correct = 0;
   for (size_t i = 0; i < texts.size(); ++i) correct += predict(texts[i]) == labels[i];

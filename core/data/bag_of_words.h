@@ -1,6 +1,6 @@
-// A bag-of-words baseline for text classification: multinomial naive Bayes with Laplace smoothing on
-// lowercase word counts. It is what a learned classifier has to beat: a model that ignores word order
-// entirely and fits in one pass over the training texts.
+// A bag-of-words baseline for text classification: multinomial naive Bayes with Laplace smoothing
+// on lowercase word counts. It is what a learned classifier has to beat: a model that ignores word
+// order entirely and fits in one pass over the training texts.
 //   score(c | d) = log P(c) + sum over the words w of d that the training texts hold of
 //                  count(w in d) * log P(w | c)
 //   P(c) = N_c / N                                (N_c: training texts of class c)
@@ -24,8 +24,8 @@ class NaiveBayes {
  public:
   // Counts the words of `texts` (lowercase_words), text i of class labels[i] in [0, num_classes).
   // alpha > 0 is the Laplace smoothing count.
-  NaiveBayes(const std::vector<std::string>& texts, const std::vector<int32_t>& labels, int32_t num_classes,
-             double alpha = 1.0);
+  NaiveBayes(const std::vector<std::string>& texts, const std::vector<int32_t>& labels,
+             int32_t num_classes, double alpha = 1.0);
   // score(c | text) for every class (unnormalised log probabilities).
   std::vector<double> log_scores(std::string_view text) const;
   // The class with the highest score; the lowest class among equal scores.

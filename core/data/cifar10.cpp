@@ -15,8 +15,8 @@ const char* kHint = "pass --data-dir with the folder of cifar-10-batches-bin";
 }
 
 const std::array<const char*, 10>& Cifar10::class_names() {
-  static const std::array<const char*, 10> names = {"airplane", "automobile", "bird",  "cat",  "deer",
-                                                    "dog",      "frog",       "horse", "ship", "truck"};
+  static const std::array<const char*, 10> names = {
+      "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
   return names;
 }
 
@@ -38,16 +38,18 @@ Cifar10::Cifar10(Split split, const std::string& dir, Cifar10Options options) : 
 void Cifar10::append_file(const std::string& path) {
   const std::string bytes = read_file_bytes(path, kHint);
   const size_t n = bytes.size() / kRecordBytes;
-  DTRAIN_CHECK(bytes.size() % kRecordBytes == 0 && n > 0, path, " is truncated or corrupt: ", bytes.size(),
-               " bytes is not a positive multiple of the ", kRecordBytes, "-byte CIFAR-10 record; ", kHint);
+  DTRAIN_CHECK(
+      bytes.size() % kRecordBytes == 0 && n > 0, path, " is truncated or corrupt: ", bytes.size(),
+      " bytes is not a positive multiple of the ", kRecordBytes, "-byte CIFAR-10 record; ", kHint);
   const size_t first = labels_.size();
   labels_.resize(first + n);
   images_.resize((first + n) * kImageBytes);
   for (size_t r = 0; r < n; ++r) {
     const auto* rec = reinterpret_cast<const uint8_t*>(bytes.data()) + r * kRecordBytes;
-    DTRAIN_CHECK(rec[0] < 10, path, ": record ", r, " has label ", int(rec[0]),
-                 ", not a class in [0, 10); the file is corrupt or not CIFAR-10 (CIFAR-100 records have two"
-                 " label bytes)");
+    DTRAIN_CHECK(
+        rec[0] < 10, path, ": record ", r, " has label ", int(rec[0]),
+        ", not a class in [0, 10); the file is corrupt or not CIFAR-10 (CIFAR-100 records have two"
+        " label bytes)");
     labels_[first + r] = rec[0];
     std::copy(rec + 1, rec + kRecordBytes, images_.data() + (first + r) * kImageBytes);
   }
@@ -72,9 +74,11 @@ Batch Cifar10::get_batch(const std::vector<int64_t>& indices, uint64_t seed) con
   for (int64_t i = 0; i < b; ++i) {
     const uint8_t* src = images_.data() + indices[i] * kImageBytes;
     if (options_.augment)
-      src = crop_flip_sample(src, augmented, kChannels, kHeight, kWidth, options_.crop_padding, seed, indices[i]);
+      src = crop_flip_sample(src, augmented, kChannels, kHeight, kWidth, options_.crop_padding,
+                             seed, indices[i]);
     for (int64_t c = 0; c < kChannels; ++c) {
-      for (int64_t j = 0; j < plane; ++j) x[(i * kChannels + c) * plane + j] = lut[c][src[c * plane + j]];
+      for (int64_t j = 0; j < plane; ++j)
+        x[(i * kChannels + c) * plane + j] = lut[c][src[c * plane + j]];
     }
     y[i] = labels_[indices[i]];
   }

@@ -10,11 +10,13 @@
 
 namespace dtrain::data {
 
-DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, std::shared_ptr<const Sampler> sampler,
-                       DataLoaderOptions options)
+DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset,
+                       std::shared_ptr<const Sampler> sampler, DataLoaderOptions options)
     : dataset_(std::move(dataset)), sampler_(std::move(sampler)), options_(options) {
-  DTRAIN_CHECK(dataset_ != nullptr && sampler_ != nullptr, "DataLoader: dataset and sampler must be set");
-  DTRAIN_CHECK(options_.batch_size > 0, "DataLoader: batch_size ", options_.batch_size, " must be positive");
+  DTRAIN_CHECK(dataset_ != nullptr && sampler_ != nullptr,
+               "DataLoader: dataset and sampler must be set");
+  DTRAIN_CHECK(options_.batch_size > 0, "DataLoader: batch_size ", options_.batch_size,
+               " must be positive");
   DTRAIN_CHECK(options_.prefetch >= 0, "DataLoader: prefetch ", options_.prefetch, " must be >= 0");
 }
 
@@ -41,13 +43,14 @@ void DataLoader::start_epoch(int64_t epoch, int64_t first_batch) {
   stop();
   order_ = sampler_->epoch_indices(epoch);
   for (int64_t i : order_) {
-    DTRAIN_CHECK(i >= 0 && i < dataset_->size(), "DataLoader: the sampler gave index ", i, " in epoch ",
-                 epoch, " but the dataset has ", dataset_->size(),
+    DTRAIN_CHECK(i >= 0 && i < dataset_->size(), "DataLoader: the sampler gave index ", i,
+                 " in epoch ", epoch, " but the dataset has ", dataset_->size(),
                  " samples; build the sampler for this dataset");
   }
   const int64_t n = batches_for(static_cast<int64_t>(order_.size()));
-  DTRAIN_CHECK(first_batch >= 0 && first_batch <= n, "DataLoader: cannot start epoch ", epoch, " at batch ",
-               first_batch, ": it has ", n, " batches of ", options_.batch_size, " (", order_.size(),
+  DTRAIN_CHECK(first_batch >= 0 && first_batch <= n, "DataLoader: cannot start epoch ", epoch,
+               " at batch ", first_batch, ": it has ", n, " batches of ", options_.batch_size, " (",
+               order_.size(),
                " samples); the checkpoint was saved with another batch size or dataset");
   epoch_ = epoch;
   num_batches_ = n;
@@ -77,8 +80,9 @@ void DataLoader::produce(int64_t first_batch) {
   for (int64_t k = first_batch; k < num_batches_; ++k) {
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      changed_.wait(lock,
-                    [&] { return stopping_ || static_cast<int64_t>(ready_.size()) < options_.prefetch; });
+      changed_.wait(lock, [&] {
+        return stopping_ || static_cast<int64_t>(ready_.size()) < options_.prefetch;
+      });
       if (stopping_) return;
     }
     Ready item;

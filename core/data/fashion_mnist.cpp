@@ -20,22 +20,24 @@ std::string find_file(const std::string& dir, const std::string& name) {
   const fs::path plain = fs::path(dir) / name;
   if (entry_exists(gz.string())) return gz.string();
   if (entry_exists(plain.string())) return plain.string();
-  throw Error("Fashion-MNIST file " + gz.string() + " not found (nor " + plain.string() + "); " + kHint);
+  throw Error("Fashion-MNIST file " + gz.string() + " not found (nor " + plain.string() + "); " +
+              kHint);
 }
 
 }  // namespace
 
 const std::array<const char*, 10>& FashionMnist::class_names() {
-  static const std::array<const char*, 10> names = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
-                                                    "Coat",        "Sandal",    "Shirt",    "Sneaker",
-                                                    "Bag",         "Ankle boot"};
+  static const std::array<const char*, 10> names = {
+      "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+      "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
   return names;
 }
 
 FashionMnist::FashionMnist(Split split, const std::string& dir, FashionMnistOptions options)
     : options_(options) {
-  DTRAIN_CHECK(is_directory_entry(dir), "Fashion-MNIST directory ", dir,
-               " does not exist; install dataset-fashion-mnist (scripts/bootstrap) or pass --data-dir");
+  DTRAIN_CHECK(
+      is_directory_entry(dir), "Fashion-MNIST directory ", dir,
+      " does not exist; install dataset-fashion-mnist (scripts/bootstrap) or pass --data-dir");
   const std::string prefix = split == Split::train ? "train" : "t10k";
   const std::string images_path = find_file(dir, prefix + "-images-idx3-ubyte");
   const std::string labels_path = find_file(dir, prefix + "-labels-idx1-ubyte");
@@ -48,9 +50,9 @@ FashionMnist::FashionMnist(Split split, const std::string& dir, FashionMnistOpti
   DTRAIN_CHECK(labels.type == IdxType::u8 && labels.dims.size() == 1, labels_path, " holds ",
                idx_type_name(labels.type), " data with ", labels.dims.size(),
                " dims; Fashion-MNIST labels are u8 [N]; ", kHint);
-  DTRAIN_CHECK(images.dims[0] == labels.dims[0], "Fashion-MNIST ", split_name(split), " split: ", images_path,
-               " holds ", images.dims[0], " images but ", labels_path, " holds ", labels.dims[0], " labels; ",
-               kHint);
+  DTRAIN_CHECK(images.dims[0] == labels.dims[0], "Fashion-MNIST ", split_name(split),
+               " split: ", images_path, " holds ", images.dims[0], " images but ", labels_path,
+               " holds ", labels.dims[0], " labels; ", kHint);
   for (size_t i = 0; i < labels.bytes.size(); ++i) {
     DTRAIN_CHECK(labels.bytes[i] < num_classes(), labels_path, ": label ", int(labels.bytes[i]),
                  " of sample ", i, " is not a class in [0, 10); ", kHint);
@@ -79,7 +81,8 @@ Batch FashionMnist::get_batch(const std::vector<int64_t>& indices, uint64_t seed
   for (int64_t i = 0; i < b; ++i) {
     const uint8_t* src = images_.data() + indices[i] * pixels;
     if (options_.augment)
-      src = crop_flip_sample(src, augmented.data(), 1, height_, width_, options_.crop_padding, seed, indices[i]);
+      src = crop_flip_sample(src, augmented.data(), 1, height_, width_, options_.crop_padding, seed,
+                             indices[i]);
     for (int64_t j = 0; j < pixels; ++j) x[i * pixels + j] = lut[src[j]];
     y[i] = labels_[indices[i]];
   }

@@ -12,7 +12,7 @@
 namespace dtrain::data {
 
 const std::vector<std::string>& fortune_topic_files() {
-  static const std::vector<std::string> files = {"computers", "education", "food",     "law",
+  static const std::vector<std::string> files = {"computers", "education", "food",    "law",
                                                  "medicine",  "politics",  "science", "sports"};
   return files;
 }
@@ -43,11 +43,13 @@ std::vector<int32_t> WordVocab::encode(std::string_view text) const {
 }
 
 FortuneFiles load_fortune_files(const FortuneFilesOptions& options) {
-  const std::string hint = "install fortunes (scripts/bootstrap) or pass --data-dir with the topic files";
-  DTRAIN_CHECK(is_directory_entry(options.dir), "fortunes directory ", options.dir, " does not exist; ", hint);
+  const std::string hint =
+      "install fortunes (scripts/bootstrap) or pass --data-dir with the topic files";
+  DTRAIN_CHECK(is_directory_entry(options.dir), "fortunes directory ", options.dir,
+               " does not exist; ", hint);
   DTRAIN_CHECK(!options.files.empty(), "fortune-files: no topic files to read");
-  DTRAIN_CHECK(options.val_fraction >= 0.0 && options.val_fraction < 1.0, "fortune-files: val_fraction ",
-               options.val_fraction, " must be in [0, 1)");
+  DTRAIN_CHECK(options.val_fraction >= 0.0 && options.val_fraction < 1.0,
+               "fortune-files: val_fraction ", options.val_fraction, " must be in [0, 1)");
   std::string names;
   for (const std::string& f : options.files) names += (names.empty() ? "" : ", ") + f;
   FortuneFiles data;
@@ -58,7 +60,8 @@ FortuneFiles load_fortune_files(const FortuneFilesOptions& options) {
   std::unordered_map<std::string, std::set<int32_t>> files_of;
   for (size_t label = 0; label < options.files.size(); ++label) {
     const std::string path = options.dir + "/" + options.files[label];
-    DTRAIN_CHECK(entry_exists(path), "fortune file ", path, " is missing; ", hint, " (", names, ")");
+    DTRAIN_CHECK(entry_exists(path), "fortune file ", path, " is missing; ", hint, " (", names,
+                 ")");
     for (std::string& f : split_fortunes(read_file_bytes(path, hint))) {
       auto [it, added] = files_of.try_emplace(std::move(f));
       if (added) order.push_back(it->first);
@@ -75,21 +78,23 @@ FortuneFiles load_fortune_files(const FortuneFilesOptions& options) {
       ++data.without_words;
       continue;
     }
-    const bool val = unit_interval(combine_seed(options.split_seed, fnv1a64(f))) < options.val_fraction;
+    const bool val =
+        unit_interval(combine_seed(options.split_seed, fnv1a64(f))) < options.val_fraction;
     LabelledTexts& side = val ? data.valid : data.train;
     side.texts.push_back(f);
     side.labels.push_back(*labels.begin());
   }
   // A validation split may be empty only when none was asked for.
   DTRAIN_CHECK(data.train.size() > 0 && (data.valid.size() > 0 || options.val_fraction == 0.0),
-               "fortunes directory ", options.dir, " gives ",
-               data.train.size(), " training and ", data.valid.size(),
+               "fortunes directory ", options.dir, " gives ", data.train.size(), " training and ",
+               data.valid.size(),
                " validation fortunes from its topic files; both need some: ", hint);
   data.vocab = WordVocab::build(data.train.texts, options.min_word_count);
   return data;
 }
 
-FortuneFilesDataset::FortuneFilesDataset(const LabelledTexts& texts, const WordVocab& vocab, int64_t seq_len)
+FortuneFilesDataset::FortuneFilesDataset(const LabelledTexts& texts, const WordVocab& vocab,
+                                         int64_t seq_len)
     : labels_(texts.labels), seq_len_(seq_len) {
   DTRAIN_CHECK(seq_len > 0, "fortune-files: seq_len ", seq_len, " must be positive");
   DTRAIN_CHECK(texts.size() > 0, "fortune-files: no texts for a dataset");

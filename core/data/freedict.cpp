@@ -47,7 +47,8 @@ std::string tidy_spaces(std::string_view s) {
     if (is_space(c)) {
       if (!out.empty() && out.back() != ' ') out.push_back(' ');
     } else {
-      if ((c == ',' || c == '.' || c == '!' || c == '?') && !out.empty() && out.back() == ' ') out.pop_back();
+      if ((c == ',' || c == '.' || c == '!' || c == '?') && !out.empty() && out.back() == ' ')
+        out.pop_back();
       out.push_back(c);
     }
   }
@@ -90,7 +91,8 @@ std::string freedict_first_translation(std::string_view line) {
     }
   }
   // The first translation runs to the first top-level separator (, or ;), grammar tag (<), label
-  // ([) or pronunciation ("  /"); parenthesised parts inside it are optional words and are left out.
+  // ([) or pronunciation ("  /"); parenthesised parts inside it are optional words and are left
+  // out.
   std::string out;
   int depth = 0;
   for (; i < line.size(); ++i) {
@@ -141,12 +143,14 @@ std::vector<TranslationPair> read_freedict(const std::string& dict_path) {
     DTRAIN_CHECK(t1 != std::string_view::npos &&
                      decode_b64_number(line.substr(t1 + 1, t2 - t1 - 1), offset) &&
                      decode_b64_number(line.substr(t2 + 1), length),
-                 index_path, ":", line_no, " is not a dictd index line (headword, offset, length); ", kHint);
+                 index_path, ":", line_no,
+                 " is not a dictd index line (headword, offset, length); ", kHint);
     const std::string_view key = line.substr(0, t1);
-    if (key.starts_with("00database") || key.starts_with("00-database")) continue;  // about the database
-    DTRAIN_CHECK(offset + length <= dict.size(), index_path, ":", line_no, " points at bytes [", offset, ", ",
-                 offset + length, ") beyond the ", dict.size(), "-byte dictionary ", dict_path,
-                 "; the two files do not belong together, ", kHint);
+    if (key.starts_with("00database") || key.starts_with("00-database"))
+      continue;  // about the database
+    DTRAIN_CHECK(offset + length <= dict.size(), index_path, ":", line_no, " points at bytes [",
+                 offset, ", ", offset + length, ") beyond the ", dict.size(), "-byte dictionary ",
+                 dict_path, "; the two files do not belong together, ", kHint);
     entries.emplace_back(offset, length);
   }
   std::sort(entries.begin(), entries.end());
@@ -176,7 +180,8 @@ FreeDictSplits load_freedict(const FreeDictOptions& options) {
   return split_freedict(read_freedict(options.path), options);
 }
 
-FreeDictSplits split_freedict(const std::vector<TranslationPair>& pairs, const FreeDictOptions& options) {
+FreeDictSplits split_freedict(const std::vector<TranslationPair>& pairs,
+                              const FreeDictOptions& options) {
   DTRAIN_CHECK(options.held_out_fraction >= 0.0 && options.held_out_fraction < 1.0,
                "FreeDict: held_out_fraction ", options.held_out_fraction, " must be in [0, 1)");
   FreeDictSplits splits;
@@ -187,8 +192,9 @@ FreeDictSplits split_freedict(const std::vector<TranslationPair>& pairs, const F
     if (options.max_target_chars > 0 && utf8_length(p.target) > options.max_target_chars) {
       continue;
     }
-    auto& side =
-        is_held_out(p.source, options.held_out_fraction, options.split_seed) ? splits.held_out : splits.train;
+    auto& side = is_held_out(p.source, options.held_out_fraction, options.split_seed)
+                     ? splits.held_out
+                     : splits.train;
     side.push_back(p);
   }
   return splits;

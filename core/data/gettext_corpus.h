@@ -4,16 +4,20 @@
 //
 //   - the header entry is metadata, not a pair;
 //   - an entry with a context becomes a plain pair (the context only disambiguates the English);
-//   - plural entries are skipped on purpose: their forms are counted variants ("%d file" / "%d files")
+//   - plural entries are skipped on purpose: their forms are counted variants ("%d file" / "%d
+//   files")
 //     whose translation depends on a number the pair does not carry;
 //   - whitespace is trimmed and collapsed, mnemonic markers ("_Open", "&Open", and zh's trailing
-//     "(_O)"; "E_xit" too when the other side shows a marker) are removed, and a trailing ":" is removed when both sides have one;
+//     "(_O)"; "E_xit" too when the other side shows a marker) are removed, and a trailing ":" is
+//     removed when both sides have one;
 //   - untranslated, identical (copied, e.g. "OK"), non-UTF-8, format-only (nothing but printf
 //     directives, digits and punctuation) and too short or too long pairs are dropped;
 //   - a repeated English source keeps its first translation in domain-list order;
-//   - the split is by a hash of the English text (FNV-1a 64 of its UTF-8 bytes, then mixed), so a sentence's split
+//   - the split is by a hash of the English text (FNV-1a 64 of its UTF-8 bytes, then mixed), so a
+//   sentence's split
 //     does not depend on which packages happen to be installed.
-// A domain whose file is missing is skipped and reported; a file that is present but damaged is an error.
+// A domain whose file is missing is skipped and reported; a file that is present but damaged is an
+// error.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -34,10 +38,10 @@ const std::vector<std::string>& default_gettext_domains();
 
 struct GettextCorpusOptions {
   std::string locale_dir = kLocaleDir;
-  std::string language = "zh_CN";             // the LC_MESSAGES directory: "zh_CN" or "de"
+  std::string language = "zh_CN";  // the LC_MESSAGES directory: "zh_CN" or "de"
   std::vector<std::string> domains = default_gettext_domains();
-  int64_t min_chars = 2;                      // per side, in Unicode code points, after cleaning
-  int64_t max_chars = 200;                    // 0: no upper limit
+  int64_t min_chars = 2;    // per side, in Unicode code points, after cleaning
+  int64_t max_chars = 200;  // 0: no upper limit
   bool strip_mnemonics = true;
   bool strip_trailing_colon = true;
   double valid_fraction = 0.05;
@@ -57,10 +61,10 @@ struct GettextDrops {
   int64_t untranslated = 0;  // empty translation
   int64_t not_utf8 = 0;
   int64_t format_only = 0;
-  int64_t identical = 0;     // translation equals the source after cleaning
+  int64_t identical = 0;  // translation equals the source after cleaning
   int64_t too_short = 0;
   int64_t too_long = 0;
-  int64_t duplicate = 0;     // English source already taken from an earlier entry or domain
+  int64_t duplicate = 0;  // English source already taken from an earlier entry or domain
 };
 
 struct GettextCorpus {
@@ -82,15 +86,16 @@ uint64_t fnv1a64(std::string_view bytes);
 // The split of an English source: fnv1a64, mixed by MurmurHash3's 64-bit finaliser, its top 53 bits
 // as u in [0, 1); valid below
 // valid_fraction, test below valid_fraction + test_fraction, train otherwise.
-GettextSplit gettext_split_of(std::string_view english, double valid_fraction, double test_fraction);
+GettextSplit gettext_split_of(std::string_view english, double valid_fraction,
+                              double test_fraction);
 
 // The cleaning steps, exposed for tests. Lengths are counted with utf8_length (core/data/vocab.h),
 // in code points, as the character vocabularies count them.
-std::string collapse_whitespace(std::string_view s);          // trim, and runs of whitespace -> one space
+std::string collapse_whitespace(std::string_view s);  // trim, and runs of whitespace -> one space
 // "_Open" -> "Open", "打开(_O)" -> "打开"; a single "_"/"&" inside a word ("E_xit") only when
 // `inside_words` (the corpus sets it when the other side of the pair shows a marker).
 std::string strip_mnemonic(std::string_view s, bool inside_words = false);
-bool is_format_only(std::string_view s);                      // no letters once printf directives go
+bool is_format_only(std::string_view s);  // no letters once printf directives go
 bool is_valid_utf8(std::string_view s);
 
 }  // namespace dtrain::data

@@ -85,19 +85,21 @@ IdxArray parse_idx(const std::string& bytes, const std::string& name, const std:
   DTRAIN_CHECK(n >= 4, with_hint(name + " is truncated: " + std::to_string(n) +
                                      " bytes, shorter than the 4-byte IDX magic",
                                  hint));
-  DTRAIN_CHECK(p[0] == 0 && p[1] == 0 && known_type(p[2]),
-               with_hint(name + " is not an IDX file: magic bytes " + std::to_string(p[0]) + " " +
-                             std::to_string(p[1]) + " " + std::to_string(p[2]) + " " + std::to_string(p[3]) +
-                             " (expected 0 0 <type 8/9/11/12/13/14> <ndims>)",
-                         hint));
+  DTRAIN_CHECK(
+      p[0] == 0 && p[1] == 0 && known_type(p[2]),
+      with_hint(name + " is not an IDX file: magic bytes " + std::to_string(p[0]) + " " +
+                    std::to_string(p[1]) + " " + std::to_string(p[2]) + " " + std::to_string(p[3]) +
+                    " (expected 0 0 <type 8/9/11/12/13/14> <ndims>)",
+                hint));
   IdxArray out;
   out.type = static_cast<IdxType>(p[2]);
   const size_t ndims = p[3];
   const size_t header = 4 + 4 * ndims;
-  DTRAIN_CHECK(n >= header, with_hint(name + " is truncated: its header names " + std::to_string(ndims) +
-                                          " dimensions (" + std::to_string(header) +
-                                          " header bytes) but the file has " + std::to_string(n) + " bytes",
-                                      hint));
+  DTRAIN_CHECK(n >= header,
+               with_hint(name + " is truncated: its header names " + std::to_string(ndims) +
+                             " dimensions (" + std::to_string(header) +
+                             " header bytes) but the file has " + std::to_string(n) + " bytes",
+                         hint));
   for (size_t i = 0; i < ndims; ++i) out.dims.push_back(read_be32(p + 4 + 4 * i));
 
   // Each dim is < 2^32; the product could overflow 64 bits only for absurd headers, which the
@@ -106,24 +108,28 @@ IdxArray parse_idx(const std::string& bytes, const std::string& name, const std:
   unsigned __int128 expected = elem;
   for (int64_t d : out.dims) expected *= static_cast<uint64_t>(d);
   const size_t found = n - header;
-  const std::string what = std::string(idx_type_name(out.type)) + " data for shape " + dims_str(out.dims);
-  DTRAIN_CHECK(expected <= found, with_hint(name + " is truncated: expected " +
-                                                std::to_string(static_cast<unsigned long long>(
-                                                    std::min<unsigned __int128>(expected, ~0ull))) +
-                                                " bytes of " + what + ", found " + std::to_string(found),
-                                            hint));
-  DTRAIN_CHECK(
-      expected == found,
-      with_hint(name + " is corrupt: expected " + std::to_string(static_cast<unsigned long long>(expected)) +
-                    " bytes of " + what + ", found " + std::to_string(found) + " (" +
-                    std::to_string(found - static_cast<size_t>(expected)) + " extra)",
-                hint));
+  const std::string what =
+      std::string(idx_type_name(out.type)) + " data for shape " + dims_str(out.dims);
+  DTRAIN_CHECK(expected <= found,
+               with_hint(name + " is truncated: expected " +
+                             std::to_string(static_cast<unsigned long long>(
+                                 std::min<unsigned __int128>(expected, ~0ull))) +
+                             " bytes of " + what + ", found " + std::to_string(found),
+                         hint));
+  DTRAIN_CHECK(expected == found,
+               with_hint(name + " is corrupt: expected " +
+                             std::to_string(static_cast<unsigned long long>(expected)) +
+                             " bytes of " + what + ", found " + std::to_string(found) + " (" +
+                             std::to_string(found - static_cast<size_t>(expected)) + " extra)",
+                         hint));
 
   out.bytes.assign(p + header, p + n);
   // IDX is big-endian; swap each element into host (little-endian) order.
-  static_assert(std::endian::native == std::endian::little, "IDX swapping assumes a little-endian host");
+  static_assert(std::endian::native == std::endian::little,
+                "IDX swapping assumes a little-endian host");
   if (elem > 1) {
-    for (size_t i = 0; i < out.bytes.size(); i += elem) std::reverse(&out.bytes[i], &out.bytes[i] + elem);
+    for (size_t i = 0; i < out.bytes.size(); i += elem)
+      std::reverse(&out.bytes[i], &out.bytes[i] + elem);
   }
   return out;
 }

@@ -12,7 +12,14 @@
 
 namespace dtrain::data {
 
-enum class IdxType : uint8_t { u8 = 0x08, i8 = 0x09, i16 = 0x0B, i32 = 0x0C, f32 = 0x0D, f64 = 0x0E };
+enum class IdxType : uint8_t {
+  u8 = 0x08,
+  i8 = 0x09,
+  i16 = 0x0B,
+  i32 = 0x0C,
+  f32 = 0x0D,
+  f64 = 0x0E
+};
 
 const char* idx_type_name(IdxType t);  // "u8", "i8", ...
 size_t idx_type_size(IdxType t);
@@ -25,12 +32,13 @@ struct IdxArray {
   int64_t numel() const;
 };
 
-// Reads and checks an IDX file: the magic, a known element type, and that the data is exactly as long as
-// the dimensions say (a shorter file is "truncated", a longer one "corrupt"). `hint` is appended to
-// every error to say what to do (re-install the package, pass --data-dir, ...).
+// Reads and checks an IDX file: the magic, a known element type, and that the data is exactly as
+// long as the dimensions say (a shorter file is "truncated", a longer one "corrupt"). `hint` is
+// appended to every error to say what to do (re-install the package, pass --data-dir, ...).
 IdxArray read_idx(const std::string& path, const std::string& hint = "");
 
-// The same, from the (already decompressed) bytes of a file; `name` stands for the file in messages.
+// The same, from the (already decompressed) bytes of a file; `name` stands for the file in
+// messages.
 IdxArray parse_idx(const std::string& bytes, const std::string& name, const std::string& hint = "");
 
 }  // namespace dtrain::data

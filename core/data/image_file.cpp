@@ -58,7 +58,8 @@ void unfilter_row(uint8_t type, uint8_t* row, const uint8_t* prev, size_t length
 }
 
 // Inflates the zlib stream of the IDAT chunks into exactly `expected` bytes.
-std::vector<uint8_t> inflate_exactly(const std::string& compressed, size_t expected, const std::string& name) {
+std::vector<uint8_t> inflate_exactly(const std::string& compressed, size_t expected,
+                                     const std::string& name) {
   DTRAIN_CHECK(compressed.size() < (uint64_t{1} << 31), name, ": ", compressed.size(),
                " bytes of compressed image data is more than dtrain reads; ", kConvertHint);
   // One byte of room beyond `expected` tells "exactly as long" from "longer".
@@ -74,23 +75,26 @@ std::vector<uint8_t> inflate_exactly(const std::string& compressed, size_t expec
   const std::string zlib_message = zs.msg ? zs.msg : "";
   inflateEnd(&zs);
   const std::string need = std::to_string(expected) + " bytes of filtered rows";
-  DTRAIN_CHECK(status != Z_DATA_ERROR, name, " is corrupt: its image data is not a valid zlib stream (",
-               zlib_message, "); ", kConvertHint);
+  DTRAIN_CHECK(status != Z_DATA_ERROR, name,
+               " is corrupt: its image data is not a valid zlib stream (", zlib_message, "); ",
+               kConvertHint);
   DTRAIN_CHECK(status != Z_MEM_ERROR, name, ": out of memory while inflating its image data");
   DTRAIN_CHECK(produced <= expected, name, " is corrupt: its image data holds more than the ", need,
                " its size needs; ", kConvertHint);
-  DTRAIN_CHECK(status == Z_STREAM_END, name, " is truncated: its image data ends after ", produced, " of ", need,
-               "; ", kConvertHint);
+  DTRAIN_CHECK(status == Z_STREAM_END, name, " is truncated: its image data ends after ", produced,
+               " of ", need, "; ", kConvertHint);
   DTRAIN_CHECK(produced == expected, name, " is corrupt: its image data inflates to ", produced,
                " bytes but its size needs ", need, "; ", kConvertHint);
   out.resize(expected);
   return out;
 }
 
-// PGM's header tokens: whitespace and '#' comments (to the end of the line) between decimal numbers.
+// PGM's header tokens: whitespace and '#' comments (to the end of the line) between decimal
+// numbers.
 class PgmReader {
  public:
-  PgmReader(std::string_view bytes, const std::string& name) : bytes_(bytes), name_(name), pos_(2) {}
+  PgmReader(std::string_view bytes, const std::string& name)
+      : bytes_(bytes), name_(name), pos_(2) {}
 
   void skip_space_and_comments() {
     while (pos_ < bytes_.size()) {
@@ -115,8 +119,8 @@ class PgmReader {
       DTRAIN_CHECK(++digits <= 9, name_, " is corrupt: its ", what, " has more than 9 digits");
       value = value * 10 + (bytes_[pos_++] - '0');
     }
-    DTRAIN_CHECK(digits > 0, name_, " is corrupt: expected its ", what, " (a decimal number), found '",
-                 std::string(1, bytes_[pos_]), "'; ", kConvertHint);
+    DTRAIN_CHECK(digits > 0, name_, " is corrupt: expected its ", what,
+                 " (a decimal number), found '", std::string(1, bytes_[pos_]), "'; ", kConvertHint);
     return value;
   }
   size_t pos() const { return pos_; }
@@ -132,7 +136,8 @@ void check_size(int64_t width, int64_t height, int64_t channels, const std::stri
   DTRAIN_CHECK(width > 0 && height > 0, name, " is corrupt: its size is ", width, "x", height);
   // Each side below 2^28 first, so that the product cannot overflow.
   const auto w = static_cast<uint64_t>(width), h = static_cast<uint64_t>(height);
-  DTRAIN_CHECK(w <= kMaxImageBytes && h <= kMaxImageBytes && w * h * static_cast<uint64_t>(channels) <= kMaxImageBytes,
+  DTRAIN_CHECK(w <= kMaxImageBytes && h <= kMaxImageBytes &&
+                   w * h * static_cast<uint64_t>(channels) <= kMaxImageBytes,
                name, " is ", width, "x", height, " pixels, larger than dtrain reads as one input (",
                kMaxImageBytes >> 20, " MiB)");
 }
@@ -140,10 +145,13 @@ void check_size(int64_t width, int64_t height, int64_t channels, const std::stri
 }  // namespace
 
 std::string Image::description() const {
-  return std::to_string(width) + "x" + std::to_string(height) + (channels == 1 ? " grayscale" : " RGB");
+  return std::to_string(width) + "x" + std::to_string(height) +
+         (channels == 1 ? " grayscale" : " RGB");
 }
 
-bool is_png(std::string_view bytes) { return bytes.substr(0, 8) == std::string_view(kPngSignature, 8); }
+bool is_png(std::string_view bytes) {
+  return bytes.substr(0, 8) == std::string_view(kPngSignature, 8);
+}
 
 bool is_pgm(std::string_view bytes) {
   return bytes.size() >= 2 && bytes[0] == 'P' && (bytes[1] == '2' || bytes[1] == '5');
@@ -152,7 +160,8 @@ bool is_pgm(std::string_view bytes) {
 bool is_idx(std::string_view bytes) {
   if (bytes.size() < 4 || bytes[0] != 0 || bytes[1] != 0) return false;
   const auto type = static_cast<uint8_t>(bytes[2]);
-  return type == 0x08 || type == 0x09 || type == 0x0B || type == 0x0C || type == 0x0D || type == 0x0E;
+  return type == 0x08 || type == 0x09 || type == 0x0B || type == 0x0C || type == 0x0D ||
+         type == 0x0E;
 }
 
 Image decode_png(std::string_view bytes, const std::string& name) {
@@ -175,11 +184,12 @@ Image decode_png(std::string_view bytes, const std::string& name) {
                    " is corrupt: a chunk at byte ", pos, " has no valid type; ", kConvertHint);
     }
     DTRAIN_CHECK(length <= (uint32_t{1} << 31) - 1 && pos + 12 + length <= bytes.size(), name,
-                 " is truncated: its ", type, " chunk says ", length, " bytes but the file ends first; ",
-                 kConvertHint);
+                 " is truncated: its ", type, " chunk says ", length,
+                 " bytes but the file ends first; ", kConvertHint);
     const unsigned char* data = p + pos + 8;
     const uint32_t stored_crc = read_be32(data + length);
-    const uint32_t crc = static_cast<uint32_t>(crc32(crc32(0L, Z_NULL, 0), p + pos + 4, length + 4));
+    const uint32_t crc =
+        static_cast<uint32_t>(crc32(crc32(0L, Z_NULL, 0), p + pos + 4, length + 4));
     DTRAIN_CHECK(crc == stored_crc, name, " is corrupt: its ", type, " chunk fails the CRC check; ",
                  kConvertHint);
     DTRAIN_CHECK(seen_header || type == "IHDR", name, " is corrupt: its first chunk is ", type,
@@ -192,14 +202,16 @@ Image decode_png(std::string_view bytes, const std::string& name) {
       const int depth = data[8], color = data[9];
       DTRAIN_CHECK(color == 0 || color == 2 || color == 3 || color == 4 || color == 6, name,
                    " is corrupt: PNG colour type ", color, " does not exist");
-      DTRAIN_CHECK(color != 3, name, " is a palette PNG; dtrain reads grayscale and RGB PNGs: ", kConvertHint);
-      DTRAIN_CHECK(depth == 8, name, " has ", depth, "-bit samples; dtrain reads 8-bit PNGs: ", kConvertHint);
+      DTRAIN_CHECK(color != 3, name,
+                   " is a palette PNG; dtrain reads grayscale and RGB PNGs: ", kConvertHint);
+      DTRAIN_CHECK(depth == 8, name, " has ", depth,
+                   "-bit samples; dtrain reads 8-bit PNGs: ", kConvertHint);
       DTRAIN_CHECK(data[10] == 0 && data[11] == 0, name,
                    " is corrupt: unknown compression or filter method in IHDR");
       DTRAIN_CHECK(data[12] == 0 || data[12] == 1, name, " is corrupt: unknown interlace method ",
                    int(data[12]));
-      DTRAIN_CHECK(data[12] == 0, name, " is interlaced (Adam7); dtrain reads non-interlaced PNGs: ",
-                   kConvertHint);
+      DTRAIN_CHECK(data[12] == 0, name,
+                   " is interlaced (Adam7); dtrain reads non-interlaced PNGs: ", kConvertHint);
       alpha = color == 4 || color == 6;
       channels = (color == 2 || color == 6 ? 3 : 1) + (alpha ? 1 : 0);
       check_size(width, height, channels, name);
@@ -231,7 +243,8 @@ Image decode_png(std::string_view bytes, const std::string& name) {
                  " (PNG has 0 to 4)");
     uint8_t* row = interleaved.data() + y * stride;
     std::memcpy(row, raw.data() + y * (stride + 1) + 1, stride);
-    unfilter_row(filter, row, y == 0 ? above.data() : row - stride, stride, static_cast<size_t>(channels));
+    unfilter_row(filter, row, y == 0 ? above.data() : row - stride, stride,
+                 static_cast<size_t>(channels));
   }
 
   // Interleaved samples to planes; alpha composited over black.
@@ -243,7 +256,8 @@ Image decode_png(std::string_view bytes, const std::string& name) {
     const uint8_t* px = interleaved.data() + i * static_cast<size_t>(channels);
     const unsigned a = alpha ? px[channels - 1] : 255;
     for (int64_t c = 0; c < image.channels; ++c) {
-      image.pixels[static_cast<size_t>(c) * plane + i] = static_cast<uint8_t>((px[c] * a + 127) / 255);
+      image.pixels[static_cast<size_t>(c) * plane + i] =
+          static_cast<uint8_t>((px[c] * a + 127) / 255);
     }
   }
   return image;
@@ -257,9 +271,10 @@ Image decode_pgm(std::string_view bytes, const std::string& name) {
   const int64_t height = in.number("height");
   const int64_t maxval = in.number("maxval");
   check_size(width, height, 1, name);
-  DTRAIN_CHECK(maxval >= 1 && maxval <= 65535, name, " is corrupt: maxval ", maxval, " is outside 1..65535");
-  DTRAIN_CHECK(maxval <= 255, name, " has 16-bit samples (maxval ", maxval, "); dtrain reads 8-bit PGMs: ",
-               kConvertHint);
+  DTRAIN_CHECK(maxval >= 1 && maxval <= 65535, name, " is corrupt: maxval ", maxval,
+               " is outside 1..65535");
+  DTRAIN_CHECK(maxval <= 255, name, " has 16-bit samples (maxval ", maxval,
+               "); dtrain reads 8-bit PGMs: ", kConvertHint);
   const size_t count = static_cast<size_t>(width * height);
   Image image;
   image.width = width, image.height = height, image.channels = 1;
@@ -267,28 +282,29 @@ Image decode_pgm(std::string_view bytes, const std::string& name) {
   if (plain) {
     for (size_t i = 0; i < count; ++i) {
       const int64_t v = in.number("pixel values");
-      DTRAIN_CHECK(v <= maxval, name, " is corrupt: pixel ", i, " is ", v, ", above maxval ", maxval);
+      DTRAIN_CHECK(v <= maxval, name, " is corrupt: pixel ", i, " is ", v, ", above maxval ",
+                   maxval);
       image.pixels[i] = static_cast<uint8_t>(v);
     }
     in.skip_space_and_comments();
-    DTRAIN_CHECK(in.at_end(), name, " is corrupt: it holds more than the ", count, " pixel values of a ",
-                 width, "x", height, " image");
+    DTRAIN_CHECK(in.at_end(), name, " is corrupt: it holds more than the ", count,
+                 " pixel values of a ", width, "x", height, " image");
   } else {
     // Exactly one whitespace byte separates maxval from the binary raster.
     DTRAIN_CHECK(!in.at_end(), name, " is truncated: it ends after its header; ", kConvertHint);
     const char separator = bytes[in.pos()];
-    DTRAIN_CHECK(separator == ' ' || separator == '\t' || separator == '\n' || separator == '\r', name,
-                 " is corrupt: no whitespace between maxval and the pixels");
+    DTRAIN_CHECK(separator == ' ' || separator == '\t' || separator == '\n' || separator == '\r',
+                 name, " is corrupt: no whitespace between maxval and the pixels");
     in.advance(1);
     const size_t left = bytes.size() - in.pos();
-    DTRAIN_CHECK(left >= count, name, " is truncated: ", left, " bytes of pixels, a ", width, "x", height,
-                 " image needs ", count, "; ", kConvertHint);
-    DTRAIN_CHECK(left == count, name, " is corrupt: ", left - count, " bytes follow the ", width, "x", height,
-                 " image (dtrain reads one image per file)");
+    DTRAIN_CHECK(left >= count, name, " is truncated: ", left, " bytes of pixels, a ", width, "x",
+                 height, " image needs ", count, "; ", kConvertHint);
+    DTRAIN_CHECK(left == count, name, " is corrupt: ", left - count, " bytes follow the ", width,
+                 "x", height, " image (dtrain reads one image per file)");
     std::memcpy(image.pixels.data(), bytes.data() + in.pos(), count);
     for (size_t i = 0; i < count; ++i) {
-      DTRAIN_CHECK(image.pixels[i] <= maxval, name, " is corrupt: pixel ", i, " is ", int(image.pixels[i]),
-                   ", above maxval ", maxval);
+      DTRAIN_CHECK(image.pixels[i] <= maxval, name, " is corrupt: pixel ", i, " is ",
+                   int(image.pixels[i]), ", above maxval ", maxval);
     }
   }
   if (maxval != 255) {
@@ -301,32 +317,36 @@ Image read_image_file(const std::string& path, const std::string& index_option) 
   const std::string bytes = read_file_bytes(path, "give the path of a PNG or PGM image");
   if (is_png(bytes)) return decode_png(bytes, path);
   if (is_pgm(bytes)) return decode_pgm(bytes, path);
-  if (bytes.size() >= 2 && bytes[0] == 'P' && std::string_view("13467").find(bytes[1]) != std::string::npos) {
+  if (bytes.size() >= 2 && bytes[0] == 'P' &&
+      std::string_view("13467").find(bytes[1]) != std::string::npos) {
     throw Error(path + " is a Netpbm P" + bytes[1] +
                 " file (PBM, PPM or PAM); dtrain reads PGM (P2, P5) and PNG: " + kConvertHint);
   }
   if (is_idx(bytes)) {
     throw Error(path + " is an IDX file of many images: pick one with " + index_option);
   }
-  if (bytes.size() >= 3 && static_cast<uint8_t>(bytes[0]) == 0xff && static_cast<uint8_t>(bytes[1]) == 0xd8) {
+  if (bytes.size() >= 3 && static_cast<uint8_t>(bytes[0]) == 0xff &&
+      static_cast<uint8_t>(bytes[1]) == 0xd8) {
     throw Error(path + " is a JPEG; dtrain reads PNG and PGM: " + kConvertHint);
   }
   throw Error(path + " is not a PNG or PGM image: " + kConvertHint);
 }
 
 Image read_idx_image(const std::string& path, int64_t index) {
-  const std::string hint = "--index reads u8 images [N, H, W], like Fashion-MNIST's *-images-idx3-ubyte";
+  const std::string hint =
+      "--index reads u8 images [N, H, W], like Fashion-MNIST's *-images-idx3-ubyte";
   IdxArray idx = read_idx(path, hint);
-  DTRAIN_CHECK(idx.type == IdxType::u8 && idx.dims.size() == 3, path, " holds ", idx_type_name(idx.type),
-               " data with ", idx.dims.size(), " dimensions; ", hint);
+  DTRAIN_CHECK(idx.type == IdxType::u8 && idx.dims.size() == 3, path, " holds ",
+               idx_type_name(idx.type), " data with ", idx.dims.size(), " dimensions; ", hint);
   const int64_t count = idx.dims[0];
-  DTRAIN_CHECK(index >= 0 && index < count, "--index ", index, " is outside the ", count, " images of ", path,
-               ": give 0 to ", count - 1);
+  DTRAIN_CHECK(index >= 0 && index < count, "--index ", index, " is outside the ", count,
+               " images of ", path, ": give 0 to ", count - 1);
   Image image;
   image.height = idx.dims[1], image.width = idx.dims[2], image.channels = 1;
   check_size(image.width, image.height, 1, path);
   const size_t plane = static_cast<size_t>(image.width * image.height);
-  const auto first = idx.bytes.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(index) * plane);
+  const auto first =
+      idx.bytes.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(index) * plane);
   image.pixels.assign(first, first + static_cast<std::ptrdiff_t>(plane));
   return image;
 }

@@ -11,8 +11,8 @@ namespace dtrain::data {
 namespace {
 
 constexpr uint32_t kMoMagic = 0x950412de;
-constexpr uint64_t kHeaderBytes = 28;          // magic .. hash table offset, seven 32-bit words
-constexpr uint64_t kSysdepHeaderBytes = 48;    // minor revision 1 adds five words after them
+constexpr uint64_t kHeaderBytes = 28;        // magic .. hash table offset, seven 32-bit words
+constexpr uint64_t kSysdepHeaderBytes = 48;  // minor revision 1 adds five words after them
 
 // The file's words in its own byte order, bounds-checked so a damaged file is an error, not a read
 // past the buffer. Offsets are carried in 64 bits so offset + length never wraps.
@@ -26,7 +26,8 @@ class MoReader {
   }
 
   uint32_t word(uint64_t offset) const {
-    if (offset + 4 > bytes_.size()) fail("a 32-bit word at offset " + std::to_string(offset) + " is past the end");
+    if (offset + 4 > bytes_.size())
+      fail("a 32-bit word at offset " + std::to_string(offset) + " is past the end");
     const auto* p = reinterpret_cast<const unsigned char*>(bytes_.data() + offset);
     if (big_endian_) {
       return static_cast<uint32_t>(p[0]) << 24 | static_cast<uint32_t>(p[1]) << 16 |
@@ -36,7 +37,8 @@ class MoReader {
            static_cast<uint32_t>(p[1]) << 8 | static_cast<uint32_t>(p[0]);
   }
 
-  // The magic tells the byte order: read little endian, it is either the magic or the magic swapped.
+  // The magic tells the byte order: read little endian, it is either the magic or the magic
+  // swapped.
   void detect_byte_order() {
     if (bytes_.size() < kHeaderBytes) {
       fail("it is " + std::to_string(bytes_.size()) + " bytes, shorter than the 28-byte header");
@@ -103,7 +105,8 @@ MoFile parse_mo(std::string_view bytes, const std::string& name) {
   mo.big_endian = r.big_endian();
   mo.revision = r.word(4);
   const uint32_t major = mo.revision >> 16, minor = mo.revision & 0xffff;
-  // The manual: an unknown major revision means stop reading; an unknown minor one is still readable.
+  // The manual: an unknown major revision means stop reading; an unknown minor one is still
+  // readable.
   if (major > 1) r.fail("major revision " + std::to_string(major) + " is unknown (0 and 1 are)");
   const uint64_t header_bytes = minor >= 1 ? kSysdepHeaderBytes : kHeaderBytes;
   if (r.size() < header_bytes) {
@@ -113,19 +116,21 @@ MoFile parse_mo(std::string_view bytes, const std::string& name) {
   const uint64_t count = r.word(8), originals = r.word(12), translations = r.word(16);
   // Each string needs an 8-byte descriptor in each table, so a count the file cannot hold is caught
   // here, before anything is allocated for it.
-  for (const auto& [table, which] : {std::pair{originals, "original"}, std::pair{translations, "translation"}}) {
+  for (const auto& [table, which] :
+       {std::pair{originals, "original"}, std::pair{translations, "translation"}}) {
     if (table + 8 * count > r.size()) {
       r.fail("the " + std::string(which) + " table (offset " + std::to_string(table) + ", " +
-             std::to_string(count) + " strings) runs past the end of the file (" + std::to_string(r.size()) +
-             " bytes)");
+             std::to_string(count) + " strings) runs past the end of the file (" +
+             std::to_string(r.size()) + " bytes)");
     }
     if (count > 0 && table < header_bytes) {
-      r.fail("the " + std::string(which) + " table at offset " + std::to_string(table) + " overlaps the header");
+      r.fail("the " + std::string(which) + " table at offset " + std::to_string(table) +
+             " overlaps the header");
     }
   }
   if (count > 0 && originals < translations + 8 * count && translations < originals + 8 * count) {
-    r.fail("the original table (offset " + std::to_string(originals) + ") and the translation table (offset " +
-           std::to_string(translations) + ") overlap");
+    r.fail("the original table (offset " + std::to_string(originals) +
+           ") and the translation table (offset " + std::to_string(translations) + ") overlap");
   }
   r.reserve(0, header_bytes);
   r.reserve(originals, originals + 8 * count);
@@ -145,7 +150,8 @@ MoFile parse_mo(std::string_view bytes, const std::string& name) {
     if (const size_t nul = original.find('\0'); nul != std::string_view::npos) {
       e.msgid = std::string(original.substr(0, nul));
       e.msgid_plural = std::string(original.substr(nul + 1));
-      if (e.msgid_plural.empty()) r.fail("original string " + std::to_string(i) + " has an empty msgid_plural");
+      if (e.msgid_plural.empty())
+        r.fail("original string " + std::to_string(i) + " has an empty msgid_plural");
       e.translations = split_nul(translation);
     } else {
       e.msgid = std::string(original);

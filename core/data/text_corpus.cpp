@@ -23,7 +23,8 @@ std::string clean_text(std::string_view raw) {
     if (c == '\b') {
       // Backspace: the next character is printed over the previous one; keep the later. Remove a
       // whole UTF-8 character (its continuation bytes 10xxxxxx and its lead byte).
-      while (!out.empty() && (static_cast<unsigned char>(out.back()) & 0xc0) == 0x80) out.pop_back();
+      while (!out.empty() && (static_cast<unsigned char>(out.back()) & 0xc0) == 0x80)
+        out.pop_back();
       if (!out.empty() && out.back() != '\n') out.pop_back();
       continue;
     }
@@ -65,11 +66,12 @@ std::vector<std::string> split_fortunes(std::string_view file_text) {
 
 TextCorpus load_fortunes(const TextCorpusOptions& options) {
   namespace fs = std::filesystem;
-  DTRAIN_CHECK(is_directory_entry(options.dir), "fortunes directory ", options.dir, " does not exist; ", kHint);
+  DTRAIN_CHECK(is_directory_entry(options.dir), "fortunes directory ", options.dir,
+               " does not exist; ", kHint);
   DTRAIN_CHECK(options.val_fraction >= 0.0 && options.val_fraction < 1.0, "fortunes: val_fraction ",
                options.val_fraction, " must be in [0, 1)");
-  // (is a link, name, resolved path), sorted so that the corpus does not depend on directory order and
-  // a file is read under its own name rather than through a link to it.
+  // (is a link, name, resolved path), sorted so that the corpus does not depend on directory order
+  // and a file is read under its own name rather than through a link to it.
   std::vector<std::tuple<bool, std::string, fs::path>> candidates;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(options.dir, ec)) {
@@ -79,7 +81,8 @@ TextCorpus load_fortunes(const TextCorpusOptions& options) {
     fs::path real = fs::canonical(entry.path(), ec);
     if (!ec) candidates.emplace_back(entry.is_symlink(ec), name, real);
   }
-  DTRAIN_CHECK(!ec || !candidates.empty(), "fortunes directory ", options.dir, " cannot be read: ", ec.message());
+  DTRAIN_CHECK(!ec || !candidates.empty(), "fortunes directory ", options.dir,
+               " cannot be read: ", ec.message());
   std::sort(candidates.begin(), candidates.end());
 
   TextCorpus corpus;
@@ -99,13 +102,14 @@ TextCorpus load_fortunes(const TextCorpusOptions& options) {
       ++(val ? corpus.val_fortunes : corpus.train_fortunes);
     }
   }
-  DTRAIN_CHECK(corpus.train_fortunes > 0, "fortunes directory ", options.dir, " holds no fortune files; ",
-               kHint);
+  DTRAIN_CHECK(corpus.train_fortunes > 0, "fortunes directory ", options.dir,
+               " holds no fortune files; ", kHint);
   corpus.vocab = CharVocab::build({corpus.train_text, corpus.val_text}, false);
   return corpus;
 }
 
-TextDataset::TextDataset(std::string_view text, const CharVocab& vocab, int64_t seq_len, int64_t stride)
+TextDataset::TextDataset(std::string_view text, const CharVocab& vocab, int64_t seq_len,
+                         int64_t stride)
     : seq_len_(seq_len), stride_(stride == 0 ? seq_len : stride) {
   DTRAIN_CHECK(seq_len > 0 && stride_ > 0, "TextDataset: seq_len ", seq_len, " and stride ", stride,
                " must be positive");
@@ -113,7 +117,8 @@ TextDataset::TextDataset(std::string_view text, const CharVocab& vocab, int64_t 
   const int64_t n = static_cast<int64_t>(tokens_.size());
   // A window needs seq_len + 1 tokens (inputs and the one-ahead targets).
   DTRAIN_CHECK(n >= seq_len + 1, "TextDataset: the text has ", n,
-               " characters, fewer than seq_len + 1 = ", seq_len + 1, "; use a shorter seq_len or more text");
+               " characters, fewer than seq_len + 1 = ", seq_len + 1,
+               "; use a shorter seq_len or more text");
   num_windows_ = (n - seq_len - 1) / stride_ + 1;
 }
 

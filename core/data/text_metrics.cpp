@@ -1,5 +1,6 @@
 // BLEU and chrF as sacreBLEU 2.x computes them. Text is handled as Unicode code points, as Python's
-// str is, so that "whitespace", "a character" and the regular expressions mean what they mean there.
+// str is, so that "whitespace", "a character" and the regular expressions mean what they mean
+// there.
 #include "core/data/text_metrics.h"
 
 #include <algorithm>
@@ -14,9 +15,9 @@ namespace {
 
 // Python's str.isspace(), which str.split() and str.strip() use: far more than ASCII whitespace.
 bool is_space(char32_t c) {
-  return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f || c == 0x205f ||
-         c == 0x3000;
+  return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0 ||
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f ||
+         c == 0x205f || c == 0x3000;
 }
 
 bool is_digit(char32_t c) { return c >= U'0' && c <= U'9'; }  // the regex class [0-9]: ASCII only
@@ -54,7 +55,8 @@ std::u32string strip(const std::u32string& text, bool left) {
 }
 
 // str.replace(from, to): every non-overlapping occurrence, left to right.
-std::u32string replace_all(const std::u32string& text, std::u32string_view from, std::u32string_view to) {
+std::u32string replace_all(const std::u32string& text, std::u32string_view from,
+                           std::u32string_view to) {
   std::u32string out;
   size_t pos = 0;
   for (size_t hit; (hit = text.find(from, pos)) != std::u32string::npos; pos = hit + from.size()) {
@@ -75,8 +77,8 @@ bool is_split_punct(char32_t c) {
 bool is_period_or_comma(char32_t c) { return c == U'.' || c == U','; }
 
 // The regular expressions 13a and zh share (sacreBLEU's TokenizerRegexp), each applied to the whole
-// line in turn the way re.sub applies a two-character pattern: scan left to right, and after a match
-// continue behind it.
+// line in turn the way re.sub applies a two-character pattern: scan left to right, and after a
+// match continue behind it.
 std::u32string regexp_tokenize(const std::u32string& line) {
   // ([{-~[-` -&(-+:-@/])  ->  ' \1 '
   std::u32string a;
@@ -104,15 +106,21 @@ std::u32string regexp_tokenize(const std::u32string& line) {
   // ([^0-9])([.,])  ->  '\1 \2 ': period and comma unless preceded by a digit
   std::u32string b = apply(
       a, [](char32_t x, char32_t y) { return !is_digit(x) && is_period_or_comma(y); },
-      [](std::u32string& out, char32_t x, char32_t y) { out += {x, U' ', y, U' '}; });
+      [](std::u32string& out, char32_t x, char32_t y) {
+        out += {x, U' ', y, U' '};
+      });
   // ([.,])([^0-9])  ->  ' \1 \2': period and comma unless followed by a digit
   std::u32string c = apply(
       b, [](char32_t x, char32_t y) { return is_period_or_comma(x) && !is_digit(y); },
-      [](std::u32string& out, char32_t x, char32_t y) { out += {U' ', x, U' ', y}; });
+      [](std::u32string& out, char32_t x, char32_t y) {
+        out += {U' ', x, U' ', y};
+      });
   // ([0-9])(-)  ->  '\1 \2 ': a dash after a digit
   std::u32string d = apply(
       c, [](char32_t x, char32_t y) { return is_digit(x) && y == U'-'; },
-      [](std::u32string& out, char32_t x, char32_t y) { out += {x, U' ', y, U' '}; });
+      [](std::u32string& out, char32_t x, char32_t y) {
+        out += {x, U' ', y, U' '};
+      });
   return join_words(split_words(d));
 }
 
@@ -130,13 +138,14 @@ std::u32string tokenize_13a(std::u32string line) {
   return regexp_tokenize(U" " + line + U" ");
 }
 
-// The characters sacreBLEU's zh tokenizer makes tokens of their own. Its table lists CJK ideographs,
-// radicals, strokes, CJK and full-width punctuation, Bopomofo, enclosed CJK, and symbol blocks; but two
-// of its entries, written '\u20000'..'\u2a6d6' and '\u2f800'..'\u2fa1d', are two-character Python
-// strings ('\u2000' + '0', ...), and a one-character string compares between them exactly when it is in
-// U+2001..U+2A6D or U+2F81..U+2FA1. So sacreBLEU splits off general punctuation (dashes, curly quotes,
-// the ellipsis), currency signs, arrows and math operators, and does NOT split CJK Extension B
-// (U+20000 and up). These are the ranges that result, merged; matching sacreBLEU's scores needs them.
+// The characters sacreBLEU's zh tokenizer makes tokens of their own. Its table lists CJK
+// ideographs, radicals, strokes, CJK and full-width punctuation, Bopomofo, enclosed CJK, and symbol
+// blocks; but two of its entries, written '\u20000'..'\u2a6d6' and '\u2f800'..'\u2fa1d', are
+// two-character Python strings ('\u2000' + '0', ...), and a one-character string compares between
+// them exactly when it is in U+2001..U+2A6D or U+2F81..U+2FA1. So sacreBLEU splits off general
+// punctuation (dashes, curly quotes, the ellipsis), currency signs, arrows and math operators, and
+// does NOT split CJK Extension B (U+20000 and up). These are the ranges that result, merged;
+// matching sacreBLEU's scores needs them.
 bool is_zh_char(char32_t c) {
   static constexpr char32_t kRanges[][2] = {
       {0x2001, 0x2a6d},  // the '\u20000'..'\u2a6d6' entry, as Python compares it (see above)
@@ -147,10 +156,8 @@ bool is_zh_char(char32_t c) {
       {0x3200, 0x4db5},  // enclosed CJK, CJK compatibility, CJK extension A
       {0x4e00, 0x9fbb},  // CJK unified ideographs (to Unicode 4.1)
       {0xf900, 0xfa2d},  // CJK compatibility ideographs
-      {0xfa30, 0xfa6a},
-      {0xfa70, 0xfad9},
-      {0xfe10, 0xfe1f},  // vertical forms
-      {0xfe30, 0xfe4f},  // CJK compatibility forms
+      {0xfa30, 0xfa6a}, {0xfa70, 0xfad9}, {0xfe10, 0xfe1f},  // vertical forms
+      {0xfe30, 0xfe4f},                                      // CJK compatibility forms
       {0xff00, 0xffef},  // half- and full-width forms (full-width ASCII and punctuation)
   };
   for (const auto& range : kRanges) {
@@ -208,7 +215,8 @@ struct WordNgrams {
 
 WordNgrams word_ngrams(const std::string& segment, BleuTokenizer tokenizer) {
   // BLEU strips trailing whitespace before tokenizing (sacrebleu's BLEU._preprocess_segment).
-  const std::vector<std::u32string> words = split_words(tokenize(strip(utf8_decode(segment), false), tokenizer));
+  const std::vector<std::u32string> words =
+      split_words(tokenize(strip(utf8_decode(segment), false), tokenizer));
   WordNgrams out;
   out.length = static_cast<int64_t>(words.size());
   for (size_t n = 1; n <= 4; ++n) {
@@ -240,7 +248,8 @@ std::array<Counts, kChrfOrder> char_ngrams(const std::string& segment) {
   return out;
 }
 
-void add_chrf_statistics(ChrfStatistics& stats, const std::string& hypothesis, const std::string& reference) {
+void add_chrf_statistics(ChrfStatistics& stats, const std::string& hypothesis,
+                         const std::string& reference) {
   const auto hyp = char_ngrams(hypothesis);
   const auto ref = char_ngrams(reference);
   for (int n = 0; n < kChrfOrder; ++n) {
@@ -251,7 +260,8 @@ void add_chrf_statistics(ChrfStatistics& stats, const std::string& hypothesis, c
       if (it != ref[n].end()) match += std::min(count, it->second);
     }
     for (const auto& [ngram, count] : ref[n]) ref_count += count;
-    // sacreBLEU counts a segment's hypothesis n-grams only when its reference has n-grams of that order.
+    // sacreBLEU counts a segment's hypothesis n-grams only when its reference has n-grams of that
+    // order.
     stats[n][0] += ref[n].empty() ? 0 : hyp_count;
     stats[n][1] += ref_count;
     stats[n][2] += match;
@@ -272,8 +282,9 @@ std::string bleu_tokenize(std::string_view line, BleuTokenizer tokenizer) {
   return utf8_encode(tokenize(utf8_decode(line), tokenizer));
 }
 
-BleuScore corpus_bleu(const std::vector<std::string>& hypotheses, const std::vector<std::string>& references,
-                      BleuTokenizer tokenizer, bool effective_order) {
+BleuScore corpus_bleu(const std::vector<std::string>& hypotheses,
+                      const std::vector<std::string>& references, BleuTokenizer tokenizer,
+                      bool effective_order) {
   check_same_count("corpus_bleu", hypotheses.size(), references.size());
   BleuScore s;
   for (size_t i = 0; i < hypotheses.size(); ++i) {
@@ -292,11 +303,13 @@ BleuScore corpus_bleu(const std::vector<std::string>& hypotheses, const std::vec
   return bleu_from_statistics(s, effective_order);
 }
 
-BleuScore sentence_bleu(const std::string& hypothesis, const std::string& reference, BleuTokenizer tokenizer) {
+BleuScore sentence_bleu(const std::string& hypothesis, const std::string& reference,
+                        BleuTokenizer tokenizer) {
   return corpus_bleu({hypothesis}, {reference}, tokenizer, /*effective_order=*/true);
 }
 
-double corpus_chrf(const std::vector<std::string>& hypotheses, const std::vector<std::string>& references) {
+double corpus_chrf(const std::vector<std::string>& hypotheses,
+                   const std::vector<std::string>& references) {
   check_same_count("corpus_chrf", hypotheses.size(), references.size());
   return chrf_from_statistics(chrf_statistics(hypotheses, references));
 }
@@ -309,7 +322,9 @@ BleuScore bleu_from_statistics(const BleuScore& statistics, bool effective_order
   s.ref_len = statistics.ref_len;
   s.bp = 1.0;
   if (s.sys_len < s.ref_len) {
-    s.bp = s.sys_len > 0 ? std::exp(1.0 - static_cast<double>(s.ref_len) / static_cast<double>(s.sys_len)) : 0.0;
+    s.bp = s.sys_len > 0
+               ? std::exp(1.0 - static_cast<double>(s.ref_len) / static_cast<double>(s.sys_len))
+               : 0.0;
   }
   s.precisions = {};
   s.score = 0.0;
@@ -362,7 +377,8 @@ ChrfStatistics chrf_statistics(const std::vector<std::string>& hypotheses,
                                const std::vector<std::string>& references) {
   check_same_count("chrf_statistics", hypotheses.size(), references.size());
   ChrfStatistics stats = {};
-  for (size_t i = 0; i < hypotheses.size(); ++i) add_chrf_statistics(stats, hypotheses[i], references[i]);
+  for (size_t i = 0; i < hypotheses.size(); ++i)
+    add_chrf_statistics(stats, hypotheses[i], references[i]);
   return stats;
 }
 

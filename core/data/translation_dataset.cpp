@@ -6,7 +6,8 @@
 
 namespace dtrain::data {
 
-std::pair<CharVocab, CharVocab> build_translation_vocabs(const std::vector<TranslationPair>& pairs) {
+std::pair<CharVocab, CharVocab> build_translation_vocabs(
+    const std::vector<TranslationPair>& pairs) {
   std::vector<std::string> sources, targets;
   sources.reserve(pairs.size());
   targets.reserve(pairs.size());
@@ -22,9 +23,10 @@ TranslationDataset::TranslationDataset(std::vector<TranslationPair> pairs, CharV
     : pairs_(std::move(pairs)),
       source_vocab_(std::move(source_vocab)),
       target_vocab_(std::move(target_vocab)) {
-  DTRAIN_CHECK(source_vocab_.has_specials() && target_vocab_.has_specials(),
-               "TranslationDataset: both vocabularies need the pad/bos/eos/unk specials; build them with "
-               "with_specials = true");
+  DTRAIN_CHECK(
+      source_vocab_.has_specials() && target_vocab_.has_specials(),
+      "TranslationDataset: both vocabularies need the pad/bos/eos/unk specials; build them with "
+      "with_specials = true");
   source_begin_.reserve(pairs_.size() + 1);
   target_begin_.reserve(pairs_.size() + 1);
   source_begin_.push_back(0);

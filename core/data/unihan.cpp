@@ -17,8 +17,10 @@ namespace dtrain::data {
 
 namespace {
 
-const char* kUnifontHint = "install unifont (scripts/bootstrap) or pass --data-dir with a good unifont.hex";
-const char* kUnicodeHint = "install unicode-data (scripts/bootstrap) or pass --data-dir with good Unihan files";
+const char* kUnifontHint =
+    "install unifont (scripts/bootstrap) or pass --data-dir with a good unifont.hex";
+const char* kUnicodeHint =
+    "install unicode-data (scripts/bootstrap) or pass --data-dir with good Unihan files";
 
 // The lines of `text` with their 1-based numbers; a final line without '\n' counts.
 template <class F>
@@ -40,7 +42,8 @@ bool parse_hex(std::string_view digits, uint32_t& value) {
   return ec == std::errc() && end == digits.data() + digits.size();
 }
 
-// "U+6CB3<TAB>field<TAB>value" of one Unihan file, calling f(codepoint, value) for lines of `field`.
+// "U+6CB3<TAB>field<TAB>value" of one Unihan file, calling f(codepoint, value) for lines of
+// `field`.
 template <class F>
 void read_unihan_field(const std::string& path, std::string_view field, F&& f) {
   const std::string text = read_bzip2_file(path, kUnicodeHint);
@@ -80,8 +83,8 @@ std::string read_bzip2_file(const std::string& path, const std::string& hint) {
   // One bz_stream per concatenated stream: BZ_STREAM_END ends a stream, not necessarily the file.
   while (consumed < compressed.size()) {
     bz_stream stream = {};
-    DTRAIN_CHECK(BZ2_bzDecompressInit(&stream, 0, 0) == BZ_OK, "bzip2: cannot start decompressing ", path,
-                 " (out of memory?)");
+    DTRAIN_CHECK(BZ2_bzDecompressInit(&stream, 0, 0) == BZ_OK, "bzip2: cannot start decompressing ",
+                 path, " (out of memory?)");
     // avail_in is an unsigned int: feed the input in pieces of at most 1 GiB.
     size_t fed = consumed;
     int rc = BZ_OK;
@@ -89,7 +92,8 @@ std::string read_bzip2_file(const std::string& path, const std::string& hint) {
     while (rc == BZ_OK) {
       if (stream.avail_in == 0 && fed < compressed.size()) {
         stream.next_in = const_cast<char*>(compressed.data() + fed);
-        stream.avail_in = static_cast<unsigned>(std::min<size_t>(compressed.size() - fed, size_t{1} << 30));
+        stream.avail_in =
+            static_cast<unsigned>(std::min<size_t>(compressed.size() - fed, size_t{1} << 30));
         fed += stream.avail_in;
       }
       stream.next_out = buffer;
@@ -97,15 +101,18 @@ std::string read_bzip2_file(const std::string& path, const std::string& hint) {
       rc = BZ2_bzDecompress(&stream);
       out.append(buffer, sizeof buffer - stream.avail_out);
       // Input used up without the end-of-stream marker: the file was cut short.
-      if (rc == BZ_OK && stream.avail_in == 0 && fed == compressed.size() && stream.avail_out != 0) {
+      if (rc == BZ_OK && stream.avail_in == 0 && fed == compressed.size() &&
+          stream.avail_out != 0) {
         rc = BZ_UNEXPECTED_EOF;
       }
     }
     consumed = static_cast<size_t>(stream.next_in - compressed.data());
     BZ2_bzDecompressEnd(&stream);
-    DTRAIN_CHECK(rc == BZ_STREAM_END, path, rc == BZ_UNEXPECTED_EOF ? " is truncated" : " is corrupt",
-                 " (bzip2 error ", rc, ")", "; ", hint);
-    // Trailing bytes that do not open another stream are padding some writers leave; bunzip2 ignores them.
+    DTRAIN_CHECK(rc == BZ_STREAM_END, path,
+                 rc == BZ_UNEXPECTED_EOF ? " is truncated" : " is corrupt", " (bzip2 error ", rc,
+                 ")", "; ", hint);
+    // Trailing bytes that do not open another stream are padding some writers leave; bunzip2
+    // ignores them.
     if (compressed.compare(consumed, 3, "BZh") != 0) break;
   }
   return out;
@@ -113,29 +120,35 @@ std::string read_bzip2_file(const std::string& path, const std::string& hint) {
 
 std::vector<UnihanEntry> read_unihan(const UnihanFiles& files) {
   // All three are needed: say which is missing before spending seconds on the others.
-  DTRAIN_CHECK(entry_exists(files.unifont_hex), "file ", files.unifont_hex, " not found; ", kUnifontHint);
+  DTRAIN_CHECK(entry_exists(files.unifont_hex), "file ", files.unifont_hex, " not found; ",
+               kUnifontHint);
   for (const std::string& path : {files.irg_sources, files.readings}) {
     DTRAIN_CHECK(entry_exists(path), "file ", path, " not found; ", kUnicodeHint);
   }
   std::unordered_map<char32_t, int32_t> radicals;
-  read_unihan_field(files.irg_sources, "kRSUnicode", [&](char32_t cp, std::string_view value, int64_t line) {
-    // "85.5", "35.6 66.6" (the first is the primary), "120'.3" (the simplified form of radical 120).
-    const std::string_view first = value.substr(0, value.find(' '));
-    const std::string_view number = first.substr(0, first.find_first_of("'."));
-    int32_t radical = 0;
-    auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), radical);
-    DTRAIN_CHECK(ec == std::errc() && end == number.data() + number.size() && radical >= 1 &&
-                     radical <= kUnihanRadicals,
-                 files.irg_sources, " line ", line, ": kRSUnicode '", value,
-                 "' does not start with a radical number 1..214; ", kUnicodeHint);
-    radicals.emplace(cp, radical);
-  });
+  read_unihan_field(
+      files.irg_sources, "kRSUnicode", [&](char32_t cp, std::string_view value, int64_t line) {
+        // "85.5", "35.6 66.6" (the first is the primary), "120'.3" (the simplified form of radical
+        // 120).
+        const std::string_view first = value.substr(0, value.find(' '));
+        const std::string_view number = first.substr(0, first.find_first_of("'."));
+        int32_t radical = 0;
+        auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), radical);
+        DTRAIN_CHECK(ec == std::errc() && end == number.data() + number.size() && radical >= 1 &&
+                         radical <= kUnihanRadicals,
+                     files.irg_sources, " line ", line, ": kRSUnicode '", value,
+                     "' does not start with a radical number 1..214; ", kUnicodeHint);
+        radicals.emplace(cp, radical);
+      });
   std::unordered_map<char32_t, std::string> definitions;
-  read_unihan_field(files.readings, "kDefinition", [&](char32_t cp, std::string_view value, int64_t) {
-    std::string text(value);
-    for (char& c : text) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-    if (!text.empty() && radicals.count(cp)) definitions.emplace(cp, std::move(text));
-  });
+  read_unihan_field(files.readings, "kDefinition",
+                    [&](char32_t cp, std::string_view value, int64_t) {
+                      std::string text(value);
+                      for (char& c : text)
+                        c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+                      if (!text.empty() && radicals.count(cp))
+                        definitions.emplace(cp, std::move(text));
+                    });
 
   const std::string hex = read_file_bytes(files.unifont_hex, kUnifontHint);
   std::vector<UnihanEntry> entries;
@@ -143,7 +156,8 @@ std::vector<UnihanEntry> read_unihan(const UnihanFiles& files) {
     if (line.empty()) return;
     const size_t colon = line.find(':');
     uint32_t codepoint = 0;
-    const std::string_view bits = colon == std::string_view::npos ? std::string_view() : line.substr(colon + 1);
+    const std::string_view bits =
+        colon == std::string_view::npos ? std::string_view() : line.substr(colon + 1);
     DTRAIN_CHECK(colon != std::string_view::npos && parse_hex(line.substr(0, colon), codepoint) &&
                      (bits.size() == 32 || bits.size() == 64),
                  files.unifont_hex, " line ", number, " is not \"XXXX:\" and 32 or 64 hex digits; ",
@@ -167,7 +181,9 @@ std::vector<UnihanEntry> read_unihan(const UnihanFiles& files) {
             [](const UnihanEntry& a, const UnihanEntry& b) { return a.codepoint < b.codepoint; });
   // unifont.hex lists each code point once; a repeat keeps the first.
   entries.erase(std::unique(entries.begin(), entries.end(),
-                            [](const UnihanEntry& a, const UnihanEntry& b) { return a.codepoint == b.codepoint; }),
+                            [](const UnihanEntry& a, const UnihanEntry& b) {
+                              return a.codepoint == b.codepoint;
+                            }),
                 entries.end());
   return entries;
 }
@@ -188,14 +204,19 @@ UnihanCorpus load_unihan(const std::string& data_dir) {
         corpus.train.push_back(i);
         train_texts.push_back(corpus.entries[i].definition);
         break;
-      case UnihanSplit::valid: corpus.valid.push_back(i); break;
-      case UnihanSplit::test: corpus.test.push_back(i); break;
+      case UnihanSplit::valid:
+        corpus.valid.push_back(i);
+        break;
+      case UnihanSplit::test:
+        corpus.test.push_back(i);
+        break;
     }
   }
   DTRAIN_CHECK(!corpus.train.empty() && !corpus.valid.empty(), "Unihan: ", corpus.entries.size(),
-               " characters have a 16x16 glyph in ", files.unifont_hex, ", a kRSUnicode in ", files.irg_sources,
-               " and a kDefinition in ", files.readings, ", too few for a train and a valid split (",
-               corpus.train.size(), " and ", corpus.valid.size(), "); ", kUnicodeHint);
+               " characters have a 16x16 glyph in ", files.unifont_hex, ", a kRSUnicode in ",
+               files.irg_sources, " and a kDefinition in ", files.readings,
+               ", too few for a train and a valid split (", corpus.train.size(), " and ",
+               corpus.valid.size(), "); ", kUnicodeHint);
   corpus.vocab = CharVocab::build(train_texts, /*with_specials=*/true);
   return corpus;
 }
@@ -211,7 +232,8 @@ std::vector<std::string> read_radical_characters(const std::string& path) {
     if (semi1 == std::string::npos || semi1 == semi2) continue;
     int radical = 0;
     auto [end, ec] = std::from_chars(line.data(), line.data() + semi1, radical);
-    if (ec != std::errc() || end != line.data() + semi1 || radical < 1 || radical > kUnihanRadicals) continue;
+    if (ec != std::errc() || end != line.data() + semi1 || radical < 1 || radical > kUnihanRadicals)
+      continue;
     std::string digits = line.substr(semi2 + 1);
     digits.erase(std::remove(digits.begin(), digits.end(), ' '), digits.end());
     uint32_t codepoint = 0;
@@ -223,8 +245,8 @@ std::vector<std::string> read_radical_characters(const std::string& path) {
   return characters;
 }
 
-UnihanDataset::UnihanDataset(std::shared_ptr<const UnihanCorpus> corpus, std::vector<int64_t> indices,
-                             int64_t seq_len)
+UnihanDataset::UnihanDataset(std::shared_ptr<const UnihanCorpus> corpus,
+                             std::vector<int64_t> indices, int64_t seq_len)
     : corpus_(std::move(corpus)), indices_(std::move(indices)), seq_len_(seq_len) {
   DTRAIN_CHECK(seq_len_ >= 1, "UnihanDataset: seq_len must be positive, got ", seq_len_);
 }
@@ -246,7 +268,8 @@ Batch UnihanDataset::encode(const UnihanEntry& entry, const CharVocab& vocab, in
   // leading gloss, which carries most of the meaning, and a fixed length bounds attention's cost.
   const std::vector<int32_t> ids = vocab.encode(entry.definition);
   int64_t* t = batch.decoder_input.data<int64_t>();
-  for (int64_t j = 0; j < std::min<int64_t>(seq_len, static_cast<int64_t>(ids.size())); ++j) t[j] = ids[j];
+  for (int64_t j = 0; j < std::min<int64_t>(seq_len, static_cast<int64_t>(ids.size())); ++j)
+    t[j] = ids[j];
   batch.target.data<int64_t>()[0] = entry.radical - 1;
   return batch;
 }

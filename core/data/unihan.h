@@ -1,9 +1,12 @@
-// CJK ideographs with their glyph, radical and English definition, from three files Debian installs:
+// CJK ideographs with their glyph, radical and English definition, from three files Debian
+// installs:
 //   unifont.hex (package unifont): "XXXX:hexbits" per code point; 64 hex digits are a 16x16 glyph,
-//     row by row, most significant bit leftmost (32 digits are an 8x16 glyph, which no ideograph has);
-//   Unihan_IRGSources.txt.bz2 (unicode-data): "U+6CB3<TAB>kRSUnicode<TAB>85.5", radical.strokes, where
-//     a trailing ' marks the simplified form of a radical (the same Kangxi radical number) and several
-//     space-separated values list alternatives (the first is the primary one);
+//     row by row, most significant bit leftmost (32 digits are an 8x16 glyph, which no ideograph
+//     has);
+//   Unihan_IRGSources.txt.bz2 (unicode-data): "U+6CB3<TAB>kRSUnicode<TAB>85.5", radical.strokes,
+//   where
+//     a trailing ' marks the simplified form of a radical (the same Kangxi radical number) and
+//     several space-separated values list alternatives (the first is the primary one);
 //   Unihan_Readings.txt.bz2 (unicode-data): "U+6CB3<TAB>kDefinition<TAB>river; ...".
 // A sample is a code point with all three: its glyph, its definition's characters and its Kangxi
 // radical (1..214) as the class radical - 1.
@@ -25,10 +28,12 @@ inline constexpr int64_t kGlyphSize = 16;        // unifont's wide glyphs are 16
 
 struct UnihanEntry {
   char32_t codepoint = 0;
-  int32_t radical = 0;                  // Kangxi radical, 1..214
-  std::array<uint8_t, 32> glyph = {};   // 16 rows of 2 bytes, the leftmost pixel in the top bit
-  std::string definition;               // lowercased (ASCII) kDefinition, UTF-8
-  bool ink(int64_t row, int64_t col) const { return (glyph[row * 2 + col / 8] >> (7 - col % 8)) & 1; }
+  int32_t radical = 0;                 // Kangxi radical, 1..214
+  std::array<uint8_t, 32> glyph = {};  // 16 rows of 2 bytes, the leftmost pixel in the top bit
+  std::string definition;              // lowercased (ASCII) kDefinition, UTF-8
+  bool ink(int64_t row, int64_t col) const {
+    return (glyph[row * 2 + col / 8] >> (7 - col % 8)) & 1;
+  }
 };
 
 // Where the three files are: `data_dir` holding all of them, or (empty) the Debian locations.
@@ -37,8 +42,8 @@ struct UnihanFiles {
   static UnihanFiles in(const std::string& data_dir);
 };
 
-// A bzip2 file's decompressed bytes (concatenated streams one after another, as bunzip2 reads them).
-// Errors are one line naming the file, with `hint` appended.
+// A bzip2 file's decompressed bytes (concatenated streams one after another, as bunzip2 reads
+// them). Errors are one line naming the file, with `hint` appended.
 std::string read_bzip2_file(const std::string& path, const std::string& hint);
 
 // Every code point that has a 16x16 glyph, a kRSUnicode and a kDefinition, in code point order.
@@ -51,9 +56,10 @@ UnihanSplit unihan_split_of(char32_t codepoint);
 
 // The entries read once, split, and the character vocabulary of the train split's definitions.
 struct UnihanCorpus {
-  std::vector<UnihanEntry> entries;  // all, in code point order
+  std::vector<UnihanEntry> entries;         // all, in code point order
   std::vector<int64_t> train, valid, test;  // indices into entries
-  CharVocab vocab;  // with specials: pad 0 fills short definitions, unk stands for unseen characters
+  CharVocab
+      vocab;  // with specials: pad 0 fills short definitions, unk stands for unseen characters
 };
 UnihanCorpus load_unihan(const std::string& data_dir);
 
@@ -65,11 +71,12 @@ std::vector<std::string> read_radical_characters(const std::string& path);
 class UnihanDataset : public Dataset {
  public:
   // Samples entries[indices[i]] of `corpus`, whose definitions are cut to `seq_len` characters.
-  UnihanDataset(std::shared_ptr<const UnihanCorpus> corpus, std::vector<int64_t> indices, int64_t seq_len);
+  UnihanDataset(std::shared_ptr<const UnihanCorpus> corpus, std::vector<int64_t> indices,
+                int64_t seq_len);
   int64_t size() const override { return static_cast<int64_t>(indices_.size()); }
   // input f32 [B, 1, 16, 16] the glyphs (ink 0.5, paper -0.5); decoder_input i64 [B, seq_len] the
-  // definitions' character ids, padded with 0 (Batch has no second input field: decoder_input is the
-  // one that carries token ids beside `input`, as for translation); target i64 [B] radical - 1.
+  // definitions' character ids, padded with 0 (Batch has no second input field: decoder_input is
+  // the one that carries token ids beside `input`, as for translation); target i64 [B] radical - 1.
   // Deterministic: `seed` is ignored.
   Batch get_batch(const std::vector<int64_t>& indices, uint64_t seed) const override;
   // One entry as a batch of one (for predict).

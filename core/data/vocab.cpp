@@ -120,7 +120,9 @@ void CharVocab::index() {
   }
 }
 
-bool CharVocab::contains(char32_t c) const { return c < 128 ? ascii_ids_[c] >= 0 : ids_.count(c) != 0; }
+bool CharVocab::contains(char32_t c) const {
+  return c < 128 ? ascii_ids_[c] >= 0 : ids_.count(c) != 0;
+}
 
 int32_t CharVocab::id(char32_t c) const {
   if (c < 128 && ascii_ids_[c] >= 0) return ascii_ids_[c];
@@ -128,16 +130,18 @@ int32_t CharVocab::id(char32_t c) const {
     auto it = ids_.find(c);
     if (it != ids_.end()) return it->second;
   }
-  DTRAIN_CHECK(with_specials_, "CharVocab: character U+", std::hex, static_cast<uint32_t>(c),
-               " is not in the vocabulary of ", std::dec, size(),
-               " characters and it has no unk token; build the vocabulary from text that contains it");
+  DTRAIN_CHECK(
+      with_specials_, "CharVocab: character U+", std::hex, static_cast<uint32_t>(c),
+      " is not in the vocabulary of ", std::dec, size(),
+      " characters and it has no unk token; build the vocabulary from text that contains it");
   return kUnk;
 }
 
 char32_t CharVocab::char_of(int32_t id) const {
   const int32_t first = with_specials_ ? kNumSpecials : 0;
-  DTRAIN_CHECK(id >= first && id < size(), "CharVocab: id ", id, " is not a character id (vocabulary of ",
-               size(), ", characters from id ", first, ")");
+  DTRAIN_CHECK(id >= first && id < size(), "CharVocab: id ", id,
+               " is not a character id (vocabulary of ", size(), ", characters from id ", first,
+               ")");
   return chars_[id - first];
 }
 

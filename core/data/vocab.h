@@ -1,6 +1,7 @@
-// Character vocabularies for the text datasets. A character is a Unicode code point (text is UTF-8), so
-// "ä" is one token, not two bytes. Ids are dense: the specials first (when the vocabulary has them),
-// then the characters in code point order, so the same set of characters always gives the same ids.
+// Character vocabularies for the text datasets. A character is a Unicode code point (text is
+// UTF-8), so "ä" is one token, not two bytes. Ids are dense: the specials first (when the
+// vocabulary has them), then the characters in code point order, so the same set of characters
+// always gives the same ids.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -32,7 +33,9 @@ class CharVocab {
   // inverse of chars_utf8(), for storing a vocabulary next to a checkpoint.
   static CharVocab from_utf8(std::string_view chars, bool with_specials);
 
-  int64_t size() const { return static_cast<int64_t>(chars_.size()) + (with_specials_ ? kNumSpecials : 0); }
+  int64_t size() const {
+    return static_cast<int64_t>(chars_.size()) + (with_specials_ ? kNumSpecials : 0);
+  }
   bool has_specials() const { return with_specials_; }
   bool contains(char32_t c) const;
   // The id of `c`: unk when it is unknown and the vocabulary has specials, else a dtrain::Error.

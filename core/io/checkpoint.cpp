@@ -39,8 +39,8 @@ std::string parent_of(const std::string& dir) {
   return parent.empty() ? "." : parent.string();
 }
 
-// Every directory a writer makes holds this file from its first moment, so a directory carrying it is
-// dtrain's own: the only kind dtrain ever replaces or removes.
+// Every directory a writer makes holds this file from its first moment, so a directory carrying it
+// is dtrain's own: the only kind dtrain ever replaces or removes.
 constexpr const char* kMarkerFile = ".dtrain-checkpoint";
 
 bool has_marker(const fs::path& dir) {
@@ -72,7 +72,8 @@ bool is_unmarked_checkpoint(const fs::path& dir) {
 // The pid in `<dir><tag><pid>` (tag ".tmp-" or ".old-"), or -1 when `name` is not of that form.
 pid_t owner_pid(const std::string& name, const std::string& dir, const char* tag) {
   const std::string prefix = fs::path(dir).filename().string() + tag;
-  if (name.size() <= prefix.size() || name.size() > prefix.size() + 9 || name.rfind(prefix, 0) != 0) {
+  if (name.size() <= prefix.size() || name.size() > prefix.size() + 9 ||
+      name.rfind(prefix, 0) != 0) {
     return -1;
   }
   const std::string digits = name.substr(prefix.size());
@@ -80,8 +81,8 @@ pid_t owner_pid(const std::string& name, const std::string& dir, const char* tag
   return static_cast<pid_t>(std::stol(digits));
 }
 
-// A killed process whose parent has not reaped it yet is a zombie: it still answers kill(pid, 0) but
-// will never write again, so it counts as gone.
+// A killed process whose parent has not reaped it yet is a zombie: it still answers kill(pid, 0)
+// but will never write again, so it counts as gone.
 bool process_alive(pid_t pid) {
   if (::kill(pid, 0) != 0 && errno != EPERM) return false;
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
@@ -107,8 +108,9 @@ std::vector<fs::path> own_siblings(const std::string& dir, const char* tag) {
 // Directories `<dir>.old-<pid>` that an interrupted commit (between its two renames) left behind.
 std::vector<fs::path> left_aside(const std::string& dir) { return own_siblings(dir, ".old-"); }
 
-// Removes a directory dtrain wrote with its marker last, so that a kill part way leaves a folder that is
-// still recognisably dtrain's (and is removed at the next commit) instead of an anonymous remainder.
+// Removes a directory dtrain wrote with its marker last, so that a kill part way leaves a folder
+// that is still recognisably dtrain's (and is removed at the next commit) instead of an anonymous
+// remainder.
 void remove_own(const fs::path& dir) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
@@ -117,7 +119,8 @@ void remove_own(const fs::path& dir) {
   fs::remove_all(dir, ec);
 }
 
-// Temporary directories of writers whose process is gone (killed mid-save): never committed, garbage.
+// Temporary directories of writers whose process is gone (killed mid-save): never committed,
+// garbage.
 void remove_dead_writers(const std::string& dir) {
   std::error_code ec;
   for (const auto& p : own_siblings(dir, ".tmp-")) {
@@ -137,8 +140,9 @@ void CheckpointWriter::check_target(const std::string& dir) {
   std::error_code ec;
   fs::file_status st = fs::symlink_status(d, ec);
   if (!fs::exists(st)) return;
-  DTRAIN_CHECK(fs::is_directory(st), "checkpoint: ", d,
-               " exists and is not a directory; move it away or choose another checkpoint directory");
+  DTRAIN_CHECK(
+      fs::is_directory(st), "checkpoint: ", d,
+      " exists and is not a directory; move it away or choose another checkpoint directory");
   if (has_marker(d) || is_unmarked_checkpoint(d) || fs::is_empty(d, ec)) return;
   std::string listing;
   int shown = 0;
@@ -149,8 +153,9 @@ void CheckpointWriter::check_target(const std::string& dir) {
     }
     listing += (listing.empty() ? "" : ", ") + entry.path().filename().string();
   }
-  throw Error("checkpoint: " + d + " is a directory that dtrain did not write (it holds " + listing +
-              "); dtrain replaces only its own checkpoints: choose a new or empty checkpoint directory");
+  throw Error(
+      "checkpoint: " + d + " is a directory that dtrain did not write (it holds " + listing +
+      "); dtrain replaces only its own checkpoints: choose a new or empty checkpoint directory");
 }
 
 CheckpointWriter::CheckpointWriter(std::string dir)
@@ -164,7 +169,8 @@ CheckpointWriter::CheckpointWriter(std::string dir)
   if (fs::exists(fs::symlink_status(temp_dir_, ec))) {
     DTRAIN_CHECK(fs::is_directory(fs::symlink_status(temp_dir_, ec)) &&
                      (has_marker(temp_dir_) || fs::is_empty(temp_dir_, ec)),
-                 "checkpoint: ", temp_dir_, " is in the way and dtrain did not write it; move it away");
+                 "checkpoint: ", temp_dir_,
+                 " is in the way and dtrain did not write it; move it away");
     remove_own(temp_dir_);
   }
   fs::create_directory(temp_dir_, ec);
@@ -189,9 +195,10 @@ std::string CheckpointWriter::claim(const std::string& file) {
                committed_ ? "commit()" : "abandon()");
   DTRAIN_CHECK(!file.empty() && file != "." && file != ".." && file != kMarkerFile &&
                    file.find('/') == std::string::npos,
-               "checkpoint: ", dir_, ": invalid file name '", file, "' (use a plain name like state.json)");
-  DTRAIN_CHECK(std::find(written_.begin(), written_.end(), file) == written_.end(), "checkpoint: ",
-               dir_, ": ", file, " was already written to this checkpoint");
+               "checkpoint: ", dir_, ": invalid file name '", file,
+               "' (use a plain name like state.json)");
+  DTRAIN_CHECK(std::find(written_.begin(), written_.end(), file) == written_.end(),
+               "checkpoint: ", dir_, ": ", file, " was already written to this checkpoint");
   written_.push_back(file);
   return (fs::path(temp_dir_) / file).string();
 }
@@ -207,7 +214,8 @@ void CheckpointWriter::write_json(const std::string& file, const nlohmann::json&
   try {
     text = value.dump(2) + "\n";
   } catch (const nlohmann::json::exception& e) {
-    throw Error("checkpoint: " + path + ": cannot encode JSON (strings must be UTF-8): " + e.what());
+    throw Error("checkpoint: " + path +
+                ": cannot encode JSON (strings must be UTF-8): " + e.what());
   }
   write_file_atomically(path, text);
 }
@@ -225,7 +233,8 @@ void CheckpointWriter::commit() {
   fs::file_status st = fs::symlink_status(dir_, ec);
   if (fs::exists(st)) {
     check_target(dir_);  // it may have appeared since the writer started
-    // A checkpoint of an older dtrain gets the marker, so that a copy of it left aside is known too.
+    // A checkpoint of an older dtrain gets the marker, so that a copy of it left aside is known
+    // too.
     if (!has_marker(dir_)) mark(dir_);
     // One atomic step: the new directory takes the final name and the old one takes the temporary
     // name, so there is no instant without a whole checkpoint at `dir_`.
@@ -234,18 +243,20 @@ void CheckpointWriter::commit() {
       committed_ = true;
       remove_own(temp_dir_);  // the old checkpoint, now under the temporary name
     } else {
-      DTRAIN_CHECK(errno == EINVAL || errno == ENOSYS || errno == ENOTSUP, "checkpoint: cannot move ",
-                   temp_dir_, " into place at ", dir_, ": ", errno_text());
-      // No exchange on this filesystem: move the old checkpoint aside, the new one in, then drop the
-      // old one. A crash between the two renames leaves the old one whole at `aside`.
+      DTRAIN_CHECK(errno == EINVAL || errno == ENOSYS || errno == ENOTSUP,
+                   "checkpoint: cannot move ", temp_dir_, " into place at ", dir_, ": ",
+                   errno_text());
+      // No exchange on this filesystem: move the old checkpoint aside, the new one in, then drop
+      // the old one. A crash between the two renames leaves the old one whole at `aside`.
       const std::string aside = dir_ + ".old-" + std::to_string(::getpid());
       if (fs::exists(fs::symlink_status(aside, ec))) {
         DTRAIN_CHECK(has_marker(aside), "checkpoint: ", aside,
                      " is in the way and dtrain did not write it; move it away");
         remove_own(aside);
       }
-      DTRAIN_CHECK(std::rename(dir_.c_str(), aside.c_str()) == 0, "checkpoint: cannot move the old ",
-                   dir_, " aside to ", aside, ": ", errno_text());
+      DTRAIN_CHECK(std::rename(dir_.c_str(), aside.c_str()) == 0,
+                   "checkpoint: cannot move the old ", dir_, " aside to ", aside, ": ",
+                   errno_text());
       if (std::rename(temp_dir_.c_str(), dir_.c_str()) != 0) {
         std::string why = errno_text();
         std::rename(aside.c_str(), dir_.c_str());  // put the old one back
@@ -260,7 +271,8 @@ void CheckpointWriter::commit() {
                  temp_dir_, " into place at ", dir_, ": ", errno_text());
     committed_ = true;
   }
-  // Copies left aside by interrupted commits are superseded now, and killed writers' folders are junk.
+  // Copies left aside by interrupted commits are superseded now, and killed writers' folders are
+  // junk.
   for (const auto& p : left_aside(dir_)) remove_own(p);
   remove_dead_writers(dir_);
   fsync_directory(parent);
@@ -333,13 +345,15 @@ std::string Checkpoint::path(const std::string& file) const {
   if (!has(file)) {
     std::string list;
     for (const auto& f : files()) list += (list.empty() ? "" : ", ") + f;
-    throw Error("checkpoint: " + dir_ + ": no file " + file + " (it holds: " +
-                (list.empty() ? "nothing" : list) + ")");
+    throw Error("checkpoint: " + dir_ + ": no file " + file +
+                " (it holds: " + (list.empty() ? "nothing" : list) + ")");
   }
   return (fs::path(dir_) / file).string();
 }
 
-SafetensorsFile Checkpoint::tensors(const std::string& file) const { return load_safetensors(path(file)); }
+SafetensorsFile Checkpoint::tensors(const std::string& file) const {
+  return load_safetensors(path(file));
+}
 
 nlohmann::json Checkpoint::json(const std::string& file) const {
   std::string p = path(file);
@@ -352,7 +366,8 @@ nlohmann::json Checkpoint::json(const std::string& file) const {
 
 std::string Checkpoint::text(const std::string& file) const { return read_file(path(file)); }
 
-// ---------------------------------------------------------------------------------------- RNG state
+// ---------------------------------------------------------------------------------------- RNG
+// state
 
 nlohmann::json generator_state_to_json(const Generator& gen) {
   nlohmann::json out = nlohmann::json::array();
@@ -367,13 +382,15 @@ nlohmann::json generator_state_to_json(const Generator& gen) {
 void generator_state_from_json(const nlohmann::json& value, Generator& gen) {
   // The state's word count follows Generator (its array type), so this keeps up if it changes.
   decltype(gen.state()) state{};
-  DTRAIN_CHECK(value.is_array() && value.size() == state.size(), "checkpoint: a generator state is ",
-               state.size(), " hex strings, got ", value.dump());
+  DTRAIN_CHECK(value.is_array() && value.size() == state.size(),
+               "checkpoint: a generator state is ", state.size(), " hex strings, got ",
+               value.dump());
   for (size_t i = 0; i < state.size(); ++i) {
     const auto& w = value[i];
-    DTRAIN_CHECK(w.is_string() && w.get<std::string>().size() == 16 &&
-                     w.get<std::string>().find_first_not_of("0123456789abcdefABCDEF") == std::string::npos,
-                 "checkpoint: generator state word ", i, " is ", w.dump(), ", not 16 hex digits");
+    DTRAIN_CHECK(
+        w.is_string() && w.get<std::string>().size() == 16 &&
+            w.get<std::string>().find_first_not_of("0123456789abcdefABCDEF") == std::string::npos,
+        "checkpoint: generator state word ", i, " is ", w.dump(), ", not 16 hex digits");
     state[i] = std::stoull(w.get<std::string>(), nullptr, 16);
   }
   gen.set_state(state);

@@ -17,7 +17,8 @@
 namespace dtrain {
 
 // The format stores little-endian bytes and we copy them straight into tensors.
-static_assert(std::endian::native == std::endian::little, "safetensors I/O assumes a little-endian host");
+static_assert(std::endian::native == std::endian::little,
+              "safetensors I/O assumes a little-endian host");
 
 namespace {
 
@@ -56,11 +57,13 @@ std::string tensor_ref(const std::string& name) { return "tensor " + quoted(name
 // Reads a non-negative integer that fits in uint64 from a JSON value, or fails with `what`.
 uint64_t as_u64(const ordered_json& v, const std::string& path, const std::string& what) {
   if (v.is_number_unsigned()) return v.get<uint64_t>();
-  if (v.is_number_integer() && v.get<int64_t>() >= 0) return static_cast<uint64_t>(v.get<int64_t>());
+  if (v.is_number_integer() && v.get<int64_t>() >= 0)
+    return static_cast<uint64_t>(v.get<int64_t>());
   corrupt(path, what + " is " + v.dump() + ", not a non-negative integer");
 }
 
-SafetensorsEntry parse_entry(const std::string& path, const std::string& name, const ordered_json& e) {
+SafetensorsEntry parse_entry(const std::string& path, const std::string& name,
+                             const ordered_json& e) {
   const std::string who = tensor_ref(name);
   if (!e.is_object()) corrupt(path, who + ": header entry is " + e.dump() + ", not an object");
   SafetensorsEntry out;
@@ -70,8 +73,9 @@ SafetensorsEntry parse_entry(const std::string& path, const std::string& name, c
   if (dt == e.end() || !dt->is_string()) corrupt(path, who + ": missing or non-string \"dtype\"");
   std::optional<DType> dtype = dtype_from_safetensors(dt->get<std::string>());
   if (!dtype) {
-    fail(path, who + ": unsupported dtype " + quoted(dt->get<std::string>()) +
-                   " (dtrain reads F32, F64, F16, BF16, I32, I64; convert the tensor before saving)");
+    fail(path,
+         who + ": unsupported dtype " + quoted(dt->get<std::string>()) +
+             " (dtrain reads F32, F64, F16, BF16, I32, I64; convert the tensor before saving)");
   }
   out.dtype = *dtype;
 
@@ -96,23 +100,24 @@ SafetensorsEntry parse_entry(const std::string& path, const std::string& name, c
   out.begin = as_u64((*off)[0], path, who + ": data_offsets begin");
   out.end = as_u64((*off)[1], path, who + ": data_offsets end");
   if (out.end < out.begin) {
-    corrupt(path, who + ": data_offsets [" + std::to_string(out.begin) + ", " + std::to_string(out.end) +
-                      "] end before they begin");
+    corrupt(path, who + ": data_offsets [" + std::to_string(out.begin) + ", " +
+                      std::to_string(out.end) + "] end before they begin");
   }
   unsigned __int128 nbytes = numel * dtype_size(out.dtype);
   if (nbytes != out.end - out.begin) {
-    corrupt(path, who + ": shape " + shape_str(out.shape) + " of " + dt->get<std::string>() + " needs " +
-                      std::to_string(static_cast<uint64_t>(nbytes)) + " bytes but data_offsets [" +
-                      std::to_string(out.begin) + ", " + std::to_string(out.end) + "] hold " +
-                      std::to_string(out.end - out.begin));
+    corrupt(path, who + ": shape " + shape_str(out.shape) + " of " + dt->get<std::string>() +
+                      " needs " + std::to_string(static_cast<uint64_t>(nbytes)) +
+                      " bytes but data_offsets [" + std::to_string(out.begin) + ", " +
+                      std::to_string(out.end) + "] hold " + std::to_string(out.end - out.begin));
   }
   return out;
 }
 
 SafetensorsHeader read_header(std::ifstream& in, const std::string& path, uint64_t file_size) {
   if (file_size < 8) {
-    fail(path, "file is " + std::to_string(file_size) +
-                   " bytes, too short for the 8-byte header length (truncated, or not safetensors)");
+    fail(path,
+         "file is " + std::to_string(file_size) +
+             " bytes, too short for the 8-byte header length (truncated, or not safetensors)");
   }
   unsigned char len_bytes[8];
   in.read(reinterpret_cast<char*>(len_bytes), 8);
@@ -158,7 +163,8 @@ SafetensorsHeader read_header(std::ifstream& in, const std::string& path, uint64
     if (name == "__metadata__") {
       if (!value.is_object()) corrupt(path, "\"__metadata__\" is not an object of strings");
       for (const auto& [k, v] : value.items()) {
-        if (!v.is_string()) corrupt(path, "\"__metadata__\" value of " + quoted(k) + " is not a string");
+        if (!v.is_string())
+          corrupt(path, "\"__metadata__\" value of " + quoted(k) + " is not a string");
         out.metadata[k] = v.get<std::string>();
       }
       continue;
@@ -172,7 +178,8 @@ SafetensorsHeader read_header(std::ifstream& in, const std::string& path, uint64
     out.entries.push_back(std::move(e));
   }
 
-  // The tensors must tile [0, data_size) exactly: sorted by offset, each begins where the last ended.
+  // The tensors must tile [0, data_size) exactly: sorted by offset, each begins where the last
+  // ended.
   std::stable_sort(out.entries.begin(), out.entries.end(), [](const auto& a, const auto& b) {
     return std::pair(a.begin, a.end) < std::pair(b.begin, b.end);
   });
@@ -211,12 +218,18 @@ uint64_t size_of_file(const std::string& path) {
 
 const char* safetensors_dtype_name(DType t) {
   switch (t) {
-    case DType::f32: return "F32";
-    case DType::f64: return "F64";
-    case DType::f16: return "F16";
-    case DType::bf16: return "BF16";
-    case DType::i32: return "I32";
-    case DType::i64: return "I64";
+    case DType::f32:
+      return "F32";
+    case DType::f64:
+      return "F64";
+    case DType::f16:
+      return "F16";
+    case DType::bf16:
+      return "BF16";
+    case DType::i32:
+      return "I32";
+    case DType::i64:
+      return "I64";
   }
   throw Error("safetensors: unknown DType value " + std::to_string(static_cast<int>(t)));
 }
@@ -272,7 +285,8 @@ SafetensorsFile load_safetensors(const std::string& path) {
       in.seekg(static_cast<std::streamoff>(header.data_start + e.begin));
       in.read(static_cast<char*>(t.raw_data()), static_cast<std::streamsize>(nbytes));
       if (!in || static_cast<uint64_t>(in.gcount()) != nbytes) {
-        fail(path, tensor_ref(e.name) + ": data ends early (was the file truncated while reading?)");
+        fail(path,
+             tensor_ref(e.name) + ": data ends early (was the file truncated while reading?)");
       }
     }
     tensors.emplace_back(e.name, std::move(t));
@@ -295,10 +309,12 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
     DTRAIN_CHECK(!name.empty() && name != "__metadata__", "save_safetensors: ", path,
-                 ": invalid tensor name ", quoted(name), " (names must be non-empty and not __metadata__)");
+                 ": invalid tensor name ", quoted(name),
+                 " (names must be non-empty and not __metadata__)");
     DTRAIN_CHECK(names.insert(name).second, "save_safetensors: ", path, ": tensor ", quoted(name),
                  " is given twice");
-    DTRAIN_CHECK(t.defined(), "save_safetensors: ", path, ": tensor ", quoted(name), " is undefined");
+    DTRAIN_CHECK(t.defined(), "save_safetensors: ", path, ": tensor ", quoted(name),
+                 " is undefined");
     Tensor h = t.detach();
     if (!h.device().is_cpu()) h = h.to(Device::cpu());
     if (!h.is_contiguous()) h = h.contiguous();
@@ -315,8 +331,10 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   try {
     text = header.dump();
   } catch (const nlohmann::json::exception& e) {
-    throw Error("save_safetensors: " + path + ": cannot encode the header (names and metadata must be "
-                "UTF-8): " + e.what());
+    throw Error("save_safetensors: " + path +
+                ": cannot encode the header (names and metadata must be "
+                "UTF-8): " +
+                e.what());
   }
   // Pad with spaces so the data starts 8-byte aligned, as the Python writer does.
   text.append((8 - text.size() % 8) % 8, ' ');

@@ -11,7 +11,9 @@ namespace dtrain::nn {
 
 CrossModalAttention::CrossModalAttention(int64_t embed_dim, int64_t num_heads,
                                          CrossModalAttentionOptions options)
-    : Module("CrossModalAttention"), embed_dim_(embed_dim), num_heads_(num_heads),
+    : Module("CrossModalAttention"),
+      embed_dim_(embed_dim),
+      num_heads_(num_heads),
       options_(options) {
   DTRAIN_CHECK(embed_dim > 0 && num_heads > 0 && embed_dim % num_heads == 0,
                "CrossModalAttention(embed_dim ", embed_dim, ", heads ", num_heads,
@@ -20,8 +22,8 @@ CrossModalAttention::CrossModalAttention(int64_t embed_dim, int64_t num_heads,
                options.dropout, " must be in [0, 1)");
   if (options_.kdim == 0) options_.kdim = embed_dim;
   if (options_.vdim == 0) options_.vdim = options_.kdim;
-  DTRAIN_CHECK(options_.kdim > 0 && options_.vdim > 0, "CrossModalAttention: kdim ",
-               options_.kdim, " and vdim ", options_.vdim, " must be positive");
+  DTRAIN_CHECK(options_.kdim > 0 && options_.vdim > 0, "CrossModalAttention: kdim ", options_.kdim,
+               " and vdim ", options_.vdim, " must be positive");
   q_proj_weight = register_parameter("q_proj_weight", Tensor::empty({embed_dim, embed_dim}));
   k_proj_weight = register_parameter("k_proj_weight", Tensor::empty({embed_dim, options_.kdim}));
   v_proj_weight = register_parameter("v_proj_weight", Tensor::empty({embed_dim, options_.vdim}));
@@ -30,8 +32,8 @@ CrossModalAttention::CrossModalAttention(int64_t embed_dim, int64_t num_heads,
   init::xavier_uniform_(v_proj_weight);
   if (options_.bias)
     in_proj_bias = register_parameter("in_proj_bias", Tensor::zeros({3 * embed_dim}));
-  out_proj = register_module("out_proj",
-                             std::make_shared<Linear>(embed_dim, embed_dim, options_.bias));
+  out_proj =
+      register_module("out_proj", std::make_shared<Linear>(embed_dim, embed_dim, options_.bias));
   if (options_.bias) {
     NoGradGuard no_grad;  // torch zeroes out_proj.bias after Linear's own initialisation
     out_proj->bias.zero_();

@@ -5,7 +5,9 @@ namespace dtrain::nn {
 DepthwiseSeparableConv2d::DepthwiseSeparableConv2d(int64_t in_channels, int64_t out_channels,
                                                    int64_t kernel_size,
                                                    DepthwiseSeparableConv2dOptions options)
-    : Module("DepthwiseSeparableConv2d"), in_channels_(in_channels), out_channels_(out_channels),
+    : Module("DepthwiseSeparableConv2d"),
+      in_channels_(in_channels),
+      out_channels_(out_channels),
       kernel_size_(kernel_size) {
   DTRAIN_CHECK(in_channels > 0 && out_channels > 0 && kernel_size > 0 && options.stride > 0 &&
                    options.padding >= 0,
@@ -15,9 +17,8 @@ DepthwiseSeparableConv2d::DepthwiseSeparableConv2d(int64_t in_channels, int64_t 
   depthwise = register_module(
       "depthwise", std::make_shared<Conv2d>(in_channels, in_channels, kernel_size, options.stride,
                                             options.padding, in_channels, options.depthwise_bias));
-  pointwise = register_module(
-      "pointwise",
-      std::make_shared<Conv2d>(in_channels, out_channels, 1, 1, 0, 1, options.pointwise_bias));
+  pointwise = register_module("pointwise", std::make_shared<Conv2d>(in_channels, out_channels, 1, 1,
+                                                                    0, 1, options.pointwise_bias));
 }
 
 Tensor DepthwiseSeparableConv2d::forward(const Tensor& x) const {

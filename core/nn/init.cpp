@@ -53,7 +53,8 @@ void trunc_normal_(const Tensor& t, double std, double mean, double low, double 
   // A window far out in a tail would make the rejection loop below run (almost) forever.
   DTRAIN_CHECK(std > 0.0 && low < high && high > -4.0 && low < 4.0,
                "init::trunc_normal_: needs std > 0 and a window [low, high] (in std units) that "
-               "overlaps [-4, 4], got std ", std, ", [", low, ", ", high, "]");
+               "overlaps [-4, 4], got std ",
+               std, ", [", low, ", ", high, "]");
   Generator& g = pick(gen);
   // Rejection: a standard normal is redrawn until it falls in [low, high]; for the default [-2, 2]
   // that accepts 95.4% of draws. The kept value is exactly the conditioned distribution.

@@ -36,7 +36,8 @@ Module::~Module() {
 
 std::string Module::path() const {
   std::vector<const std::string*> names;
-  for (const Module* m = this; m->parent_ != nullptr; m = m->parent_) names.push_back(&m->name_in_parent_);
+  for (const Module* m = this; m->parent_ != nullptr; m = m->parent_)
+    names.push_back(&m->name_in_parent_);
   std::string out;
   for (auto it = names.rbegin(); it != names.rend(); ++it) {
     if (!out.empty()) out += '.';

@@ -9,7 +9,9 @@ namespace dtrain::nn {
 Tensor token_padding_mask(const Tensor& tokens, int64_t pad_id) {
   NoGradGuard no_grad;
   const Device device = tokens.device();
-  const Tensor pad = eq(tokens, Tensor::full({}, static_cast<double>(pad_id), tokens.dtype(), device)).to(DType::f32);
+  const Tensor pad =
+      eq(tokens, Tensor::full({}, static_cast<double>(pad_id), tokens.dtype(), device))
+          .to(DType::f32);
   const Tensor length = Tensor::full({}, static_cast<double>(tokens.size(1)), DType::f32, device);
   const Tensor all_pad = eq(sum(pad, {1}, true), length);  // [B, 1]
   return mul(pad, rsub(1.0, all_pad));

@@ -19,8 +19,8 @@ namespace {
 
 void check_floating(const char* op, const Tensor& x) {
   DTRAIN_CHECK(x.defined(), op, ": got an undefined tensor");
-  DTRAIN_CHECK(is_floating(x.dtype()), op, ": needs a floating tensor, got ",
-               dtype_name(x.dtype()), " of shape ", shape_str(x.shape()));
+  DTRAIN_CHECK(is_floating(x.dtype()), op, ": needs a floating tensor, got ", dtype_name(x.dtype()),
+               " of shape ", shape_str(x.shape()));
 }
 
 Tensor dense(const Tensor& t) {

@@ -25,13 +25,14 @@ namespace dtrain {
 namespace {
 
 // Additive causal mask [Tq, Tk]: query i may attend to keys j <= i (the top-left aligned triangle,
-// as torch's is_causal); -inf above the diagonal, 0 elsewhere. Made once per shape, dtype and device
-// and kept (a model sees a handful of lengths), so a step does not build and upload it per layer.
-// Nothing writes to it: every use adds it to the scores out of place.
+// as torch's is_causal); -inf above the diagonal, 0 elsewhere. Made once per shape, dtype and
+// device and kept (a model sees a handful of lengths), so a step does not build and upload it per
+// layer. Nothing writes to it: every use adds it to the scores out of place.
 Tensor causal_mask(int64_t tq, int64_t tk, DType dtype, Device device) {
   using Key = std::tuple<int64_t, int64_t, DType, int, int>;
   static std::mutex mutex;
-  static auto* cache = new std::map<Key, Tensor>();  // leaked: device memory outlives static destructors
+  static auto* cache =
+      new std::map<Key, Tensor>();  // leaked: device memory outlives static destructors
   const Key key{tq, tk, dtype, static_cast<int>(device.kind), device.index};
   std::lock_guard<std::mutex> lock(mutex);
   if (auto it = cache->find(key); it != cache->end()) return it->second;
@@ -44,8 +45,8 @@ Tensor causal_mask(int64_t tq, int64_t tk, DType dtype, Device device) {
   return cache->emplace(key, Tensor::from_vector(m, {tq, tk}, dtype, device)).first->second;
 }
 
-// The mask as the fused kernels take it: contiguous [B or 1, 1, Tq or 1, Tk], f64 for f64 inputs and
-// f32 otherwise. Undefined when the mask has another layout (the composed path handles any
+// The mask as the fused kernels take it: contiguous [B or 1, 1, Tq or 1, Tk], f64 for f64 inputs
+// and f32 otherwise. Undefined when the mask has another layout (the composed path handles any
 // broadcastable mask).
 Tensor fused_mask(const Tensor& mask, DType dtype, int64_t batch, int64_t tq, int64_t tk) {
   Shape s = mask.shape();
@@ -69,7 +70,8 @@ Tensor unit_last(const Tensor& t) { return t.strides().back() == 1 ? t : t.conti
 // [B, Tq, H, D] and handed back as its [B, H, Tq, D] view, so merging the heads afterwards is free.
 Tensor try_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& mask_in,
                  bool causal, double scale) {
-  const Tensor q = unit_last(q_in.detach()), k = unit_last(k_in.detach()), v = unit_last(v_in.detach());
+  const Tensor q = unit_last(q_in.detach()), k = unit_last(k_in.detach()),
+               v = unit_last(v_in.detach());
   Tensor mask;
   if (mask_in.defined()) {
     mask = fused_mask(mask_in, fused_dtype(q.dtype()), q.size(0), q.size(2), k.size(2));
@@ -79,7 +81,8 @@ Tensor try_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
   Tensor out = Tensor::empty({q.size(0), q.size(2), q.size(1), q.size(3)}, q.dtype(), q.device())
                    .permute({0, 2, 1, 3});
   // stats: the per-row log-sum-exp of the scores, which the fused backward needs.
-  Tensor stats = Tensor::empty({q.size(0), q.size(1), q.size(2)}, fused_dtype(q.dtype()), q.device());
+  Tensor stats =
+      Tensor::empty({q.size(0), q.size(1), q.size(2)}, fused_dtype(q.dtype()), q.device());
   if (!be.sdpa(q, k, v, mask, causal, scale, out, stats)) return Tensor();
 
   return autograd::record(
@@ -106,14 +109,18 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                                     const Tensor& attn_mask, bool causal, double dropout_p,
                                     bool training, double scale, Generator* gen) {
   if (amp::autocast_enabled() && q.defined() && k.defined() && v.defined()) {
-    Tensor q16 = amp::autocast(amp::OpClass::attention, q), k16 = amp::autocast(amp::OpClass::attention, k);
+    Tensor q16 = amp::autocast(amp::OpClass::attention, q),
+           k16 = amp::autocast(amp::OpClass::attention, k);
     Tensor v16 = amp::autocast(amp::OpClass::attention, v);
     // The additive mask follows q's dtype so the scores and the mask add without promotion.
-    Tensor m16 = attn_mask.defined() && is_floating(attn_mask.dtype()) && attn_mask.dtype() != q16.dtype()
-                     ? attn_mask.to(q16.dtype())
-                     : attn_mask;
-    if (!q16.same(q) || !k16.same(k) || !v16.same(v) || (attn_mask.defined() && !m16.same(attn_mask))) {
-      return scaled_dot_product_attention(q16, k16, v16, m16, causal, dropout_p, training, scale, gen);
+    Tensor m16 =
+        attn_mask.defined() && is_floating(attn_mask.dtype()) && attn_mask.dtype() != q16.dtype()
+            ? attn_mask.to(q16.dtype())
+            : attn_mask;
+    if (!q16.same(q) || !k16.same(k) || !v16.same(v) ||
+        (attn_mask.defined() && !m16.same(attn_mask))) {
+      return scaled_dot_product_attention(q16, k16, v16, m16, causal, dropout_p, training, scale,
+                                          gen);
     }
   }
   const char* op = "scaled_dot_product_attention";

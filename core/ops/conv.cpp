@@ -56,7 +56,8 @@ Shape pool_out_shape(const Tensor& x, const Pool2dArgs& a) {
 Tensor conv2d(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, int64_t stride,
               int64_t padding, int64_t groups) {
   if (amp::autocast_enabled() && x_in.defined() && weight_in.defined()) {
-    Tensor x16 = amp::autocast(amp::OpClass::conv, x_in), w16 = amp::autocast(amp::OpClass::conv, weight_in);
+    Tensor x16 = amp::autocast(amp::OpClass::conv, x_in),
+           w16 = amp::autocast(amp::OpClass::conv, weight_in);
     Tensor b16 = amp::autocast(amp::OpClass::conv, bias_in);
     if (!x16.same(x_in) || !w16.same(weight_in) || (bias_in.defined() && !b16.same(bias_in))) {
       return conv2d(x16, w16, b16, stride, padding, groups);

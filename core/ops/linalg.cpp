@@ -27,8 +27,7 @@ void check_operands(const char* op, const Tensor& a, const Tensor& b) {
   DTRAIN_CHECK(a.dtype() == b.dtype(), op, ": dtypes ", dtype_name(a.dtype()), " and ",
                dtype_name(b.dtype()), " differ (shapes ", shape_str(a.shape()), " and ",
                shape_str(b.shape()), "); convert one with .to(dtype)");
-  DTRAIN_CHECK(is_floating(a.dtype()), op, ": needs floating tensors, got ",
-               dtype_name(a.dtype()));
+  DTRAIN_CHECK(is_floating(a.dtype()), op, ": needs floating tensors, got ", dtype_name(a.dtype()));
 }
 
 // How BLAS sees a rows x cols matrix with strides (s_row, s_col): stored row-major with leading
@@ -193,9 +192,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   DTRAIN_CHECK(a.dim() >= 1 && b.dim() >= 1,
                "matmul: operands must have at least 1 dim, got shapes ", shape_str(a.shape()),
                " and ", shape_str(b.shape()));
-  DTRAIN_CHECK(a.size(-1) == b.size(b.dim() == 1 ? 0 : -2), "matmul: shapes ",
-               shape_str(a.shape()), " and ", shape_str(b.shape()), " cannot be multiplied (",
-               a.size(-1), " vs ", b.size(b.dim() == 1 ? 0 : -2), ")");
+  DTRAIN_CHECK(a.size(-1) == b.size(b.dim() == 1 ? 0 : -2), "matmul: shapes ", shape_str(a.shape()),
+               " and ", shape_str(b.shape()), " cannot be multiplied (", a.size(-1), " vs ",
+               b.size(b.dim() == 1 ? 0 : -2), ")");
   // 1-D operands as in torch.matmul: a vector on the left is a row, on the right a column, and
   // the added dim is removed from the result.
   if (a.dim() == 1 && b.dim() == 1) return matmul_nd(a.unsqueeze(0), b.unsqueeze(1)).reshape({});
@@ -208,7 +207,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 // and the bias is written into the output first so the GEMM adds onto it (beta = 1).
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   if (amp::autocast_enabled()) {
-    Tensor x16 = amp::autocast(amp::OpClass::gemm, x), w16 = amp::autocast(amp::OpClass::gemm, weight);
+    Tensor x16 = amp::autocast(amp::OpClass::gemm, x),
+           w16 = amp::autocast(amp::OpClass::gemm, weight);
     Tensor b16 = amp::autocast(amp::OpClass::gemm, bias);
     if (!x16.same(x) || !w16.same(weight) || (bias.defined() && !b16.same(bias))) {
       return linear(x16, w16, b16);
@@ -267,7 +267,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                   Tensor g2 = g.reshape({-1, out_features});
                   Tensor gx, gw, gb;
                   if (needs[0]) gx = matmul_kernel(g2, sw).reshape(x_shape);  // g W
-                  if (needs[1]) gw = matmul_kernel(g2.transpose(0, 1), sx);  // g^T x
+                  if (needs[1]) gw = matmul_kernel(g2.transpose(0, 1), sx);   // g^T x
                   if (needs[2]) gb = sum(g2, {0});
                   return Grads{gx, gw, gb};
                 });

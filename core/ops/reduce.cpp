@@ -62,9 +62,12 @@ ReducePlan plan_reduce(const char* op, const Tensor& x, const std::vector<int64_
     p.x = x.contiguous();
     for (int64_t d = 0; d < nd; ++d) {
       int64_t s = x.shape()[static_cast<size_t>(d)];
-      if (d < first) p.outer *= s;
-      else if (d <= last) p.n *= s;
-      else p.inner *= s;
+      if (d < first)
+        p.outer *= s;
+      else if (d <= last)
+        p.n *= s;
+      else
+        p.inner *= s;
     }
   } else {
     // Kept dims first, reduced dims last: one copy makes every output's inputs one contiguous run.
@@ -145,8 +148,8 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   Tensor total = run_reduce(ReduceOp::sum, p);
   Tensor out = Tensor::empty(total.shape(), total.dtype(), total.device());
   if (out.numel() > 0) {
-    backend_for(x.device()).binary_scalar(BinaryOp::mul, total, 1.0 / static_cast<double>(count),
-                                          false, out);
+    backend_for(x.device())
+        .binary_scalar(BinaryOp::mul, total, 1.0 / static_cast<double>(count), false, out);
   }
   out = reshaped(out, result_shape(p, keepdim));
   const Shape& keep = p.keep_shape;

@@ -34,8 +34,8 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
       match = k == d || t.shape()[static_cast<size_t>(k)] == first.shape()[static_cast<size_t>(k)];
     }
     DTRAIN_CHECK(match, "cat: tensor ", i, " of shape ", shape_str(t.shape()),
-                 " does not match tensor 0 of shape ", shape_str(first.shape()),
-                 " outside dim ", d);
+                 " does not match tensor 0 of shape ", shape_str(first.shape()), " outside dim ",
+                 d);
   }
   if (tensors.size() == 1) return tensors[0];
 

@@ -1,4 +1,5 @@
-// Views (share storage, recorded by autograd) and copies/conversions: the Tensor methods that are ops.
+// Views (share storage, recorded by autograd) and copies/conversions: the Tensor methods that are
+// ops.
 #include <algorithm>
 #include <numeric>
 
@@ -26,7 +27,8 @@ Shape view_strides(const Tensor& t, const Shape& shape) {
   int64_t chunk_base_stride = old_strides.empty() ? 1 : old_strides.back();
   for (int64_t d = static_cast<int64_t>(old_shape.size()) - 1; d >= 0; --d) {
     tensor_numel *= old_shape[d];
-    if (d == 0 || (old_shape[d - 1] != 1 && old_strides[d - 1] != tensor_numel * chunk_base_stride)) {
+    if (d == 0 ||
+        (old_shape[d - 1] != 1 && old_strides[d - 1] != tensor_numel * chunk_base_stride)) {
       while (view_d >= 0 && (chunk_numel < tensor_numel || shape[view_d] == 1)) {
         out[view_d] = chunk_numel * chunk_base_stride;
         chunk_numel *= shape[view_d];
@@ -122,7 +124,8 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
                shape_str(shape()));
   Shape new_shape = shape();
   new_shape[static_cast<size_t>(d)] = length;
-  Tensor out = make_view(*this, new_shape, strides(), offset() + start * strides()[static_cast<size_t>(d)]);
+  Tensor out =
+      make_view(*this, new_shape, strides(), offset() + start * strides()[static_cast<size_t>(d)]);
   Shape in_shape = shape();
   DType dt = dtype();
   Device dev = device();
@@ -207,7 +210,8 @@ Tensor copy_to(const Tensor& src, DType dtype, Device device) {
     backend_for(device).copy(src, out);
     return out;
   }
-  // Across devices: make the source contiguous in the target dtype on its own device, then move bytes.
+  // Across devices: make the source contiguous in the target dtype on its own device, then move
+  // bytes.
   Tensor staged = src;
   if (!src.is_contiguous() || src.dtype() != dtype) {
     staged = Tensor::empty(src.shape(), dtype, src.device());
@@ -215,8 +219,8 @@ Tensor copy_to(const Tensor& src, DType dtype, Device device) {
   }
   size_t nbytes = static_cast<size_t>(out.numel()) * dtype_size(dtype);
   if (device.is_cpu()) {
-    backend_for(src.device()).copy_to_host(staged.raw_data(), out.raw_data(), nbytes,
-                                           src.device().index);
+    backend_for(src.device())
+        .copy_to_host(staged.raw_data(), out.raw_data(), nbytes, src.device().index);
   } else if (src.device().is_cpu()) {
     backend_for(device).copy_from_host(staged.raw_data(), out.raw_data(), nbytes, device.index);
   } else {
@@ -253,14 +257,14 @@ Tensor Tensor::contiguous() const {
 
 Tensor Tensor::clone() const {
   Tensor out = copy_to(*this, dtype(), device());
-  return record("clone", {*this}, out, [](const Tensor& g, const std::vector<bool>&) {
-    return std::vector<Tensor>{g};
-  });
+  return record("clone", {*this}, out,
+                [](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{g}; });
 }
 
 Tensor& Tensor::copy_(const Tensor& src) {
-  DTRAIN_CHECK(!(requires_grad() && autograd::grad_enabled()),
-               "copy_ into a tensor that requires grad while grad mode is on; wrap it in NoGradGuard");
+  DTRAIN_CHECK(
+      !(requires_grad() && autograd::grad_enabled()),
+      "copy_ into a tensor that requires grad while grad mode is on; wrap it in NoGradGuard");
   Shape target = broadcast_shapes(src.shape(), shape(), "copy_");
   DTRAIN_CHECK(target == shape(), "copy_: source of shape ", shape_str(src.shape()),
                " does not broadcast to destination shape ", shape_str(shape()));
@@ -276,8 +280,9 @@ Tensor& Tensor::copy_(const Tensor& src) {
 }
 
 Tensor& Tensor::fill_(double value) {
-  DTRAIN_CHECK(!(requires_grad() && autograd::grad_enabled()),
-               "fill_ on a tensor that requires grad while grad mode is on; wrap it in NoGradGuard");
+  DTRAIN_CHECK(
+      !(requires_grad() && autograd::grad_enabled()),
+      "fill_ on a tensor that requires grad while grad mode is on; wrap it in NoGradGuard");
   if (numel() == 0) return *this;
   if (is_contiguous()) {
     backend_for(device()).fill(*this, value);

@@ -45,8 +45,9 @@ Tensor clip_grad_norm_tensor(const std::vector<Tensor>& params, double max_norm)
   for (const Tensor& p : params) {
     if (!p.defined() || !p.grad().defined()) continue;
     Tensor g = p.grad();
-    mul_(g, coef.device() == g.device() && coef.dtype() == g.dtype() ? coef
-                                                                      : coef.to(g.device()).to(g.dtype()));
+    mul_(g, coef.device() == g.device() && coef.dtype() == g.dtype()
+                ? coef
+                : coef.to(g.device()).to(g.dtype()));
   }
   return norm;
 }

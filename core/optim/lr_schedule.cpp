@@ -53,8 +53,7 @@ double LrSchedule::factor(int64_t step) const {
   switch (kind) {
     case LrScheduleKind::constant:
       return 1.0;
-    case LrScheduleKind::step:
-    {
+    case LrScheduleKind::step: {
       const int64_t decays = t / step_size;  // whole periods: the rate drops in steps
       return std::pow(gamma, static_cast<double>(decays));
     }

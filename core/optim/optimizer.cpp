@@ -151,18 +151,19 @@ bool parse_state_tensor_name(const std::string& full, size_t& index, std::string
 
 void Optimizer::check_saved_layout(const nlohmann::json& j) const {
   const char* me = name();
-  DTRAIN_CHECK(j.is_object() && j.contains("optimizer") && j.contains("param_groups") && j.contains("state"), me,
-               ": load_state_dict needs the object state_dict() wrote (optimizer, param_groups, state)");
+  DTRAIN_CHECK(
+      j.is_object() && j.contains("optimizer") && j.contains("param_groups") && j.contains("state"),
+      me, ": load_state_dict needs the object state_dict() wrote (optimizer, param_groups, state)");
   const std::string kind = j.at("optimizer").get<std::string>();
   DTRAIN_CHECK(kind == me, me, ": the saved state belongs to optimizer '", kind,
                "'; build the same optimizer as the run that saved it");
   const auto& groups = j.at("param_groups");
-  DTRAIN_CHECK(groups.is_array() && groups.size() == num_groups(), me, ": the saved state has ", groups.size(),
-               " parameter groups but this optimizer has ", num_groups());
+  DTRAIN_CHECK(groups.is_array() && groups.size() == num_groups(), me, ": the saved state has ",
+               groups.size(), " parameter groups but this optimizer has ", num_groups());
   for (size_t g = 0; g < num_groups(); ++g) {
     const size_t n = groups[g].at("num_params").get<size_t>();
-    DTRAIN_CHECK(n == params(g).size(), me, ": saved group ", g, " has ", n, " parameters but this optimizer's has ",
-                 params(g).size());
+    DTRAIN_CHECK(n == params(g).size(), me, ": saved group ", g, " has ", n,
+                 " parameters but this optimizer's has ", params(g).size());
   }
 }
 
@@ -173,11 +174,13 @@ void Optimizer::load_state_dict(const OptimizerState& saved) {
   std::vector<std::optional<ParamState>> state(state_.size());
   try {
     check_saved_layout(j);
-    for (size_t g = 0; g < groups_.size(); ++g) options.push_back(j.at("param_groups")[g].at("options"));
+    for (size_t g = 0; g < groups_.size(); ++g)
+      options.push_back(j.at("param_groups")[g].at("options"));
     for (const auto& [key, s] : j.at("state").items()) {
       size_t i = 0;
-      DTRAIN_CHECK(parse_parameter_index(key, i) && i < state_.size(), me, ": saved state for parameter '",
-                   key, "' but this optimizer has ", state_.size(), " parameters");
+      DTRAIN_CHECK(parse_parameter_index(key, i) && i < state_.size(), me,
+                   ": saved state for parameter '", key, "' but this optimizer has ", state_.size(),
+                   " parameters");
       ParamState st;
       st.step = s.at("step").get<int64_t>();
       if (s.contains("scalars")) {

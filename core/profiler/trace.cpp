@@ -24,8 +24,8 @@ namespace detail {
 std::atomic<uint64_t> g_state{0};
 }  // namespace detail
 
-using nlohmann::json;
 using detail::g_state;
+using nlohmann::json;
 
 namespace {
 
@@ -37,10 +37,11 @@ struct Event {
   json args;  // null: none
 };
 
-// One per thread that ever recorded or was named. Its thread appends to `events` without a lock: the
-// controller (start, stop) touches them only after turning recording off and seeing `busy` clear, and
-// a thread appends only while `busy` is set and the session it recorded into is still the current one
-// (both sides store, then load, sequentially consistent: one of them sees the other).
+// One per thread that ever recorded or was named. Its thread appends to `events` without a lock:
+// the controller (start, stop) touches them only after turning recording off and seeing `busy`
+// clear, and a thread appends only while `busy` is set and the session it recorded into is still
+// the current one (both sides store, then load, sequentially consistent: one of them sees the
+// other).
 struct ThreadBuffer {
   uint32_t tid = 0;
   std::string name;   // guarded by Registry::mutex
@@ -77,8 +78,8 @@ Registry& registry() {
   return *r;
 }
 
-// The calling thread's buffer, registered on first use; at thread exit an empty one is forgotten, one
-// holding events stays until the next start() (its events belong to the session).
+// The calling thread's buffer, registered on first use; at thread exit an empty one is forgotten,
+// one holding events stays until the next start() (its events belong to the session).
 struct ThreadSlot {
   std::shared_ptr<ThreadBuffer> buffer;
   ~ThreadSlot() {
@@ -120,7 +121,8 @@ void quiesce(Registry& r, uint64_t state) {
 }
 
 double micros(Clock::time_point t, Clock::time_point origin) {
-  return static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(t - origin).count()) /
+  return static_cast<double>(
+             std::chrono::duration_cast<std::chrono::nanoseconds>(t - origin).count()) /
          1000.0;
 }
 
@@ -128,8 +130,8 @@ double micros(Clock::time_point t, Clock::time_point origin) {
 void write_trace(const std::string& path, const std::string& text) {
   namespace fs = std::filesystem;
   auto fail = [&](const std::string& what, int error) {
-    return Error("profiler: cannot write the trace " + path + " (" + what + ": " + std::strerror(error) +
-                 "); pick a profile directory that can be written");
+    return Error("profiler: cannot write the trace " + path + " (" + what + ": " +
+                 std::strerror(error) + "); pick a profile directory that can be written");
   };
   const fs::path target(path);
   if (target.has_parent_path()) {
@@ -156,8 +158,8 @@ void write_trace(const std::string& path, const std::string& text) {
   }
 }
 
-// The deferred event's interval, waiting for it; nullopt when asking failed (the work itself failed:
-// that error is reported where the work is waited for, not here).
+// The deferred event's interval, waiting for it; nullopt when asking failed (the work itself
+// failed: that error is reported where the work is waited for, not here).
 std::optional<Interval> wait_for_interval(const Deferred& d) {
   try {
     for (;;) {
@@ -235,8 +237,13 @@ void stop_and_write(const std::string& path) {
   std::map<uint32_t, bool> used;  // tids that appear
   auto complete = [&](const char* category, const std::string& name, Clock::time_point start,
                       Clock::time_point end, uint32_t tid, json args) {
-    json e = {{"name", name}, {"cat", category}, {"ph", "X"}, {"ts", micros(start, origin)},
-              {"dur", micros(end, start)}, {"pid", rank}, {"tid", tid}};
+    json e = {{"name", name},
+              {"cat", category},
+              {"ph", "X"},
+              {"ts", micros(start, origin)},
+              {"dur", micros(end, start)},
+              {"pid", rank},
+              {"tid", tid}};
     if (!args.is_null()) e["args"] = std::move(args);
     trace.push_back(std::move(e));
     used[tid] = true;
@@ -252,10 +259,21 @@ void stop_and_write(const std::string& path) {
     complete(d.category, d.name, start, end, d.track, std::move(args));
     // An arrow from where the issuing thread handed it over to the event itself.
     ++flow_id;
-    trace.push_back({{"name", d.name}, {"cat", d.category}, {"ph", "s"}, {"id", flow_id},
-                     {"ts", micros(d.issued, origin)}, {"pid", rank}, {"tid", d.issuer}});
-    trace.push_back({{"name", d.name}, {"cat", d.category}, {"ph", "f"}, {"bp", "e"}, {"id", flow_id},
-                     {"ts", micros(start, origin)}, {"pid", rank}, {"tid", d.track}});
+    trace.push_back({{"name", d.name},
+                     {"cat", d.category},
+                     {"ph", "s"},
+                     {"id", flow_id},
+                     {"ts", micros(d.issued, origin)},
+                     {"pid", rank},
+                     {"tid", d.issuer}});
+    trace.push_back({{"name", d.name},
+                     {"cat", d.category},
+                     {"ph", "f"},
+                     {"bp", "e"},
+                     {"id", flow_id},
+                     {"ts", micros(start, origin)},
+                     {"pid", rank},
+                     {"tid", d.track}});
     used[d.issuer] = true;
   }
 
@@ -263,9 +281,11 @@ void stop_and_write(const std::string& path) {
   trace.push_back(metadata("process_sort_index", rank, 0, {{"sort_index", rank}}));
   for (const auto& [tid, unused] : used) {
     const auto name = names.find(tid);
-    trace.push_back(metadata("thread_name", rank, tid,
-                             {{"name", name != names.end() ? name->second : "thread " + std::to_string(tid)}}));
-    trace.push_back(metadata("thread_sort_index", rank, tid, {{"sort_index", tid == main_tid ? 0 : tid}}));
+    trace.push_back(
+        metadata("thread_name", rank, tid,
+                 {{"name", name != names.end() ? name->second : "thread " + std::to_string(tid)}}));
+    trace.push_back(
+        metadata("thread_sort_index", rank, tid, {{"sort_index", tid == main_tid ? 0 : tid}}));
   }
   const json document = {
       {"traceEvents", std::move(trace)},
@@ -302,7 +322,8 @@ void Scope::end() {
   std::unique_ptr<json> args(args_);
   args_ = nullptr;
   try {
-    append(state_, Event{category_, std::move(name_), start_, end, 0, args ? std::move(*args) : json()});
+    append(state_,
+           Event{category_, std::move(name_), start_, end, 0, args ? std::move(*args) : json()});
   } catch (...) {
     // Out of memory while profiling: the event is lost, the program goes on.
   }
@@ -319,8 +340,8 @@ void add_deferred(const char* track, const char* category, std::string name, jso
   if ((g_state.load(std::memory_order_seq_cst) & 1) == 0) return;
   auto [it, inserted] = r.tracks.try_emplace(track, 0);
   if (inserted) it->second = r.next_tid++;
-  r.deferred.push_back(
-      {it->second, issuer, category, std::move(name), std::move(args), issued, std::move(interval)});
+  r.deferred.push_back({it->second, issuer, category, std::move(name), std::move(args), issued,
+                        std::move(interval)});
 }
 
 }  // namespace dtrain::profiler

@@ -14,7 +14,9 @@ struct Device {
   static Device parse(const std::string& text);  // "cpu", "cuda", "cuda:1"; throws on anything else
   bool is_cpu() const { return kind == Kind::cpu; }
   bool is_cuda() const { return kind == Kind::cuda; }
-  bool operator==(const Device& o) const { return kind == o.kind && (is_cpu() || index == o.index); }
+  bool operator==(const Device& o) const {
+    return kind == o.kind && (is_cpu() || index == o.index);
+  }
   bool operator!=(const Device& o) const { return !(*this == o); }
   std::string str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
 };

@@ -10,7 +10,7 @@ namespace dtrain {
 enum class DType : uint8_t { f32, f64, f16, bf16, i32, i64 };
 
 size_t dtype_size(DType t);
-const char* dtype_name(DType t);  // "f32", "f64", ...
+const char* dtype_name(DType t);                 // "f32", "f64", ...
 DType dtype_from_name(const std::string& name);  // throws dtrain::Error on an unknown name
 inline bool is_floating(DType t) { return t != DType::i32 && t != DType::i64; }
 inline bool is_half(DType t) { return t == DType::f16 || t == DType::bf16; }
@@ -62,7 +62,7 @@ inline Half float_to_half(float f) {
   uint32_t u = f32_bits(f);
   uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
   uint32_t abs = u & 0x7fffffffu;
-  if (abs > 0x7f800000u) return Half{static_cast<uint16_t>(sign | 0x7e00u)};  // nan
+  if (abs > 0x7f800000u) return Half{static_cast<uint16_t>(sign | 0x7e00u)};   // nan
   if (abs >= 0x477ff000u) return Half{static_cast<uint16_t>(sign | 0x7c00u)};  // rounds to inf
   if (abs < 0x38800000u) {
     // below the smallest normal (2^-14): subnormal result man = round(|f| * 2^24), ties to even.

@@ -15,24 +15,36 @@ namespace dtrain {
 
 size_t dtype_size(DType t) {
   switch (t) {
-    case DType::f32: return 4;
-    case DType::f64: return 8;
-    case DType::f16: return 2;
-    case DType::bf16: return 2;
-    case DType::i32: return 4;
-    case DType::i64: return 8;
+    case DType::f32:
+      return 4;
+    case DType::f64:
+      return 8;
+    case DType::f16:
+      return 2;
+    case DType::bf16:
+      return 2;
+    case DType::i32:
+      return 4;
+    case DType::i64:
+      return 8;
   }
   return 0;
 }
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::f32: return "f32";
-    case DType::f64: return "f64";
-    case DType::f16: return "f16";
-    case DType::bf16: return "bf16";
-    case DType::i32: return "i32";
-    case DType::i64: return "i64";
+    case DType::f32:
+      return "f32";
+    case DType::f64:
+      return "f64";
+    case DType::f16:
+      return "f16";
+    case DType::bf16:
+      return "bf16";
+    case DType::i32:
+      return "i32";
+    case DType::i64:
+      return "i64";
   }
   return "?";
 }
@@ -55,8 +67,7 @@ Device Device::parse(const std::string& text) {
       size_t used = 0;
       int index = std::stoi(text.substr(5), &used);
       if (used == text.size() - 5 && index >= 0) return cuda(index);
-    } catch (const std::exception&) {
-    }
+    } catch (const std::exception&) {}
   }
   throw Error("unknown device '" + text + "': use cpu, cuda or cuda:N");
 }
@@ -110,8 +121,8 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
     DTRAIN_CHECK(d >= 0, "cannot make a tensor of shape ", shape_str(shape), ": negative size");
   }
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage =
-      std::make_shared<Storage>(static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype), device);
+  impl->storage = std::make_shared<Storage>(
+      static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype), device);
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
@@ -155,8 +166,8 @@ constexpr DType dtype_of() {
 template <class T>
 Tensor Tensor::from_vector(const std::vector<T>& values, const Shape& shape, DType dtype,
                            Device device) {
-  DTRAIN_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape), "from_vector: ",
-               values.size(), " values do not fill shape ", shape_str(shape));
+  DTRAIN_CHECK(static_cast<int64_t>(values.size()) == shape_numel(shape),
+               "from_vector: ", values.size(), " values do not fill shape ", shape_str(shape));
   Tensor host = empty(shape, dtype_of<T>(), Device::cpu());
   if (!values.empty()) std::memcpy(host.raw_data(), values.data(), values.size() * sizeof(T));
   if (dtype == host.dtype() && device.is_cpu()) return host;
@@ -172,13 +183,15 @@ template Tensor Tensor::from_vector(const std::vector<int64_t>&, const Shape&, D
 
 Tensor Tensor::rand(const Shape& shape, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
-  if (t.numel() > 0) backend_for(device).random(RandomKind::uniform, 0.0, 1.0, default_generator(), t);
+  if (t.numel() > 0)
+    backend_for(device).random(RandomKind::uniform, 0.0, 1.0, default_generator(), t);
   return t;
 }
 
 Tensor Tensor::randn(const Shape& shape, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
-  if (t.numel() > 0) backend_for(device).random(RandomKind::normal, 0.0, 1.0, default_generator(), t);
+  if (t.numel() > 0)
+    backend_for(device).random(RandomKind::normal, 0.0, 1.0, default_generator(), t);
   return t;
 }
 
@@ -232,8 +245,10 @@ std::vector<T> Tensor::to_vector() const {
   Tensor host = *this;
   // A host read: on a device the backend counts the waits of the copy; on the CPU the read itself
   // stands for them (backend.h, host_sync_count).
-  if (device().is_cpu()) count_host_sync();
-  else host = detach().to(Device::cpu());
+  if (device().is_cpu())
+    count_host_sync();
+  else
+    host = detach().to(Device::cpu());
   if (host.dtype() != dtype_of<T>() || !host.is_contiguous()) {
     Tensor converted = empty(shape(), dtype_of<T>(), Device::cpu());
     if (converted.numel() > 0) backend_for(Device::cpu()).copy(host, converted);

@@ -1,6 +1,7 @@
-// Tensor: a cheap, shared handle to (Storage, shape, strides, offset, dtype) plus the autograd fields.
-// Copies of a Tensor share everything; views share Storage. Ops live in core/ops; the few methods here
-// that look like ops (view, reshape, to, ...) are defined there too and are recorded by autograd.
+// Tensor: a cheap, shared handle to (Storage, shape, strides, offset, dtype) plus the autograd
+// fields. Copies of a Tensor share everything; views share Storage. Ops live in core/ops; the few
+// methods here that look like ops (view, reshape, to, ...) are defined there too and are recorded
+// by autograd.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -25,7 +26,8 @@ namespace autograd {
 class Node;
 }
 
-// Owns one allocation on one device, returned to that device's backend (and so its caching allocator).
+// Owns one allocation on one device, returned to that device's backend (and so its caching
+// allocator).
 class Storage {
  public:
   Storage(size_t nbytes, Device device);
@@ -48,13 +50,13 @@ using GradHook = std::function<void(const Tensor& param)>;
 struct TensorImpl {
   std::shared_ptr<Storage> storage;
   Shape shape;
-  Shape strides;  // in elements
+  Shape strides;       // in elements
   int64_t offset = 0;  // in elements
   DType dtype = DType::f32;
   // autograd
   bool requires_grad = false;
   std::shared_ptr<TensorImpl> grad;
-  std::shared_ptr<autograd::Node> grad_fn;  // set on non-leaf results of recorded ops
+  std::shared_ptr<autograd::Node> grad_fn;         // set on non-leaf results of recorded ops
   std::weak_ptr<autograd::Node> grad_accumulator;  // leaves: the node that accumulates into .grad
   std::vector<GradHook> post_accumulate_hooks;  // leaves: fired once the step's gradient is final
 };
@@ -72,7 +74,8 @@ class Tensor {
                      Device device = Device::cpu());
   static Tensor scalar(double value, DType dtype = DType::f32, Device device = Device::cpu());
   static Tensor arange(int64_t n, DType dtype = DType::i64, Device device = Device::cpu());
-  // Copies host values in; T is float, double, int32_t or int64_t and `dtype` may differ (converted).
+  // Copies host values in; T is float, double, int32_t or int64_t and `dtype` may differ
+  // (converted).
   template <class T>
   static Tensor from_vector(const std::vector<T>& values, const Shape& shape, DType dtype,
                             Device device = Device::cpu());
@@ -102,7 +105,9 @@ class Tensor {
   // Raw element pointer (storage + offset). No dtype check: callers dispatch on dtype() first.
   void* raw_data() const;
   template <class T>
-  T* data() const { return static_cast<T*>(raw_data()); }
+  T* data() const {
+    return static_cast<T*>(raw_data());
+  }
 
   // ---- host access (copies to host, converts to T)
   template <class T>
@@ -134,14 +139,16 @@ class Tensor {
   Tensor& zero_() { return fill_(0.0); }
 
   // ---- views (share storage; recorded by autograd; defined in core/ops/view.cpp)
-  Tensor view(const Shape& shape) const;  // needs compatible strides
+  Tensor view(const Shape& shape) const;     // needs compatible strides
   Tensor reshape(const Shape& shape) const;  // view when possible, else a copy; one dim may be -1
   Tensor permute(const std::vector<int64_t>& dims) const;
   Tensor transpose(int64_t d0, int64_t d1) const;
   Tensor narrow(int64_t dim, int64_t start, int64_t length) const;
-  Tensor slice(int64_t dim, int64_t start, int64_t end) const { return narrow(dim, start, end - start); }
+  Tensor slice(int64_t dim, int64_t start, int64_t end) const {
+    return narrow(dim, start, end - start);
+  }
   Tensor select(int64_t dim, int64_t index) const;  // narrow + squeeze
-  Tensor expand(const Shape& shape) const;  // size-1 dims to larger sizes (stride 0)
+  Tensor expand(const Shape& shape) const;          // size-1 dims to larger sizes (stride 0)
   Tensor unsqueeze(int64_t dim) const;
   Tensor squeeze(int64_t dim) const;
   Tensor flatten(int64_t start_dim = 0, int64_t end_dim = -1) const;

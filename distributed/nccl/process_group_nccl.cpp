@@ -32,21 +32,30 @@ double seconds_of(std::chrono::milliseconds d) { return std::chrono::duration<do
 
 ncclDataType_t nccl_type(DType t) {
   switch (t) {
-    case DType::f32: return ncclFloat32;
-    case DType::f64: return ncclFloat64;
-    case DType::f16: return ncclFloat16;
-    case DType::bf16: return ncclBfloat16;
-    case DType::i32: return ncclInt32;
-    case DType::i64: return ncclInt64;
+    case DType::f32:
+      return ncclFloat32;
+    case DType::f64:
+      return ncclFloat64;
+    case DType::f16:
+      return ncclFloat16;
+    case DType::bf16:
+      return ncclBfloat16;
+    case DType::i32:
+      return ncclInt32;
+    case DType::i64:
+      return ncclInt64;
   }
   return ncclFloat32;
 }
 
 ncclRedOp_t nccl_op(ReduceOp op) {
   switch (op) {
-    case ReduceOp::sum: return ncclSum;
-    case ReduceOp::avg: return ncclAvg;
-    case ReduceOp::max: return ncclMax;
+    case ReduceOp::sum:
+      return ncclSum;
+    case ReduceOp::avg:
+      return ncclAvg;
+    case ReduceOp::max:
+      return ncclMax;
   }
   return ncclSum;
 }
@@ -57,7 +66,8 @@ void check_cuda_contiguous(const Tensor& t, int device, const char* op, const ch
                " tensor is on ", t.device().str(), " but this group's ranks use cuda:", device,
                "; move it there (or use the MPI group for CPU tensors)");
   DTRAIN_CHECK(t.is_contiguous(), "ProcessGroupNCCL::", op, ": the ", role, " tensor of shape ",
-               shape_str(t.shape()), " is not contiguous; pass .contiguous() and copy the result back");
+               shape_str(t.shape()),
+               " is not contiguous; pass .contiguous() and copy the result back");
 }
 
 void check_reduce_op(ReduceOp op, DType t, const char* name) {
@@ -98,12 +108,17 @@ std::string cuda_error_text(cudaError_t status) {
 
 class ProcessGroupNCCL::NcclWork final : public Work {
  public:
-  // `check`: this collective's agreement slot in pinned memory (nullptr when the ranks agreed on the
-  // host); `host_wait`: wait() blocks the host (barrier).
+  // `check`: this collective's agreement slot in pinned memory (nullptr when the ranks agreed on
+  // the host); `host_wait`: wait() blocks the host (barrier).
   NcclWork(int device, std::string what, int64_t number, std::vector<int64_t> signature,
            const int64_t* check, bool host_wait)
-      : device_(device), what_(std::move(what)), number_(number), signature_(std::move(signature)),
-        check_(check), host_wait_(host_wait), issued_(Clock::now()) {
+      : device_(device),
+        what_(std::move(what)),
+        number_(number),
+        signature_(std::move(signature)),
+        check_(check),
+        host_wait_(host_wait),
+        issued_(Clock::now()) {
     // Blocking sync: the watchdog sleeps in cudaEventSynchronize instead of spinning a core. Timing
     // stays on: the collective's duration is the time between the two events.
     DTRAIN_CUDA_CHECK(cudaEventCreateWithFlags(&started_, cudaEventBlockingSync));
@@ -154,8 +169,8 @@ class ProcessGroupNCCL::NcclWork final : public Work {
   cudaEvent_t done_event() const { return done_; }
   void keep(const Tensor& t) { tensors_.push_back(t); }
 
-  // Called once the done event has fired: the end is now; the start is the end less the duration the
-  // stream measured (never before the host issued the collective).
+  // Called once the done event has fired: the end is now; the start is the end less the duration
+  // the stream measured (never before the host issued the collective).
   void mark_completed() {
     const Clock::time_point now = Clock::now();
     std::lock_guard<std::mutex> lock(mutex_);
@@ -186,8 +201,9 @@ class ProcessGroupNCCL::NcclWork final : public Work {
     }
     if (differences.empty()) return "";
     return detail::concat("ranks disagree on NCCL collective #", number_, ": this rank issued ",
-                          describe_collective_signature(signature_.data(), false), ", but across the ranks ",
-                          differences, "; the ranks took different code paths (were they started "
+                          describe_collective_signature(signature_.data(), false),
+                          ", but across the ranks ", differences,
+                          "; the ranks took different code paths (were they started "
                           "with different options?)");
   }
 
@@ -233,7 +249,8 @@ std::shared_ptr<ProcessGroupNCCL> ProcessGroupNCCL::create(
                    "from 0, or pass each rank its device");
     } else {
       DTRAIN_CHECK(device < count, "ProcessGroupNCCL: cuda:", device, " was asked for but only ",
-                   count, " GPU(s) are visible on node ", host, " (cuda:0 to cuda:", count - 1, ")");
+                   count, " GPU(s) are visible on node ", host, " (cuda:0 to cuda:", count - 1,
+                   ")");
     }
   });
   const std::vector<int64_t> devices = all_gather_values(*bootstrap, {device});
@@ -251,11 +268,12 @@ std::shared_ptr<ProcessGroupNCCL> ProcessGroupNCCL::create(
   run_on_every_rank(*bootstrap, [&] { cuda::cuda_select_device(device); });
   (void)cuda::device_context(device);  // the compute stream exists before any collective
 
-  // Rank 0 makes the id; the MPI group broadcasts it (through its queue and watchdog, so a rank that
-  // never arrives ends the job instead of hanging it).
-  static_assert(sizeof(ncclUniqueId) % sizeof(int64_t) == 0, "ncclUniqueId is a whole number of words");
-  Tensor id_words = Tensor::zeros({static_cast<int64_t>(sizeof(ncclUniqueId) / sizeof(int64_t))},
-                                  DType::i64);
+  // Rank 0 makes the id; the MPI group broadcasts it (through its queue and watchdog, so a rank
+  // that never arrives ends the job instead of hanging it).
+  static_assert(sizeof(ncclUniqueId) % sizeof(int64_t) == 0,
+                "ncclUniqueId is a whole number of words");
+  Tensor id_words =
+      Tensor::zeros({static_cast<int64_t>(sizeof(ncclUniqueId) / sizeof(int64_t))}, DType::i64);
   run_on_every_rank(*bootstrap, [&] {
     if (rank != 0) return;
     ncclUniqueId id{};
@@ -298,8 +316,12 @@ std::shared_ptr<ProcessGroupNCCL> ProcessGroupNCCL::create(
 ProcessGroupNCCL::ProcessGroupNCCL(ProcessGroupOptions options,
                                    std::shared_ptr<ProcessGroupMPI> bootstrap, int device,
                                    ncclComm_t comm)
-    : ProcessGroup(options), bootstrap_(std::move(bootstrap)), rank_(bootstrap_->rank()),
-      size_(bootstrap_->size()), device_(device), comm_(comm) {
+    : ProcessGroup(options),
+      bootstrap_(std::move(bootstrap)),
+      rank_(bootstrap_->rank()),
+      size_(bootstrap_->size()),
+      device_(device),
+      comm_(comm) {
   cuda::DeviceGuard guard(device_);
   // Highest priority: a collective's kernels get SMs ahead of the backward kernels they overlap.
   int least = 0, greatest = 0;
@@ -307,7 +329,8 @@ ProcessGroupNCCL::ProcessGroupNCCL(ProcessGroupOptions options,
   DTRAIN_CUDA_CHECK(cudaStreamCreateWithPriority(&stream_, cudaStreamNonBlocking, greatest));
   DTRAIN_CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
   const size_t words = kAgreementSlots * 2 * kSignatureWords;
-  agreement_device_ = Tensor::zeros({static_cast<int64_t>(words)}, DType::i64, Device::cuda(device_));
+  agreement_device_ =
+      Tensor::zeros({static_cast<int64_t>(words)}, DType::i64, Device::cuda(device_));
   void* host = nullptr;
   DTRAIN_CUDA_CHECK(cudaHostAlloc(&host, words * sizeof(int64_t), cudaHostAllocDefault));
   agreement_host_ = static_cast<int64_t*>(host);
@@ -355,8 +378,8 @@ ProcessGroupNCCL::~ProcessGroupNCCL() {
   if (ready_) (void)cudaEventDestroy(ready_);
   if (agreement_host_) (void)cudaFreeHost(agreement_host_);
   // stream_ is left to the process, like the backend's own streams: tensors the collectives used
-  // were marked as used on it, and the caching allocator records an event on it when they are freed,
-  // which may be after this group is gone.
+  // were marked as used on it, and the caching allocator records an event on it when they are
+  // freed, which may be after this group is gone.
 }
 
 void ProcessGroupNCCL::abort_with(const std::string& message) {
@@ -370,8 +393,8 @@ void ProcessGroupNCCL::watchdog_loop() {
   try {
     cuda::cuda_use_selected_device();
   } catch (const std::exception& e) {
-    abort_with(detail::concat("ProcessGroupNCCL: the watchdog cannot use cuda:", device_, ": ",
-                              e.what()));
+    abort_with(
+        detail::concat("ProcessGroupNCCL: the watchdog cannot use cuda:", device_, ": ", e.what()));
   }
   for (;;) {
     std::shared_ptr<NcclWork> oldest;
@@ -381,8 +404,8 @@ void ProcessGroupNCCL::watchdog_loop() {
       if (in_flight_.empty()) return;  // stopping, and nothing left
       oldest = in_flight_.front();
     }
-    // Collectives on one stream finish in order: the oldest is the one to wait for. The started event
-    // fires once the agreement check's answer is in pinned memory, before the data moves.
+    // Collectives on one stream finish in order: the oldest is the one to wait for. The started
+    // event fires once the agreement check's answer is in pinned memory, before the data moves.
     cudaError_t status = cudaEventSynchronize(oldest->started_event());
     if (status == cudaSuccess) {
       if (const std::string disagreement = oldest->disagreement(); !disagreement.empty()) {
@@ -391,8 +414,8 @@ void ProcessGroupNCCL::watchdog_loop() {
       status = cudaEventSynchronize(oldest->done_event());
     }
     if (status != cudaSuccess) {
-      abort_with(detail::concat("ProcessGroupNCCL: ", oldest->what(), " failed: ",
-                                cuda_error_text(status)));
+      abort_with(detail::concat("ProcessGroupNCCL: ", oldest->what(),
+                                " failed: ", cuda_error_text(status)));
     }
     oldest->mark_completed();
     {
@@ -412,8 +435,8 @@ void ProcessGroupNCCL::monitor_loop() {
   try {
     cuda::cuda_use_selected_device();
   } catch (const std::exception& e) {
-    abort_with(detail::concat("ProcessGroupNCCL: the monitor cannot use cuda:", device_, ": ",
-                              e.what()));
+    abort_with(
+        detail::concat("ProcessGroupNCCL: the monitor cannot use cuda:", device_, ": ", e.what()));
   }
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
@@ -429,16 +452,16 @@ void ProcessGroupNCCL::monitor_loop() {
     std::unique_lock<std::mutex> nccl(nccl_mutex_, std::try_to_lock);
     if (nccl.owns_lock() && ncclCommGetAsyncError(comm_, &async) == ncclSuccess &&
         async != ncclSuccess && async != ncclInProgress) {
-      abort_with(detail::concat("ProcessGroupNCCL: ", oldest->what(), " failed: ",
-                                nccl_error_text(async, comm_),
+      abort_with(detail::concat("ProcessGroupNCCL: ", oldest->what(),
+                                " failed: ", nccl_error_text(async, comm_),
                                 "; set NCCL_DEBUG=WARN for NCCL's own report"));
     }
     if (nccl.owns_lock()) nccl.unlock();
     if (Clock::now() - oldest->issued() > options_.timeout) {
-      abort_with(detail::concat(oldest->what(), " on NCCL did not complete within ",
-                                seconds_of(options_.timeout),
-                                " s (the collective timeout): another rank failed, hangs, or took a "
-                                "different code path; aborting the job"));
+      abort_with(detail::concat(
+          oldest->what(), " on NCCL did not complete within ", seconds_of(options_.timeout),
+          " s (the collective timeout): another rank failed, hangs, or took a "
+          "different code path; aborting the job"));
     }
     lock.lock();
   }
@@ -454,8 +477,8 @@ void ProcessGroupNCCL::finish_call(ncclResult_t status, const char* call, const 
   const std::string context = std::string(call) + " (" + what + ")";
   if (status != ncclInProgress) check_nccl(status, context.c_str(), comm_);
   // A non-blocking communicator may still be enqueuing (connecting to its peers on the first use of
-  // an algorithm, for instance); nothing else may be called on it until that is done. This waits for
-  // NCCL's host-side setup, not for the device, so it is not counted as a host synchronisation.
+  // an algorithm, for instance); nothing else may be called on it until that is done. This waits
+  // for NCCL's host-side setup, not for the device, so it is not counted as a host synchronisation.
   const Clock::time_point deadline = Clock::now() + options_.timeout;
   for (;;) {
     ncclResult_t state = ncclSuccess;
@@ -464,8 +487,11 @@ void ProcessGroupNCCL::finish_call(ncclResult_t status, const char* call, const 
     if (state != ncclInProgress) check_nccl(state, context.c_str(), comm_);
     if (Clock::now() > deadline) {
       abort_with(detail::concat(what, " on NCCL did not complete within ",
-                                seconds_of(options_.timeout), " s (the collective timeout; NCCL was "
-                                "still setting up ", call, "): another rank failed, hangs, or took "
+                                seconds_of(options_.timeout),
+                                " s (the collective timeout; NCCL was "
+                                "still setting up ",
+                                call,
+                                "): another rank failed, hangs, or took "
                                 "a different code path; aborting the job"));
     }
     std::this_thread::sleep_for(std::chrono::microseconds(50));
@@ -597,11 +623,11 @@ WorkPtr ProcessGroupNCCL::all_gather(const Tensor& output, const Tensor& input) 
   check_cuda_contiguous(output, device_, "all_gather", "output");
   check_cuda_contiguous(input, device_, "all_gather", "input");
   check_chunks(output, input, size_, "all_gather");
-  return launch(CollectiveKind::all_gather, ReduceOp::sum, 0, input, {output, input}, "ncclAllGather",
-                [&] {
+  return launch(CollectiveKind::all_gather, ReduceOp::sum, 0, input, {output, input},
+                "ncclAllGather", [&] {
                   return ncclAllGather(input.raw_data(), output.raw_data(),
-                                       static_cast<size_t>(input.numel()),
-                                       nccl_type(input.dtype()), comm_, stream_);
+                                       static_cast<size_t>(input.numel()), nccl_type(input.dtype()),
+                                       comm_, stream_);
                 });
 }
 
@@ -617,7 +643,8 @@ WorkPtr ProcessGroupNCCL::barrier() {
 void ProcessGroupNCCL::raw_collective(CollectiveKind kind, const Tensor& output,
                                       const Tensor& input, ReduceOp op) {
   check_cuda_contiguous(output, device_, "raw_collective", "output");
-  const bool reads_input = kind == CollectiveKind::reduce_scatter || kind == CollectiveKind::all_gather;
+  const bool reads_input =
+      kind == CollectiveKind::reduce_scatter || kind == CollectiveKind::all_gather;
   if (reads_input) check_cuda_contiguous(input, device_, "raw_collective", "input");
   cuda::DeviceGuard guard(device_);
   std::lock_guard<std::mutex> nccl(nccl_mutex_);
@@ -635,18 +662,18 @@ void ProcessGroupNCCL::raw_collective(CollectiveKind kind, const Tensor& output,
       break;
     case CollectiveKind::all_reduce:
       check_reduce_op(op, output.dtype(), "raw_collective");
-      finish_call(ncclAllReduce(output.raw_data(), output.raw_data(),
-                                static_cast<size_t>(output.numel()), type, nccl_op(op), comm_,
-                                stream_),
-                  "ncclAllReduce", "a raw all_reduce");
+      finish_call(
+          ncclAllReduce(output.raw_data(), output.raw_data(), static_cast<size_t>(output.numel()),
+                        type, nccl_op(op), comm_, stream_),
+          "ncclAllReduce", "a raw all_reduce");
       break;
     case CollectiveKind::reduce_scatter:
       check_reduce_op(op, output.dtype(), "raw_collective");
       check_chunks(input, output, size_, "raw_collective(reduce_scatter)");
-      finish_call(ncclReduceScatter(input.raw_data(), output.raw_data(),
-                                    static_cast<size_t>(output.numel()), type, nccl_op(op), comm_,
-                                    stream_),
-                  "ncclReduceScatter", "a raw reduce_scatter");
+      finish_call(
+          ncclReduceScatter(input.raw_data(), output.raw_data(),
+                            static_cast<size_t>(output.numel()), type, nccl_op(op), comm_, stream_),
+          "ncclReduceScatter", "a raw reduce_scatter");
       break;
     case CollectiveKind::all_gather:
       check_chunks(output, input, size_, "raw_collective(all_gather)");
@@ -655,7 +682,8 @@ void ProcessGroupNCCL::raw_collective(CollectiveKind kind, const Tensor& output,
                   "ncclAllGather", "a raw all_gather");
       break;
     case CollectiveKind::barrier:
-      throw Error("ProcessGroupNCCL::raw_collective: a barrier has no raw NCCL call; use barrier()");
+      throw Error(
+          "ProcessGroupNCCL::raw_collective: a barrier has no raw NCCL call; use barrier()");
   }
 }
 

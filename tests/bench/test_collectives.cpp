@@ -1,5 +1,5 @@
-// The collective benchmarks' arithmetic and tables on a one-rank MPI group (no launcher needed): the
-// busbw factors nccl-tests defines, the --collective names, and every collective's table in
+// The collective benchmarks' arithmetic and tables on a one-rank MPI group (no launcher needed):
+// the busbw factors nccl-tests defines, the --collective names, and every collective's table in
 // nccl-tests' out-of-place / in-place columns with its correctness check.
 #include <gtest/gtest.h>
 
@@ -26,7 +26,7 @@ AllReduceBenchOptions small_sizes() {
 std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 TEST(BenchCollectives, BusFactorsAreNcclTests) {
-  EXPECT_DOUBLE_EQ(bus_factor(BenchCollective::all_reduce, 4), 1.5);  // 2(n-1)/n
+  EXPECT_DOUBLE_EQ(bus_factor(BenchCollective::all_reduce, 4), 1.5);       // 2(n-1)/n
   EXPECT_DOUBLE_EQ(bus_factor(BenchCollective::reduce_scatter, 4), 0.75);  // (n-1)/n
   EXPECT_DOUBLE_EQ(bus_factor(BenchCollective::all_gather, 8), 0.875);
   EXPECT_DOUBLE_EQ(bus_factor(BenchCollective::broadcast, 8), 1.0);  // busbw = algbw
@@ -36,10 +36,10 @@ TEST(BenchCollectives, BusFactorsAreNcclTests) {
 }
 
 TEST(BenchCollectives, NamesOnTheCommandLine) {
-  EXPECT_EQ(parse_bench_collectives("all"),
-            (std::vector<BenchCollective>{BenchCollective::all_reduce,
-                                          BenchCollective::reduce_scatter,
-                                          BenchCollective::all_gather, BenchCollective::broadcast}));
+  EXPECT_EQ(
+      parse_bench_collectives("all"),
+      (std::vector<BenchCollective>{BenchCollective::all_reduce, BenchCollective::reduce_scatter,
+                                    BenchCollective::all_gather, BenchCollective::broadcast}));
   EXPECT_EQ(parse_bench_collectives("reduce_scatter"),
             std::vector<BenchCollective>{BenchCollective::reduce_scatter});
   EXPECT_EQ(parse_bench_collectives("broadcast"),
@@ -81,8 +81,9 @@ TEST(BenchCollectives, CpuAllReduceTableHasBothColumnsAndRaw) {
     EXPECT_GT(r.raw_time_us, 0.0);
   }
   const std::string text = out.str();
-  EXPECT_EQ(first_line(text).rfind("# all_reduce over 1 ranks, mpi on cpu, f32; times on the host", 0),
-            0u)
+  EXPECT_EQ(
+      first_line(text).rfind("# all_reduce over 1 ranks, mpi on cpu, f32; times on the host", 0),
+      0u)
       << text;
   EXPECT_NE(text.find("out-of-place: MPI_Allreduce(send, recv) called directly"), std::string::npos)
       << text;
@@ -96,8 +97,8 @@ TEST(BenchCollectives, CpuAllReduceTableHasBothColumnsAndRaw) {
   for (const AllReduceRow& r : rows) EXPECT_GT(r.raw_algbw_gbs, 0.0);  // busbw: 0 at one rank
 }
 
-// reduce_scatter and all_gather: both columns through dtrain (in place: the chunk is chunk `rank` of
-// the whole buffer, which ProcessGroupMPI runs with MPI_IN_PLACE); no raw call on the CPU.
+// reduce_scatter and all_gather: both columns through dtrain (in place: the chunk is chunk `rank`
+// of the whole buffer, which ProcessGroupMPI runs with MPI_IN_PLACE); no raw call on the CPU.
 TEST(BenchCollectives, CpuReduceScatterAndAllGatherInAndOutOfPlace) {
   auto pg = ProcessGroupMPI::create();
   for (BenchCollective c : {BenchCollective::reduce_scatter, BenchCollective::all_gather}) {
@@ -108,11 +109,12 @@ TEST(BenchCollectives, CpuReduceScatterAndAllGatherInAndOutOfPlace) {
       expect_filled(r.out_of_place, "out-of-place " + out.str());
       expect_filled(r.in_place, "in-place " + out.str());
       EXPECT_EQ(r.time_us, r.out_of_place.time_us);  // the legacy fields: out of place
-      EXPECT_EQ(r.raw_time_us, 0.0);  // MPI has no raw call for these here
+      EXPECT_EQ(r.raw_time_us, 0.0);                 // MPI has no raw call for these here
     }
     const std::string text = out.str();
-    EXPECT_EQ(first_line(text).rfind(std::string("# ") + bench_collective_name(c) + " over 1 ranks", 0),
-              0u)
+    EXPECT_EQ(
+        first_line(text).rfind(std::string("# ") + bench_collective_name(c) + " over 1 ranks", 0),
+        0u)
         << text;
     EXPECT_NE(text.find("busbw = algbw * (n-1)/n"), std::string::npos) << text;
     EXPECT_NE(text.find(c == BenchCollective::all_gather ? "   none   -1 " : "    sum   -1 "),
@@ -158,7 +160,8 @@ TEST(BenchCollectives, CpuAllReduceBf16HasNoOutOfPlaceColumn) {
   AllReduceBenchOptions o = small_sizes();
   o.dtype = DType::bf16;
   std::ostringstream out;
-  const std::vector<AllReduceRow> rows = bench_collective(*pg, BenchCollective::all_reduce, o, &out);
+  const std::vector<AllReduceRow> rows =
+      bench_collective(*pg, BenchCollective::all_reduce, o, &out);
   ASSERT_EQ(rows.size(), 3u);
   for (const AllReduceRow& r : rows) {
     expect_filled(r.in_place, out.str());

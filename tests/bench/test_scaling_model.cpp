@@ -1,5 +1,5 @@
-// The alpha-beta scaling model's arithmetic on hand-computed cases (no processes needed). Each expected
-// number has its hand computation beside it.
+// The alpha-beta scaling model's arithmetic on hand-computed cases (no processes needed). Each
+// expected number has its hand computation beside it.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -25,7 +25,8 @@ TEST(ScalingModel, RingAllReduceByHand) {
 TEST(ScalingModel, TreeAllReduceByHand) {
   const double s = 1e6;
   EXPECT_EQ(tree_allreduce_seconds(kLink, 1, s), 0.0);
-  EXPECT_NEAR(tree_allreduce_seconds(kLink, 2, s), 2.002e-3, 1e-15);  // 2*ceil(log2 2)=2 * 1e-6 + 2*1e-3
+  EXPECT_NEAR(tree_allreduce_seconds(kLink, 2, s), 2.002e-3,
+              1e-15);  // 2*ceil(log2 2)=2 * 1e-6 + 2*1e-3
   EXPECT_NEAR(tree_allreduce_seconds(kLink, 4, s), 2.004e-3, 1e-15);  // 2*2*1e-6 + 2e-3
   EXPECT_NEAR(tree_allreduce_seconds(kLink, 8, s), 2.006e-3, 1e-15);  // 2*3*1e-6 + 2e-3
   EXPECT_NEAR(tree_allreduce_seconds(kLink, 5, s), 2.006e-3, 1e-15);  // ceil(log2 5) = 3
@@ -75,8 +76,8 @@ TEST(ScalingModel, HierarchicalAllReduceByHand) {
 
   // W = 64 (8 nodes), S = 8e3 bytes: latency-bound, so the tree wins between nodes.
   //   reduce-scatter: 7e-6 + 7/8 * 8e3/100e9 = 7e-6 + 0.07e-6 = 7.07e-6 (all-gather the same)
-  //   inter, 1e3 bytes over 8: ring 14*5e-6 + 1.75*1e3/1e10 = 70.175e-6; tree 6*5e-6 + 2e3/1e10 = 30.2e-6
-  //   total 2*7.07e-6 + 30.2e-6 = 44.34e-6
+  //   inter, 1e3 bytes over 8: ring 14*5e-6 + 1.75*1e3/1e10 = 70.175e-6; tree 6*5e-6 + 2e3/1e10
+  //   = 30.2e-6 total 2*7.07e-6 + 30.2e-6 = 44.34e-6
   const AllReduceEstimate small = estimate_allreduce(c, 64, 8e3);
   EXPECT_NEAR(small.seconds, 44.34e-6, 1e-15);
   EXPECT_EQ(small.algorithm, "hier(tree)");
@@ -102,18 +103,20 @@ TEST(ScalingModel, PresetsAndUnknownNameListsThem) {
   EXPECT_EQ(cluster_presets().size(), 3u);
   const ClusterSpec& h100 = cluster_preset("h100-nvlink-ib400");
   EXPECT_EQ(h100.gpus_per_node, 8);
-  EXPECT_DOUBLE_EQ(h100.inter.bytes_per_s, 50e9);   // 400 Gb/s / 8
+  EXPECT_DOUBLE_EQ(h100.inter.bytes_per_s, 50e9);  // 400 Gb/s / 8
   EXPECT_DOUBLE_EQ(h100.peak_flops, 989e12);
   EXPECT_DOUBLE_EQ(cluster_preset("a100-nvlink-ib200").inter.bytes_per_s, 25e9);  // 200 Gb/s / 8
-  EXPECT_DOUBLE_EQ(cluster_preset("h100-nvlink-eth100").inter.bytes_per_s, 1.5625e9);  // 12.5 GB/s / 8
+  EXPECT_DOUBLE_EQ(cluster_preset("h100-nvlink-eth100").inter.bytes_per_s,
+                   1.5625e9);  // 12.5 GB/s / 8
   for (const ClusterSpec& c : cluster_presets()) EXPECT_FALSE(c.source.empty()) << c.name;
   try {
     cluster_preset("nope");
     ADD_FAILURE() << "no error for 'nope'";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("'nope'"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("h100-nvlink-ib400, a100-nvlink-ib200, h100-nvlink-eth100"),
-              std::string::npos)
+    EXPECT_NE(
+        std::string(e.what()).find("h100-nvlink-ib400, a100-nvlink-ib200, h100-nvlink-eth100"),
+        std::string::npos)
         << e.what();
   }
 }
@@ -152,10 +155,12 @@ TEST(ScalingModel, FitRingLinkErrors) {
   EXPECT_NEAR(1.0 / fit.bytes_per_s, 1008.9 / 1.01e12, 1e-21);
 }
 
-StepProfile grads_mib(const std::vector<double>& mib, const std::vector<double>& at, double backward) {
+StepProfile grads_mib(const std::vector<double>& mib, const std::vector<double>& at,
+                      double backward) {
   StepProfile p;
   p.backward_s = backward;
-  for (size_t i = 0; i < mib.size(); ++i) p.grads.push_back({at[i], static_cast<int64_t>(mib[i] * kMiB)});
+  for (size_t i = 0; i < mib.size(); ++i)
+    p.grads.push_back({at[i], static_cast<int64_t>(mib[i] * kMiB)});
   return p;
 }
 
@@ -225,7 +230,8 @@ TEST(ScalingModel, BestBucketCapByHand) {
   EXPECT_NEAR(best.prediction.exposed_s, 0.19, 1e-12);
   EXPECT_NEAR(best.prediction.step_s, 1.19, 1e-12);
   EXPECT_NEAR(predict_step(p, plan_buckets(p, static_cast<int64_t>(kMiB)), t).step_s, 1.48, 1e-12);
-  // Caps 50 and 25 both hold all 4 MiB in one bucket: a tie goes to the smaller cap, wherever listed.
+  // Caps 50 and 25 both hold all 4 MiB in one bucket: a tie goes to the smaller cap, wherever
+  // listed.
   EXPECT_EQ(best_bucket_cap(p, {50, 25}, t).cap_mb, 25.0);
   EXPECT_EQ(default_bucket_caps_mb().size(), 9u);
   EXPECT_THROW(best_bucket_cap(p, {}, t), Error);
@@ -239,7 +245,9 @@ TEST(ScalingModel, EfficiencyIsOneAtWorldOne) {
   const ClusterSpec& c = cluster_preset("h100-nvlink-eth100");
   const auto plan = plan_buckets(p, static_cast<int64_t>(25 * kMiB));
   const auto at_world = [&](int world) {
-    return [&c, world](int64_t bytes) { return allreduce_seconds(c, world, static_cast<double>(bytes)); };
+    return [&c, world](int64_t bytes) {
+      return allreduce_seconds(c, world, static_cast<double>(bytes));
+    };
   };
   const StepPrediction one = predict_step(p, plan, at_world(1));
   EXPECT_EQ(one.comm_s, 0.0);

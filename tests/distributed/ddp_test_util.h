@@ -28,8 +28,8 @@ class Mlp : public nn::Module {
   std::shared_ptr<nn::Linear> fc1, fc2, unused;
 };
 
-// Builds an Mlp whose initial weights depend on `seed` (ranks pass different seeds; DDP must make them
-// rank 0's).
+// Builds an Mlp whose initial weights depend on `seed` (ranks pass different seeds; DDP must make
+// them rank 0's).
 inline std::shared_ptr<Mlp> make_mlp(uint64_t seed, int64_t in = 8, int64_t hidden = 16,
                                      int64_t out = 4, bool with_unused = false) {
   manual_seed(seed);
@@ -95,7 +95,8 @@ inline bool same_on_all_ranks(dist::ProcessGroup& pg, const std::vector<float>& 
 
 // The optimizers the DDP tests train with: SGD with momentum and AdamW, over any parameters.
 inline std::unique_ptr<optim::Optimizer> sgd(std::vector<Tensor> params) {
-  return std::make_unique<optim::SGD>(std::move(params), optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
+  return std::make_unique<optim::SGD>(std::move(params),
+                                      optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
 }
 inline std::unique_ptr<optim::Optimizer> adamw(std::vector<Tensor> params) {
   return std::make_unique<optim::AdamW>(std::move(params),

@@ -1,7 +1,8 @@
 // Ranks that issue different collectives get an error naming both sides, on every rank, before any
-// data moves: never a buffer overrun (the defect this guards against: rank 0 all-reducing one f64 while
-// rank 1 all-reduced 39,316 f32 wrote 39 KB into rank 0's 8-byte buffer). Each test makes its own group,
-// because a disagreement breaks the group for good (its ranks' sequences of collectives no longer pair).
+// data moves: never a buffer overrun (the defect this guards against: rank 0 all-reducing one f64
+// while rank 1 all-reduced 39,316 f32 wrote 39 KB into rank 0's 8-byte buffer). Each test makes its
+// own group, because a disagreement breaks the group for good (its ranks' sequences of collectives
+// no longer pair).
 #include <string>
 
 #include "mpi_test_main.h"
@@ -27,7 +28,8 @@ std::string all_ranks_error(const dist::WorkPtr& work) {
 }
 
 void expect_mentions(const std::string& msg, const std::vector<std::string>& parts) {
-  for (const std::string& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "no '" << p << "' in: " << msg;
+  for (const std::string& p : parts)
+    EXPECT_NE(msg.find(p), std::string::npos) << "no '" << p << "' in: " << msg;
 }
 
 TEST(MpiAgreement, CountAndDtypeMismatchIsAnErrorNotAnOverrun) {
@@ -37,11 +39,13 @@ TEST(MpiAgreement, CountAndDtypeMismatchIsAnErrorNotAnOverrun) {
   Tensor guarded = Tensor::full({3}, 7.0, DType::f64);
   Tensor small = guarded.narrow(0, 1, 1);
   Tensor big = Tensor::ones({39316}, DType::f32);
-  std::string msg = all_ranks_error(last ? pg->all_reduce(big) : pg->all_reduce(small, dist::ReduceOp::max));
+  std::string msg =
+      all_ranks_error(last ? pg->all_reduce(big) : pg->all_reduce(small, dist::ReduceOp::max));
   expect_mentions(msg, {"ranks disagree on collective #1", "rank 0 issued all_reduce(max) of 1 f64",
                         "issued all_reduce(sum) of 39316 f32"});
   EXPECT_EQ(guarded.to_vector<double>(), (std::vector<double>{7.0, 7.0, 7.0}));
-  // The group is broken from then on: later collectives fail at once with the same message, no hang.
+  // The group is broken from then on: later collectives fail at once with the same message, no
+  // hang.
   EXPECT_EQ(all_ranks_error(pg->barrier()), msg);
 }
 
@@ -70,10 +74,12 @@ TEST(MpiAgreement, RootAndKindMismatchesAreNamed) {
 TEST(MpiAgreement, DebugModeComparesShapes) {
   auto cheap = fresh_group(false);
   Tensor t = cheap->rank() == 0 ? Tensor::zeros({2, 3}) : Tensor::zeros({3, 2});
-  EXPECT_EQ(all_ranks_error(cheap->all_reduce(t)), "");  // same count and dtype: the cheap check passes
+  EXPECT_EQ(all_ranks_error(cheap->all_reduce(t)),
+            "");  // same count and dtype: the cheap check passes
   auto debug = fresh_group(true);
   std::string msg = all_ranks_error(debug->all_reduce(t));
-  expect_mentions(msg, {"rank 0 issued all_reduce(sum) of 6 f32", "shape [2, 3]", "rank 1 issued", "shape [3, 2]"});
+  expect_mentions(msg, {"rank 0 issued all_reduce(sum) of 6 f32", "shape [2, 3]", "rank 1 issued",
+                        "shape [3, 2]"});
 }
 
 }  // namespace

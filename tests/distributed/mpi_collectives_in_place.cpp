@@ -1,6 +1,6 @@
 // In-place reduce_scatter and all_gather on ProcessGroupMPI (output = chunk `rank` of the input,
-// input = chunk `rank` of the output, as nccl-tests and NCCL define in place; run with MPI_IN_PLACE),
-// at several ranks.
+// input = chunk `rank` of the output, as nccl-tests and NCCL define in place; run with
+// MPI_IN_PLACE), at several ranks.
 #include <sstream>
 #include <string>
 #include <vector>
@@ -52,11 +52,14 @@ TEST(MpiInPlace, ReduceScatterIntoOwnChunk) {
       Tensor whole = filled(chunk * n, t, rank);
       Tensor own = whole.narrow(0, rank * chunk, chunk);
       pg->reduce_scatter(own, whole, dist::ReduceOp::sum)->wait();
-      expect_values(own, [&](int64_t j) {
-        double s = 0;
-        for (int q = 0; q < n; ++q) s += value(q, rank * chunk + j);
-        return s;
-      }, label("reduce_scatter sum in place", t, chunk));
+      expect_values(
+          own,
+          [&](int64_t j) {
+            double s = 0;
+            for (int q = 0; q < n; ++q) s += value(q, rank * chunk + j);
+            return s;
+          },
+          label("reduce_scatter sum in place", t, chunk));
 
       // max, and the out-of-place call on the same values for comparison.
       Tensor again = filled(chunk * n, t, rank);
@@ -65,8 +68,9 @@ TEST(MpiInPlace, ReduceScatterIntoOwnChunk) {
       Tensor own_max = again.narrow(0, rank * chunk, chunk);
       pg->reduce_scatter(own_max, again, dist::ReduceOp::max)->wait();
       const std::vector<double> want = separate.to_vector<double>();
-      expect_values(own_max, [&](int64_t j) { return want[static_cast<size_t>(j)]; },
-                    label("reduce_scatter max in place vs out of place", t, chunk));
+      expect_values(
+          own_max, [&](int64_t j) { return want[static_cast<size_t>(j)]; },
+          label("reduce_scatter max in place vs out of place", t, chunk));
     }
   }
 }
@@ -78,7 +82,8 @@ TEST(MpiInPlace, ReduceScatterAvgInPlace) {
   Tensor whole = Tensor::full({chunk * n}, static_cast<double>(n * (rank + 1)), DType::f64);
   Tensor own = whole.narrow(0, rank * chunk, chunk);
   pg->reduce_scatter(own, whole, dist::ReduceOp::avg)->wait();
-  expect_values(own, [&](int64_t) { return n * (n + 1) / 2.0; }, "reduce_scatter avg in place");
+  expect_values(
+      own, [&](int64_t) { return n * (n + 1) / 2.0; }, "reduce_scatter avg in place");
 }
 
 TEST(MpiInPlace, AllGatherFromOwnChunk) {
@@ -89,8 +94,9 @@ TEST(MpiInPlace, AllGatherFromOwnChunk) {
       Tensor whole = Tensor::full({chunk * n}, -7.0, t);  // other ranks' chunks: overwritten
       whole.narrow(0, rank * chunk, chunk).copy_(filled(chunk, t, rank));
       pg->all_gather(whole, whole.narrow(0, rank * chunk, chunk))->wait();
-      expect_values(whole, [&](int64_t i) { return value(static_cast<int>(i / chunk), i % chunk); },
-                    label("all_gather in place", t, chunk));
+      expect_values(
+          whole, [&](int64_t i) { return value(static_cast<int>(i / chunk), i % chunk); },
+          label("all_gather in place", t, chunk));
     }
   }
 }

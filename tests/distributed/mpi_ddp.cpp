@@ -115,7 +115,8 @@ TEST(MpiDdp, Bf16CompressionIsCloseToF32) {
   options.compression = dist::GradCompression::bf16;
   DistributedDataParallel ddp_bf16(compressed, pg, options);
   for (const auto& b : ddp_bf16.buckets()) EXPECT_EQ(b.dtype, DType::bf16);
-  Batch mine = make_batch(0, 24).rows(pg->rank() * 24 / pg->size(), (pg->rank() + 1) * 24 / pg->size());
+  Batch mine =
+      make_batch(0, 24).rows(pg->rank() * 24 / pg->size(), (pg->rank() + 1) * 24 / pg->size());
   cross_entropy(reference->forward(mine.x), mine.y).backward();
   ddp_ref.finish_gradient_synchronization();
   cross_entropy(compressed->forward(mine.x), mine.y).backward();
@@ -124,7 +125,8 @@ TEST(MpiDdp, Bf16CompressionIsCloseToF32) {
   std::vector<float> b = test::flat_grads(compressed->parameters());
   double scale = 0;
   for (float v : a) scale = std::max(scale, static_cast<double>(std::abs(v)));
-  // bf16 keeps 8 significant bits: each staged value and each partial sum is off by <= 2^-9 relative.
+  // bf16 keeps 8 significant bits: each staged value and each partial sum is off by <= 2^-9
+  // relative.
   EXPECT_LT(test::max_abs_diff(a, b), scale * 1e-2);
   EXPECT_EQ(compressed->parameters()[0].grad().dtype(), DType::f32);
 }
@@ -137,8 +139,8 @@ TEST(MpiDdp, FirstBucketStartsBeforeBackwardEnds) {
   auto model = std::make_shared<nn::Module>("Deep");
   std::vector<std::shared_ptr<nn::Linear>> layers;
   for (int i = 0; i < 4; ++i) {
-    layers.push_back(model->register_module("fc" + std::to_string(i),
-                                             std::make_shared<nn::Linear>(512, 512)));
+    layers.push_back(
+        model->register_module("fc" + std::to_string(i), std::make_shared<nn::Linear>(512, 512)));
   }
   dist::DDPOptions options;
   options.bucket_cap_mb = 1e-6;
@@ -158,7 +160,8 @@ TEST(MpiDdp, FirstBucketStartsBeforeBackwardEnds) {
     int64_t ready_at_first_launch = 0;
     std::vector<dist::WorkPtr> works;
     void gradient_ready(size_t, int64_t) override { last_gradient = dist::Clock::now(); }
-    void bucket_launched(size_t bucket, const dist::WorkPtr& work, bool in_backward, int64_t ready) override {
+    void bucket_launched(size_t bucket, const dist::WorkPtr& work, bool in_backward,
+                         int64_t ready) override {
       if (bucket == 0) {
         first_launch = dist::Clock::now();
         first_in_backward = in_backward;
@@ -192,7 +195,8 @@ TEST(MpiDdp, FirstBucketStartsBeforeBackwardEnds) {
     }
     if (probe->works[0]->start_time() < backward_end) ++overlapped;
   }
-  EXPECT_GT(overlapped, 0) << "the first bucket's all-reduce never started before backward returned";
+  EXPECT_GT(overlapped, 0)
+      << "the first bucket's all-reduce never started before backward returned";
 }
 
 TEST(MpiDdp, MismatchedModelFailsAtConstructionOnEveryRank) {

@@ -1,9 +1,9 @@
-// ProcessGroupNCCL under mpiexec: every collective on CUDA tensors against exact expected values, the
-// ordering of collectives after compute-stream work, wait() as a stream wait (no host sync), the
-// blocking barrier, the agreement check, and the placement checks of create(). NCCL needs one GPU per
-// rank of a node; where any rank lacks one (or dtrain is built without CUDA) every rank skips the
-// tests that need it, so the ranks never disagree about which collectives run. The placement errors
-// run exactly there.
+// ProcessGroupNCCL under mpiexec: every collective on CUDA tensors against exact expected values,
+// the ordering of collectives after compute-stream work, wait() as a stream wait (no host sync),
+// the blocking barrier, the agreement check, and the placement checks of create(). NCCL needs one
+// GPU per rank of a node; where any rank lacks one (or dtrain is built without CUDA) every rank
+// skips the tests that need it, so the ranks never disagree about which collectives run. The
+// placement errors run exactly there.
 //
 // `mpi_nccl --expect-abort=disagreement|timeout` runs a job meant to be aborted by the NCCL group
 // (ranks that issue different collectives; a rank that never joins one) instead of the tests.
@@ -32,11 +32,11 @@ bool every_rank_has_a_gpu() {
   return dist::all_reduce_value(*test::world(), mine ? 0.0 : 1.0, dist::ReduceOp::max) == 0.0;
 }
 
-#define SKIP_WITHOUT_GPUS()                                                                \
-  do {                                                                                     \
-    if (!every_rank_has_a_gpu())                                                           \
+#define SKIP_WITHOUT_GPUS()                                                               \
+  do {                                                                                    \
+    if (!every_rank_has_a_gpu())                                                          \
       GTEST_SKIP() << "NCCL needs one visible GPU per rank; this check is owed on a GPU " \
-                      "machine (mpiexec -np N with N GPUs)";                               \
+                      "machine (mpiexec -np N with N GPUs)";                              \
   } while (0)
 
 std::shared_ptr<dist::ProcessGroupNCCL> make_group(int device = -1, bool debug = false) {
@@ -56,8 +56,8 @@ int ranks_on_this_node() {
   return ranks;
 }
 
-const std::vector<DType> kDTypes{DType::f32, DType::f64, DType::f16, DType::bf16, DType::i32,
-                                 DType::i64};
+const std::vector<DType> kDTypes{DType::f32,  DType::f64, DType::f16,
+                                 DType::bf16, DType::i32, DType::i64};
 const std::vector<int64_t> kSizes{1, 7, 1000003};
 
 // Small integers, exact in every dtype, different per rank and element.
@@ -75,7 +75,8 @@ void expect_values(const Tensor& t, F expected, double tol, const std::string& w
   const std::vector<double> got = t.to_vector<double>();
   int64_t bad = 0, first = -1;
   for (int64_t i = 0; i < static_cast<int64_t>(got.size()); ++i) {
-    if (std::abs(got[static_cast<size_t>(i)] - expected(i)) > tol * std::max(1.0, std::abs(expected(i)))) {
+    if (std::abs(got[static_cast<size_t>(i)] - expected(i)) >
+        tol * std::max(1.0, std::abs(expected(i)))) {
       if (first < 0) first = i;
       ++bad;
     }
@@ -95,18 +96,20 @@ TEST(NcclCollectives, AllReduce) {
       const std::string what = std::string(dtype_name(t)) + " n=" + std::to_string(n);
       Tensor x = filled(n, t, pg->device(), [&](int64_t i) { return value(pg->rank(), i); });
       pg->all_reduce(x, dist::ReduceOp::sum)->wait();
-      expect_values(x, [&](int64_t i) { return rank_sum * ((i % 5) - 2); }, 0.0, "sum " + what);
+      expect_values(
+          x, [&](int64_t i) { return rank_sum * ((i % 5) - 2); }, 0.0, "sum " + what);
 
       Tensor m = filled(n, t, pg->device(), [&](int64_t i) { return value(pg->rank(), i); });
       pg->all_reduce(m, dist::ReduceOp::max)->wait();
-      expect_values(m, [&](int64_t i) { return value((i % 5) - 2 >= 0 ? size - 1 : 0, i); }, 0.0,
-                    "max " + what);
+      expect_values(
+          m, [&](int64_t i) { return value((i % 5) - 2 >= 0 ? size - 1 : 0, i); }, 0.0,
+          "max " + what);
       if (!is_floating(t)) continue;
       Tensor a = filled(n, t, pg->device(), [&](int64_t i) { return value(pg->rank(), i); });
       pg->all_reduce(a, dist::ReduceOp::avg)->wait();
       const double tol = t == DType::bf16 ? 1.0 / 128 : t == DType::f16 ? 1.0 / 1024 : 1e-6;
-      expect_values(a, [&](int64_t i) { return rank_sum / size * ((i % 5) - 2); }, tol,
-                    "avg " + what);
+      expect_values(
+          a, [&](int64_t i) { return rank_sum / size * ((i % 5) - 2); }, tol, "avg " + what);
     }
   }
 }
@@ -119,21 +122,24 @@ TEST(NcclCollectives, BroadcastReduceScatterAllGather) {
     const int64_t n = 1001;
     Tensor b = filled(n, t, pg->device(), [&](int64_t i) { return value(rank, i); });
     pg->broadcast(b, root)->wait();
-    expect_values(b, [&](int64_t i) { return value(root, i); }, 0.0,
-                  std::string("broadcast ") + dtype_name(t));
+    expect_values(
+        b, [&](int64_t i) { return value(root, i); }, 0.0,
+        std::string("broadcast ") + dtype_name(t));
 
     Tensor in = filled(n * size, t, pg->device(), [&](int64_t i) { return value(rank, i); });
     Tensor out = Tensor::empty({n}, t, pg->device());
     pg->reduce_scatter(out, in, dist::ReduceOp::sum)->wait();
     const double rank_sum = size * (size + 1) / 2.0;
-    expect_values(out, [&](int64_t i) { return rank_sum * (((rank * n + i) % 5) - 2); }, 0.0,
-                  std::string("reduce_scatter ") + dtype_name(t));
+    expect_values(
+        out, [&](int64_t i) { return rank_sum * (((rank * n + i) % 5) - 2); }, 0.0,
+        std::string("reduce_scatter ") + dtype_name(t));
 
     Tensor mine = filled(n, t, pg->device(), [&](int64_t i) { return value(rank, i); });
     Tensor all = Tensor::empty({n * size}, t, pg->device());
     pg->all_gather(all, mine)->wait();
-    expect_values(all, [&](int64_t i) { return value(static_cast<int>(i / n), i % n); }, 0.0,
-                  std::string("all_gather ") + dtype_name(t));
+    expect_values(
+        all, [&](int64_t i) { return value(static_cast<int>(i / n), i % n); }, 0.0,
+        std::string("all_gather ") + dtype_name(t));
   }
 }
 
@@ -143,13 +149,14 @@ TEST(NcclCollectives, OrderedAfterComputeAndBarrier) {
   // Values written by kernels on the compute stream just before the collective are what it reduces,
   // and the compute stream's next kernel sees the reduced values after wait().
   for (int round = 0; round < 20; ++round) {
-    Tensor x = Tensor::full({1 << 20}, static_cast<double>(pg->rank() + round), DType::f32,
-                            pg->device());
+    Tensor x =
+        Tensor::full({1 << 20}, static_cast<double>(pg->rank() + round), DType::f32, pg->device());
     mul_(x, 2.0);
     pg->all_reduce(x)->wait();
     x.copy_(x + 1.0);
     const double expected = 2.0 * (pg->size() * (pg->size() - 1) / 2.0 + pg->size() * round) + 1.0;
-    expect_values(x, [&](int64_t) { return expected; }, 0.0, "round " + std::to_string(round));
+    expect_values(
+        x, [&](int64_t) { return expected; }, 0.0, "round " + std::to_string(round));
   }
   auto work = pg->barrier();
   work->wait();
@@ -158,7 +165,8 @@ TEST(NcclCollectives, OrderedAfterComputeAndBarrier) {
 
   Tensor r = Tensor::full({33}, 1.0, DType::bf16, pg->device());
   pg->raw_all_reduce(r);
-  expect_values(r, [&](int64_t) { return static_cast<double>(pg->size()); }, 0.0, "raw_all_reduce");
+  expect_values(
+      r, [&](int64_t) { return static_cast<double>(pg->size()); }, 0.0, "raw_all_reduce");
 }
 
 TEST(NcclCollectives, RejectsCpuTensors) {
@@ -170,7 +178,6 @@ TEST(NcclCollectives, RejectsCpuTensors) {
   EXPECT_THROW(pg->all_reduce(ints, dist::ReduceOp::avg), Error);
 }
 
-
 TEST(NcclCollectives, WaitIsAStreamWaitNotAHostWait) {
   SKIP_WITHOUT_GPUS();
   auto pg = make_group();
@@ -181,7 +188,8 @@ TEST(NcclCollectives, WaitIsAStreamWaitNotAHostWait) {
   work->wait();
   mul_(x, 2.0);  // queued on the compute stream after the collective, while it may still run
   EXPECT_EQ(host_sync_count(), before) << "wait() on an NCCL collective blocked the host";
-  expect_values(x, [&](int64_t) { return 2.0 * size * (size + 1) / 2.0; }, 0.0, "after wait");
+  expect_values(
+      x, [&](int64_t) { return 2.0 * size * (size + 1) / 2.0; }, 0.0, "after wait");
 
   // The end time is known once the watchdog (or is_completed) saw the collective finish.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
@@ -206,8 +214,9 @@ TEST(NcclCollectives, ManyCollectivesInFlightWithoutWaiting) {
   }
   for (auto& w : works) w->wait();
   for (int i : {0, 1023, 1024, 1499}) {
-    expect_values(xs[static_cast<size_t>(i)], [&](int64_t) { return pg->size() * (i % 7) * 1.0; },
-                  0.0, "collective " + std::to_string(i) + " of 1500");
+    expect_values(
+        xs[static_cast<size_t>(i)], [&](int64_t) { return pg->size() * (i % 7) * 1.0; }, 0.0,
+        "collective " + std::to_string(i) + " of 1500");
   }
 }
 
@@ -219,7 +228,8 @@ TEST(NcclPlacement, ExplicitDeviceIsUsedAsGiven) {
   EXPECT_EQ(pg->device(), Device::cuda(device));
   Tensor x = Tensor::ones({5}, DType::f32, pg->device());
   pg->all_reduce(x)->wait();
-  expect_values(x, [&](int64_t) { return static_cast<double>(pg->size()); }, 0.0, "cuda:K");
+  expect_values(
+      x, [&](int64_t) { return static_cast<double>(pg->size()); }, 0.0, "cuda:K");
 }
 
 TEST(NcclPlacement, TwoRanksOfANodeOnOneGpuIsOneErrorOnEveryRank) {
@@ -318,7 +328,8 @@ int expect_abort(int argc, char** argv, const std::string& mode) {
     }
 #else
     (void)mode;
-    if (world->rank() == 0) std::printf("NCCL failure check skipped: dtrain was built without CUDA\n");
+    if (world->rank() == 0)
+      std::printf("NCCL failure check skipped: dtrain was built without CUDA\n");
 #endif
   }
   test::world_slot().reset();

@@ -1,7 +1,7 @@
 // The main() of an MPI test program (tests/distributed/mpi_<name>.cpp), run by CTest under mpiexec.
 // Every rank runs every test. Rank 0 prints GoogleTest's usual report; other ranks print only their
-// failures, prefixed with the rank. The program's exit status is the same on every rank: failed if any
-// rank failed, so mpiexec and CTest see one verdict.
+// failures, prefixed with the rank. The program's exit status is the same on every rank: failed if
+// any rank failed, so mpiexec and CTest see one verdict.
 #pragma once
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -14,7 +14,8 @@
 namespace dtrain::test {
 
 // The group every test of the program shares. Its timeout is short so that a test where ranks
-// disagree (one failed an ASSERT and skipped a collective) aborts within a minute instead of hanging.
+// disagree (one failed an ASSERT and skipped a collective) aborts within a minute instead of
+// hanging.
 inline std::shared_ptr<dist::ProcessGroupMPI>& world_slot() {
   static std::shared_ptr<dist::ProcessGroupMPI> pg;
   return pg;
@@ -34,8 +35,8 @@ class RankFailurePrinter : public ::testing::EmptyTestEventListener {
   explicit RankFailurePrinter(int rank) : rank_(rank) {}
   void OnTestPartResult(const ::testing::TestPartResult& r) override {
     if (!r.failed()) return;
-    std::fprintf(stderr, "[rank %d] %s:%d: failure\n%s\n", rank_, r.file_name() ? r.file_name() : "?",
-                 r.line_number(), r.summary());
+    std::fprintf(stderr, "[rank %d] %s:%d: failure\n%s\n", rank_,
+                 r.file_name() ? r.file_name() : "?", r.line_number(), r.summary());
   }
 
  private:
@@ -56,7 +57,8 @@ inline int mpi_test_main(int argc, char** argv) {
   int failed = RUN_ALL_TESTS() != 0 ? 1 : 0;
   int any_failed = 0;
   MPI_Allreduce(&failed, &any_failed, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  if (rank == 0 && any_failed && !failed) std::fprintf(stderr, "FAILED on another rank (see above)\n");
+  if (rank == 0 && any_failed && !failed)
+    std::fprintf(stderr, "FAILED on another rank (see above)\n");
   world_slot().reset();
   dist::finalize_mpi();
   return any_failed;

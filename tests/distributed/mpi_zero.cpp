@@ -1,5 +1,6 @@
-// ZeRO-1 as an optim::Optimizer, under mpiexec: the sharded optimizer steps, saves and loads exactly as
-// the unsharded optimizer of the same kind over the same groups does, and holds ~1/N of its state.
+// ZeRO-1 as an optim::Optimizer, under mpiexec: the sharded optimizer steps, saves and loads
+// exactly as the unsharded optimizer of the same kind over the same groups does, and holds ~1/N of
+// its state.
 #include <cstdio>
 
 #include "core/optim/optim.h"
@@ -18,14 +19,15 @@ using test::Mlp;
 constexpr int64_t kGlobalBatch = 24;  // divisible by every world size the tests run at (1..4)
 constexpr uint64_t kSeed = 7;
 
-// Builds an optimizer over parameter groups (the plain one over the parameters, ZeRO's inner one over
-// the pieces).
+// Builds an optimizer over parameter groups (the plain one over the parameters, ZeRO's inner one
+// over the pieces).
 using Make = std::function<std::unique_ptr<optim::Optimizer>(std::vector<std::vector<Tensor>>)>;
 
-// The groups the trainer makes: weights decayed, biases not. `unused` (no gradient, ever) sits in the
-// decayed group, so an optimizer that stepped it with a zero gradient would move it.
+// The groups the trainer makes: weights decayed, biases not. `unused` (no gradient, ever) sits in
+// the decayed group, so an optimizer that stepped it with a zero gradient would move it.
 std::vector<std::vector<Tensor>> decay_groups(const Mlp& m) {
-  return {{m.fc1->weight, m.fc2->weight, m.unused->weight}, {m.fc1->bias, m.fc2->bias, m.unused->bias}};
+  return {{m.fc1->weight, m.fc2->weight, m.unused->weight},
+          {m.fc1->bias, m.fc2->bias, m.unused->bias}};
 }
 
 std::unique_ptr<optim::Optimizer> adamw(std::vector<std::vector<Tensor>> g) {
@@ -37,11 +39,13 @@ std::unique_ptr<optim::Optimizer> sgd_momentum(std::vector<std::vector<Tensor>> 
       {g.at(0), {.lr = 0.1, .momentum = 0.9, .weight_decay = 1e-3}},
       {g.at(1), {.lr = 0.05, .momentum = 0.9}}});
 }
-std::unique_ptr<optim::Optimizer> nadam(std::vector<std::vector<Tensor>> g) {  // per-parameter scalars
+std::unique_ptr<optim::Optimizer> nadam(
+    std::vector<std::vector<Tensor>> g) {  // per-parameter scalars
   return std::make_unique<optim::NAdam>(std::vector<optim::ParamGroup<optim::NAdamOptions>>{
       {g.at(0), {.lr = 1e-2, .weight_decay = 0.01}}, {g.at(1), {.lr = 2e-2}}});
 }
-std::unique_ptr<optim::Optimizer> rmsprop_centered(std::vector<std::vector<Tensor>> g) {  // 3 tensors
+std::unique_ptr<optim::Optimizer> rmsprop_centered(
+    std::vector<std::vector<Tensor>> g) {  // 3 tensors
   return std::make_unique<optim::RMSprop>(std::vector<optim::ParamGroup<optim::RMSpropOptions>>{
       {g.at(0), {.lr = 1e-2, .momentum = 0.5, .centered = true}}, {g.at(1), {.lr = 1e-2}}});
 }
@@ -63,10 +67,10 @@ struct Training {
   std::unique_ptr<optim::Optimizer> opt;
 };
 
-// `model_seed` differs between ranks for DDP runs (DDP must broadcast rank 0's weights); runs without
-// DDP build the same weights everywhere.
+// `model_seed` differs between ranks for DDP runs (DDP must broadcast rank 0's weights); runs
+// without DDP build the same weights everywhere.
 Training start(const Make& make, bool zero, bool with_ddp, std::shared_ptr<dist::ProcessGroup> pg,
-          uint64_t model_seed = kSeed) {
+               uint64_t model_seed = kSeed) {
   Training r;
   r.model = test::make_mlp(model_seed, 8, 16, 4, /*with_unused=*/true);
   if (with_ddp) {
@@ -81,8 +85,9 @@ Training start(const Make& make, bool zero, bool with_ddp, std::shared_ptr<dist:
   return r;
 }
 
-// Steps [first, first + steps). With DDP each rank takes its rows of the global batch and DDP averages
-// the gradients; without, every rank takes the whole batch (identical gradients everywhere).
+// Steps [first, first + steps). With DDP each rank takes its rows of the global batch and DDP
+// averages the gradients; without, every rank takes the whole batch (identical gradients
+// everywhere).
 void train(Training& r, int first, int steps) {
   auto pg = test::world();
   for (int step = first; step < first + steps; ++step) {
@@ -101,8 +106,8 @@ void train(Training& r, int first, int steps) {
 
 std::vector<float> values(const Training& r) { return test::flat_values(r.model->parameters()); }
 
-// The largest |a - b| over two optimizer states, after checking they have the same tensor names in the
-// same order, the same shapes and dtypes, and equal JSON.
+// The largest |a - b| over two optimizer states, after checking they have the same tensor names in
+// the same order, the same shapes and dtypes, and equal JSON.
 double state_difference(const optim::OptimizerState& a, const optim::OptimizerState& b) {
   EXPECT_EQ(a.scalars, b.scalars) << a.scalars.dump() << "\nvs\n" << b.scalars.dump();
   EXPECT_EQ(a.tensors.size(), b.tensors.size());
@@ -169,9 +174,12 @@ TEST(MpiZero, IdenticalGradientsGiveThePlainTrajectory) {
     // The same elementwise update on every element: only the kernels' vector/tail split may differ.
     const double diff = test::max_abs_diff(values(plain), values(zero));
     EXPECT_LE(diff, 1e-6);
-    if (pg->rank() == 0) std::printf("[zero] %s, identical gradients, 10 steps: max |zero - plain| = %.3g\n", kind.name, diff);
+    if (pg->rank() == 0)
+      std::printf("[zero] %s, identical gradients, 10 steps: max |zero - plain| = %.3g\n",
+                  kind.name, diff);
     EXPECT_TRUE(test::same_on_all_ranks(*pg, values(zero)));
-    EXPECT_EQ(test::max_abs_diff(unused_before, zero.model->unused->weight.to_vector<float>()), 0.0);
+    EXPECT_EQ(test::max_abs_diff(unused_before, zero.model->unused->weight.to_vector<float>()),
+              0.0);
     EXPECT_FALSE(zero.model->unused->weight.grad().defined());
   }
 }
@@ -183,7 +191,8 @@ TEST(MpiZero, WithDdpEqualsPlainOptimizerOnOneRank) {
     // The one-rank reference: the whole batch, no communication, rank 0's initial weights.
     Training one = start(kind.make, false, false, pg, kSeed);
     train(one, 0, 20);
-    Training ddp_plain = start(kind.make, false, true, pg, kSeed + static_cast<uint64_t>(pg->rank()));
+    Training ddp_plain =
+        start(kind.make, false, true, pg, kSeed + static_cast<uint64_t>(pg->rank()));
     train(ddp_plain, 0, 20);
     Training ddp_zero = start(kind.make, true, true, pg, kSeed + static_cast<uint64_t>(pg->rank()));
     const std::vector<float> unused_before = ddp_zero.model->unused->weight.to_vector<float>();
@@ -195,11 +204,13 @@ TEST(MpiZero, WithDdpEqualsPlainOptimizerOnOneRank) {
     const double vs_ddp = test::max_abs_diff(values(ddp_plain), values(ddp_zero));
     EXPECT_LE(vs_ddp, 1e-6);
     if (pg->rank() == 0) {
-      std::printf("[zero] %s, DDP, 20 steps: max |zero - one rank| = %.3g, max |zero - plain DDP| = %.3g\n",
-                  kind.name, vs_one_rank, vs_ddp);
+      std::printf(
+          "[zero] %s, DDP, 20 steps: max |zero - one rank| = %.3g, max |zero - plain DDP| = %.3g\n",
+          kind.name, vs_one_rank, vs_ddp);
     }
     EXPECT_TRUE(test::same_on_all_ranks(*pg, values(ddp_zero)));
-    EXPECT_EQ(test::max_abs_diff(unused_before, ddp_zero.model->unused->weight.to_vector<float>()), 0.0);
+    EXPECT_EQ(test::max_abs_diff(unused_before, ddp_zero.model->unused->weight.to_vector<float>()),
+              0.0);
   }
 }
 
@@ -216,8 +227,8 @@ TEST(MpiZero, FrozenParameterIsSkipped) {
   EXPECT_EQ(zero.opt->state_dict().scalars, plain.opt->state_dict().scalars);
 }
 
-// LrScheduler sees only optim::Optimizer's interface (num_groups, lr, set_lr): it drives the shards'
-// lrs, keeping the groups' ratio, as it drives a plain optimizer's.
+// LrScheduler sees only optim::Optimizer's interface (num_groups, lr, set_lr): it drives the
+// shards' lrs, keeping the groups' ratio, as it drives a plain optimizer's.
 TEST(MpiZero, LrSchedulerDrivesTheShards) {
   auto pg = test::world();
   Training plain = start(sgd_momentum, false, false, pg);
@@ -276,10 +287,10 @@ TEST(MpiZero, ResumesAcrossZeroPlainAndWorldSizes) {
     train(uninterrupted, 0, 2 * kHalf);
     const std::vector<float> expected = values(uninterrupted);
 
-    // Saved by `save` after kHalf steps, loaded into `resume` (fresh, with the saved weights), which
-    // takes the other kHalf.
-    auto resumed = [&](bool save_zero, std::shared_ptr<dist::ProcessGroup> save_pg, bool resume_zero,
-                       std::shared_ptr<dist::ProcessGroup> resume_pg) {
+    // Saved by `save` after kHalf steps, loaded into `resume` (fresh, with the saved weights),
+    // which takes the other kHalf.
+    auto resumed = [&](bool save_zero, std::shared_ptr<dist::ProcessGroup> save_pg,
+                       bool resume_zero, std::shared_ptr<dist::ProcessGroup> resume_pg) {
       Training save = start(kind.make, save_zero, false, save_pg);
       train(save, 0, kHalf);
       const optim::OptimizerState state = save.opt->state_dict();
@@ -290,14 +301,15 @@ TEST(MpiZero, ResumesAcrossZeroPlainAndWorldSizes) {
       return values(resume);
     };
     // A fresh optimizer that loads nothing starts its moments and step counts over: far off.
-    EXPECT_GT(test::max_abs_diff(expected, [&] {
-                Training save = start(kind.make, true, false, pg);
-                train(save, 0, kHalf);
-                Training resume = start(kind.make, true, false, pg);
-                copy_weights(save, resume);
-                train(resume, kHalf, kHalf);
-                return values(resume);
-              }()),
+    EXPECT_GT(test::max_abs_diff(expected,
+                                 [&] {
+                                   Training save = start(kind.make, true, false, pg);
+                                   train(save, 0, kHalf);
+                                   Training resume = start(kind.make, true, false, pg);
+                                   copy_weights(save, resume);
+                                   train(resume, kHalf, kHalf);
+                                   return values(resume);
+                                 }()),
               1e-4);
     EXPECT_LE(test::max_abs_diff(expected, resumed(true, pg, false, pg)), 1e-6) << "ZeRO -> plain";
     EXPECT_LE(test::max_abs_diff(expected, resumed(false, pg, true, pg)), 1e-6) << "plain -> ZeRO";
@@ -341,8 +353,9 @@ TEST(MpiZero, EachRankHoldsAboutOneNthOfTheState) {
   const int64_t n = pg->size();
   EXPECT_EQ(zero.chunk_numel(), (total + n - 1) / n);
   EXPECT_LE(zero.local_numel(), zero.chunk_numel());
-  EXPECT_EQ(dist::all_reduce_value(*pg, static_cast<double>(zero.local_numel()), dist::ReduceOp::sum),
-            static_cast<double>(total));
+  EXPECT_EQ(
+      dist::all_reduce_value(*pg, static_cast<double>(zero.local_numel()), dist::ReduceOp::sum),
+      static_cast<double>(total));
 
   Batch b = make_batch(0, kGlobalBatch);
   cross_entropy(model->forward(b.x), b.y).backward();
@@ -365,10 +378,12 @@ TEST(MpiZero, EachRankHoldsAboutOneNthOfTheState) {
   EXPECT_LE(mine, 2 * zero.chunk_numel());  // ceil(1/N) of the unsharded state
   EXPECT_EQ(dist::all_reduce_value(*pg, static_cast<double>(mine), dist::ReduceOp::sum),
             static_cast<double>(unsharded));
-  const double largest = dist::all_reduce_value(*pg, static_cast<double>(mine), dist::ReduceOp::max);
+  const double largest =
+      dist::all_reduce_value(*pg, static_cast<double>(mine), dist::ReduceOp::max);
   if (pg->rank() == 0) {
-    std::printf("[zero] %d rank(s): AdamW state per rank <= %.0f of %lld elements (%.1f%%)\n", pg->size(),
-                largest, static_cast<long long>(unsharded), 100.0 * largest / static_cast<double>(unsharded));
+    std::printf("[zero] %d rank(s): AdamW state per rank <= %.0f of %lld elements (%.1f%%)\n",
+                pg->size(), largest, static_cast<long long>(unsharded),
+                100.0 * largest / static_cast<double>(unsharded));
   }
 }
 

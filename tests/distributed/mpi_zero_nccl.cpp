@@ -1,6 +1,7 @@
 // ZeRO-1 over NCCL under mpiexec: the sharded step (its all-gather) and the checkpoint gathering
-// (all_gather_strings and one all-gather per kind of state) on CUDA tensors. NCCL needs a GPU of its own
-// for each rank of a node; where any rank lacks one (or dtrain is built without CUDA) every rank skips.
+// (all_gather_strings and one all-gather per kind of state) on CUDA tensors. NCCL needs a GPU of
+// its own for each rank of a node; where any rank lacks one (or dtrain is built without CUDA) every
+// rank skips.
 #include <unistd.h>
 
 #include <string>
@@ -24,7 +25,6 @@ using test::make_batch;
 
 constexpr int kSteps = 10;
 constexpr int64_t kGlobalBatch = 24;
-
 
 std::shared_ptr<dist::ProcessGroup> nccl_group() {
   dist::ProcessGroupOptions options;
@@ -89,9 +89,10 @@ TEST(NcclZero, StateDictGatheredOnTheGpuEqualsThePlainOptimizers) {
     EXPECT_EQ(name, plain.state.tensors[i].first);
     EXPECT_EQ(t.device(), pg->device()) << name;
     EXPECT_EQ(t.shape(), plain.state.tensors[i].second.shape()) << name;
-    EXPECT_LE(test::max_abs_diff(t.to(Device::cpu()).to_vector<float>(),
-                                 plain.state.tensors[i].second.to(Device::cpu()).to_vector<float>()),
-              1e-6)
+    EXPECT_LE(
+        test::max_abs_diff(t.to(Device::cpu()).to_vector<float>(),
+                           plain.state.tensors[i].second.to(Device::cpu()).to_vector<float>()),
+        1e-6)
         << name;
   }
 }

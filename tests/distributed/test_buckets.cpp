@@ -41,7 +41,8 @@ TEST(Buckets, EverythingInOneBucketUnderALargeCap) {
 
 TEST(Buckets, DdpNamesBucketsInReverseRegistrationOrder) {
   auto pg = ProcessGroupMPI::create();
-  auto model = test::make_mlp(1, 8, 16, 4);  // fc1.weight 128, fc1.bias 16, fc2.weight 64, fc2.bias 4
+  auto model =
+      test::make_mlp(1, 8, 16, 4);  // fc1.weight 128, fc1.bias 16, fc2.weight 64, fc2.bias 4
   DDPOptions options;
   options.bucket_cap_mb = 300.0 / (1024 * 1024);  // 300 bytes = 75 floats
   DistributedDataParallel ddp(model, pg, options);

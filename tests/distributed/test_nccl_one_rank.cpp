@@ -1,7 +1,8 @@
-// ProcessGroupNCCL on a one-rank job (MPI singleton, no launcher): the NCCL checks a one-GPU machine
-// can run, where the mpiexec tests (2 to 4 ranks, one GPU each) skip. Collectives, wait() as a stream
-// wait, end times from the watchdog, and DDP with the optimizer queued behind the last bucket (the
-// benchmark tables over NCCL: tests/bench/test_collectives_nccl.cpp). Without a GPU every test skips.
+// ProcessGroupNCCL on a one-rank job (MPI singleton, no launcher): the NCCL checks a one-GPU
+// machine can run, where the mpiexec tests (2 to 4 ranks, one GPU each) skip. Collectives, wait()
+// as a stream wait, end times from the watchdog, and DDP with the optimizer queued behind the last
+// bucket (the benchmark tables over NCCL: tests/bench/test_collectives_nccl.cpp). Without a GPU
+// every test skips.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -20,8 +21,8 @@
 namespace dtrain::dist {
 namespace {
 
-#define SKIP_WITHOUT_GPU()                                                                   \
-  do {                                                                                       \
+#define SKIP_WITHOUT_GPU()                                                                    \
+  do {                                                                                        \
     if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device is visible; owed on a GPU"; \
   } while (0)
 
@@ -36,7 +37,8 @@ TEST(CudaNcclOneRank, CollectivesAreIdentitiesAndWaitDoesNotBlockTheHost) {
   auto pg = make_group();
   ASSERT_EQ(pg->size(), 1);
   EXPECT_EQ(pg->device(), Device::cuda(0));
-  Tensor x = Tensor::from_vector(std::vector<float>{1.5f, -2.0f, 3.0f}, {3}, DType::f32, pg->device());
+  Tensor x =
+      Tensor::from_vector(std::vector<float>{1.5f, -2.0f, 3.0f}, {3}, DType::f32, pg->device());
   const uint64_t before = host_sync_count();
   WorkPtr work = pg->all_reduce(x, ReduceOp::avg);
   work->wait();
@@ -92,8 +94,8 @@ TEST(CudaNcclOneRank, DdpQueuesTheOptimizerBehindTheLastBucket) {
   optim::SGD opt(model->parameters(), optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
   optim::SGD ref_opt(reference->parameters(), optim::SGDOptions{.lr = 0.1, .momentum = 0.9});
   Tensor x = Tensor::randn({12, 8});
-  Tensor target = Tensor::from_vector(std::vector<int64_t>{0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3}, {12},
-                                      DType::i64);
+  Tensor target = Tensor::from_vector(std::vector<int64_t>{0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3},
+                                      {12}, DType::i64);
   const Tensor gx = x.to(pg->device()), gtarget = target.to(pg->device());
   for (int step = 0; step < 5; ++step) {
     cross_entropy(fc2->forward(relu(fc1->forward(gx))), gtarget).backward();

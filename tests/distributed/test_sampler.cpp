@@ -12,8 +12,12 @@ namespace {
 
 DistributedSampler make(int64_t n, int64_t global, int rank, int world, bool drop_last = true,
                         uint64_t seed = 42) {
-  return DistributedSampler({.dataset_size = n, .global_batch_size = global, .rank = rank,
-                             .world_size = world, .seed = seed, .shuffle = true,
+  return DistributedSampler({.dataset_size = n,
+                             .global_batch_size = global,
+                             .rank = rank,
+                             .world_size = world,
+                             .seed = seed,
+                             .shuffle = true,
                              .drop_last = drop_last});
 }
 
@@ -124,8 +128,8 @@ TEST(EvalShardSampler, EverySampleOnceOverAllRanks) {
   }
 }
 
-// A partial eval scores a subset spread over the whole split, the same at every world size, each sample
-// once: not the split's first samples (splits are often ordered by file or by letter).
+// A partial eval scores a subset spread over the whole split, the same at every world size, each
+// sample once: not the split's first samples (splits are often ordered by file or by letter).
 TEST(EvalShardSampler, PartialEvalIsASpreadSampleTheSameAtEveryWorldSize) {
   const int64_t n = 1000, sample = 100;
   const std::vector<int64_t> scored = EvalShardSampler::scored(n, sample);
@@ -134,8 +138,8 @@ TEST(EvalShardSampler, PartialEvalIsASpreadSampleTheSameAtEveryWorldSize) {
   EXPECT_EQ(std::adjacent_find(scored.begin(), scored.end()), scored.end());
   // Spread: every tenth of the split holds some of the sample (the first 100 would fill one).
   for (int64_t tenth = 0; tenth < 10; ++tenth) {
-    const auto in = std::count_if(scored.begin(), scored.end(),
-                                  [&](int64_t i) { return i / 100 == tenth; });
+    const auto in =
+        std::count_if(scored.begin(), scored.end(), [&](int64_t i) { return i / 100 == tenth; });
     EXPECT_GE(in, 3) << "tenth " << tenth;
   }
   for (int world : {1, 2, 3, 4}) {

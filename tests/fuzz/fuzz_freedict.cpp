@@ -1,6 +1,7 @@
-// Fuzz.FreeDict: load_freedict on a dictd database (.dict.dz or .dict, and the .index beside it) with
-// one of three parts mutated: the index text, the dictionary text (then compressed again, or not), or
-// the compressed dictionary bytes. A few replace one of the files by a symbolic link to itself.
+// Fuzz.FreeDict: load_freedict on a dictd database (.dict.dz or .dict, and the .index beside it)
+// with one of three parts mutated: the index text, the dictionary text (then compressed again, or
+// not), or the compressed dictionary bytes. A few replace one of the files by a symbolic link to
+// itself.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -30,21 +31,22 @@ TEST(Fuzz, FreeDict) {
   std::vector<Database> dbs;
   for (const Seed& s : seeds) {
     if (s.name.ends_with(".index")) continue;
-    auto index =
-        std::find_if(seeds.begin(), seeds.end(), [&](const Seed& i) { return i.name == index_name(s.name); });
+    auto index = std::find_if(seeds.begin(), seeds.end(),
+                              [&](const Seed& i) { return i.name == index_name(s.name); });
     ASSERT_NE(index, seeds.end()) << "no index beside " << s.path;
     dbs.push_back({s.name, s.bytes, index->bytes, data::read_file_bytes(s.path)});
   }
   ASSERT_EQ(dbs.size(), 2u);
   // Separators and numbers of the index ("headword \t base64 offset \t base64 length"): 10 and 11
   // digit numbers, the largest values; the database's own entries.
-  const MutationHints index_hints{{},
-                                  {"\t", "\n", "\t\t", "A", "/", "+", "//////////", "///////////", "=", "-",
-                                   "00-database-url", "\r", " ", std::string(1, '\0'), "\xc3\xa4"}};
+  const MutationHints index_hints{
+      {},
+      {"\t", "\n", "\t\t", "A", "/", "+", "//////////", "///////////", "=", "-", "00-database-url",
+       "\r", " ", std::string(1, '\0'), "\xc3\xa4"}};
   // What the entry parser looks for: pronunciation, tags, labels, brackets, separators, line ends.
   const MutationHints text_hints{{},
-                                 {" /", "/", "  /", " <", "<", ">", "[", "]", "(", ")", "{", "}", ",", ";",
-                                  "\n", "\r", " ", "\xc3", "\b"}};
+                                 {" /", "/", "  /", " <", "<", ">", "[", "]", "(", ")", "{", "}",
+                                  ",", ";", "\n", "\r", " ", "\xc3", "\b"}};
   const MutationHints gz_hints{
       {{3, 1, false}, {10, 2, false}, {12, 2, false}, {-8, 4, false}, {-4, 4, false}}, {}};
 
@@ -71,7 +73,8 @@ TEST(Fuzz, FreeDict) {
     if (!is_seed && c.rng.chance(2)) {
       const bool dict_link = c.rng.chance(50);
       self_link(dict_link ? dict_path : index_path);
-      c.log += dict_link ? "; dictionary made a symlink to itself" : "; index made a symlink to itself";
+      c.log +=
+          dict_link ? "; dictionary made a symlink to itself" : "; index made a symlink to itself";
     }
     data::FreeDictOptions options;
     options.path = dict_path;

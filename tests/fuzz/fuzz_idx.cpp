@@ -1,5 +1,5 @@
-// Fuzz.IdxRaw, Fuzz.IdxGzip and Fuzz.FashionMnist: read_idx on mutated plain and gzip'd IDX files, and
-// the Fashion-MNIST dataset on a directory of mutated image and label files.
+// Fuzz.IdxRaw, Fuzz.IdxGzip and Fuzz.FashionMnist: read_idx on mutated plain and gzip'd IDX files,
+// and the Fashion-MNIST dataset on a directory of mutated image and label files.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -68,7 +68,8 @@ TEST(Fuzz, IdxGzip) {
       } else if (mode < 9) {  // the compressed bytes themselves
         input = mutate(input, c.rng, c.rng.pick(seeds).bytes, gz_hints, c.log);
       } else {  // another member after this one, itself maybe damaged
-        const std::string next = c.rng.chance(50) ? gzip(c.rng.pick(plain)) : c.rng.pick(seeds).bytes;
+        const std::string next =
+            c.rng.chance(50) ? gzip(c.rng.pick(plain)) : c.rng.pick(seeds).bytes;
         c.log = "second member; ";
         input += mutate(next, c.rng, "", gz_hints, c.log);
       }
@@ -79,9 +80,10 @@ TEST(Fuzz, IdxGzip) {
   });
 }
 
-// Directory layouts that are not about the bytes: a missing file, both the .gz and the plain file, a
-// directory or a link loop where a file should be. `images` and `labels` are valid files.
-void odd_layout(Case& c, const std::string& dir, const std::string& images, const std::string& labels) {
+// Directory layouts that are not about the bytes: a missing file, both the .gz and the plain file,
+// a directory or a link loop where a file should be. `images` and `labels` are valid files.
+void odd_layout(Case& c, const std::string& dir, const std::string& images,
+                const std::string& labels) {
   const fs::path d(dir);
   const fs::path img = d / "train-images-idx3-ubyte", lab = d / "train-labels-idx1-ubyte";
   switch (c.rng.below(5)) {

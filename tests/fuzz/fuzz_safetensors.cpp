@@ -42,7 +42,8 @@ std::string mutate_header(ordered_json header, uint64_t data_size, Rng& rng, std
     header["__metadata__"] = rng.pick(odd);
     log = "header: odd __metadata__";
   } else if (op == 1) {  // a tensor that is not there in the data
-    header["extra"] = {{"dtype", "F32"}, {"shape", {1}}, {"data_offsets", {data_size, data_size + 4}}};
+    header["extra"] = {
+        {"dtype", "F32"}, {"shape", {1}}, {"data_offsets", {data_size, data_size + 4}}};
     log = "header: extra tensor past the data";
   } else if (op == 2) {  // the header is not an object
     static const std::vector<ordered_json> odd = {ordered_json::array(), nullptr, 0, "str", {1, 2}};
@@ -72,7 +73,8 @@ std::string mutate_header(ordered_json header, uint64_t data_size, Rng& rng, std
         log = "header: odd data_offsets of " + name;
         break;
       case 6: {
-        static const std::vector<ordered_json> odd = {ordered_json::array(), {0}, {0, 4, 8}, "0,4", nullptr};
+        static const std::vector<ordered_json> odd = {
+            ordered_json::array(), {0}, {0, 4, 8}, "0,4", nullptr};
         e["data_offsets"] = rng.pick(odd);
         log = "header: data_offsets not a pair in " + name;
         break;
@@ -90,13 +92,14 @@ std::string mutate_header(ordered_json header, uint64_t data_size, Rng& rng, std
       default: {  // rename: to a name with control characters, an empty one, or a duplicate
         ordered_json value = e;
         header.erase(name);
-        static const std::vector<std::string> odd = {"",          "__metadata__", "a\nb",
-                                                     "tab\there", "del\x7f",      std::string(300, 'n')};
+        static const std::vector<std::string> odd = {
+            "", "__metadata__", "a\nb", "tab\there", "del\x7f", std::string(300, 'n')};
         const std::string renamed = rng.pick(odd);
         header[renamed] = value;
         log = "header: " + name + " renamed";
         std::string text = header.dump();
-        if (rng.chance(40) && !names.empty()) {  // the same key twice, which ordered_json cannot hold
+        if (rng.chance(40) &&
+            !names.empty()) {  // the same key twice, which ordered_json cannot hold
           text.insert(1, ordered_json(rng.pick(names)).dump() + ":" + value.dump() + ",");
           log += ", and a duplicate key";
         }
@@ -120,7 +123,8 @@ TEST(Fuzz, Safetensors) {
   ASSERT_FALSE(seeds.empty());
   const std::string path = h.path("fuzz.safetensors");
   // The 8-byte header length (and its halves), where length arithmetic lives.
-  const MutationHints hints{{{0, 8, false}, {0, 4, false}, {4, 4, false}, {0, 1, false}}, json_tokens()};
+  const MutationHints hints{{{0, 8, false}, {0, 4, false}, {4, 4, false}, {0, 1, false}},
+                            json_tokens()};
 
   h.run(6000, [&](Case& c) {
     const bool is_seed = c.index < seeds.size();
@@ -132,7 +136,8 @@ TEST(Fuzz, Safetensors) {
         for (int i = 7; i >= 0; --i) len = len << 8 | static_cast<unsigned char>(input[i]);
         const std::string data = input.substr(8 + len);
         input = with_length(
-            mutate_header(ordered_json::parse(input.substr(8, len)), data.size(), c.rng, c.log), data);
+            mutate_header(ordered_json::parse(input.substr(8, len)), data.size(), c.rng, c.log),
+            data);
       }
       if (c.log.empty() || c.rng.chance(30))
         input = mutate(input, c.rng, c.rng.pick(seeds).bytes, hints, c.log);

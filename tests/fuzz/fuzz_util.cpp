@@ -61,7 +61,8 @@ std::string random_bytes(Rng& rng, size_t n) {
   return out;
 }
 
-// A value for a field: extreme, near the input's size (which length checks compare against), or random.
+// A value for a field: extreme, near the input's size (which length checks compare against), or
+// random.
 uint64_t field_value(Rng& rng, size_t input_size) {
   switch (rng.below(4)) {
     case 0:
@@ -74,7 +75,8 @@ uint64_t field_value(Rng& rng, size_t input_size) {
 }
 
 // One mutation; returns what it did.
-std::string mutate_once(std::string& data, Rng& rng, const std::string& partner, const MutationHints& hints) {
+std::string mutate_once(std::string& data, Rng& rng, const std::string& partner,
+                        const MutationHints& hints) {
   const size_t n = data.size();
   const size_t op = rng.below(hints.tokens.empty() ? 10 : 12);
   switch (op) {
@@ -93,13 +95,14 @@ std::string mutate_once(std::string& data, Rng& rng, const std::string& partner,
     }
     case 2: {  // insert a few random bytes, or a run of one byte
       const size_t at = rng.below(n + 1), len = 1 + rng.below(rng.chance(80) ? 8 : 256);
-      data.insert(at,
-                  rng.chance(50) ? random_bytes(rng, len) : std::string(len, static_cast<char>(rng.next())));
+      data.insert(at, rng.chance(50) ? random_bytes(rng, len)
+                                     : std::string(len, static_cast<char>(rng.next())));
       return "insert " + std::to_string(len) + " @" + std::to_string(at);
     }
     case 3: {  // delete a range
       if (n == 0) break;
-      const size_t at = rng.below(n), len = 1 + rng.below(std::min<size_t>(n - at, rng.chance(70) ? 8 : n));
+      const size_t at = rng.below(n),
+                   len = 1 + rng.below(std::min<size_t>(n - at, rng.chance(70) ? 8 : n));
       data.erase(at, len);
       return "delete " + std::to_string(len) + " @" + std::to_string(at);
     }
@@ -126,7 +129,8 @@ std::string mutate_once(std::string& data, Rng& rng, const std::string& partner,
       if (at < 0 || static_cast<size_t>(at) + f.width > n) break;
       const uint64_t v = field_value(rng, n);
       put(data, static_cast<size_t>(at), f.width, f.big_endian, v);
-      return "field @" + std::to_string(at) + " w" + std::to_string(f.width) + " = " + std::to_string(v);
+      return "field @" + std::to_string(at) + " w" + std::to_string(f.width) + " = " +
+             std::to_string(v);
     }
     case 8: {  // duplicate a chunk elsewhere
       if (n == 0) break;
@@ -147,7 +151,8 @@ std::string mutate_once(std::string& data, Rng& rng, const std::string& partner,
       const size_t at = rng.below(n + 1),
                    len = rng.chance(50) ? rng.below(std::min<size_t>(n - at, 8) + 1) : 0;
       data.replace(at, len, token);
-      return "token " + escaped(token, 24) + " @" + std::to_string(at) + " over " + std::to_string(len);
+      return "token " + escaped(token, 24) + " @" + std::to_string(at) + " over " +
+             std::to_string(len);
     }
   }
   return "";  // nothing applicable (empty input): the caller tries again
@@ -155,8 +160,8 @@ std::string mutate_once(std::string& data, Rng& rng, const std::string& partner,
 
 }  // namespace
 
-std::string mutate(std::string data, Rng& rng, const std::string& partner, const MutationHints& hints,
-                   std::string& log) {
+std::string mutate(std::string data, Rng& rng, const std::string& partner,
+                   const MutationHints& hints, std::string& log) {
   const size_t count = 1 + rng.below(rng.chance(70) ? 2 : 4);
   for (size_t done = 0, tries = 0; done < count && tries < 16; ++tries) {
     const std::string what = mutate_once(data, rng, partner, hints);
@@ -210,7 +215,8 @@ std::vector<Seed> read_corpus(const std::string& parser) {
     seeds.push_back({entry.path().filename().string(), entry.path().string(),
                      std::string(std::istreambuf_iterator<char>(in), {})});
   }
-  std::sort(seeds.begin(), seeds.end(), [](const Seed& a, const Seed& b) { return a.name < b.name; });
+  std::sort(seeds.begin(), seeds.end(),
+            [](const Seed& a, const Seed& b) { return a.name < b.name; });
   // The callers pick from the seeds: none is a fatal failure there.
   EXPECT_FALSE(seeds.empty()) << "no seed files in " << dir << " (run tests/fuzz/make_corpus.py)";
   return seeds;
@@ -262,12 +268,14 @@ void Harness::run(size_t count, const std::function<void(Case&)>& one_case) {
     one_case(c);
     if (::testing::Test::HasFatalFailure()) return;
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::cout << "Fuzz." << name_ << ": " << cases_ << " cases, " << rejected_
             << " rejected with dtrain::Error, " << accepted_ << " accepted";
   if (other_ > 0) std::cout << ", " << other_ << " threw another exception";
   if (kCaseDivisor > 1) std::cout << " [1/" << kCaseDivisor << " of the cases: sanitizer build]";
-  std::cout << " (seed " << hex(seed_) << ", " << static_cast<int>(seconds * 1000) << " ms)" << std::endl;
+  std::cout << " (seed " << hex(seed_) << ", " << static_cast<int>(seconds * 1000) << " ms)"
+            << std::endl;
   if (std::getenv("DTRAIN_FUZZ_STATS")) {
     for (const auto& [shape, n] : messages_) std::cout << "  " << n << " x " << shape << "\n";
   }
@@ -279,11 +287,13 @@ void Harness::run(size_t count, const std::function<void(Case&)>& one_case) {
     ADD_FAILURE() << "Fuzz." << name_ << ": " << what.first << " case(s) failed with: " << kind
                   << "\n  first one: " << what.second;
   }
-  if (shown > 15) ADD_FAILURE() << "Fuzz." << name_ << ": " << shown - 15 << " more kinds of failure";
+  if (shown > 15)
+    ADD_FAILURE() << "Fuzz." << name_ << ": " << shown - 15 << " more kinds of failure";
   EXPECT_EQ(failed, 0u) << "Fuzz." << name_ << ": replay one case with DTRAIN_FUZZ_CASE=<case>";
 }
 
-void Harness::fail(Case& c, const std::string& kind, const std::string& detail, const std::string& input) {
+void Harness::fail(Case& c, const std::string& kind, const std::string& detail,
+                   const std::string& input) {
   auto& [count, first] = failures_[kind];
   if (count++ == 0 || only_one_) {
     first = "case " + std::to_string(c.index) + " (harness seed " + hex(seed_) + "): " + detail +
@@ -296,14 +306,14 @@ namespace {
 
 std::string type_name(const std::type_info& t) {
   int status = 0;
-  std::unique_ptr<char, void (*)(void*)> name(abi::__cxa_demangle(t.name(), nullptr, nullptr, &status),
-                                              std::free);
+  std::unique_ptr<char, void (*)(void*)> name(
+      abi::__cxa_demangle(t.name(), nullptr, nullptr, &status), std::free);
   return status == 0 ? name.get() : t.name();
 }
 
 // Where a message was thrown, to group failures by: its text up to the first quote or ", got" (what
-// follows is the input's bytes, which vary from case to case), with digit runs (paths, line numbers)
-// as '#'.
+// follows is the input's bytes, which vary from case to case), with digit runs (paths, line
+// numbers) as '#'.
 std::string message_shape(const std::string& message) {
   std::string out;
   for (size_t i = 0; i < message.size() && out.size() < 110; ++i) {
@@ -333,26 +343,28 @@ void Harness::check(Case& c, bool must_accept, const std::vector<std::string>& n
     for (char ch : msg) {
       const auto u = static_cast<unsigned char>(ch);
       if (u < 0x20 || u == 0x7f) {
-        return fail(
-            c,
-            (ch == '\n' ? "multi-line message: " : "raw control character in message: ") + message_shape(msg),
-            "message: " + escaped(msg, 400), input);
+        return fail(c,
+                    (ch == '\n' ? "multi-line message: " : "raw control character in message: ") +
+                        message_shape(msg),
+                    "message: " + escaped(msg, 400), input);
       }
     }
-    const bool named = std::any_of(names.begin(), names.end(),
-                                   [&](const std::string& n) { return msg.find(n) != std::string::npos; });
+    const bool named = std::any_of(names.begin(), names.end(), [&](const std::string& n) {
+      return msg.find(n) != std::string::npos;
+    });
     if (!named) {
       std::string expected;
       for (const auto& n : names) expected += (expected.empty() ? "" : " or ") + n;
       return fail(c, "message does not name the file: " + message_shape(msg),
-                  "message: " + escaped(msg, 400) + " (expected it to contain " + expected + ")", input);
+                  "message: " + escaped(msg, 400) + " (expected it to contain " + expected + ")",
+                  input);
     }
     if (only_one_) std::cout << "case " << c.index << ": dtrain::Error: " << msg << std::endl;
     return;
   } catch (const std::exception& e) {
     ++other_;
-    return fail(c, "non-dtrain exception " + type_name(typeid(e)), "what(): " + escaped(e.what(), 400),
-                input);
+    return fail(c, "non-dtrain exception " + type_name(typeid(e)),
+                "what(): " + escaped(e.what(), 400), input);
   } catch (...) {
     ++other_;
     return fail(c, "exception not derived from std::exception", "", input);

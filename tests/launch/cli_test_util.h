@@ -1,6 +1,6 @@
-// Helpers for tests that run the dtrain program as a child process (tests/launch): running it through
-// the shell with stdout and stderr captured, a small Fashion-MNIST look-alike for --data-dir, a tiny
-// ViT's options, and checks on errors, metrics files and checkpoints.
+// Helpers for tests that run the dtrain program as a child process (tests/launch): running it
+// through the shell with stdout and stderr captured, a small Fashion-MNIST look-alike for
+// --data-dir, a tiny ViT's options, and checks on errors, metrics files and checkpoints.
 #pragma once
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -53,7 +53,8 @@ inline void write_text(const fs::path& path, const std::string& bytes) {
 inline void write_gzip(const fs::path& path, const std::string& bytes) {
   gzFile f = gzopen(path.c_str(), "wb");
   ASSERT_NE(f, nullptr) << path;
-  ASSERT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())), static_cast<int>(bytes.size()));
+  ASSERT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())),
+            static_cast<int>(bytes.size()));
   ASSERT_EQ(gzclose(f), Z_OK);
 }
 
@@ -74,10 +75,12 @@ inline std::string eval_line(const RunResult& r) {
 }
 
 // An IDX file's bytes: 0 0 type ndims, the sizes as u32 big-endian, then the payload.
-inline std::string idx_bytes(uint8_t type, const std::vector<uint32_t>& dims, const std::string& payload) {
+inline std::string idx_bytes(uint8_t type, const std::vector<uint32_t>& dims,
+                             const std::string& payload) {
   std::string out = {0, 0, static_cast<char>(type), static_cast<char>(dims.size())};
   for (uint32_t d : dims) {
-    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((d >> shift) & 0xff));
+    for (int shift = 24; shift >= 0; shift -= 8)
+      out.push_back(static_cast<char>((d >> shift) & 0xff));
   }
   return out + payload;
 }
@@ -103,21 +106,25 @@ inline std::string label_payload(uint32_t n) {
 // The four files of a Fashion-MNIST directory, uncompressed (the reader takes either form).
 inline void write_fashion_mnist(const fs::path& dir, uint32_t n_train, uint32_t n_test) {
   fs::create_directories(dir);
-  write_text(dir / "train-images-idx3-ubyte", idx_bytes(0x08, {n_train, 28, 28}, image_payload(n_train)));
+  write_text(dir / "train-images-idx3-ubyte",
+             idx_bytes(0x08, {n_train, 28, 28}, image_payload(n_train)));
   write_text(dir / "train-labels-idx1-ubyte", idx_bytes(0x08, {n_train}, label_payload(n_train)));
-  write_text(dir / "t10k-images-idx3-ubyte", idx_bytes(0x08, {n_test, 28, 28}, image_payload(n_test)));
+  write_text(dir / "t10k-images-idx3-ubyte",
+             idx_bytes(0x08, {n_test, 28, 28}, image_payload(n_test)));
   write_text(dir / "t10k-labels-idx1-ubyte", idx_bytes(0x08, {n_test}, label_payload(n_test)));
 }
 
 // A ViT small enough that a step takes milliseconds: one block of width 16 on 7x7 patches.
-inline const std::vector<std::string> kTinyVit = {"--depth", "1",   "--dim",       "16", "--heads",     "2",
-                                                  "--mlp-dim", "32", "--patch",    "7",  "--batch-size", "16",
-                                                  "--eval-batches", "1", "--threads", "1", "--progress", "0"};
+inline const std::vector<std::string> kTinyVit = {
+    "--depth",        "1",  "--dim",     "16", "--heads",      "2",
+    "--mlp-dim",      "32", "--patch",   "7",  "--batch-size", "16",
+    "--eval-batches", "1",  "--threads", "1",  "--progress",   "0"};
 
 // Runs `command` (a shell command line) with stdout and stderr captured to files in `capture_dir`.
 inline RunResult run_shell(const std::string& command, const fs::path& capture_dir) {
   const fs::path out = capture_dir / "stdout.txt", err = capture_dir / "stderr.txt";
-  const std::string full = command + " >" + shell_quote(out) + " 2>" + shell_quote(err) + " </dev/null";
+  const std::string full =
+      command + " >" + shell_quote(out) + " 2>" + shell_quote(err) + " </dev/null";
   const int status = std::system(full.c_str());
   RunResult r;
   if (status != -1 && WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
@@ -133,8 +140,9 @@ class CliTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_TRUE(fs::exists(kDtrain)) << kDtrain << " is missing: build the dtrain target first";
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("dtrain-" + std::string(info->test_suite_name()) + "-" +
-                                        std::string(info->name()) + "-" + std::to_string(::getpid()));
+    dir_ =
+        fs::temp_directory_path() / ("dtrain-" + std::string(info->test_suite_name()) + "-" +
+                                     std::string(info->name()) + "-" + std::to_string(::getpid()));
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -170,8 +178,8 @@ class CliTest : public ::testing::Test {
   fs::path data_dir() const { return dir_ / "data"; }
 
   // `dtrain eval` of the whole split of the run in `run_dir` gives the same eval line (holding
-  // `metric`) in batches of 16 and of 5, and on two ranks where there is an mpiexec: its metrics are
-  // sums over samples, not means of per-batch figures.
+  // `metric`) in batches of 16 and of 5, and on two ranks where there is an mpiexec: its metrics
+  // are sums over samples, not means of per-batch figures.
   void expect_eval_independent_of_batching(const fs::path& run_dir, const std::string& metric);
 
   fs::path dir_;
@@ -179,7 +187,9 @@ class CliTest : public ::testing::Test {
 
 // mpiexec: the one CMake found (MPIEXEC_EXECUTABLE in the build's CMakeCache.txt), else the first
 // mpiexec or mpirun on PATH; empty where there is none.
-inline bool is_executable(const std::string& path) { return !path.empty() && ::access(path.c_str(), X_OK) == 0; }
+inline bool is_executable(const std::string& path) {
+  return !path.empty() && ::access(path.c_str(), X_OK) == 0;
+}
 
 // CMake's choice first (FindMPI caches it in the build directory), then PATH.
 inline const std::string& mpiexec() {
@@ -203,19 +213,23 @@ inline const std::string& mpiexec() {
   return found;
 }
 
-#define REQUIRE_MPIEXEC()                                                                              \
-  do {                                                                                                 \
-    if (mpiexec().empty()) GTEST_SKIP() << "no mpiexec: not in the build's CMakeCache.txt nor on PATH"; \
+#define REQUIRE_MPIEXEC()                                                          \
+  do {                                                                             \
+    if (mpiexec().empty())                                                         \
+      GTEST_SKIP() << "no mpiexec: not in the build's CMakeCache.txt nor on PATH"; \
   } while (0)
 
 inline std::string mpi_prefix(int np) {
-  return shell_quote(mpiexec()) + " --allow-run-as-root --oversubscribe -np " + std::to_string(np) + " ";
+  return shell_quote(mpiexec()) + " --allow-run-as-root --oversubscribe -np " + std::to_string(np) +
+         " ";
 }
 
-inline void CliTest::expect_eval_independent_of_batching(const fs::path& run_dir, const std::string& metric) {
+inline void CliTest::expect_eval_independent_of_batching(const fs::path& run_dir,
+                                                         const std::string& metric) {
   auto eval = [&](const std::string& batch_size, const std::string& prefix) {
-    return eval_line(run({"eval", "--resume", run_dir.string(), "--eval-batches", "0", "--batch-size", batch_size,
-                          "--threads", "1"}, prefix));
+    return eval_line(run({"eval", "--resume", run_dir.string(), "--eval-batches", "0",
+                          "--batch-size", batch_size, "--threads", "1"},
+                         prefix));
   };
   const std::string whole = eval("16", "");
   EXPECT_NE(whole.find(metric + " "), std::string::npos) << whole;
@@ -262,7 +276,8 @@ inline std::set<std::string> keys_of(const nlohmann::json& record) {
   return keys;
 }
 
-// Every tensor of two safetensors files: same names in the same order, same dtype and shape, same bytes.
+// Every tensor of two safetensors files: same names in the same order, same dtype and shape, same
+// bytes.
 inline void expect_bitwise_equal(const fs::path& a_path, const fs::path& b_path) {
   SafetensorsFile a = load_safetensors(a_path), b = load_safetensors(b_path);
   ASSERT_EQ(a.names(), b.names()) << a_path << " vs " << b_path;

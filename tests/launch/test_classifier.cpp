@@ -1,5 +1,5 @@
-// The text classifier on --dataset fortune-files: a short run on topic files this test writes into a
-// temporary fortunes directory (each file's fortunes share a few words of their own among common
+// The text classifier on --dataset fortune-files: a short run on topic files this test writes into
+// a temporary fortunes directory (each file's fortunes share a few words of their own among common
 // ones, so the file is learnable from the words), its eval records (loss falls, accuracy well above
 // chance, the bag-of-words baseline beside them), predict on the trained checkpoint, and a missing
 // topic file as a one-line error. No timing is checked.
@@ -14,13 +14,16 @@
 namespace dtrain::cli_test {
 namespace {
 
-const std::vector<std::string> kCommonWords = {"the", "a", "is", "of", "and", "to", "in", "it",
-                                               "you", "that", "was", "for", "on", "are", "with", "as"};
+const std::vector<std::string> kCommonWords = {"the", "a",   "is",   "of",   "and", "to",
+                                               "in",  "it",  "you",  "that", "was", "for",
+                                               "on",  "are", "with", "as"};
 
-// The words that mark file `c`: four made-up ones, distinct per file ("kab", "kac", ... for file 0).
+// The words that mark file `c`: four made-up ones, distinct per file ("kab", "kac", ... for file
+// 0).
 std::vector<std::string> marker_words(size_t c) {
   std::vector<std::string> words;
-  for (char k : std::string("bcde")) words.push_back(std::string("k") + static_cast<char>('a' + c) + k);
+  for (char k : std::string("bcde"))
+    words.push_back(std::string("k") + static_cast<char>('a' + c) + k);
   return words;
 }
 
@@ -53,33 +56,60 @@ TEST_F(Classifier, ShortRunLearnsBeatsChanceThenPredicts) {
   const fs::path fortunes = dir_ / "fortunes";
   write_topic_files(fortunes, 40);
   const fs::path metrics = dir_ / "metrics.jsonl", run_dir = dir_ / "run";
-  RunResult r = train({"--model", "classifier", "--dataset", "fortune-files", "--data-dir", fortunes.string(),
-                       "--model-size", "tiny", "--seq-len", "16", "--batch-size", "16", "--steps", "120",
-                       "--lr", "0.003", "--warmup-steps", "10", "--eval-interval", "20", "--eval-batches", "0",
-                       "--threads", "1", "--progress", "0", "--metrics-file", metrics.string(),
-                       "--checkpoint-dir", run_dir.string()});
+  RunResult r = train({"--model",
+                       "classifier",
+                       "--dataset",
+                       "fortune-files",
+                       "--data-dir",
+                       fortunes.string(),
+                       "--model-size",
+                       "tiny",
+                       "--seq-len",
+                       "16",
+                       "--batch-size",
+                       "16",
+                       "--steps",
+                       "120",
+                       "--lr",
+                       "0.003",
+                       "--warmup-steps",
+                       "10",
+                       "--eval-interval",
+                       "20",
+                       "--eval-batches",
+                       "0",
+                       "--threads",
+                       "1",
+                       "--progress",
+                       "0",
+                       "--metrics-file",
+                       metrics.string(),
+                       "--checkpoint-dir",
+                       run_dir.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
   const std::vector<nlohmann::json> evals = eval_records(metrics);
   ASSERT_GE(evals.size(), 2u) << read_text(metrics);
   for (const nlohmann::json& e : evals) {
-    ASSERT_TRUE(e.contains("accuracy") && e.contains("baseline_accuracy") && e.contains("loss")) << e.dump();
+    ASSERT_TRUE(e.contains("accuracy") && e.contains("baseline_accuracy") && e.contains("loss"))
+        << e.dump();
     EXPECT_GE(e["accuracy"].get<double>(), 0.0) << e.dump();
     EXPECT_LE(e["accuracy"].get<double>(), 1.0) << e.dump();
   }
-  // Eight files: chance is 1/8, and an untrained model's loss is about ln 8 = 2.08. The markers decide
-  // the file outright, so 120 steps take the loss to under half the first eval's and accuracy far
-  // above chance; naive Bayes, which sees the same words, gets them too.
-  const double first = evals.front()["loss"].get<double>(), last = evals.back()["loss"].get<double>();
+  // Eight files: chance is 1/8, and an untrained model's loss is about ln 8 = 2.08. The markers
+  // decide the file outright, so 120 steps take the loss to under half the first eval's and
+  // accuracy far above chance; naive Bayes, which sees the same words, gets them too.
+  const double first = evals.front()["loss"].get<double>(),
+               last = evals.back()["loss"].get<double>();
   EXPECT_LT(last, 0.5 * first) << "first eval loss " << first << ", last " << last;
   EXPECT_GT(evals.back()["accuracy"].get<double>(), 0.6) << evals.back().dump();
   EXPECT_GT(evals.back()["baseline_accuracy"].get<double>(), 0.6) << evals.back().dump();
   EXPECT_NE(r.out.find("baseline: bag-of-words naive Bayes accuracy "), std::string::npos) << r.out;
 
-  // predict reloads the files from the checkpoint's --data-dir: markers of "law" (file 3) and common
-  // words put law first, five files with their probabilities, likeliest first.
+  // predict reloads the files from the checkpoint's --data-dir: markers of "law" (file 3) and
+  // common words put law first, five files with their probabilities, likeliest first.
   const std::vector<std::string> law = marker_words(3);
-  RunResult p = run({"predict", "--resume", run_dir.string(), "--text", "the " + law[0] + " is " + law[2],
-                     "--threads", "1"});
+  RunResult p = run({"predict", "--resume", run_dir.string(), "--text",
+                     "the " + law[0] + " is " + law[2], "--threads", "1"});
   ASSERT_EQ(p.exit_code, 0) << p.err << p.out;
   std::istringstream lines(p.out);
   std::vector<std::string> got;
@@ -101,10 +131,30 @@ TEST_F(Classifier, EvalMetricsDoNotDependOnBatchingOrRanks) {
   const fs::path fortunes = dir_ / "fortunes";
   write_topic_files(fortunes, 40);
   const fs::path run_dir = dir_ / "run";
-  RunResult r = train({"--model", "classifier", "--dataset", "fortune-files", "--data-dir", fortunes.string(),
-                       "--model-size", "tiny", "--seq-len", "16", "--batch-size", "16", "--steps", "10",
-                       "--lr", "0.003", "--eval-batches", "1", "--threads", "1", "--progress", "0",
-                       "--checkpoint-dir", run_dir.string()});
+  RunResult r = train({"--model",
+                       "classifier",
+                       "--dataset",
+                       "fortune-files",
+                       "--data-dir",
+                       fortunes.string(),
+                       "--model-size",
+                       "tiny",
+                       "--seq-len",
+                       "16",
+                       "--batch-size",
+                       "16",
+                       "--steps",
+                       "10",
+                       "--lr",
+                       "0.003",
+                       "--eval-batches",
+                       "1",
+                       "--threads",
+                       "1",
+                       "--progress",
+                       "0",
+                       "--checkpoint-dir",
+                       run_dir.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
   expect_eval_independent_of_batching(run_dir, "baseline_accuracy");
 }
@@ -113,14 +163,14 @@ TEST_F(Classifier, MissingTopicFileIsAOneLineError) {
   const fs::path fortunes = dir_ / "fortunes";
   write_topic_files(fortunes, 5);
   fs::remove(fortunes / "medicine");
-  RunResult r = train({"--model", "classifier", "--dataset", "fortune-files", "--data-dir", fortunes.string(),
-                       "--steps", "1", "--threads", "1", "--progress", "0"});
+  RunResult r = train({"--model", "classifier", "--dataset", "fortune-files", "--data-dir",
+                       fortunes.string(), "--steps", "1", "--threads", "1", "--progress", "0"});
   expect_one_line_error(r, {(fortunes / "medicine").string(), "--data-dir"});
 }
 
 TEST_F(Classifier, OtherDatasetIsAOneLineError) {
-  RunResult r = train({"--model", "classifier", "--dataset", "fortunes", "--steps", "1", "--threads", "1",
-                       "--progress", "0"});
+  RunResult r = train({"--model", "classifier", "--dataset", "fortunes", "--steps", "1",
+                       "--threads", "1", "--progress", "0"});
   expect_one_line_error(r, {"fortune-files", "'fortunes'"});
 }
 

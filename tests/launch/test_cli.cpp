@@ -1,10 +1,10 @@
-// The dtrain command seen from outside: it is run as a child process (the way a person or a job script
-// runs it), and its exit status, stderr, stdout, metrics file and checkpoints are checked.
+// The dtrain command seen from outside: it is run as a child process (the way a person or a job
+// script runs it), and its exit status, stderr, stdout, metrics file and checkpoints are checked.
 //
-// Image runs use a small Fashion-MNIST look-alike written into a temporary --data-dir, so they need no
-// package and take well under a second each; the Transformer and GPT runs read the Debian packages
-// dict-freedict-eng-deu and fortunes (scripts/bootstrap installs them) and skip, naming the package,
-// where they are missing.
+// Image runs use a small Fashion-MNIST look-alike written into a temporary --data-dir, so they need
+// no package and take well under a second each; the Transformer and GPT runs read the Debian
+// packages dict-freedict-eng-deu and fortunes (scripts/bootstrap installs them) and skip, naming
+// the package, where they are missing.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -21,19 +21,22 @@ namespace {
 
 class Cli : public CliTest {
  protected:
-  // A 3-step run of a tiny text model (dim 16, 2 heads, 1 block) on `dataset`; returns the run's output
-  // after checking that it succeeded, printed nothing to stderr and ended with a tokens/s summary line,
-  // which is left in `summary`.
-  std::string train_tiny_text(const std::string& model, const std::string& dataset, const std::string& seq_len,
-                              const std::string& batch, std::string& summary) {
-    RunResult r = train({"--model", model, "--dataset", dataset, "--model-size", "tiny", "--dim", "16",
-                         "--heads", "2", "--mlp-dim", "32", "--depth", "1", "--seq-len", seq_len,
-                         "--batch-size", batch, "--steps", "3", "--eval-batches", "1", "--threads", "1",
+  // A 3-step run of a tiny text model (dim 16, 2 heads, 1 block) on `dataset`; returns the run's
+  // output after checking that it succeeded, printed nothing to stderr and ended with a tokens/s
+  // summary line, which is left in `summary`.
+  std::string train_tiny_text(const std::string& model, const std::string& dataset,
+                              const std::string& seq_len, const std::string& batch,
+                              std::string& summary) {
+    RunResult r = train({"--model",    model, "--dataset",      dataset, "--model-size", "tiny",
+                         "--dim",      "16",  "--heads",        "2",     "--mlp-dim",    "32",
+                         "--depth",    "1",   "--seq-len",      seq_len, "--batch-size", batch,
+                         "--steps",    "3",   "--eval-batches", "1",     "--threads",    "1",
                          "--progress", "0"});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(r.err, "");
     std::smatch m;
-    if (!std::regex_search(r.out, m, std::regex(R"(done: 3 steps.*throughput ([0-9.]+) tokens/s.*)"))) {
+    if (!std::regex_search(r.out, m,
+                           std::regex(R"(done: 3 steps.*throughput ([0-9.]+) tokens/s.*)"))) {
       ADD_FAILURE() << "no summary line with tokens/s:\n" << r.out;
       return r.out;
     }
@@ -64,12 +67,14 @@ TEST_F(Cli, BadValues) {
   expect_one_line_error(train({"--steps", "many"}), {"many"});
 }
 
-// Where no GPU can be used (no device, no driver, a build without CUDA), asking for one says why and
-// what to do, in one line, before any work; a GPU machine runs these instead of failing them.
+// Where no GPU can be used (no device, no driver, a build without CUDA), asking for one says why
+// and what to do, in one line, before any work; a GPU machine runs these instead of failing them.
 TEST_F(Cli, UnusableGpuIsOneLine) {
   if (dtrain::cuda_available()) GTEST_SKIP() << "a CUDA device is usable here";
-  expect_one_line_error(train({"--device", "cuda", "--progress", "0"}), {"--device cuda", "--device cpu"});
-  expect_one_line_error(train({"--device", "cuda:1", "--progress", "0"}), {"--device cuda:1", "--device cpu"});
+  expect_one_line_error(train({"--device", "cuda", "--progress", "0"}),
+                        {"--device cuda", "--device cpu"});
+  expect_one_line_error(train({"--device", "cuda:1", "--progress", "0"}),
+                        {"--device cuda:1", "--device cpu"});
   expect_one_line_error(train({"--device", "gpu"}), {"gpu", "cuda"});
 }
 
@@ -90,7 +95,8 @@ TEST_F(Cli, CorruptIdxFile) {
   write_fashion_mnist(data_dir(), 192, 32);
   // Not IDX at all: wrong magic bytes.
   write_text(data_dir() / "train-images-idx3-ubyte", "<html>404 not found</html>");
-  expect_one_line_error(train_tiny_vit({}), {"train-images-idx3-ubyte", "not an IDX file", "--data-dir"});
+  expect_one_line_error(train_tiny_vit({}),
+                        {"train-images-idx3-ubyte", "not an IDX file", "--data-dir"});
   // Well-formed header but more data than it declares.
   write_text(data_dir() / "train-images-idx3-ubyte",
              idx_bytes(0x08, {192, 28, 28}, image_payload(192) + "extra"));
@@ -123,19 +129,57 @@ TEST_F(Cli, HelpListsEveryOptionWithItsDefault) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   // Every TrainConfig field, and its default as --help must print it.
-  const std::vector<std::pair<std::string, std::string>> expected = {
-      {"model", "vit"}, {"model-size", "fm"}, {"dim", "0"}, {"depth", "0"}, {"heads", "0"},
-      {"mlp-dim", "0"}, {"patch", "0"}, {"dropout", "0"}, {"augment", "0"}, {"dataset", "fashion-mnist"}, {"data-dir", "\"\""},
-      {"seq-len", "64"}, {"batch-size", "128"}, {"grad-accum", "1"}, {"steps", "0"}, {"epochs", "1"},
-      {"optimizer", "adamw"}, {"lr", "0.001"}, {"min-lr", "0"}, {"schedule", "cosine"},
-      {"warmup-steps", "0"}, {"weight-decay", "0.05"}, {"clip-grad-norm", "1"}, {"label-smoothing", "0"},
-      {"precision", "f32"}, {"device", "cpu"}, {"tf32", "1"}, {"seed", "0"}, {"threads", "0"}, {"bucket-cap-mb", "25"},
-      {"zero", "0"}, {"collective-timeout", "600"}, {"checkpoint-dir", "\"\""},
-      {"checkpoint-interval", "0"}, {"resume", "\"\""}, {"eval-interval", "0"}, {"eval-batches", "0"},
-      {"log-interval", "10"}, {"metrics-file", "\"\""}, {"progress", "1"},
-      {"debug-collectives", "0"}, {"keep-checkpoints", "3"}, {"profile-steps", "\"\""},
-      {"profile-dir", "profile"}, {"stem", "patch"}, {"modalities", "both"}, {"beam", "1"},
-      {"length-penalty", "0.6"}, {"init-from", "\"\""}, {"trainable-blocks", "-1"}, {"layer-lr-decay", "1"}};
+  const std::vector<std::pair<std::string, std::string>> expected = {{"model", "vit"},
+                                                                     {"model-size", "fm"},
+                                                                     {"dim", "0"},
+                                                                     {"depth", "0"},
+                                                                     {"heads", "0"},
+                                                                     {"mlp-dim", "0"},
+                                                                     {"patch", "0"},
+                                                                     {"dropout", "0"},
+                                                                     {"augment", "0"},
+                                                                     {"dataset", "fashion-mnist"},
+                                                                     {"data-dir", "\"\""},
+                                                                     {"seq-len", "64"},
+                                                                     {"batch-size", "128"},
+                                                                     {"grad-accum", "1"},
+                                                                     {"steps", "0"},
+                                                                     {"epochs", "1"},
+                                                                     {"optimizer", "adamw"},
+                                                                     {"lr", "0.001"},
+                                                                     {"min-lr", "0"},
+                                                                     {"schedule", "cosine"},
+                                                                     {"warmup-steps", "0"},
+                                                                     {"weight-decay", "0.05"},
+                                                                     {"clip-grad-norm", "1"},
+                                                                     {"label-smoothing", "0"},
+                                                                     {"precision", "f32"},
+                                                                     {"device", "cpu"},
+                                                                     {"tf32", "1"},
+                                                                     {"seed", "0"},
+                                                                     {"threads", "0"},
+                                                                     {"bucket-cap-mb", "25"},
+                                                                     {"zero", "0"},
+                                                                     {"collective-timeout", "600"},
+                                                                     {"checkpoint-dir", "\"\""},
+                                                                     {"checkpoint-interval", "0"},
+                                                                     {"resume", "\"\""},
+                                                                     {"eval-interval", "0"},
+                                                                     {"eval-batches", "0"},
+                                                                     {"log-interval", "10"},
+                                                                     {"metrics-file", "\"\""},
+                                                                     {"progress", "1"},
+                                                                     {"debug-collectives", "0"},
+                                                                     {"keep-checkpoints", "3"},
+                                                                     {"profile-steps", "\"\""},
+                                                                     {"profile-dir", "profile"},
+                                                                     {"stem", "patch"},
+                                                                     {"modalities", "both"},
+                                                                     {"beam", "1"},
+                                                                     {"length-penalty", "0.6"},
+                                                                     {"init-from", "\"\""},
+                                                                     {"trainable-blocks", "-1"},
+                                                                     {"layer-lr-decay", "1"}};
   for (const auto& [name, value] : expected) {
     const std::string shown = "--" + name + " arg (=" + value + ")";
     EXPECT_NE(r.out.find(shown), std::string::npos) << "--help lacks '" << shown << "':\n" << r.out;
@@ -149,7 +193,8 @@ TEST_F(Cli, HelpListsEveryOptionWithItsDefault) {
     if (line.starts_with("  --config ")) continue;
     EXPECT_NE(line.find("(="), std::string::npos) << "no default shown: " << line;
   }
-  EXPECT_EQ(options, static_cast<int>(expected.size()) + 1);  // + --config; --help is "-h [ --help ]"
+  EXPECT_EQ(options,
+            static_cast<int>(expected.size()) + 1);  // + --config; --help is "-h [ --help ]"
 }
 
 TEST_F(Cli, ConfigFileWithCommandLineWinning) {
@@ -170,8 +215,9 @@ TEST_F(Cli, ConfigFileWithCommandLineWinning) {
 // point and an epoch boundary after it (12 batches per epoch) make the RNG, scheduler and data
 // position all matter.
 TEST_F(Cli, ResumeGivesIdenticalWeights) {
-  const std::vector<std::string> common = {"--seed", "5", "--dropout", "0.1", "--schedule", "constant",
-                                           "--warmup-steps", "15", "--log-interval", "5"};
+  const std::vector<std::string> common = {"--seed",         "5",        "--dropout",      "0.1",
+                                           "--schedule",     "constant", "--warmup-steps", "15",
+                                           "--log-interval", "5"};
   auto with = [&](std::vector<std::string> extra) {
     std::vector<std::string> all = common;
     all.insert(all.end(), extra.begin(), extra.end());
@@ -184,20 +230,26 @@ TEST_F(Cli, ResumeGivesIdenticalWeights) {
   RunResult b1 = train_tiny_vit(with({"--steps", "10", "--checkpoint-dir", first.string(),
                                       "--metrics-file", (dir_ / "split.jsonl").string()}));
   ASSERT_EQ(b1.exit_code, 0) << b1.err;
-  RunResult b2 = train_tiny_vit(with({"--steps", "20", "--resume", first.string(), "--checkpoint-dir",
-                                      resumed.string(), "--metrics-file", (dir_ / "split.jsonl").string()}));
+  RunResult b2 =
+      train_tiny_vit(with({"--steps", "20", "--resume", first.string(), "--checkpoint-dir",
+                           resumed.string(), "--metrics-file", (dir_ / "split.jsonl").string()}));
   ASSERT_EQ(b2.exit_code, 0) << b2.err;
 
   const fs::path step10 = first / "step-00000010", step20 = "step-00000020";
-  expect_bitwise_equal(straight / step20 / "model.safetensors", resumed / step20 / "model.safetensors");
-  expect_bitwise_equal(straight / step20 / "optimizer.safetensors", resumed / step20 / "optimizer.safetensors");
-  EXPECT_TRUE(any_tensor_differs(straight / step20 / "model.safetensors", step10 / "model.safetensors"))
+  expect_bitwise_equal(straight / step20 / "model.safetensors",
+                       resumed / step20 / "model.safetensors");
+  expect_bitwise_equal(straight / step20 / "optimizer.safetensors",
+                       resumed / step20 / "optimizer.safetensors");
+  EXPECT_TRUE(
+      any_tensor_differs(straight / step20 / "model.safetensors", step10 / "model.safetensors"))
       << "the step-10 checkpoint equals the step-20 one: the comparison above proves nothing";
 
   // The resumed run appended to the metrics file, and its logged steps match the straight run's.
   std::vector<nlohmann::json> want, got;
-  for (const auto& r : read_jsonl(dir_ / "straight.jsonl")) if (!r.contains("split")) want.push_back(r);
-  for (const auto& r : read_jsonl(dir_ / "split.jsonl")) if (!r.contains("split")) got.push_back(r);
+  for (const auto& r : read_jsonl(dir_ / "straight.jsonl"))
+    if (!r.contains("split")) want.push_back(r);
+  for (const auto& r : read_jsonl(dir_ / "split.jsonl"))
+    if (!r.contains("split")) got.push_back(r);
   ASSERT_EQ(got.size(), 4u);
   ASSERT_EQ(want.size(), 4u);
   for (size_t i = 0; i < want.size(); ++i) {
@@ -216,8 +268,10 @@ TEST_F(Cli, MetricsFileAndSummaryLine) {
   EXPECT_EQ(r.err, "");
 
   std::vector<nlohmann::json> records = read_jsonl(metrics);
-  const std::set<std::string> step_keys = {"step", "epoch", "loss", "lr", "grad_norm", "images_per_s",
-                                           "elapsed_s", "host_syncs_per_step", "peak_rss_mb"};
+  const std::set<std::string> step_keys = {
+      "step",       "epoch",        "loss",      "lr",
+      "grad_norm",  "images_per_s", "elapsed_s", "host_syncs_per_step",
+      "peak_rss_mb"};
   const std::set<std::string> eval_keys = {"step", "split", "loss", "accuracy"};
   std::vector<int64_t> logged, evaluated;
   for (const nlohmann::json& rec : records) {
@@ -232,7 +286,8 @@ TEST_F(Cli, MetricsFileAndSummaryLine) {
       EXPECT_TRUE(std::isfinite(rec["loss"].get<double>())) << rec.dump();
       EXPECT_GT(rec["images_per_s"].get<double>(), 0.0) << rec.dump();
       EXPECT_GT(rec["elapsed_s"].get<double>(), 0.0) << rec.dump();
-      EXPECT_NEAR(rec["epoch"].get<double>(), rec["step"].get<double>() / 12.0, 1e-12) << rec.dump();
+      EXPECT_NEAR(rec["epoch"].get<double>(), rec["step"].get<double>() / 12.0, 1e-12)
+          << rec.dump();
       logged.push_back(rec["step"].get<int64_t>());
     }
   }
@@ -271,8 +326,8 @@ TEST_F(Cli, GptOnFortunes) {
 // Two ranks under mpirun: the job trains, and only rank 0 prints (one header, one summary).
 TEST_F(Cli, TwoRanksUnderMpirun) {
   write_fashion_mnist(data_dir(), 192, 32);
-  std::vector<std::string> args = {"train", "--data-dir", data_dir().string(), "--steps", "4",
-                                   "--log-interval", "2"};
+  std::vector<std::string> args = {
+      "train", "--data-dir", data_dir().string(), "--steps", "4", "--log-interval", "2"};
   args.insert(args.end(), kTinyVit.begin(), kTinyVit.end());
   RunResult r = run(args, "timeout 120 mpirun --allow-run-as-root --oversubscribe -np 2 ");
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;

@@ -1,6 +1,6 @@
-// Options in one place: every option has a Setting (so the rank agreement and the resume check cannot
-// miss one), the validation names the option and its range, the INI reader names file and line, and
-// state.json is checked field by field.
+// Options in one place: every option has a Setting (so the rank agreement and the resume check
+// cannot miss one), the validation names the option and its range, the INI reader names file and
+// line, and state.json is checked field by field.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -35,10 +35,12 @@ std::string parse_error(std::vector<std::string> args) {
 
 TEST(Config, EveryOptionHasASetting) {
   std::set<std::string> names;
-  for (const Setting& s : settings(TrainConfig{})) EXPECT_TRUE(names.insert(s.name).second) << s.name;
+  for (const Setting& s : settings(TrainConfig{}))
+    EXPECT_TRUE(names.insert(s.name).second) << s.name;
   // Each setting is an option the parser knows, and a changed value shows in the setting's text.
   for (const std::string& name : names) {
-    EXPECT_EQ(parse_error({"--" + name + "=@@bad"}).find("unrecognised option"), std::string::npos) << name;
+    EXPECT_EQ(parse_error({"--" + name + "=@@bad"}).find("unrecognised option"), std::string::npos)
+        << name;
   }
   TrainConfig c;
   ASSERT_TRUE(parse_train_config({"--eval-interval", "5", "--lr", "0.25"}, c, "train"));
@@ -98,13 +100,16 @@ TEST_F(ConfigFile, ErrorsNameFileAndLine) {
   EXPECT_NE(msg.find(path + ":4: "), std::string::npos) << msg;
   EXPECT_NE(msg.find("stepz"), std::string::npos) << msg;
   path = write("steps = 7\nsteps = 8\n");
-  EXPECT_NE(parse_error({"--config", path}).find(path + ":2: --steps is set twice"), std::string::npos);
+  EXPECT_NE(parse_error({"--config", path}).find(path + ":2: --steps is set twice"),
+            std::string::npos);
   path = write("steps = seven\n");
   EXPECT_NE(parse_error({"--config", path}).find(path + ":1: "), std::string::npos);
   path = write("just words\n");
-  EXPECT_NE(parse_error({"--config", path}).find(path + ":1: expected 'option = value'"), std::string::npos);
+  EXPECT_NE(parse_error({"--config", path}).find(path + ":1: expected 'option = value'"),
+            std::string::npos);
   path = write("log-interval = 0\n");  // the file's values are validated like the command line's
-  EXPECT_NE(parse_error({"--config", path}).find(path + ":1: --log-interval must be"), std::string::npos);
+  EXPECT_NE(parse_error({"--config", path}).find(path + ":1: --log-interval must be"),
+            std::string::npos);
   path = write("precision = f16\rx\n");  // control characters are shown, not sent to the terminal
   std::string msg2 = parse_error({"--config", path});
   EXPECT_NE(msg2.find(path + ":1: --precision must be"), std::string::npos) << msg2;
@@ -113,7 +118,8 @@ TEST_F(ConfigFile, ErrorsNameFileAndLine) {
 }
 
 TEST_F(ConfigFile, CommandLineWinsAndCommentsAreSkipped) {
-  std::string path = write("steps = 7 # trailing comment\nseed = 4\n; another comment\nprogress = false\n");
+  std::string path =
+      write("steps = 7 # trailing comment\nseed = 4\n; another comment\nprogress = false\n");
   TrainConfig c;
   ASSERT_TRUE(parse_train_config({"--config", path, "--steps", "3"}, c, "train"));
   EXPECT_EQ(c.steps, 3);
@@ -176,7 +182,9 @@ TEST(Config, IntervalsInStepsOrEpochs) {
   EXPECT_FALSE(Interval::parse("1ep", "x").due(18, 12));
   EXPECT_EQ(Interval::parse("0.5ep", "x").text(), "0.5ep");
   for (const char* bad : {"1.5", "-1", "ep", "1e", "abc", "1 ep", "nanep"}) {
-    EXPECT_NE(error_of([&] { Interval::parse(bad, "eval-interval"); }).find("--eval-interval"), std::string::npos) << bad;
+    EXPECT_NE(error_of([&] { Interval::parse(bad, "eval-interval"); }).find("--eval-interval"),
+              std::string::npos)
+        << bad;
   }
 }
 
@@ -185,15 +193,18 @@ TEST(Config, ProfileStepsAreARange) {
   ASSERT_TRUE(parse_train_config({"--profile-steps", "3:5"}, c, "train"));
   EXPECT_EQ(c.profile_range(), (std::pair<int64_t, int64_t>{3, 5}));
   for (const char* bad : {"5:3", "0:2", "3", "a:b", "3:"}) {
-    EXPECT_NE(parse_error({"--profile-steps", bad}).find("--profile-steps must be A:B"), std::string::npos) << bad;
+    EXPECT_NE(parse_error({"--profile-steps", bad}).find("--profile-steps must be A:B"),
+              std::string::npos)
+        << bad;
   }
 }
 
 // A checkpoint's settings fill in what the command line leaves; the command line wins.
 TEST(Config, CheckpointSettingsAreDefaultsForEval) {
   TrainConfig c;
-  ASSERT_TRUE(parse_train_config({"--resume", "ck", "--eval-batches", "3"}, c, "eval",
-                                 {{"dim", "24"}, {"eval-batches", "9"}, {"lr", "0.5"}, {"data-dir", ""}}, "checkpoint ck"));
+  ASSERT_TRUE(parse_train_config(
+      {"--resume", "ck", "--eval-batches", "3"}, c, "eval",
+      {{"dim", "24"}, {"eval-batches", "9"}, {"lr", "0.5"}, {"data-dir", ""}}, "checkpoint ck"));
   EXPECT_EQ(c.dim, 24);
   EXPECT_EQ(c.eval_batches, 3);
   EXPECT_EQ(c.lr, TrainConfig{}.lr);  // not an eval option: ignored
@@ -210,7 +221,10 @@ TEST(TrainState, DamagedFieldsAreNamed) {
       {[](nlohmann::json& j) { j["step"] = -3; }, "'step' must be a whole number >= 0"},
       {[](nlohmann::json& j) { j["data"]["epoch"] = -1; }, "'epoch' must be"},
       {[](nlohmann::json& j) { j["data"] = 5; }, "no 'epoch'"},
-      {[](nlohmann::json& j) { j["rng_per_rank"][0] = {1, 2}; }, "an RNG state is 6 numbers"},
+      {[](nlohmann::json& j) {
+         j["rng_per_rank"][0] = {1, 2};
+       },
+       "an RNG state is 6 numbers"},
       {[](nlohmann::json& j) { j["loss_scale"] = -1; }, "'loss_scale' must be a positive number"},
       {[](nlohmann::json& j) { j["settings"]["heads"] = 4; }, "settings 'heads' must be a string"},
       {[](nlohmann::json& j) { j = nlohmann::json::array(); }, "expected a JSON object"},
@@ -229,7 +243,8 @@ TEST(TrainState, ResumeRefusesChangedFixedSettingsAndNoStepsLeft) {
   c.batch_size = 64;
   TrainState s = parse_train_state(good_state(), "ck");
   std::string msg = error_of([&] { check_resume_compatible(c, 100, s, "ck"); });
-  EXPECT_NE(msg.find("--batch-size is '64' but the checkpoint at ck was trained with '32'"), std::string::npos)
+  EXPECT_NE(msg.find("--batch-size is '64' but the checkpoint at ck was trained with '32'"),
+            std::string::npos)
       << msg;
   c.batch_size = 32;
   EXPECT_EQ(error_of([&] { check_resume_compatible(c, 100, s, "ck"); }), "");

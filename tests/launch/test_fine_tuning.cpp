@@ -1,7 +1,7 @@
-// Fine-tuning (launch/optimizer_factory.h, load_initial_weights in launch/checkpoints.h): which layer
-// each parameter belongs to, freezing all but the last blocks, layer-wise learning rates, and a run
-// that starts from another run's weights (--init-from) with frozen blocks whose weights stay exactly
-// the checkpoint's while the head trains.
+// Fine-tuning (launch/optimizer_factory.h, load_initial_weights in launch/checkpoints.h): which
+// layer each parameter belongs to, freezing all but the last blocks, layer-wise learning rates, and
+// a run that starts from another run's weights (--init-from) with frozen blocks whose weights stay
+// exactly the checkpoint's while the head trains.
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -19,7 +19,8 @@ namespace {
 
 models::VitConfig two_block_vit(const std::string& stem) {
   models::VitConfig c;
-  c.image_size = 8, c.patch_size = 4, c.dim = 8, c.depth = 2, c.heads = 2, c.mlp_dim = 16, c.num_classes = 3;
+  c.image_size = 8, c.patch_size = 4, c.dim = 8, c.depth = 2, c.heads = 2, c.mlp_dim = 16,
+  c.num_classes = 3;
   c.stem = stem, c.stem_channels = 4;
   return c;
 }
@@ -39,7 +40,8 @@ int64_t layer_of(const nn::Module& model, const std::string& name) {
 TEST(FineTuning, ParameterLayersCountBlocksFromOneWithEmbeddingsAtZeroAndTheHeadLast) {
   models::VisionTransformer vit(two_block_vit("dwsep"));
   EXPECT_EQ(parameter_layers(vit).depth, 2);
-  for (const char* name : {"stem.conv1.depthwise.weight", "patch_embed.proj.weight", "cls_token", "pos_embed"}) {
+  for (const char* name :
+       {"stem.conv1.depthwise.weight", "patch_embed.proj.weight", "cls_token", "pos_embed"}) {
     EXPECT_EQ(layer_of(vit, name), 0) << name;
   }
   EXPECT_EQ(layer_of(vit, "blocks.0.attn.qkv.weight"), 1);
@@ -47,7 +49,8 @@ TEST(FineTuning, ParameterLayersCountBlocksFromOneWithEmbeddingsAtZeroAndTheHead
   EXPECT_EQ(layer_of(vit, "norm.weight"), 3);
   EXPECT_EQ(layer_of(vit, "head.weight"), 3);
 
-  // The Transformer's two stacks number their layers alike; its encoder's final norm follows blocks.
+  // The Transformer's two stacks number their layers alike; its encoder's final norm follows
+  // blocks.
   models::Transformer transformer(models::TransformerConfig::preset("tiny", 20, 20, 16, 0));
   const int64_t depth = parameter_layers(transformer).depth;
   EXPECT_EQ(depth, transformer.config().encoder_layers);
@@ -62,7 +65,8 @@ TEST(FineTuning, FreezingKeepsTheLastBlocksAndTheHeadTrainable) {
   // Layer 0 (cls, pos, patch weight and bias) and block 0 (12 tensors) are frozen.
   EXPECT_EQ(freeze_below_last_blocks(vit, 1), 16);
   for (const auto& [name, p] : vit.named_parameters()) {
-    const bool trains = name.starts_with("blocks.1.") || name.starts_with("norm.") || name.starts_with("head.");
+    const bool trains =
+        name.starts_with("blocks.1.") || name.starts_with("norm.") || name.starts_with("head.");
     EXPECT_EQ(p.requires_grad(), trains) << name;
   }
   // The optimizer's groups hold only what trains.
@@ -75,7 +79,8 @@ TEST(FineTuning, FreezingKeepsTheLastBlocksAndTheHeadTrainable) {
   EXPECT_EQ(freeze_below_last_blocks(other, -1), 0);
   EXPECT_EQ(freeze_below_last_blocks(other, 2), 4);  // all blocks train: only the embeddings freeze
   const std::string error = testing::error_of([&] { freeze_below_last_blocks(other, 3); });
-  EXPECT_NE(error.find("--trainable-blocks 3 but the model has 2 blocks"), std::string::npos) << error;
+  EXPECT_NE(error.find("--trainable-blocks 3 but the model has 2 blocks"), std::string::npos)
+      << error;
 }
 
 TEST(FineTuning, LayerWiseLearningRatesDecayFromTheHead) {
@@ -85,14 +90,16 @@ TEST(FineTuning, LayerWiseLearningRatesDecayFromTheHead) {
   c.layer_lr_decay = 0.5;
   c.weight_decay = 0.1;
   const std::vector<GroupSpec> groups = param_groups(c, vit);
-  ASSERT_EQ(groups.size(), 2u * (2 + 2));  // {decay, no decay} for the embeddings, 2 blocks, the head
+  ASSERT_EQ(groups.size(),
+            2u * (2 + 2));  // {decay, no decay} for the embeddings, 2 blocks, the head
   // Layer l of depth 2 trains at 0.5^(3 - l): embeddings 1/8, block 0 1/4, block 1 1/2, head 1.
   const std::vector<double> scales = {0.125, 0.25, 0.5, 1.0};
   for (size_t g = 0; g < groups.size(); ++g) {
     EXPECT_DOUBLE_EQ(groups[g].lr_scale, scales[g / 2]) << "group " << g;
     EXPECT_EQ(groups[g].decay, g % 2 == 0) << "group " << g;
   }
-  // head.weight (a matrix, decayed) is in the head's first group; blocks.0's LayerNorm in block 0's second.
+  // head.weight (a matrix, decayed) is in the head's first group; blocks.0's LayerNorm in block 0's
+  // second.
   auto holds = [](const GroupSpec& g, const Tensor& t) {
     for (const Tensor& p : g.params) {
       if (p.same(t)) return true;
@@ -128,16 +135,21 @@ TEST_F(FineTuningRun, InitFromTrainsTheHeadAloneFromTheCheckpointsWeights) {
   cli_test::RunResult r = train_tiny_vit({"--steps", "20", "--checkpoint-dir", base.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
   r = train_tiny_vit({"--steps", "10", "--init-from", base.string(), "--trainable-blocks", "0",
-                      "--layer-lr-decay", "0.5", "--seed", "3", "--checkpoint-dir", tuned.string()});
+                      "--layer-lr-decay", "0.5", "--seed", "3", "--checkpoint-dir",
+                      tuned.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
-  EXPECT_NE(r.out.find("initialised from " + (base / "step-00000020").string() + ": 20 of 20 tensors"),
-            std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("parameter tensors frozen, 0 blocks and the head train"), std::string::npos) << r.out;
+  EXPECT_NE(
+      r.out.find("initialised from " + (base / "step-00000020").string() + ": 20 of 20 tensors"),
+      std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("parameter tensors frozen, 0 blocks and the head train"), std::string::npos)
+      << r.out;
 
   const SafetensorsFile before = model_tensors(base, 20), after = model_tensors(tuned, 10);
   ASSERT_EQ(before.names(), after.names());
   for (const std::string& name : before.names()) {
-    const std::vector<float> a = before.at(name).to_vector<float>(), b = after.at(name).to_vector<float>();
+    const std::vector<float> a = before.at(name).to_vector<float>(),
+                             b = after.at(name).to_vector<float>();
     if (name.starts_with("head.") || name.starts_with("norm.")) {
       if (name == "head.weight") {
         EXPECT_NE(a, b) << name << " did not train";
@@ -149,7 +161,8 @@ TEST_F(FineTuningRun, InitFromTrainsTheHeadAloneFromTheCheckpointsWeights) {
 }
 
 TEST_F(FineTuningRun, InitFromSomethingThatIsNotACheckpointIsAOneLineError) {
-  cli_test::RunResult r = train_tiny_vit({"--steps", "2", "--init-from", (dir_ / "nothing").string()});
+  cli_test::RunResult r =
+      train_tiny_vit({"--steps", "2", "--init-from", (dir_ / "nothing").string()});
   cli_test::expect_one_line_error(r, {"no checkpoint at " + (dir_ / "nothing").string()});
 }
 

@@ -20,10 +20,11 @@ class Fusion : public CliTest {
     return data;
   }
   std::vector<std::string> tiny(const fs::path& data, const std::string& modalities) {
-    return {"--model", "fusion", "--dataset", "unihan", "--data-dir", data.string(), "--modalities", modalities,
-            "--model-size", "tiny", "--seq-len", "12", "--dim", "32", "--heads", "2", "--mlp-dim", "64",
-            "--batch-size", "32", "--lr", "0.003", "--warmup-steps", "5", "--eval-batches", "0",
-            "--threads", "1", "--progress", "0"};
+    return {"--model",        "fusion",   "--dataset",    "unihan", "--data-dir",     data.string(),
+            "--modalities",   modalities, "--model-size", "tiny",   "--seq-len",      "12",
+            "--dim",          "32",       "--heads",      "2",      "--mlp-dim",      "64",
+            "--batch-size",   "32",       "--lr",         "0.003",  "--warmup-steps", "5",
+            "--eval-batches", "0",        "--threads",    "1",      "--progress",     "0"};
   }
 };
 
@@ -31,15 +32,16 @@ TEST_F(Fusion, ShortRunLearnsTheRadicalThenPredicts) {
   const fs::path data = write_unihan();
   const fs::path metrics = dir_ / "metrics.jsonl", run_dir = dir_ / "run";
   std::vector<std::string> args = tiny(data, "both");
-  args.insert(args.end(), {"--steps", "60", "--eval-interval", "20", "--metrics-file", metrics.string(),
-                           "--checkpoint-dir", run_dir.string()});
+  args.insert(args.end(), {"--steps", "60", "--eval-interval", "20", "--metrics-file",
+                           metrics.string(), "--checkpoint-dir", run_dir.string()});
   RunResult r = train(args);
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
   const std::vector<nlohmann::json> evals = eval_records(metrics);
   ASSERT_GE(evals.size(), 2u) << read_text(metrics);
-  // Eight radicals, each marked in the glyph and named by the definition's first word: 60 steps take
-  // the loss to well under half the first eval's and the accuracy far above chance (1/8).
-  const double first = evals.front()["loss"].get<double>(), last = evals.back()["loss"].get<double>();
+  // Eight radicals, each marked in the glyph and named by the definition's first word: 60 steps
+  // take the loss to well under half the first eval's and the accuracy far above chance (1/8).
+  const double first = evals.front()["loss"].get<double>(),
+               last = evals.back()["loss"].get<double>();
   EXPECT_LT(last, 0.5 * first) << "first eval loss " << first << ", last " << last;
   EXPECT_GT(evals.back()["accuracy"].get<double>(), 0.5) << evals.back().dump();
 
@@ -54,7 +56,8 @@ TEST_F(Fusion, ShortRunLearnsTheRadicalThenPredicts) {
   std::getline(lines, top);
   EXPECT_NE(top.find("  radical 85"), std::string::npos) << p.out;
 
-  RunResult absent = run({"predict", "--resume", run_dir.string(), "--text", "河", "--threads", "1"});
+  RunResult absent =
+      run({"predict", "--resume", run_dir.string(), "--text", "河", "--threads", "1"});
   EXPECT_NE(absent.exit_code, 0);
   EXPECT_NE(absent.err.find("U+6CB3"), std::string::npos) << absent.err;
   EXPECT_EQ(std::count(absent.err.begin(), absent.err.end(), '\n'), 1) << absent.err;

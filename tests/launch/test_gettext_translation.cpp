@@ -29,7 +29,8 @@ std::vector<std::pair<std::string, std::string>> synthetic_pairs(int count) {
   std::vector<std::pair<std::string, std::string>> entries;
   entries.push_back({"", "Content-Type: text/plain; charset=UTF-8\n"});
   for (int i = 0; i < count; ++i) {
-    const int code = (i * 2654435761u) % 65536;  // distinct for i < 65536: an odd multiplier mod 2^16
+    const int code =
+        (i * 2654435761u) % 65536;  // distinct for i < 65536: an odd multiplier mod 2^16
     std::string source, target;
     for (int k = 0; k < 4; ++k) {
       const int syllable = (code >> (4 * k)) & 15;
@@ -55,10 +56,36 @@ class GettextTranslation : public CliTest {
   // chrF about 19), of varied length.
   void train_partly(const fs::path& run_dir) {
     const fs::path locale = write_locale();
-    RunResult r = train({"--model", "transformer", "--dataset", "gettext-zh", "--data-dir", locale.string(),
-                         "--seq-len", "16", "--depth", "1", "--dim", "32", "--heads", "2", "--mlp-dim", "64",
-                         "--batch-size", "16", "--steps", "70", "--lr", "0.003", "--eval-batches", "1",
-                         "--threads", "1", "--progress", "0", "--checkpoint-dir", run_dir.string()});
+    RunResult r = train({"--model",
+                         "transformer",
+                         "--dataset",
+                         "gettext-zh",
+                         "--data-dir",
+                         locale.string(),
+                         "--seq-len",
+                         "16",
+                         "--depth",
+                         "1",
+                         "--dim",
+                         "32",
+                         "--heads",
+                         "2",
+                         "--mlp-dim",
+                         "64",
+                         "--batch-size",
+                         "16",
+                         "--steps",
+                         "70",
+                         "--lr",
+                         "0.003",
+                         "--eval-batches",
+                         "1",
+                         "--threads",
+                         "1",
+                         "--progress",
+                         "0",
+                         "--checkpoint-dir",
+                         run_dir.string()});
     ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
   }
 };
@@ -66,12 +93,44 @@ class GettextTranslation : public CliTest {
 TEST_F(GettextTranslation, ShortRunLearnsAndReportsBleuAndChrfThenPredicts) {
   const fs::path locale = write_locale();
   const fs::path metrics = dir_ / "metrics.jsonl", run_dir = dir_ / "run";
-  RunResult r = train({"--model", "transformer", "--dataset", "gettext-zh", "--data-dir", locale.string(),
-                       "--seq-len", "16", "--depth", "1", "--dim", "32", "--heads", "2", "--mlp-dim", "64",
-                       "--dropout", "0", "--batch-size", "16", "--steps", "150", "--lr", "0.003",
-                       "--warmup-steps", "10", "--eval-interval", "25", "--eval-batches", "2",
-                       "--threads", "1", "--progress", "0", "--metrics-file", metrics.string(),
-                       "--checkpoint-dir", run_dir.string()});
+  RunResult r = train({"--model",
+                       "transformer",
+                       "--dataset",
+                       "gettext-zh",
+                       "--data-dir",
+                       locale.string(),
+                       "--seq-len",
+                       "16",
+                       "--depth",
+                       "1",
+                       "--dim",
+                       "32",
+                       "--heads",
+                       "2",
+                       "--mlp-dim",
+                       "64",
+                       "--dropout",
+                       "0",
+                       "--batch-size",
+                       "16",
+                       "--steps",
+                       "150",
+                       "--lr",
+                       "0.003",
+                       "--warmup-steps",
+                       "10",
+                       "--eval-interval",
+                       "25",
+                       "--eval-batches",
+                       "2",
+                       "--threads",
+                       "1",
+                       "--progress",
+                       "0",
+                       "--metrics-file",
+                       metrics.string(),
+                       "--checkpoint-dir",
+                       run_dir.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
   const std::vector<nlohmann::json> evals = eval_records(metrics);
   ASSERT_GE(evals.size(), 2u) << read_text(metrics);
@@ -84,15 +143,19 @@ TEST_F(GettextTranslation, ShortRunLearnsAndReportsBleuAndChrfThenPredicts) {
     EXPECT_LE(e["chrf"].get<double>(), 100.0) << e.dump();
   }
   // The mapping is one character per syllable: 150 steps take the loss well below the first eval's.
-  const double first = evals.front()["loss"].get<double>(), last = evals.back()["loss"].get<double>();
+  const double first = evals.front()["loss"].get<double>(),
+               last = evals.back()["loss"].get<double>();
   EXPECT_LT(last, 0.7 * first) << "first eval loss " << first << ", last " << last;
   EXPECT_NE(r.out.find("sample: "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(" -> "), std::string::npos) << r.out;
 
-  // predict reloads the corpus from the checkpoint's --data-dir and translates with greedy decoding.
-  RunResult p = run({"predict", "--resume", run_dir.string(), "--text", "kalo mipe", "--threads", "1"});
+  // predict reloads the corpus from the checkpoint's --data-dir and translates with greedy
+  // decoding.
+  RunResult p =
+      run({"predict", "--resume", run_dir.string(), "--text", "kalo mipe", "--threads", "1"});
   ASSERT_EQ(p.exit_code, 0) << p.err << p.out;
-  // The mapping is simple enough that the model gets it exactly (its last eval's exact match is 1 here).
+  // The mapping is simple enough that the model gets it exactly (its last eval's exact match is 1
+  // here).
   EXPECT_EQ(p.out, "卡罗米佩\n") << p.err;
 }
 
@@ -111,7 +174,8 @@ TEST_F(GettextTranslation, EvalAndPredictDecodeWithABeam) {
   const fs::path run_dir = dir_ / "run";
   ASSERT_NO_FATAL_FAILURE(train_partly(run_dir));
   auto eval = [&](std::vector<std::string> options) {
-    std::vector<std::string> args = {"eval", "--resume", run_dir.string(), "--eval-batches", "0", "--threads", "1"};
+    std::vector<std::string> args = {
+        "eval", "--resume", run_dir.string(), "--eval-batches", "0", "--threads", "1"};
     args.insert(args.end(), options.begin(), options.end());
     return eval_line(run(args));
   };
@@ -134,16 +198,16 @@ TEST_F(GettextTranslation, EvalAndPredictDecodeWithABeam) {
 
 TEST_F(GettextTranslation, UnknownGettextLanguageIsAOneLineError) {
   const fs::path locale = write_locale();
-  RunResult r = train({"--model", "transformer", "--dataset", "gettext-xx", "--data-dir", locale.string(),
-                       "--steps", "1", "--threads", "1", "--progress", "0"});
+  RunResult r = train({"--model", "transformer", "--dataset", "gettext-xx", "--data-dir",
+                       locale.string(), "--steps", "1", "--threads", "1", "--progress", "0"});
   expect_one_line_error(r, {"gettext-xx", "gettext-zh", "gettext-de"});
 }
 
 TEST_F(GettextTranslation, LocaleWithoutCatalogsIsAOneLineError) {
   const fs::path empty = dir_ / "empty-locale";
   fs::create_directories(empty);
-  RunResult r = train({"--model", "transformer", "--dataset", "gettext-de", "--data-dir", empty.string(),
-                       "--steps", "1", "--threads", "1", "--progress", "0"});
+  RunResult r = train({"--model", "transformer", "--dataset", "gettext-de", "--data-dir",
+                       empty.string(), "--steps", "1", "--threads", "1", "--progress", "0"});
   expect_one_line_error(r, {"gettext-de", "0 training", (empty / "de" / "LC_MESSAGES").string()});
 }
 

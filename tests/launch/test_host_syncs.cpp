@@ -41,7 +41,8 @@ class HostSyncs : public CliTest {
   }
   fs::path metrics() const { return dir_ / "metrics.jsonl"; }
   std::vector<std::string> logged(std::vector<std::string> args) const {
-    for (const char* a : {"--steps", "6", "--log-interval", "3", "--metrics-file"}) args.push_back(a);
+    for (const char* a : {"--steps", "6", "--log-interval", "3", "--metrics-file"})
+      args.push_back(a);
     args.push_back(metrics().string());
     return args;
   }
@@ -53,9 +54,9 @@ TEST_F(HostSyncs, VitStepsReadNothingBackUnlessF16) {
   for (const std::string precision : {"f32", "bf16"}) {
     for (const std::string clip : {"1", "0"}) {
       fs::remove(metrics());
-      expect_syncs_per_step(
-          train_tiny_vit(logged({"--precision", precision, "--clip-grad-norm", clip, "--grad-accum", "2"})),
-          0.0, precision + " with --clip-grad-norm " + clip);
+      expect_syncs_per_step(train_tiny_vit(logged({"--precision", precision, "--clip-grad-norm",
+                                                   clip, "--grad-accum", "2"})),
+                            0.0, precision + " with --clip-grad-norm " + clip);
     }
   }
   // f16 reads the loss scaler's overflow flag once a step (to skip the step on every rank).
@@ -64,13 +65,15 @@ TEST_F(HostSyncs, VitStepsReadNothingBackUnlessF16) {
 }
 
 TEST_F(HostSyncs, TextModelStepsReadNothingBack) {
-  // The Transformer's padding masks and the cross entropy's count of non-padding targets stay on the
-  // device; GPT's targets are checked on the host before the copy.
-  const std::vector<std::string> tiny = {"--model-size", "tiny", "--dim", "16", "--heads", "2", "--mlp-dim", "32",
-                                         "--depth", "1", "--batch-size", "4", "--eval-batches", "1",
-                                         "--threads", "1", "--progress", "0"};
-  for (const auto& [model, dataset, seq] : {std::tuple<std::string, std::string, std::string>{"gpt", "fortunes", "16"},
-                                            {"transformer", "freedict", "24"}}) {
+  // The Transformer's padding masks and the cross entropy's count of non-padding targets stay on
+  // the device; GPT's targets are checked on the host before the copy.
+  const std::vector<std::string> tiny = {
+      "--model-size",   "tiny", "--dim",     "16", "--heads",      "2",
+      "--mlp-dim",      "32",   "--depth",   "1",  "--batch-size", "4",
+      "--eval-batches", "1",    "--threads", "1",  "--progress",   "0"};
+  for (const auto& [model, dataset, seq] :
+       {std::tuple<std::string, std::string, std::string>{"gpt", "fortunes", "16"},
+        {"transformer", "freedict", "24"}}) {
     fs::remove(metrics());
     std::vector<std::string> args = {"--model", model, "--dataset", dataset, "--seq-len", seq};
     args.insert(args.end(), tiny.begin(), tiny.end());
@@ -85,6 +88,7 @@ TEST_F(HostSyncs, DdpStepsReadNothingBack) {
   args.insert(args.end(), kTinyVit.begin(), kTinyVit.end());
   args = logged(args);
   args.insert(args.begin(), "train");
-  const RunResult r = run(args, "export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1; " + mpi_prefix(2));
+  const RunResult r =
+      run(args, "export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1; " + mpi_prefix(2));
   expect_syncs_per_step(r, 0.0, "DDP on 2 ranks");
 }

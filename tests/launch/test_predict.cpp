@@ -1,8 +1,8 @@
-// `dtrain predict` seen from outside: a tiny model is trained for a few steps with a checkpoint, the
-// dtrain program is run on an input, and its output is checked against the same model driven through
-// the library here (the eval batch through the ViT, Gpt::generate, Transformer::greedy_decode).
-// The GPT and Transformer tests read the Debian packages fortunes and dict-freedict-eng-deu and skip,
-// naming the package, where they are missing.
+// `dtrain predict` seen from outside: a tiny model is trained for a few steps with a checkpoint,
+// the dtrain program is run on an input, and its output is checked against the same model driven
+// through the library here (the eval batch through the ViT, Gpt::generate,
+// Transformer::greedy_decode). The GPT and Transformer tests read the Debian packages fortunes and
+// dict-freedict-eng-deu and skip, naming the package, where they are missing.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -29,12 +29,13 @@ namespace {
 // A PNG of 8-bit samples (colour type 0 gray, 2 RGB, 4 gray + alpha), every row unfiltered.
 std::string png_bytes(const std::string& interleaved, uint32_t width, uint32_t height, int color) {
   auto be32 = [](uint32_t v) {
-    return std::string{static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
-                       static_cast<char>(v)};
+    return std::string{static_cast<char>(v >> 24), static_cast<char>(v >> 16),
+                       static_cast<char>(v >> 8), static_cast<char>(v)};
   };
   auto chunk = [&](const std::string& type, const std::string& data) {
     const std::string body = type + data;
-    const uLong crc = crc32(0L, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()));
+    const uLong crc =
+        crc32(0L, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()));
     return be32(static_cast<uint32_t>(data.size())) + body + be32(static_cast<uint32_t>(crc));
   };
   const size_t stride = interleaved.size() / height;
@@ -42,11 +43,12 @@ std::string png_bytes(const std::string& interleaved, uint32_t width, uint32_t h
   for (size_t y = 0; y < height; ++y) rows += '\0' + interleaved.substr(y * stride, stride);
   uLongf size = compressBound(static_cast<uLong>(rows.size()));
   std::string stream(size, '\0');
-  EXPECT_EQ(compress(reinterpret_cast<Bytef*>(stream.data()), &size, reinterpret_cast<const Bytef*>(rows.data()),
-                     static_cast<uLong>(rows.size())),
+  EXPECT_EQ(compress(reinterpret_cast<Bytef*>(stream.data()), &size,
+                     reinterpret_cast<const Bytef*>(rows.data()), static_cast<uLong>(rows.size())),
             Z_OK);
   stream.resize(size);
-  const std::string header = be32(width) + be32(height) + std::string{8, static_cast<char>(color), 0, 0, 0};
+  const std::string header =
+      be32(width) + be32(height) + std::string{8, static_cast<char>(color), 0, 0, 0};
   return "\x89PNG\r\n\x1a\n" + chunk("IHDR", header) + chunk("IDAT", stream) + chunk("IEND", "");
 }
 
@@ -55,7 +57,8 @@ void expect_predict_error(const RunResult& r, const std::vector<std::string>& me
   EXPECT_NE(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "stderr:\n" << r.err;
   EXPECT_TRUE(r.err.starts_with("dtrain predict: error: ")) << r.err;
-  for (const std::string& m : mentions) EXPECT_NE(r.err.find(m), std::string::npos) << "no '" << m << "' in: " << r.err;
+  for (const std::string& m : mentions)
+    EXPECT_NE(r.err.find(m), std::string::npos) << "no '" << m << "' in: " << r.err;
   EXPECT_EQ(r.out, "");
 }
 
@@ -75,7 +78,8 @@ fs::path checkpoint_in(const fs::path& dir) {
 }
 
 // The workload `config` describes with the weights of `checkpoint`, built here as dtrain builds it.
-std::unique_ptr<launch::Workload> load_here(const launch::TrainConfig& config, const fs::path& checkpoint) {
+std::unique_ptr<launch::Workload> load_here(const launch::TrainConfig& config,
+                                            const fs::path& checkpoint) {
   set_num_threads(1);  // as the child ran (--threads 1), so that the sums run in the same order
   auto w = launch::make_workload(config, Device::cpu());
   w->load_checkpoint_state(Checkpoint(checkpoint.string()).tensors(kCheckpointModelFile).tensors());
@@ -98,11 +102,12 @@ class Predict : public CliTest {
     return run(args);
   }
   // Trains for 3 steps with `model_options` plus `train_options`, into dir_/run.
-  void train_model(const std::vector<std::string>& model_options, const std::vector<std::string>& train_options) {
+  void train_model(const std::vector<std::string>& model_options,
+                   const std::vector<std::string>& train_options) {
     std::vector<std::string> args = model_options;
     args.insert(args.end(), train_options.begin(), train_options.end());
-    args.insert(args.end(), {"--steps", "3", "--eval-batches", "1", "--progress", "0", "--checkpoint-dir",
-                             (dir_ / "run").string()});
+    args.insert(args.end(), {"--steps", "3", "--eval-batches", "1", "--progress", "0",
+                             "--checkpoint-dir", (dir_ / "run").string()});
     RunResult r = train(args);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     checkpoint_ = checkpoint_in(dir_ / "run");
@@ -111,34 +116,38 @@ class Predict : public CliTest {
 
   void train_vit() {
     ensure_data();
-    train_model({"--data-dir", data_dir().string(), "--depth", "1", "--dim", "16", "--heads", "2", "--mlp-dim",
-                 "32", "--patch", "7", "--threads", "1"},
+    train_model({"--data-dir", data_dir().string(), "--depth", "1", "--dim", "16", "--heads", "2",
+                 "--mlp-dim", "32", "--patch", "7", "--threads", "1"},
                 {"--batch-size", "16"});
     config_.data_dir = data_dir().string();
     config_.depth = 1, config_.dim = 16, config_.heads = 2, config_.mlp_dim = 32, config_.patch = 7;
   }
 
-  void train_text(const std::string& model, const std::string& dataset, const std::string& seq_len) {
-    train_model({"--model", model, "--dataset", dataset, "--model-size", "tiny", "--dim", "16", "--heads", "2",
-                 "--mlp-dim", "32", "--depth", "1", "--seq-len", seq_len, "--threads", "1"},
-                {"--batch-size", "8"});
+  void train_text(const std::string& model, const std::string& dataset,
+                  const std::string& seq_len) {
+    train_model(
+        {"--model", model, "--dataset", dataset, "--model-size", "tiny", "--dim", "16", "--heads",
+         "2", "--mlp-dim", "32", "--depth", "1", "--seq-len", seq_len, "--threads", "1"},
+        {"--batch-size", "8"});
     config_.model = model, config_.dataset = dataset, config_.model_size = "tiny";
     config_.dim = 16, config_.heads = 2, config_.mlp_dim = 32, config_.depth = 1;
     config_.seq_len = std::stoll(seq_len);
   }
 
-  fs::path checkpoint_;  // the run's newest checkpoint
+  fs::path checkpoint_;         // the run's newest checkpoint
   launch::TrainConfig config_;  // what the run trained, for building its model here
 };
 
 }  // namespace
 
 // The five lines are the model's five likeliest classes with their softmax probabilities, computed
-// here from the eval split's copy of the image; a PNG or PGM of the same pixels gives the same lines.
+// here from the eval split's copy of the image; a PNG or PGM of the same pixels gives the same
+// lines.
 TEST_F(Predict, VitTopFiveIsTheModelsSoftmax) {
   train_vit();
   const int64_t index = 5;
-  RunResult r = predict({"--image", (data_dir() / "t10k-images-idx3-ubyte").string(), "--index", "5"});
+  RunResult r =
+      predict({"--image", (data_dir() / "t10k-images-idx3-ubyte").string(), "--index", "5"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   const std::vector<std::string> lines = lines_of(r.out);
@@ -154,7 +163,8 @@ TEST_F(Predict, VitTopFiveIsTheModelsSoftmax) {
     probabilities = softmax(vit.forward(input), -1).to_vector<float>();
   }
   const auto& names = data::FashionMnist::class_names();
-  const size_t top = std::max_element(probabilities.begin(), probabilities.end()) - probabilities.begin();
+  const size_t top =
+      std::max_element(probabilities.begin(), probabilities.end()) - probabilities.begin();
   std::map<std::string, size_t> class_of;
   for (size_t c = 0; c < names.size(); ++c) class_of[names[c]] = c;
   double previous = 1.0;
@@ -188,8 +198,8 @@ TEST_F(Predict, VitTopFiveIsTheModelsSoftmax) {
     EXPECT_EQ(same.out, r.out) << file;
   }
   // The checkpoint itself rather than its run, with the model options given as they were trained.
-  RunResult direct = run({"predict", "--resume", checkpoint_.string(), "--dim", "16", "--depth", "1", "--patch", "7",
-                          "--image", (dir_ / "image.png").string()});
+  RunResult direct = run({"predict", "--resume", checkpoint_.string(), "--dim", "16", "--depth",
+                          "1", "--patch", "7", "--image", (dir_ / "image.png").string()});
   EXPECT_EQ(direct.exit_code, 0) << direct.err;
   EXPECT_EQ(direct.out, r.out);
 }
@@ -201,11 +211,13 @@ TEST_F(Predict, VitInputsThatDoNotFit) {
   expect_predict_error(predict({"--image", (dir_ / "small.pgm").string()}),
                        {"small.pgm", "27x28 grayscale", "takes 28x28 grayscale", "resize"});
   write_text(dir_ / "rgb.png", png_bytes(std::string(28 * 28 * 3, '\x40'), 28, 28, 2));
-  expect_predict_error(predict({"--image", (dir_ / "rgb.png").string()}), {"rgb.png", "28x28 RGB", "28x28 grayscale"});
+  expect_predict_error(predict({"--image", (dir_ / "rgb.png").string()}),
+                       {"rgb.png", "28x28 RGB", "28x28 grayscale"});
   std::string corrupt = png_bytes(std::string(28 * 28, '\x40'), 28, 28, 0);
   corrupt[45] ^= 0x55;  // inside the IDAT chunk's data
   write_text(dir_ / "corrupt.png", corrupt);
-  expect_predict_error(predict({"--image", (dir_ / "corrupt.png").string()}), {"corrupt.png", "CRC"});
+  expect_predict_error(predict({"--image", (dir_ / "corrupt.png").string()}),
+                       {"corrupt.png", "CRC"});
   write_text(dir_ / "cut.png", corrupt.substr(0, 50));
   expect_predict_error(predict({"--image", (dir_ / "cut.png").string()}), {"cut.png", "truncated"});
   expect_predict_error(predict({"--image", (dir_ / "absent.png").string()}), {"absent.png"});
@@ -218,7 +230,8 @@ TEST_F(Predict, VitInputsThatDoNotFit) {
   expect_predict_error(predict({"--image", images, "--index", "1", "--temperature", "0"}),
                        {"--temperature is for gpt"});
   expect_predict_error(predict({"--index", "1"}), {"--index", "give --image FILE"});
-  // An option on the command line overrides the checkpoint's: here one that no longer fits its weights.
+  // An option on the command line overrides the checkpoint's: here one that no longer fits its
+  // weights.
   expect_predict_error(predict({"--dim", "32", "--image", images, "--index", "1"}),
                        {checkpoint_.string(), "does not fit"});
   expect_predict_error(predict({"--image", images, "--index", "1", "--lr", "0.1"}), {"--lr"});
@@ -226,23 +239,25 @@ TEST_F(Predict, VitInputsThatDoNotFit) {
   expect_predict_error(no_checkpoint, {"--resume"});
 }
 
-// Greedy decoding (temperature 0), and top-k 1 at any temperature, is Gpt::generate's arg max; a seeded
-// sample is Gpt::generate's sample with that seed, the same on every run.
+// Greedy decoding (temperature 0), and top-k 1 at any temperature, is Gpt::generate's arg max; a
+// seeded sample is Gpt::generate's sample with that seed, the same on every run.
 TEST_F(Predict, GptContinuationIsGenerate) {
-  if (!fs::exists(data::kFortunesDir)) GTEST_SKIP() << "fortunes is not installed (scripts/bootstrap installs it)";
+  if (!fs::exists(data::kFortunesDir))
+    GTEST_SKIP() << "fortunes is not installed (scripts/bootstrap installs it)";
   train_text("gpt", "fortunes", "32");
   RunResult greedy = predict({"--prompt", "The ", "--temperature", "0", "--max-tokens", "40"});
   ASSERT_EQ(greedy.exit_code, 0) << greedy.err;
   EXPECT_EQ(greedy.err, "");
-  RunResult top1 = predict({"--prompt", "The ", "--top-k", "1", "--temperature", "1.5", "--seed", "3",
-                            "--max-tokens", "40"});
+  RunResult top1 = predict({"--prompt", "The ", "--top-k", "1", "--temperature", "1.5", "--seed",
+                            "3", "--max-tokens", "40"});
   ASSERT_EQ(top1.exit_code, 0) << top1.err;
   EXPECT_EQ(top1.out, greedy.out);
-  RunResult sampled = predict({"--prompt", "The ", "--temperature", "0.8", "--top-k", "5", "--seed", "11",
-                               "--max-tokens", "40"});
+  RunResult sampled = predict({"--prompt", "The ", "--temperature", "0.8", "--top-k", "5", "--seed",
+                               "11", "--max-tokens", "40"});
   ASSERT_EQ(sampled.exit_code, 0) << sampled.err;
-  EXPECT_EQ(predict({"--prompt", "The ", "--temperature", "0.8", "--top-k", "5", "--seed", "11", "--max-tokens",
-                     "40"}).out,
+  EXPECT_EQ(predict({"--prompt", "The ", "--temperature", "0.8", "--top-k", "5", "--seed", "11",
+                     "--max-tokens", "40"})
+                .out,
             sampled.out);
 
   const data::TextCorpus corpus = data::load_fortunes();
@@ -273,7 +288,8 @@ TEST_F(Predict, TransformerTranslationIsGreedyDecode) {
     GTEST_SKIP() << "dict-freedict-eng-deu is not installed (scripts/bootstrap installs it)";
   }
   train_text("transformer", "freedict", "24");
-  const std::vector<std::string> texts = {"house", "a red \xe2\x98\x83 apple"};  // U+2603: not in the vocabulary
+  const std::vector<std::string> texts = {
+      "house", "a red \xe2\x98\x83 apple"};  // U+2603: not in the vocabulary
   std::vector<std::string> outputs;
   for (const std::string& text : texts) {
     RunResult r = predict({"--text", text});
@@ -293,13 +309,15 @@ TEST_F(Predict, TransformerTranslationIsGreedyDecode) {
       EXPECT_EQ(std::count(ids.begin(), ids.end(), data::CharVocab::kUnk), 1);
     }
     ids.push_back(data::CharVocab::kEos);
-    Tensor source = Tensor::from_vector(std::vector<int64_t>(ids.begin(), ids.end()),
-                                        {1, static_cast<int64_t>(ids.size())}, DType::i64, Device::cpu());
+    Tensor source =
+        Tensor::from_vector(std::vector<int64_t>(ids.begin(), ids.end()),
+                            {1, static_cast<int64_t>(ids.size())}, DType::i64, Device::cpu());
     auto decoded = model.greedy_decode(source, data::CharVocab::kBos, data::CharVocab::kEos, 24);
     EXPECT_EQ(outputs[i], dataset->target_vocab().decode(decoded[0]) + "\n") << texts[i];
   }
 
   expect_predict_error(predict({"--text", ""}), {"--text is empty"});
   expect_predict_error(predict({"--text", std::string(30, 'a')}), {"30 characters", "at most 23"});
-  expect_predict_error(predict({"--prompt", "house"}), {"--prompt is for gpt", "transformer", "--text"});
+  expect_predict_error(predict({"--prompt", "house"}),
+                       {"--prompt is for gpt", "transformer", "--text"});
 }

@@ -1,6 +1,6 @@
-// `dtrain train --profile-steps A:B`: each rank writes <profile-dir>/trace-rank<r>.json, a Chrome trace of
-// optimizer steps A..B with the model's modules in forward and backward, the optimizer, the data waits,
-// and (under mpiexec) DDP's all-reduces on a track of their own.
+// `dtrain train --profile-steps A:B`: each rank writes <profile-dir>/trace-rank<r>.json, a Chrome
+// trace of optimizer steps A..B with the model's modules in forward and backward, the optimizer,
+// the data waits, and (under mpiexec) DDP's all-reduces on a track of their own.
 #include <map>
 #include <string>
 #include <vector>
@@ -20,10 +20,12 @@ json read_trace(const fs::path& path) {
 }
 
 // The complete events of `category`, named `name` (any name when empty).
-std::vector<json> events(const json& trace, const std::string& category, const std::string& name = "") {
+std::vector<json> events(const json& trace, const std::string& category,
+                         const std::string& name = "") {
   std::vector<json> out;
   for (const json& e : trace.at("traceEvents"))
-    if (e.at("ph") == "X" && e.at("cat") == category && (name.empty() || e.at("name") == name)) out.push_back(e);
+    if (e.at("ph") == "X" && e.at("cat") == category && (name.empty() || e.at("name") == name))
+      out.push_back(e);
   return out;
 }
 
@@ -31,7 +33,8 @@ std::vector<json> events(const json& trace, const std::string& category, const s
 std::map<int64_t, std::string> thread_names(const json& trace) {
   std::map<int64_t, std::string> names;
   for (const json& e : trace.at("traceEvents"))
-    if (e.at("ph") == "M" && e.at("name") == "thread_name") names[e.at("tid")] = e.at("args").at("name");
+    if (e.at("ph") == "M" && e.at("name") == "thread_name")
+      names[e.at("tid")] = e.at("args").at("name");
   return names;
 }
 
@@ -44,8 +47,8 @@ void expect_steps_2_to_3(const json& trace, int rank) {
   ASSERT_EQ(model.size(), 2u);
   const int64_t main_tid = model.front().at("tid");
   EXPECT_EQ(names.at(main_tid), "main");
-  for (const std::string module : {"patch_embed.proj", "blocks.0", "blocks.0.attn", "blocks.0.attn.qkv",
-                                   "blocks.0.mlp.fc2", "norm", "head"}) {
+  for (const std::string module : {"patch_embed.proj", "blocks.0", "blocks.0.attn",
+                                   "blocks.0.attn.qkv", "blocks.0.mlp.fc2", "norm", "head"}) {
     EXPECT_EQ(events(trace, "forward", module).size(), 2u) << module;
     EXPECT_EQ(events(trace, "backward", module).size(), 2u) << module;
   }
@@ -61,7 +64,8 @@ class Profile : public CliTest {};
 
 TEST_F(Profile, OneProcessWritesTheStepsAsked) {
   const fs::path profile = dir_ / "profile";
-  RunResult r = train_tiny_vit({"--steps", "4", "--profile-steps", "2:3", "--profile-dir", profile.string()});
+  RunResult r =
+      train_tiny_vit({"--steps", "4", "--profile-steps", "2:3", "--profile-dir", profile.string()});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   const json trace = read_trace(profile / "trace-rank0.json");
   EXPECT_EQ(trace.at("displayTimeUnit"), "ms");
@@ -76,8 +80,9 @@ TEST_F(Profile, EachRankWritesItsOwnTraceWithAllReducesOffTheMainThread) {
   REQUIRE_MPIEXEC();
   ensure_data();
   const fs::path profile = dir_ / "profile";
-  std::vector<std::string> args = {"train", "--data-dir", data_dir().string(), "--steps", "4",
-                                   "--profile-steps", "2:3", "--profile-dir", profile.string()};
+  std::vector<std::string> args = {
+      "train",           "--data-dir", data_dir().string(), "--steps",       "4",
+      "--profile-steps", "2:3",        "--profile-dir",     profile.string()};
   args.insert(args.end(), kTinyVit.begin(), kTinyVit.end());
   RunResult r = run(args, "timeout 120 " + mpi_prefix(2));
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;

@@ -1,6 +1,7 @@
-// Runs a user manages: the run directory (step-N checkpoints, the newest K kept, best/), --resume auto,
-// the refusal to train over an existing run, eval from a checkpoint alone, what a checkpoint records,
-// intervals in epochs, elapsed time across sessions, --version and --help, and a torchrun-style start.
+// Runs a user manages: the run directory (step-N checkpoints, the newest K kept, best/), --resume
+// auto, the refusal to train over an existing run, eval from a checkpoint alone, what a checkpoint
+// records, intervals in epochs, elapsed time across sessions, --version and --help, and a
+// torchrun-style start.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -36,14 +37,25 @@ class Runs : public CliTest {
   }
 };
 
-// The same command line starts a run, continues it after an interruption, and, once it is done, says
-// so; the data, optimizer and schedule continue where the checkpoint left them.
+// The same command line starts a run, continues it after an interruption, and, once it is done,
+// says so; the data, optimizer and schedule continue where the checkpoint left them.
 TEST_F(Runs, ResumeAutoStartsContinuesAndFinishes) {
   const fs::path rundir = dir_ / "rundir", metrics = dir_ / "m.jsonl";
   auto command = [&](const std::string& steps) {
-    return std::vector<std::string>{"--steps", steps, "--checkpoint-dir", rundir.string(), "--checkpoint-interval", "2",
-                                    "--log-interval", "1", "--metrics-file", metrics.string(), "--resume", "auto",
-                                    "--schedule", "constant"};
+    return std::vector<std::string>{"--steps",
+                                    steps,
+                                    "--checkpoint-dir",
+                                    rundir.string(),
+                                    "--checkpoint-interval",
+                                    "2",
+                                    "--log-interval",
+                                    "1",
+                                    "--metrics-file",
+                                    metrics.string(),
+                                    "--resume",
+                                    "auto",
+                                    "--schedule",
+                                    "constant"};
   };
   RunResult a = train_tiny_vit(command("4"));
   ASSERT_EQ(a.exit_code, 0) << a.err;
@@ -52,7 +64,9 @@ TEST_F(Runs, ResumeAutoStartsContinuesAndFinishes) {
 
   RunResult b = train_tiny_vit(command("7"));
   ASSERT_EQ(b.exit_code, 0) << b.err;
-  EXPECT_NE(b.out.find("resuming at step 4 from " + (rundir / "step-00000004").string()), std::string::npos) << b.out;
+  EXPECT_NE(b.out.find("resuming at step 4 from " + (rundir / "step-00000004").string()),
+            std::string::npos)
+      << b.out;
   std::vector<int64_t> steps;
   for (const auto& r : records(metrics, false)) steps.push_back(r["step"].get<int64_t>());
   EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4, 5, 6, 7}));
@@ -65,19 +79,23 @@ TEST_F(Runs, ResumeAutoStartsContinuesAndFinishes) {
   EXPECT_NE(c.out.find("already finished"), std::string::npos) << c.out;
   EXPECT_NE(c.out.find("step 7 of 7"), std::string::npos) << c.out;
   EXPECT_EQ(c.out.find("throughput"), std::string::npos) << c.out;
-  EXPECT_EQ(records(metrics, false).size(), 7u) << "the finished rundir was trained or logged again";
+  EXPECT_EQ(records(metrics, false).size(), 7u)
+      << "the finished rundir was trained or logged again";
 }
 
 // A second run into the same directory or metrics file, without --resume, is refused before it
 // touches either.
 TEST_F(Runs, RerunWithoutResumeIsRefusedAndChangesNothing) {
   const fs::path rundir = dir_ / "rundir", metrics = dir_ / "m.jsonl";
-  ASSERT_EQ(train_tiny_vit({"--steps", "2", "--checkpoint-dir", rundir.string(), "--metrics-file", metrics.string()})
-                .exit_code, 0);
+  ASSERT_EQ(train_tiny_vit({"--steps", "2", "--checkpoint-dir", rundir.string(), "--metrics-file",
+                            metrics.string()})
+                .exit_code,
+            0);
   const std::string model_before = read_text(rundir / "step-00000002" / "model.safetensors");
   const std::string metrics_before = read_text(metrics);
   ASSERT_FALSE(model_before.empty());
-  RunResult again = train_tiny_vit({"--steps", "2", "--checkpoint-dir", rundir.string(), "--seed", "3"});
+  RunResult again =
+      train_tiny_vit({"--steps", "2", "--checkpoint-dir", rundir.string(), "--seed", "3"});
   expect_one_line_error(again, {rundir.string(), "--resume auto"});
   RunResult metrics_again = train_tiny_vit({"--steps", "2", "--metrics-file", metrics.string()});
   expect_one_line_error(metrics_again, {metrics.string(), "--resume auto"});
@@ -89,9 +107,10 @@ TEST_F(Runs, RerunWithoutResumeIsRefusedAndChangesNothing) {
 // evaluation, which is not always the last.
 TEST_F(Runs, KeepsTheNewestAndTheBest) {
   const fs::path rundir = dir_ / "rundir", metrics = dir_ / "m.jsonl";
-  RunResult r = train_tiny_vit({"--steps", "8", "--checkpoint-dir", rundir.string(), "--checkpoint-interval", "1",
-                                "--keep-checkpoints", "2", "--eval-interval", "2",
-                                "--lr", "0.02", "--metrics-file", metrics.string()});
+  RunResult r =
+      train_tiny_vit({"--steps", "8", "--checkpoint-dir", rundir.string(), "--checkpoint-interval",
+                      "1", "--keep-checkpoints", "2", "--eval-interval", "2", "--lr", "0.02",
+                      "--metrics-file", metrics.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(step_dirs(rundir), (std::vector<std::string>{"step-00000007", "step-00000008"}));
   const auto evals = records(metrics, true);
@@ -116,9 +135,30 @@ TEST_F(Runs, KeepsTheNewestAndTheBest) {
 TEST_F(Runs, EvalNeedsOnlyTheCheckpoint) {
   const fs::path rundir = dir_ / "rundir";
   ensure_data();
-  RunResult t = train({"--steps", "3", "--dim", "24", "--mlp-dim", "40", "--depth", "1", "--heads", "2", "--patch", "7",
-                       "--batch-size", "16", "--eval-batches", "2", "--threads", "1", "--progress", "0",
-                       "--data-dir", data_dir().string(), "--checkpoint-dir", rundir.string()});
+  RunResult t = train({"--steps",
+                       "3",
+                       "--dim",
+                       "24",
+                       "--mlp-dim",
+                       "40",
+                       "--depth",
+                       "1",
+                       "--heads",
+                       "2",
+                       "--patch",
+                       "7",
+                       "--batch-size",
+                       "16",
+                       "--eval-batches",
+                       "2",
+                       "--threads",
+                       "1",
+                       "--progress",
+                       "0",
+                       "--data-dir",
+                       data_dir().string(),
+                       "--checkpoint-dir",
+                       rundir.string()});
   ASSERT_EQ(t.exit_code, 0) << t.err;
   const nlohmann::json state = state_of(rundir / "step-00000003");
   EXPECT_EQ(state["config"]["dim"], "24");
@@ -126,7 +166,8 @@ TEST_F(Runs, EvalNeedsOnlyTheCheckpoint) {
   EXPECT_EQ(state["config"]["data-dir"], data_dir().string());
   EXPECT_EQ(state["command_line"][0], "dtrain");
   EXPECT_EQ(state["command_line"][1], "train");
-  EXPECT_NE(std::find(state["command_line"].begin(), state["command_line"].end(), "24"), state["command_line"].end());
+  EXPECT_NE(std::find(state["command_line"].begin(), state["command_line"].end(), "24"),
+            state["command_line"].end());
   RunResult version = run({"--version"});
   ASSERT_EQ(version.exit_code, 0);
   EXPECT_TRUE(version.out.starts_with("dtrain ")) << version.out;
@@ -136,11 +177,13 @@ TEST_F(Runs, EvalNeedsOnlyTheCheckpoint) {
   RunResult eval = run({"eval", "--resume", rundir.string()});
   ASSERT_EQ(eval.exit_code, 0) << eval.err;
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(t.out, m, std::regex("eval: (accuracy [0-9.]+  loss [0-9.]+)"))) << t.out;
+  ASSERT_TRUE(std::regex_search(t.out, m, std::regex("eval: (accuracy [0-9.]+  loss [0-9.]+)")))
+      << t.out;
   EXPECT_NE(eval.out.find(m[1].str()), std::string::npos) << eval.out << " vs " << t.out;
   // One config file serves train and eval: eval skips the file's training options.
   write_text(dir_ / "run.ini", "lr = 0.5\nwarmup-steps = 3\neval-batches = 2\n");
-  RunResult with_file = run({"eval", "--resume", rundir.string(), "--config", (dir_ / "run.ini").string()});
+  RunResult with_file =
+      run({"eval", "--resume", rundir.string(), "--config", (dir_ / "run.ini").string()});
   ASSERT_EQ(with_file.exit_code, 0) << with_file.err;
   EXPECT_NE(with_file.out.find(m[1].str()), std::string::npos) << with_file.out;
   // The command line still wins: another width does not fit the weights, and says so.
@@ -152,26 +195,30 @@ TEST_F(Runs, EvalNeedsOnlyTheCheckpoint) {
 // Intervals in epochs: 12 batches of 16 make an epoch of the 192-sample set.
 TEST_F(Runs, IntervalsInEpochsAndAReadableEvalLine) {
   const fs::path metrics = dir_ / "m.jsonl";
-  RunResult r = train_tiny_vit({"--epochs", "2", "--eval-interval", "1ep", "--log-interval", "0.5ep",
-                                "--metrics-file", metrics.string()});
+  RunResult r = train_tiny_vit({"--epochs", "2", "--eval-interval", "1ep", "--log-interval",
+                                "0.5ep", "--metrics-file", metrics.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::vector<int64_t> evals, logs;
   for (const auto& e : records(metrics, true)) evals.push_back(e["step"].get<int64_t>());
   for (const auto& e : records(metrics, false)) logs.push_back(e["step"].get<int64_t>());
   EXPECT_EQ(evals, (std::vector<int64_t>{12, 24}));
   EXPECT_EQ(logs, (std::vector<int64_t>{6, 12, 18, 24}));
-  EXPECT_TRUE(std::regex_search(r.out, std::regex("eval @ step 12: accuracy 0\\.[0-9]{4}  loss [0-9]+\\.[0-9]{4}\n")))
+  EXPECT_TRUE(std::regex_search(
+      r.out, std::regex("eval @ step 12: accuracy 0\\.[0-9]{4}  loss [0-9]+\\.[0-9]{4}\n")))
       << r.out;
-  expect_one_line_error(train_tiny_vit({"--steps", "2", "--eval-interval", "1.5"}), {"--eval-interval", "1ep"});
-  expect_one_line_error(train_tiny_vit({"--steps", "2", "--eval-interval", "xep"}), {"--eval-interval"});
+  expect_one_line_error(train_tiny_vit({"--steps", "2", "--eval-interval", "1.5"}),
+                        {"--eval-interval", "1ep"});
+  expect_one_line_error(train_tiny_vit({"--steps", "2", "--eval-interval", "xep"}),
+                        {"--eval-interval"});
 }
 
 // elapsed_s counts the run's training time over its sessions; the ETA only this session's pace.
 TEST_F(Runs, ElapsedTimeContinuesAfterResume) {
   const fs::path rundir = dir_ / "rundir", metrics = dir_ / "m.jsonl";
   auto command = [&](const std::string& steps) {
-    return std::vector<std::string>{"--steps", steps, "--checkpoint-dir", rundir.string(), "--resume", "auto",
-                                    "--log-interval", "1", "--metrics-file", metrics.string()};
+    return std::vector<std::string>{
+        "--steps",        steps, "--checkpoint-dir", rundir.string(), "--resume", "auto",
+        "--log-interval", "1",   "--metrics-file",   metrics.string()};
   };
   ASSERT_EQ(train_tiny_vit(command("3")).exit_code, 0);
   const double saved = state_of(rundir / "step-00000003")["elapsed_s"].get<double>();
@@ -180,13 +227,15 @@ TEST_F(Runs, ElapsedTimeContinuesAfterResume) {
   const auto logged = records(metrics, false);
   ASSERT_EQ(logged.size(), 5u);
   EXPECT_GT(logged[3]["elapsed_s"].get<double>(), saved);
-  EXPECT_GT(state_of(rundir / "step-00000005")["elapsed_s"].get<double>(), logged[3]["elapsed_s"].get<double>() - 1e-9);
+  EXPECT_GT(state_of(rundir / "step-00000005")["elapsed_s"].get<double>(),
+            logged[3]["elapsed_s"].get<double>() - 1e-9);
 }
 
 // Memory in the metrics and the summary.
 TEST_F(Runs, PeakMemoryIsReported) {
   const fs::path metrics = dir_ / "m.jsonl";
-  RunResult r = train_tiny_vit({"--steps", "2", "--log-interval", "1", "--metrics-file", metrics.string()});
+  RunResult r =
+      train_tiny_vit({"--steps", "2", "--log-interval", "1", "--metrics-file", metrics.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   for (const auto& record : records(metrics, false)) {
     ASSERT_TRUE(record.contains("peak_rss_mb")) << record.dump();
@@ -199,8 +248,9 @@ TEST_F(Runs, PeakMemoryIsReported) {
 TEST_F(Runs, HelpIsGroupedAndEvalListsItsOwn) {
   RunResult train_help = run({"train", "--help"});
   ASSERT_EQ(train_help.exit_code, 0);
-  for (const char* group : {"Model:", "Data:", "Length and optimisation:", "Numerics and devices:", "Distributed:",
-                            "Checkpoints and evaluation:", "Output and profiling:"}) {
+  for (const char* group :
+       {"Model:", "Data:", "Length and optimisation:", "Numerics and devices:", "Distributed:",
+        "Checkpoints and evaluation:", "Output and profiling:"}) {
     EXPECT_NE(train_help.out.find(group), std::string::npos) << group;
   }
   RunResult eval_help = run({"eval", "--help"});
@@ -208,7 +258,8 @@ TEST_F(Runs, HelpIsGroupedAndEvalListsItsOwn) {
   for (const char* used : {"--resume", "--dim", "--data-dir", "--device", "--eval-batches"}) {
     EXPECT_NE(eval_help.out.find(used), std::string::npos) << used;
   }
-  for (const char* unused : {"--lr ", "--warmup-steps", "--checkpoint-interval", "--zero", "--profile-steps"}) {
+  for (const char* unused :
+       {"--lr ", "--warmup-steps", "--checkpoint-interval", "--zero", "--profile-steps"}) {
     EXPECT_EQ(eval_help.out.find(unused), std::string::npos) << unused;
   }
   RunResult top = run({"--help"});
@@ -216,7 +267,8 @@ TEST_F(Runs, HelpIsGroupedAndEvalListsItsOwn) {
   EXPECT_NE(top.out.find("--version"), std::string::npos) << top.out;
 }
 
-// Started as torchrun starts workers, each process would train alone: one line saying how to launch.
+// Started as torchrun starts workers, each process would train alone: one line saying how to
+// launch.
 TEST_F(Runs, TorchrunStyleStartIsRefused) {
   ensure_data();
   std::vector<std::string> args = {"train", "--steps", "1", "--data-dir", data_dir().string()};
@@ -226,26 +278,32 @@ TEST_F(Runs, TorchrunStyleStartIsRefused) {
 }
 
 // On a terminal, alone: one live line redrawn in place, with a rate from the first step. Under a
-// launcher (Open MPI gives every rank a terminal): plain lines from rank 0 only, so `| tee log` keeps
-// a readable log. `script` runs the command on a pseudo-terminal.
+// launcher (Open MPI gives every rank a terminal): plain lines from rank 0 only, so `| tee log`
+// keeps a readable log. `script` runs the command on a pseudo-terminal.
 TEST_F(Runs, LiveLineAloneAndPlainLinesUnderALauncher) {
   ensure_data();
   std::string tiny;
   for (size_t i = 0; i < kTinyVit.size(); i += 2) {
     if (kTinyVit[i] != "--progress") tiny += " " + kTinyVit[i] + " " + kTinyVit[i + 1];
   }
-  const std::string command = shell_quote(kDtrain) + " train --steps 4 --log-interval 2 --progress 1 --data-dir " +
+  const std::string command = shell_quote(kDtrain) +
+                              " train --steps 4 --log-interval 2 --progress 1 --data-dir " +
                               shell_quote(data_dir().string()) + tiny;
   RunResult alone = run_shell("script -qec " + shell_quote(command) + " /dev/null", dir_);
   ASSERT_EQ(alone.exit_code, 0) << alone.out << alone.err;
-  EXPECT_NE(alone.out.find("\033[K"), std::string::npos) << "no live line on a terminal:\n" << alone.out;
+  EXPECT_NE(alone.out.find("\033[K"), std::string::npos) << "no live line on a terminal:\n"
+                                                         << alone.out;
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(alone.out, m, std::regex("step 1/4  loss -  lr [^ ]+  ([0-9]+) images/s"))) << alone.out;
+  ASSERT_TRUE(
+      std::regex_search(alone.out, m, std::regex("step 1/4  loss -  lr [^ ]+  ([0-9]+) images/s")))
+      << alone.out;
   EXPECT_GT(std::stod(m[1]), 0) << "the live line shows no rate before the first log interval";
   if (mpiexec().empty()) GTEST_SKIP() << "no mpiexec for the launcher half";
-  RunResult launched = run_shell("script -qec " + shell_quote(mpi_prefix(2) + command) + " /dev/null", dir_);
+  RunResult launched =
+      run_shell("script -qec " + shell_quote(mpi_prefix(2) + command) + " /dev/null", dir_);
   ASSERT_EQ(launched.exit_code, 0) << launched.out << launched.err;
-  EXPECT_EQ(launched.out.find("\033[K"), std::string::npos) << "a live line under the launcher:\n" << launched.out;
+  EXPECT_EQ(launched.out.find("\033[K"), std::string::npos) << "a live line under the launcher:\n"
+                                                            << launched.out;
   EXPECT_EQ(count_lines(launched.out, "step 2/4  loss"), 1) << launched.out;
   EXPECT_EQ(count_lines(launched.out, "step 4/4  loss"), 1) << launched.out;
 }

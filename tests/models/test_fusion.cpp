@@ -34,7 +34,9 @@ FusionConfig tiny(const std::string& modalities) {
 Tensor glyphs(int64_t batch) { return Tensor::randn({batch, 1, 16, 16}); }
 
 // Row 0 has all four characters, row 1 two and then padding (0).
-Tensor text_ids() { return Tensor::from_vector(std::vector<int64_t>{3, 4, 5, 6, 2, 5, 0, 0}, {2, 4}, DType::i64); }
+Tensor text_ids() {
+  return Tensor::from_vector(std::vector<int64_t>{3, 4, 5, 6, 2, 5, 0, 0}, {2, 4}, DType::i64);
+}
 
 bool has_parameter_starting(const nn::Module& m, const std::string& prefix) {
   for (const auto& [name, p] : m.named_parameters()) {
@@ -73,7 +75,8 @@ TEST(FusionClassifier, PaddingDoesNotChangeTheResult) {
     std::vector<float> a = model.forward(images, long_ids).to_vector<float>();
     std::vector<float> b = model.forward(images, short_ids).to_vector<float>();
     ASSERT_EQ(a.size(), b.size());
-    for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-5) << modalities << " logit " << i;
+    for (size_t i = 0; i < a.size(); ++i)
+      EXPECT_NEAR(a[i], b[i], 1e-5) << modalities << " logit " << i;
   }
 }
 
@@ -112,8 +115,10 @@ TEST(GradCheck, FusionClassifierWholeModel) {
     ASSERT_TRUE(p.grad().defined()) << name << " got no gradient";
     const std::vector<double> analytic = p.grad().to_vector<double>();
     if (name == "token_embed.weight") {
-      // The pad row (id 0) gets no gradient by design: check that, and the other rows below as usual.
-      for (int64_t i = 0; i < model.config().dim; ++i) EXPECT_EQ(analytic[static_cast<size_t>(i)], 0.0) << name;
+      // The pad row (id 0) gets no gradient by design: check that, and the other rows below as
+      // usual.
+      for (int64_t i = 0; i < model.config().dim; ++i)
+        EXPECT_EQ(analytic[static_cast<size_t>(i)], 0.0) << name;
     }
     double* x = p.data<double>();
     for (int64_t i = 0; i < p.numel(); ++i) {
@@ -125,7 +130,8 @@ TEST(GradCheck, FusionClassifierWholeModel) {
       const double minus = testing::weighted_sum(f(), w);
       x[i] = saved;
       const double numeric = (plus - minus) / (2 * eps);
-      EXPECT_NEAR(analytic[static_cast<size_t>(i)], numeric, tol * (1.0 + std::fabs(numeric))) << name << " " << i;
+      EXPECT_NEAR(analytic[static_cast<size_t>(i)], numeric, tol * (1.0 + std::fabs(numeric)))
+          << name << " " << i;
       ++checked;
     }
   }

@@ -1,5 +1,6 @@
 // The models against PyTorch, and in use.
-//   ModelReference.*: loss and every parameter gradient of a small ViT (patch and dwsep stems), Transformer and GPT equal
+//   ModelReference.*: loss and every parameter gradient of a small ViT (patch and dwsep stems),
+//   Transformer and GPT equal
 //     PyTorch's for the same weights and batch (fixtures from tests/reference/generate_models.py).
 //   ModelTraining.*: 30 AdamW steps on a tiny synthetic task lower each model's loss.
 //   TransformerDecoding.*, GptGeneration.*: greedy decoding and sampling, checked against the
@@ -45,7 +46,8 @@ int64_t meta_int(const SafetensorsFile& f, const std::string& key) {
 }
 
 // Largest |actual - expected| / (1 + |expected|) over the elements; NaN counts as infinite.
-void expect_close(const Tensor& actual, const Tensor& expected, double tol, const std::string& what) {
+void expect_close(const Tensor& actual, const Tensor& expected, double tol,
+                  const std::string& what) {
   ASSERT_TRUE(actual.defined()) << what << " is undefined";
   ASSERT_EQ(actual.shape(), expected.shape()) << what;
   std::vector<double> a = actual.to_vector<double>(), e = expected.to_vector<double>();
@@ -74,9 +76,9 @@ void expect_matches_torch(const nn::Module& model, const Tensor& loss, const Saf
   EXPECT_EQ(checked, with_prefix(f, "grad.").size()) << what << ": a torch gradient went unchecked";
 }
 
-// Torch computed in f64 from the fixture's f32 weights, so dtrain in f64 agrees to rounding (measured:
-// under 1e-15), and in f32, the precision training uses, to f32 rounding through the layers (measured:
-// under 3e-7). The error is |ours - torch| / (1 + |torch|) per element.
+// Torch computed in f64 from the fixture's f32 weights, so dtrain in f64 agrees to rounding
+// (measured: under 1e-15), and in f32, the precision training uses, to f32 rounding through the
+// layers (measured: under 3e-7). The error is |ours - torch| / (1 + |torch|) per element.
 constexpr double kTolF64 = 1e-12;
 constexpr double kTolF32 = 5e-6;
 
@@ -191,7 +193,8 @@ struct Batch {
 
 // Runs `steps` AdamW steps, a fresh batch each, and returns the losses.
 template <class Model, class MakeBatch, class Loss>
-std::vector<double> train_steps(Model& model, int steps, double lr, MakeBatch make_batch, Loss loss_of) {
+std::vector<double> train_steps(Model& model, int steps, double lr, MakeBatch make_batch,
+                                Loss loss_of) {
   optim::AdamW opt(model.parameters(), {.lr = lr, .weight_decay = 0.01});
   std::vector<double> losses;
   for (int step = 0; step < steps; ++step) {
@@ -234,8 +237,14 @@ int64_t uniform_int(Generator& gen, int64_t n) {
 // evenly to all patches and sees the same average for every class.)
 TEST(ModelTraining, Vit30Steps) {
   manual_seed(1);
-  VitConfig c{.image_size = 8, .in_channels = 1, .num_classes = 3, .patch_size = 4, .dim = 32,
-              .depth = 2, .heads = 2, .mlp_dim = 64};
+  VitConfig c{.image_size = 8,
+              .in_channels = 1,
+              .num_classes = 3,
+              .patch_size = 4,
+              .dim = 32,
+              .depth = 2,
+              .heads = 2,
+              .mlp_dim = 64};
   VisionTransformer model(c);
   Generator gen(11);
   const int64_t batch = 32;
@@ -246,14 +255,17 @@ TEST(ModelTraining, Vit30Steps) {
       int64_t label = uniform_int(gen, 3);
       labels[static_cast<size_t>(b)] = label;
       std::vector<int64_t> quadrants = {0, 1, 2, 3};
-      for (int64_t i = 3; i > 0; --i) std::swap(quadrants[static_cast<size_t>(i)],
-                                                quadrants[static_cast<size_t>(uniform_int(gen, i + 1))]);
+      for (int64_t i = 3; i > 0; --i)
+        std::swap(quadrants[static_cast<size_t>(i)],
+                  quadrants[static_cast<size_t>(uniform_int(gen, i + 1))]);
       std::vector<bool> lit(4, false);
-      for (int64_t i = 0; i <= label; ++i) lit[static_cast<size_t>(quadrants[static_cast<size_t>(i)])] = true;
+      for (int64_t i = 0; i <= label; ++i)
+        lit[static_cast<size_t>(quadrants[static_cast<size_t>(i)])] = true;
       for (int64_t y = 0; y < 8; ++y) {
         for (int64_t x = 0; x < 8; ++x) {
-          pixels[static_cast<size_t>(b * 64 + y * 8 + x)] = static_cast<float>(
-              (lit[static_cast<size_t>((y / 4) * 2 + x / 4)] ? 1.0 : 0.0) + 0.5 * gen.next_normal());
+          pixels[static_cast<size_t>(b * 64 + y * 8 + x)] =
+              static_cast<float>((lit[static_cast<size_t>((y / 4) * 2 + x / 4)] ? 1.0 : 0.0) +
+                                 0.5 * gen.next_normal());
         }
       }
     }
@@ -271,9 +283,16 @@ constexpr int64_t kPad = 0, kBos = 1, kEos = 2, kVocab = 11;
 
 TEST(ModelTraining, Transformer30Steps) {
   manual_seed(2);
-  TransformerConfig c{.src_vocab = kVocab, .tgt_vocab = kVocab, .max_len = 16, .dim = 32,
-                      .encoder_layers = 2, .decoder_layers = 2, .heads = 2, .mlp_dim = 64,
-                      .dropout = 0.0, .pad_id = kPad};
+  TransformerConfig c{.src_vocab = kVocab,
+                      .tgt_vocab = kVocab,
+                      .max_len = 16,
+                      .dim = 32,
+                      .encoder_layers = 2,
+                      .decoder_layers = 2,
+                      .heads = 2,
+                      .mlp_dim = 64,
+                      .dropout = 0.0,
+                      .pad_id = kPad};
   Transformer model(c);
   Generator gen(12);
   const int64_t batch = 32, src_len = 6, tgt_len = src_len + 1;
@@ -302,7 +321,8 @@ TEST(ModelTraining, Transformer30Steps) {
   expect_loss_falls(losses, 0.8);
 }
 
-// Counting: each sequence steps by +1 (mod vocab) from a random start, so one token predicts the next.
+// Counting: each sequence steps by +1 (mod vocab) from a random start, so one token predicts the
+// next.
 TEST(ModelTraining, Gpt30Steps) {
   manual_seed(3);
   GptConfig c{.vocab_size = 13, .max_len = 16, .dim = 32, .depth = 2, .heads = 2, .mlp_dim = 64};
@@ -313,7 +333,8 @@ TEST(ModelTraining, Gpt30Steps) {
     std::vector<int64_t> seq(static_cast<size_t>(batch * len));
     for (int64_t b = 0; b < batch; ++b) {
       int64_t start = uniform_int(gen, c.vocab_size);
-      for (int64_t i = 0; i < len; ++i) seq[static_cast<size_t>(b * len + i)] = (start + i) % c.vocab_size;
+      for (int64_t i = 0; i < len; ++i)
+        seq[static_cast<size_t>(b * len + i)] = (start + i) % c.vocab_size;
     }
     Tensor all = Tensor::from_vector(seq, {batch, len}, DType::i64);
     return Batch{{all.narrow(1, 0, len - 1).contiguous()}, all.narrow(1, 1, len - 1).contiguous()};
@@ -324,17 +345,28 @@ TEST(ModelTraining, Gpt30Steps) {
   expect_loss_falls(losses, 0.5);
 }
 
-// ---- Transformer: greedy decoding and torch names ------------------------------------------------
+// ---- Transformer: greedy decoding and torch names
+// ------------------------------------------------
 
 TransformerConfig small_transformer(double dropout = 0.0) {
-  return {.src_vocab = kVocab, .tgt_vocab = kVocab, .max_len = 12, .dim = 16, .encoder_layers = 2,
-          .decoder_layers = 2, .heads = 2, .mlp_dim = 32, .dropout = dropout, .pad_id = kPad};
+  return {.src_vocab = kVocab,
+          .tgt_vocab = kVocab,
+          .max_len = 12,
+          .dim = 16,
+          .encoder_layers = 2,
+          .decoder_layers = 2,
+          .heads = 2,
+          .mlp_dim = 32,
+          .dropout = dropout,
+          .pad_id = kPad};
 }
 
 // Rows of 5, 3 and 2 symbols, padded at the end.
 const std::vector<std::vector<int64_t>> kSources = {{5, 7, 3, 9, 4}, {6, 10, 8}, {3, 4}};
 
-Tensor padded_batch(const std::vector<std::vector<int64_t>>& rows) { return testing::padded_batch(rows, kPad); }
+Tensor padded_batch(const std::vector<std::vector<int64_t>>& rows) {
+  return testing::padded_batch(rows, kPad);
+}
 
 // Pushes the generator's bias so one token always wins (+) or never does (-).
 void bias_token(Transformer& model, int64_t token, double value) {
@@ -352,8 +384,8 @@ TEST(TransformerDecoding, EachTokenIsTheArgMaxOfTheForwardPass) {
   for (size_t b = 0; b < kSources.size(); ++b) {
     const auto& out = decoded[b];
     ASSERT_LE(static_cast<int64_t>(out.size()), max_len);
-    // Teacher-force bos + out through forward(); its arg max must reproduce out, then eos unless the
-    // length limit stopped the row.
+    // Teacher-force bos + out through forward(); its arg max must reproduce out, then eos unless
+    // the length limit stopped the row.
     std::vector<int64_t> tgt_in = {kBos};
     tgt_in.insert(tgt_in.end(), out.begin(), out.end());
     if (static_cast<int64_t>(out.size()) == max_len) tgt_in.pop_back();
@@ -388,9 +420,11 @@ TEST(TransformerDecoding, StopsAtEosAndAtTheLengthLimit) {
   manual_seed(6);
   Transformer model(small_transformer());
   bias_token(model, kEos, 1e3);
-  for (const auto& row : model.greedy_decode(padded_batch(kSources), kBos, kEos, 8)) EXPECT_TRUE(row.empty());
+  for (const auto& row : model.greedy_decode(padded_batch(kSources), kBos, kEos, 8))
+    EXPECT_TRUE(row.empty());
   bias_token(model, kEos, -1e3);
-  for (const auto& row : model.greedy_decode(padded_batch(kSources), kBos, kEos, 5)) EXPECT_EQ(row.size(), 5u);
+  for (const auto& row : model.greedy_decode(padded_batch(kSources), kBos, kEos, 5))
+    EXPECT_EQ(row.size(), 5u);
   // The limit is capped by the model's max_len (the positional table's length).
   for (const auto& row : model.greedy_decode(padded_batch(kSources), kBos, kEos, 100))
     EXPECT_EQ(static_cast<int64_t>(row.size()), small_transformer().max_len);
@@ -414,7 +448,8 @@ TEST(TransformerDecoding, DeterministicForASeedAndLeavesTrainingMode) {
 TEST(TransformerDecoding, AnEmptySourceRowStaysFinite) {
   manual_seed(13);
   Transformer model(small_transformer());
-  Tensor tgt = Tensor::from_vector(std::vector<int64_t>{kBos, 4, 5, kBos, 6, kPad}, {2, 3}, DType::i64);
+  Tensor tgt =
+      Tensor::from_vector(std::vector<int64_t>{kBos, 4, 5, kBos, 6, kPad}, {2, 3}, DType::i64);
   Tensor logits = model.forward(padded_batch({{5, 7, 3}, {}}), tgt);
   for (double v : logits.to_vector<double>()) ASSERT_TRUE(std::isfinite(v));
   Tensor alone = model.forward(padded_batch({{5, 7, 3}}), tgt.narrow(0, 0, 1).contiguous());
@@ -436,9 +471,11 @@ TEST(TransformerTorchState, NamesAreTorchNnTransformers) {
   std::set<std::string> ours, expected;
   for (const auto& [name, t] : model.to_torch_state()) ours.insert(name);
   // Every key of a real torch.nn.Transformer state_dict, plus the embeddings and the generator.
-  for (const std::string& key : split(f.metadata().at("torch_state_keys"), ',')) expected.insert(key);
+  for (const std::string& key : split(f.metadata().at("torch_state_keys"), ','))
+    expected.insert(key);
   EXPECT_GT(expected.size(), 50u);
-  for (const char* extra : {"src_embed.weight", "tgt_embed.weight", "generator.weight", "generator.bias"})
+  for (const char* extra :
+       {"src_embed.weight", "tgt_embed.weight", "generator.weight", "generator.bias"})
     expected.insert(extra);
   EXPECT_EQ(ours, expected);
   // Shapes as torch has them (the fused cross-attention in_proj included).
@@ -469,7 +506,8 @@ TEST(TransformerTorchState, RoundTrip) {
   EXPECT_THROW(b.from_torch_state(missing), Error);
 }
 
-// ---- GPT: sampling --------------------------------------------------------------------------------
+// ---- GPT: sampling
+// --------------------------------------------------------------------------------
 
 GptConfig small_gpt() {
   return {.vocab_size = 13, .max_len = 10, .dim = 16, .depth = 2, .heads = 2, .mlp_dim = 32};
@@ -495,8 +533,10 @@ TEST(GptGeneration, GreedyFollowsTheArgMaxBeyondTheContext) {
   ASSERT_EQ(out.size(), 15u);
   EXPECT_TRUE(std::equal(prompt.begin(), prompt.end(), out.begin()));
   for (size_t i = prompt.size(); i < out.size(); ++i) {
-    std::vector<double> logits = next_logits(model, {out.begin(), out.begin() + static_cast<std::ptrdiff_t>(i)});
-    EXPECT_EQ(out[i], std::max_element(logits.begin(), logits.end()) - logits.begin()) << "token " << i;
+    std::vector<double> logits =
+        next_logits(model, {out.begin(), out.begin() + static_cast<std::ptrdiff_t>(i)});
+    EXPECT_EQ(out[i], std::max_element(logits.begin(), logits.end()) - logits.begin())
+        << "token " << i;
   }
   EXPECT_TRUE(model.is_training());
   // top_k = 1 leaves only the arg max, whatever the temperature.
@@ -511,7 +551,8 @@ TEST(GptGeneration, SamplingIsSeededAndRespectsTopK) {
   Generator a(42), b(42), c(43);
   auto first = model.generate(prompt, 20, 1.0, 0, a);
   EXPECT_EQ(model.generate(prompt, 20, 1.0, 0, b), first);
-  EXPECT_NE(model.generate(prompt, 20, 1.0, 0, c), first);  // 13^20 sequences: a collision means a bug
+  EXPECT_NE(model.generate(prompt, 20, 1.0, 0, c),
+            first);  // 13^20 sequences: a collision means a bug
   for (int64_t t : first) EXPECT_TRUE(t >= 0 && t < 13);
 
   Generator d(44);
@@ -520,8 +561,9 @@ TEST(GptGeneration, SamplingIsSeededAndRespectsTopK) {
   for (size_t i = prompt.size(); i < sampled.size(); ++i) {
     std::vector<double> logits =
         next_logits(model, {sampled.begin(), sampled.begin() + static_cast<std::ptrdiff_t>(i)});
-    int64_t larger = std::count_if(logits.begin(), logits.end(),
-                                   [&](double l) { return l > logits[static_cast<size_t>(sampled[i])]; });
+    int64_t larger = std::count_if(logits.begin(), logits.end(), [&](double l) {
+      return l > logits[static_cast<size_t>(sampled[i])];
+    });
     EXPECT_LT(larger, k) << "token " << i << " is not among the " << k << " most likely";
   }
 }
@@ -532,8 +574,10 @@ TEST(GptGeneration, LogitsAreCausal) {
   NoGradGuard no_grad;
   Tensor a = Tensor::from_vector(std::vector<int64_t>{1, 2, 3, 4, 5, 6}, {1, 6}, DType::i64);
   Tensor b = Tensor::from_vector(std::vector<int64_t>{1, 2, 3, 4, 9, 0}, {1, 6}, DType::i64);
-  // Changing tokens 4 and 5 leaves the logits at positions 0..3 unchanged, and changes position 4's.
-  expect_close(model.forward(b).narrow(1, 0, 4), model.forward(a).narrow(1, 0, 4), 1e-6, "prefix logits");
+  // Changing tokens 4 and 5 leaves the logits at positions 0..3 unchanged, and changes position
+  // 4's.
+  expect_close(model.forward(b).narrow(1, 0, 4), model.forward(a).narrow(1, 0, 4), 1e-6,
+               "prefix logits");
   std::vector<double> la = model.forward(a).select(1, 4).to_vector<double>();
   std::vector<double> lb = model.forward(b).select(1, 4).to_vector<double>();
   EXPECT_NE(la, lb);

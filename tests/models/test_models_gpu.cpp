@@ -22,8 +22,8 @@
 namespace dtrain::models {
 namespace {
 
-#define SKIP_WITHOUT_GPU()                                                                   \
-  do {                                                                                       \
+#define SKIP_WITHOUT_GPU()                                                                         \
+  do {                                                                                             \
     if (!cuda_available()) GTEST_SKIP() << "no usable CUDA device: " << cuda_unavailable_reason(); \
   } while (0)
 
@@ -40,8 +40,8 @@ struct Run {
 };
 
 // Losses of `steps` AdamW steps over `batches` (cycled) on `device`, autocast to `low` when mixed.
-std::vector<double> losses_of(const Run& run, const std::vector<Batch>& batches, Device device, int steps,
-                              bool mixed) {
+std::vector<double> losses_of(const Run& run, const std::vector<Batch>& batches, Device device,
+                              int steps, bool mixed) {
   run.module->to(device);
   optim::AdamW opt(run.module->parameters(), {.lr = 1e-3, .weight_decay = 0.01});
   std::vector<double> losses;
@@ -63,8 +63,8 @@ std::vector<double> losses_of(const Run& run, const std::vector<Batch>& batches,
 }
 
 // Builds the model twice from the same seed (once per device) and compares the loss curves.
-void expect_same_curve(const std::function<Run()>& make, const std::vector<Batch>& batches, bool mixed,
-                       double tol, const std::string& what) {
+void expect_same_curve(const std::function<Run()>& make, const std::vector<Batch>& batches,
+                       bool mixed, double tol, const std::string& what) {
   set_allow_tf32(false);
   manual_seed(3);
   const std::vector<double> cpu = losses_of(make(), batches, Device::cpu(), 8, mixed);
@@ -72,7 +72,8 @@ void expect_same_curve(const std::function<Run()>& make, const std::vector<Batch
   const std::vector<double> gpu = losses_of(make(), batches, Device::cuda(0), 8, mixed);
   for (size_t i = 0; i < cpu.size(); ++i) {
     EXPECT_LE(std::fabs(gpu[i] - cpu[i]) / (1.0 + std::fabs(cpu[i])), tol)
-        << what << ": step " << i + 1 << " loss " << gpu[i] << " on cuda:0, " << cpu[i] << " on the CPU";
+        << what << ": step " << i + 1 << " loss " << gpu[i] << " on cuda:0, " << cpu[i]
+        << " on the CPU";
   }
   EXPECT_LT(gpu.back(), gpu.front()) << what << ": the loss did not fall on cuda:0";
 }
@@ -95,14 +96,20 @@ std::vector<Batch> vit_batches() {
     for (float& p : pixels) p = static_cast<float>(gen.next_normal());
     std::vector<int64_t> labels(16);
     for (int64_t& l : labels) l = uniform_int(gen, 3);
-    out.push_back({{Tensor::from_vector(pixels, {16, 1, 8, 8})}, Tensor::from_vector(labels, {16}, DType::i64)});
+    out.push_back({{Tensor::from_vector(pixels, {16, 1, 8, 8})},
+                   Tensor::from_vector(labels, {16}, DType::i64)});
   }
   return out;
 }
 
 Run vit() {
-  auto m = std::make_shared<VisionTransformer>(VitConfig{.image_size = 8, .in_channels = 1, .num_classes = 3,
-                                                         .patch_size = 4, .dim = 32, .depth = 2, .heads = 2,
+  auto m = std::make_shared<VisionTransformer>(VitConfig{.image_size = 8,
+                                                         .in_channels = 1,
+                                                         .num_classes = 3,
+                                                         .patch_size = 4,
+                                                         .dim = 32,
+                                                         .depth = 2,
+                                                         .heads = 2,
                                                          .mlp_dim = 64});
   return {m, [m](const std::vector<Tensor>& in, const Tensor& t) {
             return cross_entropy(m->forward(in[0]).to(DType::f32), t);
@@ -126,25 +133,32 @@ std::vector<Batch> text_batches(bool translation) {
 }
 
 Run gpt() {
-  auto m = std::make_shared<Gpt>(GptConfig{.vocab_size = 20, .max_len = 12, .dim = 32, .depth = 2, .heads = 2,
-                                           .mlp_dim = 64});
+  auto m = std::make_shared<Gpt>(
+      GptConfig{.vocab_size = 20, .max_len = 12, .dim = 32, .depth = 2, .heads = 2, .mlp_dim = 64});
   return {m, [m](const std::vector<Tensor>& in, const Tensor& t) {
             return cross_entropy(m->forward(in[0]).to(DType::f32).flatten(0, 1), t.flatten());
           }};
 }
 
 Run transformer() {
-  auto m = std::make_shared<Transformer>(TransformerConfig{.src_vocab = 20, .tgt_vocab = 20, .max_len = 12,
-                                                           .dim = 32, .encoder_layers = 1, .decoder_layers = 1,
-                                                           .heads = 2, .mlp_dim = 64, .dropout = 0.0});
+  auto m = std::make_shared<Transformer>(TransformerConfig{.src_vocab = 20,
+                                                           .tgt_vocab = 20,
+                                                           .max_len = 12,
+                                                           .dim = 32,
+                                                           .encoder_layers = 1,
+                                                           .decoder_layers = 1,
+                                                           .heads = 2,
+                                                           .mlp_dim = 64,
+                                                           .dropout = 0.0});
   return {m, [m](const std::vector<Tensor>& in, const Tensor& t) {
-            return cross_entropy(m->forward(in[0], in[1]).to(DType::f32).flatten(0, 1), t.flatten(), 0);
+            return cross_entropy(m->forward(in[0], in[1]).to(DType::f32).flatten(0, 1), t.flatten(),
+                                 0);
           }};
 }
 
-// f32: the GPU sums in another order (cuBLAS, tree reductions), so losses agree to f32 rounding grown
-// through 8 steps; bf16: both round every GEMM and attention output to 8 bits of mantissa, at places
-// that may differ by one rounding.
+// f32: the GPU sums in another order (cuBLAS, tree reductions), so losses agree to f32 rounding
+// grown through 8 steps; bf16: both round every GEMM and attention output to 8 bits of mantissa, at
+// places that may differ by one rounding.
 constexpr double kTolF32 = 1e-4, kTolBf16 = 3e-2;
 
 TEST(GPU, VitMatchesTheCpu) {

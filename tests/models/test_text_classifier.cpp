@@ -65,8 +65,9 @@ TEST(TextClassifier, StateDictNamesAndRoundTrip) {
   TextClassifier model(small_classifier());
   std::set<std::string> names;
   for (const auto& [name, t] : model.state_dict()) names.insert(name);
-  for (const char* expected : {"tok_embed.weight", "pos_embed.weight", "blocks.0.attn.qkv.weight",
-                               "blocks.1.mlp.fc2.bias", "norm.weight", "head.weight", "head.bias"}) {
+  for (const char* expected :
+       {"tok_embed.weight", "pos_embed.weight", "blocks.0.attn.qkv.weight", "blocks.1.mlp.fc2.bias",
+        "norm.weight", "head.weight", "head.bias"}) {
     EXPECT_TRUE(names.count(expected)) << expected;
   }
   // The padding row starts at zero (and Embedding gives it no gradient).

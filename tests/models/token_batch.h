@@ -13,7 +13,8 @@ inline Tensor padded_batch(const std::vector<std::vector<int64_t>>& rows, int64_
   size_t width = 0;
   for (const auto& r : rows) width = std::max(width, r.size());
   std::vector<int64_t> ids(rows.size() * width, pad);
-  for (size_t b = 0; b < rows.size(); ++b) std::copy(rows[b].begin(), rows[b].end(), ids.begin() + b * width);
+  for (size_t b = 0; b < rows.size(); ++b)
+    std::copy(rows[b].begin(), rows[b].end(), ids.begin() + b * width);
   return Tensor::from_vector(ids, {static_cast<int64_t>(rows.size()), static_cast<int64_t>(width)},
                              DType::i64);
 }

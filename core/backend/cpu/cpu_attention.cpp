@@ -2,12 +2,14 @@
 // within it, query rows are taken in blocks of kBlock:
 //   S = scale Q K^T + mask (-inf above the diagonal when causal),  P = softmax over each row of S,
 //   O = P V,  stats_i = m_i + log l_i  (m_i the row max, l_i = sum_j exp(S_ij - m_i)).
-// The backward pass recomputes P = exp(S - stats) and, with D_i = sum_d dO_id O_id (= sum_j P_ij dP_ij),
+// The backward pass recomputes P = exp(S - stats) and, with D_i = sum_d dO_id O_id (= sum_j P_ij
+// dP_ij),
 //   dV += P^T dO,  dP = dO V^T,  dS = P (dP - D),  dQ = scale dS K,  dK += scale dS^T Q.
-// One block of scores (kBlock x Tk) is all the scratch there is: no [B, H, Tq, Tk] tensor is made, and
-// q, k, v, out and the gradients are read and written through their strides (last dim unit-stride),
-// so heads sliced out of a fused qkv projection, and an output laid out as [B, Tq, H, D], need no copies.
-// A causal block stops at its last row's diagonal: keys past it are never multiplied.
+// One block of scores (kBlock x Tk) is all the scratch there is: no [B, H, Tq, Tk] tensor is made,
+// and q, k, v, out and the gradients are read and written through their strides (last dim
+// unit-stride), so heads sliced out of a fused qkv projection, and an output laid out as [B, Tq, H,
+// D], need no copies. A causal block stops at its last row's diagonal: keys past it are never
+// multiplied.
 #include <cblas.h>
 
 #include <algorithm>
@@ -27,17 +29,19 @@ using cpu_detail::parallel_for;
 
 constexpr int64_t kBlock = 64;  // query rows per block of scores
 
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
-              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
+              static_cast<blasint>(ldc));
 }
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a, int64_t lda,
-          const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+          int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
               static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
-              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
+              static_cast<blasint>(ldc));
 }
 
 [[gnu::always_inline]] inline float exp_of(float v) { return cpu_detail::exp_poly(v); }
@@ -58,12 +62,19 @@ template <class T>
 struct Shape4 {
   int64_t batch, heads, tq, tk, d;
   bool causal;
-  const T* mask;  // [Bm, 1, Tqm, Tk] contiguous, or null
+  const T* mask;             // [Bm, 1, Tqm, Tk] contiguous, or null
   int64_t mask_sb, mask_st;  // strides of its batch and query dims (0 where broadcast)
 
   Shape4(const Tensor& q, const Tensor& k, const Tensor& mask_t, bool causal_)
-      : batch(q.size(0)), heads(q.size(1)), tq(q.size(2)), tk(k.size(2)), d(q.size(3)), causal(causal_),
-        mask(mask_t.defined() ? mask_t.data<T>() : nullptr), mask_sb(0), mask_st(0) {
+      : batch(q.size(0)),
+        heads(q.size(1)),
+        tq(q.size(2)),
+        tk(k.size(2)),
+        d(q.size(3)),
+        causal(causal_),
+        mask(mask_t.defined() ? mask_t.data<T>() : nullptr),
+        mask_sb(0),
+        mask_st(0) {
     if (mask) {
       mask_st = mask_t.size(2) == 1 ? 0 : tk;
       mask_sb = mask_t.size(0) == 1 ? 0 : mask_t.size(2) * tk;
@@ -75,8 +86,8 @@ struct Shape4 {
 
 // S (rows x kn, row-major) = scale Q_blk K^T + mask, with -inf above the diagonal when causal.
 template <class T>
-void block_scores(const Shape4<T>& s, int64_t b, const T* q, int64_t qst, const T* k, int64_t kst, int64_t i0,
-                  int64_t rows, int64_t kn, T scale, T* scores) {
+void block_scores(const Shape4<T>& s, int64_t b, const T* q, int64_t qst, const T* k, int64_t kst,
+                  int64_t i0, int64_t rows, int64_t kn, T scale, T* scores) {
   gemm(false, true, rows, kn, s.d, scale, q + i0 * qst, qst, k, kst, T(0), scores, kn);
   constexpr T kNegInf = -std::numeric_limits<T>::infinity();
   for (int64_t r = 0; r < rows; ++r) {
@@ -93,8 +104,9 @@ void block_scores(const Shape4<T>& s, int64_t b, const T* q, int64_t qst, const 
 }
 
 template <class T>
-void sdpa_forward_typed(const Tensor& q_t, const Tensor& k_t, const Tensor& v_t, const Tensor& mask_t,
-                        bool causal, double scale, const Tensor& out_t, const Tensor& stats_t) {
+void sdpa_forward_typed(const Tensor& q_t, const Tensor& k_t, const Tensor& v_t,
+                        const Tensor& mask_t, bool causal, double scale, const Tensor& out_t,
+                        const Tensor& stats_t) {
   const Shape4<T> s(q_t, k_t, mask_t, causal);
   const Heads<const T> q(q_t), k(k_t), v(v_t);
   const Heads<T> out(out_t);
@@ -125,16 +137,18 @@ void sdpa_forward_typed(const Tensor& q_t, const Tensor& k_t, const Tensor& v_t,
           for (int64_t j = 0; j < kn; ++j) row[j] *= inv;
           stats[pair * s.tq + i0 + r] = m + std::log(l);
         }
-        gemm(false, false, rows, s.d, kn, T(1), scores.data(), kn, vp, v.st, T(0), op + i0 * out.st, out.st);
+        gemm(false, false, rows, s.d, kn, T(1), scores.data(), kn, vp, v.st, T(0), op + i0 * out.st,
+             out.st);
       }
     }
   });
 }
 
 template <class T>
-void sdpa_backward_typed(const Tensor& dout_t, const Tensor& q_t, const Tensor& k_t, const Tensor& v_t,
-                         const Tensor& out_t, const Tensor& stats_t, const Tensor& mask_t, bool causal,
-                         double scale_d, const Tensor& dq_t, const Tensor& dk_t, const Tensor& dv_t) {
+void sdpa_backward_typed(const Tensor& dout_t, const Tensor& q_t, const Tensor& k_t,
+                         const Tensor& v_t, const Tensor& out_t, const Tensor& stats_t,
+                         const Tensor& mask_t, bool causal, double scale_d, const Tensor& dq_t,
+                         const Tensor& dk_t, const Tensor& dv_t) {
   const Shape4<T> s(q_t, k_t, mask_t, causal);
   const Heads<const T> dout(dout_t), q(q_t), k(k_t), v(v_t), out(out_t);
   const Heads<T> dq(dq_t), dk(dk_t), dv(dv_t);
@@ -146,7 +160,8 @@ void sdpa_backward_typed(const Tensor& dout_t, const Tensor& q_t, const Tensor& 
     std::vector<T> p(block), dp(block), delta(static_cast<size_t>(kBlock));
     for (int64_t pair = begin; pair < end; ++pair) {
       const int64_t b = pair / s.heads, h = pair % s.heads;
-      const T *qp = q.at(b, h), *kp = k.at(b, h), *vp = v.at(b, h), *op = out.at(b, h), *dop = dout.at(b, h);
+      const T *qp = q.at(b, h), *kp = k.at(b, h), *vp = v.at(b, h), *op = out.at(b, h),
+              *dop = dout.at(b, h);
       T *dqp = dq.at(b, h), *dkp = dk.at(b, h), *dvp = dv.at(b, h);
       for (int64_t j = 0; j < s.tk; ++j) {
         std::fill_n(dkp + j * dk.st, s.d, T(0));
@@ -176,8 +191,10 @@ void sdpa_backward_typed(const Tensor& dout_t, const Tensor& q_t, const Tensor& 
 #pragma omp simd
           for (int64_t j = 0; j < kn; ++j) dr[j] = pr[j] * (dr[j] - dl);
         }
-        gemm(false, false, rows, s.d, kn, scale, dp.data(), kn, kp, k.st, T(0), dqp + i0 * dq.st, dq.st);
-        gemm(true, false, kn, s.d, rows, scale, dp.data(), kn, qp + i0 * q.st, q.st, T(1), dkp, dk.st);
+        gemm(false, false, rows, s.d, kn, scale, dp.data(), kn, kp, k.st, T(0), dqp + i0 * dq.st,
+             dq.st);
+        gemm(true, false, kn, s.d, rows, scale, dp.data(), kn, qp + i0 * q.st, q.st, T(1), dkp,
+             dk.st);
       }
     }
   });
@@ -208,10 +225,10 @@ bool CpuBackend::sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const T
   return true;
 }
 
-bool CpuBackend::sdpa_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                               const Tensor& out, const Tensor& stats, const Tensor& attn_mask,
-                               bool causal, double scale, const Tensor& dq, const Tensor& dk,
-                               const Tensor& dv) {
+bool CpuBackend::sdpa_backward(const Tensor& dout, const Tensor& q, const Tensor& k,
+                               const Tensor& v, const Tensor& out, const Tensor& stats,
+                               const Tensor& attn_mask, bool causal, double scale, const Tensor& dq,
+                               const Tensor& dk, const Tensor& dv) {
   if (!accepts(q, k, stats, attn_mask, {&dout, &q, &k, &v, &out, &dq, &dk, &dv})) return false;
   if (q.dtype() == DType::f32) {
     sdpa_backward_typed<float>(dout, q, k, v, out, stats, attn_mask, causal, scale, dq, dk, dv);

@@ -80,20 +80,21 @@ void copy_typed(const Tensor& src, const Tensor& dst) {
     copy_transposed(nest, s, d);
     return;
   }
-  for_each_row(nest, 2, [&](const std::array<int64_t, 2>& off, int64_t len,
-                            const std::array<int64_t, 2>& st) {
-    D* dp = d + off[0];
-    const S* sp = s + off[1];
-    if (st[0] == 1 && st[1] == 1) {
+  for_each_row(
+      nest, 2,
+      [&](const std::array<int64_t, 2>& off, int64_t len, const std::array<int64_t, 2>& st) {
+        D* dp = d + off[0];
+        const S* sp = s + off[1];
+        if (st[0] == 1 && st[1] == 1) {
 #pragma omp simd
-      for (int64_t i = 0; i < len; ++i) dp[i] = convert<D>(sp[i]);
-    } else if (st[1] == 0) {
-      D v = convert<D>(sp[0]);
-      for (int64_t i = 0; i < len; ++i) dp[i * st[0]] = v;
-    } else {
-      for (int64_t i = 0; i < len; ++i) dp[i * st[0]] = convert<D>(sp[i * st[1]]);
-    }
-  });
+          for (int64_t i = 0; i < len; ++i) dp[i] = convert<D>(sp[i]);
+        } else if (st[1] == 0) {
+          D v = convert<D>(sp[0]);
+          for (int64_t i = 0; i < len; ++i) dp[i * st[0]] = v;
+        } else {
+          for (int64_t i = 0; i < len; ++i) dp[i * st[0]] = convert<D>(sp[i * st[1]]);
+        }
+      });
 }
 
 // ---- binary math, one function per row of core/backend/binary_ops.def. maximum/minimum propagate
@@ -133,27 +134,28 @@ void binary_loop(const Tensor& a, const Tensor& b, const Tensor& out, int64_t co
     return;
   }
   Nest<3> nest = make_nest<3>(out.shape(), {&out.strides(), &a.strides(), &b.strides()});
-  for_each_row(nest, cost, [&](const std::array<int64_t, 3>& off, int64_t len,
-                               const std::array<int64_t, 3>& st) {
-    T* o = po + off[0];
-    const T* x = pa + off[1];
-    const T* y = pb + off[2];
-    // out is contiguous, so st[0] == 1 except for a lone row of length 1.
-    if (st[0] == 1 && st[1] == 1 && st[2] == 1) {
+  for_each_row(
+      nest, cost,
+      [&](const std::array<int64_t, 3>& off, int64_t len, const std::array<int64_t, 3>& st) {
+        T* o = po + off[0];
+        const T* x = pa + off[1];
+        const T* y = pb + off[2];
+        // out is contiguous, so st[0] == 1 except for a lone row of length 1.
+        if (st[0] == 1 && st[1] == 1 && st[2] == 1) {
 #pragma omp simd
-      for (int64_t i = 0; i < len; ++i) o[i] = Fn(x[i], y[i]);
-    } else if (st[0] == 1 && st[1] == 1 && st[2] == 0) {
-      const T yv = y[0];
+          for (int64_t i = 0; i < len; ++i) o[i] = Fn(x[i], y[i]);
+        } else if (st[0] == 1 && st[1] == 1 && st[2] == 0) {
+          const T yv = y[0];
 #pragma omp simd
-      for (int64_t i = 0; i < len; ++i) o[i] = Fn(x[i], yv);
-    } else if (st[0] == 1 && st[1] == 0 && st[2] == 1) {
-      const T xv = x[0];
+          for (int64_t i = 0; i < len; ++i) o[i] = Fn(x[i], yv);
+        } else if (st[0] == 1 && st[1] == 0 && st[2] == 1) {
+          const T xv = x[0];
 #pragma omp simd
-      for (int64_t i = 0; i < len; ++i) o[i] = Fn(xv, y[i]);
-    } else {
-      for (int64_t i = 0; i < len; ++i) o[i * st[0]] = Fn(x[i * st[1]], y[i * st[2]]);
-    }
-  });
+          for (int64_t i = 0; i < len; ++i) o[i] = Fn(xv, y[i]);
+        } else {
+          for (int64_t i = 0; i < len; ++i) o[i * st[0]] = Fn(x[i * st[1]], y[i * st[2]]);
+        }
+      });
 }
 
 // The dispatch, generated from core/backend/binary_ops.def; integer operands of an op that does not
@@ -161,16 +163,17 @@ void binary_loop(const Tensor& a, const Tensor& b, const Tensor& out, int64_t co
 template <class T>
 void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
   switch (op) {
-#define DTRAIN_BINARY_OP(name, ...)                                                 \
-  case BinaryOp::name:                                                              \
+#define DTRAIN_BINARY_OP(name, ...)                                                     \
+  case BinaryOp::name:                                                                  \
     if constexpr (std::is_integral_v<T> && !binary_op_takes_integers(BinaryOp::name)) { \
-      break;                                                                        \
-    } else {                                                                        \
-      return binary_loop<T, &BinaryFns<T>::name>(a, b, out, binary_cost(op));       \
+      break;                                                                            \
+    } else {                                                                            \
+      return binary_loop<T, &BinaryFns<T>::name>(a, b, out, binary_cost(op));           \
     }
 #include "core/backend/binary_ops.def"
   }
-  throw Error(detail::concat("cpu ", binary_op_name(op), " on integer tensors is not supported; "
+  throw Error(detail::concat("cpu ", binary_op_name(op),
+                             " on integer tensors is not supported; "
                              "convert to f32 or f64 first"));
 }
 
@@ -195,7 +198,8 @@ void binary_scalar_typed(BinaryOp op, const T* a, T s, bool scalar_first, T* out
   };
   switch (op) {
 #define DTRAIN_BINARY_OP(name, ...) \
-  case BinaryOp::name: return run([](T x, T y) { return BinaryFns<T>::name(x, y); });
+  case BinaryOp::name:              \
+    return run([](T x, T y) { return BinaryFns<T>::name(x, y); });
 #include "core/backend/binary_ops.def"
   }
 }
@@ -226,10 +230,11 @@ void CpuBackend::fill(const Tensor& dst, double value) {
       return;
     }
     Nest<1> nest = make_nest<1>(dst.shape(), {&dst.strides()});
-    for_each_row(nest, 1, [&](const std::array<int64_t, 1>& off, int64_t len,
-                              const std::array<int64_t, 1>& st) {
-      for (int64_t i = 0; i < len; ++i) p[off[0] + i * st[0]] = v;
-    });
+    for_each_row(
+        nest, 1,
+        [&](const std::array<int64_t, 1>& off, int64_t len, const std::array<int64_t, 1>& st) {
+          for (int64_t i = 0; i < len; ++i) p[off[0] + i * st[0]] = v;
+        });
   });
 }
 

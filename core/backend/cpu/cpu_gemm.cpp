@@ -125,8 +125,8 @@ void check_args(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tenso
   DTRAIN_CHECK(a.dtype() == b.dtype() && a.dtype() == c.dtype(), "cpu gemm: dtypes ",
                dtype_name(a.dtype()), ", ", dtype_name(b.dtype()), " and ", dtype_name(c.dtype()),
                " must be equal; convert the operands with .to(dtype)");
-  DTRAIN_CHECK(g.m >= 0 && g.n >= 0 && g.k >= 0 && g.batch >= 0, "cpu gemm: negative size m=",
-               g.m, " n=", g.n, " k=", g.k, " batch=", g.batch);
+  DTRAIN_CHECK(g.m >= 0 && g.n >= 0 && g.k >= 0 && g.batch >= 0, "cpu gemm: negative size m=", g.m,
+               " n=", g.n, " k=", g.k, " batch=", g.batch);
   // BLAS requires each leading dimension to be at least the stored row length (and >= 1).
   int64_t a_cols = g.trans_a ? g.m : g.k;
   int64_t b_cols = g.trans_b ? g.k : g.n;
@@ -139,10 +139,14 @@ void check_args(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tenso
 template <class F>
 void dispatch_gemm(DType t, F&& f) {
   switch (t) {
-    case DType::f32: return f(float{});
-    case DType::f64: return f(double{});
-    case DType::f16: return f(Half{});
-    case DType::bf16: return f(BFloat16{});
+    case DType::f32:
+      return f(float{});
+    case DType::f64:
+      return f(double{});
+    case DType::f16:
+      return f(Half{});
+    case DType::bf16:
+      return f(BFloat16{});
     default:
       throw Error(detail::concat("cpu gemm: dtype ", dtype_name(t),
                                  " is not supported; use f32, f64, f16 or bf16"));
@@ -167,12 +171,13 @@ void CpuBackend::gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const
       blas_int(g.m, "m");
       const CBLAS_TRANSPOSE ta = trans_flag(g.trans_a), tb = trans_flag(g.trans_b);
       // One thread pool: OpenBLAS runs single-threaded inside OpenMP's threads, each taking whole
-      // matrices of the batch or a block of C's rows (rows of op(A)). Two pools (OpenMP for our loops,
-      // OpenBLAS's pthreads for GEMM) spin against each other on a few cores.
+      // matrices of the batch or a block of C's rows (rows of op(A)). Two pools (OpenMP for our
+      // loops, OpenBLAS's pthreads for GEMM) spin against each other on a few cores.
       const int threads = omp_get_max_threads();
       const double flops = 2.0 * static_cast<double>(g.m) * g.n * g.k * g.batch;
-      const int64_t row_blocks =
-          (threads > 1 && g.batch < threads && flops > 2e5) ? std::min<int64_t>(threads, (g.m + 7) / 8) : 1;
+      const int64_t row_blocks = (threads > 1 && g.batch < threads && flops > 2e5)
+                                     ? std::min<int64_t>(threads, (g.m + 7) / 8)
+                                     : 1;
       const int64_t rows_per_block = (g.m + row_blocks - 1) / row_blocks;
       const int64_t items = g.batch * row_blocks;
 #pragma omp parallel for schedule(static) if (threads > 1 && items > 1 && flops > 2e5)
@@ -180,7 +185,8 @@ void CpuBackend::gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const
         const int64_t i = item / row_blocks, r0 = (item % row_blocks) * rows_per_block;
         const int64_t rows = std::min(rows_per_block, g.m - r0);
         if (rows <= 0) continue;
-        // Row r of op(A) starts at A + r*lda when A is stored as is, at A + r when it is transposed.
+        // Row r of op(A) starts at A + r*lda when A is stored as is, at A + r when it is
+        // transposed.
         const T* a_rows = pa + i * g.stride_a + (g.trans_a ? r0 : r0 * g.lda);
         T* c_rows = pc + i * g.stride_c + r0 * g.ldc;
         const blasint m = static_cast<blasint>(rows);
@@ -188,8 +194,8 @@ void CpuBackend::gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const
           cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, static_cast<float>(g.alpha), a_rows, lda,
                       pb + i * g.stride_b, ldb, static_cast<float>(g.beta), c_rows, ldc);
         } else {
-          cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, g.alpha, a_rows, lda, pb + i * g.stride_b, ldb,
-                      g.beta, c_rows, ldc);
+          cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, g.alpha, a_rows, lda, pb + i * g.stride_b,
+                      ldb, g.beta, c_rows, ldc);
         }
       }
     } else {

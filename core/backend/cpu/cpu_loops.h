@@ -52,12 +52,18 @@ inline D convert(S s) {
 template <class F>
 void dispatch_all(DType t, F&& f) {
   switch (t) {
-    case DType::f32: return f(TypeTag<float>{});
-    case DType::f64: return f(TypeTag<double>{});
-    case DType::f16: return f(TypeTag<Half>{});
-    case DType::bf16: return f(TypeTag<BFloat16>{});
-    case DType::i32: return f(TypeTag<int32_t>{});
-    case DType::i64: return f(TypeTag<int64_t>{});
+    case DType::f32:
+      return f(TypeTag<float>{});
+    case DType::f64:
+      return f(TypeTag<double>{});
+    case DType::f16:
+      return f(TypeTag<Half>{});
+    case DType::bf16:
+      return f(TypeTag<BFloat16>{});
+    case DType::i32:
+      return f(TypeTag<int32_t>{});
+    case DType::i64:
+      return f(TypeTag<int64_t>{});
   }
 }
 
@@ -66,10 +72,13 @@ void dispatch_all(DType t, F&& f) {
 template <class F>
 void dispatch_float(DType t, const char* op, F&& f) {
   switch (t) {
-    case DType::f32: return f(TypeTag<float>{});
-    case DType::f64: return f(TypeTag<double>{});
-    default: throw Error(detail::concat("cpu ", op, ": dtype ", dtype_name(t),
-                                        " is not supported; use f32, f64, f16 or bf16"));
+    case DType::f32:
+      return f(TypeTag<float>{});
+    case DType::f64:
+      return f(TypeTag<double>{});
+    default:
+      throw Error(detail::concat("cpu ", op, ": dtype ", dtype_name(t),
+                                 " is not supported; use f32, f64, f16 or bf16"));
   }
 }
 
@@ -77,12 +86,17 @@ void dispatch_float(DType t, const char* op, F&& f) {
 template <class F>
 void dispatch_numeric(DType t, const char* op, F&& f) {
   switch (t) {
-    case DType::f32: return f(TypeTag<float>{});
-    case DType::f64: return f(TypeTag<double>{});
-    case DType::i32: return f(TypeTag<int32_t>{});
-    case DType::i64: return f(TypeTag<int64_t>{});
-    default: throw Error(detail::concat("cpu ", op, ": dtype ", dtype_name(t),
-                                        " is not supported here; use f32, f64, i32 or i64"));
+    case DType::f32:
+      return f(TypeTag<float>{});
+    case DType::f64:
+      return f(TypeTag<double>{});
+    case DType::i32:
+      return f(TypeTag<int32_t>{});
+    case DType::i64:
+      return f(TypeTag<int64_t>{});
+    default:
+      throw Error(detail::concat("cpu ", op, ": dtype ", dtype_name(t),
+                                 " is not supported here; use f32, f64, i32 or i64"));
   }
 }
 

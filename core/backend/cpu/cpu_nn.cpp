@@ -100,12 +100,13 @@ template <class T>
   }
 }
 
-DTRAIN_CPU_CLONES void layer_norm_row_f32(const float* xr, float* yr, const float* wp, const float* bp,
-                                          int64_t cols, double eps, double* stats) {
+DTRAIN_CPU_CLONES void layer_norm_row_f32(const float* xr, float* yr, const float* wp,
+                                          const float* bp, int64_t cols, double eps,
+                                          double* stats) {
   layer_norm_row(xr, yr, wp, bp, cols, eps, stats);
 }
-DTRAIN_CPU_CLONES void layer_norm_dx_row_f32(const float* xr, const float* gr, const float* wp, float* dxr,
-                                             int64_t cols, double mu, double rs) {
+DTRAIN_CPU_CLONES void layer_norm_dx_row_f32(const float* xr, const float* gr, const float* wp,
+                                             float* dxr, int64_t cols, double mu, double rs) {
   layer_norm_dx_row(xr, gr, wp, dxr, cols, mu, rs);
 }
 // f32 goes to the per-ISA builds, f64 to the plain rows.
@@ -119,7 +120,8 @@ void layer_norm_row_any(const T* xr, T* yr, const T* wp, const T* bp, int64_t co
   }
 }
 template <class T>
-void layer_norm_dx_row_any(const T* xr, const T* gr, const T* wp, T* dxr, int64_t cols, double mu, double rs) {
+void layer_norm_dx_row_any(const T* xr, const T* gr, const T* wp, T* dxr, int64_t cols, double mu,
+                           double rs) {
   if constexpr (std::is_same_v<T, float>) {
     layer_norm_dx_row_f32(xr, gr, wp, dxr, cols, mu, rs);
   } else {
@@ -160,8 +162,8 @@ void layer_norm_backward_kernel(const Tensor& dy, const Tensor& x, const Tensor&
     T* dxp = dx.data<T>();
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t r = 0; r < rows; ++r) {
-      layer_norm_dx_row_any(xp + r * cols, gp + r * cols, wp, dxp + r * cols, cols, load_stat(mean, r),
-                            load_stat(rstd, r));
+      layer_norm_dx_row_any(xp + r * cols, gp + r * cols, wp, dxp + r * cols, cols,
+                            load_stat(mean, r), load_stat(rstd, r));
     }
   }
   if (dweight.defined() || dbias.defined()) {

@@ -21,9 +21,12 @@ T step_down(T v) {
   } else {
     // f16/bf16 are sign-magnitude: a positive pattern steps down by -1, a negative one by +1.
     uint16_t bits = v.bits;
-    if ((bits & 0x7fffu) == 0) bits = 0x8001u;  // below +-0 is the smallest negative subnormal
-    else if (bits & 0x8000u) ++bits;
-    else --bits;
+    if ((bits & 0x7fffu) == 0)
+      bits = 0x8001u;  // below +-0 is the smallest negative subnormal
+    else if (bits & 0x8000u)
+      ++bits;
+    else
+      --bits;
     return T{bits};
   }
 }
@@ -31,8 +34,8 @@ T step_down(T v) {
 }  // namespace
 
 void CpuBackend::random(RandomKind kind, double a, double b, Generator& gen, const Tensor& dst) {
-  DTRAIN_CHECK(dst.is_contiguous(), "cpu random: the destination of shape ",
-               shape_str(dst.shape()), " must be contiguous");
+  DTRAIN_CHECK(dst.is_contiguous(), "cpu random: the destination of shape ", shape_str(dst.shape()),
+               " must be contiguous");
   // Drawn in order on one thread: the values depend only on the generator's state, never on the
   // number of threads.
   dispatch_all(dst.dtype(), [&](auto tag) {

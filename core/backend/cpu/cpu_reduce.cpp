@@ -137,14 +137,13 @@ void extremum_typed(const T* x, int64_t outer, int64_t n, int64_t inner, T* out,
 
 void CpuBackend::reduce(ReduceOp op, const Tensor& x, int64_t outer, int64_t n, int64_t inner,
                         const Tensor& out, const Tensor& indices) {
-  DTRAIN_CHECK(outer * n * inner == x.numel() && outer * inner == out.numel(),
-               "cpu reduce: [", outer, ", ", n, ", ", inner, "] does not match input shape ",
-               shape_str(x.shape()), " and output shape ", shape_str(out.shape()));
+  DTRAIN_CHECK(outer * n * inner == x.numel() && outer * inner == out.numel(), "cpu reduce: [",
+               outer, ", ", n, ", ", inner, "] does not match input shape ", shape_str(x.shape()),
+               " and output shape ", shape_str(out.shape()));
   check_same_dtype("reduce", x, out);
   DTRAIN_CHECK(!indices.defined() || (indices.dtype() == DType::i64 && indices.is_contiguous() &&
                                       indices.numel() == out.numel()),
-               "cpu reduce: indices must be a contiguous i64 tensor of ", out.numel(),
-               " elements");
+               "cpu reduce: indices must be a contiguous i64 tensor of ", out.numel(), " elements");
   if (out.numel() == 0) return;
   DTRAIN_CHECK(op == ReduceOp::sum || n > 0, "cpu reduce: max/min over an empty dim of shape ",
                shape_str(x.shape()), " has no value; reduce a non-empty dim");
@@ -160,9 +159,12 @@ void CpuBackend::reduce(ReduceOp op, const Tensor& x, int64_t outer, int64_t n, 
     T* po = out.data<T>();
     int64_t* pi = indices.defined() ? indices.data<int64_t>() : nullptr;
     switch (op) {
-      case ReduceOp::sum: return sum_typed<T>(px, outer, n, inner, po);
-      case ReduceOp::max: return extremum_typed<T, true>(px, outer, n, inner, po, pi);
-      case ReduceOp::min: return extremum_typed<T, false>(px, outer, n, inner, po, pi);
+      case ReduceOp::sum:
+        return sum_typed<T>(px, outer, n, inner, po);
+      case ReduceOp::max:
+        return extremum_typed<T, true>(px, outer, n, inner, po, pi);
+      case ReduceOp::min:
+        return extremum_typed<T, false>(px, outer, n, inner, po, pi);
     }
   });
 }

@@ -97,8 +97,10 @@ void CpuBackend::softmax(const Tensor& x, const Tensor& out, bool log) {
                   [&](int64_t r) { softmax_row(xp + r * cols, yp + r * cols, cols, log); });
   };
   switch (x.dtype()) {
-    case DType::f32: return run(x.data<float>(), out.data<float>());
-    case DType::f64: return run(x.data<double>(), out.data<double>());
+    case DType::f32:
+      return run(x.data<float>(), out.data<float>());
+    case DType::f64:
+      return run(x.data<double>(), out.data<double>());
     default:
       throw Error(detail::concat("cpu softmax: dtype ", dtype_name(x.dtype()),
                                  " is not supported; use a floating dtype"));
@@ -123,8 +125,10 @@ void CpuBackend::softmax_backward(const Tensor& y, const Tensor& dy, const Tenso
     });
   };
   switch (y.dtype()) {
-    case DType::f32: return run(y.data<float>(), dy.data<float>(), dx.data<float>());
-    case DType::f64: return run(y.data<double>(), dy.data<double>(), dx.data<double>());
+    case DType::f32:
+      return run(y.data<float>(), dy.data<float>(), dx.data<float>());
+    case DType::f64:
+      return run(y.data<double>(), dy.data<double>(), dx.data<double>());
     default:
       throw Error(detail::concat("cpu ", op, ": dtype ", dtype_name(y.dtype()),
                                  " is not supported; use a floating dtype"));

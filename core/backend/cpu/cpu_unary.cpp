@@ -23,8 +23,8 @@ using namespace cpu_detail;
 
 namespace {
 
-constexpr double kSqrt1_2 = 0.70710678118654752440;   // 1 / sqrt(2)
-constexpr double kSqrt2Pi = 0.79788456080286535588;   // sqrt(2 / pi)
+constexpr double kSqrt1_2 = 0.70710678118654752440;     // 1 / sqrt(2)
+constexpr double kSqrt2Pi = 0.79788456080286535588;     // sqrt(2 / pi)
 constexpr double kInvSqrt2Pi = 0.39894228040143267794;  // 1 / sqrt(2 pi)
 constexpr double kGeluCubic = 0.044715;
 
@@ -58,8 +58,9 @@ template <class T>
   }
 }
 
-// The f32 spans, built per ISA (DTRAIN_CPU_CLONES): GELU is the widest elementwise op of a transformer
-// block (its MLP hidden layer), and AVX-512 runs it about 3x faster than the baseline's SSE2.
+// The f32 spans, built per ISA (DTRAIN_CPU_CLONES): GELU is the widest elementwise op of a
+// transformer block (its MLP hidden layer), and AVX-512 runs it about 3x faster than the baseline's
+// SSE2.
 DTRAIN_CPU_CLONES void gelu_erf_f32(const float* x, float* y, int64_t n) { gelu_erf_span(x, y, n); }
 DTRAIN_CPU_CLONES void gelu_erf_backward_f32(const float* x, const float* g, float* y, int64_t n) {
   gelu_erf_backward_span(x, g, y, n);
@@ -107,23 +108,39 @@ void map_backward(const T* x, const T* g, T* y, int64_t n, int64_t cost, F f) {
   template <class T>     \
   void unary_backward_##name(const T* x, const T* g, T* y, int64_t n)
 
-DTRAIN_FWD(neg) { map_unary(x, y, n, 1, [](T v) { return -v; }); }
-DTRAIN_BWD(neg) { map_backward(x, g, y, n, 1, [](T, T d) { return -d; }); }
+DTRAIN_FWD(neg) {
+  map_unary(x, y, n, 1, [](T v) { return -v; });
+}
+DTRAIN_BWD(neg) {
+  map_backward(x, g, y, n, 1, [](T, T d) { return -d; });
+}
 
-DTRAIN_FWD(exp) { map_unary(x, y, n, 8, [](T v) { return std::exp(v); }); }
-DTRAIN_BWD(exp) { map_backward(x, g, y, n, 8, [](T v, T d) { return d * std::exp(v); }); }
+DTRAIN_FWD(exp) {
+  map_unary(x, y, n, 8, [](T v) { return std::exp(v); });
+}
+DTRAIN_BWD(exp) {
+  map_backward(x, g, y, n, 8, [](T v, T d) { return d * std::exp(v); });
+}
 
-DTRAIN_FWD(log) { map_unary(x, y, n, 8, [](T v) { return std::log(v); }); }
-DTRAIN_BWD(log) { map_backward(x, g, y, n, 2, [](T v, T d) { return d / v; }); }
+DTRAIN_FWD(log) {
+  map_unary(x, y, n, 8, [](T v) { return std::log(v); });
+}
+DTRAIN_BWD(log) {
+  map_backward(x, g, y, n, 2, [](T v, T d) { return d / v; });
+}
 
 // d sqrt(x) = 1 / (2 sqrt(x))
-DTRAIN_FWD(sqrt) { map_unary(x, y, n, 4, [](T v) { return std::sqrt(v); }); }
+DTRAIN_FWD(sqrt) {
+  map_unary(x, y, n, 4, [](T v) { return std::sqrt(v); });
+}
 DTRAIN_BWD(sqrt) {
   map_backward(x, g, y, n, 4, [](T v, T d) { return d / (T(2) * std::sqrt(v)); });
 }
 
 // d x^(-1/2) = -1/2 x^(-3/2)
-DTRAIN_FWD(rsqrt) { map_unary(x, y, n, 4, [](T v) { return T(1) / std::sqrt(v); }); }
+DTRAIN_FWD(rsqrt) {
+  map_unary(x, y, n, 4, [](T v) { return T(1) / std::sqrt(v); });
+}
 DTRAIN_BWD(rsqrt) {
   map_backward(x, g, y, n, 4, [](T v, T d) {
     T r = T(1) / std::sqrt(v);
@@ -132,22 +149,27 @@ DTRAIN_BWD(rsqrt) {
 }
 
 // d|x| = sign(x), 0 at 0 (as PyTorch).
-DTRAIN_FWD(abs) { map_unary(x, y, n, 1, [](T v) { return std::abs(v); }); }
+DTRAIN_FWD(abs) {
+  map_unary(x, y, n, 1, [](T v) { return std::abs(v); });
+}
 DTRAIN_BWD(abs) {
   map_backward(x, g, y, n, 1, [](T v, T d) { return v > T(0) ? d : (v < T(0) ? -d : T(0)); });
 }
 
 // `v < 0 ? 0 : v` keeps NaN as NaN, as PyTorch's relu does.
-DTRAIN_FWD(relu) { map_unary(x, y, n, 1, [](T v) { return v < T(0) ? T(0) : v; }); }
-DTRAIN_BWD(relu) { map_backward(x, g, y, n, 1, [](T v, T d) { return v > T(0) ? d : T(0); }); }
+DTRAIN_FWD(relu) {
+  map_unary(x, y, n, 1, [](T v) { return v < T(0) ? T(0) : v; });
+}
+DTRAIN_BWD(relu) {
+  map_backward(x, g, y, n, 1, [](T v, T d) { return v > T(0) ? d : T(0); });
+}
 
 DTRAIN_FWD(gelu_erf) {
   parallel_for(n, 16, [&](int64_t b, int64_t e) { gelu_erf_any(x + b, y + b, e - b); });
 }
 DTRAIN_BWD(gelu_erf) {
-  parallel_for(n, 16, [&](int64_t b, int64_t e) {
-    gelu_erf_backward_any(x + b, g + b, y + b, e - b);
-  });
+  parallel_for(n, 16,
+               [&](int64_t b, int64_t e) { gelu_erf_backward_any(x + b, g + b, y + b, e - b); });
 }
 
 DTRAIN_FWD(gelu_tanh) {
@@ -165,7 +187,9 @@ DTRAIN_BWD(gelu_tanh) {
   });
 }
 
-DTRAIN_FWD(tanh) { map_unary(x, y, n, 8, [](T v) { return std::tanh(v); }); }
+DTRAIN_FWD(tanh) {
+  map_unary(x, y, n, 8, [](T v) { return std::tanh(v); });
+}
 DTRAIN_BWD(tanh) {
   map_backward(x, g, y, n, 8, [](T v, T d) {
     T t = std::tanh(v);
@@ -173,7 +197,9 @@ DTRAIN_BWD(tanh) {
   });
 }
 
-DTRAIN_FWD(sigmoid) { map_unary(x, y, n, 8, [](T v) { return sigmoid_of(v); }); }
+DTRAIN_FWD(sigmoid) {
+  map_unary(x, y, n, 8, [](T v) { return sigmoid_of(v); });
+}
 DTRAIN_BWD(sigmoid) {
   map_backward(x, g, y, n, 8, [](T v, T d) {
     T s = sigmoid_of(v);
@@ -181,13 +207,23 @@ DTRAIN_BWD(sigmoid) {
   });
 }
 
-DTRAIN_FWD(square) { map_unary(x, y, n, 1, [](T v) { return v * v; }); }
-DTRAIN_BWD(square) { map_backward(x, g, y, n, 1, [](T v, T d) { return T(2) * v * d; }); }
+DTRAIN_FWD(square) {
+  map_unary(x, y, n, 1, [](T v) { return v * v; });
+}
+DTRAIN_BWD(square) {
+  map_backward(x, g, y, n, 1, [](T v, T d) { return T(2) * v * d; });
+}
 
-DTRAIN_FWD(reciprocal) { map_unary(x, y, n, 2, [](T v) { return T(1) / v; }); }
-DTRAIN_BWD(reciprocal) { map_backward(x, g, y, n, 2, [](T v, T d) { return -d / (v * v); }); }
+DTRAIN_FWD(reciprocal) {
+  map_unary(x, y, n, 2, [](T v) { return T(1) / v; });
+}
+DTRAIN_BWD(reciprocal) {
+  map_backward(x, g, y, n, 2, [](T v, T d) { return -d / (v * v); });
+}
 
-DTRAIN_FWD(silu) { map_unary(x, y, n, 8, [](T v) { return v * sigmoid_of(v); }); }
+DTRAIN_FWD(silu) {
+  map_unary(x, y, n, 8, [](T v) { return v * sigmoid_of(v); });
+}
 DTRAIN_BWD(silu) {
   map_backward(x, g, y, n, 8, [](T v, T d) {
     T s = sigmoid_of(v);
@@ -204,7 +240,8 @@ template <class T>
 void unary_typed(UnaryOp op, const T* x, T* y, int64_t n) {
   switch (op) {
 #define DTRAIN_UNARY_OP(name, ...) \
-  case UnaryOp::name: return unary_##name<T>(x, y, n);
+  case UnaryOp::name:              \
+    return unary_##name<T>(x, y, n);
 #include "core/backend/unary_ops.def"
   }
 }
@@ -214,7 +251,8 @@ template <class T>
 void unary_backward_typed(UnaryOp op, const T* x, const T* g, T* y, int64_t n) {
   switch (op) {
 #define DTRAIN_UNARY_OP(name, ...) \
-  case UnaryOp::name: return unary_backward_##name<T>(x, g, y, n);
+  case UnaryOp::name:              \
+    return unary_backward_##name<T>(x, g, y, n);
 #include "core/backend/unary_ops.def"
   }
 }

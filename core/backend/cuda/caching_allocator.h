@@ -1,14 +1,17 @@
-// A caching allocator for one device. cudaMalloc and cudaFree synchronise the device and cost tens of
-// microseconds, so freed blocks are kept and handed out again:
+// A caching allocator for one device. cudaMalloc and cudaFree synchronise the device and cost tens
+// of microseconds, so freed blocks are kept and handed out again:
 //
 // - Requests are rounded up to 512 bytes. Requests up to 1 MiB come from 2 MiB segments (the small
 //   pool); larger ones from segments of 20 MiB, or of the request rounded up to 2 MiB when that is
 //   bigger (the large pool). A block larger than the request is split, and the rest stays free.
 // - Free blocks sit in size-class bins (one per power of two) ordered by (stream, size, address); a
-//   request takes the smallest free block of its stream that fits. Freed neighbours in a segment merge.
-// - Frees are stream-ordered: a block is reused only by work on the stream it was allocated on, which
-//   runs after everything queued before the free. A block also used on other streams (record_stream)
-//   returns to the bins only once events recorded on those streams at free time have completed.
+//   request takes the smallest free block of its stream that fits. Freed neighbours in a segment
+//   merge.
+// - Frees are stream-ordered: a block is reused only by work on the stream it was allocated on,
+// which
+//   runs after everything queued before the free. A block also used on other streams
+//   (record_stream) returns to the bins only once events recorded on those streams at free time
+//   have completed.
 // - When the device is out of memory, cached segments that are entirely free are released and the
 //   request is retried once.
 //
@@ -32,7 +35,8 @@ class DeviceMemoryOps {
   virtual ~DeviceMemoryOps() = default;
   virtual void* raw_malloc(size_t nbytes) = 0;  // nullptr when the device is out of memory
   virtual void raw_free(void* ptr) = 0;
-  virtual void* record_event(void* stream) = 0;  // an event marking the work queued on stream so far
+  virtual void* record_event(
+      void* stream) = 0;  // an event marking the work queued on stream so far
   virtual bool event_done(void* event) = 0;
   virtual void destroy_event(void* event) = 0;
   virtual void synchronize() = 0;  // waits for all work on the device (a counted host sync)
@@ -40,13 +44,13 @@ class DeviceMemoryOps {
 
 struct AllocatorStats {
   size_t allocated = 0;  // bytes in blocks handed out (rounded sizes)
-  size_t reserved = 0;  // bytes obtained from the device (segments)
+  size_t reserved = 0;   // bytes obtained from the device (segments)
   size_t peak_allocated = 0;
   size_t peak_reserved = 0;
   int64_t allocations = 0;  // allocate() calls served
-  int64_t cache_hits = 0;  // ... of which without a new segment
-  int64_t segments = 0;  // live segments
-  int64_t releases = 0;  // segments returned to the device
+  int64_t cache_hits = 0;   // ... of which without a new segment
+  int64_t segments = 0;     // live segments
+  int64_t releases = 0;     // segments returned to the device
   int64_t oom_retries = 0;  // times the cache was flushed to retry an allocation
 };
 
@@ -57,7 +61,8 @@ class CachingAllocator {
   static constexpr size_t kSmallSegment = size_t{2} << 20;
   static constexpr size_t kLargeSegment = size_t{20} << 20;
   static constexpr size_t kLargeRound = size_t{2} << 20;
-  static constexpr size_t kMinLargeSplit = size_t{1} << 20;  // smaller large-pool remainders aren't split
+  static constexpr size_t kMinLargeSplit = size_t{1}
+                                           << 20;  // smaller large-pool remainders aren't split
 
   // `device_name` ("cuda:0") appears in error messages.
   CachingAllocator(std::unique_ptr<DeviceMemoryOps> ops, std::string device_name);

@@ -53,8 +53,7 @@ void CudaBackend::deallocate(void* ptr, size_t, int device_index) {
   // Called from Storage's destructor: must not throw.
   try {
     cuda::device_context(device_index).allocator->free(ptr);
-  } catch (...) {
-  }
+  } catch (...) {}
 }
 
 void CudaBackend::copy_to_host(const void* src, void* dst_host, size_t nbytes, int device_index) {
@@ -62,8 +61,7 @@ void CudaBackend::copy_to_host(const void* src, void* dst_host, size_t nbytes, i
   ctx.staging.to_host(src, dst_host, nbytes, ctx.stream);  // counts its host sync
 }
 
-void CudaBackend::copy_from_host(const void* src_host, void* dst, size_t nbytes,
-                                 int device_index) {
+void CudaBackend::copy_from_host(const void* src_host, void* dst, size_t nbytes, int device_index) {
   cuda::DeviceContext& ctx = cuda::device_context(device_index);
   ctx.staging.to_device(src_host, dst, nbytes, ctx.stream, *ctx.allocator);
 }

@@ -23,9 +23,8 @@ void check_cuda(cudaError_t status, const char* call) {
   if (status == cudaSuccess) return;
   // Clear a non-sticky error so the next call does not report it again.
   (void)cudaGetLastError();
-  const char* hint = status == cudaErrorMemoryAllocation
-                         ? "; reduce the batch size or free cached memory"
-                         : "";
+  const char* hint =
+      status == cudaErrorMemoryAllocation ? "; reduce the batch size or free cached memory" : "";
   throw Error(detail::concat(call_name(call), " failed: ", cudaGetErrorName(status), " (",
                              cudaGetErrorString(status), ")", hint));
 }
@@ -48,8 +47,8 @@ bool cudnn_declined(cudnnStatus_t status) {
 void check_launch(const char* kernel) {
   cudaError_t status = cudaGetLastError();
   if (status == cudaSuccess) return;
-  throw Error(detail::concat("CUDA kernel ", kernel, " failed to launch: ", cudaGetErrorName(status),
-                             " (", cudaGetErrorString(status), ")"));
+  throw Error(detail::concat("CUDA kernel ", kernel, " failed to launch: ",
+                             cudaGetErrorName(status), " (", cudaGetErrorString(status), ")"));
 }
 
 }  // namespace dtrain::cuda

@@ -30,10 +30,14 @@ constexpr size_t kMaxWorkspace = size_t{1} << 30;
 
 cudnnDataType_t cudnn_type(DType t) {
   switch (t) {
-    case DType::f32: return CUDNN_DATA_FLOAT;
-    case DType::f64: return CUDNN_DATA_DOUBLE;
-    case DType::f16: return CUDNN_DATA_HALF;
-    case DType::bf16: return CUDNN_DATA_BFLOAT16;
+    case DType::f32:
+      return CUDNN_DATA_FLOAT;
+    case DType::f64:
+      return CUDNN_DATA_DOUBLE;
+    case DType::f16:
+      return CUDNN_DATA_HALF;
+    case DType::bf16:
+      return CUDNN_DATA_BFLOAT16;
     default:
       throw Error(detail::concat("cuda conv2d: unsupported dtype ", dtype_name(t),
                                  "; expected f32, f64, f16 or bf16"));
@@ -57,8 +61,8 @@ struct TensorDesc {
   cudnnTensorDescriptor_t d = nullptr;
   TensorDesc(const Dims4& s, DType type) {
     DTRAIN_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d));
-    DTRAIN_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, cudnn_type(type), s[0],
-                                                  s[1], s[2], s[3]));
+    DTRAIN_CUDNN_CHECK(
+        cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, cudnn_type(type), s[0], s[1], s[2], s[3]));
   }
   ~TensorDesc() { cudnnDestroyTensorDescriptor(d); }
   TensorDesc(const TensorDesc&) = delete;
@@ -69,8 +73,8 @@ struct FilterDesc {
   cudnnFilterDescriptor_t d = nullptr;
   FilterDesc(const Dims4& s, DType type) {
     DTRAIN_CUDNN_CHECK(cudnnCreateFilterDescriptor(&d));
-    DTRAIN_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d, cudnn_type(type), CUDNN_TENSOR_NCHW, s[0],
-                                                  s[1], s[2], s[3]));
+    DTRAIN_CUDNN_CHECK(
+        cudnnSetFilter4dDescriptor(d, cudnn_type(type), CUDNN_TENSOR_NCHW, s[0], s[1], s[2], s[3]));
   }
   ~FilterDesc() { cudnnDestroyFilterDescriptor(d); }
   FilterDesc(const FilterDesc&) = delete;
@@ -134,8 +138,8 @@ template <class Perf, class WorkspaceQuery>
 void choose(ConvPlan& plan, const std::vector<Perf>& perfs, DType type, bool allow_tf32,
             bool want_deterministic, WorkspaceQuery workspace_of) {
   for (const Perf* p : candidates(perfs, type, allow_tf32, want_deterministic)) {
-    DTRAIN_CUDNN_CHECK(cudnnSetConvolutionMathType(
-        plan.cd.d, conv_execution_math(p->mathType, type, allow_tf32)));
+    DTRAIN_CUDNN_CHECK(
+        cudnnSetConvolutionMathType(plan.cd.d, conv_execution_math(p->mathType, type, allow_tf32)));
     size_t bytes = 0;
     const cudnnStatus_t status = workspace_of(p->algo, &bytes);
     if (cudnn_declined(status)) continue;
@@ -230,9 +234,26 @@ const ConvPlan& conv_plan(DeviceContext& ctx, ConvPass pass, const Tensor& x, co
   const bool allow_tf32 = cuda_allow_tf32();
   const Dims4 xs = dims_of(x, "x dimension"), ws = dims_of(w, "weight dimension"),
               ys = dims_of(y, "output dimension");
-  const ConvKey key{ctx.index, static_cast<int64_t>(pass), static_cast<int64_t>(type),
-                    allow_tf32 ? 1 : 0, xs[0], xs[1], xs[2], xs[3], ws[0], ws[1], ws[2], ws[3],
-                    ys[0], ys[1], ys[2], ys[3], a.pad_h, a.pad_w, a.stride_h, a.stride_w,
+  const ConvKey key{ctx.index,
+                    static_cast<int64_t>(pass),
+                    static_cast<int64_t>(type),
+                    allow_tf32 ? 1 : 0,
+                    xs[0],
+                    xs[1],
+                    xs[2],
+                    xs[3],
+                    ws[0],
+                    ws[1],
+                    ws[2],
+                    ws[3],
+                    ys[0],
+                    ys[1],
+                    ys[2],
+                    ys[3],
+                    a.pad_h,
+                    a.pad_w,
+                    a.stride_h,
+                    a.stride_w,
                     a.groups};
   {
     std::lock_guard<std::mutex> lock(mutex);
@@ -277,9 +298,8 @@ bool run_forward(DeviceContext& ctx, const Tensor& x, const Tensor& w, const Con
   Scratch ws(ctx, plan.workspace);
   const Scalars s(type);
   return !declined(
-      cudnnConvolutionForward(ctx.cudnn(), s.one, plan.xd.d, x.raw_data(), plan.wd.d,
-                              w.raw_data(), plan.cd.d,
-                              static_cast<cudnnConvolutionFwdAlgo_t>(plan.algo), ws.ptr,
+      cudnnConvolutionForward(ctx.cudnn(), s.one, plan.xd.d, x.raw_data(), plan.wd.d, w.raw_data(),
+                              plan.cd.d, static_cast<cudnnConvolutionFwdAlgo_t>(plan.algo), ws.ptr,
                               plan.workspace, s.zero, plan.yd.d, y.raw_data()),
       "cudnnConvolutionForward");
 }
@@ -299,11 +319,11 @@ bool run_backward(DeviceContext& ctx, const Tensor& dy, const Tensor& x, const T
   if (data_plan) {
     const ConvPlan& p = *data_plan;
     Scratch ws(ctx, p.workspace);
-    if (declined(cudnnConvolutionBackwardData(h, s.one, p.wd.d, w.raw_data(), p.yd.d,
-                                              dy.raw_data(), p.cd.d,
-                                              static_cast<cudnnConvolutionBwdDataAlgo_t>(p.algo),
-                                              ws.ptr, p.workspace, s.zero, p.xd.d, dx.raw_data()),
-                 "cudnnConvolutionBackwardData")) {
+    if (declined(
+            cudnnConvolutionBackwardData(h, s.one, p.wd.d, w.raw_data(), p.yd.d, dy.raw_data(),
+                                         p.cd.d, static_cast<cudnnConvolutionBwdDataAlgo_t>(p.algo),
+                                         ws.ptr, p.workspace, s.zero, p.xd.d, dx.raw_data()),
+            "cudnnConvolutionBackwardData")) {
       return false;
     }
   }

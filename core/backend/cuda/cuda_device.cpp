@@ -84,7 +84,8 @@ std::string describe_device_count_failure(cudaError_t status, int driver_version
       return "the NVIDIA kernel driver and its user-space library differ in version "
              "(cudaErrorSystemDriverMismatch); reboot or reinstall the driver, or " +
              cpu;
-    default: break;
+    default:
+      break;
   }
   return detail::concat("CUDA cannot start: ", cudaGetErrorName(status), " (",
                         cudaGetErrorString(status), "); ", cpu);
@@ -277,8 +278,7 @@ void PinnedStaging::to_device(const void* host, void* dev, size_t nbytes, cudaSt
   cudaEvent_t copied = upload_chunks(src, static_cast<char*>(scratch.ptr), nbytes);
   DTRAIN_CUDA_CHECK(cudaStreamWaitEvent(compute, copied, 0));
   allocator.record_stream(scratch.ptr, compute);
-  DTRAIN_CUDA_CHECK(
-      cudaMemcpyAsync(dev, scratch.ptr, nbytes, cudaMemcpyDeviceToDevice, compute));
+  DTRAIN_CUDA_CHECK(cudaMemcpyAsync(dev, scratch.ptr, nbytes, cudaMemcpyDeviceToDevice, compute));
 }
 
 void PinnedStaging::to_host(const void* dev, void* host, size_t nbytes, cudaStream_t compute) {

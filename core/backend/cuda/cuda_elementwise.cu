@@ -1,5 +1,5 @@
-// CUDA elementwise kernels: converting strided copy, fill, unary ops and their derivatives, binary ops
-// with broadcast strides, and ops with a scalar. The math of each op (the rows of
+// CUDA elementwise kernels: converting strided copy, fill, unary ops and their derivatives, binary
+// ops with broadcast strides, and ops with a scalar. The math of each op (the rows of
 // core/backend/unary_ops.def and binary_ops.def) is in cuda_elementwise_math.cuh.
 //
 // The host plans each launch with strided_layout.h: dims are coalesced, then
@@ -116,10 +116,17 @@ __global__ void fill_flat_kernel(W* dst, W bits, int64_t n, bool vectorised) {
 template <class F>
 void dispatch_width(size_t width, F&& f) {
   switch (width) {
-    case 2: f(uint16_t{}); return;
-    case 4: f(uint32_t{}); return;
-    case 8: f(uint64_t{}); return;
-    default: throw Error(detail::concat("cuda: unsupported element width ", width));
+    case 2:
+      f(uint16_t{});
+      return;
+    case 4:
+      f(uint32_t{});
+      return;
+    case 8:
+      f(uint64_t{});
+      return;
+    default:
+      throw Error(detail::concat("cuda: unsupported element width ", width));
   }
 }
 
@@ -243,10 +250,18 @@ __global__ void binary_scalar_kernel(BinaryOp op, const T* a, double s, bool sca
 template <class F>
 void dispatch_floating(DType t, const char* op, F&& f) {
   switch (t) {
-    case DType::f32: f(float{}); return;
-    case DType::f64: f(double{}); return;
-    case DType::f16: f(half{}); return;
-    case DType::bf16: f(bf16{}); return;
+    case DType::f32:
+      f(float{});
+      return;
+    case DType::f64:
+      f(double{});
+      return;
+    case DType::f16:
+      f(half{});
+      return;
+    case DType::bf16:
+      f(bf16{});
+      return;
     default:
       throw Error(detail::concat("cuda ", op, ": unsupported dtype ", dtype_name(t),
                                  "; expected f32, f64, f16 or bf16"));
@@ -277,9 +292,15 @@ void with_index_layout(const StridedLayout<N>& layout, int64_t n, F&& f) {
 template <class F>
 void dispatch_narrow_float(DType t, F&& f) {
   switch (t) {
-    case DType::f16: f(half{}); return;
-    case DType::bf16: f(bf16{}); return;
-    default: f(float{}); return;
+    case DType::f16:
+      f(half{});
+      return;
+    case DType::bf16:
+      f(bf16{});
+      return;
+    default:
+      f(float{});
+      return;
   }
 }
 
@@ -310,8 +331,8 @@ void CudaBackend::copy(const Tensor& src, const Tensor& dst) {
     dispatch_width(width, [&](auto w) {
       using W = decltype(w);
       with_index_layout(layout, n, [&](auto l) {
-        bit_copy_kernel<W><<<grid_for(n), kThreads, 0, stream>>>(
-            static_cast<const W*>(cdata(src)), static_cast<W*>(mdata(dst)), l, n);
+        bit_copy_kernel<W><<<grid_for(n), kThreads, 0, stream>>>(static_cast<const W*>(cdata(src)),
+                                                                 static_cast<W*>(mdata(dst)), l, n);
       });
     });
     check_launch("bit_copy_kernel");
@@ -341,9 +362,15 @@ void CudaBackend::copy(const Tensor& src, const Tensor& dst) {
                                                                    mdata(dst), dst.dtype(), l, n);
     };
     switch (cast_via(src.dtype(), dst.dtype())) {
-      case CastVia::f32: launch(float{}); break;
-      case CastVia::f64: launch(double{}); break;
-      case CastVia::i64: launch(int64_t{}); break;
+      case CastVia::f32:
+        launch(float{});
+        break;
+      case CastVia::f64:
+        launch(double{});
+        break;
+      case CastVia::i64:
+        launch(int64_t{});
+        break;
     }
   });
   check_launch("convert_copy_kernel");
@@ -358,12 +385,24 @@ void CudaBackend::fill(const Tensor& dst, double value) {
   // The element's bits, converted on the host with the CPU backend's rounding.
   uint64_t bits = 0;
   switch (dst.dtype()) {
-    case DType::f32: bits = f32_bits(static_cast<float>(value)); break;
-    case DType::f64: std::memcpy(&bits, &value, 8); break;
-    case DType::f16: bits = float_to_half(static_cast<float>(value)).bits; break;
-    case DType::bf16: bits = float_to_bf16(static_cast<float>(value)).bits; break;
-    case DType::i32: bits = static_cast<uint32_t>(static_cast<int32_t>(value)); break;
-    case DType::i64: bits = static_cast<uint64_t>(static_cast<int64_t>(value)); break;
+    case DType::f32:
+      bits = f32_bits(static_cast<float>(value));
+      break;
+    case DType::f64:
+      std::memcpy(&bits, &value, 8);
+      break;
+    case DType::f16:
+      bits = float_to_half(static_cast<float>(value)).bits;
+      break;
+    case DType::bf16:
+      bits = float_to_bf16(static_cast<float>(value)).bits;
+      break;
+    case DType::i32:
+      bits = static_cast<uint32_t>(static_cast<int32_t>(value));
+      break;
+    case DType::i64:
+      bits = static_cast<uint64_t>(static_cast<int64_t>(value));
+      break;
   }
   const size_t width = dtype_size(dst.dtype());
   const auto layout = layout_of<1>("fill", dst.shape(), {&dst.strides()});
@@ -459,8 +498,9 @@ void CudaBackend::binary(BinaryOp op, const Tensor& a, const Tensor& b, const Te
     T* op_ = static_cast<T*>(mdata(out));
     if (choose_index_path(layout, n) == IndexPath::flat) {
       const bool vec = aligned16(ap) && aligned16(bp) && aligned16(op_);
-      binary_contiguous_kernel<T><<<grid_for(vec ? n / kPackSize<T> + 1 : n), kThreads, 0,
-                                    stream>>>(op, ap, bp, op_, n, vec);
+      binary_contiguous_kernel<T>
+          <<<grid_for(vec ? n / kPackSize<T> + 1 : n), kThreads, 0, stream>>>(op, ap, bp, op_, n,
+                                                                              vec);
     } else {
       with_index_layout(layout, n, [&](auto l) {
         binary_strided_kernel<T><<<grid_for(n), kThreads, 0, stream>>>(op, ap, bp, op_, l, n);
@@ -489,8 +529,7 @@ void CudaBackend::binary_scalar(BinaryOp op, const Tensor& a, double s, bool sca
     using T = decltype(tag);
     const bool vec = aligned16(cdata(as)) && aligned16(mdata(out));
     binary_scalar_kernel<T><<<grid_for(vec ? n / kPackSize<T> + 1 : n), kThreads, 0, stream>>>(
-        op, static_cast<const T*>(cdata(as)), s, scalar_first, static_cast<T*>(mdata(out)), n,
-        vec);
+        op, static_cast<const T*>(cdata(as)), s, scalar_first, static_cast<T*>(mdata(out)), n, vec);
   });
   check_launch("binary_scalar_kernel");
 }

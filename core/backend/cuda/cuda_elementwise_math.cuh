@@ -20,8 +20,8 @@ namespace dtrain::cuda {
 
 // ---- math in the compute type (float or double; int64 for integer binary ops)
 
-#define DTRAIN_MATH1(name, ffun, dfun)                                               \
-  __device__ __forceinline__ float name(float x) { return ffun(x); }         \
+#define DTRAIN_MATH1(name, ffun, dfun)                               \
+  __device__ __forceinline__ float name(float x) { return ffun(x); } \
   __device__ __forceinline__ double name(double x) { return dfun(x); }
 DTRAIN_MATH1(m_exp, expf, exp)
 DTRAIN_MATH1(m_log, logf, log)
@@ -125,7 +125,8 @@ template <class C>
 __device__ __forceinline__ C apply_unary(UnaryOp op, C x) {
   switch (op) {
 #define DTRAIN_UNARY_OP(name, ...) \
-  case UnaryOp::name: return unary_math::unary_##name(x);
+  case UnaryOp::name:              \
+    return unary_math::unary_##name(x);
 #include "core/backend/unary_ops.def"
   }
   return x;
@@ -136,7 +137,8 @@ template <class C>
 __device__ __forceinline__ C apply_unary_backward(UnaryOp op, C x, C g) {
   switch (op) {
 #define DTRAIN_UNARY_OP(name, ...) \
-  case UnaryOp::name: return unary_math::unary_backward_##name(x, g);
+  case UnaryOp::name:              \
+    return unary_math::unary_backward_##name(x, g);
 #include "core/backend/unary_ops.def"
   }
   return g;
@@ -176,7 +178,8 @@ template <class C>
 __device__ __forceinline__ C apply_binary(BinaryOp op, C a, C b) {
   switch (op) {
 #define DTRAIN_BINARY_OP(name, ...) \
-  case BinaryOp::name: return binary_math::binary_##name(a, b);
+  case BinaryOp::name:              \
+    return binary_math::binary_##name(a, b);
 #include "core/backend/binary_ops.def"
   }
   return a;

@@ -30,9 +30,12 @@ GemmTypes gemm_types(DType t) {
   switch (t) {
     case DType::f32:
       return {CUDA_R_32F, gemm_compute_type(t, cuda_allow_tf32()), CUDA_R_32F};
-    case DType::f16: return {CUDA_R_16F, gemm_compute_type(t, false), CUDA_R_32F};
-    case DType::bf16: return {CUDA_R_16BF, gemm_compute_type(t, false), CUDA_R_32F};
-    case DType::f64: return {CUDA_R_64F, gemm_compute_type(t, false), CUDA_R_64F};
+    case DType::f16:
+      return {CUDA_R_16F, gemm_compute_type(t, false), CUDA_R_32F};
+    case DType::bf16:
+      return {CUDA_R_16BF, gemm_compute_type(t, false), CUDA_R_32F};
+    case DType::f64:
+      return {CUDA_R_64F, gemm_compute_type(t, false), CUDA_R_64F};
     default:
       throw Error(detail::concat("cuda gemm: unsupported dtype ", dtype_name(t),
                                  "; expected f32, f64, f16 or bf16"));
@@ -82,9 +85,9 @@ void make_layout(Layout& l, const ColMajorMatrix& m, cudaDataType_t type, int32_
 
 // Everything a plan depends on: device, data/compute/scale types (the compute type carries the TF32
 // setting), transposes, shape, leading dimensions, batch and strides, and the operands' alignments.
-using AlgoKey = std::tuple<int, int, int, int, bool, bool, int64_t, int64_t, int64_t, int64_t,
-                           int64_t, int64_t, int32_t, int64_t, int64_t, int64_t, uint32_t,
-                           uint32_t, uint32_t>;
+using AlgoKey =
+    std::tuple<int, int, int, int, bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+               int32_t, int64_t, int64_t, int64_t, uint32_t, uint32_t, uint32_t>;
 
 // A cuBLASLt problem ready to run: its descriptors and the heuristic's algorithm (none: cuBLASLt
 // has no algorithm for it). Made once per problem, so a training step's GEMMs cost one map look-up
@@ -137,22 +140,36 @@ std::unique_ptr<LtPlan> make_plan(DeviceContext& ctx, const ColMajorGemm& p, int
   }
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
-      ctx.cublaslt(), plan->desc.d, plan->first.d, plan->second.d, plan->out.d, plan->out.d,
-      pref.d, 1, &result, &found);
+  const cublasStatus_t status =
+      cublasLtMatmulAlgoGetHeuristic(ctx.cublaslt(), plan->desc.d, plan->first.d, plan->second.d,
+                                     plan->out.d, plan->out.d, pref.d, 1, &result, &found);
   if (status == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
     plan->algo = result.algo;
   }
   return plan;
 }
 
-const LtPlan& lt_plan(DeviceContext& ctx, const ColMajorGemm& p, int32_t batch,
-                      const GemmTypes& ty, uint32_t al_first, uint32_t al_second,
-                      uint32_t al_out) {
-  const AlgoKey key{ctx.index, static_cast<int>(ty.data), static_cast<int>(ty.compute),
-                    static_cast<int>(ty.scale), p.first.transposed, p.second.transposed, p.m, p.n,
-                    p.k, p.first.ld, p.second.ld, p.out.ld, batch, p.first.batch_stride,
-                    p.second.batch_stride, p.out.batch_stride, al_first, al_second, al_out};
+const LtPlan& lt_plan(DeviceContext& ctx, const ColMajorGemm& p, int32_t batch, const GemmTypes& ty,
+                      uint32_t al_first, uint32_t al_second, uint32_t al_out) {
+  const AlgoKey key{ctx.index,
+                    static_cast<int>(ty.data),
+                    static_cast<int>(ty.compute),
+                    static_cast<int>(ty.scale),
+                    p.first.transposed,
+                    p.second.transposed,
+                    p.m,
+                    p.n,
+                    p.k,
+                    p.first.ld,
+                    p.second.ld,
+                    p.out.ld,
+                    batch,
+                    p.first.batch_stride,
+                    p.second.batch_stride,
+                    p.out.batch_stride,
+                    al_first,
+                    al_second,
+                    al_out};
   {
     std::lock_guard<std::mutex> lock(cache_mutex());
     auto it = plan_cache().find(key);
@@ -170,12 +187,12 @@ const LtPlan& lt_plan(DeviceContext& ctx, const ColMajorGemm& p, int32_t batch,
 bool lt_gemm(DeviceContext& ctx, const ColMajorGemm& p, int32_t batch, const GemmTypes& ty,
              const void* alpha, const void* beta, const void* first, const void* second,
              void* out) {
-  const LtPlan& plan = lt_plan(ctx, p, batch, ty, alignment_of(first), alignment_of(second),
-                               alignment_of(out));
+  const LtPlan& plan =
+      lt_plan(ctx, p, batch, ty, alignment_of(first), alignment_of(second), alignment_of(out));
   if (!plan.algo) return false;
   DTRAIN_CUBLAS_CHECK(cublasLtMatmul(ctx.cublaslt(), plan.desc.d, alpha, first, plan.first.d,
-                                     second, plan.second.d, beta, out, plan.out.d, out,
-                                     plan.out.d, &*plan.algo, ctx.gemm_workspace(),
+                                     second, plan.second.d, beta, out, plan.out.d, out, plan.out.d,
+                                     &*plan.algo, ctx.gemm_workspace(),
                                      DeviceContext::kGemmWorkspace, ctx.stream));
   return true;
 }
@@ -185,11 +202,11 @@ void classic_gemm(DeviceContext& ctx, const ColMajorGemm& p, int32_t batch, cons
                   void* out) {
   DTRAIN_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
       ctx.cublas(), p.first.transposed ? CUBLAS_OP_T : CUBLAS_OP_N,
-      p.second.transposed ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(p.m),
-      static_cast<int>(p.n), static_cast<int>(p.k), alpha, first, ty.data,
-      static_cast<int>(p.first.ld), p.first.batch_stride, second, ty.data,
-      static_cast<int>(p.second.ld), p.second.batch_stride, beta, out, ty.data,
-      static_cast<int>(p.out.ld), p.out.batch_stride, batch, ty.compute, CUBLAS_GEMM_DEFAULT));
+      p.second.transposed ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(p.m), static_cast<int>(p.n),
+      static_cast<int>(p.k), alpha, first, ty.data, static_cast<int>(p.first.ld),
+      p.first.batch_stride, second, ty.data, static_cast<int>(p.second.ld), p.second.batch_stride,
+      beta, out, ty.data, static_cast<int>(p.out.ld), p.out.batch_stride, batch, ty.compute,
+      CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace

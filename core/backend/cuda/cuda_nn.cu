@@ -1,11 +1,11 @@
-// CUDA kernels for softmax, layer norm, embedding and cross entropy. Row kernels run one block of 256
-// threads per row: threads stride over the columns, and block_sum / block_max combine their partials in
-// a fixed order, so results are bitwise reproducible. Compute is f32 for f32/f16/bf16 data and f64 for
-// f64; operands are read and written with their own dtypes (weights in f32 beside bf16 activations, f32
-// statistics).
+// CUDA kernels for softmax, layer norm, embedding and cross entropy. Row kernels run one block of
+// 256 threads per row: threads stride over the columns, and block_sum / block_max combine their
+// partials in a fixed order, so results are bitwise reproducible. Compute is f32 for f32/f16/bf16
+// data and f64 for f64; operands are read and written with their own dtypes (weights in f32 beside
+// bf16 activations, f32 statistics).
 //
-// Parameter gradients (layer norm weight and bias, embedding rows) are reduced without atomics, in a
-// fixed order, so they are deterministic too.
+// Parameter gradients (layer norm weight and bias, embedding rows) are reduced without atomics, in
+// a fixed order, so they are deterministic too.
 //
 // Class targets and embedding indices are not range-checked on the host (that would cost a device
 // to host sync per step; the data pipeline validates them before the upload). The kernels stay
@@ -43,7 +43,8 @@ __global__ void softmax_kernel(const void* x, DType xt, void* y, DType yt, int64
   }
   m = block_max(m);
   C s = C(0);
-  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) s += exp_c(load_as<C>(x, base + j, xt) - m);
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x)
+    s += exp_c(load_as<C>(x, base + j, xt) - m);
   s = block_sum(s);
   if (log) {
     const C shift = m + log_c(s);
@@ -61,8 +62,8 @@ __global__ void softmax_kernel(const void* x, DType xt, void* y, DType yt, int64
 // softmax:     dx_j = y_j (dy_j - sum_i dy_i y_i)
 // log_softmax: dx_j = dy_j - exp(y_j) sum_i dy_i
 template <class C>
-__global__ void softmax_backward_kernel(const void* y, DType yt, const void* dy, DType dyt, void* dx,
-                                        DType dxt, int64_t cols, bool log) {
+__global__ void softmax_backward_kernel(const void* y, DType yt, const void* dy, DType dyt,
+                                        void* dx, DType dxt, int64_t cols, bool log) {
   const int64_t base = static_cast<int64_t>(blockIdx.x) * cols;
   C s = C(0);
   for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) {
@@ -164,9 +165,9 @@ __global__ void layer_norm_backward_dx_kernel(LayerNormBackwardArgs a) {
   }
 }
 
-// dw_j = sum_rows dy_j xhat_j,  db_j = sum_rows dy_j. First pass: block (cb, chunk) sums rows of its
-// chunk for 256 columns into partial_w/partial_b [chunks, cols]; the chunks are then summed in order
-// by reduce().
+// dw_j = sum_rows dy_j xhat_j,  db_j = sum_rows dy_j. First pass: block (cb, chunk) sums rows of
+// its chunk for 256 columns into partial_w/partial_b [chunks, cols]; the chunks are then summed in
+// order by reduce().
 template <class C>
 __global__ void layer_norm_param_partials_kernel(LayerNormBackwardArgs a, int64_t chunk_rows,
                                                  C* partial_w, C* partial_b) {
@@ -189,8 +190,8 @@ __global__ void layer_norm_param_partials_kernel(LayerNormBackwardArgs a, int64_
 // Embedding: out[i, :] = weight[idx[i], :]; a row gather moves bits, so W is the element's width.
 // An index outside [0, vocab) writes `invalid` (a NaN's bits; 0 for integer tables).
 template <class W>
-__global__ void embedding_kernel(const W* weight, const int64_t* idx, W* out, int64_t n, int64_t dim,
-                                 int64_t vocab, W invalid) {
+__global__ void embedding_kernel(const W* weight, const int64_t* idx, W* out, int64_t n,
+                                 int64_t dim, int64_t vocab, W invalid) {
   DTRAIN_GRID_STRIDE(e, n * dim) {
     const int64_t i = e / dim, j = e % dim;
     const int64_t row = idx[i];
@@ -236,10 +237,10 @@ __global__ void embedding_backward_kernel(const void* grad, DType gt, const uint
 // ---------------------------------------------------------------------------------------------
 // Cross entropy of a row with label smoothing s over C classes, lse = log sum_j exp(x_j):
 //   loss = (1 - s) (lse - x_t) + s (lse - mean_j x_j)
-// and its gradient g (softmax_j - q_j) with q = (1 - s) onehot(t) + s / C, recomputed from the logits
-// in the backward kernel, so no probabilities are stored between the two. A row whose target is
-// ignore_index has loss 0 and gradient 0; a target outside [0, C) otherwise has loss NaN and a NaN
-// gradient row (the logits are not read at the bad target).
+// and its gradient g (softmax_j - q_j) with q = (1 - s) onehot(t) + s / C, recomputed from the
+// logits in the backward kernel, so no probabilities are stored between the two. A row whose target
+// is ignore_index has loss 0 and gradient 0; a target outside [0, C) otherwise has loss NaN and a
+// NaN gradient row (the logits are not read at the bad target).
 struct CrossEntropyArgs {
   const void* logits;
   DType lt;
@@ -377,13 +378,20 @@ void CudaBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor
   const int dev = out.device().index;
   DeviceGuard guard(dev);
   cudaStream_t stream = compute_stream(dev);
-  LayerNormArgs a{cdata(xs),       xs.dtype(),
-                  ptr_or_null(ws), dtype_or(ws, DType::f32),
-                  ptr_or_null(bs), dtype_or(bs, DType::f32),
-                  eps,             mdata(out),
-                  out.dtype(),     mut_or_null(mean),
-                  dtype_or(mean, DType::f32), mut_or_null(rstd),
-                  dtype_or(rstd, DType::f32), cols};
+  LayerNormArgs a{cdata(xs),
+                  xs.dtype(),
+                  ptr_or_null(ws),
+                  dtype_or(ws, DType::f32),
+                  ptr_or_null(bs),
+                  dtype_or(bs, DType::f32),
+                  eps,
+                  mdata(out),
+                  out.dtype(),
+                  mut_or_null(mean),
+                  dtype_or(mean, DType::f32),
+                  mut_or_null(rstd),
+                  dtype_or(rstd, DType::f32),
+                  cols};
   dispatch_compute(x.dtype(), "layer_norm", [&](auto tag) {
     using C = decltype(tag);
     layer_norm_kernel<C><<<rows_grid(rows), kThreads, 0, stream>>>(a);
@@ -403,10 +411,10 @@ void CudaBackend::layer_norm_backward(const Tensor& dy, const Tensor& x, const T
   const int dev = x.device().index;
   DeviceGuard guard(dev);
   cudaStream_t stream = compute_stream(dev);
-  LayerNormBackwardArgs a{cdata(dys),      dys.dtype(), cdata(xs),  xs.dtype(),
-                          ptr_or_null(ws), dtype_or(ws, DType::f32), cdata(ms), ms.dtype(),
-                          cdata(rs),       rs.dtype(),  nullptr,    DType::f32,
-                          rows,            cols};
+  LayerNormBackwardArgs a{
+      cdata(dys), dys.dtype(), cdata(xs), xs.dtype(), ptr_or_null(ws), dtype_or(ws, DType::f32),
+      cdata(ms),  ms.dtype(),  cdata(rs), rs.dtype(), nullptr,         DType::f32,
+      rows,       cols};
   dispatch_compute(x.dtype(), "layer_norm_backward", [&](auto tag) {
     using C = decltype(tag);
     if (dx.defined()) {
@@ -453,12 +461,22 @@ void CudaBackend::embedding(const Tensor& weight, const Tensor& indices, const T
   // The bits written for an out-of-range index: a quiet NaN of the table's dtype, 0 for integers.
   uint64_t invalid = 0;
   switch (out.dtype()) {
-    case DType::f32: invalid = 0x7fc00000u; break;
-    case DType::f64: invalid = 0x7ff8000000000000u; break;
-    case DType::f16: invalid = 0x7e00u; break;
-    case DType::bf16: invalid = 0x7fc0u; break;
+    case DType::f32:
+      invalid = 0x7fc00000u;
+      break;
+    case DType::f64:
+      invalid = 0x7ff8000000000000u;
+      break;
+    case DType::f16:
+      invalid = 0x7e00u;
+      break;
+    case DType::bf16:
+      invalid = 0x7fc0u;
+      break;
     case DType::i32:
-    case DType::i64: invalid = 0; break;
+    case DType::i64:
+      invalid = 0;
+      break;
   }
   switch (dtype_size(out.dtype())) {
     case 2:
@@ -479,8 +497,8 @@ void CudaBackend::embedding(const Tensor& weight, const Tensor& indices, const T
   check_launch("embedding_kernel");
 }
 
-void CudaBackend::embedding_backward(const Tensor& grad, const Tensor& indices,
-                                     int64_t padding_idx, const Tensor& dweight) {
+void CudaBackend::embedding_backward(const Tensor& grad, const Tensor& indices, int64_t padding_idx,
+                                     const Tensor& dweight) {
   const int64_t n = indices.numel();
   const int64_t vocab = dweight.size(0);
   const int64_t dim = vocab == 0 ? 0 : dweight.numel() / vocab;
@@ -526,9 +544,9 @@ void CudaBackend::cross_entropy(const Tensor& logits, const Tensor& targets, int
   const int dev = losses.device().index;
   DeviceGuard guard(dev);
   cudaStream_t stream = compute_stream(dev);
-  CrossEntropyArgs a{cdata(ls),   ls.dtype(),   ts.data<int64_t>(), ignore_index, label_smoothing,
-                     classes,     mdata(losses), losses.dtype(),    nullptr,      DType::f32,
-                     nullptr,     DType::f32};
+  CrossEntropyArgs a{cdata(ls), ls.dtype(),    ts.data<int64_t>(), ignore_index, label_smoothing,
+                     classes,   mdata(losses), losses.dtype(),     nullptr,      DType::f32,
+                     nullptr,   DType::f32};
   dispatch_compute(logits.dtype(), "cross_entropy", [&](auto tag) {
     using C = decltype(tag);
     cross_entropy_kernel<C><<<rows_grid(rows), kThreads, 0, stream>>>(a);
@@ -549,9 +567,9 @@ void CudaBackend::cross_entropy_backward(const Tensor& logits, const Tensor& tar
   const int dev = dlogits.device().index;
   DeviceGuard guard(dev);
   cudaStream_t stream = compute_stream(dev);
-  CrossEntropyArgs a{cdata(ls), ls.dtype(), ts.data<int64_t>(), ignore_index, label_smoothing,
-                     classes,   nullptr,    DType::f32,         cdata(gs),    gs.dtype(),
-                     mdata(dlogits), dlogits.dtype()};
+  CrossEntropyArgs a{
+      cdata(ls), ls.dtype(), ts.data<int64_t>(), ignore_index, label_smoothing, classes,
+      nullptr,   DType::f32, cdata(gs),          gs.dtype(),   mdata(dlogits),  dlogits.dtype()};
   dispatch_compute(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
     using C = decltype(tag);
     cross_entropy_backward_kernel<C><<<rows_grid(rows), kThreads, 0, stream>>>(a);

@@ -1,7 +1,7 @@
 // CUDA 2-D max and average pooling, NCHW, forward and backward, with the CPU backend's conventions:
 // max pooling looks only at the in-image part of each window (padding never wins), NaN wins, and
-// `indices` holds the flat position h * W + w of the max within its plane; average pooling divides by
-// the window clipped to the padded image (PyTorch's count_include_pad=True).
+// `indices` holds the flat position h * W + w of the max within its plane; average pooling divides
+// by the window clipped to the padded image (PyTorch's count_include_pad=True).
 //
 // Both backward passes gather: each input element sums what reaches it in a fixed order, with no
 // atomics, so they are deterministic (and max pooling's matches the CPU's bits).
@@ -20,8 +20,17 @@ struct PoolGeometry {
 };
 
 PoolGeometry geometry(const Tensor& input, const Tensor& output, const Pool2dArgs& a) {
-  return {input.size(0) * input.size(1), input.size(2), input.size(3), output.size(2),
-          output.size(3), a.kernel_h, a.kernel_w, a.stride_h, a.stride_w, a.pad_h, a.pad_w};
+  return {input.size(0) * input.size(1),
+          input.size(2),
+          input.size(3),
+          output.size(2),
+          output.size(3),
+          a.kernel_h,
+          a.kernel_w,
+          a.stride_h,
+          a.stride_w,
+          a.pad_h,
+          a.pad_w};
 }
 
 __device__ __forceinline__ int64_t avg_divisor(const PoolGeometry& g, int64_t y0, int64_t x0) {

@@ -1,5 +1,5 @@
-// Device-side helpers shared by the .cu files of the CUDA backend: element conversions, loads and stores
-// with the dtype known only at run time, launch geometry, and block-wide reductions.
+// Device-side helpers shared by the .cu files of the CUDA backend: element conversions, loads and
+// stores with the dtype known only at run time, launch geometry, and block-wide reductions.
 //
 // Conversions follow the CPU backend: f16 and bf16 widen exactly to f32 and narrow from f32 with
 // round-to-nearest-even; f64 narrows to f16/bf16 through f32 (as the CPU's converting copy does).
@@ -43,7 +43,8 @@ __device__ __forceinline__ To cast(From v) {
   }
 }
 
-// The type a kernel computes in for storage type T: f32 for f32/f16/bf16, f64 for f64, i64 for ints.
+// The type a kernel computes in for storage type T: f32 for f32/f16/bf16, f64 for f64, i64 for
+// ints.
 template <class T>
 struct ComputeOf {
   using type = float;
@@ -68,12 +69,18 @@ using compute_t = typename ComputeOf<T>::type;
 template <class C>
 __device__ __forceinline__ C load_as(const void* p, int64_t i, DType t) {
   switch (t) {
-    case DType::f32: return cast<C>(static_cast<const float*>(p)[i]);
-    case DType::f64: return cast<C>(static_cast<const double*>(p)[i]);
-    case DType::f16: return cast<C>(static_cast<const half*>(p)[i]);
-    case DType::bf16: return cast<C>(static_cast<const bf16*>(p)[i]);
-    case DType::i32: return cast<C>(static_cast<const int32_t*>(p)[i]);
-    case DType::i64: return cast<C>(static_cast<const int64_t*>(p)[i]);
+    case DType::f32:
+      return cast<C>(static_cast<const float*>(p)[i]);
+    case DType::f64:
+      return cast<C>(static_cast<const double*>(p)[i]);
+    case DType::f16:
+      return cast<C>(static_cast<const half*>(p)[i]);
+    case DType::bf16:
+      return cast<C>(static_cast<const bf16*>(p)[i]);
+    case DType::i32:
+      return cast<C>(static_cast<const int32_t*>(p)[i]);
+    case DType::i64:
+      return cast<C>(static_cast<const int64_t*>(p)[i]);
   }
   return C(0);
 }
@@ -81,12 +88,24 @@ __device__ __forceinline__ C load_as(const void* p, int64_t i, DType t) {
 template <class C>
 __device__ __forceinline__ void store_as(void* p, int64_t i, DType t, C v) {
   switch (t) {
-    case DType::f32: static_cast<float*>(p)[i] = cast<float>(v); return;
-    case DType::f64: static_cast<double*>(p)[i] = cast<double>(v); return;
-    case DType::f16: static_cast<half*>(p)[i] = cast<half>(v); return;
-    case DType::bf16: static_cast<bf16*>(p)[i] = cast<bf16>(v); return;
-    case DType::i32: static_cast<int32_t*>(p)[i] = cast<int32_t>(v); return;
-    case DType::i64: static_cast<int64_t*>(p)[i] = cast<int64_t>(v); return;
+    case DType::f32:
+      static_cast<float*>(p)[i] = cast<float>(v);
+      return;
+    case DType::f64:
+      static_cast<double*>(p)[i] = cast<double>(v);
+      return;
+    case DType::f16:
+      static_cast<half*>(p)[i] = cast<half>(v);
+      return;
+    case DType::bf16:
+      static_cast<bf16*>(p)[i] = cast<bf16>(v);
+      return;
+    case DType::i32:
+      static_cast<int32_t*>(p)[i] = cast<int32_t>(v);
+      return;
+    case DType::i64:
+      static_cast<int64_t*>(p)[i] = cast<int64_t>(v);
+      return;
   }
 }
 
@@ -110,7 +129,7 @@ inline unsigned rows_grid(int64_t rows) {
   return static_cast<unsigned>(rows < 1 ? 1 : rows);
 }
 
-#define DTRAIN_GRID_STRIDE(i, n)                                                     \
+#define DTRAIN_GRID_STRIDE(i, n)                                                         \
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += static_cast<int64_t>(blockDim.x) * gridDim.x)
 
@@ -131,8 +150,9 @@ __device__ __forceinline__ C warp_max(C v) {
   return v;
 }
 
-// Sum over the block, returned to every thread. blockDim.x must be a multiple of 32 (<= 1024). Safe to
-// call repeatedly: the leading barrier keeps a new call from overwriting the previous call's result.
+// Sum over the block, returned to every thread. blockDim.x must be a multiple of 32 (<= 1024). Safe
+// to call repeatedly: the leading barrier keeps a new call from overwriting the previous call's
+// result.
 template <class C>
 __device__ C block_sum(C v) {
   __shared__ C partial[32];
@@ -227,7 +247,9 @@ GroupedPositions group_positions_by_key(const Tensor& keys, int key_bits);
 // The element pointer of a tensor (its storage plus offset), as void* for run-time-dtype kernels.
 inline const void* cdata(const Tensor& t) { return t.raw_data(); }
 inline void* mdata(const Tensor& t) { return t.raw_data(); }
-inline DType dtype_or(const Tensor& t, DType fallback) { return t.defined() ? t.dtype() : fallback; }
+inline DType dtype_or(const Tensor& t, DType fallback) {
+  return t.defined() ? t.dtype() : fallback;
+}
 
 // Calls f(float{}) or f(double{}): the compute type of a floating kernel whose data has dtype t.
 template <class F>
@@ -235,8 +257,12 @@ void dispatch_compute(DType t, const char* op, F&& f) {
   switch (t) {
     case DType::f32:
     case DType::f16:
-    case DType::bf16: f(float{}); return;
-    case DType::f64: f(double{}); return;
+    case DType::bf16:
+      f(float{});
+      return;
+    case DType::f64:
+      f(double{});
+      return;
     default:
       throw Error(detail::concat("cuda ", op, ": unsupported dtype ", dtype_name(t),
                                  "; expected f32, f64, f16 or bf16"));
@@ -247,12 +273,24 @@ void dispatch_compute(DType t, const char* op, F&& f) {
 template <class F>
 void dispatch_storage(DType t, F&& f) {
   switch (t) {
-    case DType::f32: f(float{}); return;
-    case DType::f64: f(double{}); return;
-    case DType::f16: f(half{}); return;
-    case DType::bf16: f(bf16{}); return;
-    case DType::i32: f(int32_t{}); return;
-    case DType::i64: f(int64_t{}); return;
+    case DType::f32:
+      f(float{});
+      return;
+    case DType::f64:
+      f(double{});
+      return;
+    case DType::f16:
+      f(half{});
+      return;
+    case DType::bf16:
+      f(bf16{});
+      return;
+    case DType::i32:
+      f(int32_t{});
+      return;
+    case DType::i64:
+      f(int64_t{});
+      return;
   }
 }
 

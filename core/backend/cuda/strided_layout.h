@@ -157,8 +157,8 @@ struct Divisor32 {
     r.divisor = d;
     r.shift = 0;
     while ((uint64_t{1} << r.shift) < d) ++r.shift;
-    r.multiplier = static_cast<uint32_t>(
-        ((uint64_t{1} << 32) * ((uint64_t{1} << r.shift) - d)) / d + 1);
+    r.multiplier =
+        static_cast<uint32_t>(((uint64_t{1} << 32) * ((uint64_t{1} << r.shift) - d)) / d + 1);
     return r;
   }
   DTRAIN_HOST_DEVICE uint32_t div(uint32_t n) const {
@@ -178,9 +178,7 @@ struct IndexDivisor;
 template <>
 struct IndexDivisor<int32_t> {
   Divisor32 d;
-  static IndexDivisor make(int64_t size) {
-    return {Divisor32::make(static_cast<uint32_t>(size))};
-  }
+  static IndexDivisor make(int64_t size) { return {Divisor32::make(static_cast<uint32_t>(size))}; }
   DTRAIN_HOST_DEVICE void divmod(int32_t n, int32_t& q, int32_t& r) const {
     const uint32_t uq = d.div(static_cast<uint32_t>(n));
     q = static_cast<int32_t>(uq);

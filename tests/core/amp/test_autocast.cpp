@@ -11,8 +11,8 @@ TEST(Autocast, PolicyByOpClass) {
   EXPECT_TRUE(runs_in_low_precision(OpClass::gemm));
   EXPECT_TRUE(runs_in_low_precision(OpClass::conv));
   EXPECT_TRUE(runs_in_low_precision(OpClass::attention));
-  for (OpClass c : {OpClass::softmax, OpClass::layer_norm, OpClass::loss, OpClass::reduction,
-                    OpClass::other}) {
+  for (OpClass c :
+       {OpClass::softmax, OpClass::layer_norm, OpClass::loss, OpClass::reduction, OpClass::other}) {
     EXPECT_FALSE(runs_in_low_precision(c)) << op_class_name(c);
   }
 }

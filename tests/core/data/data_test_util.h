@@ -1,4 +1,5 @@
-// Helpers shared by the data tests: a scratch directory per test, and the message of an expected error.
+// Helpers shared by the data tests: a scratch directory per test, and the message of an expected
+// error.
 #pragma once
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -24,8 +25,9 @@ struct TempDir {
   std::filesystem::path path;
   TempDir() {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path = std::filesystem::temp_directory_path() / ("dtrain-" + std::string(info->test_suite_name()) + "-" +
-                                                     info->name() + "-" + std::to_string(getpid()));
+    path = std::filesystem::temp_directory_path() /
+           ("dtrain-" + std::string(info->test_suite_name()) + "-" + info->name() + "-" +
+            std::to_string(getpid()));
     std::filesystem::remove_all(path);
     std::filesystem::create_directories(path);
   }
@@ -36,14 +38,16 @@ struct TempDir {
 };
 
 inline void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
 // `bytes` gzip'd by zlib, as gzip(1) would write them.
 inline void write_gzip(const std::string& path, const std::string& bytes) {
   gzFile f = gzopen(path.c_str(), "wb");
   ASSERT_NE(f, nullptr) << path;
-  ASSERT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())), static_cast<int>(bytes.size()));
+  ASSERT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())),
+            static_cast<int>(bytes.size()));
   ASSERT_EQ(gzclose(f), Z_OK);
 }
 
@@ -60,12 +64,13 @@ struct CropFlipsSeen {
   std::set<bool> flips;
 };
 
-// How many of the (2 pad + 1)^2 x 2 transforms "pad by `pad` with black, take the window at (dy, dx),
-// maybe mirror left-right" of a [C, H, W] source give `out`, written out from that definition.
+// How many of the (2 pad + 1)^2 x 2 transforms "pad by `pad` with black, take the window at (dy,
+// dx), maybe mirror left-right" of a [C, H, W] source give `out`, written out from that definition.
 // `source(c, y, x)` is the source pixel, `normalised(p, c)` what the dataset makes of pixel p.
 inline int count_crop_flips(const float* out, int channels, int height, int width, int pad,
                             const std::function<uint8_t(int, int, int)>& source,
-                            const std::function<float(uint8_t, int)>& normalised, CropFlipsSeen& seen) {
+                            const std::function<float(uint8_t, int)>& normalised,
+                            CropFlipsSeen& seen) {
   int matches = 0;
   for (int dy = 0; dy <= 2 * pad; ++dy) {
     for (int dx = 0; dx <= 2 * pad; ++dx) {

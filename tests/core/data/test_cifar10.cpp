@@ -31,7 +31,8 @@ void write_cifar_dir(const TempDir& dir, int records_per_file) {
         for (int y = 0; y < 32; ++y)
           for (int x = 0; x < 32; ++x) bytes.push_back(static_cast<char>(pixel(f, r, c, y, x)));
     }
-    const std::string name = f < 5 ? "data_batch_" + std::to_string(f + 1) + ".bin" : "test_batch.bin";
+    const std::string name =
+        f < 5 ? "data_batch_" + std::to_string(f + 1) + ".bin" : "test_batch.bin";
     write_bytes(dir.file(name), bytes);
   }
 }
@@ -72,8 +73,9 @@ TEST(Cifar10, TruncatedAndMissingFiles) {
   const std::string msg = error_of([&] { Cifar10(Split::train, dir.path.string()); });
   EXPECT_NE(msg.find("data_batch_4.bin is truncated"), std::string::npos) << msg;
   fs::remove(dir.file("test_batch.bin"));
-  EXPECT_NE(error_of([&] { Cifar10(Split::test, dir.path.string()); }).find("test_batch.bin not found"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { Cifar10(Split::test, dir.path.string()); }).find("test_batch.bin not found"),
+      std::string::npos);
   EXPECT_NE(error_of([] { Cifar10(Split::test, "/nonexistent/cifar"); }).find("does not exist"),
             std::string::npos);
 }
@@ -102,8 +104,9 @@ TEST(Cifar10, AugmentationIsSeeded) {
                          a.input.data<float>() + 5 * image));
 }
 
-// Every augmented image is one of the 9 x 9 x 2 crop/flip transforms of its source, written out here
-// from the definition: pad by 4 with black, take the 32x32 window at (dy, dx), mirror left-right.
+// Every augmented image is one of the 9 x 9 x 2 crop/flip transforms of its source, written out
+// here from the definition: pad by 4 with black, take the 32x32 window at (dy, dx), mirror
+// left-right.
 TEST(Cifar10, AugmentedImageIsAPaddedCropOrFlip) {
   TempDir dir;
   write_cifar_dir(dir, 1);

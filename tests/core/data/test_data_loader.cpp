@@ -23,10 +23,12 @@ class ProbeDataset : public Dataset {
   Batch get_batch(const std::vector<int64_t>& indices, uint64_t seed) const override {
     ++calls;
     if (sleep_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms_));
-    for (int64_t i : indices) DTRAIN_CHECK(i != fail_on_, "ProbeDataset: sample ", i, " is unreadable");
+    for (int64_t i : indices)
+      DTRAIN_CHECK(i != fail_on_, "ProbeDataset: sample ", i, " is unreadable");
     Batch b;
     b.input = Tensor::from_vector(indices, {static_cast<int64_t>(indices.size())}, DType::i64);
-    b.target = Tensor::from_vector(std::vector<int64_t>{static_cast<int64_t>(seed)}, {1}, DType::i64);
+    b.target =
+        Tensor::from_vector(std::vector<int64_t>{static_cast<int64_t>(seed)}, {1}, DType::i64);
     b.indices = indices;
     return b;
   }
@@ -53,7 +55,8 @@ std::vector<Seen> run_epochs(DataLoader& loader, int64_t first_epoch, int64_t fi
       const LoaderPosition pos = loader.position();
       auto b = loader.next();
       if (!b) break;
-      out.push_back({pos.epoch, pos.batch, b->input.to_vector<int64_t>(), b->target.to_vector<int64_t>()[0]});
+      out.push_back(
+          {pos.epoch, pos.batch, b->input.to_vector<int64_t>(), b->target.to_vector<int64_t>()[0]});
     }
   }
   return out;
@@ -101,7 +104,8 @@ TEST(DataLoader, ResumeFromPositionMatchesUninterruptedRun) {
   const auto whole = run_epochs(full, 0, 0, 4);
   ASSERT_EQ(whole.size(), 4u * 7u);  // drop_last: 57 / 8 = 7 batches per epoch
 
-  // Interrupt after 10 batches (epoch 1, batch 3), as a checkpoint would, and resume in a new loader.
+  // Interrupt after 10 batches (epoch 1, batch 3), as a checkpoint would, and resume in a new
+  // loader.
   DataLoader first(ds, sampler, options);
   std::vector<Seen> before;
   LoaderPosition saved;
@@ -149,7 +153,8 @@ TEST(DataLoader, ExceptionsReachTheConsumerInOrder) {
 
 TEST(DataLoader, PrefetchQueueIsBounded) {
   auto ds = std::make_shared<ProbeDataset>(1000);
-  DataLoader loader(ds, std::make_shared<SequentialSampler>(1000), {.batch_size = 1, .prefetch = 3});
+  DataLoader loader(ds, std::make_shared<SequentialSampler>(1000),
+                    {.batch_size = 1, .prefetch = 3});
   loader.start_epoch(0);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_EQ(ds->calls.load(), 3);  // the producer waits once 3 batches are ready
@@ -162,7 +167,8 @@ TEST(DataLoader, ShutdownIsPromptAndClean) {
   auto ds = std::make_shared<ProbeDataset>(10000, -1, /*sleep_ms=*/20);
   const auto t0 = std::chrono::steady_clock::now();
   {
-    DataLoader loader(ds, std::make_shared<SequentialSampler>(10000), {.batch_size = 4, .prefetch = 2});
+    DataLoader loader(ds, std::make_shared<SequentialSampler>(10000),
+                      {.batch_size = 4, .prefetch = 2});
     loader.start_epoch(0);
     ASSERT_TRUE(loader.next().has_value());
     // Restarting mid-epoch stops the old producer and starts over.
@@ -174,7 +180,8 @@ TEST(DataLoader, ShutdownIsPromptAndClean) {
     EXPECT_FALSE(loader.next().has_value());
     loader.start_epoch(4);
   }  // destroyed with the producer mid-epoch, possibly inside get_batch
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_LT(seconds, 2.0);
   const int calls = ds->calls.load();
   std::this_thread::sleep_for(std::chrono::milliseconds(60));
@@ -196,7 +203,9 @@ TEST(DataLoader, CustomSamplerSuppliesIndices) {
   EXPECT_EQ(seen[0].indices, (std::vector<int64_t>{1, 5, 9, 13, 17}));
   EXPECT_EQ(seen[4].indices.back(), 97);
 
-  auto bad = std::make_shared<FunctionSampler>([](int64_t) { return std::vector<int64_t>{0, 100}; });
+  auto bad = std::make_shared<FunctionSampler>([](int64_t) {
+    return std::vector<int64_t>{0, 100};
+  });
   DataLoader out_of_range(ds, bad, {.batch_size = 2});
   EXPECT_THROW(out_of_range.start_epoch(0), Error);
 }

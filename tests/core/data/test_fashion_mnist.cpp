@@ -26,7 +26,8 @@ void write_idx_u8(const std::string& path, const std::vector<uint32_t>& dims,
 }  // namespace
 
 TEST(FashionMnist, MissingDirectorySaysWhatToDo) {
-  const std::string msg = error_of([] { FashionMnist(Split::train, "/nonexistent/fashion-mnist"); });
+  const std::string msg =
+      error_of([] { FashionMnist(Split::train, "/nonexistent/fashion-mnist"); });
   EXPECT_NE(msg.find("/nonexistent/fashion-mnist"), std::string::npos) << msg;
   EXPECT_NE(msg.find("install dataset-fashion-mnist"), std::string::npos) << msg;
   EXPECT_NE(msg.find("--data-dir"), std::string::npos) << msg;
@@ -101,7 +102,8 @@ TEST(FashionMnist, RealDatasetSizesAndNormalisation) {
   for (uint8_t l : train.labels()) ++per_class[l];
   for (int c = 0; c < 10; ++c) EXPECT_EQ(per_class[c], 6000) << FashionMnist::class_names()[c];
 
-  // 0.2860 / 0.3530 are the training set's statistics, so a large batch comes out near mean 0, std 1.
+  // 0.2860 / 0.3530 are the training set's statistics, so a large batch comes out near mean 0,
+  // std 1.
   std::vector<int64_t> idx(6000);
   for (int64_t i = 0; i < 6000; ++i) idx[i] = i * 10;
   const Batch b = train.get_batch(idx, 0);
@@ -118,13 +120,15 @@ TEST(FashionMnist, RealDatasetSizesAndNormalisation) {
   EXPECT_NEAR(std, 1.0, 0.03);
 }
 
-// With augmentation on, each training image is one of the 5 x 5 x 2 transforms "pad by 2 with black, take
-// the window at (dy, dx), maybe mirror left-right" of its source, chosen by the seed and the sample alone.
+// With augmentation on, each training image is one of the 5 x 5 x 2 transforms "pad by 2 with
+// black, take the window at (dy, dx), maybe mirror left-right" of its source, chosen by the seed
+// and the sample alone.
 TEST(FashionMnist, AugmentationIsASeededPaddedCropOrFlip) {
   TempDir dir;
   const int n = 4, h = 6, w = 5;
   std::vector<uint8_t> pixels(n * h * w);
-  for (size_t j = 0; j < pixels.size(); ++j) pixels[j] = static_cast<uint8_t>(1 + (j * 37) % 254);  // never 0
+  for (size_t j = 0; j < pixels.size(); ++j)
+    pixels[j] = static_cast<uint8_t>(1 + (j * 37) % 254);  // never 0
   write_idx_u8(dir.file("train-images-idx3-ubyte"), {n, h, w}, pixels);
   write_idx_u8(dir.file("train-labels-idx1-ubyte"), {n}, {1, 2, 3, 4});
   FashionMnist plain(Split::train, dir.path.string());
@@ -147,11 +151,14 @@ TEST(FashionMnist, AugmentationIsASeededPaddedCropOrFlip) {
   EXPECT_EQ(seen.flips.size(), 2u);
   EXPECT_GT(seen.offsets.size(), 12u);  // 64 draws over 25 offsets
 
-  // Same seed, same images, whichever batch a sample is in; another seed, other images; off, the source.
-  const Batch a = aug.get_batch({3, 1}, 7), again = aug.get_batch({1}, 7), other = aug.get_batch({3, 1}, 8);
+  // Same seed, same images, whichever batch a sample is in; another seed, other images; off, the
+  // source.
+  const Batch a = aug.get_batch({3, 1}, 7), again = aug.get_batch({1}, 7),
+              other = aug.get_batch({3, 1}, 8);
   const float* pa = a.input.data<float>();
   EXPECT_TRUE(std::equal(pa + h * w, pa + 2 * h * w, again.input.data<float>()));
   EXPECT_FALSE(std::equal(pa, pa + 2 * h * w, other.input.data<float>()));
   const Batch p = plain.get_batch({3}, 7);
-  for (int j = 0; j < h * w; ++j) EXPECT_EQ(p.input.data<float>()[j], normalised(pixels[3 * h * w + j]));
+  for (int j = 0; j < h * w; ++j)
+    EXPECT_EQ(p.input.data<float>()[j], normalised(pixels[3 * h * w + j]));
 }

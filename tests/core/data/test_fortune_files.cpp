@@ -21,11 +21,13 @@ FortuneFilesOptions small_options(const TempDir& dir) {
   return options;
 }
 
-// Two files sharing one fortune ("Shared fortune."), one fortune repeated within a file, and an ASCII
-// art fortune without words.
+// Two files sharing one fortune ("Shared fortune."), one fortune repeated within a file, and an
+// ASCII art fortune without words.
 void write_small_dir(const TempDir& dir) {
-  write_bytes(dir.file("cats"), "A cat purrs.\n%\nCats nap a lot.\n%\nShared fortune.\n%\nA cat purrs.\n%\n");
-  write_bytes(dir.file("dogs"), "Dogs bark loudly.\n%\n-- ** --\n%\nShared fortune.\n%\nA dog digs.\n%\n");
+  write_bytes(dir.file("cats"),
+              "A cat purrs.\n%\nCats nap a lot.\n%\nShared fortune.\n%\nA cat purrs.\n%\n");
+  write_bytes(dir.file("dogs"),
+              "Dogs bark loudly.\n%\n-- ** --\n%\nShared fortune.\n%\nA dog digs.\n%\n");
 }
 
 }  // namespace
@@ -40,8 +42,8 @@ TEST(FortuneFiles, LabelsByFileAndDropsFortunesOfSeveralFiles) {
   EXPECT_EQ(f.ambiguous, 1);
   EXPECT_EQ(f.without_words, 1);
   // File order, the repeat within "cats" kept once.
-  EXPECT_EQ(f.train.texts, (std::vector<std::string>{"A cat purrs.\n", "Cats nap a lot.\n", "Dogs bark loudly.\n",
-                                                      "A dog digs.\n"}));
+  EXPECT_EQ(f.train.texts, (std::vector<std::string>{"A cat purrs.\n", "Cats nap a lot.\n",
+                                                     "Dogs bark loudly.\n", "A dog digs.\n"}));
   EXPECT_EQ(f.train.labels, (std::vector<int32_t>{0, 0, 1, 1}));
 }
 
@@ -62,7 +64,8 @@ TEST(FortuneFiles, SplitIsStableAndDependsOnTheTextOnly) {
   const FortuneFiles swapped = load_fortune_files(small_options(dir));
   ASSERT_EQ(swapped.valid.size(), first.valid.size());
   for (int64_t i = 0; i < first.valid.size(); ++i) {
-    const auto at = std::find(swapped.valid.texts.begin(), swapped.valid.texts.end(), first.valid.texts[i]);
+    const auto at =
+        std::find(swapped.valid.texts.begin(), swapped.valid.texts.end(), first.valid.texts[i]);
     ASSERT_NE(at, swapped.valid.texts.end()) << first.valid.texts[i];
     EXPECT_EQ(swapped.valid.labels[at - swapped.valid.texts.begin()], 1 - first.valid.labels[i]);
   }
@@ -99,8 +102,8 @@ TEST(FortuneFiles, MissingFileIsAOneLineErrorNamingIt) {
   EXPECT_EQ(message.find('\n'), std::string::npos) << message;
 }
 
-// The files of the fortunes package (scripts/bootstrap installs them): every topic file is there and
-// big enough to be a class.
+// The files of the fortunes package (scripts/bootstrap installs them): every topic file is there
+// and big enough to be a class.
 TEST(FortuneFiles, RealTopicFilesLoad) {
   const FortuneFiles f = load_fortune_files();
   EXPECT_EQ(f.class_names, fortune_topic_files());

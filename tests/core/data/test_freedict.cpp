@@ -28,7 +28,8 @@ std::string b64(uint64_t v) {
 
 // A small dictd database: the entries' text gzip'd into .dict.dz and an index with one line per
 // headword (plus the given extra lines).
-void write_dictd(const TempDir& dir, const std::vector<std::pair<std::string, std::string>>& entries,
+void write_dictd(const TempDir& dir,
+                 const std::vector<std::pair<std::string, std::string>>& entries,
                  const std::string& extra_index = "") {
   std::string dict, index = extra_index;
   for (const auto& [key, text] : entries) {
@@ -52,16 +53,20 @@ TEST(FreeDict, HeadwordDropsPronunciationAndTags) {
   EXPECT_EQ(freedict_headword("edit /ˈɛdɪt/ <v>"), "edit");
   EXPECT_EQ(freedict_headword("snipe at sb./sth. /snˈaɪp at ˌɛsbˈiː/"), "snipe at sb./sth.");
   EXPECT_EQ(freedict_headword("he/she scalds /hiː ʃiː skˈɒldz/"), "he/she scalds");
-  EXPECT_EQ(freedict_headword("nota bene /nˈəʊtə bˈɛnɪ/ (N.B. /ˈɛn bˈiː/, ) (NB /ˌɛnbˈiː/)"), "nota bene");
+  EXPECT_EQ(freedict_headword("nota bene /nˈəʊtə bˈɛnɪ/ (N.B. /ˈɛn bˈiː/, ) (NB /ˌɛnbˈiː/)"),
+            "nota bene");
 }
 
 TEST(FreeDict, FirstTranslationIsCleaned) {
   EXPECT_EQ(freedict_first_translation("Aalmolche <pl>, Fischmolche <pl> [zool.]"), "Aalmolche");
   EXPECT_EQ(freedict_first_translation(" [coll.] das A und O [ugs.]"), "das A und O");
-  EXPECT_EQ(freedict_first_translation(" [Am.]  [Austr.]  [NZ] nicht richtig funktionieren, fehlerhaft sein"),
+  EXPECT_EQ(freedict_first_translation(
+                " [Am.]  [Austr.]  [NZ] nicht richtig funktionieren, fehlerhaft sein"),
             "nicht richtig funktionieren");
-  EXPECT_EQ(freedict_first_translation("etw. (physisch) tauschen, austauschen <v, trans>"), "etw. tauschen");
-  EXPECT_EQ(freedict_first_translation("Antwort <fem>Antw.,  /ˈantwə/ , Erwiderung <fem> [geh.]"), "Antwort");
+  EXPECT_EQ(freedict_first_translation("etw. (physisch) tauschen, austauschen <v, trans>"),
+            "etw. tauschen");
+  EXPECT_EQ(freedict_first_translation("Antwort <fem>Antw.,  /ˈantwə/ , Erwiderung <fem> [geh.]"),
+            "Antwort");
   EXPECT_EQ(freedict_first_translation("Gabun <neut> [geogr.] GA,  /ɡˈɑː/"), "Gabun");
   EXPECT_EQ(freedict_first_translation("ohne ([+ acc]) <prep>, wenn nicht"), "ohne");
   EXPECT_EQ(freedict_first_translation("Ich lasse mich nicht unterkriegen."),
@@ -72,16 +77,17 @@ TEST(FreeDict, FirstTranslationIsCleaned) {
 
 TEST(FreeDict, ReadsADictdDatabase) {
   TempDir dir;
-  write_dictd(dir, {{"00databaseinfo", "00-database-info\nThis is a test dictionary\n"},
-                    {"eel", "eel /ˈiːl/\nAal <masc> [zool.]\n see: {eels}\n\n"},
-                    {"eels", "eels /ˈiːlz/\nAale <pl>, Aalartige <pl>\n         Note: Anguilliformes\n"},
-                    {"eel", "eel /ˈiːl/\nFlussaal <masc>\n"},  // a second entry for a headword
-                    {"scavenge", "scavenge /skˈavɪndʒ/ <v>\nAas fressen <v, intr> [zool.]\n"},
-                    {"nothing", "nothing /nˈʌθɪŋ/\n [coll.] \n"}});  // no translation left
+  write_dictd(dir,
+              {{"00databaseinfo", "00-database-info\nThis is a test dictionary\n"},
+               {"eel", "eel /ˈiːl/\nAal <masc> [zool.]\n see: {eels}\n\n"},
+               {"eels", "eels /ˈiːlz/\nAale <pl>, Aalartige <pl>\n         Note: Anguilliformes\n"},
+               {"eel", "eel /ˈiːl/\nFlussaal <masc>\n"},  // a second entry for a headword
+               {"scavenge", "scavenge /skˈavɪndʒ/ <v>\nAas fressen <v, intr> [zool.]\n"},
+               {"nothing", "nothing /nˈʌθɪŋ/\n [coll.] \n"}});  // no translation left
   // Two index keys for the first "eel" entry (dictd indexes some entries under several spellings).
   const std::string index = read_bytes(dir.file("tiny.index"));
-  const std::string eel_line =
-      index.substr(index.find("eel\t"), index.find('\n', index.find("eel\t")) - index.find("eel\t") + 1);
+  const std::string eel_line = index.substr(
+      index.find("eel\t"), index.find('\n', index.find("eel\t")) - index.find("eel\t") + 1);
   write_bytes(dir.file("tiny.index"), index + "Eel" + eel_line.substr(3));
 
   const auto pairs = read_freedict(dir.file("tiny.dict.dz"));
@@ -110,7 +116,8 @@ TEST(FreeDict, BadIndexIsAnError) {
     read_freedict(dir.file("tiny.dict.dz"));
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("tiny.index:1 is not a dictd index line"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("tiny.index:1 is not a dictd index line"),
+              std::string::npos)
         << e.what();
   }
   write_dictd(dir, {{"eel", "eel /ˈiːl/\nAal\n"}}, "far\tBAAA\tB\n");
@@ -160,8 +167,8 @@ TEST(FreeDict, RealDictionaryPairsAndSplit) {
   EXPECT_EQ(dup, sources.end()) << "duplicate headword " << *dup;
   // Known entries, their first translation without annotations.
   auto target_of = [&](const std::string& source) {
-    auto it =
-        std::find_if(all.begin(), all.end(), [&](const TranslationPair& p) { return p.source == source; });
+    auto it = std::find_if(all.begin(), all.end(),
+                           [&](const TranslationPair& p) { return p.source == source; });
     return it == all.end() ? std::string("<missing>") : it->target;
   };
   EXPECT_EQ(target_of("eelskin"), "Aalhaut");
@@ -171,8 +178,8 @@ TEST(FreeDict, RealDictionaryPairsAndSplit) {
   // Nothing left of the markup.
   size_t marked = 0;
   for (const auto& p : s.train) {
-    marked +=
-        p.target.find_first_of("<>[]{}") != std::string::npos || p.source.find(" /") != std::string::npos;
+    marked += p.target.find_first_of("<>[]{}") != std::string::npos ||
+              p.source.find(" /") != std::string::npos;
   }
   EXPECT_LT(marked, total / 1000) << marked << " pairs still carry annotations";
 
@@ -248,6 +255,8 @@ TEST(TranslationDataset, BatchLayoutWithPadding) {
   ASSERT_EQ(b.target.shape(), (Shape{3, 4}));
   EXPECT_EQ(b.input.to_vector<int64_t>(),
             (std::vector<int64_t>{4, 5, E, P, P, 4, 5, 5, 4, E, 5, E, P, P, P}));
-  EXPECT_EQ(b.decoder_input.to_vector<int64_t>(), (std::vector<int64_t>{B, 4, 5, 6, B, 5, P, P, B, 6, U, P}));
-  EXPECT_EQ(b.target.to_vector<int64_t>(), (std::vector<int64_t>{4, 5, 6, E, 5, E, P, P, 6, U, E, P}));
+  EXPECT_EQ(b.decoder_input.to_vector<int64_t>(),
+            (std::vector<int64_t>{B, 4, 5, 6, B, 5, P, P, B, 6, U, P}));
+  EXPECT_EQ(b.target.to_vector<int64_t>(),
+            (std::vector<int64_t>{4, 5, 6, E, 5, E, P, P, 6, U, E, P}));
 }

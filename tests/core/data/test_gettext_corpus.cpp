@@ -61,8 +61,8 @@ TEST(GettextCorpus, CleaningSteps) {
   EXPECT_FALSE(is_format_only("%s：文件"));
   EXPECT_FALSE(is_format_only("Größe"));
   EXPECT_TRUE(is_valid_utf8("文件 Größe"));
-  EXPECT_FALSE(is_valid_utf8("\xe6\x96"));      // truncated
-  EXPECT_FALSE(is_valid_utf8("\xc0\xaf"));      // overlong "/"
+  EXPECT_FALSE(is_valid_utf8("\xe6\x96"));  // truncated
+  EXPECT_FALSE(is_valid_utf8("\xc0\xaf"));  // overlong "/"
   EXPECT_EQ(utf8_length("文件x"), 3);
   EXPECT_EQ(fnv1a64(""), 0xcbf29ce484222325ull);
   EXPECT_EQ(fnv1a64("a"), 0xaf63dc4c8601ec8cull);  // the published FNV-1a 64 test vector
@@ -98,14 +98,14 @@ TEST(GettextCorpus, FiltersDedupsAndKeepsDomainOrder) {
   EXPECT_EQ(c.domains[0].entries, 13);  // the header is not an entry
   EXPECT_EQ(c.domains[0].pairs, 6);     // Open, Quit, Save, Create, Name, Size
   EXPECT_FALSE(c.domains[1].found);
-  EXPECT_EQ(c.domains[2].pairs, 1);     // Close; its Open repeats the first domain's
+  EXPECT_EQ(c.domains[2].pairs, 1);  // Close; its Open repeats the first domain's
 
   EXPECT_EQ(*target_of(c, "Open"), "Öffnen");   // the first domain in list order wins
   EXPECT_EQ(*target_of(c, "Quit"), "Beenden");  // context dropped, pair kept
   EXPECT_EQ(*target_of(c, "Save"), "Speichern");
   EXPECT_EQ(*target_of(c, "Create"), "Erstellen");  // the German marker shows "C_reate" has one
   EXPECT_EQ(*target_of(c, "Name"), "Bezeichnung");  // both had a colon: both lose it
-  EXPECT_EQ(*target_of(c, "Size:"), "Größe");    // only one side had one: left alone
+  EXPECT_EQ(*target_of(c, "Size:"), "Größe");       // only one side had one: left alone
   EXPECT_EQ(*target_of(c, "Close"), "Schließen");
   EXPECT_EQ(target_of(c, "%d file"), nullptr);
 
@@ -125,7 +125,8 @@ TEST(GettextCorpus, FiltersDedupsAndKeepsDomainOrder) {
 TEST(GettextCorpus, SplitIsByHashOfTheEnglishAlone) {
   // 400 sources: the split of each depends on its text only, not on what else is in the corpus.
   std::vector<std::pair<std::string, std::string>> raw;
-  for (int i = 0; i < 400; ++i) raw.push_back({"message number " + std::to_string(i), "Meldung " + std::to_string(i)});
+  for (int i = 0; i < 400; ++i)
+    raw.push_back({"message number " + std::to_string(i), "Meldung " + std::to_string(i)});
   TempDir dir;
   write_catalog(dir, "de", "all", raw);
   write_catalog(dir, "de", "half", std::vector(raw.begin(), raw.begin() + 200));
@@ -142,18 +143,22 @@ TEST(GettextCorpus, SplitIsByHashOfTheEnglishAlone) {
   EXPECT_LT(full.valid.size(), 40u);
   EXPECT_GT(full.test.size(), 5u);
   EXPECT_LT(full.test.size(), 40u);
-  for (const auto& [splits, name] : {std::pair{&half.valid, "valid"}, std::pair{&half.test, "test"}}) {
+  for (const auto& [splits, name] :
+       {std::pair{&half.valid, "valid"}, std::pair{&half.test, "test"}}) {
     for (const TranslationPair& p : *splits) {
       SCOPED_TRACE(name + (": " + p.source));
-      const GettextSplit want = std::string(name) == "valid" ? GettextSplit::valid : GettextSplit::test;
+      const GettextSplit want =
+          std::string(name) == "valid" ? GettextSplit::valid : GettextSplit::test;
       EXPECT_EQ(gettext_split_of(p.source, 0.05, 0.05), want);
       const auto& in_full = want == GettextSplit::valid ? full.valid : full.test;
-      EXPECT_TRUE(std::any_of(in_full.begin(), in_full.end(), [&](const auto& q) { return q.source == p.source; }));
+      EXPECT_TRUE(std::any_of(in_full.begin(), in_full.end(),
+                              [&](const auto& q) { return q.source == p.source; }));
     }
   }
   options.valid_fraction = 0.5;
   options.test_fraction = 0.6;
-  EXPECT_NE(error_of([&] { load_gettext_corpus(options); }).find("sum to at most 1"), std::string::npos);
+  EXPECT_NE(error_of([&] { load_gettext_corpus(options); }).find("sum to at most 1"),
+            std::string::npos);
 }
 
 TEST(GettextCorpus, DamagedCatalogAndBadNamesAreErrors) {
@@ -168,13 +173,15 @@ TEST(GettextCorpus, DamagedCatalogAndBadNamesAreErrors) {
   options.domains = {"../x"};
   EXPECT_NE(error_of([&] { load_gettext_corpus(options); }).find("bad domain"), std::string::npos);
   options.language = "";
-  EXPECT_NE(error_of([&] { load_gettext_corpus(options); }).find("bad language"), std::string::npos);
+  EXPECT_NE(error_of([&] { load_gettext_corpus(options); }).find("bad language"),
+            std::string::npos);
 }
 
 TEST(GettextCorpus, RealZhCnCatalogs) {
   const std::string coreutils = std::string(kLocaleDir) + "/zh_CN/LC_MESSAGES/coreutils.mo";
   if (!std::filesystem::exists(coreutils)) {
-    GTEST_SKIP() << coreutils << " is absent: install coreutils' translations (a Debian image without "
+    GTEST_SKIP() << coreutils
+                 << " is absent: install coreutils' translations (a Debian image without "
                  << "/usr/share/locale, e.g. one with dpkg path-exclude, has none)";
   }
   const GettextCorpus c = load_gettext_corpus();

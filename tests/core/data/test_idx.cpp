@@ -17,8 +17,8 @@ void put_be32(std::string& out, uint32_t v) {
   for (int s = 24; s >= 0; s -= 8) out.push_back(static_cast<char>((v >> s) & 0xff));
 }
 
-// An IDX file's bytes, written out by hand: 0 0 type ndims, big-endian dims, then `payload` (already
-// big-endian).
+// An IDX file's bytes, written out by hand: 0 0 type ndims, big-endian dims, then `payload`
+// (already big-endian).
 std::string idx_bytes(uint8_t type, const std::vector<uint32_t>& dims, const std::string& payload) {
   std::string out = {0, 0, static_cast<char>(type), static_cast<char>(dims.size())};
   for (uint32_t d : dims) put_be32(out, d);
@@ -99,7 +99,8 @@ TEST(Idx, TruncatedDataNamesFileAndSizes) {
 TEST(Idx, TruncatedHeaderAndGzipStream) {
   TempDir dir;
   write_bytes(dir.file("header"), idx_bytes(0x08, {2, 3, 2}, "").substr(0, 9));
-  EXPECT_NE(error_of([&] { read_idx(dir.file("header")); }).find("is truncated"), std::string::npos);
+  EXPECT_NE(error_of([&] { read_idx(dir.file("header")); }).find("is truncated"),
+            std::string::npos);
 
   const std::string bytes = idx_bytes(0x08, {100, 50}, u8_payload(5000));
   write_gzip(dir.file("whole.gz"), bytes);
@@ -113,10 +114,12 @@ TEST(Idx, CorruptFilesAreRejected) {
   TempDir dir;
   // Not IDX at all.
   write_bytes(dir.file("text"), "hello, this is not an IDX file");
-  EXPECT_NE(error_of([&] { read_idx(dir.file("text")); }).find("is not an IDX file"), std::string::npos);
+  EXPECT_NE(error_of([&] { read_idx(dir.file("text")); }).find("is not an IDX file"),
+            std::string::npos);
   // Unknown element type 0x07.
   write_bytes(dir.file("type"), idx_bytes(0x07, {1}, "x"));
-  EXPECT_NE(error_of([&] { read_idx(dir.file("type")); }).find("is not an IDX file"), std::string::npos);
+  EXPECT_NE(error_of([&] { read_idx(dir.file("type")); }).find("is not an IDX file"),
+            std::string::npos);
   // More data than the dims say.
   write_bytes(dir.file("long"), idx_bytes(0x08, {2}, "abc"));
   const std::string long_msg = error_of([&] { read_idx(dir.file("long")); });
@@ -129,12 +132,14 @@ TEST(Idx, CorruptFilesAreRejected) {
   write_bytes(dir.file("bad.gz"), gz);
   const std::string bad_msg = error_of([&] { read_idx(dir.file("bad.gz")); });
   EXPECT_NE(bad_msg.find(dir.file("bad.gz") + " is "), std::string::npos) << bad_msg;
-  EXPECT_TRUE(bad_msg.find("corrupt") != std::string::npos || bad_msg.find("truncated") != std::string::npos)
+  EXPECT_TRUE(bad_msg.find("corrupt") != std::string::npos ||
+              bad_msg.find("truncated") != std::string::npos)
       << bad_msg;
 }
 
 TEST(Idx, MissingFileNamesIt) {
-  const std::string msg = error_of([] { read_idx("/nonexistent/dir/file-idx1-ubyte", "pass --data-dir"); });
+  const std::string msg =
+      error_of([] { read_idx("/nonexistent/dir/file-idx1-ubyte", "pass --data-dir"); });
   EXPECT_NE(msg.find("cannot open /nonexistent/dir/file-idx1-ubyte"), std::string::npos) << msg;
   EXPECT_NE(msg.find("pass --data-dir"), std::string::npos) << msg;
 }

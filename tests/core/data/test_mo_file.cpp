@@ -11,13 +11,14 @@ using dtrain::test::mo_bytes;
 
 namespace {
 
-
 const std::vector<std::pair<std::string, std::string>> kCatalog = {
     {"", "Content-Type: text/plain; charset=UTF-8\nPlural-Forms: nplurals=2; plural=(n != 1);\n"},
     {std::string("%d file\0%d files", 16), std::string("%d Datei\0%d Dateien", 19)},
     {"Open", "Öffnen"},
     {"menu\x04Quit", "Beenden"},
-    {"\x04" "Empty context", "Leerer Kontext"},  // split: \x04E would be one escape
+    {"\x04"
+     "Empty context",
+     "Leerer Kontext"},  // split: \x04E would be one escape
 };
 
 void patch32(std::string& bytes, size_t at, uint32_t v) {
@@ -127,11 +128,13 @@ TEST(MoFile, MalformedFilesAreOneLineErrorsNamingTheFile) {
     EXPECT_EQ(message.find('\n'), std::string::npos) << message;
   }
   TempDir dir;
-  EXPECT_NE(error_of([&] { read_mo_file(dir.file("missing.mo")); }).find("missing.mo"), std::string::npos);
+  EXPECT_NE(error_of([&] { read_mo_file(dir.file("missing.mo")); }).find("missing.mo"),
+            std::string::npos);
 }
 
 TEST(MoFile, HeaderFields) {
-  const std::string header = "Project-Id-Version: x\nLanguage: de\nContent-Type: text/plain; charset=UTF-8\n";
+  const std::string header =
+      "Project-Id-Version: x\nLanguage: de\nContent-Type: text/plain; charset=UTF-8\n";
   EXPECT_EQ(mo_header_field(header, "Language"), "de");
   EXPECT_EQ(mo_header_field(header, "Project-Id-Version"), "x");
   EXPECT_EQ(mo_header_field(header, "Lang"), "");

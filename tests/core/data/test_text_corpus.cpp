@@ -70,7 +70,8 @@ TEST(TextCorpus, RealFortunesLoadAndBatch) {
     EXPECT_FALSE(f.ends_with(".dat") || f.ends_with(".u8")) << f;
   }
   EXPECT_GT(c.train_fortunes, 10000);
-  const double val_share = static_cast<double>(c.val_fortunes) / (c.train_fortunes + c.val_fortunes);
+  const double val_share =
+      static_cast<double>(c.val_fortunes) / (c.train_fortunes + c.val_fortunes);
   EXPECT_NEAR(val_share, 0.1, 0.02);
   EXPECT_GT(c.train_text.size(), 1000000u);
   EXPECT_EQ(c.train_text.find('\b'), std::string::npos);
@@ -94,8 +95,8 @@ TEST(TextCorpus, RealFortunesLoadAndBatch) {
   }
   // Window 5 starts at character 320 of the training text.
   std::vector<int64_t> row(x + 64, x + 128);
-  EXPECT_EQ(c.vocab.decode(row),
-            c.vocab.decode(std::vector<int64_t>(train.tokens().begin() + 320, train.tokens().begin() + 384)));
+  EXPECT_EQ(c.vocab.decode(row), c.vocab.decode(std::vector<int64_t>(
+                                     train.tokens().begin() + 320, train.tokens().begin() + 384)));
   EXPECT_EQ(y[2 * 64 + 63], train.tokens()[(train.size() - 1) * 64 + 64]);
 }
 

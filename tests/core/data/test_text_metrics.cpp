@@ -44,7 +44,8 @@ void expect_close(double actual, double expected, const std::string& what) {
   const double diff = std::abs(actual - expected);
   const double relative = expected == 0 ? diff : diff / std::abs(expected);
   largest_difference = std::max(largest_difference, relative);
-  EXPECT_LE(relative, kRelativeTolerance) << what << ": dtrain " << actual << ", sacrebleu " << expected;
+  EXPECT_LE(relative, kRelativeTolerance)
+      << what << ": dtrain " << actual << ", sacrebleu " << expected;
 }
 
 void expect_bleu(const BleuScore& actual, const json& expected, const std::string& what) {
@@ -54,7 +55,8 @@ void expect_bleu(const BleuScore& actual, const json& expected, const std::strin
   EXPECT_EQ(actual.ref_len, expected.at("ref_len").get<int64_t>()) << what;
   for (int n = 0; n < 4; ++n) {
     const std::string order = what + " order " + std::to_string(n + 1);
-    expect_close(actual.precisions[n], expected.at("precisions").at(n).get<double>(), order + " precision");
+    expect_close(actual.precisions[n], expected.at("precisions").at(n).get<double>(),
+                 order + " precision");
     EXPECT_EQ(actual.counts[n], expected.at("counts").at(n).get<int64_t>()) << order << " matches";
     EXPECT_EQ(actual.totals[n], expected.at("totals").at(n).get<int64_t>()) << order << " n-grams";
   }
@@ -89,8 +91,10 @@ TEST(TextMetricsReference, EachPairAloneMatchesSacrebleu) {
       expect_bleu(sentence_bleu(hyp, ref, tokenizer), pair.at("bleu").at(tok).at("sentence"),
                   name + " sentence_bleu " + tok);
     }
-    expect_close(corpus_chrf({hyp}, {ref}), pair.at("chrf").at("corpus").get<double>(), name + " corpus_chrf");
-    expect_close(sentence_chrf(hyp, ref), pair.at("chrf").at("sentence").get<double>(), name + " sentence_chrf");
+    expect_close(corpus_chrf({hyp}, {ref}), pair.at("chrf").at("corpus").get<double>(),
+                 name + " corpus_chrf");
+    expect_close(sentence_chrf(hyp, ref), pair.at("chrf").at("sentence").get<double>(),
+                 name + " sentence_chrf");
   }
 }
 
@@ -109,7 +113,8 @@ TEST(TextMetricsReference, CorporaMatchSacrebleu) {
       expect_bleu(corpus_bleu(hyps[name], refs[name], bleu_tokenizer_from_name(tok)),
                   corpus.at("bleu").at(tok), name + " corpus_bleu " + tok);
     }
-    expect_close(corpus_chrf(hyps[name], refs[name]), corpus.at("chrf").get<double>(), name + " corpus_chrf");
+    expect_close(corpus_chrf(hyps[name], refs[name]), corpus.at("chrf").get<double>(),
+                 name + " corpus_chrf");
   }
   std::cout << "largest relative difference from sacrebleu: " << largest_difference << "\n";
 }
@@ -117,8 +122,8 @@ TEST(TextMetricsReference, CorporaMatchSacrebleu) {
 // ---------------------------------------------------------------- worked by hand
 
 TEST(Bleu, BrevityPenaltyOfAShortHypothesis) {
-  // Every n-gram of "a b c d" is in the reference: matches/totals 4/4, 3/3, 2/2, 1/1. c = 4 < r = 6,
-  // so bp = exp(1 - 6/4) = exp(-0.5) and BLEU = 100 * exp(-0.5).
+  // Every n-gram of "a b c d" is in the reference: matches/totals 4/4, 3/3, 2/2, 1/1. c = 4 < r =
+  // 6, so bp = exp(1 - 6/4) = exp(-0.5) and BLEU = 100 * exp(-0.5).
   const BleuScore s = corpus_bleu({"a b c d"}, {"a b c d e f"});
   EXPECT_EQ(s.sys_len, 4);
   EXPECT_EQ(s.ref_len, 6);
@@ -130,9 +135,9 @@ TEST(Bleu, BrevityPenaltyOfAShortHypothesis) {
 }
 
 TEST(Bleu, ClippingAndExpSmoothing) {
-  // "the" occurs 4 times but the reference has it once: p1 = 1/4 = 25%. No bigram, trigram or 4-gram
-  // matches; 'exp' smoothing gives the k-th such order 100 / (2^k * total): p2 = 100 / (2 * 3),
-  // p3 = 100 / (4 * 2) = 12.5, p4 = 100 / (8 * 1) = 12.5. c = 4 >= r = 2, so bp = 1.
+  // "the" occurs 4 times but the reference has it once: p1 = 1/4 = 25%. No bigram, trigram or
+  // 4-gram matches; 'exp' smoothing gives the k-th such order 100 / (2^k * total): p2 = 100 / (2 *
+  // 3), p3 = 100 / (4 * 2) = 12.5, p4 = 100 / (8 * 1) = 12.5. c = 4 >= r = 2, so bp = 1.
   const BleuScore s = corpus_bleu({"the the the the"}, {"the cat"});
   EXPECT_EQ(s.counts, (std::array<int64_t, 4>{1, 0, 0, 0}));
   EXPECT_EQ(s.totals, (std::array<int64_t, 4>{4, 3, 2, 1}));
@@ -141,7 +146,8 @@ TEST(Bleu, ClippingAndExpSmoothing) {
   EXPECT_DOUBLE_EQ(s.precisions[2], 12.5);
   EXPECT_DOUBLE_EQ(s.precisions[3], 12.5);
   EXPECT_EQ(s.bp, 1.0);
-  EXPECT_NEAR(s.score, std::exp((std::log(25.0) + std::log(100.0 / 6.0) + 2 * std::log(12.5)) / 4), 1e-12);
+  EXPECT_NEAR(s.score, std::exp((std::log(25.0) + std::log(100.0 / 6.0) + 2 * std::log(12.5)) / 4),
+              1e-12);
 }
 
 TEST(Bleu, EffectiveOrderOnlyForSentences) {
@@ -178,25 +184,32 @@ TEST(Chrf, WorkedExample) {
 }
 
 TEST(TextMetrics, DifferentCountsAreOneLineErrors) {
-  for (const std::string& message :
-       {error_of([] { corpus_bleu({"a", "b"}, {"a"}); }), error_of([] { corpus_chrf({"a"}, {}); })}) {
+  for (const std::string& message : {error_of([] {
+                                       corpus_bleu({"a", "b"}, {"a"});
+                                     }),
+                                     error_of([] { corpus_chrf({"a"}, {}); })}) {
     EXPECT_NE(message.find("hypotheses but"), std::string::npos) << message;
     EXPECT_NE(message.find("one reference per hypothesis"), std::string::npos) << message;
     EXPECT_EQ(message.find('\n'), std::string::npos) << message;
   }
-  EXPECT_NE(error_of([] { corpus_bleu({"a", "b"}, {"a"}); }).find("corpus_bleu: 2 hypotheses but 1 references"),
+  EXPECT_NE(error_of([] {
+              corpus_bleu({"a", "b"}, {"a"});
+            }).find("corpus_bleu: 2 hypotheses but 1 references"),
             std::string::npos);
-  EXPECT_NE(error_of([] { bleu_tokenizer_from_name("intl"); }).find("use 13a, zh, char or none"), std::string::npos);
+  EXPECT_NE(error_of([] { bleu_tokenizer_from_name("intl"); }).find("use 13a, zh, char or none"),
+            std::string::npos);
 }
 
 // A corpus scored in three uneven parts (as eval batches on several ranks score it): the parts'
 // statistics, summed, give exactly the whole corpus' BLEU and chrF, for both tokenizers the gettext
 // datasets use. A mean of the parts' scores would not.
 TEST(TextMetrics, ScoresFromSummedStatisticsEqualTheWholeCorpus) {
-  const std::vector<std::string> hyps = {"the cat sat on the mat", "打开文件", "a dog", "", "关闭 窗口 现在",
-                                         "Die Datei wurde nicht gefunden.", "the the the", "保存"};
-  const std::vector<std::string> refs = {"the cat is on the mat", "打开此文件", "a big dog barks", "nothing",
-                                         "关闭窗口", "Datei nicht gefunden.", "the cat", "保存文件"};
+  const std::vector<std::string> hyps = {
+      "the cat sat on the mat",          "打开文件",    "a dog", "", "关闭 窗口 现在",
+      "Die Datei wurde nicht gefunden.", "the the the", "保存"};
+  const std::vector<std::string> refs = {
+      "the cat is on the mat", "打开此文件", "a big dog barks", "nothing", "关闭窗口",
+      "Datei nicht gefunden.", "the cat",    "保存文件"};
   const std::vector<size_t> cuts = {0, 3, 4, hyps.size()};
   for (BleuTokenizer tokenizer : {BleuTokenizer::k13a, BleuTokenizer::kZh}) {
     BleuScore summed;
@@ -207,7 +220,8 @@ TEST(TextMetrics, ScoresFromSummedStatisticsEqualTheWholeCorpus) {
       const std::vector<std::string> r(refs.begin() + cuts[p], refs.begin() + cuts[p + 1]);
       const BleuScore part = corpus_bleu(h, r, tokenizer);
       part_scores.push_back(part.score);
-      for (int n = 0; n < 4; ++n) summed.counts[n] += part.counts[n], summed.totals[n] += part.totals[n];
+      for (int n = 0; n < 4; ++n)
+        summed.counts[n] += part.counts[n], summed.totals[n] += part.totals[n];
       summed.sys_len += part.sys_len, summed.ref_len += part.ref_len;
       const ChrfStatistics stats = chrf_statistics(h, r);
       for (int n = 0; n < kChrfOrder; ++n) {
@@ -225,7 +239,8 @@ TEST(TextMetrics, ScoresFromSummedStatisticsEqualTheWholeCorpus) {
     EXPECT_EQ(chrf_statistics(hyps, refs), chrf_summed);
     double mean = 0;
     for (double s : part_scores) mean += s / static_cast<double>(part_scores.size());
-    EXPECT_GT(std::abs(mean - whole.score), 1e-6) << "the test's parts should show a mean is not corpus BLEU";
+    EXPECT_GT(std::abs(mean - whole.score), 1e-6)
+        << "the test's parts should show a mean is not corpus BLEU";
   }
   // Only the statistics count: a score or precisions left in the input are recomputed.
   BleuScore stale = corpus_bleu(hyps, refs);

@@ -1,6 +1,6 @@
-// The Unihan reader and dataset on files the tests write (core/data/unihan_test_writer.h): which code
-// points become samples, the kRSUnicode forms, the bzip2 reading, the split, the batch layout, and
-// one-line errors for missing, corrupt and malformed files.
+// The Unihan reader and dataset on files the tests write (core/data/unihan_test_writer.h): which
+// code points become samples, the kRSUnicode forms, the bzip2 reading, the split, the batch layout,
+// and one-line errors for missing, corrupt and malformed files.
 #include "core/data/unihan.h"
 
 #include <gtest/gtest.h>
@@ -13,19 +13,20 @@
 namespace dtrain::data {
 namespace {
 
-using testing::TempDir;
-using testing::error_of;
 using test::bzip2_bytes;
 using test::write_file;
+using testing::error_of;
+using testing::TempDir;
 
 // Three ideographs with all three fields, and code points that each lack one of them.
 void write_small_dir(const TempDir& dir) {
-  write_file(dir.file("unifont.hex"),
-             "0041:0000000018242442427E424242420000\n"                                  // narrow
-             "4E00:00000000000000000000FFFE0000000000000000000000000000000000000000\n"  // 一
-             "4E01:0000FFFE01000100010001000100010001000100010001000100050002000000\n"
-             "6CB3:0000200017FE1008800843C84248124812482248E3C822482008200820280010\n"   // 河
-             "4E02:00000000000000000000FFFE0000000000000000000000000000000000000000\n"); // no definition
+  write_file(
+      dir.file("unifont.hex"),
+      "0041:0000000018242442427E424242420000\n"                                  // narrow
+      "4E00:00000000000000000000FFFE0000000000000000000000000000000000000000\n"  // 一
+      "4E01:0000FFFE01000100010001000100010001000100010001000100050002000000\n"
+      "6CB3:0000200017FE1008800843C84248124812482248E3C822482008200820280010\n"    // 河
+      "4E02:00000000000000000000FFFE0000000000000000000000000000000000000000\n");  // no definition
   write_file(dir.file("Unihan_IRGSources.txt.bz2"),
              bzip2_bytes("# comment\n#\tkRSUnicode\n\n"
                          "U+4E00\tkIRG_GSource\tG0-523B\n"
@@ -58,7 +59,8 @@ TEST(Unihan, ReadsCodePointsWithGlyphRadicalAndDefinition) {
   EXPECT_EQ(entries[2].definition, "river, stream");
   // 一 is row 5 inked from column 0 to 14 (FFFE).
   for (int64_t r = 0; r < kGlyphSize; ++r) {
-    for (int64_t c = 0; c < kGlyphSize; ++c) EXPECT_EQ(entries[0].ink(r, c), r == 5 && c < 15) << r << "," << c;
+    for (int64_t c = 0; c < kGlyphSize; ++c)
+      EXPECT_EQ(entries[0].ink(r, c), r == 5 && c < 15) << r << "," << c;
   }
 }
 
@@ -127,7 +129,8 @@ TEST(Unihan, SplitIsStableAndRoughlyNinetyFiveFive) {
   EXPECT_NEAR(counts[UnihanSplit::train] / n, 0.90, 0.01);
   EXPECT_NEAR(counts[UnihanSplit::valid] / n, 0.05, 0.01);
   EXPECT_NEAR(counts[UnihanSplit::test] / n, 0.05, 0.01);
-  // A code point's split depends on nothing else: the same answer twice, and for a corpus of any size.
+  // A code point's split depends on nothing else: the same answer twice, and for a corpus of any
+  // size.
   for (char32_t c = 0x4E00; c < 0x4F00; ++c) EXPECT_EQ(unihan_split_of(c), unihan_split_of(c));
 }
 
@@ -137,7 +140,8 @@ TEST(Unihan, BatchHoldsGlyphsDefinitionIdsAndRadicals) {
   auto corpus = std::make_shared<const UnihanCorpus>(load_unihan(dir.path.string()));
   ASSERT_EQ(corpus->entries.size(), 200u);
   EXPECT_EQ(corpus->train.size() + corpus->valid.size() + corpus->test.size(), 200u);
-  for (int64_t i : corpus->valid) EXPECT_EQ(unihan_split_of(corpus->entries[i].codepoint), UnihanSplit::valid);
+  for (int64_t i : corpus->valid)
+    EXPECT_EQ(unihan_split_of(corpus->entries[i].codepoint), UnihanSplit::valid);
 
   const int64_t seq_len = 6;
   UnihanDataset train(corpus, corpus->train, seq_len);
@@ -154,7 +158,8 @@ TEST(Unihan, BatchHoldsGlyphsDefinitionIdsAndRadicals) {
     }
     // The definition's first seq_len characters ("person kaka" -> "person").
     const std::vector<int32_t> ids = corpus->vocab.encode(e.definition);
-    for (int64_t j = 0; j < seq_len; ++j) EXPECT_EQ(b.decoder_input.data<int64_t>()[i * seq_len + j], ids[j]);
+    for (int64_t j = 0; j < seq_len; ++j)
+      EXPECT_EQ(b.decoder_input.data<int64_t>()[i * seq_len + j], ids[j]);
   }
   // A short definition is padded with pad (0) after its characters.
   UnihanEntry short_entry = corpus->entries[0];
@@ -168,7 +173,8 @@ TEST(Unihan, BatchHoldsGlyphsDefinitionIdsAndRadicals) {
 
 TEST(Unihan, RadicalCharactersSkipSimplifiedForms) {
   TempDir dir;
-  write_file(dir.file("CJKRadicals.txt"), "# comment\n1; 2F00; 4E00\n85; 2F54; 6C34\n85'; 2EA1; 6C35\n");
+  write_file(dir.file("CJKRadicals.txt"),
+             "# comment\n1; 2F00; 4E00\n85; 2F54; 6C34\n85'; 2EA1; 6C35\n");
   const std::vector<std::string> chars = read_radical_characters(dir.file("CJKRadicals.txt"));
   ASSERT_EQ(chars.size(), 215u);
   EXPECT_EQ(chars[1], "一");

@@ -1,6 +1,6 @@
 // Writes Unihan-like data directories for tests: unifont.hex and the two bzip2'd Unihan files the
-// reader takes (core/data/unihan.h), with a learnable radical: the glyph and the definition both name
-// it.
+// reader takes (core/data/unihan.h), with a learnable radical: the glyph and the definition both
+// name it.
 #pragma once
 #include <bzlib.h>
 #include <gtest/gtest.h>
@@ -26,7 +26,8 @@ inline std::string bzip2_bytes(const std::string& text) {
 }
 
 inline void write_file(const std::filesystem::path& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
 // The radicals of the synthetic characters, and the word each one's definition starts with.
@@ -35,13 +36,15 @@ inline const std::vector<int>& synthetic_radicals() {
   return radicals;
 }
 inline const std::vector<std::string>& synthetic_words() {
-  static const std::vector<std::string> words = {"Person", "mouth", "heart", "hand", "tree", "water", "fire", "grass"};
+  static const std::vector<std::string> words = {"Person", "mouth", "heart", "hand",
+                                                 "tree",   "water", "fire",  "grass"};
   return words;
 }
 
-// `count` characters from U+4E00 on; character i has radical synthetic_radicals()[i % 8], a glyph with
-// rows 2k and 2k + 1 inked for that k plus a pixel pattern from i, and a definition of the radical's
-// word and two filler syllables from i. Every third line of each file is another field, to be skipped.
+// `count` characters from U+4E00 on; character i has radical synthetic_radicals()[i % 8], a glyph
+// with rows 2k and 2k + 1 inked for that k plus a pixel pattern from i, and a definition of the
+// radical's word and two filler syllables from i. Every third line of each file is another field,
+// to be skipped.
 inline void write_synthetic_unihan(const std::filesystem::path& dir, int count) {
   std::filesystem::create_directories(dir);
   const std::vector<std::string> fillers = {"ka", "lo", "mi", "nu", "pe", "ri", "so", "tu"};
@@ -61,13 +64,13 @@ inline void write_synthetic_unihan(const std::filesystem::path& dir, int count) 
     }
     hex += std::string(code) + ":" + bits + "\n";
     irg += "U+" + std::string(code) + "\tkIRG_GSource\tG0-" + code + "\n";
-    // Every fifth character lists a second radical and marks the first a simplified form: the reader
-    // takes the first, without the '.
+    // Every fifth character lists a second radical and marks the first a simplified form: the
+    // reader takes the first, without the '.
     irg += "U+" + std::string(code) + "\tkRSUnicode\t" + std::to_string(synthetic_radicals()[k]) +
            (i % 5 == 0 ? "'.3 1.2" : ".4") + "\n";
     readings += "U+" + std::string(code) + "\tkMandarin\tyi\n";
-    readings += "U+" + std::string(code) + "\tkDefinition\t" + synthetic_words()[k] + " " + fillers[i % 7] +
-                fillers[(i / 7) % 8] + "\n";
+    readings += "U+" + std::string(code) + "\tkDefinition\t" + synthetic_words()[k] + " " +
+                fillers[i % 7] + fillers[(i / 7) % 8] + "\n";
   }
   write_file(dir / "unifont.hex", hex);
   write_file(dir / "Unihan_IRGSources.txt.bz2", bzip2_bytes(irg));

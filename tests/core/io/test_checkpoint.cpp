@@ -27,14 +27,16 @@ namespace fs = std::filesystem;
 class CheckpointIo : public testing::IoTest {};
 
 NamedTensors model_tensors(float base) {
-  return {{"weight", Tensor::full({2, 3}, base)}, {"bias", Tensor::full({3}, base + 1, DType::bf16)}};
+  return {{"weight", Tensor::full({2, 3}, base)},
+          {"bias", Tensor::full({3}, base + 1, DType::bf16)}};
 }
 
 void write_checkpoint(const std::string& dir, float base, int64_t step) {
   CheckpointWriter w(dir);
   w.write_tensors(kCheckpointModelFile, model_tensors(base), {{"step", std::to_string(step)}});
   w.write_tensors(kCheckpointOptimizerFile, {{"weight.exp_avg", Tensor::full({2, 3}, -base)}});
-  w.write_json(kCheckpointStateFile, {{"step", step}, {"data_position", {{"epoch", 1}, {"batch", 7}}}});
+  w.write_json(kCheckpointStateFile,
+               {{"step", step}, {"data_position", {{"epoch", 1}, {"batch", 7}}}});
   w.commit();
 }
 
@@ -111,15 +113,16 @@ TEST_F(CheckpointIo, CrashedWriterLeavesOldCheckpoint) {
   EXPECT_TRUE(fs::exists(stale));
   expect_checkpoint(dir, 1.0f, 10);  // the reader ignores the half-written directory
 
-  // The next save (same pid here, as after a restart that reuses it) clears it and replaces the old.
+  // The next save (same pid here, as after a restart that reuses it) clears it and replaces the
+  // old.
   write_checkpoint(dir, 3.0f, 30);
   expect_checkpoint(dir, 3.0f, 30);
   EXPECT_FALSE(fs::exists(stale));
 }
 
 TEST_F(CheckpointIo, InterruptedCommitIsRecovered) {
-  // The fallback commit renames the old checkpoint to <dir>.old-<pid> before moving the new one in; a
-  // crash between the two renames leaves only that copy, which the reader finds.
+  // The fallback commit renames the old checkpoint to <dir>.old-<pid> before moving the new one in;
+  // a crash between the two renames leaves only that copy, which the reader finds.
   std::string dir = path("ckpt");
   write_checkpoint(dir, 4.0f, 40);
   fs::rename(dir, dir + ".old-12345");
@@ -139,8 +142,10 @@ TEST_F(CheckpointIo, ForeignDirectoryIsRefusedAndKeptWhole) {
   std::ofstream(dir + "/notes.txt") << "x";
   for (int attempt = 0; attempt < 2; ++attempt) {
     try {
-      if (attempt == 0) CheckpointWriter::check_target(dir);
-      else write_checkpoint(dir, 1.0f, 1);
+      if (attempt == 0)
+        CheckpointWriter::check_target(dir);
+      else
+        write_checkpoint(dir, 1.0f, 1);
       ADD_FAILURE() << "a directory dtrain did not write was accepted";
     } catch (const Error& e) {
       std::string msg = e.what();

@@ -36,7 +36,8 @@ void write_bytes(const std::string& path, const std::string& bytes) {
 
 // A safetensors file by hand: the 8-byte length (`declared_len`, or the header's real length), the
 // header text and the data bytes.
-std::string make_file(const std::string& header, const std::string& data, int64_t declared_len = -1) {
+std::string make_file(const std::string& header, const std::string& data,
+                      int64_t declared_len = -1) {
   uint64_t n = declared_len < 0 ? header.size() : static_cast<uint64_t>(declared_len);
   std::string out(8, '\0');
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
@@ -91,11 +92,13 @@ TEST_F(SafetensorsIo, RoundTripEveryDTypeBitwise) {
 }
 
 TEST_F(SafetensorsIo, LayoutMatchesTheFormat) {
-  save_safetensors(path("b.safetensors"), {{"w", Tensor::from_vector<float>({1, 2, 3}, {3}, DType::f32)}});
+  save_safetensors(path("b.safetensors"),
+                   {{"w", Tensor::from_vector<float>({1, 2, 3}, {3}, DType::f32)}});
   std::ifstream in(path("b.safetensors"), std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[static_cast<size_t>(i)]);
+  for (int i = 7; i >= 0; --i)
+    n = (n << 8) | static_cast<unsigned char>(bytes[static_cast<size_t>(i)]);
   EXPECT_EQ((8 + n) % 8, 0u) << "data starts 8-byte aligned";
   ASSERT_EQ(bytes.size(), 8 + n + 12);
   auto header = nlohmann::json::parse(bytes.substr(8, n));
@@ -127,11 +130,13 @@ TEST_F(SafetensorsIo, ReadsFilesWrittenByPython) {
 
   EXPECT_EQ(f.at("f32").dtype(), DType::f32);
   EXPECT_EQ(f.at("f32").shape(), (Shape{2, 3}));
-  EXPECT_EQ(f.at("f32").to_vector<float>(), (std::vector<float>{-0.5f, -0.25f, 0.f, 0.25f, 0.5f, 0.75f}));
+  EXPECT_EQ(f.at("f32").to_vector<float>(),
+            (std::vector<float>{-0.5f, -0.25f, 0.f, 0.25f, 0.5f, 0.75f}));
   EXPECT_EQ(f.at("f64").to_vector<double>(), (std::vector<double>{1.0 / 3.0, -1e300, 2.5}));
   EXPECT_EQ(f.at("f16").dtype(), DType::f16);
-  EXPECT_EQ(f.at("f16").to_vector<double>(),
-            (std::vector<double>{1.0, -2.5, 65504.0, std::ldexp(1.0, -14), std::ldexp(1.0, -24), 0.0}));
+  EXPECT_EQ(
+      f.at("f16").to_vector<double>(),
+      (std::vector<double>{1.0, -2.5, 65504.0, std::ldexp(1.0, -14), std::ldexp(1.0, -24), 0.0}));
   EXPECT_EQ(f.at("bf16").dtype(), DType::bf16);
   EXPECT_EQ(f.at("bf16").shape(), (Shape{2, 2}));
   EXPECT_EQ(f.at("bf16").to_vector<double>(), (std::vector<double>{1.0, -3.0, 0.0078125, 256.0}));
@@ -187,28 +192,40 @@ TEST_F(SafetensorsIo, CorruptFilesAreRejected) {
   };
   std::vector<Case> cases = {
       {"short", std::string("\x10\0\0", 3), {"3 bytes", "too short"}},
-      {"header_past_end", make_file(R"({"a":1})", "", 1000), {"header length 1000", "past the end"}},
+      {"header_past_end",
+       make_file(R"({"a":1})", "", 1000),
+       {"header length 1000", "past the end"}},
       {"invalid_json", make_file(R"({"a": {"dtype": )", ""), {"not valid JSON"}},
       {"not_object", make_file("[1, 2]", ""), {"not a JSON object"}},
-      {"unknown_dtype", make_file(R"({"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]}})", eight),
+      {"unknown_dtype",
+       make_file(R"({"a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]}})", eight),
        {"\"a\"", "unsupported dtype \"U8\""}},
-      {"shape_size", make_file(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", eight),
+      {"shape_size",
+       make_file(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", eight),
        {"\"a\"", "[3]", "needs 12 bytes", "hold 8"}},
-      {"overlap", make_file(R"({"a":)" + f32x2 + R"([0,8]},"b":)" + f32x2 + "[4,12]}}", eight + "1234"),
+      {"overlap",
+       make_file(R"({"a":)" + f32x2 + R"([0,8]},"b":)" + f32x2 + "[4,12]}}", eight + "1234"),
        {"\"b\"", "overlap", "\"a\""}},
-      {"hole", make_file(R"({"a":)" + f32x2 + R"([0,8]},"b":)" + f32x2 + "[12,20]}}", eight + eight + "1234"),
+      {"hole",
+       make_file(R"({"a":)" + f32x2 + R"([0,8]},"b":)" + f32x2 + "[12,20]}}",
+                 eight + eight + "1234"),
        {"\"b\"", "hole"}},
-      {"out_of_range", make_file(R"({"a":)" + f32x2 + "[0,8]}}", "1234"),
+      {"out_of_range",
+       make_file(R"({"a":)" + f32x2 + "[0,8]}}", "1234"),
        {"\"a\"", "[0, 8]", "past the end of the data", "truncated"}},
       {"trailing", make_file(R"({"a":)" + f32x2 + "[0,8]}}", eight + "xx"), {"2 bytes after"}},
-      {"reversed_offsets", make_file(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", eight),
+      {"reversed_offsets",
+       make_file(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", eight),
        {"\"a\"", "end before they begin"}},
-      {"negative_dim", make_file(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", eight),
+      {"negative_dim",
+       make_file(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", eight),
        {"\"a\"", "not a non-negative integer"}},
-      {"duplicate", make_file(R"({"a":)" + f32x2 + R"([0,8]},"a":)" + f32x2 + "[0,8]}}", eight),
+      {"duplicate",
+       make_file(R"({"a":)" + f32x2 + R"([0,8]},"a":)" + f32x2 + "[0,8]}}", eight),
        {"\"a\"", "twice"}},
       {"bad_metadata", make_file(R"({"__metadata__":{"k":1}})", ""), {"__metadata__", "\"k\""}},
-      {"missing_offsets", make_file(R"({"a":{"dtype":"F32","shape":[2]}})", eight),
+      {"missing_offsets",
+       make_file(R"({"a":{"dtype":"F32","shape":[2]}})", eight),
        {"\"a\"", "data_offsets"}},
   };
   for (const auto& c : cases) {
@@ -231,10 +248,11 @@ TEST_F(SafetensorsIo, ValidFileWithZeroSizedTensorsLoads) {
   // Zero-sized tensors sit at any packed offset, including between others and at the very end.
   const std::string f32x2 = R"({"dtype":"F32","shape":[2],"data_offsets":)";
   std::string p = path("z.safetensors");
-  write_bytes(p, make_file(R"({"z0":{"dtype":"I64","shape":[0,3],"data_offsets":[8,8]},"a":)" + f32x2 +
-                               R"([0,8]},"b":)" + f32x2 + R"([8,16]},"z1":{"dtype":"F16","shape":[0],)" +
-                               R"("data_offsets":[16,16]}}   )",
-                           std::string(16, '\0')));
+  write_bytes(
+      p, make_file(R"({"z0":{"dtype":"I64","shape":[0,3],"data_offsets":[8,8]},"a":)" + f32x2 +
+                       R"([0,8]},"b":)" + f32x2 + R"([8,16]},"z1":{"dtype":"F16","shape":[0],)" +
+                       R"("data_offsets":[16,16]}}   )",
+                   std::string(16, '\0')));
   SafetensorsFile f = load_safetensors(p);
   EXPECT_EQ(f.names(), (std::vector<std::string>{"a", "z0", "b", "z1"}));
   EXPECT_EQ(f.at("z0").shape(), (Shape{0, 3}));

@@ -132,10 +132,10 @@ std::vector<std::string> names_and_shapes(const Module& m) {
 
 TEST(FusionModules, ParameterNamesFollowTorch) {
   CrossModalAttention attn(8, 2, {.kdim = 6, .vdim = 5});
-  EXPECT_EQ(names_and_shapes(attn),
-            (std::vector<std::string>{"q_proj_weight[8, 8]", "k_proj_weight[8, 6]",
-                                      "v_proj_weight[8, 5]", "in_proj_bias[24]",
-                                      "out_proj.weight[8, 8]", "out_proj.bias[8]"}));
+  EXPECT_EQ(
+      names_and_shapes(attn),
+      (std::vector<std::string>{"q_proj_weight[8, 8]", "k_proj_weight[8, 6]", "v_proj_weight[8, 5]",
+                                "in_proj_bias[24]", "out_proj.weight[8, 8]", "out_proj.bias[8]"}));
   CrossModalAttention no_bias(8, 2, {.kdim = 6, .bias = false});
   EXPECT_EQ(no_bias.vdim(), 6);
   EXPECT_EQ(no_bias.named_parameters().size(), 4u);  // no in_proj_bias, no out_proj.bias
@@ -204,30 +204,42 @@ TEST(FusionModules, ShapeErrorsNameTheModuleAndShapes) {
   using testing::error_of;
   CrossModalAttention attn(4, 2, {.kdim = 3, .vdim = 5});
   Tensor q = Tensor::randn({2, 2, 4}), k = Tensor::randn({2, 3, 3}), v = Tensor::randn({2, 3, 5});
-  expect_one_line_naming(error_of([&] { attn.forward(Tensor::randn({2, 2, 5}), k, v, Tensor()); }),
+  expect_one_line_naming(error_of([&] {
+                           attn.forward(Tensor::randn({2, 2, 5}), k, v, Tensor());
+                         }),
                          "CrossModalAttention", "[2, 2, 5]");
-  expect_one_line_naming(error_of([&] { attn.forward(q, Tensor::randn({2, 3, 4}), v, Tensor()); }),
+  expect_one_line_naming(error_of([&] {
+                           attn.forward(q, Tensor::randn({2, 3, 4}), v, Tensor());
+                         }),
                          "CrossModalAttention", "[2, 3, 4]");
-  expect_one_line_naming(error_of([&] { attn.forward(q, k, Tensor::randn({2, 4, 5}), Tensor()); }),
+  expect_one_line_naming(error_of([&] {
+                           attn.forward(q, k, Tensor::randn({2, 4, 5}), Tensor());
+                         }),
                          "CrossModalAttention", "[2, 4, 5]");
   Tensor wide_mask = Tensor::zeros({2, 4}, DType::i64);
-  expect_one_line_naming(error_of([&] { attn.forward(q, k, v, wide_mask); }),
-                         "CrossModalAttention", "[2, 4]");
+  expect_one_line_naming(error_of([&] { attn.forward(q, k, v, wide_mask); }), "CrossModalAttention",
+                         "[2, 4]");
   EXPECT_NE(error_of([&] { attn.forward(q, k); }).find("forward(query, key, value, mask)"),
             std::string::npos);
 
   GatedFusion fusion(3);
-  expect_one_line_naming(
-      error_of([&] { fusion.forward(Tensor::randn({2, 3}), Tensor::randn({3, 3})); }),
-      "GatedFusion", "[3, 3]");
-  expect_one_line_naming(
-      error_of([&] { fusion.forward(Tensor::randn({2, 4}), Tensor::randn({2, 4})); }),
-      "GatedFusion", "[2, 4]");
+  expect_one_line_naming(error_of([&] {
+                           fusion.forward(Tensor::randn({2, 3}), Tensor::randn({3, 3}));
+                         }),
+                         "GatedFusion", "[3, 3]");
+  expect_one_line_naming(error_of([&] {
+                           fusion.forward(Tensor::randn({2, 4}), Tensor::randn({2, 4}));
+                         }),
+                         "GatedFusion", "[2, 4]");
 
   DepthwiseSeparableConv2d conv(3, 4, 3);
-  expect_one_line_naming(error_of([&] { conv.forward(Tensor::randn({1, 2, 5, 5})); }),
+  expect_one_line_naming(error_of([&] {
+                           conv.forward(Tensor::randn({1, 2, 5, 5}));
+                         }),
                          "DepthwiseSeparableConv2d", "[1, 2, 5, 5]");
-  expect_one_line_naming(error_of([&] { conv.forward(Tensor::randn({3, 5, 5})); }),
+  expect_one_line_naming(error_of([&] {
+                           conv.forward(Tensor::randn({3, 5, 5}));
+                         }),
                          "DepthwiseSeparableConv2d", "[3, 5, 5]");
 }
 
@@ -321,11 +333,10 @@ double tol_for(DType dtype) { return dtype == DType::f64 ? kTolF64 : kTolF32; }
 TEST(FusionReference, CrossModalAttentionWithContextPadding) {
   for (DType dtype : {DType::f64, DType::f32}) {
     CrossModalAttention attn(8, 2, {.kdim = 6, .vdim = 6, .bias = true});
-    check_against_torch(attn, "cross_attention_padding", dtype, tol_for(dtype),
-                        [&](const Inputs& in) {
-                          return attn.forward(in.at("query"), in.at("key"),
-                                              in.at("key_padding_mask"));
-                        });
+    check_against_torch(
+        attn, "cross_attention_padding", dtype, tol_for(dtype), [&](const Inputs& in) {
+          return attn.forward(in.at("query"), in.at("key"), in.at("key_padding_mask"));
+        });
   }
 }
 

@@ -187,8 +187,8 @@ TEST(ElementwiseOps, SoftmaxValuesAndStability) {
   expect_close(z, vec({0.25, 0.5, 0.75, 0.5}, {2, 2}, DType::f64), 1e-12, 1e-15);
   // A masked (-inf) entry gets probability 0.
   double inf = std::numeric_limits<double>::infinity();
-  expect_close(softmax(vec({0, -inf, 0}, {3}, DType::f64), 0),
-               vec({0.5, 0, 0.5}, {3}, DType::f64), 0, 1e-15);
+  expect_close(softmax(vec({0, -inf, 0}, {3}, DType::f64), 0), vec({0.5, 0, 0.5}, {3}, DType::f64),
+               0, 1e-15);
 }
 
 TEST(ElementwiseOps, ReductionValues) {

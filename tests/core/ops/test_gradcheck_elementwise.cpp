@@ -94,16 +94,15 @@ TEST(GradCheck, pow) {
                      {uniform64({2, 3}, 0.5, 2.0)});
   }
   // Exponent 0: constant 1, zero gradient.
-  expect_gradcheck([](const Inputs& in) { return add(pow(in[0], 0.0), in[0]); },
-                   {randn64({3})});
+  expect_gradcheck([](const Inputs& in) { return add(pow(in[0], 0.0), in[0]); }, {randn64({3})});
 }
 
 TEST(GradCheck, clamp) {
   manual_seed(20);
   // Values kept away from the clamp bounds (the kinks at -0.5 and 0.5).
-  expect_gradcheck([](const Inputs& in) { return clamp(in[0], -0.5, 0.5); },
-                   {Tensor::from_vector(std::vector<double>{-1.0, -0.3, 0.0, 0.2, 0.45, 0.9},
-                                        {6}, DType::f64)});
+  expect_gradcheck(
+      [](const Inputs& in) { return clamp(in[0], -0.5, 0.5); },
+      {Tensor::from_vector(std::vector<double>{-1.0, -0.3, 0.0, 0.2, 0.45, 0.9}, {6}, DType::f64)});
 }
 
 TEST(GradCheck, maximum_minimum) {
@@ -120,10 +119,12 @@ TEST(GradCheck, sum) {
   expect_gradcheck([](const Inputs& in) { return sum(in[0], {1}); }, {randn64({2, 3, 4})});
   expect_gradcheck([](const Inputs& in) { return sum(in[0], {-1}, true); }, {randn64({2, 3, 4})});
   // Non-adjacent dims (the input is permuted and copied before the reduction).
-  expect_gradcheck([](const Inputs& in) { return sum(in[0], {0, 2}, true); },
-                   {randn64({2, 3, 4})});
-  expect_gradcheck([](const Inputs& in) { return sum(in[0].transpose(0, 2), {0, 1}); },
-                   {randn64({2, 3, 4})});
+  expect_gradcheck([](const Inputs& in) { return sum(in[0], {0, 2}, true); }, {randn64({2, 3, 4})});
+  expect_gradcheck(
+      [](const Inputs& in) {
+        return sum(in[0].transpose(0, 2), {0, 1});
+      },
+      {randn64({2, 3, 4})});
 }
 
 TEST(GradCheck, mean) {
@@ -146,10 +147,16 @@ TEST(GradCheck, max) {
 
 TEST(GradCheck, cat) {
   manual_seed(25);
-  expect_gradcheck([](const Inputs& in) { return cat({in[0], in[1], in[2]}, 0); },
-                   {randn64({2, 3}), randn64({1, 3}), randn64({3, 3})});
-  expect_gradcheck([](const Inputs& in) { return cat({in[0], in[1].transpose(0, 1)}, -1); },
-                   {randn64({2, 2}), randn64({3, 2})});
+  expect_gradcheck(
+      [](const Inputs& in) {
+        return cat({in[0], in[1], in[2]}, 0);
+      },
+      {randn64({2, 3}), randn64({1, 3}), randn64({3, 3})});
+  expect_gradcheck(
+      [](const Inputs& in) {
+        return cat({in[0], in[1].transpose(0, 1)}, -1);
+      },
+      {randn64({2, 2}), randn64({3, 2})});
   // The same tensor used many times, and many inputs recorded on one graph node.
   expect_gradcheck(
       [](const Inputs& in) {
@@ -180,10 +187,16 @@ TEST(GradCheck, split) {
 
 TEST(GradCheck, stack) {
   manual_seed(27);
-  expect_gradcheck([](const Inputs& in) { return stack({in[0], in[1]}, 0); },
-                   {randn64({2, 3}), randn64({2, 3})});
-  expect_gradcheck([](const Inputs& in) { return stack({in[0], in[1], in[0]}, -1); },
-                   {randn64({2, 3}), randn64({2, 3})});
+  expect_gradcheck(
+      [](const Inputs& in) {
+        return stack({in[0], in[1]}, 0);
+      },
+      {randn64({2, 3}), randn64({2, 3})});
+  expect_gradcheck(
+      [](const Inputs& in) {
+        return stack({in[0], in[1], in[0]}, -1);
+      },
+      {randn64({2, 3}), randn64({2, 3})});
 }
 
 TEST(GradCheck, softmax) {
@@ -265,8 +278,9 @@ TEST(GradCheck, linear) {
 }
 
 // ---- the unary ops: GradCheck.<name> for every row of core/backend/unary_ops.def that has a
-// public op, on a contiguous input and on a transposed view. Inputs are drawn where the op is defined
-// (positive: [0.2, 3)) and away from 0 for an op with a kink there; the others span a few units.
+// public op, on a contiguous input and on a transposed view. Inputs are drawn where the op is
+// defined (positive: [0.2, 3)) and away from 0 for an op with a kink there; the others span a few
+// units.
 
 void expect_unary_gradcheck(UnaryOp op) {
   const testing::UnaryCase& c = testing::unary_case(op);

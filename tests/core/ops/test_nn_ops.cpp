@@ -233,10 +233,10 @@ TEST(Attention, ForwardMatchesLoops) {
 }
 
 // The CPU backend's fused kernel against the composed path (matmul, softmax, matmul), forward and
-// backward, on heads sliced from one qkv tensor as a self-attention layer makes them: strided views,
-// more query rows than one block of the kernel (64), causal with a padding mask, in f32 and f64. A
-// mask that needs a gradient sends the op down the composed path (the fused one gives the mask none);
-// it holds the same values, so both paths compute the same function.
+// backward, on heads sliced from one qkv tensor as a self-attention layer makes them: strided
+// views, more query rows than one block of the kernel (64), causal with a padding mask, in f32 and
+// f64. A mask that needs a gradient sends the op down the composed path (the fused one gives the
+// mask none); it holds the same values, so both paths compute the same function.
 TEST(Attention, FusedKernelMatchesComposition) {
   for (DType dt : {DType::f32, DType::f64}) {
     for (bool causal : {false, true}) {
@@ -246,15 +246,17 @@ TEST(Attention, FusedKernelMatchesComposition) {
       const Tensor qkv0 = Tensor::randn({b, t, 3, h, d}, dt);
       const Tensor weight = Tensor::randn({b, h, t, d}, dt);
       std::vector<int64_t> pad(static_cast<size_t>(b * t), 0);
-      for (int64_t j = t - 20; j < t; ++j) pad[static_cast<size_t>(t + j)] = 1;  // batch 1 pads 20 keys
-      const Tensor mask = key_padding_to_attn_mask(Tensor::from_vector(pad, {b, t}, DType::i64), dt);
+      for (int64_t j = t - 20; j < t; ++j)
+        pad[static_cast<size_t>(t + j)] = 1;  // batch 1 pads 20 keys
+      const Tensor mask =
+          key_padding_to_attn_mask(Tensor::from_vector(pad, {b, t}, DType::i64), dt);
 
       auto run = [&](bool composed, Tensor& out, Tensor& grad) {
         Tensor qkv = qkv0.clone().set_requires_grad(true);
         Tensor parts = qkv.permute({2, 0, 3, 1, 4});
         Tensor m = composed ? mask.clone().set_requires_grad(true) : mask;
-        out = scaled_dot_product_attention(parts.select(0, 0), parts.select(0, 1), parts.select(0, 2), m,
-                                           causal);
+        out = scaled_dot_product_attention(parts.select(0, 0), parts.select(0, 1),
+                                           parts.select(0, 2), m, causal);
         sum(mul(out, weight)).backward();
         grad = qkv.grad();
       };

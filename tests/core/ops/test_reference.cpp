@@ -1,6 +1,6 @@
 // Every op against PyTorch: forward values and input gradients for the cases that
-// tests/reference/generate_ops.py stored in tests/reference/fixtures/ops.safetensors. The op parameters
-// (dims, strides, eps, ...) below must match that script's.
+// tests/reference/generate_ops.py stored in tests/reference/fixtures/ops.safetensors. The op
+// parameters (dims, strides, eps, ...) below must match that script's.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -16,12 +16,13 @@ namespace dtrain {
 namespace {
 
 const SafetensorsFile& reference() {
-  static const SafetensorsFile file =
-      load_safetensors(std::string(DTRAIN_SOURCE_DIR) + "/tests/reference/fixtures/ops.safetensors");
+  static const SafetensorsFile file = load_safetensors(std::string(DTRAIN_SOURCE_DIR) +
+                                                       "/tests/reference/fixtures/ops.safetensors");
   return file;
 }
 
-// A fresh copy, so nothing a test does (requires_grad, in-place updates) reaches the cached fixture.
+// A fresh copy, so nothing a test does (requires_grad, in-place updates) reaches the cached
+// fixture.
 Tensor fixture(const std::string& name) { return reference().at(name).clone(); }
 
 // The reference is f64 math rounded to f32 once; ours is f32 throughout, so allow f32 rounding
@@ -45,8 +46,9 @@ void expect_close(const Tensor& got, const std::string& name, Tol tol = {}) {
     if (!ok && n_bad++ == 0) first = i;
   }
   if (n_bad > 0) {
-    ADD_FAILURE() << name << ": " << n_bad << " of " << w.size() << " elements differ from PyTorch; first at "
-                  << first << ": got " << g[first] << ", want " << w[first];
+    ADD_FAILURE() << name << ": " << n_bad << " of " << w.size()
+                  << " elements differ from PyTorch; first at " << first << ": got " << g[first]
+                  << ", want " << w[first];
   }
 }
 
@@ -70,13 +72,15 @@ void check_multi(const std::string& c, const std::vector<std::string>& names, co
   std::vector<Tensor> outs = f(inputs);
   const bool single = file.contains(c + ".out");
   ASSERT_EQ(single, outs.size() == 1) << "number of outputs";
-  ASSERT_FALSE(file.contains(c + ".out." + std::to_string(outs.size()))) << "the fixture has more outputs";
+  ASSERT_FALSE(file.contains(c + ".out." + std::to_string(outs.size())))
+      << "the fixture has more outputs";
 
   std::vector<Tensor> upstream;
   for (size_t i = 0; i < outs.size(); ++i) {
     std::string suffix = single ? "" : "." + std::to_string(i);
     expect_close(outs[i], c + ".out" + suffix, tol);
-    if (file.contains(c + ".grad_out" + suffix)) upstream.push_back(fixture(c + ".grad_out" + suffix));
+    if (file.contains(c + ".grad_out" + suffix))
+      upstream.push_back(fixture(c + ".grad_out" + suffix));
   }
   if (upstream.empty()) return;
   ASSERT_EQ(upstream.size(), outs.size());
@@ -93,11 +97,14 @@ void check_multi(const std::string& c, const std::vector<std::string>& names, co
   }
 }
 
-void check(const std::string& c, const std::vector<std::string>& names, const SingleFn& f, Tol tol = {}) {
-  check_multi(c, names, [&](In in) { return std::vector<Tensor>{f(in)}; }, tol);
+void check(const std::string& c, const std::vector<std::string>& names, const SingleFn& f,
+           Tol tol = {}) {
+  check_multi(
+      c, names, [&](In in) { return std::vector<Tensor>{f(in)}; }, tol);
 }
 
-// ---------------------------------------------------------------------------------------- elementwise
+// ----------------------------------------------------------------------------------------
+// elementwise
 
 TEST(Reference, add) {
   check("add.broadcast", {"a", "b"}, [](In in) { return add(in[0], in[1]); });
@@ -174,7 +181,8 @@ void check_unary(UnaryOp op) {
 #define DTRAIN_UNARY_OP_INTERNAL(...)
 #include "core/backend/unary_ops.def"
 
-// ---------------------------------------------------------------------------------------- reductions
+// ----------------------------------------------------------------------------------------
+// reductions
 
 TEST(Reference, sum) {
   check("sum.all", {"x"}, [](In in) { return sum(in[0]); });
@@ -212,7 +220,8 @@ TEST(Reference, split) {
   check_multi("chunk", {"x"}, [](In in) { return chunk(in[0], 2, 0); });
 }
 
-// ---------------------------------------------------------------------------------------- activations
+// ----------------------------------------------------------------------------------------
+// activations
 
 TEST(Reference, softmax) {
   check("softmax.last", {"x"}, [](In in) { return softmax(in[0], -1); });
@@ -229,12 +238,14 @@ TEST(Reference, log_softmax) {
 TEST(Reference, layer_norm) {
   check("layer_norm.affine", {"x", "weight", "bias"},
         [](In in) { return layer_norm(in[0], in[1], in[2], 1e-5); });
-  check("layer_norm.plain", {"x"}, [](In in) { return layer_norm(in[0], Tensor(), Tensor(), 1e-6); });
+  check("layer_norm.plain", {"x"},
+        [](In in) { return layer_norm(in[0], Tensor(), Tensor(), 1e-6); });
 }
 
 TEST(Reference, embedding) {
   check("embedding.basic", {"weight", "indices"}, [](In in) { return embedding(in[0], in[1]); });
-  check("embedding.padding_idx", {"weight", "indices"}, [](In in) { return embedding(in[0], in[1], 2); });
+  check("embedding.padding_idx", {"weight", "indices"},
+        [](In in) { return embedding(in[0], in[1], 2); });
 }
 
 TEST(Reference, cross_entropy) {
@@ -245,7 +256,8 @@ TEST(Reference, cross_entropy) {
   check("cross_entropy.none", io,
         [](In in) { return cross_entropy(in[0], in[1], -100, 0.0, Reduction::none); });
   check("cross_entropy.ignore_index", io, [](In in) { return cross_entropy(in[0], in[1], -100); });
-  check("cross_entropy.label_smoothing", io, [](In in) { return cross_entropy(in[0], in[1], -100, 0.1); });
+  check("cross_entropy.label_smoothing", io,
+        [](In in) { return cross_entropy(in[0], in[1], -100, 0.1); });
   check("cross_entropy.smoothing_ignore_sum", io,
         [](In in) { return cross_entropy(in[0], in[1], 1, 0.2, Reduction::sum); });
   check("cross_entropy.batched", io, [](In in) { return cross_entropy(in[0], in[1]); });
@@ -260,18 +272,21 @@ TEST(Reference, scaled_dot_product_attention) {
   expect_close(key_padding_to_attn_mask(fixture("sdpa.padding.key_padding"), DType::f32),
                "sdpa.padding.attn_mask");
   check("sdpa.padding", qkv_pad, [](In in) {
-    return scaled_dot_product_attention(in[0], in[1], in[2], key_padding_to_attn_mask(in[3], DType::f32));
+    return scaled_dot_product_attention(in[0], in[1], in[2],
+                                        key_padding_to_attn_mask(in[3], DType::f32));
   });
   check("sdpa.causal_padding_scale", qkv_pad, [](In in) {
-    return scaled_dot_product_attention(in[0], in[1], in[2], key_padding_to_attn_mask(in[3], DType::f32),
-                                        true, 0.0, false, 0.3);
+    return scaled_dot_product_attention(
+        in[0], in[1], in[2], key_padding_to_attn_mask(in[3], DType::f32), true, 0.0, false, 0.3);
   });
 }
 
 TEST(Reference, conv2d) {
   check("conv2d.plain", {"x", "weight", "bias"}, [](In in) { return conv2d(in[0], in[1], in[2]); });
-  check("conv2d.stride_padding", {"x", "weight"}, [](In in) { return conv2d(in[0], in[1], Tensor(), 2, 1); });
-  check("conv2d.groups", {"x", "weight", "bias"}, [](In in) { return conv2d(in[0], in[1], in[2], 1, 1, 2); });
+  check("conv2d.stride_padding", {"x", "weight"},
+        [](In in) { return conv2d(in[0], in[1], Tensor(), 2, 1); });
+  check("conv2d.groups", {"x", "weight", "bias"},
+        [](In in) { return conv2d(in[0], in[1], in[2], 1, 1, 2); });
 }
 
 TEST(Reference, max_pool2d) {
@@ -300,20 +315,72 @@ TEST(Reference, linear) {
 // fails this one.
 TEST(Reference, every_fixture_case_is_tested) {
   // The unary ops' cases come from the table (Reference.<name> above).
-  std::vector<std::string> tested = {
-      "add.broadcast", "add.same_shape", "sub.broadcast", "mul.broadcast", "div.broadcast",
-      "add_scalar", "mul_scalar", "rsub", "rdiv", "pow.cube", "pow.fractional", "maximum",
-      "minimum", "clamp", "eq", "gt", "lt", "add_", "addcmul_", "addcdiv_", "sum.all", "sum.dims",
-      "sum.keepdim", "mean.all", "mean.dims", "max.dim", "max.keepdim", "max.all", "argmax", "cat",
-      "stack", "split", "chunk", "softmax.last", "softmax.middle", "log_softmax.last",
-      "log_softmax.first", "layer_norm.affine", "layer_norm.plain", "embedding.basic",
-      "embedding.padding_idx", "cross_entropy.mean", "cross_entropy.sum", "cross_entropy.none",
-      "cross_entropy.ignore_index", "cross_entropy.label_smoothing",
-      "cross_entropy.smoothing_ignore_sum", "cross_entropy.batched", "sdpa.plain", "sdpa.causal",
-      "sdpa.padding", "sdpa.causal_padding_scale", "conv2d.plain", "conv2d.stride_padding",
-      "conv2d.groups", "max_pool2d.plain", "max_pool2d.stride_padding", "avg_pool2d.plain",
-      "avg_pool2d.stride_padding", "matmul.2d", "matmul.batched", "matmul.broadcast",
-      "matmul.vec_mat", "matmul.mat_vec", "linear.bias", "linear.no_bias"};
+  std::vector<std::string> tested = {"add.broadcast",
+                                     "add.same_shape",
+                                     "sub.broadcast",
+                                     "mul.broadcast",
+                                     "div.broadcast",
+                                     "add_scalar",
+                                     "mul_scalar",
+                                     "rsub",
+                                     "rdiv",
+                                     "pow.cube",
+                                     "pow.fractional",
+                                     "maximum",
+                                     "minimum",
+                                     "clamp",
+                                     "eq",
+                                     "gt",
+                                     "lt",
+                                     "add_",
+                                     "addcmul_",
+                                     "addcdiv_",
+                                     "sum.all",
+                                     "sum.dims",
+                                     "sum.keepdim",
+                                     "mean.all",
+                                     "mean.dims",
+                                     "max.dim",
+                                     "max.keepdim",
+                                     "max.all",
+                                     "argmax",
+                                     "cat",
+                                     "stack",
+                                     "split",
+                                     "chunk",
+                                     "softmax.last",
+                                     "softmax.middle",
+                                     "log_softmax.last",
+                                     "log_softmax.first",
+                                     "layer_norm.affine",
+                                     "layer_norm.plain",
+                                     "embedding.basic",
+                                     "embedding.padding_idx",
+                                     "cross_entropy.mean",
+                                     "cross_entropy.sum",
+                                     "cross_entropy.none",
+                                     "cross_entropy.ignore_index",
+                                     "cross_entropy.label_smoothing",
+                                     "cross_entropy.smoothing_ignore_sum",
+                                     "cross_entropy.batched",
+                                     "sdpa.plain",
+                                     "sdpa.causal",
+                                     "sdpa.padding",
+                                     "sdpa.causal_padding_scale",
+                                     "conv2d.plain",
+                                     "conv2d.stride_padding",
+                                     "conv2d.groups",
+                                     "max_pool2d.plain",
+                                     "max_pool2d.stride_padding",
+                                     "avg_pool2d.plain",
+                                     "avg_pool2d.stride_padding",
+                                     "matmul.2d",
+                                     "matmul.batched",
+                                     "matmul.broadcast",
+                                     "matmul.vec_mat",
+                                     "matmul.mat_vec",
+                                     "linear.bias",
+                                     "linear.no_bias"};
   for (const auto& c : testing::kUnaryCases) {
     if (c.call) tested.push_back(c.name);  // Reference.<name>, generated above
   }

@@ -1,8 +1,8 @@
-// The profiler's Chrome trace: scopes nest and carry their names and args, threads get their own tids
-// and names, nothing is recorded outside a session, the file is a Trace Event Format document written
-// by rename, modules show up in forward and backward under their paths, the training thread's data
-// waits are events, deferred events (DDP's all-reduces) sit on their own track, and an unwritable
-// path is a one-line error.
+// The profiler's Chrome trace: scopes nest and carry their names and args, threads get their own
+// tids and names, nothing is recorded outside a session, the file is a Trace Event Format document
+// written by rename, modules show up in forward and backward under their paths, the training
+// thread's data waits are events, deferred events (DDP's all-reduces) sit on their own track, and
+// an unwritable path is a one-line error.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -28,8 +28,8 @@
 namespace dtrain::profiler {
 namespace {
 
-using nlohmann::json;
 using ::dtrain::testing::error_of;
+using nlohmann::json;
 
 // A scratch directory per test and process.
 struct TempDir {
@@ -55,7 +55,8 @@ json stop_and_read(const TempDir& dir) {
 }
 
 // The complete events named `name` (any name when empty) of `category` (any when null).
-std::vector<json> events(const json& trace, const std::string& name, const char* category = nullptr) {
+std::vector<json> events(const json& trace, const std::string& name,
+                         const char* category = nullptr) {
   std::vector<json> out;
   for (const json& e : trace.at("traceEvents")) {
     if (e.at("ph") != "X") continue;
@@ -84,14 +85,14 @@ double end_of(const json& e) { return e.at("ts").get<double>() + e.at("dur").get
 
 // Whether `inner` lies within `outer`'s interval on the same thread.
 bool within(const json& inner, const json& outer) {
-  return inner.at("tid") == outer.at("tid") && inner.at("ts").get<double>() >= outer.at("ts").get<double>() &&
+  return inner.at("tid") == outer.at("tid") &&
+         inner.at("ts").get<double>() >= outer.at("ts").get<double>() &&
          end_of(inner) <= end_of(outer);
 }
 
 void busy_for(std::chrono::microseconds d) {
   const auto until = std::chrono::steady_clock::now() + d;
-  while (std::chrono::steady_clock::now() < until) {
-  }
+  while (std::chrono::steady_clock::now() < until) {}
 }
 
 TEST(Trace, ScopesNestAndCarryNamesAndArgs) {
@@ -117,7 +118,7 @@ TEST(Trace, ScopesNestAndCarryNamesAndArgs) {
   EXPECT_EQ(outer.at("args").at("bucket"), 7);
   EXPECT_EQ(outer.at("args").at("dtype"), "f32");
   EXPECT_FALSE(inner.contains("args"));
-  EXPECT_EQ(outer.at("pid"), 3);  // the rank
+  EXPECT_EQ(outer.at("pid"), 3);                 // the rank
   EXPECT_GE(outer.at("ts").get<double>(), 0.0);  // counted from start()
   EXPECT_EQ(thread_name(trace, outer.at("tid")), "main");
 }
@@ -143,7 +144,8 @@ TEST(Trace, ThreadsGetTheirOwnTidsAndNames) {
   EXPECT_EQ(thread_name(trace, on_worker.at("tid")), "worker");
   EXPECT_EQ(thread_name(trace, on_main.at("tid")), "main");
   EXPECT_EQ(thread_name(trace, on_unnamed.at("tid")), "thread " + on_unnamed.at("tid").dump());
-  for (const json& e : {on_worker, on_unnamed, on_main}) EXPECT_LT(e.at("tid").get<int64_t>(), 1000);
+  for (const json& e : {on_worker, on_unnamed, on_main})
+    EXPECT_LT(e.at("tid").get<int64_t>(), 1000);
 }
 
 TEST(Trace, NothingIsRecordedOutsideASession) {
@@ -189,7 +191,8 @@ TEST(Trace, FileIsATraceEventDocumentWrittenByRename) {
   bool process_named = false;
   for (const json& e : trace.at("traceEvents")) {
     ASSERT_TRUE(e.contains("ph") && e.contains("pid")) << e;
-    if (e.at("ph") == "M" && e.at("name") == "process_name") process_named = e.at("args").at("name") == "rank 0";
+    if (e.at("ph") == "M" && e.at("name") == "process_name")
+      process_named = e.at("args").at("name") == "rank 0";
   }
   EXPECT_TRUE(process_named);
   // Only the final name is left in the directory.
@@ -316,7 +319,8 @@ class SlowDataset : public data::Dataset {
 
 TEST(Trace, DataWaitIsAnEvent) {
   TempDir dir;
-  data::DataLoader loader(std::make_shared<SlowDataset>(), std::make_shared<data::SequentialSampler>(8),
+  data::DataLoader loader(std::make_shared<SlowDataset>(),
+                          std::make_shared<data::SequentialSampler>(8),
                           {.batch_size = 2, .prefetch = 1});
   start(0);
   loader.start_epoch(0);

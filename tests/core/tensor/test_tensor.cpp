@@ -1,8 +1,8 @@
 // core/tensor/tensor: the Tensor handle itself. Factories make row-major contiguous tensors; views
-// share their base's Storage (a write through one is seen through the other) and differ only in shape,
-// strides and offset; reshape copies only when no view can express the result; views that would run
-// past their storage and out-of-range dims are refused. (Values through dtype conversions and strided
-// copies are checked by the kernel tests in tests/core/ops.)
+// share their base's Storage (a write through one is seen through the other) and differ only in
+// shape, strides and offset; reshape copies only when no view can express the result; views that
+// would run past their storage and out-of-range dims are refused. (Values through dtype conversions
+// and strided copies are checked by the kernel tests in tests/core/ops.)
 #include <gtest/gtest.h>
 
 #include <string>
@@ -59,11 +59,12 @@ TEST(TensorBasics, FactoriesAreContiguousRowMajor) {
 
 TEST(TensorViews, ShareStorageAndWritesShowThroughEveryView) {
   Tensor x = counting();
-  Tensor t = x.transpose(0, 1);  // [4, 3]
+  Tensor t = x.transpose(0, 1);     // [4, 3]
   Tensor cols = x.narrow(1, 1, 2);  // [3, 2]
-  Tensor row = x.select(0, 2);  // [4]
+  Tensor row = x.select(0, 2);      // [4]
   Tensor wide = x.narrow(0, 0, 1).expand({5, 4});
-  for (const Tensor& v : {x.view({4, 3}), t, cols, row, wide, x.unsqueeze(0), x.flatten(), x.detach()}) {
+  for (const Tensor& v :
+       {x.view({4, 3}), t, cols, row, wide, x.unsqueeze(0), x.flatten(), x.detach()}) {
     EXPECT_EQ(v.storage().get(), x.storage().get()) << shape_str(v.shape());
   }
   EXPECT_EQ(t.strides(), (Shape{1, 4}));
@@ -73,7 +74,7 @@ TEST(TensorViews, ShareStorageAndWritesShowThroughEveryView) {
   EXPECT_FALSE(cols.is_contiguous());
   EXPECT_EQ(row.offset(), 8);
   EXPECT_TRUE(row.is_contiguous());
-  EXPECT_EQ(wide.strides(), (Shape{0, 1}));  // broadcast rows: stride 0
+  EXPECT_EQ(wide.strides(), (Shape{0, 1}));      // broadcast rows: stride 0
   EXPECT_EQ(wide.to_vector<float>()[13], 1.0f);  // row 3 of the expansion is x's row 0
   EXPECT_EQ(x.unsqueeze(1).shape(), (Shape{3, 1, 4}));
   EXPECT_EQ(x.unsqueeze(1).squeeze(1).shape(), (Shape{3, 4}));
@@ -122,7 +123,10 @@ TEST(TensorViews, ReshapeCopiesOnlyWhenItMust) {
 
 TEST(TensorViews, OutOfRangeViewsAndDimsAreRefused) {
   Tensor x = counting();
-  EXPECT_TRUE(contains(error_of([&] { make_view(x, {3, 4}, {4, 1}, 1); }), "runs past its storage"));
+  EXPECT_TRUE(contains(error_of([&] {
+                         make_view(x, {3, 4}, {4, 1}, 1);
+                       }),
+                       "runs past its storage"));
   EXPECT_TRUE(contains(error_of([&] { make_view(x, {3}, {4, 1}, 0); }), "differ in length"));
   EXPECT_NO_THROW(make_view(x, {0, 4}, {4, 1}, 12));  // an empty view may sit at the end
   EXPECT_TRUE(contains(error_of([&] { x.narrow(1, 3, 2); }), "is outside dim 1 of size 4"));

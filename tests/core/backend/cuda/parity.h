@@ -1,7 +1,8 @@
-// The CUDA parity harness (ggml's test-backend-ops is the model): the same inputs go through the CPU
-// backend (the reference) and the CUDA backend, and the results are compared by their normalised mean
-// squared error, NMSE = sum (gpu - cpu)^2 / sum cpu^2, against a bound per dtype. A bound on NMSE
-// tolerates a few last-bit differences from another summation order, but not a wrong element.
+// The CUDA parity harness (ggml's test-backend-ops is the model): the same inputs go through the
+// CPU backend (the reference) and the CUDA backend, and the results are compared by their
+// normalised mean squared error, NMSE = sum (gpu - cpu)^2 / sum cpu^2, against a bound per dtype. A
+// bound on NMSE tolerates a few last-bit differences from another summation order, but not a wrong
+// element.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -17,9 +18,9 @@
 namespace dtrain::testing {
 
 #ifdef DTRAIN_WITH_CUDA
-#define DTRAIN_SKIP_WITHOUT_CUDA()                                                        \
-  do {                                                                                    \
-    if (!::dtrain::cuda_available())                                                      \
+#define DTRAIN_SKIP_WITHOUT_CUDA()                                                      \
+  do {                                                                                  \
+    if (!::dtrain::cuda_available())                                                    \
       GTEST_SKIP() << "no CUDA device is visible; this check is owed on a GPU machine"; \
   } while (0)
 #else
@@ -41,7 +42,8 @@ inline Tensor uniform_tensor(const Shape& shape, DType dtype, Generator& gen, do
 
 inline Tensor index_tensor(const Shape& shape, int64_t lo, int64_t hi, Generator& gen) {
   std::vector<int64_t> v(static_cast<size_t>(shape_numel(shape)));
-  for (int64_t& x : v) x = lo + static_cast<int64_t>(gen.next_u64() % static_cast<uint64_t>(hi - lo));
+  for (int64_t& x : v)
+    x = lo + static_cast<int64_t>(gen.next_u64() % static_cast<uint64_t>(hi - lo));
   return Tensor::from_vector(v, shape, DType::i64);
 }
 
@@ -54,17 +56,22 @@ inline Tensor empty_on(const Tensor& like, Device d) {
 // NMSE bound per dtype: a handful of last-bit differences pass, a wrong element does not.
 inline double nmse_bound(DType t) {
   switch (t) {
-    case DType::f64: return 1e-20;
-    case DType::f32: return 1e-10;
-    case DType::f16: return 1e-5;
-    case DType::bf16: return 1e-4;
-    default: return 0.0;
+    case DType::f64:
+      return 1e-20;
+    case DType::f32:
+      return 1e-10;
+    case DType::f16:
+      return 1e-5;
+    case DType::bf16:
+      return 1e-4;
+    default:
+      return 0.0;
   }
 }
 
 // Compares a CUDA result with the CPU reference. `what` names the case in the failure message.
-inline void expect_parity(const Tensor& cpu_result, const Tensor& gpu_result, const std::string& what,
-                          double bound_scale = 1.0) {
+inline void expect_parity(const Tensor& cpu_result, const Tensor& gpu_result,
+                          const std::string& what, double bound_scale = 1.0) {
   ASSERT_EQ(cpu_result.shape(), gpu_result.shape()) << what;
   ASSERT_EQ(cpu_result.dtype(), gpu_result.dtype()) << what;
   ASSERT_TRUE(gpu_result.device().is_cuda()) << what;
@@ -89,8 +96,8 @@ inline void expect_parity(const Tensor& cpu_result, const Tensor& gpu_result, co
   const double nmse = err / std::max(ref, 1e-30);
   EXPECT_LE(nmse, nmse_bound(cpu_result.dtype()) * bound_scale)
       << what << " (" << dtype_name(cpu_result.dtype()) << "): NMSE " << nmse << ", largest |diff| "
-      << max_diff << " at element " << worst << " (cpu " << (a.empty() ? 0.0 : a[worst]) << ", cuda "
-      << (b.empty() ? 0.0 : b[worst]) << ")";
+      << max_diff << " at element " << worst << " (cpu " << (a.empty() ? 0.0 : a[worst])
+      << ", cuda " << (b.empty() ? 0.0 : b[worst]) << ")";
 }
 
 inline const std::vector<DType>& float_dtypes() {

@@ -14,7 +14,7 @@ namespace {
 
 TEST(CudaConvPolicy, declines_are_the_whole_not_supported_category) {
   using cuda::cudnn_declined;
-  EXPECT_TRUE(cudnn_declined(CUDNN_STATUS_NOT_SUPPORTED));             // 3000
+  EXPECT_TRUE(cudnn_declined(CUDNN_STATUS_NOT_SUPPORTED));                // 3000
   EXPECT_TRUE(cudnn_declined(CUDNN_STATUS_NOT_SUPPORTED_GRAPH_PATTERN));  // 3001
   EXPECT_TRUE(cudnn_declined(CUDNN_STATUS_NOT_SUPPORTED_SHAPE));
   EXPECT_TRUE(cudnn_declined(CUDNN_STATUS_NOT_SUPPORTED_DATA_TYPE));
@@ -23,9 +23,9 @@ TEST(CudaConvPolicy, declines_are_the_whole_not_supported_category) {
   EXPECT_FALSE(cudnn_declined(CUDNN_STATUS_SUCCESS));
   EXPECT_FALSE(cudnn_declined(CUDNN_STATUS_BAD_PARAM));  // 2000
   EXPECT_FALSE(cudnn_declined(CUDNN_STATUS_BAD_PARAM_NULL_POINTER));
-  EXPECT_FALSE(cudnn_declined(CUDNN_STATUS_INTERNAL_ERROR));  // 4000
+  EXPECT_FALSE(cudnn_declined(CUDNN_STATUS_INTERNAL_ERROR));    // 4000
   EXPECT_FALSE(cudnn_declined(CUDNN_STATUS_EXECUTION_FAILED));  // 5000
-  EXPECT_FALSE(cudnn_declined(CUDNN_STATUS_NOT_INITIALIZED));  // 1001
+  EXPECT_FALSE(cudnn_declined(CUDNN_STATUS_NOT_INITIALIZED));   // 1001
 }
 
 TEST(CudaConvPolicy, f32_without_tf32_never_runs_on_tensor_cores) {
@@ -109,7 +109,7 @@ TEST(CudaConvGemm, cached_plans_follow_the_tf32_switch) {
     }
   };
   run(false, 1.0, "TF32 off");
-  run(true, 1e6, "TF32 on");  // runs (TF32 accuracy is ~1e-6 NMSE)
+  run(true, 1e6, "TF32 on");          // runs (TF32 accuracy is ~1e-6 NMSE)
   run(false, 1.0, "TF32 off again");  // not the TF32 plans cached a moment ago
 }
 

@@ -1,6 +1,6 @@
 // The host-side arithmetic the CUDA kernels rely on, checked without a GPU: Philox against the
-// published known-answer vectors, dim coalescing of strided layouts against direct indexing, and the
-// row-major -> column-major GEMM mapping against a direct row-major product.
+// published known-answer vectors, dim coalescing of strided layouts against direct indexing, and
+// the row-major -> column-major GEMM mapping against a direct row-major product.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -97,8 +97,8 @@ TEST(CudaKernelMath, strided_layout_coalesces_and_indexes) {
   }
 }
 
-// cuBLAS's column-major GEMM, written out: C(m x n) = alpha op(A) op(B) + beta C, element (i, j) of a
-// column-major matrix X at X[i + j * ld].
+// cuBLAS's column-major GEMM, written out: C(m x n) = alpha op(A) op(B) + beta C, element (i, j) of
+// a column-major matrix X at X[i + j * ld].
 void col_major_gemm(const cuda::ColMajorGemm& p, double alpha, const std::vector<double>& first,
                     const std::vector<double>& second, double beta, std::vector<double>& out) {
   auto at = [](const cuda::ColMajorMatrix& mat, const std::vector<double>& data, int64_t i,
@@ -110,7 +110,8 @@ void col_major_gemm(const cuda::ColMajorGemm& p, double alpha, const std::vector
   for (int64_t i = 0; i < p.m; ++i) {
     for (int64_t j = 0; j < p.n; ++j) {
       double acc = 0.0;
-      for (int64_t l = 0; l < p.k; ++l) acc += at(p.first, first, i, l) * at(p.second, second, l, j);
+      for (int64_t l = 0; l < p.k; ++l)
+        acc += at(p.first, first, i, l) * at(p.second, second, l, j);
       double& c = out[static_cast<size_t>(i + j * p.out.ld)];
       c = alpha * acc + beta * c;
     }
@@ -139,10 +140,10 @@ TEST(CudaKernelMath, gemm_maps_row_major_to_column_major) {
         for (int64_t j = 0; j < g.n; ++j) {
           double acc = 0.0;
           for (int64_t l = 0; l < g.k; ++l) {
-            const double av = ta ? a[static_cast<size_t>(l * g.lda + i)]
-                                 : a[static_cast<size_t>(i * g.lda + l)];
-            const double bv = tb ? b[static_cast<size_t>(j * g.ldb + l)]
-                                 : b[static_cast<size_t>(l * g.ldb + j)];
+            const double av =
+                ta ? a[static_cast<size_t>(l * g.lda + i)] : a[static_cast<size_t>(i * g.lda + l)];
+            const double bv =
+                tb ? b[static_cast<size_t>(j * g.ldb + l)] : b[static_cast<size_t>(l * g.ldb + j)];
             acc += av * bv;
           }
           double& e = expected[static_cast<size_t>(i * g.ldc + j)];

@@ -1,7 +1,8 @@
 // The host-side plan of the CUDA elementwise kernels (strided_layout.h), checked without a GPU:
-// which dims coalesce, when a launch is flat, when 32-bit index arithmetic is safe, the multiply-high
-// division the 32-bit path uses, the offsets both index types compute, the type a converting copy
-// passes through, and the key width of the sorts behind the deterministic backward passes.
+// which dims coalesce, when a launch is flat, when 32-bit index arithmetic is safe, the
+// multiply-high division the 32-bit path uses, the offsets both index types compute, the type a
+// converting copy passes through, and the key width of the sorts behind the deterministic backward
+// passes.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -248,7 +249,13 @@ TEST(CudaKernelMath, divisor32_divides_exactly) {
   for (uint32_t d : divisors) {
     const cuda::Divisor32 div = cuda::Divisor32::make(d);
     const auto index_div = cuda::IndexDivisor<int32_t>::make(d);
-    std::vector<uint32_t> numerators = {0, 1, d - 1, d, d + 1, 2 * d - 1, 2 * d,
+    std::vector<uint32_t> numerators = {0,
+                                        1,
+                                        d - 1,
+                                        d,
+                                        d + 1,
+                                        2 * d - 1,
+                                        2 * d,
                                         static_cast<uint32_t>(kInt32Max),
                                         static_cast<uint32_t>(kInt32Max) - 1};
     // The last multiple of d below 2^31 and its neighbours: where a rounding error would show.

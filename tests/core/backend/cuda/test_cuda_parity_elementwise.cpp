@@ -1,5 +1,5 @@
-// CUDA vs CPU parity for memory, copies, elementwise ops, reductions, random fills and GEMM. Every test
-// skips with a reason where no GPU is visible.
+// CUDA vs CPU parity for memory, copies, elementwise ops, reductions, random fills and GEMM. Every
+// test skips with a reason where no GPU is visible.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -35,7 +35,8 @@ std::vector<BinaryOp> all_binary_ops() {
 bool needs_positive(BinaryOp op) {
   switch (op) {
 #define DTRAIN_BINARY_OP(name, domain, ...) \
-  case BinaryOp::name: return std::string_view(#domain) == "positive";
+  case BinaryOp::name:                      \
+    return std::string_view(#domain) == "positive";
 #include "core/backend/binary_ops.def"
   }
   return false;
@@ -84,8 +85,8 @@ TEST(Cuda, host_copies_round_trip) {
 TEST(Cuda, copy) {
   DTRAIN_SKIP_WITHOUT_CUDA();
   Generator gen(11);
-  const std::vector<DType> all = {DType::f32, DType::f64, DType::f16, DType::bf16, DType::i32,
-                                  DType::i64};
+  const std::vector<DType> all = {DType::f32,  DType::f64, DType::f16,
+                                  DType::bf16, DType::i32, DType::i64};
   for (DType from : all) {
     for (DType to : all) {
       // Integers stay small and exact in every dtype.
@@ -133,8 +134,8 @@ TEST(Cuda, copy_flat_casts_vector_tail_and_misaligned) {
   // 1031 = 128 * 8 + 7 leaves a tail), and, one element in, the misaligned scalar path; the other
   // pairs take the run-time-dtype kernel on one flat dim.
   Generator gen(12);
-  const std::vector<DType> all = {DType::f32, DType::f64, DType::f16, DType::bf16, DType::i32,
-                                  DType::i64};
+  const std::vector<DType> all = {DType::f32,  DType::f64, DType::f16,
+                                  DType::bf16, DType::i32, DType::i64};
   for (DType from : all) {
     for (DType to : all) {
       Tensor src = grid_tensor({1032}, from, gen, -100.0, 100.0);
@@ -164,8 +165,8 @@ TEST(Cuda, copy_flat_casts_vector_tail_and_misaligned) {
 
 TEST(Cuda, copy_and_fill_with_64_bit_indexing) {
   DTRAIN_SKIP_WITHOUT_CUDA();
-  // 2^31 + 8 elements (4 GiB of f16): more than int32 counts, so the strided kernels run with 64-bit
-  // index arithmetic. Checked on the device (a sum) and at both ends, not against the CPU.
+  // 2^31 + 8 elements (4 GiB of f16): more than int32 counts, so the strided kernels run with
+  // 64-bit index arithmetic. Checked on the device (a sum) and at both ends, not against the CPU.
   const int64_t rows = (int64_t{1} << 28) + 1, cols = 8, numel = rows * cols;
   std::vector<float> row_values(static_cast<size_t>(cols));
   double row_sum = 0.0;
@@ -319,8 +320,8 @@ TEST(Cuda, reduce) {
     int64_t outer, n, inner;
   };
   // Rows and columns; long n with few outputs exercises the two-pass (chunked) path.
-  const Case cases[] = {{64, 37, 1}, {1, 100000, 1}, {3, 50, 17}, {1, 4096, 3}, {2, 1, 5},
-                        {5, 300, 40}};
+  const Case cases[] = {{64, 37, 1},  {1, 100000, 1}, {3, 50, 17},
+                        {1, 4096, 3}, {2, 1, 5},      {5, 300, 40}};
   std::vector<DType> types = float_dtypes();
   types.push_back(DType::i64);
   for (DType t : types) {

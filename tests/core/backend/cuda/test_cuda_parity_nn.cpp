@@ -277,8 +277,8 @@ TEST(Cuda, cross_entropy) {
         Tensor d_c = Tensor::empty({rows, classes}, t);
         cpu_be().cross_entropy_backward(logits, targets, -100, smoothing, g, d_c);
         Tensor d_g = empty_on(d_c, gpu());
-        gpu_be().cross_entropy_backward(on_gpu(logits), on_gpu(targets), -100, smoothing,
-                                        on_gpu(g), d_g);
+        gpu_be().cross_entropy_backward(on_gpu(logits), on_gpu(targets), -100, smoothing, on_gpu(g),
+                                        d_g);
         expect_parity(d_c, d_g, what + " backward");
       }
     }
@@ -302,8 +302,8 @@ TEST(Cuda, conv2d) {
   };
   for (DType t : float_dtypes()) {
     for (const Case& c : cases) {
-      const std::string what = "conv2d x " + shape_str(c.x) + " w " + shape_str(c.w) +
-                               " groups " + std::to_string(c.args.groups);
+      const std::string what = "conv2d x " + shape_str(c.x) + " w " + shape_str(c.w) + " groups " +
+                               std::to_string(c.args.groups);
       const int64_t oh = (c.x[2] + 2 * c.args.pad_h - c.w[2]) / c.args.stride_h + 1;
       const int64_t ow = (c.x[3] + 2 * c.args.pad_w - c.w[3]) / c.args.stride_w + 1;
       const Shape ys = {c.x[0], c.w[0], oh, ow};
@@ -349,7 +349,8 @@ TEST(Cuda, pool2d) {
       Tensor y_g = empty_on(y_c, gpu()), idx_g = empty_on(idx_c, gpu());
       gpu_be().max_pool2d(on_gpu(x), a, y_g, idx_g);
       expect_parity(y_c, y_g, "max_" + what);
-      if (t == DType::f32 || t == DType::f64) expect_parity(idx_c, idx_g, "max_" + what + " indices");
+      if (t == DType::f32 || t == DType::f64)
+        expect_parity(idx_c, idx_g, "max_" + what + " indices");
 
       // Backward from the CPU's indices on both, so ties in half precision cannot differ.
       Tensor dy = uniform_tensor(ys, t, gen);
@@ -428,8 +429,8 @@ TEST(Cuda, sdpa_declines_so_attention_is_composed) {
 
 TEST(Cuda, ops_training_step_matches_cpu) {
   DTRAIN_SKIP_WITHOUT_CUDA();
-  // linear -> gelu -> layer_norm -> linear -> cross_entropy, forward and backward through the ops on
-  // both devices, in f32: the loss and every gradient agree.
+  // linear -> gelu -> layer_norm -> linear -> cross_entropy, forward and backward through the ops
+  // on both devices, in f32: the loss and every gradient agree.
   Generator gen(28);
   Tensor x = uniform_tensor({16, 24}, DType::f32, gen);
   Tensor w1 = uniform_tensor({32, 24}, DType::f32, gen, -0.3, 0.3);
