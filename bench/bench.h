@@ -1,6 +1,7 @@
-// What the `dtrain bench` subcommands share: the models they time, on a fixed synthetic batch, and the
-// process group a multi-rank benchmark runs on. bench/commands.cpp holds allreduce, ddp and step;
-// bench/scaling.cpp the sweep over world sizes (scaling) and the projection to clusters (project).
+// What the `dtrain bench` subcommands share: the models they time, on a fixed synthetic batch, and
+// the process group a multi-rank benchmark runs on. bench/commands.cpp holds allreduce, ddp and
+// step; bench/scaling.cpp the sweep over world sizes (scaling) and the projection to clusters
+// (project).
 #pragma once
 #include <boost/program_options.hpp>
 #include <functional>
@@ -11,8 +12,15 @@
 #include "core/nn/module.h"
 #include "distributed/process_group.h"
 #include "launch/config.h"
+#include "launch/optimizer_factory.h"
 
 namespace dtrain::bench {
+
+// The benchmarks take the training configuration's options and build optimizers as training does.
+using launch::decay_groups;
+using launch::make_optimizer;
+using launch::parse_train_config;
+using launch::TrainConfig;
 
 // A model and a fixed synthetic batch for the step, ddp, scaling and project benchmarks.
 struct BenchModel {
@@ -37,7 +45,8 @@ std::shared_ptr<dist::ProcessGroup> make_bench_group(const std::string& device_t
 
 // The options a benchmark takes besides the training configuration's: parsed out of `args`, which
 // keeps the rest (for parse_train_config).
-void take_bench_options(std::vector<std::string>& args, const boost::program_options::options_description& opts,
+void take_bench_options(std::vector<std::string>& args,
+                        const boost::program_options::options_description& opts,
                         boost::program_options::variables_map& vm);
 
 // `dtrain bench <allreduce|ddp|step|scaling|project> [options]` (bench/commands.cpp).

@@ -17,11 +17,11 @@ using dist::CollectiveKind;
 
 using dist::WorkPtr;
 
+using dist::all_reduce_value;
 using dist::Clock;
 using dist::ProcessGroup;
 using dist::ProcessGroupMPI;
 using dist::ReduceOp;
-using dist::all_reduce_value;
 
 double allreduce_bus_factor(int n) { return n > 1 ? 2.0 * (n - 1) / n : 0.0; }
 
@@ -33,24 +33,28 @@ double bus_factor(BenchCollective c, int n) {
 
 const char* bench_collective_name(BenchCollective c) {
   switch (c) {
-    case BenchCollective::all_reduce: return "all_reduce";
-    case BenchCollective::reduce_scatter: return "reduce_scatter";
-    case BenchCollective::all_gather: return "all_gather";
-    case BenchCollective::broadcast: return "broadcast";
+    case BenchCollective::all_reduce:
+      return "all_reduce";
+    case BenchCollective::reduce_scatter:
+      return "reduce_scatter";
+    case BenchCollective::all_gather:
+      return "all_gather";
+    case BenchCollective::broadcast:
+      return "broadcast";
   }
   return "?";
 }
 
 std::vector<BenchCollective> parse_bench_collectives(const std::string& text) {
   std::vector<BenchCollective> every = {BenchCollective::all_reduce,
-                                              BenchCollective::reduce_scatter,
-                                              BenchCollective::all_gather,
-                                              BenchCollective::broadcast};
+                                        BenchCollective::reduce_scatter,
+                                        BenchCollective::all_gather, BenchCollective::broadcast};
   if (text == "all") return every;
   for (BenchCollective c : every) {
     if (text == bench_collective_name(c)) return {c};
   }
-  throw Error("--collective '" + text + "' is not one of all_reduce, reduce_scatter, all_gather, "
+  throw Error("--collective '" + text +
+              "' is not one of all_reduce, reduce_scatter, all_gather, "
               "broadcast, all");
 }
 
@@ -89,9 +93,10 @@ double time_calls(ProcessGroup& pg, const Timer& timer, int warmup, int iters, d
 }
 
 void check_options(const AllReduceBenchOptions& options) {
-  DTRAIN_CHECK(options.min_bytes > 0 && options.max_bytes >= options.min_bytes && options.factor > 1,
-               "bench allreduce: sizes from ", options.min_bytes, " to ", options.max_bytes,
-               " bytes by x", options.factor, " make no sense; need 0 < min <= max and factor > 1");
+  DTRAIN_CHECK(
+      options.min_bytes > 0 && options.max_bytes >= options.min_bytes && options.factor > 1,
+      "bench allreduce: sizes from ", options.min_bytes, " to ", options.max_bytes, " bytes by x",
+      options.factor, " make no sense; need 0 < min <= max and factor > 1");
   DTRAIN_CHECK(options.iters > 0 && options.warmup_iters >= 0, "bench allreduce: --iters ",
                options.iters, " must be positive");
 }
@@ -102,8 +107,8 @@ bool in_place_only(BenchCollective c) {
 
 // The buffers of one row: `whole` is the buffer the size counts (all-reduce, broadcast: the one
 // buffer; reduce-scatter: the input; all-gather: the output); `part` a separate 1/n chunk (the
-// out-of-place output of reduce-scatter, input of all-gather) and `own` chunk `rank` of `whole` (the
-// same in place); `recv` the out-of-place output of the raw MPI_Allreduce.
+// out-of-place output of reduce-scatter, input of all-gather) and `own` chunk `rank` of `whole`
+// (the same in place); `recv` the out-of-place output of the raw MPI_Allreduce.
 struct Buffers {
   Tensor whole, part, own, recv;
 };
@@ -124,16 +129,24 @@ Buffers make_buffers(BenchCollective c, int64_t bytes, DType dtype, Device devic
   return b;
 }
 
-// dtrain's call, out of place (reduce-scatter, all-gather) or in place; `wait` for CPU groups, whose
-// timer needs each call finished, and for checks.
+// dtrain's call, out of place (reduce-scatter, all-gather) or in place; `wait` for CPU groups,
+// whose timer needs each call finished, and for checks.
 void run_dtrain(ProcessGroup& pg, BenchCollective c, const Buffers& b, bool in_place, bool wait) {
   const Tensor& chunk = in_place ? b.own : b.part;
   WorkPtr w;
   switch (c) {
-    case BenchCollective::all_reduce: w = pg.all_reduce(b.whole); break;
-    case BenchCollective::reduce_scatter: w = pg.reduce_scatter(chunk, b.whole); break;
-    case BenchCollective::all_gather: w = pg.all_gather(b.whole, chunk); break;
-    case BenchCollective::broadcast: w = pg.broadcast(b.whole, 0); break;
+    case BenchCollective::all_reduce:
+      w = pg.all_reduce(b.whole);
+      break;
+    case BenchCollective::reduce_scatter:
+      w = pg.reduce_scatter(chunk, b.whole);
+      break;
+    case BenchCollective::all_gather:
+      w = pg.all_gather(b.whole, chunk);
+      break;
+    case BenchCollective::broadcast:
+      w = pg.broadcast(b.whole, 0);
+      break;
   }
   if (wait) w->wait();
 }
@@ -141,9 +154,9 @@ void run_dtrain(ProcessGroup& pg, BenchCollective c, const Buffers& b, bool in_p
 // Root 0's values in the broadcast check: small integers, exact in every dtype.
 double root_value(int64_t i) { return static_cast<double>(i % 97 + 1); }
 
-// Fills `in` with this rank's check values, runs `run` once, counts the elements of `out` that differ
-// from the expected result, summed over the ranks, and zeroes the buffers again (values stay small
-// through the timed calls). `in` and `out` may alias (in place).
+// Fills `in` with this rank's check values, runs `run` once, counts the elements of `out` that
+// differ from the expected result, summed over the ranks, and zeroes the buffers again (values stay
+// small through the timed calls). `in` and `out` may alias (in place).
 int64_t count_wrong(ProcessGroup& pg, BenchCollective c, Tensor in, Tensor out,
                     const std::function<void()>& run) {
   const int n = pg.size();
@@ -167,7 +180,8 @@ int64_t count_wrong(ProcessGroup& pg, BenchCollective c, Tensor in, Tensor out,
   auto source_rank = [&](int64_t k) { return k / in.numel(); };
   for (size_t i = 0; i < got.size(); ++i) {
     const auto k = static_cast<int64_t>(i);
-    const double expected = c == BenchCollective::all_gather  ? static_cast<double>(source_rank(k) + 1)
+    const double expected = c == BenchCollective::all_gather
+                                ? static_cast<double>(source_rank(k) + 1)
                             : c == BenchCollective::broadcast ? root_value(k)
                                                               : sum;
     wrong += got[i] != expected;
@@ -177,8 +191,9 @@ int64_t count_wrong(ProcessGroup& pg, BenchCollective c, Tensor in, Tensor out,
   return static_cast<int64_t>(all_reduce_value(pg, static_cast<double>(wrong), ReduceOp::sum));
 }
 
-// The group's communicator duplicated for the raw MPI calls this thread makes (the group's own belongs
-// to its communication thread); MPI_COMM_NULL for other groups. Collective: every rank makes one.
+// The group's communicator duplicated for the raw MPI calls this thread makes (the group's own
+// belongs to its communication thread); MPI_COMM_NULL for other groups. Collective: every rank
+// makes one.
 class RawMpiComm {
  public:
   explicit RawMpiComm(ProcessGroup& pg) {
@@ -197,13 +212,7 @@ class RawMpiComm {
 
 // MPI's own type for a sum over `t`; MPI_DATATYPE_NULL for f16 and bf16, which MPI cannot add.
 MPI_Datatype mpi_sum_type(DType t) {
-  switch (t) {
-    case DType::f32: return MPI_FLOAT;
-    case DType::f64: return MPI_DOUBLE;
-    case DType::i32: return MPI_INT32_T;
-    case DType::i64: return MPI_INT64_T;
-    default: return MPI_DATATYPE_NULL;
-  }
+  return t == DType::f16 || t == DType::bf16 ? MPI_DATATYPE_NULL : dist::mpi_type(t);
 }
 
 void check_mpi(int rc, const char* call) {
@@ -298,31 +307,34 @@ std::vector<AllReduceRow> collective_table(ProcessGroup& pg, BenchCollective c,
          << (gpu ? "times from CUDA events on the NCCL stream around back-to-back calls"
                  : "times on the host around each call and its wait")
          << ", the slowest rank's mean\n# out-of-place: "
-         << (!in_place_only(c)    ? std::string("dtrain's ") + name + " with separate buffers"
-             : mpi_allreduce_oop ? std::string("MPI_Allreduce(send, recv) called directly (dtrain's "
-                                               "all_reduce works in place only)")
-                                 : std::string("n/a (dtrain's ") + name + " works in place only)")
+         << (!in_place_only(c) ? std::string("dtrain's ") + name + " with separate buffers"
+             : mpi_allreduce_oop
+                 ? std::string("MPI_Allreduce(send, recv) called directly (dtrain's "
+                               "all_reduce works in place only)")
+                 : std::string("n/a (dtrain's ") + name + " works in place only)")
          << "; in-place: dtrain's " << name
          << (in_place_only(c) ? "" : " on chunk `rank` of the whole buffer")
          << (raw ? "; raw: " + raw_name + " called directly, " +
                        (in_place_only(c) ? "in place" : "out of place")
                  : std::string("; no raw call"))
          << "\n# busbw = algbw * "
-         << (c == BenchCollective::all_reduce   ? "2(n-1)/n"
+         << (c == BenchCollective::all_reduce  ? "2(n-1)/n"
              : c == BenchCollective::broadcast ? "1"
                                                : "(n-1)/n")
          << " = algbw * " << format("%.3f", factor) << "\n"
          << format("# %12s %12s %6s %6s %4s  %-38s  %s", "", "", "", "", "", "out-of-place",
                    raw ? "in-place                                raw" : "in-place")
          << "\n"
-         << format("# %12s %12s %6s %6s %4s  %10s %9s %9s %7s  %10s %9s %9s %7s", "size(B)", "count",
-                   "type", "redop", "root", "time(us)", "algbw", "busbw", "#wrong", "time(us)",
-                   "algbw", "busbw", "#wrong")
-         << (raw ? format("  %12s %9s %9s", "raw time(us)", "raw algbw", "raw busbw") : std::string())
+         << format("# %12s %12s %6s %6s %4s  %10s %9s %9s %7s  %10s %9s %9s %7s", "size(B)",
+                   "count", "type", "redop", "root", "time(us)", "algbw", "busbw", "#wrong",
+                   "time(us)", "algbw", "busbw", "#wrong")
+         << (raw ? format("  %12s %9s %9s", "raw time(us)", "raw algbw", "raw busbw")
+                 : std::string())
          << "\n"
-         << format("# %12s %12s %6s %6s %4s  %10s %9s %9s %7s  %10s %9s %9s", "", "", "", "", "", "",
-                   "(GB/s)", "(GB/s)", "", "", "(GB/s)", "(GB/s)")
-         << (raw ? format(" %7s  %12s %9s %9s", "", "", "(GB/s)", "(GB/s)") : std::string()) << "\n";
+         << format("# %12s %12s %6s %6s %4s  %10s %9s %9s %7s  %10s %9s %9s", "", "", "", "", "",
+                   "", "(GB/s)", "(GB/s)", "", "", "(GB/s)", "(GB/s)")
+         << (raw ? format(" %7s  %12s %9s %9s", "", "", "(GB/s)", "(GB/s)") : std::string())
+         << "\n";
     out->flush();
   }
   std::vector<AllReduceRow> rows;
@@ -418,7 +430,8 @@ std::vector<AllReduceRow> bench_allreduce(ProcessGroup& pg, const AllReduceBench
 }
 
 std::vector<AllReduceRow> bench_collective(ProcessGroup& pg, BenchCollective collective,
-                                           const AllReduceBenchOptions& options, std::ostream* out) {
+                                           const AllReduceBenchOptions& options,
+                                           std::ostream* out) {
   check_options(options);
   return collective_table(pg, collective, options, out);
 }

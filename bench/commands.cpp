@@ -1,6 +1,7 @@
-// `dtrain bench allreduce | ddp | step | scaling | project`: the scaling and speed figures, each measured
-// against a baseline taken in the same invocation (raw MPI/NCCL calls; independent processes; peak GEMM;
-// one rank), and the projection to clusters of the scaling model (bench/scaling.cpp).
+// `dtrain bench allreduce | ddp | step | scaling | project`: the scaling and speed figures, each
+// measured against a baseline taken in the same invocation (raw MPI/NCCL calls; independent
+// processes; peak GEMM; one rank), and the projection to clusters of the scaling model
+// (bench/scaling.cpp).
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <chrono>
@@ -31,11 +32,6 @@ namespace po = boost::program_options;
 
 namespace dtrain::bench {
 
-using launch::TrainConfig;
-using launch::decay_groups;
-using launch::make_optimizer;
-using launch::parse_train_config;
-
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -45,26 +41,34 @@ double ms_since(Clock::time_point t) {
 
 const char* kBenchUsage =
     "usage: dtrain bench <allreduce|ddp|step|scaling|project> [options]\n"
-    "  allreduce  collective time, algbw and busbw per size (4 KiB..256 MiB), beside the raw MPI or\n"
-    "             NCCL call (--device cuda: NCCL; --collective reduce_scatter, all_gather, broadcast, all)\n"
-    "  ddp        step time of N ranks with DDP vs N independent processes: overhead and hidden comm\n"
-    "  step       one rank's training step split into forward/backward/optimizer, throughput and MFU\n"
-    "  scaling    runs ddp at each world size (weak and strong scaling) through the launcher: table,\n"
-    "             JSON and plot, with the scaling model's prediction and its error beside each point\n"
-    "  project    the scaling model: step time, exposed communication and efficiency on 8..1024 GPUs\n"
-    "             of a named cluster, from one rank's step measured here, and the best bucket size\n"
+    "  allreduce  collective time, algbw and busbw per size (4 KiB..256 MiB), beside the raw MPI "
+    "or\n"
+    "             NCCL call (--device cuda: NCCL; --collective reduce_scatter, all_gather, "
+    "broadcast, all)\n"
+    "  ddp        step time of N ranks with DDP vs N independent processes: overhead and hidden "
+    "comm\n"
+    "  step       one rank's training step split into forward/backward/optimizer, throughput and "
+    "MFU\n"
+    "  scaling    runs ddp at each world size (weak and strong scaling) through the launcher: "
+    "table,\n"
+    "             JSON and plot, with the scaling model's prediction and its error beside each "
+    "point\n"
+    "  project    the scaling model: step time, exposed communication and efficiency on 8..1024 "
+    "GPUs\n"
+    "             of a named cluster, from one rank's step measured here, and the best bucket "
+    "size\n"
     "Each takes --help.";
 
 int bench_step(const TrainConfig& c, int steps) {
   Device device = Device::parse(c.device);
-  select_device(device);   // as the trainer runs: this GPU, chosen once
+  select_device(device);  // as the trainer runs: this GPU, chosen once
   set_allow_tf32(c.tf32);
   if (c.threads > 0) set_num_threads(c.threads);
   BenchModel m = make_bench_model(c, c.batch_size, device);
   auto optimizer = make_optimizer(c, decay_groups(*m.module));
   const std::vector<Tensor> params = optimizer->parameters();
-  // The trainer's step, in three parts: forward; backward of the (f16: scaled) loss; unscale, clip if
-  // asked, optimizer step (skipped by the scaler on overflow), zero_grad.
+  // The trainer's step, in three parts: forward; backward of the (f16: scaled) loss; unscale, clip
+  // if asked, optimizer step (skipped by the scaler on overflow), zero_grad.
   amp::DynamicLossScaler scaler(amp::LossScalerOptions{.enabled = c.precision == "f16"});
   auto backward = [&](const Tensor& loss) { scaler.scale(loss).backward(); };
   auto update = [&] {
@@ -102,16 +106,20 @@ int bench_step(const TrainConfig& c, int steps) {
   const double syncs_per_step = static_cast<double>(host_sync_count() - syncs_before) / steps;
   sync();
   double step_ms = fwd + bwd + opt;
-  DType peak_dtype = c.precision == "f32" ? DType::f32 : (c.precision == "f16" ? DType::f16 : DType::bf16);
+  DType peak_dtype =
+      c.precision == "f32" ? DType::f32 : (c.precision == "f16" ? DType::f16 : DType::bf16);
   if (device.is_cpu()) peak_dtype = DType::f32;  // the CPU computes in f32 whatever it stores
   double peak = measured_peak_flops(device, peak_dtype);
   double achieved = m.flops_per_step / (step_ms / 1e3);
   std::printf("bench step: %s (%lld parameters), batch %lld, %s, %s, %d threads\n", c.model.c_str(),
-              static_cast<long long>(m.module->num_parameters()), static_cast<long long>(c.batch_size),
-              c.precision.c_str(), device.str().c_str(), get_num_threads());
-  std::printf("  step %.1f ms = forward %.1f + backward %.1f + optimizer %.1f + communication 0.0\n",
-              step_ms, fwd, bwd, opt);
-  std::printf("  throughput: %.1f %s/s\n", static_cast<double>(m.items) / (step_ms / 1e3), m.unit.c_str());
+              static_cast<long long>(m.module->num_parameters()),
+              static_cast<long long>(c.batch_size), c.precision.c_str(), device.str().c_str(),
+              get_num_threads());
+  std::printf(
+      "  step %.1f ms = forward %.1f + backward %.1f + optimizer %.1f + communication 0.0\n",
+      step_ms, fwd, bwd, opt);
+  std::printf("  throughput: %.1f %s/s\n", static_cast<double>(m.items) / (step_ms / 1e3),
+              m.unit.c_str());
   std::printf("  model %.2f TFLOP/s; peak %s GEMM %.2f TFLOP/s; MFU %.1f%%\n", achieved / 1e12,
               dtype_name(peak_dtype), peak / 1e12, 100.0 * achieved / peak);
   std::printf("  syncs per step: %.2f (host waits for the device, over %d untimed steps)\n",
@@ -132,16 +140,16 @@ int run_bench(const std::vector<std::string>& args) {
     AllReduceBenchOptions o;
     std::string dtype = "f32", device = "cpu", collective = "all_reduce", json_path;
     po::options_description opts("dtrain bench allreduce options");
-    opts.add_options()("help,h", "print this help")
-        ("min-bytes", po::value(&o.min_bytes)->default_value(o.min_bytes), "smallest message")
-        ("max-bytes", po::value(&o.max_bytes)->default_value(o.max_bytes), "largest message")
-        ("iters", po::value(&o.iters)->default_value(o.iters), "timed iterations per size")
-        ("dtype", po::value(&dtype)->default_value(dtype), "f32 | bf16 | f16 | f64")
-        ("device", po::value(&device)->default_value(device),
-         "cpu (MPI) | cuda (NCCL, each rank its local rank's GPU) | cuda:N")
-        ("json", po::value(&json_path), "also write the tables to this JSON file (rank 0)")
-        ("collective", po::value(&collective)->default_value(collective),
-         "all_reduce | reduce_scatter | all_gather | broadcast | all (the four)");
+    opts.add_options()("help,h", "print this help")(
+        "min-bytes", po::value(&o.min_bytes)->default_value(o.min_bytes), "smallest message")(
+        "max-bytes", po::value(&o.max_bytes)->default_value(o.max_bytes), "largest message")(
+        "iters", po::value(&o.iters)->default_value(o.iters), "timed iterations per size")(
+        "dtype", po::value(&dtype)->default_value(dtype), "f32 | bf16 | f16 | f64")(
+        "device", po::value(&device)->default_value(device),
+        "cpu (MPI) | cuda (NCCL, each rank its local rank's GPU) | cuda:N")(
+        "json", po::value(&json_path), "also write the tables to this JSON file (rank 0)")(
+        "collective", po::value(&collective)->default_value(collective),
+        "all_reduce | reduce_scatter | all_gather | broadcast | all (the four)");
     po::variables_map vm;
     try {
       po::store(po::command_line_parser(rest).options(opts).run(), vm);
@@ -157,17 +165,23 @@ int run_bench(const std::vector<std::string>& args) {
     const std::vector<BenchCollective> collectives = parse_bench_collectives(collective);
     {
       auto pg = make_bench_group(device);
-      nlohmann::json tables = {{"ranks", pg->size()}, {"backend", pg->backend_name()}, {"dtype", dtype}};
+      nlohmann::json tables = {
+          {"ranks", pg->size()}, {"backend", pg->backend_name()}, {"dtype", dtype}};
       for (BenchCollective c : collectives) {
         const std::vector<AllReduceRow> rows =
             bench_collective(*pg, c, o, pg->rank() == 0 ? &std::cout : nullptr);
         nlohmann::json& table = tables[bench_collective_name(c)] = nlohmann::json::array();
         for (const AllReduceRow& r : rows) {
-          table.push_back({{"bytes", r.bytes}, {"count", r.count}, {"time_us", r.time_us},
-                           {"algbw_gbs", r.algbw_gbs}, {"busbw_gbs", r.busbw_gbs}, {"wrong", r.wrong}});
+          table.push_back({{"bytes", r.bytes},
+                           {"count", r.count},
+                           {"time_us", r.time_us},
+                           {"algbw_gbs", r.algbw_gbs},
+                           {"busbw_gbs", r.busbw_gbs},
+                           {"wrong", r.wrong}});
         }
       }
-      if (!json_path.empty() && pg->rank() == 0) write_file_atomically(json_path, tables.dump(2) + "\n");
+      if (!json_path.empty() && pg->rank() == 0)
+        write_file_atomically(json_path, tables.dump(2) + "\n");
     }
     dist::finalize_mpi();
     return 0;
@@ -177,12 +191,15 @@ int run_bench(const std::vector<std::string>& args) {
     c.batch_size = 32;
     c.steps = 10;
     std::string json_path;
-    po::options_description bench_opts("dtrain bench ddp options (besides the training options below)");
-    bench_opts.add_options()("json", po::value(&json_path), "also write the result to this JSON file (rank 0)");
+    po::options_description bench_opts(
+        "dtrain bench ddp options (besides the training options below)");
+    bench_opts.add_options()("json", po::value(&json_path),
+                             "also write the result to this JSON file (rank 0)");
     if (what == "ddp") {
       po::variables_map vm;
       take_bench_options(rest, bench_opts, vm);
-      if (std::find(rest.begin(), rest.end(), "--help") != rest.end()) std::cout << bench_opts << "\n";
+      if (std::find(rest.begin(), rest.end(), "--help") != rest.end())
+        std::cout << bench_opts << "\n";
     }
     if (!parse_train_config(rest, c, what == "ddp" ? "bench ddp" : "bench step")) return 0;
     const int steps = static_cast<int>(std::max<int64_t>(1, c.steps));
@@ -196,8 +213,9 @@ int run_bench(const std::vector<std::string>& args) {
       DdpBenchOptions o;
       o.steps = steps;
       o.ddp.bucket_cap_mb = c.bucket_cap_mb;
-      const DdpBenchResult r = bench_ddp(m.module, pg, m.loss, [&] { optimizer->step(); }, o,
-                                                     pg->rank() == 0 ? &std::cout : nullptr);
+      const DdpBenchResult r = bench_ddp(
+          m.module, pg, m.loss, [&] { optimizer->step(); }, o,
+          pg->rank() == 0 ? &std::cout : nullptr);
       if (!json_path.empty() && pg->rank() == 0) {
         nlohmann::json j = {{"world_size", r.world_size},
                             {"parameters", r.parameters},
@@ -223,7 +241,8 @@ int run_bench(const std::vector<std::string>& args) {
   }
   if (what == "scaling") return run_bench_scaling(rest);
   if (what == "project") return run_bench_project(rest);
-  throw Error("dtrain bench: unknown benchmark '" + what + "'; use allreduce, ddp, step, scaling or project");
+  throw Error("dtrain bench: unknown benchmark '" + what +
+              "'; use allreduce, ddp, step, scaling or project");
 }
 
 }  // namespace dtrain::bench

@@ -16,8 +16,6 @@
 
 namespace dtrain::bench {
 
-using launch::TrainConfig;
-
 namespace {
 using Clock = std::chrono::steady_clock;
 double ms_since(Clock::time_point t) {
@@ -39,7 +37,8 @@ BenchModel make_bench_model(const TrainConfig& c, int64_t batch, Device device) 
     if (c.patch) vc.patch_size = c.patch;
     auto vit = std::make_shared<models::VisionTransformer>(vc);
     vit->to(device);
-    Tensor images = Tensor::randn({batch, vc.in_channels, vc.image_size, vc.image_size}, DType::f32, device);
+    Tensor images =
+        Tensor::randn({batch, vc.in_channels, vc.image_size, vc.image_size}, DType::f32, device);
     Tensor labels = Tensor::zeros({batch}, DType::i64, device);
     m.loss = [=] {
       amp::AutocastGuard autocast(low, mixed);
@@ -101,16 +100,19 @@ std::shared_ptr<dist::ProcessGroup> make_bench_group(const std::string& device_t
 #endif
 }
 
-void take_bench_options(std::vector<std::string>& args, const boost::program_options::options_description& opts,
+void take_bench_options(std::vector<std::string>& args,
+                        const boost::program_options::options_description& opts,
                         boost::program_options::variables_map& vm) {
   namespace po = boost::program_options;
   try {
-    po::parsed_options parsed = po::command_line_parser(args).options(opts).allow_unregistered().run();
+    po::parsed_options parsed =
+        po::command_line_parser(args).options(opts).allow_unregistered().run();
     po::store(parsed, vm);
     po::notify(vm);
     args = po::collect_unrecognized(parsed.options, po::include_positional);
   } catch (const po::error& e) {
-    throw Error(std::string(e.what()) + " (dtrain bench --help lists the benchmarks, each takes --help)");
+    throw Error(std::string(e.what()) +
+                " (dtrain bench --help lists the benchmarks, each takes --help)");
   }
 }
 

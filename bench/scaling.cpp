@@ -1,16 +1,18 @@
 // `dtrain bench scaling`: runs `dtrain bench ddp` at each requested world size through the launcher
-// (weak scaling: a fixed batch per rank; strong: a fixed global batch split over the ranks) and prints
-// one table per mode, writes scaling.json and draws scaling.png. Beside each measured point it prints
-// what the scaling model (bench/scaling_model.h) predicts for it and the error, with:
-//   - the step profile (forward, backward, optimizer, when each gradient is ready) of one rank measured
+// (weak scaling: a fixed batch per rank; strong: a fixed global batch split over the ranks) and
+// prints one table per mode, writes scaling.json and draws scaling.png. Beside each measured point
+// it prints what the scaling model (bench/scaling_model.h) predicts for it and the error, with:
+//   - the step profile (forward, backward, optimizer, when each gradient is ready) of one rank
+//   measured
 //     in this process before the sweep;
-//   - a ring link (alpha, bandwidth) fitted to `dtrain bench allreduce` at the smallest world size > 1;
+//   - a ring link (alpha, bandwidth) fitted to `dtrain bench allreduce` at the smallest world size
+//   > 1;
 //   - the compute time at each point taken from that point's independent processes (the same ranks
-//     training without communication): how ranks share this machine's cores is not the model's subject,
-//     communication and its overlap with backward are.
+//     training without communication): how ranks share this machine's cores is not the model's
+//     subject, communication and its overlap with backward are.
 //
-// `dtrain bench project`: the same model on a named cluster at 8..1024 GPUs, from one rank's profile
-// measured here and rescaled to the GPU's compute time (model FLOPs / (peak x MFU)).
+// `dtrain bench project`: the same model on a named cluster at 8..1024 GPUs, from one rank's
+// profile measured here and rescaled to the GPU's compute time (model FLOPs / (peak x MFU)).
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,11 +36,6 @@ namespace po = boost::program_options;
 namespace fs = std::filesystem;
 
 namespace dtrain::bench {
-
-using launch::TrainConfig;
-using launch::decay_groups;
-using launch::make_optimizer;
-using launch::parse_train_config;
 
 namespace {
 
@@ -73,8 +70,8 @@ std::string shell_quote(const std::string& s) {
   return q + "'";
 }
 
-// Open MPI's launcher; as root it must be told that is intended, and the sweep may ask for more ranks
-// than cores.
+// Open MPI's launcher; as root it must be told that is intended, and the sweep may ask for more
+// ranks than cores.
 std::string default_launcher() {
   return std::string("mpirun --oversubscribe") + (::geteuid() == 0 ? " --allow-run-as-root" : "") +
          " -np {n}";
@@ -84,7 +81,8 @@ std::string launcher_for(const std::string& launcher, int ranks) {
   std::string command = launcher;
   const size_t at = command.find("{n}");
   if (at == std::string::npos) {
-    throw Error("--launcher '" + launcher + "' has no {n} for the number of ranks, e.g. 'mpirun -np {n}'");
+    throw Error("--launcher '" + launcher +
+                "' has no {n} for the number of ranks, e.g. 'mpirun -np {n}'");
   }
   return command.replace(at, 3, std::to_string(ranks));
 }
@@ -94,10 +92,12 @@ void run_logged(const std::string& command, const fs::path& log, const std::stri
   const std::string full = command + " >" + shell_quote(log.string()) + " 2>&1 </dev/null";
   const int status = std::system(full.c_str());
   if (status != 0) {
-    const std::string how = status != -1 && WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status))
-                            : status != -1 && WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
-                                                                  : "could not start";
-    throw Error("bench scaling: " + what + " failed (" + how + "); its output is in " + log.string());
+    const std::string how =
+        status != -1 && WIFEXITED(status)     ? "exit status " + std::to_string(WEXITSTATUS(status))
+        : status != -1 && WIFSIGNALED(status) ? "signal " + std::to_string(WTERMSIG(status))
+                                              : "could not start";
+    throw Error("bench scaling: " + what + " failed (" + how + "); its output is in " +
+                log.string());
   }
 }
 
@@ -124,7 +124,8 @@ nlohmann::json read_json(const fs::path& path) {
   try {
     return nlohmann::json::parse(read_file(path.string()));
   } catch (const nlohmann::json::exception& e) {
-    throw Error("bench scaling: " + path.string() + " is not the JSON it should be (" + e.what() + ")");
+    throw Error("bench scaling: " + path.string() + " is not the JSON it should be (" + e.what() +
+                ")");
   }
 }
 
@@ -144,8 +145,8 @@ StepProfile measure_profile(const TrainConfig& c, int64_t batch, BenchModel* mod
   BenchModel m = make_bench_model(c, batch, device);
   auto optimizer = make_optimizer(c, decay_groups(*m.module));
   const int steps = static_cast<int>(std::max<int64_t>(1, c.steps));
-  StepProfile profile =
-      measure_step_profile(*m.module, device, m.loss, [&] { optimizer->step(); }, 1, steps);
+  StepProfile profile = measure_step_profile(
+      *m.module, device, m.loss, [&] { optimizer->step(); }, 1, steps);
   if (model_out != nullptr) *model_out = std::move(m);
   return profile;
 }
@@ -165,7 +166,8 @@ Link parse_link(const std::string& text) {
     alpha_us = gbs = -1;
   }
   if (!(alpha_us >= 0 && gbs > 0 && std::isfinite(alpha_us) && std::isfinite(gbs))) {
-    throw Error("--link '" + text + "' must be ALPHA_US,GBS: a latency in microseconds (>= 0) and a "
+    throw Error("--link '" + text +
+                "' must be ALPHA_US,GBS: a latency in microseconds (>= 0) and a "
                 "bandwidth in GB/s (> 0), e.g. 5,50");
   }
   return Link{alpha_us * 1e-6, gbs * 1e9};
@@ -189,17 +191,21 @@ struct Point {
 
 void print_table(const std::vector<Point>& points, const std::string& unit, bool modelled) {
   const Point& base = points.front();
-  std::printf("  ranks  batch/rank   step ms  compute ms  exposed ms  hidden %%  %9s/s  speed-up  efficiency  "
-              "vs indep.%s\n",
-              unit.c_str(), modelled ? "  model ms  error %" : "");
+  std::printf(
+      "  ranks  batch/rank   step ms  compute ms  exposed ms  hidden %%  %9s/s  speed-up  "
+      "efficiency  "
+      "vs indep.%s\n",
+      unit.c_str(), modelled ? "  model ms  error %" : "");
   for (const Point& p : points) {
     const double step = p.ddp["ddp_step_ms"], compute = p.ddp["independent_step_ms"];
     const double speedup = p.throughput / base.throughput;
     const double efficiency = speedup * base.ranks / p.ranks;
-    std::printf("  %5d  %10lld  %8.1f  %10.1f  %10.1f  %8.0f  %11.1f  %8.2f  %10.2f  %9.2f", p.ranks,
-                static_cast<long long>(p.batch_per_rank), step, compute, step - compute,
-                static_cast<double>(p.ddp["hidden_percent"]), p.throughput, speedup, efficiency, compute / step);
-    if (modelled) std::printf("  %8.1f  %+7.1f", p.predicted_ms, 100.0 * (p.predicted_ms / step - 1.0));
+    std::printf("  %5d  %10lld  %8.1f  %10.1f  %10.1f  %8.0f  %11.1f  %8.2f  %10.2f  %9.2f",
+                p.ranks, static_cast<long long>(p.batch_per_rank), step, compute, step - compute,
+                static_cast<double>(p.ddp["hidden_percent"]), p.throughput, speedup, efficiency,
+                compute / step);
+    if (modelled)
+      std::printf("  %8.1f  %+7.1f", p.predicted_ms, 100.0 * (p.predicted_ms / step - 1.0));
     std::printf("\n");
   }
 }
@@ -231,33 +237,43 @@ nlohmann::json points_json(const std::vector<Point>& points, bool modelled) {
 }
 
 const char* kScalingUsage =
-    "usage: dtrain bench scaling [--ranks 1,2,4] [--scaling weak|strong|both] [--out DIR] [--launcher CMD]\n"
-    "                            [training options of bench ddp: --model, --batch-size, --steps, ...]\n"
-    "Runs `dtrain bench ddp` at each world size through the launcher. Weak scaling keeps --batch-size per\n"
-    "rank; strong scaling splits --batch-size over the ranks (it must divide evenly). Writes DIR/scaling.json,\n"
+    "usage: dtrain bench scaling [--ranks 1,2,4] [--scaling weak|strong|both] [--out DIR] "
+    "[--launcher CMD]\n"
+    "                            [training options of bench ddp: --model, --batch-size, --steps, "
+    "...]\n"
+    "Runs `dtrain bench ddp` at each world size through the launcher. Weak scaling keeps "
+    "--batch-size per\n"
+    "rank; strong scaling splits --batch-size over the ranks (it must divide evenly). Writes "
+    "DIR/scaling.json,\n"
     "DIR/scaling.png (python3-matplotlib) and each run's output in DIR/*.log.";
 
 }  // namespace
 
 int run_bench_scaling(const std::vector<std::string>& args_in) {
   std::vector<std::string> args = args_in;
-  std::string ranks_text = "1,2,4", mode = "both", out_dir = "scaling", launcher = default_launcher();
+  std::string ranks_text = "1,2,4", mode = "both", out_dir = "scaling",
+              launcher = default_launcher();
   std::string link_text;
   int plot = 1;
   po::options_description opts("dtrain bench scaling options (besides bench ddp's)");
-  opts.add_options()("ranks", po::value(&ranks_text)->default_value(ranks_text), "world sizes to measure")
-      ("scaling", po::value(&mode)->default_value(mode), "weak | strong | both")
-      ("out", po::value(&out_dir)->default_value(out_dir), "directory for scaling.json, scaling.png, logs")
-      ("launcher", po::value(&launcher)->default_value(launcher), "command that starts {n} ranks")
-      ("plot", po::value(&plot)->default_value(plot), "1: draw DIR/scaling.png with scripts/plot_scaling.py")
-      ("link", po::value(&link_text),
-       "ALPHA_US,GBS: the model's ring link as given (e.g. from nccl-tests), instead of fitting it to "
-       "the all-reduce at the smallest world size above one");
+  opts.add_options()("ranks", po::value(&ranks_text)->default_value(ranks_text),
+                     "world sizes to measure")("scaling", po::value(&mode)->default_value(mode),
+                                               "weak | strong | both")(
+      "out", po::value(&out_dir)->default_value(out_dir),
+      "directory for scaling.json, scaling.png, logs")(
+      "launcher", po::value(&launcher)->default_value(launcher), "command that starts {n} ranks")(
+      "plot", po::value(&plot)->default_value(plot),
+      "1: draw DIR/scaling.png with scripts/plot_scaling.py")(
+      "link", po::value(&link_text),
+      "ALPHA_US,GBS: the model's ring link as given (e.g. from nccl-tests), instead of fitting it "
+      "to "
+      "the all-reduce at the smallest world size above one");
   po::variables_map vm;
   take_bench_options(args, opts, vm);
   if (std::find(args.begin(), args.end(), "--help") != args.end() ||
       std::find(args.begin(), args.end(), "-h") != args.end()) {
-    std::cout << kScalingUsage << "\n\n" << opts << "\n(and the training options of dtrain bench ddp --help)\n";
+    std::cout << kScalingUsage << "\n\n"
+              << opts << "\n(and the training options of dtrain bench ddp --help)\n";
     return 0;
   }
   if (mode != "weak" && mode != "strong" && mode != "both") {
@@ -284,7 +300,8 @@ int run_bench_scaling(const std::vector<std::string>& args_in) {
   const fs::path dir(out_dir);
   const std::string self = fs::read_symlink("/proc/self/exe").string();
 
-  // One rank's profile, measured here before any rank starts, and the buckets DDP will form from it.
+  // One rank's profile, measured here before any rank starts, and the buckets DDP will form from
+  // it.
   BenchModel model;
   const StepProfile profile = measure_profile(c, c.batch_size, &model);
   const auto cap_bytes = static_cast<int64_t>(c.bucket_cap_mb * 1024.0 * 1024.0);
@@ -292,12 +309,13 @@ int run_bench_scaling(const std::vector<std::string>& args_in) {
   int64_t largest_bucket = 0;
   for (const BucketPlan& b : buckets) largest_bucket = std::max(largest_bucket, b.bytes);
   std::printf("# bench scaling: %s (%lld parameters), %s; %lld timed steps per point; logs in %s\n",
-              c.model.c_str(), static_cast<long long>(model.module->num_parameters(true)), c.device.c_str(),
-              static_cast<long long>(c.steps), out_dir.c_str());
-  std::printf("# one rank's step, measured here: forward %.1f ms, backward %.1f ms, optimizer %.1f ms; "
-              "%zu gradients in %zu buckets of at most %.1f MB\n",
-              profile.forward_s * 1e3, profile.backward_s * 1e3, profile.optimizer_s * 1e3,
-              profile.grads.size(), buckets.size(), c.bucket_cap_mb);
+              c.model.c_str(), static_cast<long long>(model.module->num_parameters(true)),
+              c.device.c_str(), static_cast<long long>(c.steps), out_dir.c_str());
+  std::printf(
+      "# one rank's step, measured here: forward %.1f ms, backward %.1f ms, optimizer %.1f ms; "
+      "%zu gradients in %zu buckets of at most %.1f MB\n",
+      profile.forward_s * 1e3, profile.backward_s * 1e3, profile.optimizer_s * 1e3,
+      profile.grads.size(), buckets.size(), c.bucket_cap_mb);
   std::fflush(stdout);
 
   // The link, fitted to the all-reduce at the smallest world size above one.
@@ -307,8 +325,11 @@ int run_bench_scaling(const std::vector<std::string>& args_in) {
   const auto calibration = std::find_if(ranks.begin(), ranks.end(), [](int n) { return n > 1; });
   if (given_link) {
     link = given_link;
-    link_json = {{"given", true}, {"alpha_us", link->alpha_s * 1e6}, {"bandwidth_gbs", link->bytes_per_s / 1e9}};
-    std::printf("# ring link as given: alpha %.1f us, %.2f GB/s\n", link->alpha_s * 1e6, link->bytes_per_s / 1e9);
+    link_json = {{"given", true},
+                 {"alpha_us", link->alpha_s * 1e6},
+                 {"bandwidth_gbs", link->bytes_per_s / 1e9}};
+    std::printf("# ring link as given: alpha %.1f us, %.2f GB/s\n", link->alpha_s * 1e6,
+                link->bytes_per_s / 1e9);
   } else if (calibration != ranks.end()) {
     // At least 4 MiB, so that the bandwidth term stands out of the latencies of small messages.
     int64_t max_bytes = 4 << 20;
@@ -319,8 +340,8 @@ int run_bench_scaling(const std::vector<std::string>& args_in) {
                    " --device " + shell_quote(c.device) + " --json " + shell_quote(json.string()),
                dir / ("allreduce-np" + std::to_string(*calibration) + ".log"),
                "the all-reduce benchmark at " + std::to_string(*calibration) + " ranks");
-    // The sizes from 64 KiB up: below, the time is the latency and the host's scheduling noise, which on
-    // oversubscribed cores can make a straight-line fit meaningless.
+    // The sizes from 64 KiB up: below, the time is the latency and the host's scheduling noise,
+    // which on oversubscribed cores can make a straight-line fit meaningless.
     std::vector<CollectiveSample> samples;
     const nlohmann::json tables = read_json(json);
     for (const nlohmann::json& row : tables.at("all_reduce")) {
@@ -331,20 +352,25 @@ int run_bench_scaling(const std::vector<std::string>& args_in) {
     samples_used = samples.size();
     try {
       link = fit_ring_link(samples);
-      link_json = {{"fitted_at_ranks", *calibration}, {"alpha_us", link->alpha_s * 1e6},
+      link_json = {{"fitted_at_ranks", *calibration},
+                   {"alpha_us", link->alpha_s * 1e6},
                    {"bandwidth_gbs", link->bytes_per_s / 1e9}};
-      std::printf("# ring link fitted to the all-reduce at %d ranks (%zu sizes from 64 KiB): alpha %.1f us, "
-                  "%.2f GB/s\n",
-                  *calibration, samples_used, link->alpha_s * 1e6, link->bytes_per_s / 1e9);
+      std::printf(
+          "# ring link fitted to the all-reduce at %d ranks (%zu sizes from 64 KiB): alpha %.1f "
+          "us, "
+          "%.2f GB/s\n",
+          *calibration, samples_used, link->alpha_s * 1e6, link->bytes_per_s / 1e9);
     } catch (const Error& e) {
-      std::printf("# no model beside the points: the all-reduce times at %d ranks did not fit a link (%s); "
-                  "--link ALPHA_US,GBS gives one\n",
-                  *calibration, e.what());
+      std::printf(
+          "# no model beside the points: the all-reduce times at %d ranks did not fit a link (%s); "
+          "--link ALPHA_US,GBS gives one\n",
+          *calibration, e.what());
     }
   }
   if (link) {
-    std::printf("# model: compute at each point from its independent processes; communication and overlap "
-                "from the profile and the link\n");
+    std::printf(
+        "# model: compute at each point from its independent processes; communication and overlap "
+        "from the profile and the link\n");
   }
 
   nlohmann::json result = {{"model", c.model},
@@ -365,46 +391,53 @@ int run_bench_scaling(const std::vector<std::string>& args_in) {
       p.batch_per_rank = m == "weak" ? c.batch_size : c.batch_size / n;
       const std::string name = m + "-np" + std::to_string(n);
       const fs::path json = dir / (name + ".json");
-      run_logged(launcher_for(launcher, n) + " " + shell_quote(self) + " bench ddp" + joined_quoted(forwarded) +
-                     " --batch-size " + std::to_string(p.batch_per_rank * n) + " --json " +
-                     shell_quote(json.string()),
+      run_logged(launcher_for(launcher, n) + " " + shell_quote(self) + " bench ddp" +
+                     joined_quoted(forwarded) + " --batch-size " +
+                     std::to_string(p.batch_per_rank * n) + " --json " + shell_quote(json.string()),
                  dir / (name + ".log"), m + " scaling at " + std::to_string(n) + " ranks");
       p.ddp = read_json(json);
       const double items = p.ddp["items_per_rank"].get<double>() * n;
       p.throughput = items / (p.ddp["ddp_step_ms"].get<double>() / 1e3);
       if (link) {
-        const double factor = p.ddp["independent_step_ms"].get<double>() / 1e3 / profile_total_s(profile);
+        const double factor =
+            p.ddp["independent_step_ms"].get<double>() / 1e3 / profile_total_s(profile);
         const StepProfile scaled = scaled_profile(profile, factor);
         const Link l = *link;
-        auto comm = [n, l](int64_t bytes) { return ring_allreduce_seconds(l, n, static_cast<double>(bytes)); };
+        auto comm = [n, l](int64_t bytes) {
+          return ring_allreduce_seconds(l, n, static_cast<double>(bytes));
+        };
         p.predicted_ms = predict_step(scaled, plan_buckets(scaled, cap_bytes), comm).step_s * 1e3;
       }
       points.push_back(std::move(p));
     }
-    std::printf("\n# %s scaling: %s; speed-up and efficiency against %d rank%s; vs indep. = independent "
-                "processes' step / DDP step\n",
-                m.c_str(),
-                m == "weak" ? ("batch " + std::to_string(c.batch_size) + " per rank").c_str()
-                            : ("global batch " + std::to_string(c.batch_size)).c_str(),
-                points.front().ranks, points.front().ranks == 1 ? "" : "s");
+    std::printf(
+        "\n# %s scaling: %s; speed-up and efficiency against %d rank%s; vs indep. = independent "
+        "processes' step / DDP step\n",
+        m.c_str(),
+        m == "weak" ? ("batch " + std::to_string(c.batch_size) + " per rank").c_str()
+                    : ("global batch " + std::to_string(c.batch_size)).c_str(),
+        points.front().ranks, points.front().ranks == 1 ? "" : "s");
     print_table(points, model.unit, link.has_value());
-    for (const nlohmann::json& j : points_json(points, link.has_value())) result["points"].push_back(j);
+    for (const nlohmann::json& j : points_json(points, link.has_value()))
+      result["points"].push_back(j);
     std::fflush(stdout);
   }
   const fs::path json = dir / "scaling.json";
   write_file_atomically(json.string(), result.dump(2) + "\n");
   std::printf("\nwrote %s\n", json.string().c_str());
   if (plot) {
-    const fs::path script = fs::path(self).parent_path().parent_path() / "scripts" / "plot_scaling.py";
+    const fs::path script =
+        fs::path(self).parent_path().parent_path() / "scripts" / "plot_scaling.py";
     const fs::path png = dir / "scaling.png";
-    const std::string command = "/usr/bin/python3 " + shell_quote(script.string()) + " " + shell_quote(json.string()) +
-                                " --out " + shell_quote(png.string());
+    const std::string command = "/usr/bin/python3 " + shell_quote(script.string()) + " " +
+                                shell_quote(json.string()) + " --out " + shell_quote(png.string());
     if (fs::exists(script) && std::system((command + " >/dev/null 2>&1").c_str()) == 0) {
       std::printf("wrote %s\n", png.string().c_str());
     } else {
-      std::printf("no plot drawn (it needs python3-matplotlib: scripts/bootstrap --reference); to draw it: "
-                  "/usr/bin/python3 scripts/plot_scaling.py %s --out %s\n",
-                  json.string().c_str(), png.string().c_str());
+      std::printf(
+          "no plot drawn (it needs python3-matplotlib: scripts/bootstrap --reference); to draw it: "
+          "/usr/bin/python3 scripts/plot_scaling.py %s --out %s\n",
+          json.string().c_str(), png.string().c_str());
     }
   }
   return 0;
@@ -413,27 +446,35 @@ int run_bench_scaling(const std::vector<std::string>& args_in) {
 namespace {
 
 const char* kProjectUsage =
-    "usage: dtrain bench project [--cluster NAME] [--gpus 8,16,...,1024] [--mfu 0.4] [--profile-batch 2]\n"
-    "                            [--model vit-b16|gpt2|vit|gpt] [--batch-size per GPU] [--bucket-cap-mb 25]\n"
-    "Measures one rank's step here (--profile-batch, --steps timed steps), rescales it to the cluster's GPU\n"
-    "(model FLOPs / (peak x MFU) per step, the measured split between forward, backward and optimizer kept),\n"
-    "and prints the scaling model's step time, exposed communication and efficiency at each GPU count, and\n"
+    "usage: dtrain bench project [--cluster NAME] [--gpus 8,16,...,1024] [--mfu 0.4] "
+    "[--profile-batch 2]\n"
+    "                            [--model vit-b16|gpt2|vit|gpt] [--batch-size per GPU] "
+    "[--bucket-cap-mb 25]\n"
+    "Measures one rank's step here (--profile-batch, --steps timed steps), rescales it to the "
+    "cluster's GPU\n"
+    "(model FLOPs / (peak x MFU) per step, the measured split between forward, backward and "
+    "optimizer kept),\n"
+    "and prints the scaling model's step time, exposed communication and efficiency at each GPU "
+    "count, and\n"
     "the bucket size that minimises the step there.";
 
 }  // namespace
 
 int run_bench_project(const std::vector<std::string>& args_in) {
   std::vector<std::string> args = args_in;
-  std::string cluster_name = cluster_presets().front().name, gpus_text = "8,16,32,64,128,256,512,1024";
+  std::string cluster_name = cluster_presets().front().name,
+              gpus_text = "8,16,32,64,128,256,512,1024";
   std::string json_path;
   double mfu = 0.4;
   int64_t profile_batch = 2;
   po::options_description opts("dtrain bench project options (besides the training options)");
-  opts.add_options()("cluster", po::value(&cluster_name)->default_value(cluster_name), "a cluster preset")
-      ("gpus", po::value(&gpus_text)->default_value(gpus_text), "GPU counts to project")
-      ("mfu", po::value(&mfu)->default_value(mfu), "model FLOPs utilisation assumed for compute")
-      ("profile-batch", po::value(&profile_batch)->default_value(profile_batch), "batch of the step measured here")
-      ("json", po::value(&json_path), "also write the projection to this JSON file");
+  opts.add_options()("cluster", po::value(&cluster_name)->default_value(cluster_name),
+                     "a cluster preset")("gpus", po::value(&gpus_text)->default_value(gpus_text),
+                                         "GPU counts to project")(
+      "mfu", po::value(&mfu)->default_value(mfu), "model FLOPs utilisation assumed for compute")(
+      "profile-batch", po::value(&profile_batch)->default_value(profile_batch),
+      "batch of the step measured here")("json", po::value(&json_path),
+                                         "also write the projection to this JSON file");
   po::variables_map vm;
   take_bench_options(args, opts, vm);
   if (std::find(args.begin(), args.end(), "--help") != args.end() ||
@@ -457,53 +498,73 @@ int run_bench_project(const std::vector<std::string>& args_in) {
 
   BenchModel model;
   const StepProfile measured = measure_profile(c, profile_batch, &model);
-  const double items_per_sample = static_cast<double>(model.items) / static_cast<double>(profile_batch);
+  const double items_per_sample =
+      static_cast<double>(model.items) / static_cast<double>(profile_batch);
   const double items_per_gpu = items_per_sample * static_cast<double>(c.batch_size);
-  const double compute_s =
-      model.flops_per_step / static_cast<double>(model.items) * items_per_gpu / (cluster.peak_flops * mfu);
+  const double compute_s = model.flops_per_step / static_cast<double>(model.items) * items_per_gpu /
+                           (cluster.peak_flops * mfu);
   const double fb = measured.forward_s + measured.backward_s;
   const StepProfile target =
-      rescale_profile(measured, compute_s * measured.forward_s / fb, compute_s * measured.backward_s / fb,
-                            compute_s * measured.optimizer_s / fb);
+      rescale_profile(measured, compute_s * measured.forward_s / fb,
+                      compute_s * measured.backward_s / fb, compute_s * measured.optimizer_s / fb);
   const auto cap_bytes = static_cast<int64_t>(c.bucket_cap_mb * 1024.0 * 1024.0);
   const std::vector<BucketPlan> buckets = plan_buckets(target, cap_bytes);
   int64_t largest = 0;
   for (const BucketPlan& b : buckets) largest = std::max(largest, b.bytes);
 
-  std::printf("# bench project: %s (%lld parameters), %lld %s per GPU, f32 gradients in %zu buckets of at most "
-              "%.0f MB\n",
-              c.model.c_str(), static_cast<long long>(model.module->num_parameters(true)),
-              static_cast<long long>(c.batch_size), c.model.starts_with("gpt") ? "sequences" : "images",
-              buckets.size(), c.bucket_cap_mb);
-  std::printf("# cluster %s: %d GPUs per node; inside a node %.0f GB/s, alpha %.1f us; between nodes %.1f GB/s "
-              "per GPU, alpha %.1f us; %.0f TFLOP/s peak\n#   (%s)\n",
-              cluster.name.c_str(), cluster.gpus_per_node, cluster.intra.bytes_per_s / 1e9,
-              cluster.intra.alpha_s * 1e6, cluster.inter.bytes_per_s / 1e9, cluster.inter.alpha_s * 1e6,
-              cluster.peak_flops / 1e12, cluster.source.c_str());
-  std::printf("# profile measured here (%s, batch %lld): forward %.1f ms, backward %.1f ms, optimizer %.1f ms; "
-              "rescaled to %.2f ms of compute per GPU step at MFU %.2f\n",
-              c.device.c_str(), static_cast<long long>(profile_batch), measured.forward_s * 1e3,
-              measured.backward_s * 1e3, measured.optimizer_s * 1e3, profile_total_s(target) * 1e3, mfu);
-  std::printf("   gpus  nodes  largest bucket  all-reduce ms  comm ms  exposed ms   step ms  efficiency  %9s/s  "
-              "| best cap MB  exposed ms  efficiency\n",
-              model.unit.c_str());
+  std::printf(
+      "# bench project: %s (%lld parameters), %lld %s per GPU, f32 gradients in %zu buckets of at "
+      "most "
+      "%.0f MB\n",
+      c.model.c_str(), static_cast<long long>(model.module->num_parameters(true)),
+      static_cast<long long>(c.batch_size), c.model.starts_with("gpt") ? "sequences" : "images",
+      buckets.size(), c.bucket_cap_mb);
+  std::printf(
+      "# cluster %s: %d GPUs per node; inside a node %.0f GB/s, alpha %.1f us; between nodes %.1f "
+      "GB/s "
+      "per GPU, alpha %.1f us; %.0f TFLOP/s peak\n#   (%s)\n",
+      cluster.name.c_str(), cluster.gpus_per_node, cluster.intra.bytes_per_s / 1e9,
+      cluster.intra.alpha_s * 1e6, cluster.inter.bytes_per_s / 1e9, cluster.inter.alpha_s * 1e6,
+      cluster.peak_flops / 1e12, cluster.source.c_str());
+  std::printf(
+      "# profile measured here (%s, batch %lld): forward %.1f ms, backward %.1f ms, optimizer %.1f "
+      "ms; "
+      "rescaled to %.2f ms of compute per GPU step at MFU %.2f\n",
+      c.device.c_str(), static_cast<long long>(profile_batch), measured.forward_s * 1e3,
+      measured.backward_s * 1e3, measured.optimizer_s * 1e3, profile_total_s(target) * 1e3, mfu);
+  std::printf(
+      "   gpus  nodes  largest bucket  all-reduce ms  comm ms  exposed ms   step ms  efficiency  "
+      "%9s/s  "
+      "| best cap MB  exposed ms  efficiency\n",
+      model.unit.c_str());
   nlohmann::json rows = nlohmann::json::array();
   for (int world : gpus) {
-    auto comm = [&](int64_t bytes) { return allreduce_seconds(cluster, world, static_cast<double>(bytes)); };
+    auto comm = [&](int64_t bytes) {
+      return allreduce_seconds(cluster, world, static_cast<double>(bytes));
+    };
     const StepPrediction p = predict_step(target, buckets, comm);
     const BucketChoice best = best_bucket_cap(target, caps, comm);
     const AllReduceEstimate big = estimate_allreduce(cluster, world, static_cast<double>(largest));
     const int nodes = (world + cluster.gpus_per_node - 1) / cluster.gpus_per_node;
     const double throughput = world * items_per_gpu / p.step_s;
-    const std::string cap = std::isinf(best.cap_mb) ? "one bucket" : std::to_string(std::lround(best.cap_mb));
-    std::printf("  %5d  %5d  %14s  %13.2f  %7.2f  %10.2f  %8.2f  %10.3f  %11.0f  | %11s  %10.2f  %10.3f\n",
-                world, nodes, big.algorithm.c_str(), big.seconds * 1e3, p.comm_s * 1e3, p.exposed_s * 1e3,
-                p.step_s * 1e3, p.efficiency, throughput, cap.c_str(), best.prediction.exposed_s * 1e3,
-                best.prediction.efficiency);
-    rows.push_back({{"gpus", world}, {"nodes", nodes}, {"largest_bucket_algorithm", big.algorithm},
-                    {"largest_bucket_allreduce_ms", big.seconds * 1e3}, {"comm_ms", p.comm_s * 1e3},
-                    {"exposed_ms", p.exposed_s * 1e3}, {"step_ms", p.step_s * 1e3}, {"efficiency", p.efficiency},
-                    {"throughput", throughput}, {"best_cap_mb", std::isinf(best.cap_mb) ? nlohmann::json("one bucket") : nlohmann::json(best.cap_mb)},
+    const std::string cap =
+        std::isinf(best.cap_mb) ? "one bucket" : std::to_string(std::lround(best.cap_mb));
+    std::printf(
+        "  %5d  %5d  %14s  %13.2f  %7.2f  %10.2f  %8.2f  %10.3f  %11.0f  | %11s  %10.2f  %10.3f\n",
+        world, nodes, big.algorithm.c_str(), big.seconds * 1e3, p.comm_s * 1e3, p.exposed_s * 1e3,
+        p.step_s * 1e3, p.efficiency, throughput, cap.c_str(), best.prediction.exposed_s * 1e3,
+        best.prediction.efficiency);
+    rows.push_back({{"gpus", world},
+                    {"nodes", nodes},
+                    {"largest_bucket_algorithm", big.algorithm},
+                    {"largest_bucket_allreduce_ms", big.seconds * 1e3},
+                    {"comm_ms", p.comm_s * 1e3},
+                    {"exposed_ms", p.exposed_s * 1e3},
+                    {"step_ms", p.step_s * 1e3},
+                    {"efficiency", p.efficiency},
+                    {"throughput", throughput},
+                    {"best_cap_mb", std::isinf(best.cap_mb) ? nlohmann::json("one bucket")
+                                                            : nlohmann::json(best.cap_mb)},
                     {"best_exposed_ms", best.prediction.exposed_s * 1e3},
                     {"best_efficiency", best.prediction.efficiency}});
   }

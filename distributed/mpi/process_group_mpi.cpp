@@ -12,9 +12,9 @@ namespace dtrain::dist {
 
 namespace {
 
-// ---- f16 / bf16 reductions. MPI has no 16-bit float types, so these travel as MPI_UINT16_T and are
-// combined by user-defined operations: each combining step converts to f32, adds (or takes the max) and
-// rounds back once, which is what a bf16/f16 reduction on a GPU does too.
+// ---- f16 / bf16 reductions. MPI has no 16-bit float types, so these travel as MPI_UINT16_T and
+// are combined by user-defined operations: each combining step converts to f32, adds (or takes the
+// max) and rounds back once, which is what a bf16/f16 reduction on a GPU does too.
 template <class H, float (*ToF)(H), H (*FromF)(float), bool Max>
 void combine_half(void* in, void* inout, int* len, MPI_Datatype*) {
   const H* a = static_cast<const H*>(in);
@@ -44,18 +44,6 @@ const HalfOps& half_ops() {
   return ops;
 }
 
-MPI_Datatype mpi_type(DType t) {
-  switch (t) {
-    case DType::f32: return MPI_FLOAT;
-    case DType::f64: return MPI_DOUBLE;
-    case DType::i32: return MPI_INT32_T;
-    case DType::i64: return MPI_INT64_T;
-    case DType::f16:
-    case DType::bf16: return MPI_UINT16_T;
-  }
-  return MPI_DATATYPE_NULL;
-}
-
 // avg is reduced as a sum, then scaled; MPI has no average.
 MPI_Op mpi_op(ReduceOp op, DType t) {
   const bool max = op == ReduceOp::max;
@@ -81,15 +69,18 @@ void scale_in_place(const Tensor& x, double s) {
     }
     case DType::f16: {
       Half* p = x.data<Half>();
-      for (int64_t i = 0; i < n; ++i) p[i] = float_to_half(half_to_float(p[i]) * static_cast<float>(s));
+      for (int64_t i = 0; i < n; ++i)
+        p[i] = float_to_half(half_to_float(p[i]) * static_cast<float>(s));
       break;
     }
     case DType::bf16: {
       BFloat16* p = x.data<BFloat16>();
-      for (int64_t i = 0; i < n; ++i) p[i] = float_to_bf16(bf16_to_float(p[i]) * static_cast<float>(s));
+      for (int64_t i = 0; i < n; ++i)
+        p[i] = float_to_bf16(bf16_to_float(p[i]) * static_cast<float>(s));
       break;
     }
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -109,14 +100,16 @@ int checked_count(int64_t numel, const std::string& what) {
 void check_cpu_contiguous(const Tensor& t, const char* op, const char* role) {
   DTRAIN_CHECK(t.defined(), "ProcessGroupMPI::", op, ": the ", role, " tensor is undefined");
   DTRAIN_CHECK(t.device().is_cpu(), "ProcessGroupMPI::", op, ": the ", role, " tensor is on ",
-               t.device().str(), "; MPI collectives take CPU tensors (use the NCCL group for CUDA)");
+               t.device().str(),
+               "; MPI collectives take CPU tensors (use the NCCL group for CUDA)");
   DTRAIN_CHECK(t.is_contiguous(), "ProcessGroupMPI::", op, ": the ", role, " tensor of shape ",
-               shape_str(t.shape()), " is not contiguous; pass .contiguous() and copy the result back");
+               shape_str(t.shape()),
+               " is not contiguous; pass .contiguous() and copy the result back");
 }
 
 // True when `part` is chunk `rank` of `whole` in memory: an in-place reduce_scatter (output = that
-// chunk of the input) or all_gather (input = that chunk of the output), as NCCL defines in place. MPI
-// forbids aliased buffers, so these go through MPI_IN_PLACE; any other overlap is an error.
+// chunk of the input) or all_gather (input = that chunk of the output), as NCCL defines in place.
+// MPI forbids aliased buffers, so these go through MPI_IN_PLACE; any other overlap is an error.
 bool own_chunk(const Tensor& whole, const Tensor& part, int rank, const char* op) {
   if (whole.numel() == 0 || part.numel() == 0) return false;
   const auto w = reinterpret_cast<uintptr_t>(whole.raw_data());
@@ -137,6 +130,23 @@ void check_reduce_op(ReduceOp op, DType t, const char* name) {
 
 }  // namespace
 
+MPI_Datatype mpi_type(DType t) {
+  switch (t) {
+    case DType::f32:
+      return MPI_FLOAT;
+    case DType::f64:
+      return MPI_DOUBLE;
+    case DType::i32:
+      return MPI_INT32_T;
+    case DType::i64:
+      return MPI_INT64_T;
+    case DType::f16:
+    case DType::bf16:
+      return MPI_UINT16_T;
+  }
+  return MPI_DATATYPE_NULL;
+}
+
 // ---- Work
 
 class ProcessGroupMPI::MpiWork final : public Work {
@@ -148,8 +158,8 @@ class ProcessGroupMPI::MpiWork final : public Work {
   int root = 0;
   Tensor out;  // the tensor written (broadcast, all_reduce: in place)
   Tensor in;   // reduce_scatter, all_gather: the input
-  // reduce_scatter, all_gather: `out` is chunk `rank` of `in` (reduce_scatter) or `in` is chunk `rank`
-  // of `out` (all_gather); run with MPI_IN_PLACE, which every rank must then use.
+  // reduce_scatter, all_gather: `out` is chunk `rank` of `in` (reduce_scatter) or `in` is chunk
+  // `rank` of `out` (all_gather); run with MPI_IN_PLACE, which every rank must then use.
   bool in_place = false;
   std::string what;  // for the timeout message
 
@@ -158,7 +168,8 @@ class ProcessGroupMPI::MpiWork final : public Work {
     // Short collectives finish within microseconds: poll a little before paying for a sleep and a
     // wake-up on the condition variable.
     const Clock::time_point until = Clock::now() + std::chrono::microseconds(50);
-    while (!done_.load(std::memory_order_acquire) && Clock::now() < until) std::this_thread::yield();
+    while (!done_.load(std::memory_order_acquire) && Clock::now() < until)
+      std::this_thread::yield();
     std::unique_lock<std::mutex> lock(mutex_);
     cv_.wait(lock, [&] { return done_.load(std::memory_order_acquire); });
     if (error_.empty()) return;
@@ -207,15 +218,16 @@ std::shared_ptr<ProcessGroupMPI> ProcessGroupMPI::create(ProcessGroupOptions opt
   } else {
     MPI_Query_thread(&provided);
   }
-  DTRAIN_CHECK(provided >= MPI_THREAD_SERIALIZED, "ProcessGroupMPI: MPI was initialised with thread ",
-               "level ", provided, ", but dtrain issues MPI calls from its communication thread: ",
+  DTRAIN_CHECK(provided >= MPI_THREAD_SERIALIZED,
+               "ProcessGroupMPI: MPI was initialised with thread ", "level ", provided,
+               ", but dtrain issues MPI calls from its communication thread: ",
                "initialise with MPI_Init_thread(..., MPI_THREAD_MULTIPLE, ...)");
   half_ops();  // MPI_Op_create runs on this thread, before the communication thread exists
   MPI_Comm comm = MPI_COMM_NULL;
   MPI_Comm_dup(MPI_COMM_WORLD, &comm);
   MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
-  // Ranks that share memory share a node, whichever launcher started them (mpirun, srun with PMIx, a
-  // hostfile): their order there is the local rank, their count the local size.
+  // Ranks that share memory share a node, whichever launcher started them (mpirun, srun with PMIx,
+  // a hostfile): their order there is the local rank, their count the local size.
   MPI_Comm node = MPI_COMM_NULL;
   if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
     int local_rank = 0, local_size = 1;
@@ -271,7 +283,8 @@ WorkPtr ProcessGroupMPI::enqueue(std::shared_ptr<MpiWork> work) {
 void ProcessGroupMPI::run_loop() {
   for (;;) {
     std::shared_ptr<MpiWork> work;
-    // Collectives often come in bursts (one per bucket): look for the next one briefly before sleeping.
+    // Collectives often come in bursts (one per bucket): look for the next one briefly before
+    // sleeping.
     const Clock::time_point until = Clock::now() + std::chrono::microseconds(50);
     while (queued_.load(std::memory_order_acquire) == 0 && Clock::now() < until) {
       std::this_thread::yield();
@@ -334,9 +347,9 @@ void ProcessGroupMPI::run_one(MpiWork& w) {
       if (w.in_place) {
         // The input is the whole buffer and MPI leaves the result at its start (the other chunks'
         // values are unspecified afterwards); it moves to this rank's chunk.
-        rc = MPI_Reduce_scatter_block(MPI_IN_PLACE, w.in.raw_data(),
-                                      static_cast<int>(w.out.numel()), mpi_type(dtype),
-                                      mpi_op(w.op, dtype), comm_);
+        rc =
+            MPI_Reduce_scatter_block(MPI_IN_PLACE, w.in.raw_data(), static_cast<int>(w.out.numel()),
+                                     mpi_type(dtype), mpi_op(w.op, dtype), comm_);
         if (rc == MPI_SUCCESS && w.out.raw_data() != w.in.raw_data()) {
           std::memmove(w.out.raw_data(), w.in.raw_data(),
                        static_cast<size_t>(w.out.numel()) * dtype_size(dtype));
@@ -376,8 +389,8 @@ void ProcessGroupMPI::run_one(MpiWork& w) {
 namespace {
 
 // The collective signature of `w` (process_group.h): its input where there is one, else the tensor
-// it works on in place. An aliased reduce_scatter or all_gather marks its root word -2 (otherwise -1
-// there): MPI_IN_PLACE must be used on every rank or none.
+// it works on in place. An aliased reduce_scatter or all_gather marks its root word -2 (otherwise
+// -1 there): MPI_IN_PLACE must be used on every rank or none.
 std::vector<int64_t> signature(const ProcessGroupMPI::MpiWork& w, bool full) {
   std::vector<int64_t> s =
       collective_signature(w.kind, w.op, w.root, w.in.defined() ? w.in : w.out, full);
@@ -397,33 +410,38 @@ std::string ProcessGroupMPI::check_agreement(const MpiWork& w) {
   const std::vector<int64_t> mine = signature(w, full);
   const int n = static_cast<int>(mine.size());
   if (!full) {
-    // One all-reduce of (x, -x) with max yields each word's maximum and minimum over the ranks: they
-    // agree exactly when the two are equal for every word.
+    // One all-reduce of (x, -x) with max yields each word's maximum and minimum over the ranks:
+    // they agree exactly when the two are equal for every word.
     std::vector<int64_t> both(mine);
     for (int64_t v : mine) both.push_back(-v);
     int rc = MPI_Allreduce(MPI_IN_PLACE, both.data(), 2 * n, MPI_INT64_T, MPI_MAX, comm_);
-    if (rc != MPI_SUCCESS) return "ProcessGroupMPI: checking " + w.what + " failed: " + mpi_error_string(rc);
+    if (rc != MPI_SUCCESS)
+      return "ProcessGroupMPI: checking " + w.what + " failed: " + mpi_error_string(rc);
     bool same = true;
-    for (int i = 0; i < n; ++i) same = same && both[static_cast<size_t>(i)] == -both[static_cast<size_t>(n) + static_cast<size_t>(i)];
+    for (int i = 0; i < n; ++i)
+      same = same &&
+             both[static_cast<size_t>(i)] == -both[static_cast<size_t>(n) + static_cast<size_t>(i)];
     if (same) return "";
   }
-  // Every rank's description, to name both sides of the first difference (all ranks get here together).
+  // Every rank's description, to name both sides of the first difference (all ranks get here
+  // together).
   std::vector<int64_t> all(static_cast<size_t>(n) * static_cast<size_t>(size_));
   int rc = MPI_Allgather(mine.data(), n, MPI_INT64_T, all.data(), n, MPI_INT64_T, comm_);
-  if (rc != MPI_SUCCESS) return "ProcessGroupMPI: checking " + w.what + " failed: " + mpi_error_string(rc);
+  if (rc != MPI_SUCCESS)
+    return "ProcessGroupMPI: checking " + w.what + " failed: " + mpi_error_string(rc);
   for (int r = 1; r < size_; ++r) {
     const int64_t* theirs = all.data() + static_cast<size_t>(r) * static_cast<size_t>(n);
     if (!std::equal(all.data(), all.data() + n, theirs)) {
-      return detail::concat("ranks disagree on collective #", number, ": rank 0 issued ",
-                            describe_signature(all.data(), full), ", rank ", r, " issued ",
-                            describe_signature(theirs, full),
-                            "; the ranks took different code paths (were they started with different "
-                            "options?)");
+      return detail::concat(
+          "ranks disagree on collective #", number, ": rank 0 issued ",
+          describe_signature(all.data(), full), ", rank ", r, " issued ",
+          describe_signature(theirs, full),
+          "; the ranks took different code paths (were they started with different "
+          "options?)");
     }
   }
   return "";
 }
-
 
 void ProcessGroupMPI::watch_loop() {
   // Checks a few times per timeout period (at most every 0.5 s) whether the running collective has
