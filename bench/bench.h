@@ -1,7 +1,6 @@
-// What the `dtrain bench` subcommands share: the models they time, on a fixed synthetic batch, and
-// the process group a multi-rank benchmark runs on. bench/commands.cpp holds allreduce, ddp and
-// step; bench/scaling.cpp the sweep over world sizes (scaling) and the projection to clusters
-// (project).
+// What the `dtrain bench` subcommands share: the models they time, on a fixed synthetic batch, and the
+// process group a multi-rank benchmark runs on. bench/commands.cpp holds allreduce, ddp and step;
+// bench/scaling.cpp the sweep over world sizes (scaling) and the projection to clusters (project).
 #pragma once
 #include <boost/program_options.hpp>
 #include <functional>

@@ -107,8 +107,8 @@ bool in_place_only(BenchCollective c) {
 
 // The buffers of one row: `whole` is the buffer the size counts (all-reduce, broadcast: the one
 // buffer; reduce-scatter: the input; all-gather: the output); `part` a separate 1/n chunk (the
-// out-of-place output of reduce-scatter, input of all-gather) and `own` chunk `rank` of `whole`
-// (the same in place); `recv` the out-of-place output of the raw MPI_Allreduce.
+// out-of-place output of reduce-scatter, input of all-gather) and `own` chunk `rank` of `whole` (the
+// same in place); `recv` the out-of-place output of the raw MPI_Allreduce.
 struct Buffers {
   Tensor whole, part, own, recv;
 };
@@ -129,8 +129,8 @@ Buffers make_buffers(BenchCollective c, int64_t bytes, DType dtype, Device devic
   return b;
 }
 
-// dtrain's call, out of place (reduce-scatter, all-gather) or in place; `wait` for CPU groups,
-// whose timer needs each call finished, and for checks.
+// dtrain's call, out of place (reduce-scatter, all-gather) or in place; `wait` for CPU groups, whose
+// timer needs each call finished, and for checks.
 void run_dtrain(ProcessGroup& pg, BenchCollective c, const Buffers& b, bool in_place, bool wait) {
   const Tensor& chunk = in_place ? b.own : b.part;
   WorkPtr w;
@@ -154,9 +154,9 @@ void run_dtrain(ProcessGroup& pg, BenchCollective c, const Buffers& b, bool in_p
 // Root 0's values in the broadcast check: small integers, exact in every dtype.
 double root_value(int64_t i) { return static_cast<double>(i % 97 + 1); }
 
-// Fills `in` with this rank's check values, runs `run` once, counts the elements of `out` that
-// differ from the expected result, summed over the ranks, and zeroes the buffers again (values stay
-// small through the timed calls). `in` and `out` may alias (in place).
+// Fills `in` with this rank's check values, runs `run` once, counts the elements of `out` that differ
+// from the expected result, summed over the ranks, and zeroes the buffers again (values stay small
+// through the timed calls). `in` and `out` may alias (in place).
 int64_t count_wrong(ProcessGroup& pg, BenchCollective c, Tensor in, Tensor out,
                     const std::function<void()>& run) {
   const int n = pg.size();
@@ -191,9 +191,8 @@ int64_t count_wrong(ProcessGroup& pg, BenchCollective c, Tensor in, Tensor out,
   return static_cast<int64_t>(all_reduce_value(pg, static_cast<double>(wrong), ReduceOp::sum));
 }
 
-// The group's communicator duplicated for the raw MPI calls this thread makes (the group's own
-// belongs to its communication thread); MPI_COMM_NULL for other groups. Collective: every rank
-// makes one.
+// The group's communicator duplicated for the raw MPI calls this thread makes (the group's own belongs
+// to its communication thread); MPI_COMM_NULL for other groups. Collective: every rank makes one.
 class RawMpiComm {
  public:
   explicit RawMpiComm(ProcessGroup& pg) {

@@ -1,7 +1,6 @@
-// `dtrain bench allreduce | ddp | step | scaling | project`: the scaling and speed figures, each
-// measured against a baseline taken in the same invocation (raw MPI/NCCL calls; independent
-// processes; peak GEMM; one rank), and the projection to clusters of the scaling model
-// (bench/scaling.cpp).
+// `dtrain bench allreduce | ddp | step | scaling | project`: the scaling and speed figures, each measured
+// against a baseline taken in the same invocation (raw MPI/NCCL calls; independent processes; peak GEMM;
+// one rank), and the projection to clusters of the scaling model (bench/scaling.cpp).
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <chrono>
@@ -67,8 +66,8 @@ int bench_step(const TrainConfig& c, int steps) {
   BenchModel m = make_bench_model(c, c.batch_size, device);
   auto optimizer = make_optimizer(c, decay_groups(*m.module));
   const std::vector<Tensor> params = optimizer->parameters();
-  // The trainer's step, in three parts: forward; backward of the (f16: scaled) loss; unscale, clip
-  // if asked, optimizer step (skipped by the scaler on overflow), zero_grad.
+  // The trainer's step, in three parts: forward; backward of the (f16: scaled) loss; unscale, clip if
+  // asked, optimizer step (skipped by the scaler on overflow), zero_grad.
   amp::DynamicLossScaler scaler(amp::LossScalerOptions{.enabled = c.precision == "f16"});
   auto backward = [&](const Tensor& loss) { scaler.scale(loss).backward(); };
   auto update = [&] {

@@ -5,18 +5,16 @@
 //
 //   overhead = (t_ddp - t_independent) / t_independent
 //
-// and of the time the bucket all-reduces ran, the part that fell before backward returned was
-// hidden behind computation:
+// and of the time the bucket all-reduces ran, the part that fell before backward returned was hidden
+// behind computation:
 //
-//   hidden = sum over buckets of |[comm_start, comm_end] before finish_gradient_synchronization| /
-//   comm
+//   hidden = sum over buckets of |[comm_start, comm_end] before finish_gradient_synchronization| / comm
 //
-// Step times are the slowest rank's mean over the timed steps (a data-parallel job moves at the
-// pace of its slowest rank). On a GPU each timed step ends with a device synchronisation, so a
-// step's time is the device's, not the time the host took to queue it. There
-// finish_gradient_synchronization() does not block the host (NCCL's wait() is a stream wait): its
-// "waited for in finish" is near 0 and the communication left exposed shows in the step time
-// instead.
+// Step times are the slowest rank's mean over the timed steps (a data-parallel job moves at the pace of
+// its slowest rank). On a GPU each timed step ends with a device synchronisation, so a step's time is
+// the device's, not the time the host took to queue it. There finish_gradient_synchronization() does
+// not block the host (NCCL's wait() is a stream wait): its "waited for in finish" is near 0 and the
+// communication left exposed shows in the step time instead.
 #pragma once
 #include <functional>
 #include <iosfwd>
@@ -51,8 +49,7 @@ struct StepTiming {
 class StepTimer : public dist::DistributedDataParallel::Observer {
  public:
   // The last finished step. Its collectives' start and end are known once they have completed: on a
-  // GPU that may mean waiting for the device (a host sync), so a step nobody asks about costs
-  // nothing.
+  // GPU that may mean waiting for the device (a host sync), so a step nobody asks about costs nothing.
   const StepTiming& last();
 
   void gradient_ready(size_t param, int64_t ready) override;
@@ -92,8 +89,8 @@ struct DdpBenchResult {
 
 // `loss` runs this rank's forward on its fixed batch and returns the loss; `update` (may be empty)
 // runs after the gradients are final (an optimizer step and zero_grad). Gradients are cleared after
-// every step either way. Collective: every rank calls it. Rank 0 prints a short report to `out`
-// when it is not null.
+// every step either way. Collective: every rank calls it. Rank 0 prints a short report to `out` when
+// it is not null.
 DdpBenchResult bench_ddp(std::shared_ptr<nn::Module> model, std::shared_ptr<dist::ProcessGroup> pg,
                          const std::function<Tensor()>& loss, const std::function<void()>& update,
                          const DdpBenchOptions& options, std::ostream* out);

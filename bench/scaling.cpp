@@ -1,18 +1,16 @@
 // `dtrain bench scaling`: runs `dtrain bench ddp` at each requested world size through the launcher
-// (weak scaling: a fixed batch per rank; strong: a fixed global batch split over the ranks) and
-// prints one table per mode, writes scaling.json and draws scaling.png. Beside each measured point
-// it prints what the scaling model (bench/scaling_model.h) predicts for it and the error, with:
-//   - the step profile (forward, backward, optimizer, when each gradient is ready) of one rank
-//   measured
+// (weak scaling: a fixed batch per rank; strong: a fixed global batch split over the ranks) and prints
+// one table per mode, writes scaling.json and draws scaling.png. Beside each measured point it prints
+// what the scaling model (bench/scaling_model.h) predicts for it and the error, with:
+//   - the step profile (forward, backward, optimizer, when each gradient is ready) of one rank measured
 //     in this process before the sweep;
-//   - a ring link (alpha, bandwidth) fitted to `dtrain bench allreduce` at the smallest world size
-//   > 1;
+//   - a ring link (alpha, bandwidth) fitted to `dtrain bench allreduce` at the smallest world size > 1;
 //   - the compute time at each point taken from that point's independent processes (the same ranks
-//     training without communication): how ranks share this machine's cores is not the model's
-//     subject, communication and its overlap with backward are.
+//     training without communication): how ranks share this machine's cores is not the model's subject,
+//     communication and its overlap with backward are.
 //
-// `dtrain bench project`: the same model on a named cluster at 8..1024 GPUs, from one rank's
-// profile measured here and rescaled to the GPU's compute time (model FLOPs / (peak x MFU)).
+// `dtrain bench project`: the same model on a named cluster at 8..1024 GPUs, from one rank's profile
+// measured here and rescaled to the GPU's compute time (model FLOPs / (peak x MFU)).
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -70,8 +68,8 @@ std::string shell_quote(const std::string& s) {
   return q + "'";
 }
 
-// Open MPI's launcher; as root it must be told that is intended, and the sweep may ask for more
-// ranks than cores.
+// Open MPI's launcher; as root it must be told that is intended, and the sweep may ask for more ranks
+// than cores.
 std::string default_launcher() {
   return std::string("mpirun --oversubscribe") + (::geteuid() == 0 ? " --allow-run-as-root" : "") +
          " -np {n}";
@@ -300,8 +298,7 @@ int run_bench_scaling(const std::vector<std::string>& args_in) {
   const fs::path dir(out_dir);
   const std::string self = fs::read_symlink("/proc/self/exe").string();
 
-  // One rank's profile, measured here before any rank starts, and the buckets DDP will form from
-  // it.
+  // One rank's profile, measured here before any rank starts, and the buckets DDP will form from it.
   BenchModel model;
   const StepProfile profile = measure_profile(c, c.batch_size, &model);
   const auto cap_bytes = static_cast<int64_t>(c.bucket_cap_mb * 1024.0 * 1024.0);
@@ -340,8 +337,8 @@ int run_bench_scaling(const std::vector<std::string>& args_in) {
                    " --device " + shell_quote(c.device) + " --json " + shell_quote(json.string()),
                dir / ("allreduce-np" + std::to_string(*calibration) + ".log"),
                "the all-reduce benchmark at " + std::to_string(*calibration) + " ranks");
-    // The sizes from 64 KiB up: below, the time is the latency and the host's scheduling noise,
-    // which on oversubscribed cores can make a straight-line fit meaningless.
+    // The sizes from 64 KiB up: below, the time is the latency and the host's scheduling noise, which on
+    // oversubscribed cores can make a straight-line fit meaningless.
     std::vector<CollectiveSample> samples;
     const nlohmann::json tables = read_json(json);
     for (const nlohmann::json& row : tables.at("all_reduce")) {

@@ -10,13 +10,12 @@ namespace dtrain::bench {
 
 // ---- presets
 //
-// Bandwidths are per GPU per direction. Intra-node figures are the all-reduce busbw nccl-tests
-// reports (what a ring all-reduce achieves end to end, below the NVLink line rate); inter-node
-// figures are the NIC line rate (1 Gb/s = 0.125 GB/s). Latencies: NCCL's own tuning model
-// (src/graph/tuning.cc, hwLat) charges per-step latencies of order 1-6 us over NVLink and over the
-// network by protocol; we take 2 us inside a node, 5 us over InfiniBand, 10 us over Ethernet
-// (RoCE/TCP: an estimate). Alpha only matters for small buckets; at 25 MiB the bandwidth term
-// dominates by two orders of magnitude.
+// Bandwidths are per GPU per direction. Intra-node figures are the all-reduce busbw nccl-tests reports
+// (what a ring all-reduce achieves end to end, below the NVLink line rate); inter-node figures are the
+// NIC line rate (1 Gb/s = 0.125 GB/s). Latencies: NCCL's own tuning model (src/graph/tuning.cc,
+// hwLat) charges per-step latencies of order 1-6 us over NVLink and over the network by protocol; we
+// take 2 us inside a node, 5 us over InfiniBand, 10 us over Ethernet (RoCE/TCP: an estimate). Alpha
+// only matters for small buckets; at 25 MiB the bandwidth term dominates by two orders of magnitude.
 
 const std::vector<ClusterSpec>& cluster_presets() {
   static const std::vector<ClusterSpec> presets = {
@@ -140,8 +139,8 @@ double allreduce_seconds(const ClusterSpec& cluster, int world, double bytes) {
 // ---- fitting a link
 
 Link fit_ring_link(const std::vector<CollectiveSample>& samples) {
-  // seconds = x1 alpha + x2 beta with x1 = 2(n-1), x2 = 2(n-1)/n bytes, beta = 1/bw. The columns
-  // are scaled to unit length first (x1 ~ 10, x2 ~ 1e9), so the 2x2 system is well conditioned.
+  // seconds = x1 alpha + x2 beta with x1 = 2(n-1), x2 = 2(n-1)/n bytes, beta = 1/bw. The columns are
+  // scaled to unit length first (x1 ~ 10, x2 ~ 1e9), so the 2x2 system is well conditioned.
   double s11 = 0, s22 = 0, s12 = 0, s1y = 0, s2y = 0;
   for (const CollectiveSample& s : samples) {
     DTRAIN_CHECK(s.ranks >= 2, "fit_ring_link: a sample over ", s.ranks,

@@ -7,36 +7,31 @@
 //                                                                Thakur, Rabenseifner, Gropp 2005)
 //   ring reduce-scatter  T =  (n-1) alpha +  (n-1)/n S/bw      (S: the whole buffer, the input)
 //   ring all-gather      T =  (n-1) alpha +  (n-1)/n S/bw      (S: the whole buffer, the output)
-//   tree all-reduce      T = 2 ceil(log2 n) alpha + 2 S/bw     (pipelined double binary tree, as
-//   NCCL's
-//       "tree": Sanders, Speck, Traff 2009. Each half of the buffer goes up one tree and down
-//       again; every rank is inner in one tree and a leaf in the other, so it sends and receives 2
-//       S in all, and the pipeline is 2 ceil(log2 n) hops deep)
+//   tree all-reduce      T = 2 ceil(log2 n) alpha + 2 S/bw     (pipelined double binary tree, as NCCL's
+//       "tree": Sanders, Speck, Traff 2009. Each half of the buffer goes up one tree and down again;
+//       every rank is inner in one tree and a leaf in the other, so it sends and receives 2 S in all,
+//       and the pipeline is 2 ceil(log2 n) hops deep)
 //   broadcast            T =  (n-1) alpha + S/bw               (pipelined chain, as NCCL's ring
-//       broadcast: the first chunk crosses n-1 hops, then every rank receives S once; chunking
-//       ignored)
+//       broadcast: the first chunk crosses n-1 hops, then every rank receives S once; chunking ignored)
 //
 // With bw set to the busbw nccl-tests reports, the ring all-reduce formula reproduces its time for
 // large messages (busbw = algbw 2(n-1)/n, see bench_allreduce.h).
 //
-// A cluster has g = gpus_per_node GPUs per node joined by the `intra` link and one `inter` link
-// share per GPU (rail-optimised: GPU k of every node talks to GPU k of the others). The all-reduce
-// of S bytes over W ranks (g' = min(W, g) per node, nodes = ceil(W / g')):
+// A cluster has g = gpus_per_node GPUs per node joined by the `intra` link and one `inter` link share
+// per GPU (rail-optimised: GPU k of every node talks to GPU k of the others). The all-reduce of S
+// bytes over W ranks (g' = min(W, g) per node, nodes = ceil(W / g')):
 //
 //   one node       min(ring, tree) on the intra link                        "ring" / "tree"
-//   several nodes  reduce-scatter over g' (ring, intra)                     "hier(ring)" /
-//   "hier(tree)"
-//                  + all-reduce of S/g' among `nodes` ranks (min(ring, tree), inter; every rail at
-//                  once)
+//   several nodes  reduce-scatter over g' (ring, intra)                     "hier(ring)" / "hier(tree)"
+//                  + all-reduce of S/g' among `nodes` ranks (min(ring, tree), inter; every rail at once)
 //                  + all-gather over g' (ring, intra)
-//   (hierarchical all-reduce as in Horovod / NCCL's NVLS-tree; ties go to the ring.) W == 1: 0,
-//   "none".
+//   (hierarchical all-reduce as in Horovod / NCCL's NVLS-tree; ties go to the ring.) W == 1: 0, "none".
 //
 // DDP step (the overlap model). Time is measured from the start of backward. Gradients become final
 // at known times; they are grouped into buckets exactly as DistributedDataParallel groups them
-// (assign_buckets, f32 for every gradient: GradReady carries bytes, so pass f16/bf16 sizes to model
-// a compression hook). A bucket is ready when its last gradient is. Buckets all-reduce one at a
-// time, in index order (DDP launches them strictly in order):
+// (assign_buckets, f32 for every gradient: GradReady carries bytes, so pass f16/bf16 sizes to model a
+// compression hook). A bucket is ready when its last gradient is. Buckets all-reduce one at a time, in
+// index order (DDP launches them strictly in order):
 //
 //   start_i = max(ready_i, end_{i-1}),  end_i = start_i + t(bytes_i)        (end_{-1} = 0)
 //   comm    = sum_i t(bytes_i)
@@ -75,8 +70,8 @@ struct ClusterSpec {
 const std::vector<ClusterSpec>& cluster_presets();
 const ClusterSpec& cluster_preset(const std::string& name);  // unknown: an Error listing the names
 
-// ---- collectives on one link (n ranks, `bytes` as defined above). An Error for n < 1, bytes < 0,
-// or (n > 1) a link with a negative alpha or a bandwidth that is not positive.
+// ---- collectives on one link (n ranks, `bytes` as defined above). An Error for n < 1, bytes < 0, or
+// (n > 1) a link with a negative alpha or a bandwidth that is not positive.
 double ring_allreduce_seconds(const Link& link, int n, double bytes);
 double tree_allreduce_seconds(const Link& link, int n, double bytes);
 double reduce_scatter_seconds(const Link& link, int n, double bytes);
@@ -99,8 +94,8 @@ struct CollectiveSample {
 };
 // Least squares of seconds = 2(n-1) alpha + 2(n-1)/n bytes (1/bw) over alpha and 1/bw (normal
 // equations, closed form). A fitted alpha below 0 is clamped to 0 and 1/bw refitted alone. An Error
-// when the samples cannot separate the two (fewer than two independent regressor pairs), when one
-// has fewer than 2 ranks, or when the fitted 1/bw is not positive.
+// when the samples cannot separate the two (fewer than two independent regressor pairs), when one has
+// fewer than 2 ranks, or when the fitted 1/bw is not positive.
 Link fit_ring_link(const std::vector<CollectiveSample>& samples);
 
 // ---- the DDP step
@@ -146,9 +141,9 @@ struct BucketChoice {
 BucketChoice best_bucket_cap(const StepProfile& profile, const std::vector<double>& caps_mb,
                              const std::function<double(int64_t)>& allreduce_seconds);
 
-// A measured profile moved to another compute speed (e.g. a CPU-measured ViT-B/16 profile to an
-// H100 step derived from FLOPs / (peak * mfu)): the phases become the given times, and every at_s
-// is multiplied by backward_s / profile.backward_s, so the gradients keep their place in backward.
+// A measured profile moved to another compute speed (e.g. a CPU-measured ViT-B/16 profile to an H100
+// step derived from FLOPs / (peak * mfu)): the phases become the given times, and every at_s is
+// multiplied by backward_s / profile.backward_s, so the gradients keep their place in backward.
 StepProfile rescale_profile(const StepProfile& profile, double forward_s, double backward_s,
                             double optimizer_s);
 

@@ -59,8 +59,8 @@ StepProfile measure_step_profile(nn::Module& model, Device device,
     profile.forward_s += seconds(t0, t1);
     profile.backward_s += seconds(t1, t2);
     profile.optimizer_s += seconds(t2, t3);
-    // A parameter backward did not reach (unused in this forward) counts as ready when backward
-    // ends, which is when DDP launches the buckets still waiting for it.
+    // A parameter backward did not reach (unused in this forward) counts as ready when backward ends,
+    // which is when DDP launches the buckets still waiting for it.
     for (size_t i = 0; i < params.size(); ++i)
       arrival_sum[i] += seen[i] ? seconds(t1, arrived[i]) : seconds(t1, t2);
   }

@@ -1,5 +1,5 @@
-// dtrain::Error is the one exception type of the project. The command line catches it and prints
-// its message as a single line, so a message says what was wrong and what to do about it.
+// dtrain::Error is the one exception type of the project. The command line catches it and prints its
+// message as a single line, so a message says what was wrong and what to do about it.
 #pragma once
 #include <sstream>
 #include <stdexcept>
@@ -9,8 +9,8 @@ namespace dtrain {
 
 class Error : public std::runtime_error {
  public:
-  // The message is kept one printable line whatever it quotes (a file name, a damaged file's
-  // bytes): control characters and DEL are shown as \xNN.
+  // The message is kept one printable line whatever it quotes (a file name, a damaged file's bytes):
+  // control characters and DEL are shown as \xNN.
   explicit Error(const std::string& what) : std::runtime_error(printable(what)) {}
 
   static std::string printable(const std::string& text) {

@@ -85,9 +85,8 @@ struct DistributedDataParallel::State {
     }
   }
 
-  // The gradient of parameter i is final for this backward: stage it (pre-divided by the world
-  // size, so the sum all-reduce yields the mean) and start every bucket that is now complete, in
-  // order.
+  // The gradient of parameter i is final for this backward: stage it (pre-divided by the world size,
+  // so the sum all-reduce yields the mean) and start every bucket that is now complete, in order.
   void on_gradient(size_t i, const Tensor& param) {
     if (!attached || !sync) return;
     if (!in_step) begin_step();

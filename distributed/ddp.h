@@ -1,24 +1,23 @@
 // DistributedDataParallel: data-parallel training of one nn::Module replicated on every rank.
 //
-//   DistributedDataParallel ddp(model, pg);            // checks the replicas, copies rank 0's
-//   weights for (...) {
-//     Tensor loss = cross_entropy(model->forward(x), y);   // x: this rank's share of the global
-//     batch loss.backward();                                      // buckets are all-reduced during
-//     backward ddp.finish_gradient_synchronization();                // wait; every .grad is now
-//     the global mean opt.step(); opt.zero_grad();
+//   DistributedDataParallel ddp(model, pg);            // checks the replicas, copies rank 0's weights
+//   for (...) {
+//     Tensor loss = cross_entropy(model->forward(x), y);   // x: this rank's share of the global batch
+//     loss.backward();                                      // buckets are all-reduced during backward
+//     ddp.finish_gradient_synchronization();                // wait; every .grad is now the global mean
+//     opt.step(); opt.zero_grad();
 //   }
 //
-// Gradients are grouped into buckets of about bucket_cap_mb, filled in reverse registration order
-// (the order backward produces them). Each parameter's post-accumulate-grad hook copies its
-// gradient into its bucket's flat buffer, pre-divided by the world size; when a bucket's last
-// gradient arrives, its sum all-reduce starts at once on the process group's communication thread,
-// overlapping the rest of backward. Buckets start strictly in index order, so every rank issues the
-// same collectives in the same order even when gradients become ready in different orders.
-// finish_gradient_synchronization() waits for the buckets and copies the averaged gradients back
-// into each .grad.
+// Gradients are grouped into buckets of about bucket_cap_mb, filled in reverse registration order (the
+// order backward produces them). Each parameter's post-accumulate-grad hook copies its gradient into
+// its bucket's flat buffer, pre-divided by the world size; when a bucket's last gradient arrives, its
+// sum all-reduce starts at once on the process group's communication thread, overlapping the rest of
+// backward. Buckets start strictly in index order, so every rank issues the same collectives in the
+// same order even when gradients become ready in different orders. finish_gradient_synchronization()
+// waits for the buckets and copies the averaged gradients back into each .grad.
 //
-// Gradient accumulation: backward passes inside a no_sync() scope only accumulate into .grad; the
-// next backward outside it reduces the accumulated sum.
+// Gradient accumulation: backward passes inside a no_sync() scope only accumulate into .grad; the next
+// backward outside it reduces the accumulated sum.
 //
 //   { auto guard = ddp.no_sync(); for (k < K-1) { (loss_k / K).backward(); } }
 //   (loss_K / K).backward(); ddp.finish_gradient_synchronization();
@@ -32,36 +31,36 @@
 
 namespace dtrain::dist {
 
-// The communication hook: which dtype buckets travel in. bf16/f16 halve the bytes (the sums are
-// formed in f32 and rounded to 16 bits at each combining step); gradients are converted back to
-// their own dtype after the reduction.
+// The communication hook: which dtype buckets travel in. bf16/f16 halve the bytes (the sums are formed
+// in f32 and rounded to 16 bits at each combining step); gradients are converted back to their own
+// dtype after the reduction.
 enum class GradCompression : uint8_t { none, bf16, f16 };
 
 struct DDPOptions {
   double bucket_cap_mb = 25.0;
   // false: a trainable parameter that got no gradient in a synchronised backward is an error naming
-  // it. true: tolerated - its slot is reduced as zeros (or its gradient accumulated under no_sync),
-  // and a parameter that got no gradient on any rank keeps .grad undefined, so the optimizer skips
-  // it. Costs one extra small all-reduce per step.
+  // it. true: tolerated - its slot is reduced as zeros (or its gradient accumulated under no_sync), and
+  // a parameter that got no gradient on any rank keeps .grad undefined, so the optimizer skips it.
+  // Costs one extra small all-reduce per step.
   bool find_unused_parameters = false;
   GradCompression compression = GradCompression::none;
   int root = 0;  // the rank whose initial parameters and buffers everyone starts from
 };
 
 // Which parameters share a bucket. `bytes[i]` and `dtypes[i]` describe parameter i in registration
-// order. Parameters are taken in reverse order and appended to the open bucket of their dtype,
-// which closes once it holds at least `cap_bytes`; a parameter larger than the cap gets a bucket of
-// its own. Buckets are numbered in the order they were opened, so bucket 0 holds the
-// last-registered parameters (the first gradients backward produces). Each bucket lists its
-// parameters in the order they were added (reverse registration order).
+// order. Parameters are taken in reverse order and appended to the open bucket of their dtype, which
+// closes once it holds at least `cap_bytes`; a parameter larger than the cap gets a bucket of its own.
+// Buckets are numbered in the order they were opened, so bucket 0 holds the last-registered parameters
+// (the first gradients backward produces). Each bucket lists its parameters in the order they were
+// added (reverse registration order).
 std::vector<std::vector<size_t>> assign_buckets(const std::vector<size_t>& bytes,
                                                 const std::vector<DType>& dtypes, size_t cap_bytes);
 
 class DistributedDataParallel {
  public:
-  // Checks that every rank built the same model (an error on every rank naming the first
-  // difference), broadcasts parameters and buffers from options.root, plans the buckets and
-  // installs the hooks. Parameters that do not require grad are broadcast but never reduced.
+  // Checks that every rank built the same model (an error on every rank naming the first difference),
+  // broadcasts parameters and buffers from options.root, plans the buckets and installs the hooks.
+  // Parameters that do not require grad are broadcast but never reduced.
   DistributedDataParallel(std::shared_ptr<nn::Module> module, std::shared_ptr<ProcessGroup> pg,
                           DDPOptions options = {});
   ~DistributedDataParallel();  // the hooks stay on the tensors but do nothing from then on
@@ -103,10 +102,9 @@ class DistributedDataParallel {
   };
   std::vector<BucketInfo> buckets() const;
 
-  // Whoever measures DDP (bench/ddp_overhead.h's StepTimer, the overlap test) watches a step
-  // through an observer; DDP keeps no timings of its own. Observers are called on the thread that
-  // runs backward and finish_gradient_synchronization, in the order they were added, and must not
-  // throw.
+  // Whoever measures DDP (bench/ddp_overhead.h's StepTimer, the overlap test) watches a step through
+  // an observer; DDP keeps no timings of its own. Observers are called on the thread that runs backward
+  // and finish_gradient_synchronization, in the order they were added, and must not throw.
   class Observer {
    public:
     virtual ~Observer() = default;
@@ -114,8 +112,7 @@ class DistributedDataParallel {
     // parameters' gradients are final so far in this step.
     virtual void gradient_ready(size_t param, int64_t ready) { (void)param, (void)ready; }
     // Bucket `bucket`'s all-reduce was handed to the process group: from a hook while backward ran
-    // (`in_backward`), or by finish_gradient_synchronization. `work` tells when it started and
-    // ended.
+    // (`in_backward`), or by finish_gradient_synchronization. `work` tells when it started and ended.
     virtual void bucket_launched(size_t bucket, const WorkPtr& work, bool in_backward,
                                  int64_t ready) {
       (void)bucket, (void)work, (void)in_backward, (void)ready;

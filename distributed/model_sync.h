@@ -1,6 +1,6 @@
-// Making the ranks' models the same before training: every rank must have built the same model
-// (names, shapes, dtypes of parameters and buffers), and then all start from rank 0's values. DDP
-// does both at construction; a ZeRO-1 run without DDP calls them directly.
+// Making the ranks' models the same before training: every rank must have built the same model (names,
+// shapes, dtypes of parameters and buffers), and then all start from rank 0's values. DDP does both at
+// construction; a ZeRO-1 run without DDP calls them directly.
 #pragma once
 #include <string>
 
@@ -20,8 +20,7 @@ void check_same_model(ProcessGroup& pg, const nn::Module& module,
 // Overwrites every parameter and buffer with `root`'s values (one message per dtype).
 void broadcast_module(ProcessGroup& pg, const nn::Module& module, int root = 0);
 
-// One line per tensor, "param <name> <shape> <dtype>" or "buffer ...": what check_same_model
-// compares.
+// One line per tensor, "param <name> <shape> <dtype>" or "buffer ...": what check_same_model compares.
 std::vector<std::string> model_signature(const nn::Module& module);
 
 }  // namespace dtrain::dist

@@ -1,21 +1,20 @@
-// DistributedSampler: each rank's share of a seeded per-epoch permutation, arranged so that for a
-// fixed seed and global batch size, global batch k holds the same samples whatever the world size.
+// DistributedSampler: each rank's share of a seeded per-epoch permutation, arranged so that for a fixed
+// seed and global batch size, global batch k holds the same samples whatever the world size.
 //
-// The epoch's permutation (data::epoch_permutation(n, seed, epoch), the same on every rank) is cut
-// into global batches of global_batch_size; rank r takes the r-th of world_size equal, contiguous
-// slices of each. So with world_size = 1 the single rank sees global batch k whole, and with 4
-// ranks each sees a quarter of the same samples: averaging the ranks' gradients gives the 1-rank
-// gradient (up to float summation order), and a loss curve does not depend on how many processes
-// share the run.
+// The epoch's permutation (data::epoch_permutation(n, seed, epoch), the same on every rank) is cut into
+// global batches of global_batch_size; rank r takes the r-th of world_size equal, contiguous slices of
+// each. So with world_size = 1 the single rank sees global batch k whole, and with 4 ranks each sees a
+// quarter of the same samples: averaging the ranks' gradients gives the 1-rank gradient (up to float
+// summation order), and a loss curve does not depend on how many processes share the run.
 //
-// The DataLoader takes it as its Sampler with batch_size = local_batch_size(); every rank then has
-// the same number of batches per epoch, which DDP needs (each step is one collective per bucket).
+// The DataLoader takes it as its Sampler with batch_size = local_batch_size(); every rank then has the
+// same number of batches per epoch, which DDP needs (each step is one collective per bucket).
 //
 // The last global batch of an epoch may be short (dataset size not a multiple of the global batch).
-// drop_last leaves it out. Otherwise it is split as evenly as possible (rank shares differ by at
-// most one sample), and loss_weight(k) gives the factor that makes the average of the ranks' mean
-// losses equal the mean over the global batch. A short batch with fewer samples than ranks is still
-// dropped: a rank with nothing to compute would fall out of step with the others.
+// drop_last leaves it out. Otherwise it is split as evenly as possible (rank shares differ by at most
+// one sample), and loss_weight(k) gives the factor that makes the average of the ranks' mean losses
+// equal the mean over the global batch. A short batch with fewer samples than ranks is still dropped:
+// a rank with nothing to compute would fall out of step with the others.
 #pragma once
 #include <cstdint>
 #include <utility>
@@ -67,14 +66,13 @@ class DistributedSampler : public data::Sampler {
 };
 
 // Evaluation: every sample exactly once over all ranks, rank r taking a contiguous part of 0..n-1
-// (sizes differ by at most one; ranks may see different numbers of batches, so reduce metrics as
-// sums once at the end, e.g. all_reduce_value(pg, loss_sum, ReduceOp::sum)).
+// (sizes differ by at most one; ranks may see different numbers of batches, so reduce metrics as sums
+// once at the end, e.g. all_reduce_value(pg, loss_sum, ReduceOp::sum)).
 //
-// With `sample` > 0 (and below n) a partial evaluation scores that many samples spread over the
-// whole split, not its first ones (a split is often ordered: by file, by letter): the first
-// `sample` entries of a permutation seeded by a constant, sorted, then shared out as above. The
-// subset does not depend on the world size, the run's seed or the batch size, so partial evals of
-// any two runs compare.
+// With `sample` > 0 (and below n) a partial evaluation scores that many samples spread over the whole
+// split, not its first ones (a split is often ordered: by file, by letter): the first `sample` entries of
+// a permutation seeded by a constant, sorted, then shared out as above. The subset does not depend on
+// the world size, the run's seed or the batch size, so partial evals of any two runs compare.
 class EvalShardSampler : public data::Sampler {
  public:
   EvalShardSampler(int64_t dataset_size, int rank, int world_size, int64_t sample = 0);

@@ -122,10 +122,8 @@ optim::OptimizerState ZeroRedundancyOptimizer::state_dict() const {
   NoGradGuard no_grad;
   const optim::OptimizerState local = inner_->state_dict();
 
-  // 1. Which parameters have state, their JSON entry (step count and scalars, the same in every
-  // piece
-  //    of a parameter) and the names of their state tensors: from the rank holding their first
-  //    piece.
+  // 1. Which parameters have state, their JSON entry (step count and scalars, the same in every piece
+  //    of a parameter) and the names of their state tensors: from the rank holding their first piece.
   nlohmann::json mine = nlohmann::json::object();
   for (size_t k = 0; k < pieces_.size(); ++k) {
     const optim::ParamState* st = inner_->state(k);
@@ -148,9 +146,8 @@ optim::OptimizerState ZeroRedundancyOptimizer::state_dict() const {
         tensor_names[std::stoul(index)] = names;
         keys.insert(names.begin(), names.end());
       } else {
-        // Every piece of a parameter was stepped the same times; anything else is a bug (or
-        // gradients that differed between ranks), and the checkpoint would not be the unsharded
-        // state.
+        // Every piece of a parameter was stepped the same times; anything else is a bug (or gradients
+        // that differed between ranks), and the checkpoint would not be the unsharded state.
         DTRAIN_CHECK(states[index] == entry.at("state") && tensor_names[std::stoul(index)] == names,
                      kWho, ": the ranks' shards of parameter ", index, " disagree (",
                      states[index].dump(), " vs rank ", r, "'s ", entry.at("state").dump(),
@@ -159,10 +156,8 @@ optim::OptimizerState ZeroRedundancyOptimizer::state_dict() const {
     }
   }
 
-  // 2. One all-gather per kind of state tensor (exp_avg, exp_avg_sq, ...): every rank puts its
-  // pieces'
-  //    values at their place in its chunk, and each parameter's state is cut out of the flat
-  //    result.
+  // 2. One all-gather per kind of state tensor (exp_avg, exp_avg_sq, ...): every rank puts its pieces'
+  //    values at their place in its chunk, and each parameter's state is cut out of the flat result.
   std::map<size_t, std::map<std::string, Tensor>> gathered;
   for (const std::string& key : keys) {
     Tensor chunk = Tensor::zeros({chunk_}, DType::f32, pg_->device());

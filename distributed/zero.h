@@ -5,8 +5,7 @@
 //   DistributedDataParallel ddp(model, pg);  // gradients averaged during backward, as usual
 //   std::unique_ptr<optim::Optimizer> opt = std::make_unique<ZeroRedundancyOptimizer>(
 //       groups, pg, [](std::vector<std::vector<Tensor>> pieces) {  // grouped like `groups`
-//         return std::make_unique<optim::AdamW>(...);  // the optimizer of a plain run, over the
-//         pieces
+//         return std::make_unique<optim::AdamW>(...);  // the optimizer of a plain run, over the pieces
 //       });
 //   ...
 //   scaler.scale(loss).backward();
@@ -17,12 +16,11 @@
 //
 // The parameters, taken in group order, are laid end to end in one flat f32 vector of T elements,
 // padded to N * ceil(T / N) and cut into N equal chunks; rank r owns chunk r. For every parameter
-// whose range meets the chunk, the rank keeps a 1-D "piece" - a copy of that part of the parameter
-// - and the inner optimizer (built by the caller's factory over the pieces, grouped like the
+// whose range meets the chunk, the rank keeps a 1-D "piece" - a copy of that part of the parameter -
+// and the inner optimizer (built by the caller's factory over the pieces, grouped like the
 // parameters) updates only the pieces. step():
 //
-//   1. copies the owned part of each parameter into its piece (so weights loaded into the model
-//   since
+//   1. copies the owned part of each parameter into its piece (so weights loaded into the model since
 //      the last step are what gets updated), and gives the piece the owned part of the gradient (a
 //      view) as its .grad;
 //   2. steps the inner optimizer;
@@ -38,18 +36,16 @@
 //   memory: the inner optimizer's state over ~T/N elements (Adam: 2T/N floats instead of 2T), plus
 //           the pieces (T/N) and, during step(), the gathered flat vector (T);
 //   communication per step: DDP's all-reduce of the gradients (2 (N-1)/N T elements per rank, ring)
-//           plus one all-gather of the parameters ((N-1)/N T), as in PyTorch's
-//           ZeroRedundancyOptimizer.
+//           plus one all-gather of the parameters ((N-1)/N T), as in PyTorch's ZeroRedundancyOptimizer.
 //
-// Checkpoints: state_dict() is a collective (every rank must call it, in the same order as the
-// other collectives) that gathers the shards into exactly what the unsharded optimizer of the same
-// kind over the same groups returns - the same "state.<i>.<name>" tensors and JSON (name() is the
-// inner optimizer's) - on every rank. load_state_dict() takes such a full state, written by a ZeRO
-// run at any world size or by a plain run, and keeps this rank's part; it is not a collective. So a
-// run resumes with or without ZeRO, and at another world size. Gathering costs one exchange of the
-// per-parameter JSON and one all-gather of T elements per kind of state tensor (Adam: exp_avg,
-// exp_avg_sq), and the full state is held on every rank until the caller drops it: checkpoints
-// only.
+// Checkpoints: state_dict() is a collective (every rank must call it, in the same order as the other
+// collectives) that gathers the shards into exactly what the unsharded optimizer of the same kind over
+// the same groups returns - the same "state.<i>.<name>" tensors and JSON (name() is the inner
+// optimizer's) - on every rank. load_state_dict() takes such a full state, written by a ZeRO run at any
+// world size or by a plain run, and keeps this rank's part; it is not a collective. So a run resumes
+// with or without ZeRO, and at another world size. Gathering costs one exchange of the per-parameter
+// JSON and one all-gather of T elements per kind of state tensor (Adam: exp_avg, exp_avg_sq), and the
+// full state is held on every rank until the caller drops it: checkpoints only.
 #pragma once
 #include <functional>
 #include <memory>

@@ -136,8 +136,8 @@ RunCheckpoints::RunCheckpoints(const TrainConfig& c, int rank, int64_t total_ste
     std::error_code ec;
     DTRAIN_CHECK(!fs::exists(run, ec) || fs::is_directory(run, ec), "--checkpoint-dir ", run,
                  " exists and is not a directory; choose a directory for the run's checkpoints");
-    // A directory that is neither empty nor a run's or checkpoint dtrain wrote is the user's:
-    // refused whole, so nothing in it can be mixed up with checkpoints.
+    // A directory that is neither empty nor a run's or checkpoint dtrain wrote is the user's: refused
+    // whole, so nothing in it can be mixed up with checkpoints.
     const bool ours = !fs::exists(run, ec) || fs::is_empty(run, ec) ||
                       fs::exists(fs::path(run) / kRunMarker, ec) || is_checkpoint(run);
     if (!ours) {
@@ -161,8 +161,7 @@ RunCheckpoints::RunCheckpoints(const TrainConfig& c, int rank, int64_t total_ste
           latest.empty() ? std::string() : " (latest " + fs::path(latest).filename().string() + ")",
           ": add --resume auto to continue it, or choose another --checkpoint-dir");
     } else {
-      // Continuing into RUN is only for the run RUN holds: the checkpoint resumed must be RUN's
-      // own.
+      // Continuing into RUN is only for the run RUN holds: the checkpoint resumed must be RUN's own.
       const fs::path resumed_run = fs::weakly_canonical(fs::path(resume_dir_), ec).parent_path();
       const bool own = is_checkpoint(run) || fs::weakly_canonical(run, ec) == resumed_run ||
                        fs::weakly_canonical(run, ec) == fs::weakly_canonical(resume_dir_, ec);
@@ -229,9 +228,8 @@ void RunCheckpoints::restore(TrainingParts p, dist::ProcessGroup& pg) const {
 
 void RunCheckpoints::write(const std::string& dir, TrainingParts p, dist::ProcessGroup& pg,
                            TrainState state) const {
-  // Every rank's RNG state travels to rank 0 (each rank's dropout stream differs), and the
-  // optimizer's state is formed on every rank (a sharded one gathers it); rank 0 writes, the others
-  // wait.
+  // Every rank's RNG state travels to rank 0 (each rank's dropout stream differs), and the optimizer's
+  // state is formed on every rank (a sharded one gathers it); rank 0 writes, the others wait.
   const auto rng = default_generator().state();
   const std::vector<int64_t> words =
       dist::all_gather_values(pg, std::vector<int64_t>(rng.begin(), rng.end()));

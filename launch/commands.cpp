@@ -33,9 +33,9 @@ bool parse_options(const std::vector<std::string>& args, TrainConfig& config,
   }
 }
 
-// Every rank parsed its options without error, and the options that must match do: a rank started
-// with another --eval-interval would issue other collectives and train something else. One
-// all-gather of each rank's settings; the first difference is named with every rank's value.
+// Every rank parsed its options without error, and the options that must match do: a rank started with
+// another --eval-interval would issue other collectives and train something else. One all-gather of
+// each rank's settings; the first difference is named with every rank's value.
 void agree_on_options(dist::ProcessGroup& pg, const TrainConfig& config, const std::string& error) {
   dist::run_on_every_rank(pg, [&] { DTRAIN_CHECK(error.empty(), error); });
   if (pg.size() == 1) return;
@@ -85,8 +85,8 @@ void agree_on_options(dist::ProcessGroup& pg, const TrainConfig& config, const s
   }
 }
 
-// MPI always (it starts the job, serves CPU tensors and agrees on the options); NCCL on top of it
-// when training on GPUs, once the ranks agree that they all do.
+// MPI always (it starts the job, serves CPU tensors and agrees on the options); NCCL on top of it when
+// training on GPUs, once the ranks agree that they all do.
 std::shared_ptr<dist::ProcessGroup> make_process_group(const TrainConfig& config,
                                                        const std::string& error) {
   dist::ProcessGroupOptions options{.timeout = std::chrono::milliseconds(
@@ -109,8 +109,7 @@ int report_failure(const std::string& command, const std::string& message,
   const bool job = dist::launched_by_mpi_launcher();
   const int rank = dist::world_rank();
   if (same_on_every_rank) {
-    // Every rank holds the same message: rank 0 prints it, and all end normally with a failure
-    // status.
+    // Every rank holds the same message: rank 0 prints it, and all end normally with a failure status.
     if (rank == 0)
       std::cerr << "dtrain " << command << ": error: " << Error::printable(message) << std::endl;
     dist::finalize_mpi();
@@ -119,8 +118,7 @@ int report_failure(const std::string& command, const std::string& message,
   std::cerr << "dtrain " << command
             << ": error: " << (job ? "rank " + std::to_string(rank) + ": " : "")
             << Error::printable(message) << std::endl;
-  // Only a multi-rank job has others to end; abort_job takes the whole MPI job down with exit
-  // code 1.
+  // Only a multi-rank job has others to end; abort_job takes the whole MPI job down with exit code 1.
   if (job) dist::abort_job("");
   return 1;
 }

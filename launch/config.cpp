@@ -33,12 +33,10 @@ std::string trim(const std::string& s) {
   return s.substr(first, s.find_last_not_of(" \t\r") - first + 1);
 }
 
-// Boost prints no "(=...)" for a default whose text is empty; show an empty string as "" instead,
-// so
+// Boost prints no "(=...)" for a default whose text is empty; show an empty string as "" instead, so
 // --help gives every option's default.
 const char* kEmpty = "\"\"";
-// Boost prints a double with 17 digits (0.05 as 0.050000000000000003); six significant ones
-// suffice.
+// Boost prints a double with 17 digits (0.05 as 0.050000000000000003); six significant ones suffice.
 std::string short_text(double value) {
   std::ostringstream out;
   out << value;
@@ -79,10 +77,9 @@ OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& co
                            const char* subcommand);
 po::options_description all_options(const OptionGroups& groups, const char* subcommand);
 
-// Reads an INI file of `key = value` lines ('#' or ';' starts a comment) into `vm`, where the
-// command line, stored first, wins. Each line is parsed on its own so that an error names the file
-// and line. Returns where each option the file set comes from ("run.ini:4"), for messages about its
-// value.
+// Reads an INI file of `key = value` lines ('#' or ';' starts a comment) into `vm`, where the command
+// line, stored first, wins. Each line is parsed on its own so that an error names the file and line.
+// Returns where each option the file set comes from ("run.ini:4"), for messages about its value.
 std::map<std::string, std::string> store_config_file(const std::string& path,
                                                      const po::options_description& opts,
                                                      po::variables_map& vm,
@@ -189,9 +186,8 @@ void validate(const TrainConfig& c, const std::map<std::string, std::string>& or
 std::vector<Setting> settings(const TrainConfig& c) {
   auto num = [](double v) { return exact_text(v); };
   auto integer = [](int64_t v) { return std::to_string(v); };
-  // Scope: every rank must agree (they shape the model, the data each rank reads, or the sequence
-  // of collectives); `resume`: also what a checkpoint fixes (the model, the data order, the
-  // optimizer).
+  // Scope: every rank must agree (they shape the model, the data each rank reads, or the sequence of
+  // collectives); `resume`: also what a checkpoint fixes (the model, the data order, the optimizer).
   constexpr Setting::Scope all = Setting::every_rank, fixed = Setting::every_rank_and_resume;
   return {
       {"model", c.model, fixed},
@@ -257,8 +253,7 @@ unsigned for_mask(const char* subcommand) {
   return s == "eval" ? kEval : s == "predict" ? kPredict : s.starts_with("bench") ? kBench : kTrain;
 }
 
-// The options of `subcommand`, in groups by purpose; `c` receives the values, `texts` the
-// intervals.
+// The options of `subcommand`, in groups by purpose; `c` receives the values, `texts` the intervals.
 OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& config_file,
                            const char* subcommand) {
   const unsigned mine = for_mask(subcommand);

@@ -44,8 +44,7 @@ struct TrainConfig {
   double layer_lr_decay =
       1.0;  // block i (from 1) of L trains at lr * decay^(L + 1 - i); the head at lr
   // data
-  // fashion-mnist | cifar10 | freedict | gettext-zh | gettext-de | fortunes | fortune-files |
-  // unihan
+  // fashion-mnist | cifar10 | freedict | gettext-zh | gettext-de | fortunes | fortune-files | unihan
   std::string dataset = "fashion-mnist";
   std::string data_dir;  // empty: the Debian package's location
   int64_t seq_len = 64;  // gpt context, transformer max length
@@ -68,8 +67,7 @@ struct TrainConfig {
   std::string precision = "f32";  // f32 | bf16 | f16
   std::string device = "cpu";
   // TF32 tensor cores for f32 matmul and convolution on GPUs (10-bit mantissa products, f32 sums),
-  // on by default as PyTorch users expect of convolutions; off makes f32 match the CPU to f32
-  // accuracy.
+  // on by default as PyTorch users expect of convolutions; off makes f32 match the CPU to f32 accuracy.
   bool tf32 = true;
   uint64_t seed = 0;
   int threads = 0;  // 0: all cores of this rank's share
@@ -114,9 +112,9 @@ struct Setting {
 std::vector<Setting> settings(const TrainConfig& config);
 
 // Parses `args` (without the program and subcommand names). Returns false when --help was printed.
-// Throws dtrain::Error with a one-line message for an unknown option, a bad value or a missing
-// file. Precedence: the command line, then --config FILE, then `fallback` (a checkpoint's recorded
-// settings, by option name, for eval and predict; origin names it in messages), then the defaults.
+// Throws dtrain::Error with a one-line message for an unknown option, a bad value or a missing file.
+// Precedence: the command line, then --config FILE, then `fallback` (a checkpoint's recorded settings,
+// by option name, for eval and predict; origin names it in messages), then the defaults.
 // `subcommand` is "train", "eval" or "predict"; eval and predict accept only the options they use.
 bool parse_train_config(const std::vector<std::string>& args, TrainConfig& config,
                         const char* subcommand,

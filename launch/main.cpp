@@ -1,5 +1,4 @@
-// dtrain: train | eval | predict | bench. Every failure ends as one line on stderr and a non-zero
-// exit.
+// dtrain: train | eval | predict | bench. Every failure ends as one line on stderr and a non-zero exit.
 #include <unistd.h>
 
 #include <cstdlib>
@@ -28,9 +27,9 @@ const char* kUsage =
 
 int main(int argc, char** argv) {
   // OpenMP threads that spin after a parallel region take the cores OpenBLAS's own threads need for
-  // the GEMM that follows; measured on 2 cores, a ViT step ran 5x slower with 2 threads than
-  // with 1. libgomp reads its wait policy once, before main, so the process starts itself again
-  // with a passive policy unless the user chose one.
+  // the GEMM that follows; measured on 2 cores, a ViT step ran 5x slower with 2 threads than with 1.
+  // libgomp reads its wait policy once, before main, so the process starts itself again with a
+  // passive policy unless the user chose one.
   if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     execv("/proc/self/exe", argv);  // returns only on failure; then run on with the default policy

@@ -22,8 +22,7 @@ std::unique_ptr<optim::Optimizer> grouped(Options options, double weight_decay,
   return std::make_unique<Opt>(std::move(groups));
 }
 
-// The block index in a parameter name ("blocks.3.attn.qkv.weight", "decoder_layers.0.mlp..."), or
-// -1.
+// The block index in a parameter name ("blocks.3.attn.qkv.weight", "decoder_layers.0.mlp..."), or -1.
 int64_t block_index(const std::string& name) {
   for (const char* stack : {"blocks.", "layers."}) {
     for (size_t at = name.find(stack); at != std::string::npos; at = name.find(stack, at + 1)) {

@@ -1,8 +1,8 @@
 // Builds the optimizer and the learning-rate schedule a TrainConfig names. Parameters split into
-// groups as in timm and nanoGPT: matrices (dim >= 2) get weight decay; biases, norms, the class
-// token and position tables (dim < 2, or named *_token / pos_embed*) do not. With --layer-lr-decay
-// each layer's parameters form their own pair of groups with a scaled learning rate (BEiT's
-// layer-wise decay), and --trainable-blocks freezes the layers below the last N blocks.
+// groups as in timm and nanoGPT: matrices (dim >= 2) get weight decay; biases, norms, the class token
+// and position tables (dim < 2, or named *_token / pos_embed*) do not. With --layer-lr-decay each
+// layer's parameters form their own pair of groups with a scaled learning rate (BEiT's layer-wise
+// decay), and --trainable-blocks freezes the layers below the last N blocks.
 #pragma once
 #include <memory>
 
@@ -16,8 +16,7 @@ namespace dtrain::launch {
 // The layer of each of `model`'s parameters (in named_parameters() order), for fine-tuning: a name
 // with "blocks.<i>." or "layers.<i>." is in block i and gets layer i + 1; a parameter named before
 // the first block (embeddings, stem, class token) gets 0, any other (the final norm, the head) gets
-// depth + 1, where depth is one more than the highest block index. A model without blocks has depth
-// 0.
+// depth + 1, where depth is one more than the highest block index. A model without blocks has depth 0.
 struct ParameterLayers {
   std::vector<int64_t> layer;
   int64_t depth = 0;
@@ -46,8 +45,8 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& config,
 // The same over {decay, no_decay} groups at --lr.
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& config,
                                                  std::vector<std::vector<Tensor>> groups);
-// What `dtrain train` steps: make_optimizer over param_groups(config, model), or, with --zero 1, a
-// ZeRO-1 optimizer that shards that optimizer's state over the ranks of `pg`.
+// What `dtrain train` steps: make_optimizer over param_groups(config, model), or, with --zero 1, a ZeRO-1
+// optimizer that shards that optimizer's state over the ranks of `pg`.
 std::unique_ptr<optim::Optimizer> make_training_optimizer(
     const TrainConfig& config, const nn::Module& model,
     const std::shared_ptr<dist::ProcessGroup>& pg);

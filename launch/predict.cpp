@@ -54,8 +54,7 @@ const char* input_hint(const std::string& model) {
   return "--prompt \"text to continue\"";
 }
 
-// Seeds, threads and device as the trainer sets them up, then the workload with the checkpoint's
-// weights.
+// Seeds, threads and device as the trainer sets them up, then the workload with the checkpoint's weights.
 std::unique_ptr<Workload> load_workload(const TrainConfig& c) {
   const Device device = pick_device(c);
   select_device(device);
@@ -103,8 +102,7 @@ bool parse_predict_options(const std::vector<std::string>& args, TrainConfig& co
   DTRAIN_CHECK(!given.resume.empty(),
                "dtrain predict needs --resume DIR: a checkpoint, or a run's "
                "--checkpoint-dir for its latest");
-  // The settings the checkpoint was trained with, under the command line's; resume becomes the
-  // checkpoint.
+  // The settings the checkpoint was trained with, under the command line's; resume becomes the checkpoint.
   config = load_run_config(given.resume, rest, "predict");
   if (vm.count("image")) request.image = vm["image"].as<std::string>();
   if (vm.count("index")) request.index = vm["index"].as<int64_t>();
@@ -124,14 +122,12 @@ bool parse_predict_options(const std::vector<std::string>& args, TrainConfig& co
 
 std::vector<std::string> predict(const TrainConfig& config, const PredictRequest& request) {
   const std::string& model = config.model;
-  // Each input option belongs to one model; any other is the wrong kind of input for this
-  // checkpoint.
+  // Each input option belongs to one model; any other is the wrong kind of input for this checkpoint.
   std::vector<std::pair<std::string, std::string>> given;  // option, the model it is for
   if (request.image) given.push_back({"--image", "vit"});
   if (request.index) given.push_back({"--index", "vit"});
   if (request.text) {
-    // --text is the input of three models: the text to translate, to classify, or the character to
-    // look up.
+    // --text is the input of three models: the text to translate, to classify, or the character to look up.
     given.push_back({"--text", model == "fusion" || model == "classifier" ? model : "transformer"});
   }
   if (request.prompt) given.push_back({"--prompt", "gpt"});

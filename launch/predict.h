@@ -7,9 +7,9 @@
 //   gpt          --prompt "text" [--max-tokens N] [--temperature T] [--top-k K] [--seed S]
 //                -> the prompt and its sampled continuation
 //
-// The model is rebuilt from the checkpoint's settings (options given here override them), the data
-// set is loaded for its vocabulary (text models) or its normalisation and class names (images), and
-// the workload (launch/workload.h) answers the input.
+// The model is rebuilt from the checkpoint's settings (options given here override them), the data set
+// is loaded for its vocabulary (text models) or its normalisation and class names (images), and the
+// workload (launch/workload.h) answers the input.
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -29,8 +29,7 @@ struct PredictRequest {
   int64_t max_tokens = 200;
   double temperature = 1.0;
   int64_t top_k = 0;
-  // The sampling options given on the command line (they are an error for a model that does not
-  // sample).
+  // The sampling options given on the command line (they are an error for a model that does not sample).
   std::vector<std::string> sampling_options;
 };
 
@@ -38,14 +37,13 @@ struct PredictRequest {
 extern const char* const kPredictUsage;
 
 // Parses the arguments of `dtrain predict` (without the program and subcommand names): the input
-// options into `request`; --resume and the model, data and device options into `config`. Returns
-// false when --help was printed. Throws a one-line dtrain::Error for a bad option or value.
+// options into `request`; --resume and the model, data and device options into `config`. Returns false
+// when --help was printed. Throws a one-line dtrain::Error for a bad option or value.
 bool parse_predict_options(const std::vector<std::string>& args, TrainConfig& config,
                            PredictRequest& request);
 
-// Checks that the request's input is the kind config.model takes, loads the checkpoint at
-// config.resume into the workload `config` describes (on config.device) and returns the lines to
-// print.
+// Checks that the request's input is the kind config.model takes, loads the checkpoint at config.resume
+// into the workload `config` describes (on config.device) and returns the lines to print.
 std::vector<std::string> predict(const TrainConfig& config, const PredictRequest& request);
 
 }  // namespace dtrain::launch

@@ -31,8 +31,7 @@ class Progress {
 
 bool stdout_is_terminal();
 std::string format_duration(double seconds);  // "1m05s", "2h03m"
-// Metrics as a line a person reads: "loss 0.4123  accuracy 0.8531" (4 decimals, or 5 significant
-// digits).
+// Metrics as a line a person reads: "loss 0.4123  accuracy 0.8531" (4 decimals, or 5 significant digits).
 std::string format_metrics(const nlohmann::json& metrics);
 
 }  // namespace dtrain::launch

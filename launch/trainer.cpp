@@ -86,8 +86,8 @@ nlohmann::json evaluate(Workload& w, dist::ProcessGroup& pg, int64_t batch_size,
                         int64_t max_batches, Device device) {
   NoGradGuard no_grad;
   w.model().eval();
-  // Contiguous shards whose sizes differ by at most one: no sample is counted twice. --eval-batches
-  // N scores N batches' worth of samples spread over the whole split (EvalShardSampler).
+  // Contiguous shards whose sizes differ by at most one: no sample is counted twice. --eval-batches N
+  // scores N batches' worth of samples spread over the whole split (EvalShardSampler).
   const int64_t sample = max_batches > 0 ? max_batches * batch_size * pg.size() : 0;
   data::DataLoader loader(
       w.eval_set,
@@ -148,8 +148,8 @@ nlohmann::json evaluate_checkpoint(const TrainConfig& c, dist::ProcessGroup& pg)
 
 namespace {
 
-// The logged side of training: the window of steps since the last log line (items, host syncs,
-// time), the metrics file and the progress display (rank 0 writes both).
+// The logged side of training: the window of steps since the last log line (items, host syncs, time),
+// the metrics file and the progress display (rank 0 writes both).
 class StepLog {
  public:
   StepLog(const TrainConfig& c, const Workload& w, const RunCheckpoints& run, int64_t total_steps,
@@ -239,9 +239,9 @@ data::Batch next_batch(data::DataLoader& loader) {
   return std::move(*batch);
 }
 
-// What a run is, found before any training: the workload, its sampler and length, and the
-// checkpoint it continues. Every check runs on every rank with no collective in between, so a
-// failure anywhere is reported once for the job, before any work is lost.
+// What a run is, found before any training: the workload, its sampler and length, and the checkpoint it
+// continues. Every check runs on every rank with no collective in between, so a failure anywhere is
+// reported once for the job, before any work is lost.
 struct RunPlan {
   std::unique_ptr<Workload> workload;
   std::shared_ptr<dist::DistributedSampler> sampler;
@@ -331,8 +331,7 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
                           {.batch_size = micro_batch, .drop_last = true, .seed = c.seed});
 
   // Data parallelism: DDP all-reduces gradients during backward and starts every rank from rank 0's
-  // weights; with --zero 1 the optimizer shards its state over the ranks (it is just another
-  // optimizer).
+  // weights; with --zero 1 the optimizer shards its state over the ranks (it is just another optimizer).
   std::unique_ptr<dist::DistributedDataParallel> ddp;
   if (world > 1) {
     ddp = std::make_unique<dist::DistributedDataParallel>(
@@ -340,8 +339,8 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
   }
   std::unique_ptr<optim::Optimizer> optimizer = make_training_optimizer(c, *model, pg_ptr);
   optim::LrScheduler scheduler(*optimizer, make_schedule(c, total_steps));
-  // Mixed precision: f32 master weights; forward and backward in bf16/f16 under autocast; f16
-  // scales the loss, and every rank agrees on whether a step overflowed.
+  // Mixed precision: f32 master weights; forward and backward in bf16/f16 under autocast; f16 scales
+  // the loss, and every rank agrees on whether a step overflowed.
   const bool mixed = c.precision != "f32";
   const DType low = c.precision == "f16" ? DType::f16 : DType::bf16;
   amp::DynamicLossScaler scaler(amp::LossScalerOptions{.enabled = c.precision == "f16"});
@@ -376,10 +375,9 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
     if (step + 1 == profile_first) profiler::start(rank);
     std::optional<profiler::Scope> step_scope;
     if (profiler::recording()) step_scope.emplace("step", "step " + std::to_string(step + 1));
-    // ---- one optimizer step: --grad-accum micro-batches, gradients summed into .grad. Nothing is
-    // read back from the device here except on logging steps (and f16's overflow flag): the host
-    // queues the step and runs ahead (host_sync_count() in core/backend/runtime.h counts the
-    // exceptions).
+    // ---- one optimizer step: --grad-accum micro-batches, gradients summed into .grad. Nothing is read
+    // back from the device here except on logging steps (and f16's overflow flag): the host queues the
+    // step and runs ahead (host_sync_count() in core/backend/runtime.h counts the exceptions).
     Tensor loss_sum;  // on the device
     const uint64_t syncs_before = host_sync_count();
     int64_t items = 0;

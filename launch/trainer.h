@@ -24,9 +24,8 @@ struct TrainResult {
          peak_device_mb = 0;  // this rank's peak resident memory; allocator peak on a GPU
 };
 
-// The device this rank trains on: the CPU, its local rank's GPU (--device cuda; at most one rank
-// per visible GPU), or the one named (--device cuda:K; one rank per node). Throws a one-line error
-// else.
+// The device this rank trains on: the CPU, its local rank's GPU (--device cuda; at most one rank per
+// visible GPU), or the one named (--device cuda:K; one rank per node). Throws a one-line error else.
 Device pick_device(const TrainConfig& config);
 
 // Trains as `config` says. `pg` is the job's process group (a one-rank group without a launcher).

@@ -46,16 +46,14 @@ class Workload {
   virtual Tensor loss(const data::Batch& batch) = 0;
   // Sums over one eval batch that add up across batches and ranks, e.g. {loss_sum, correct, count}.
   virtual std::vector<double> eval_sums(const data::Batch& batch) = 0;
-  // The metrics of summed eval_sums: {"loss": ..., "accuracy": ...}; and which one the summary
-  // shows.
+  // The metrics of summed eval_sums: {"loss": ..., "accuracy": ...}; and which one the summary shows.
   virtual nlohmann::json eval_metrics(const std::vector<double>& sums) const = 0;
   virtual std::string headline_metric() const = 0;
   // A few human-readable samples after the final evaluation (translations, generated text).
   virtual std::vector<std::string> samples() { return {}; }
   // The model's tensors under their checkpoint names (timm's for ViT, torch.nn.Transformer's).
   virtual NamedTensors checkpoint_state() { return model().state_dict(); }
-  // Written into model.safetensors' metadata: what a reader needs to rebuild the model (heads,
-  // ...).
+  // Written into model.safetensors' metadata: what a reader needs to rebuild the model (heads, ...).
   virtual std::map<std::string, std::string> checkpoint_metadata() const { return {}; }
   virtual void load_checkpoint_state(const NamedTensors& state) { model().load_state_dict(state); }
   // What the trained model makes of one input (in eval mode, no gradients), as lines to print: the

@@ -31,10 +31,10 @@ class ClassifierWorkload : public Workload {
     data_ = data::load_fortune_files(options);
     train_set = std::make_shared<data::FortuneFilesDataset>(data_.train, data_.vocab, c.seq_len);
     eval_set = std::make_shared<data::FortuneFilesDataset>(data_.valid, data_.vocab, c.seq_len);
-    // The baseline sees the whole text (no cut at seq_len): it is what word counts alone achieve.
-    // It is plain Laplace (add-one) smoothing, the textbook form, not tuned on the validation
-    // split: on the default files it scores 0.533; alpha 0.1 would score 0.628, as add-one lends
-    // the small classes' few words much of the mass of the 13k words they never use.
+    // The baseline sees the whole text (no cut at seq_len): it is what word counts alone achieve. It
+    // is plain Laplace (add-one) smoothing, the textbook form, not tuned on the validation split: on the
+    // default files it scores 0.533; alpha 0.1 would score 0.628, as add-one lends the small classes'
+    // few words much of the mass of the 13k words they never use.
     const data::NaiveBayes bayes(data_.train.texts, data_.train.labels,
                                  static_cast<int32_t>(data_.class_names.size()));
     baseline_accuracy_ = bayes.accuracy(data_.valid.texts, data_.valid.labels);

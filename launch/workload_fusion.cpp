@@ -12,9 +12,8 @@ namespace dtrain::launch {
 
 namespace {
 
-// ---- FusionClassifier on Unihan: a CJK ideograph's Kangxi radical from its glyph (batch.input),
-// its definition (batch.decoder_input) or both; cross entropy over the 214 radicals, top-1
-// accuracy.
+// ---- FusionClassifier on Unihan: a CJK ideograph's Kangxi radical from its glyph (batch.input), its
+// definition (batch.decoder_input) or both; cross entropy over the 214 radicals, top-1 accuracy.
 class FusionWorkload : public Workload {
  public:
   FusionWorkload(const TrainConfig& c, Device device) : device_(device), data_dir_(c.data_dir) {
@@ -83,8 +82,8 @@ class FusionWorkload : public Workload {
   std::shared_ptr<models::FusionClassifier> model_;
 };
 
-// The character's glyph and definition as the dataset encodes them, and the five likeliest
-// radicals, likeliest first, after a line naming the character and its radical in Unihan.
+// The character's glyph and definition as the dataset encodes them, and the five likeliest radicals,
+// likeliest first, after a line naming the character and its radical in Unihan.
 std::vector<std::string> FusionWorkload::predict(const PredictInput& input) {
   const std::u32string text = data::utf8_decode(input.text);
   DTRAIN_CHECK(text.size() == 1 && text[0] != 0xfffd,

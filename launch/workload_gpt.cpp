@@ -53,8 +53,7 @@ class GptWorkload : public Workload {
   std::string headline_metric() const override { return "bpc"; }
   std::vector<std::string> samples() override {
     Generator gen(7);
-    // "The " where the corpus has those characters; otherwise the validation text's first
-    // character.
+    // "The " where the corpus has those characters; otherwise the validation text's first character.
     std::u32string prompt_text;
     for (char32_t ch : std::u32string(U"The ")) {
       if (corpus_.vocab.contains(ch)) prompt_text += ch;
@@ -67,8 +66,8 @@ class GptWorkload : public Workload {
   double train_flops_per_item() const override {
     return 3.0 * models::gpt_forward_flops_per_token(model_->config(), model_->config().max_len);
   }
-  // The prompt and its continuation. The vocabulary is the corpus's characters with no unk token,
-  // so a character the corpus lacks cannot be fed to the model.
+  // The prompt and its continuation. The vocabulary is the corpus's characters with no unk token, so a
+  // character the corpus lacks cannot be fed to the model.
   std::vector<std::string> predict(const PredictInput& input) override {
     DTRAIN_CHECK(!input.prompt.empty(),
                  "this checkpoint holds a gpt model: give --prompt \"text to continue\"");

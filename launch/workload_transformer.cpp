@@ -16,8 +16,7 @@ namespace {
 
 // ---- Transformer on English->German word pairs (freedict) or English->Chinese/German UI messages
 // (gettext-zh, gettext-de): token cross entropy, exact match and CER of greedy decodes (beam search
-// with --beam above 1, under --length-penalty), and for gettext corpus BLEU and chrF of the same
-// decodes.
+// with --beam above 1, under --length-penalty), and for gettext corpus BLEU and chrF of the same decodes.
 //
 // Characters are the tokens on both sides, for now: dtrain has no tokenizer learning (BPE,
 // SentencePiece) yet, and a character vocabulary needs none. Pairs with a side longer than
@@ -100,10 +99,10 @@ class TransformerWorkload : public Workload {
     // Non-padding targets (padding is id 0), compared on the targets' own device.
     double tokens =
         sum(gt(b.target, Tensor::zeros({}, DType::i64, b.target.device())).to(DType::f32)).item();
-    // Each hypothesis is cut at its own reference's length + 4 characters (one id per character),
-    // not the batch's: then a pair's score does not depend on which batch or rank it fell in.
-    // Greedy decodes are cut afterwards (a longer greedy decode only adds tokens); beam search
-    // takes the limit per row, since which hypothesis wins depends on where hypotheses are cut.
+    // Each hypothesis is cut at its own reference's length + 4 characters (one id per character), not
+    // the batch's: then a pair's score does not depend on which batch or rank it fell in. Greedy decodes
+    // are cut afterwards (a longer greedy decode only adds tokens); beam search takes the limit per row,
+    // since which hypothesis wins depends on where hypotheses are cut.
     std::vector<std::u32string> wanted;
     std::vector<int64_t> limits;
     for (size_t i = 0; i < b.indices.size(); ++i) {
@@ -131,8 +130,7 @@ class TransformerWorkload : public Workload {
                                 edits,    chars,  static_cast<double>(b.size())};
     if (bleu_) {
       // Corpus BLEU and chrF are not means of per-batch scores: their n-gram statistics are what
-      // adds up across batches and ranks (exactly, in doubles, below 2^53), and eval_metrics scores
-      // the sums.
+      // adds up across batches and ranks (exactly, in doubles, below 2^53), and eval_metrics scores the sums.
       const data::BleuScore bleu = data::corpus_bleu(hypotheses, references, *bleu_);
       for (int n = 0; n < 4; ++n) sums.push_back(static_cast<double>(bleu.counts[n]));
       for (int n = 0; n < 4; ++n) sums.push_back(static_cast<double>(bleu.totals[n]));

@@ -28,8 +28,8 @@ void override_sizes(const TrainConfig& c, Config& m) {
   m.dropout = c.dropout;
 }
 
-// The values of a host batch's i64 tensor `t` (undefined: nothing), read where they lie: the batch
-// is still on the host, so this is no device read back.
+// The values of a host batch's i64 tensor `t` (undefined: nothing), read where they lie: the batch is
+// still on the host, so this is no device read back.
 const int64_t* host_ids(const Tensor& t);
 
 // Every id of `t` in [0, limit) or equal to `allowed` (padding, ignored targets); else a one-line
@@ -53,8 +53,8 @@ std::vector<double> eval_probabilities(nn::Module& model, Logits&& logits) {
   return p;
 }
 
-// The `k` likeliest classes of `p`, likeliest first, as "0.1234  name" lines; ties keep class
-// order, so the first line is the arg max.
+// The `k` likeliest classes of `p`, likeliest first, as "0.1234  name" lines; ties keep class order,
+// so the first line is the arg max.
 std::vector<std::string> top_class_lines(const std::vector<double>& p,
                                          const std::function<std::string(size_t)>& name,
                                          size_t k = 5);

@@ -1,14 +1,13 @@
 // A two-modality classifier: an image encoder over a glyph, a text encoder over its definition, and
 // (modalities "both") each side attending to the other before their pooled summaries are fused:
 //   image:  p = patches(x) + image_pos;  p = image_blocks(p);  p = image_norm(p)      [B, N, D]
-//   text:   t = embed(ids) + text_pos;   t = text_blocks(t | padding masked);  t = text_norm(t) [B,
-//   T, D] both:   p' = p + image_to_text(p, t | padding masked)    image tokens query the text
+//   text:   t = embed(ids) + text_pos;   t = text_blocks(t | padding masked);  t = text_norm(t)  [B, T, D]
+//   both:   p' = p + image_to_text(p, t | padding masked)    image tokens query the text
 //           t' = t + text_to_image(t, p)                      text tokens query the image
 //           z  = fuse(mean_N p', mean_T t' over non-padding)   GatedFusion: g z_p + (1 - g) z_t
 //   image or text alone: z = the mean of that encoder's tokens
 //   logits = head(norm(z))                                    [B, num_classes]
-// Only the parts a modality uses are built, so every parameter gets a gradient (DDP waits for
-// each).
+// Only the parts a modality uses are built, so every parameter gets a gradient (DDP waits for each).
 #pragma once
 #include <memory>
 #include <string>
@@ -46,8 +45,8 @@ struct FusionConfig {
 class FusionClassifier : public nn::Module {
  public:
   explicit FusionClassifier(const FusionConfig& config);
-  // images f32 [B, C, H, W] and text ids i64 [B, T] (T <= seq_len, pad_id where empty; either may
-  // be undefined when the modality is unused) -> logits [B, num_classes].
+  // images f32 [B, C, H, W] and text ids i64 [B, T] (T <= seq_len, pad_id where empty; either may be
+  // undefined when the modality is unused) -> logits [B, num_classes].
   Tensor forward(const Tensor& images, const Tensor& text) const;
   const FusionConfig& config() const { return config_; }
 

@@ -107,8 +107,7 @@ std::vector<int64_t> Gpt::generate(std::vector<int64_t> tokens, int64_t count, d
         weight[i] = std::exp((logits[order[i]] - logits[order[0]]) / temperature);
         total += weight[i];
       }
-      // Inverse CDF: the first token whose cumulative weight exceeds u (rounding falls to the last
-      // kept).
+      // Inverse CDF: the first token whose cumulative weight exceeds u (rounding falls to the last kept).
       double u = gen.next_double() * total;
       size_t pick = 0;
       while (pick + 1 < keep && u >= weight[pick]) u -= weight[pick++];

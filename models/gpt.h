@@ -1,5 +1,5 @@
-// GPT: a decoder-only Transformer (Radford et al.), causal, with learned positions and an output
-// head tied to the token embedding:
+// GPT: a decoder-only Transformer (Radford et al.), causal, with learned positions and an output head
+// tied to the token embedding:
 //   h0 = tok_embed[idx] + pos_embed[0..T)
 //   h_l = block_l(h_{l-1}) with causal self-attention (pre-LN)
 //   logits = norm(h_L) tok_embed.weight^T
@@ -30,8 +30,8 @@ class Gpt : public nn::Module {
   Tensor forward(const Tensor& tokens) const;
   // Appends `count` tokens to `prompt` (ids in [0, vocab_size)), each sampled with `gen` from
   // softmax(logits / temperature) restricted to the top_k likeliest tokens (top_k <= 0: all; equal
-  // logits rank in id order, so top_k 1 is greedy); temperature <= 0 picks the arg max (the lowest
-  // id among equals). The context is the last max_len tokens. The same seed gives the same tokens.
+  // logits rank in id order, so top_k 1 is greedy); temperature <= 0 picks the arg max (the lowest id
+  // among equals). The context is the last max_len tokens. The same seed gives the same tokens.
   std::vector<int64_t> generate(std::vector<int64_t> prompt, int64_t count, double temperature,
                                 int64_t top_k, Generator& gen);
   const GptConfig& config() const { return config_; }

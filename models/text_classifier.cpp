@@ -38,8 +38,8 @@ TextClassifier::TextClassifier(const TextClassifierConfig& c)
   }
   norm = register_module("norm", std::make_shared<nn::LayerNorm>(c.dim));
   head = register_module("head", std::make_shared<nn::Linear>(c.dim, c.num_classes));
-  // GPT-2's initialisation: N(0, 0.02^2) for embeddings and linear weights, zero biases; the
-  // padding row stays zero.
+  // GPT-2's initialisation: N(0, 0.02^2) for embeddings and linear weights, zero biases; the padding
+  // row stays zero.
   nn::init::normal_(tok_embed->weight, 0.0, 0.02);
   for (auto& [name, module] : named_modules()) {
     if (auto* linear = dynamic_cast<nn::Linear*>(module)) {
@@ -66,8 +66,8 @@ Tensor TextClassifier::forward(const Tensor& tokens) const {
   Tensor h = pos_embed->forward(tok_embed->forward(tokens));
   nn::AttentionMask mask{.key_padding_mask = padding_mask(tokens)};
   for (size_t i = 0; i < blocks->size(); ++i) h = blocks->at<nn::EncoderLayer>(i)->forward(h, mask);
-  // The mean over the tokens that are not padding; an all-padding row has none and pools to zero
-  // (its count is clamped to 1).
+  // The mean over the tokens that are not padding; an all-padding row has none and pools to zero (its
+  // count is clamped to 1).
   Tensor keep;
   {
     NoGradGuard no_grad;

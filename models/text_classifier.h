@@ -1,14 +1,13 @@
 // A Transformer text classifier (the encoder of "Attention Is All You Need", read out as in
-// sentence-classification models): token embedding plus learned positions, pre-LN encoder blocks
-// whose self-attention skips padding keys, the mean of the non-padding tokens, a LayerNorm and a
-// linear head:
+// sentence-classification models): token embedding plus learned positions, pre-LN encoder blocks whose
+// self-attention skips padding keys, the mean of the non-padding tokens, a LayerNorm and a linear head:
 //   h0 = tok_embed[x] + pos_embed[0..T)
 //   h_l = block_l(h_{l-1}), keys where x == pad masked
 //   logits = head(norm(sum_t m_t h_L[t] / sum_t m_t)),  m_t = 1 where x_t != pad
 // Mean pooling rather than a [CLS] token: the topic of a short text shows in a few content words
-// anywhere in it, and the mean gives each of them a direct path to the head; a [CLS] token must
-// learn to gather them through attention first, which BERT can afford after pre-training and a
-// small model trained from scratch on a few thousand texts learns more slowly.
+// anywhere in it, and the mean gives each of them a direct path to the head; a [CLS] token must learn
+// to gather them through attention first, which BERT can afford after pre-training and a small model
+// trained from scratch on a few thousand texts learns more slowly.
 #pragma once
 #include <memory>
 #include <string>
@@ -38,8 +37,8 @@ class TextClassifier : public nn::Module {
   // tokens i64 [B, T] (T <= max_len, padding pad_id) -> logits [B, num_classes]. Padding changes
   // nothing: a row's logits are those of its tokens alone.
   Tensor forward(const Tensor& tokens) const;
-  // f32 [B, T], 1 where the token is padding; a row of nothing but padding is left unmasked (with
-  // every key masked its attention would be 0/0).
+  // f32 [B, T], 1 where the token is padding; a row of nothing but padding is left unmasked (with every
+  // key masked its attention would be 0/0).
   Tensor padding_mask(const Tensor& tokens) const;
   const TextClassifierConfig& config() const { return config_; }
 

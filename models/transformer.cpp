@@ -49,9 +49,8 @@ Transformer::Transformer(const TransformerConfig& c) : Module("Transformer"), co
   }
   decoder_norm = register_module("decoder_norm", std::make_shared<nn::LayerNorm>(c.dim));
   generator = register_module("generator", std::make_shared<nn::Linear>(c.dim, c.tgt_vocab));
-  // torch.nn.Transformer initialises every matrix with Glorot uniform; the embeddings' pad rows
-  // stay zero, as nn::Embedding promises (pad tokens are masked as keys, so this only keeps them
-  // inert).
+  // torch.nn.Transformer initialises every matrix with Glorot uniform; the embeddings' pad rows stay
+  // zero, as nn::Embedding promises (pad tokens are masked as keys, so this only keeps them inert).
   for (const Tensor& p : parameters()) {
     if (p.dim() > 1) nn::init::xavier_uniform_(p);
   }
@@ -125,8 +124,8 @@ std::vector<std::vector<int64_t>> Transformer::greedy_decode(const Tensor& src, 
 }
 
 namespace {
-// GNMT's length penalty (Wu et al. 2016, without its coverage penalty): lp(L) = ((5 + L) /
-// 6)^alpha; a finished hypothesis scores log p(y | x) / lp(|y|).
+// GNMT's length penalty (Wu et al. 2016, without its coverage penalty): lp(L) = ((5 + L) / 6)^alpha; a
+// finished hypothesis scores log p(y | x) / lp(|y|).
 double gnmt_length_penalty(int64_t length, double alpha) {
   return std::pow((5.0 + static_cast<double>(length)) / 6.0, alpha);
 }
@@ -136,8 +135,7 @@ struct Hypothesis {
   double log_prob = 0;          // sum of the tokens' log-probabilities
 };
 
-// One source row's search: its live hypotheses (at most `beam`, best first) and its best finished
-// one.
+// One source row's search: its live hypotheses (at most `beam`, best first) and its best finished one.
 struct BeamItem {
   std::vector<Hypothesis> live;
   std::vector<int64_t> best;
@@ -150,10 +148,10 @@ struct BeamItem {
     if (score > best_score)
       best = tokens, best_score = score;  // strict: the first found wins a tie
   }
-  // Whether a live hypothesis of `tokens` tokens (fewer than max_len) might still beat the best
-  // finished. Log-probabilities only fall as tokens are added, so its final score is at most s /
-  // lp(L) with s its log-probability now (<= 0) and L its final length, somewhere in tokens + 1 ..
-  // max_len (eos counted); s / lp(L) is monotonic in L, so the larger of the two ends bounds it.
+  // Whether a live hypothesis of `tokens` tokens (fewer than max_len) might still beat the best finished.
+  // Log-probabilities only fall as tokens are added, so its final score is at most s / lp(L) with s its
+  // log-probability now (<= 0) and L its final length, somewhere in tokens + 1 .. max_len (eos counted);
+  // s / lp(L) is monotonic in L, so the larger of the two ends bounds it.
   bool can_improve(int64_t tokens, double alpha) const {
     for (const Hypothesis& h : live) {
       const double s = std::min(h.log_prob, 0.0);
@@ -182,24 +180,19 @@ std::vector<std::vector<int64_t>> Transformer::beam_search(const Tensor& src, in
 }
 
 // Batched over the rows, on the model's device: the sources are encoded once, and each item (source
-// row) keeps `beam` decoder rows, [b * beam, (b + 1) * beam) of the repeated memory and source,
-// whose prefixes are its live hypotheses (a slot without one repeats the first; its output is
-// ignored). Each step re-runs the decoder over the whole prefixes, as greedy_decode does, and per
-// item:
-//   1. every live hypothesis is extended by its `beam` most probable next tokens (log-softmax in
-//   f32,
+// row) keeps `beam` decoder rows, [b * beam, (b + 1) * beam) of the repeated memory and source, whose
+// prefixes are its live hypotheses (a slot without one repeats the first; its output is ignored). Each
+// step re-runs the decoder over the whole prefixes, as greedy_decode does, and per item:
+//   1. every live hypothesis is extended by its `beam` most probable next tokens (log-softmax in f32,
 //      or f64 for an f64 model);
-//   2. the `beam` best of these candidates by log-probability are kept, ties going to the lower
-//   token
+//   2. the `beam` best of these candidates by log-probability are kept, ties going to the lower token
 //      id, then the lower slot (the better hypothesis of the step before);
-//   3. a kept candidate ending in eos is finished (length: its tokens plus the eos); the others are
-//   the
+//   3. a kept candidate ending in eos is finished (length: its tokens plus the eos); the others are the
 //      new live hypotheses, so the beam narrows as hypotheses finish (with beam 1 this is greedy
 //      decoding exactly);
-//   4. the item stops when no live hypothesis is left, when none can still beat its best finished
-//   one
-//      (BeamItem::can_improve, an exact bound: stopping never changes the result), or at its
-//      max_len, where the live hypotheses count as finished with length max_len (no eos).
+//   4. the item stops when no live hypothesis is left, when none can still beat its best finished one
+//      (BeamItem::can_improve, an exact bound: stopping never changes the result), or at its max_len,
+//      where the live hypotheses count as finished with length max_len (no eos).
 // The result is the finished hypothesis with the highest log-probability / lp(length). Items that
 // stop leave the batch, so the decoder runs only over rows still searching.
 std::vector<std::vector<int64_t>> Transformer::beam_search(const Tensor& src, int64_t bos_id,
@@ -278,8 +271,7 @@ std::vector<std::vector<int64_t>> Transformer::beam_search(const Tensor& src, in
       ids.push_back(id.to(DType::f64));
       if (k + 1 < top) log_probs = log_probs - eq(vocab_ids, id).to(log_probs.dtype()) * kTaken;
     }
-    // One read back per step: [rows, 2 * top], the log-probabilities then the token ids (exact in
-    // f64).
+    // One read back per step: [rows, 2 * top], the log-probabilities then the token ids (exact in f64).
     const std::vector<double> best = cat({cat(values, 1), cat(ids, 1)}, 1).to_vector<double>();
     std::vector<int64_t> still_active;
     for (size_t a = 0; a < active.size(); ++a) {

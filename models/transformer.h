@@ -3,11 +3,10 @@
 //   h = decoder(tgt_embed(tgt_in) * sqrt(d) + PE, memory)      masked self-attn, cross-attn, MLP
 //   logits = generator(h)
 // Padding masks hide pad tokens from attention; the decoder's self-attention is causal.
-// Checkpoints use torch.nn.Transformer's state_dict names
-// (encoder.layers.N.self_attn.in_proj_weight,
+// Checkpoints use torch.nn.Transformer's state_dict names (encoder.layers.N.self_attn.in_proj_weight,
 // ...linear1, norm1, decoder.layers.N.multihead_attn..., encoder.norm, decoder.norm) through
-// to_torch_state() / from_torch_state() (models/transformer_torch_names.cpp); the embeddings and
-// the generator sit beside them.
+// to_torch_state() / from_torch_state() (models/transformer_torch_names.cpp); the embeddings and the
+// generator sit beside them.
 #pragma once
 #include <memory>
 #include <string>
@@ -44,23 +43,21 @@ class Transformer : public nn::Module {
   // generated ids without bos (and without eos).
   std::vector<std::vector<int64_t>> greedy_decode(const Tensor& src, int64_t bos_id, int64_t eos_id,
                                                   int64_t max_len);
-  // Beam search of width `beam` for each source row (see the .cpp for the rules): the hypothesis
-  // with the highest log p(y | x) / lp(|y|), GNMT's length penalty lp(L) = ((5 + L) /
-  // 6)^length_penalty (Wu et al. 2016), where |y| counts the eos token (a hypothesis cut at max_len
-  // has none). Returns the ids without bos and eos, as greedy_decode does; beam 1 gives
-  // greedy_decode's result.
+  // Beam search of width `beam` for each source row (see the .cpp for the rules): the hypothesis with
+  // the highest log p(y | x) / lp(|y|), GNMT's length penalty lp(L) = ((5 + L) / 6)^length_penalty
+  // (Wu et al. 2016), where |y| counts the eos token (a hypothesis cut at max_len has none). Returns
+  // the ids without bos and eos, as greedy_decode does; beam 1 gives greedy_decode's result.
   std::vector<std::vector<int64_t>> beam_search(const Tensor& src, int64_t bos_id, int64_t eos_id,
                                                 int64_t max_len, int64_t beam,
                                                 double length_penalty);
-  // The same with a length limit per source row (max_lens[b] for row b), so that a row's result
-  // does not depend on the other rows of its batch.
+  // The same with a length limit per source row (max_lens[b] for row b), so that a row's result does
+  // not depend on the other rows of its batch.
   std::vector<std::vector<int64_t>> beam_search(const Tensor& src, int64_t bos_id, int64_t eos_id,
                                                 const std::vector<int64_t>& max_lens, int64_t beam,
                                                 double length_penalty);
   const TransformerConfig& config() const { return config_; }
 
-  // This model's state under torch.nn.Transformer's names (fused in_proj for cross-attention), and
-  // back.
+  // This model's state under torch.nn.Transformer's names (fused in_proj for cross-attention), and back.
   NamedTensors to_torch_state() const;
   void from_torch_state(const NamedTensors& state);
 

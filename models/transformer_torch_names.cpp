@@ -1,8 +1,8 @@
-// The Transformer's state under torch.nn.Transformer's state_dict names, and back. Encoder and
-// decoder layers map suffix by suffix (attn.qkv -> self_attn.in_proj_, mlp.fc1 -> linear1, ...);
-// the decoder's cross-attention keeps q and kv apart here where torch fuses them into
-// multihead_attn.in_proj_{weight, bias} (q rows first), so saving concatenates and loading narrows.
-// Embeddings and the generator keep their names.
+// The Transformer's state under torch.nn.Transformer's state_dict names, and back. Encoder and decoder
+// layers map suffix by suffix (attn.qkv -> self_attn.in_proj_, mlp.fc1 -> linear1, ...); the decoder's
+// cross-attention keeps q and kv apart here where torch fuses them into multihead_attn.in_proj_{weight,
+// bias} (q rows first), so saving concatenates and loading narrows. Embeddings and the generator keep
+// their names.
 #include "models/transformer.h"
 
 #include <map>
@@ -12,8 +12,7 @@
 namespace dtrain::models {
 
 namespace {
-// Our name suffix -> torch.nn.Transformer's, per layer kind; cross-attention q and kv are fused
-// there.
+// Our name suffix -> torch.nn.Transformer's, per layer kind; cross-attention q and kv are fused there.
 const std::vector<std::pair<std::string, std::string>> kEncoderNames = {
     {"attn.qkv.", "self_attn.in_proj_"},
     {"attn.proj.", "self_attn.out_proj."},

@@ -5,9 +5,8 @@
 //     convolutions, each followed by GELU (a convolutional stem at full resolution; stem.conv1.*,
 //     stem.conv2.*, not in timm's layout)
 //   z0 = [cls; patches] + pos                               cls_token [1,1,D], pos_embed [1,N+1,D]
-//   z_l = block_l(z_{l-1}), l = 1..depth (pre-LN)
-//   blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2} logits = head(norm(z_L)[:, 0])
-//   norm.*, head.*
+//   z_l = block_l(z_{l-1}), l = 1..depth (pre-LN)           blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}
+//   logits = head(norm(z_L)[:, 0])                          norm.*, head.*
 #pragma once
 #include <memory>
 #include <string>
@@ -29,8 +28,8 @@ struct VitConfig {
   std::string stem =
       "patch";  // "patch": the patch projection alone; "dwsep": a DwsepStem before it
   int64_t stem_channels = 32;  // the dwsep stem's output channels
-  // fm (Fashion-MNIST: patch 4, dim 128, depth 6, heads 4, MLP 512), and the paper's tiny, small,
-  // base (patch 16): dims 192/384/768, depth 12, heads 3/6/12, MLP 4x.
+  // fm (Fashion-MNIST: patch 4, dim 128, depth 6, heads 4, MLP 512), and the paper's tiny, small, base
+  // (patch 16): dims 192/384/768, depth 12, heads 3/6/12, MLP 4x.
   static VitConfig preset(const std::string& name);
   int64_t num_patches() const { return (image_size / patch_size) * (image_size / patch_size); }
 };

@@ -1,21 +1,19 @@
 // Autocast: which ops compute in 16 bits under mixed precision, and which stay in f32.
 //
-// Parameters stay f32 (the master weights) and so do optimizer states. Inside an AutocastGuard, an
-// op of a low-precision class casts its f32 inputs to the autocast dtype (bf16 or f16) before
-// computing, and an op of an f32 class casts 16-bit inputs up to f32. The casts are ordinary
-// recorded conversions (Tensor::to), so backward converts the gradients back: a weight's gradient
-// arrives in f32.
+// Parameters stay f32 (the master weights) and so do optimizer states. Inside an AutocastGuard, an op of
+// a low-precision class casts its f32 inputs to the autocast dtype (bf16 or f16) before computing, and
+// an op of an f32 class casts 16-bit inputs up to f32. The casts are ordinary recorded conversions
+// (Tensor::to), so backward converts the gradients back: a weight's gradient arrives in f32.
 //
-//   low precision (throughput, and the error is averaged away):  GEMM (matmul, linear),
-//   convolution,
+//   low precision (throughput, and the error is averaged away):  GEMM (matmul, linear), convolution,
 //                                                                 attention
 //   f32 (range or accumulation matters):  softmax / log_softmax, layer_norm, losses, reductions
 //                                         (sum, mean), and everything else
 //
 // An op applies the policy with one call at its top, e.g. in linear():
 //   Tensor x16 = amp::autocast(amp::OpClass::gemm, x), w16 = amp::autocast(amp::OpClass::gemm, w);
-// f64 tensors and integer tensors are never cast (f64 means the caller asked for precision), and
-// outside a guard every call returns its input unchanged.
+// f64 tensors and integer tensors are never cast (f64 means the caller asked for precision), and outside
+// a guard every call returns its input unchanged.
 #pragma once
 #include "core/tensor/tensor.h"
 

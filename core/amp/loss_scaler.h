@@ -1,19 +1,19 @@
-// Dynamic loss scaling for f16 training. f16 gradients underflow below 2^-24; multiplying the loss
-// by a large scale S moves them into range, and dividing the f32 gradients by S afterwards restores
-// their value. S adapts: it starts at 2^16, halves (and the step is skipped) whenever a gradient is
-// inf or NaN, and doubles after growth_interval consecutive clean steps, so it sits near the
-// largest value that does not overflow.
+// Dynamic loss scaling for f16 training. f16 gradients underflow below 2^-24; multiplying the loss by
+// a large scale S moves them into range, and dividing the f32 gradients by S afterwards restores their
+// value. S adapts: it starts at 2^16, halves (and the step is skipped) whenever a gradient is inf or
+// NaN, and doubles after growth_interval consecutive clean steps, so it sits near the largest value
+// that does not overflow.
 //
 //   Tensor loss = ...;
 //   scaler.scale(loss).backward();
 //   ddp.finish_gradient_synchronization();
-//   scaler.unscale(params);                       // optional: before clipping, which needs true
-//   values clip_grad_norm(params, 1.0); bool stepped = scaler.step(params, [&] { opt.step(); }); //
-//   skipped on overflow
+//   scaler.unscale(params);                       // optional: before clipping, which needs true values
+//   clip_grad_norm(params, 1.0);
+//   bool stepped = scaler.step(params, [&] { opt.step(); });   // skipped on overflow
 //
-// In a distributed run every rank must skip together, or the replicas drift apart: the overflow
-// flag is combined across ranks by the reducer the distributed layer installs (an all-reduce of
-// max), since core knows nothing of processes.
+// In a distributed run every rank must skip together, or the replicas drift apart: the overflow flag is
+// combined across ranks by the reducer the distributed layer installs (an all-reduce of max), since
+// core knows nothing of processes.
 #pragma once
 #include <cstdint>
 #include <functional>

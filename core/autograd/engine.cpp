@@ -1,8 +1,7 @@
-// The backward engine. Nodes run in reverse topological order: a node runs once every node that
-// feeds it a gradient has run, and among ready nodes the most recently created runs first (the
-// reverse of the forward order). Leaves' AccumulateGrad nodes therefore run as soon as their last
-// use is done, which is what lets DDP start a bucket's all-reduce while the rest of backward is
-// still running.
+// The backward engine. Nodes run in reverse topological order: a node runs once every node that feeds
+// it a gradient has run, and among ready nodes the most recently created runs first (the reverse of the
+// forward order). Leaves' AccumulateGrad nodes therefore run as soon as their last use is done, which
+// is what lets DDP start a bucket's all-reduce while the rest of backward is still running.
 #include <queue>
 #include <unordered_map>
 

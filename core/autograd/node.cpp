@@ -26,9 +26,9 @@ void FunctionNode::release() {
 std::vector<Tensor> AccumulateGrad::apply(const Tensor& grad_output) {
   Tensor leaf(leaf_);
   if (!leaf.grad().defined()) {
-    // One fresh contiguous buffer (a dtype conversion makes one too): the incoming gradient may be
-    // a view of, or the same tensor as, a gradient another branch of the graph still uses, and
-    // later accumulation writes into .grad in place.
+    // One fresh contiguous buffer (a dtype conversion makes one too): the incoming gradient may be a
+    // view of, or the same tensor as, a gradient another branch of the graph still uses, and later
+    // accumulation writes into .grad in place.
     const Tensor& g = grad_output;
     leaf.set_grad(g.dtype() != leaf.dtype() ? g.to(leaf.dtype()) : g.clone());
   } else {

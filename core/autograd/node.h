@@ -1,8 +1,7 @@
 // Graph nodes. Every differentiable op has one output; its node maps the gradient of that output to
-// one gradient per input (an undefined Tensor where an input needs none). Leaves that require grad
-// get an AccumulateGrad node, shared by every use of that leaf, so the leaf's gradient is final
-// exactly when that node runs: that is the moment the post-accumulate hooks (and so DDP's buckets)
-// fire.
+// one gradient per input (an undefined Tensor where an input needs none). Leaves that require grad get
+// an AccumulateGrad node, shared by every use of that leaf, so the leaf's gradient is final exactly
+// when that node runs: that is the moment the post-accumulate hooks (and so DDP's buckets) fire.
 #pragma once
 #include <atomic>
 #include <functional>
@@ -67,11 +66,10 @@ class AccumulateGrad : public Node {
 // The node that accumulates into `leaf` (created once, then shared).
 std::shared_ptr<Node> grad_accumulator(const Tensor& leaf);
 
-// Called by every op after computing `output` from `inputs`: when grad mode is on and an input
-// requires grad, attaches a FunctionNode running `backward` and marks the output as requiring grad.
-// Returns output. `backward` must not capture `output` itself (that would be a cycle); capture
-// output.detach() instead. The vector form serves ops whose number of inputs is known only at run
-// time (cat, stack).
+// Called by every op after computing `output` from `inputs`: when grad mode is on and an input requires
+// grad, attaches a FunctionNode running `backward` and marks the output as requiring grad. Returns output.
+// `backward` must not capture `output` itself (that would be a cycle); capture output.detach() instead.
+// The vector form serves ops whose number of inputs is known only at run time (cat, stack).
 Tensor record(const char* op, const std::vector<Tensor>& inputs, const Tensor& output,
               BackwardFn backward);
 Tensor record(const char* op, std::initializer_list<Tensor> inputs, const Tensor& output,

@@ -1,8 +1,7 @@
-// The one kernel interface every backend implements (CPU is the reference; CUDA is tested against
-// it). Ops in core/ops check their inputs, allocate outputs and call these; nothing above core/ops
-// includes a backend header. The kernels and their contracts are listed in
-// core/backend/backend_kernels.def (one row each); the op tables in unary_ops.def and
-// binary_ops.def.
+// The one kernel interface every backend implements (CPU is the reference; CUDA is tested against it).
+// Ops in core/ops check their inputs, allocate outputs and call these; nothing above core/ops includes
+// a backend header. The kernels and their contracts are listed in core/backend/backend_kernels.def
+// (one row each); the op tables in unary_ops.def and binary_ops.def.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -94,11 +93,12 @@ class Backend {
 #define DTRAIN_KERNEL(ret, name, params) virtual ret name params = 0;
 #include "core/backend/backend_kernels.def"
 
-  // ---- fused attention: q [B, H, Tq, D], k/v [B, H, Tk, D], out like q, each with any strides
-  // whose last one is 1 (a backend that needs more returns false); attn_mask additive [B or 1, 1,
-  // Tq or 1, Tk] contiguous, or undefined; stats [B, H, Tq] contiguous; mask and stats are f64 for
-  // f64 inputs, else f32. A backend that has no fused path, or declines these shapes, returns false
-  // and the op composes attention from matmul and softmax instead.
+  // ---- fused attention: q [B, H, Tq, D], k/v [B, H, Tk, D], out like q, each with any strides whose
+  // last one is 1 (a backend that needs more returns false); attn_mask additive [B or 1, 1, Tq or 1,
+  // Tk] contiguous, or undefined; stats [B, H, Tq] contiguous; mask and stats are f64 for f64 inputs,
+  // else f32. A
+  // backend that has no fused path, or declines these shapes, returns false and the op composes
+  // attention from matmul and softmax instead.
   virtual bool sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
                     bool causal, double scale, const Tensor& out, const Tensor& stats) {
     (void)q, (void)k, (void)v, (void)attn_mask, (void)causal, (void)scale, (void)out, (void)stats;

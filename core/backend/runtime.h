@@ -12,29 +12,27 @@ namespace dtrain {
 
 bool cuda_available();  // built with CUDA and at least one device visible
 int cuda_device_count();
-// Why no CUDA device can be used, in one line ending with what to do (no driver, a driver older
-// than the runtime, no device, a build without CUDA); empty when one can.
+// Why no CUDA device can be used, in one line ending with what to do (no driver, a driver older than
+// the runtime, no device, a build without CUDA); empty when one can.
 std::string cuda_unavailable_reason();
-// Makes `device` this process's GPU, once, before any other CUDA work (no-op for the CPU): no
-// context is ever opened on another GPU. A second call with another GPU is an error.
+// Makes `device` this process's GPU, once, before any other CUDA work (no-op for the CPU): no context
+// is ever opened on another GPU. A second call with another GPU is an error.
 void select_device(Device device);
 
 // Host synchronisations: each time the host waits for device work or reads back a value the device
-// computed (Tensor::item/to_vector, a copy to the host, a stream/event/device synchronise, a host
-// wait on a collective). A training step that reads nothing back queues its work and returns; each
-// counted point stalls the host until the device catches up. Reads of CPU tensors through
-// item()/to_vector() count too, so a CPU run accounts for the same points a GPU run would stall at.
-// Thread-safe.
+// computed (Tensor::item/to_vector, a copy to the host, a stream/event/device synchronise, a host wait
+// on a collective). A training step that reads nothing back queues its work and returns; each counted
+// point stalls the host until the device catches up. Reads of CPU tensors through item()/to_vector()
+// count too, so a CPU run accounts for the same points a GPU run would stall at. Thread-safe.
 uint64_t host_sync_count();
 void count_host_sync();
 
 // The most memory dtrain's allocator has held in tensors on `device` since the process started, in
-// bytes (the caching allocator's peak for a GPU); 0 for the CPU, whose peak the process's RSS
-// shows.
+// bytes (the caching allocator's peak for a GPU); 0 for the CPU, whose peak the process's RSS shows.
 size_t peak_device_memory_bytes(Device device);
 
-// TF32 tensor cores for f32 GEMM and convolution on GPUs (no effect on the CPU). Off unless set
-// here or by DTRAIN_ALLOW_TF32=1; `dtrain train` sets it from --tf32 (on by default).
+// TF32 tensor cores for f32 GEMM and convolution on GPUs (no effect on the CPU). Off unless set here
+// or by DTRAIN_ALLOW_TF32=1; `dtrain train` sets it from --tf32 (on by default).
 void set_allow_tf32(bool allow);
 
 // Threads used by CPU kernels and OpenBLAS.

@@ -1,6 +1,6 @@
-// A bag-of-words baseline for text classification: multinomial naive Bayes with Laplace smoothing
-// on lowercase word counts. It is what a learned classifier has to beat: a model that ignores word
-// order entirely and fits in one pass over the training texts.
+// A bag-of-words baseline for text classification: multinomial naive Bayes with Laplace smoothing on
+// lowercase word counts. It is what a learned classifier has to beat: a model that ignores word order
+// entirely and fits in one pass over the training texts.
 //   score(c | d) = log P(c) + sum over the words w of d that the training texts hold of
 //                  count(w in d) * log P(w | c)
 //   P(c) = N_c / N                                (N_c: training texts of class c)

@@ -1,11 +1,11 @@
-// CIFAR-10 in its binary distribution (cifar-10-batches-bin): data_batch_1.bin ... data_batch_5.bin
-// for training and test_batch.bin for testing, each a run of 3073-byte records:
+// CIFAR-10 in its binary distribution (cifar-10-batches-bin): data_batch_1.bin ... data_batch_5.bin for
+// training and test_batch.bin for testing, each a run of 3073-byte records:
 //
 //   [1 byte]     label in [0, 10)
 //   [3072 bytes] the 32x32 image as three planes (red, green, blue), each row-major
 //
-// No Debian package ships CIFAR-10, so there is no default directory: pass the folder that holds
-// the .bin files.
+// No Debian package ships CIFAR-10, so there is no default directory: pass the folder that holds the
+// .bin files.
 #pragma once
 #include <array>
 #include <string>

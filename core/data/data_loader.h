@@ -1,11 +1,10 @@
 // DataLoader: batches of a Dataset in the order a Sampler gives, prepared ahead of time by one
-// background thread. The sequence of batches is a function of (sampler, batch size, seed, epoch)
-// only: it is the same with or without prefetching, and a run restarted at (epoch, batch) from a
-// checkpoint sees exactly the batches, augmentation included, that the uninterrupted run would have
-// seen.
+// background thread. The sequence of batches is a function of (sampler, batch size, seed, epoch) only:
+// it is the same with or without prefetching, and a run restarted at (epoch, batch) from a checkpoint
+// sees exactly the batches, augmentation included, that the uninterrupted run would have seen.
 //
-//   DataLoader loader(dataset, std::make_shared<RandomSampler>(dataset->size(), seed), {.batch_size
-//   = 64}); for (int64_t epoch = start.epoch; epoch < epochs; ++epoch) {
+//   DataLoader loader(dataset, std::make_shared<RandomSampler>(dataset->size(), seed), {.batch_size = 64});
+//   for (int64_t epoch = start.epoch; epoch < epochs; ++epoch) {
 //     loader.start_epoch(epoch, epoch == start.epoch ? start.batch : 0);
 //     while (auto batch = loader.next()) { ... }
 //   }
@@ -36,8 +35,8 @@ struct DataLoaderOptions {
   int64_t prefetch = 2;
 };
 
-// Where a loader stands: `batch` is the index within `epoch` of the batch next() returns next.
-// Saved in a checkpoint, it is what start_epoch takes to resume.
+// Where a loader stands: `batch` is the index within `epoch` of the batch next() returns next. Saved
+// in a checkpoint, it is what start_epoch takes to resume.
 struct LoaderPosition {
   int64_t epoch = 0;
   int64_t batch = 0;

@@ -1,7 +1,6 @@
-// A Dataset turns a list of sample indices into one Batch of CPU tensors. Datasets keep their
-// samples in memory in compact form (u8 pixels, i32 token ids) and build the f32/i64 tensors a
-// model wants only for the batch asked for, so a DataLoader thread can prepare the next batch while
-// the model trains.
+// A Dataset turns a list of sample indices into one Batch of CPU tensors. Datasets keep their samples in
+// memory in compact form (u8 pixels, i32 token ids) and build the f32/i64 tensors a model wants only
+// for the batch asked for, so a DataLoader thread can prepare the next batch while the model trains.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -32,13 +31,12 @@ class Dataset {
  public:
   virtual ~Dataset() = default;
   virtual int64_t size() const = 0;
-  // The samples `indices` (each in [0, size())) as one batch. `seed` drives any random
-  // augmentation: a dataset augments sample i from combine_seed(seed, i) (core/data/seeding.h), so
-  // a sample's augmentation does not depend on which batch, batch position or rank it lands in. The
-  // DataLoader passes combine_seed(its seed, epoch): a resumed run, or one on another number of
-  // ranks, augments every sample as the uninterrupted single-process run did. Datasets without
-  // augmentation ignore it. Must be safe to call from another thread than the one that built the
-  // dataset (it is const).
+  // The samples `indices` (each in [0, size())) as one batch. `seed` drives any random augmentation:
+  // a dataset augments sample i from combine_seed(seed, i) (core/data/seeding.h), so a sample's
+  // augmentation does not depend on which batch, batch position or rank it lands in. The DataLoader
+  // passes combine_seed(its seed, epoch): a resumed run, or one on another number of ranks, augments
+  // every sample as the uninterrupted single-process run did. Datasets without augmentation ignore it.
+  // Must be safe to call from another thread than the one that built the dataset (it is const).
   virtual Batch get_batch(const std::vector<int64_t>& indices, uint64_t seed) const = 0;
 };
 

@@ -1,7 +1,6 @@
-// Fashion-MNIST (Xiao et al. 2017): 28x28 grey images of 10 kinds of clothing, 60000 for training
-// and 10000 for testing, in IDX files. The Debian package dataset-fashion-mnist installs them
-// gzip'd under /usr/share/datasets/fashion-mnist; uncompressed copies (the same names without .gz)
-// work too.
+// Fashion-MNIST (Xiao et al. 2017): 28x28 grey images of 10 kinds of clothing, 60000 for training and
+// 10000 for testing, in IDX files. The Debian package dataset-fashion-mnist installs them gzip'd under
+// /usr/share/datasets/fashion-mnist; uncompressed copies (the same names without .gz) work too.
 #pragma once
 #include <array>
 #include <string>
@@ -18,23 +17,22 @@ inline constexpr float kFashionMnistMean = 0.2860f;
 inline constexpr float kFashionMnistStd = 0.3530f;
 
 struct FashionMnistOptions {
-  // Random crop after zero-padding by `crop_padding` and a random horizontal flip
-  // (core/data/augment.h), drawn per sample from the seed get_batch receives. For the train split
-  // only.
+  // Random crop after zero-padding by `crop_padding` and a random horizontal flip (core/data/augment.h),
+  // drawn per sample from the seed get_batch receives. For the train split only.
   bool augment = false;
   int64_t crop_padding = 2;
 };
 
 class FashionMnist : public Dataset {
  public:
-  // Loads the split from `dir` (train-* or t10k-* files). Errors name the directory or file and say
-  // to install dataset-fashion-mnist or pass --data-dir.
+  // Loads the split from `dir` (train-* or t10k-* files). Errors name the directory or file and say to
+  // install dataset-fashion-mnist or pass --data-dir.
   explicit FashionMnist(Split split, const std::string& dir = kFashionMnistDefaultDir,
                         FashionMnistOptions options = {});
 
   int64_t size() const override { return static_cast<int64_t>(labels_.size()); }
-  // input f32 [B, 1, H, W] normalised, target i64 [B] class ids in [0, 10). With augmentation on,
-  // sample i is transformed by crop_flip_sample(seed, i); otherwise `seed` is ignored.
+  // input f32 [B, 1, H, W] normalised, target i64 [B] class ids in [0, 10). With augmentation on, sample
+  // i is transformed by crop_flip_sample(seed, i); otherwise `seed` is ignored.
   Batch get_batch(const std::vector<int64_t>& indices, uint64_t seed) const override;
 
   int64_t height() const { return height_; }

@@ -26,10 +26,10 @@ bool is_directory_entry(const std::string& path) {
 namespace {
 
 // Inflates every gzip member in `in`. The gzip trailer's ISIZE (uncompressed size mod 2^32, little
-// endian, last 4 bytes) sizes the first buffer, so a single-member file is inflated without
-// regrowing. In a truncated file those bytes are compressed data, so the hint is trusted only up to
-// 64x the input (deflate rarely does better on data files), and the buffer is left uninitialised:
-// pages that a bad hint reserves but inflate never writes cost nothing.
+// endian, last 4 bytes) sizes the first buffer, so a single-member file is inflated without regrowing.
+// In a truncated file those bytes are compressed data, so the hint is trusted only up to 64x the input
+// (deflate rarely does better on data files), and the buffer is left uninitialised: pages that a bad
+// hint reserves but inflate never writes cost nothing.
 std::string gunzip(const std::string& path, const std::string& in, const std::string& hint) {
   size_t capacity = std::max<size_t>(4096, in.size() * 4);
   if (in.size() >= 18) {
@@ -42,8 +42,7 @@ std::string gunzip(const std::string& path, const std::string& in, const std::st
   std::unique_ptr<char[]> out(new char[capacity]);
 
   z_stream zs{};
-  // windowBits 15 + 16: a gzip wrapper (header, CRC-32 and length checked by zlib), not raw
-  // deflate.
+  // windowBits 15 + 16: a gzip wrapper (header, CRC-32 and length checked by zlib), not raw deflate.
   DTRAIN_CHECK(inflateInit2(&zs, 15 + 16) == Z_OK, path, ": cannot initialise zlib");
   auto fail = [&](const std::string& message) {
     inflateEnd(&zs);

@@ -2,12 +2,12 @@
 // fortune comes from. Each fortune is labelled by its file; a fortune found in several of the files
 // has no single label and is dropped (counted in `ambiguous`).
 //
-// Tokens are lowercase words (lowercase_words, the bag-of-words baseline's), not characters.
-// Measured on the default files (3203 labelled fortunes): a fortune has a median of 19 words but
-// 107 characters; 64 words cut 14% of the fortunes, where 64 characters cut 76% and it takes 256
-// characters to cut as few (21%). Self-attention costs T^2, so words carry the same text in 4x
-// fewer positions, and a topic shows in its words ("compiler", "senator", "touchdown") more than in
-// any character pattern a small model must first learn to spell out. The vocabulary is the training
+// Tokens are lowercase words (lowercase_words, the bag-of-words baseline's), not characters. Measured
+// on the default files (3203 labelled fortunes): a fortune has a median of 19 words but 107
+// characters; 64 words cut 14% of the fortunes, where 64 characters cut 76% and it takes 256
+// characters to cut as few (21%). Self-attention costs T^2, so words carry the same text in 4x fewer
+// positions, and a topic shows in its words ("compiler", "senator", "touchdown") more than in any
+// character pattern a small model must first learn to spell out. The vocabulary is the training
 // split's words seen at least min_word_count times (6062 of its 13144 at 2; 13.5% of the validation
 // words are then unk): a word seen once teaches the embedding nothing that generalises, and leaving
 // it out keeps the table small.
@@ -23,16 +23,15 @@
 
 namespace dtrain::data {
 
-// The topic files the classes are, in label order. Chosen among the ~40 files as the ones named for
-// a subject (not for a form, as songs-poems, definitions or riddles, nor for an author, as zippy or
+// The topic files the classes are, in label order. Chosen among the ~40 files as the ones named for a
+// subject (not for a form, as songs-poems, definitions or riddles, nor for an author, as zippy or
 // humorists) that hold at least ~70 fortunes and overlap little: linux is left out for computers,
 // men-women and love for each other, kids for education. 3203 fortunes in all (2 more are in two of
 // the files), from 74 (medicine) to 1051 (computers): always answering "computers" scores 0.32 on
 // the validation split.
 const std::vector<std::string>& fortune_topic_files();
 
-// Lowercase words to ids: pad 0, unk 1 (a word outside the vocabulary), then the words in byte
-// order.
+// Lowercase words to ids: pad 0, unk 1 (a word outside the vocabulary), then the words in byte order.
 class WordVocab {
  public:
   static constexpr int32_t kPad = 0, kUnk = 1;

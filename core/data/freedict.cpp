@@ -91,8 +91,7 @@ std::string freedict_first_translation(std::string_view line) {
     }
   }
   // The first translation runs to the first top-level separator (, or ;), grammar tag (<), label
-  // ([) or pronunciation ("  /"); parenthesised parts inside it are optional words and are left
-  // out.
+  // ([) or pronunciation ("  /"); parenthesised parts inside it are optional words and are left out.
   std::string out;
   int depth = 0;
   for (; i < line.size(); ++i) {

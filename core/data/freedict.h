@@ -1,14 +1,11 @@
-// English -> German word and phrase pairs from the FreeDict dictionary (Debian:
-// dict-freedict-eng-deu). It is a dictd database: freedict-eng-deu.dict.dz (dictzip, i.e. gzip)
-// holds the entries as text and freedict-eng-deu.index lists "headword \t offset \t length" with
-// offset and length in dictd's base64 (digits A-Z a-z 0-9 + /, most significant first). An entry
-// reads
+// English -> German word and phrase pairs from the FreeDict dictionary (Debian: dict-freedict-eng-deu).
+// It is a dictd database: freedict-eng-deu.dict.dz (dictzip, i.e. gzip) holds the entries as text and
+// freedict-eng-deu.index lists "headword \t offset \t length" with offset and length in dictd's base64
+// (digits A-Z a-z 0-9 + /, most significant first). An entry reads
 //
-//   cam-and-roller steering gear /kˈam and ɹˈəʊlə .../ <v>      headword, pronunciation, part of
-//   speech Schneckenrollenlenkung <fem>, Lenkung <fem> [auto]          translations with
-//   annotations
-//   ...                                                         notes, examples, synonyms,
-//   see-alsos
+//   cam-and-roller steering gear /kˈam and ɹˈəʊlə .../ <v>      headword, pronunciation, part of speech
+//   Schneckenrollenlenkung <fem>, Lenkung <fem> [auto]          translations with annotations
+//   ...                                                         notes, examples, synonyms, see-alsos
 //
 // and becomes the pair ("cam-and-roller steering gear", "Schneckenrollenlenkung").
 #pragma once
@@ -55,9 +52,8 @@ FreeDictSplits split_freedict(const std::vector<TranslationPair>& pairs,
 // The headword of an entry's first line: the text before the pronunciation " /.../".
 std::string freedict_headword(std::string_view first_line);
 // The first translation of an entry's translation line, cleaned: leading usage labels ("[coll.]"),
-// grammar tags ("<fem>"), trailing labels ("[geh.]"), parenthesised optional parts and
-// abbreviations after the first translation are dropped and spaces collapsed. Empty when nothing is
-// left.
+// grammar tags ("<fem>"), trailing labels ("[geh.]"), parenthesised optional parts and abbreviations
+// after the first translation are dropped and spaces collapsed. Empty when nothing is left.
 std::string freedict_first_translation(std::string_view line);
 // Whether `headword` falls in the held-out split.
 bool is_held_out(std::string_view headword, double held_out_fraction, uint64_t seed);

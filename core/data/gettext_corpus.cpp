@@ -35,8 +35,7 @@ const std::vector<std::string>& default_gettext_domains() {
       "wget",
       "wget-gnulib",
       "xz",
-      // the toolchain scripts/bootstrap installs (build-essential: make, binutils) and its
-      // neighbours
+      // the toolchain scripts/bootstrap installs (build-essential: make, binutils) and its neighbours
       "make",
       "ld",
       "opcodes",
@@ -97,10 +96,9 @@ uint64_t fnv1a64(std::string_view bytes) {
 
 GettextSplit gettext_split_of(std::string_view english, double valid_fraction,
                               double test_fraction) {
-  // FNV-1a's last multiply moves the last byte only into bits 0-15 and 40-55, so texts that differ
-  // in their last character ("item 1", "item 2") would share their top bits. A finaliser
-  // (MurmurHash3's fmix64, a bijection) spreads every bit over all 64 before the top 53 become u in
-  // [0, 1).
+  // FNV-1a's last multiply moves the last byte only into bits 0-15 and 40-55, so texts that differ in
+  // their last character ("item 1", "item 2") would share their top bits. A finaliser (MurmurHash3's
+  // fmix64, a bijection) spreads every bit over all 64 before the top 53 become u in [0, 1).
   uint64_t h = fnv1a64(english);
   h ^= h >> 33;
   h *= 0xff51afd7ed558ccdull;
@@ -138,9 +136,8 @@ int32_t next_code_point(std::string_view s, size_t& i) {
   return cp;
 }
 
-// Whether a code point reads as part of a word: ASCII letters, and non-ASCII outside the
-// punctuation, symbol and space blocks that translations use around directives ("%s：%s", "%s…",
-// "«%s»").
+// Whether a code point reads as part of a word: ASCII letters, and non-ASCII outside the punctuation,
+// symbol and space blocks that translations use around directives ("%s：%s", "%s…", "«%s»").
 bool is_word_char(int32_t cp) {
   if (cp < 0x80) return (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z');
   if (cp < 0xc0 || cp == 0xd7 || cp == 0xf7) return false;  // Latin-1 punctuation, × ÷
@@ -155,10 +152,10 @@ bool is_ascii_alnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
-// Removes the one marker `m` when the string has exactly one and it starts a word before a letter
-// or digit ("_Open", "Save _As"). A marker inside a word is left alone unless `inside_words`: on
-// its own "ignore_case" (an option name) cannot be told from "E_xit" (a mnemonic), and mangling
-// option names would teach wrong text.
+// Removes the one marker `m` when the string has exactly one and it starts a word before a letter or
+// digit ("_Open", "Save _As"). A marker inside a word is left alone unless `inside_words`: on its own
+// "ignore_case" (an option name) cannot be told from "E_xit" (a mnemonic), and mangling option names
+// would teach wrong text.
 bool strip_word_start_marker(std::string& s, char m, bool inside_words) {
   const size_t pos = s.find(m);
   if (pos == std::string::npos || s.find(m, pos + 1) != std::string::npos) return false;
@@ -171,8 +168,7 @@ bool strip_word_start_marker(std::string& s, char m, bool inside_words) {
   return true;
 }
 
-// Drops a trailing ":" (or the fullwidth "：" that zh_CN uses) and the spaces before it (fr-style "
-// :").
+// Drops a trailing ":" (or the fullwidth "：" that zh_CN uses) and the spaces before it (fr-style " :").
 bool strip_colon(std::string& s) {
   size_t n = s.size();
   if (n >= 1 && s[n - 1] == ':')
@@ -307,8 +303,7 @@ GettextCorpus load_gettext_corpus(const GettextCorpusOptions& options) {
       if (options.strip_mnemonics) {
         std::string s = strip_mnemonic(source), t = strip_mnemonic(target);
         // A marker found on one side ("打开(_R)", "_Datei") shows the other side's "C_reate" or
-        // "E_xit" is one too, so both are stripped inside words as well: consistently on both
-        // sides.
+        // "E_xit" is one too, so both are stripped inside words as well: consistently on both sides.
         if (s != source || t != target) {
           s = strip_mnemonic(source, true);
           t = strip_mnemonic(target, true);

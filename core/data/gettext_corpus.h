@@ -4,20 +4,16 @@
 //
 //   - the header entry is metadata, not a pair;
 //   - an entry with a context becomes a plain pair (the context only disambiguates the English);
-//   - plural entries are skipped on purpose: their forms are counted variants ("%d file" / "%d
-//   files")
+//   - plural entries are skipped on purpose: their forms are counted variants ("%d file" / "%d files")
 //     whose translation depends on a number the pair does not carry;
 //   - whitespace is trimmed and collapsed, mnemonic markers ("_Open", "&Open", and zh's trailing
-//     "(_O)"; "E_xit" too when the other side shows a marker) are removed, and a trailing ":" is
-//     removed when both sides have one;
+//     "(_O)"; "E_xit" too when the other side shows a marker) are removed, and a trailing ":" is removed when both sides have one;
 //   - untranslated, identical (copied, e.g. "OK"), non-UTF-8, format-only (nothing but printf
 //     directives, digits and punctuation) and too short or too long pairs are dropped;
 //   - a repeated English source keeps its first translation in domain-list order;
-//   - the split is by a hash of the English text (FNV-1a 64 of its UTF-8 bytes, then mixed), so a
-//   sentence's split
+//   - the split is by a hash of the English text (FNV-1a 64 of its UTF-8 bytes, then mixed), so a sentence's split
 //     does not depend on which packages happen to be installed.
-// A domain whose file is missing is skipped and reported; a file that is present but damaged is an
-// error.
+// A domain whose file is missing is skipped and reported; a file that is present but damaged is an error.
 #pragma once
 #include <cstdint>
 #include <string>

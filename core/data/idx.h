@@ -32,13 +32,12 @@ struct IdxArray {
   int64_t numel() const;
 };
 
-// Reads and checks an IDX file: the magic, a known element type, and that the data is exactly as
-// long as the dimensions say (a shorter file is "truncated", a longer one "corrupt"). `hint` is
-// appended to every error to say what to do (re-install the package, pass --data-dir, ...).
+// Reads and checks an IDX file: the magic, a known element type, and that the data is exactly as long as
+// the dimensions say (a shorter file is "truncated", a longer one "corrupt"). `hint` is appended to
+// every error to say what to do (re-install the package, pass --data-dir, ...).
 IdxArray read_idx(const std::string& path, const std::string& hint = "");
 
-// The same, from the (already decompressed) bytes of a file; `name` stands for the file in
-// messages.
+// The same, from the (already decompressed) bytes of a file; `name` stands for the file in messages.
 IdxArray parse_idx(const std::string& bytes, const std::string& name, const std::string& hint = "");
 
 }  // namespace dtrain::data

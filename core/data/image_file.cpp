@@ -89,8 +89,7 @@ std::vector<uint8_t> inflate_exactly(const std::string& compressed, size_t expec
   return out;
 }
 
-// PGM's header tokens: whitespace and '#' comments (to the end of the line) between decimal
-// numbers.
+// PGM's header tokens: whitespace and '#' comments (to the end of the line) between decimal numbers.
 class PgmReader {
  public:
   PgmReader(std::string_view bytes, const std::string& name)

@@ -37,8 +37,7 @@ class MoReader {
            static_cast<uint32_t>(p[1]) << 8 | static_cast<uint32_t>(p[0]);
   }
 
-  // The magic tells the byte order: read little endian, it is either the magic or the magic
-  // swapped.
+  // The magic tells the byte order: read little endian, it is either the magic or the magic swapped.
   void detect_byte_order() {
     if (bytes_.size() < kHeaderBytes) {
       fail("it is " + std::to_string(bytes_.size()) + " bytes, shorter than the 28-byte header");
@@ -105,8 +104,7 @@ MoFile parse_mo(std::string_view bytes, const std::string& name) {
   mo.big_endian = r.big_endian();
   mo.revision = r.word(4);
   const uint32_t major = mo.revision >> 16, minor = mo.revision & 0xffff;
-  // The manual: an unknown major revision means stop reading; an unknown minor one is still
-  // readable.
+  // The manual: an unknown major revision means stop reading; an unknown minor one is still readable.
   if (major > 1) r.fail("major revision " + std::to_string(major) + " is unknown (0 and 1 are)");
   const uint64_t header_bytes = minor >= 1 ? kSysdepHeaderBytes : kHeaderBytes;
   if (r.size() < header_bytes) {

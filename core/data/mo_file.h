@@ -1,6 +1,5 @@
-// Reading GNU gettext message catalogs (MO files,
-// /usr/share/locale/<lang>/LC_MESSAGES/<domain>.mo), written from the format's description in the
-// gettext manual ("The Format of GNU MO Files"):
+// Reading GNU gettext message catalogs (MO files, /usr/share/locale/<lang>/LC_MESSAGES/<domain>.mo),
+// written from the format's description in the gettext manual ("The Format of GNU MO Files"):
 //
 //   offset  0  magic 0x950412de, stored in the byte order of the machine that wrote the file
 //           4  revision: major << 16 | minor (major 0 or 1; minor 1 adds system-dependent strings)
@@ -11,11 +10,11 @@
 //   O + 8i     length and offset of original string i (length without the terminating NUL)
 //   T + 8i     length and offset of translation i
 //
-// An original string is "msgctxt \x04 msgid" when it has a context and "msgid \0 msgid_plural" when
-// it has plural forms, whose translation then holds the forms separated by NUL. The entry whose
-// msgid is empty is the catalog's header (Content-Type, Plural-Forms, ...): metadata, not a
-// message. System-dependent strings (minor revision 1: messages with <PRIu64>-style macros) are not
-// read; a reader that only knows minor 0 sees the same entries, as the format intends.
+// An original string is "msgctxt \x04 msgid" when it has a context and "msgid \0 msgid_plural" when it
+// has plural forms, whose translation then holds the forms separated by NUL. The entry whose msgid is
+// empty is the catalog's header (Content-Type, Plural-Forms, ...): metadata, not a message.
+// System-dependent strings (minor revision 1: messages with <PRIu64>-style macros) are not read; a
+// reader that only knows minor 0 sees the same entries, as the format intends.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -43,16 +42,15 @@ struct MoFile {
 };
 
 // Parses MO bytes; `name` (a path) starts every error message. Every malformed input is a one-line
-// dtrain::Error: a bad magic or major revision, a header, table or string past the end of the file,
-// a table overlapping the header or the other table, a string overlapping either, a string whose
+// dtrain::Error: a bad magic or major revision, a header, table or string past the end of the file, a
+// table overlapping the header or the other table, a string overlapping either, a string whose
 // terminating NUL is missing, or a string count that cannot fit in the file.
 MoFile parse_mo(std::string_view bytes, const std::string& name);
 
 // parse_mo of the file's bytes (read with read_file_bytes, so errors name the file).
 MoFile read_mo_file(const std::string& path);
 
-// The value of `field` ("Content-Type", "Language", ...) in a catalog header, trimmed; empty if
-// absent.
+// The value of `field` ("Content-Type", "Language", ...) in a catalog header, trimmed; empty if absent.
 std::string mo_header_field(const std::string& header, const std::string& field);
 
 }  // namespace dtrain::data

@@ -1,7 +1,7 @@
-// Samplers decide which dataset samples a process visits in an epoch, and in what order. The
-// DataLoader cuts that order into batches. A distributed run plugs in its own Sampler (each rank's
-// share of a global permutation) by subclassing, or by wrapping a function in FunctionSampler; the
-// loader does not care where the indices come from.
+// Samplers decide which dataset samples a process visits in an epoch, and in what order. The DataLoader
+// cuts that order into batches. A distributed run plugs in its own Sampler (each rank's share of a
+// global permutation) by subclassing, or by wrapping a function in FunctionSampler; the loader does not
+// care where the indices come from.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -12,8 +12,8 @@ namespace dtrain::data {
 class Sampler {
  public:
   virtual ~Sampler() = default;
-  // The dataset indices to visit in `epoch`, in order. Must depend only on `epoch` (and the
-  // sampler's construction arguments): a resumed run calls it again and must get the same order.
+  // The dataset indices to visit in `epoch`, in order. Must depend only on `epoch` (and the sampler's
+  // construction arguments): a resumed run calls it again and must get the same order.
   virtual std::vector<int64_t> epoch_indices(int64_t epoch) const = 0;
 };
 

@@ -1,6 +1,6 @@
 // Stable hashes and seeded draws for splitting, shuffling and augmenting. std::hash and
-// std::uniform_int_distribution are free to differ between library versions, so a held-out split or
-// a per-epoch shuffle that must be the same on every machine uses these instead.
+// std::uniform_int_distribution are free to differ between library versions, so a held-out split or a
+// per-epoch shuffle that must be the same on every machine uses these instead.
 #pragma once
 #include <cstdint>
 #include <string_view>

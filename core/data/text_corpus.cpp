@@ -70,8 +70,8 @@ TextCorpus load_fortunes(const TextCorpusOptions& options) {
                " does not exist; ", kHint);
   DTRAIN_CHECK(options.val_fraction >= 0.0 && options.val_fraction < 1.0, "fortunes: val_fraction ",
                options.val_fraction, " must be in [0, 1)");
-  // (is a link, name, resolved path), sorted so that the corpus does not depend on directory order
-  // and a file is read under its own name rather than through a link to it.
+  // (is a link, name, resolved path), sorted so that the corpus does not depend on directory order and
+  // a file is read under its own name rather than through a link to it.
   std::vector<std::tuple<bool, std::string, fs::path>> candidates;
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(options.dir, ec)) {

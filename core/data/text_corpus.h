@@ -1,8 +1,7 @@
-// A character-level text corpus for language models: the fortune cookie files of the Debian
-// packages fortunes and fortunes-min (/usr/share/games/fortunes). Each file is a run of fortunes
-// separated by lines holding only "%"; beside each file lie a .dat (strfile's binary index,
-// skipped) and a .u8 symlink to the file itself (read once: files are identified by their resolved
-// path).
+// A character-level text corpus for language models: the fortune cookie files of the Debian packages
+// fortunes and fortunes-min (/usr/share/games/fortunes). Each file is a run of fortunes separated by
+// lines holding only "%"; beside each file lie a .dat (strfile's binary index, skipped) and a .u8
+// symlink to the file itself (read once: files are identified by their resolved path).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -43,8 +42,7 @@ std::vector<std::string> split_fortunes(std::string_view file_text);
 std::string clean_text(std::string_view raw);
 
 // Fixed-length windows of a token sequence for next-character prediction: sample i is the window
-// starting at i * stride; input is tokens[start, start + T) and target tokens[start + 1, start + T
-// + 1).
+// starting at i * stride; input is tokens[start, start + T) and target tokens[start + 1, start + T + 1).
 class TextDataset : public Dataset {
  public:
   // stride 0 means stride = seq_len (windows that tile the text without overlap).

@@ -1,6 +1,5 @@
 // BLEU and chrF as sacreBLEU 2.x computes them. Text is handled as Unicode code points, as Python's
-// str is, so that "whitespace", "a character" and the regular expressions mean what they mean
-// there.
+// str is, so that "whitespace", "a character" and the regular expressions mean what they mean there.
 #include "core/data/text_metrics.h"
 
 #include <algorithm>
@@ -77,8 +76,8 @@ bool is_split_punct(char32_t c) {
 bool is_period_or_comma(char32_t c) { return c == U'.' || c == U','; }
 
 // The regular expressions 13a and zh share (sacreBLEU's TokenizerRegexp), each applied to the whole
-// line in turn the way re.sub applies a two-character pattern: scan left to right, and after a
-// match continue behind it.
+// line in turn the way re.sub applies a two-character pattern: scan left to right, and after a match
+// continue behind it.
 std::u32string regexp_tokenize(const std::u32string& line) {
   // ([{-~[-` -&(-+:-@/])  ->  ' \1 '
   std::u32string a;
@@ -138,14 +137,13 @@ std::u32string tokenize_13a(std::u32string line) {
   return regexp_tokenize(U" " + line + U" ");
 }
 
-// The characters sacreBLEU's zh tokenizer makes tokens of their own. Its table lists CJK
-// ideographs, radicals, strokes, CJK and full-width punctuation, Bopomofo, enclosed CJK, and symbol
-// blocks; but two of its entries, written '\u20000'..'\u2a6d6' and '\u2f800'..'\u2fa1d', are
-// two-character Python strings ('\u2000' + '0', ...), and a one-character string compares between
-// them exactly when it is in U+2001..U+2A6D or U+2F81..U+2FA1. So sacreBLEU splits off general
-// punctuation (dashes, curly quotes, the ellipsis), currency signs, arrows and math operators, and
-// does NOT split CJK Extension B (U+20000 and up). These are the ranges that result, merged;
-// matching sacreBLEU's scores needs them.
+// The characters sacreBLEU's zh tokenizer makes tokens of their own. Its table lists CJK ideographs,
+// radicals, strokes, CJK and full-width punctuation, Bopomofo, enclosed CJK, and symbol blocks; but two
+// of its entries, written '\u20000'..'\u2a6d6' and '\u2f800'..'\u2fa1d', are two-character Python
+// strings ('\u2000' + '0', ...), and a one-character string compares between them exactly when it is in
+// U+2001..U+2A6D or U+2F81..U+2FA1. So sacreBLEU splits off general punctuation (dashes, curly quotes,
+// the ellipsis), currency signs, arrows and math operators, and does NOT split CJK Extension B
+// (U+20000 and up). These are the ranges that result, merged; matching sacreBLEU's scores needs them.
 bool is_zh_char(char32_t c) {
   static constexpr char32_t kRanges[][2] = {
       {0x2001, 0x2a6d},  // the '\u20000'..'\u2a6d6' entry, as Python compares it (see above)
@@ -260,8 +258,7 @@ void add_chrf_statistics(ChrfStatistics& stats, const std::string& hypothesis,
       if (it != ref[n].end()) match += std::min(count, it->second);
     }
     for (const auto& [ngram, count] : ref[n]) ref_count += count;
-    // sacreBLEU counts a segment's hypothesis n-grams only when its reference has n-grams of that
-    // order.
+    // sacreBLEU counts a segment's hypothesis n-grams only when its reference has n-grams of that order.
     stats[n][0] += ref[n].empty() ? 0 : hyp_count;
     stats[n][1] += ref_count;
     stats[n][2] += match;

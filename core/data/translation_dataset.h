@@ -18,14 +18,13 @@ namespace dtrain::data {
 
 class TranslationDataset : public Dataset {
  public:
-  // Both vocabularies need specials (pad/bos/eos/unk). Characters missing from a vocabulary (e.g.
-  // in a held-out split whose vocabulary came from the training split) become unk.
+  // Both vocabularies need specials (pad/bos/eos/unk). Characters missing from a vocabulary (e.g. in
+  // a held-out split whose vocabulary came from the training split) become unk.
   TranslationDataset(std::vector<TranslationPair> pairs, CharVocab source_vocab,
                      CharVocab target_vocab);
 
   int64_t size() const override { return static_cast<int64_t>(pairs_.size()); }
-  // input i64 [B, S], decoder_input and target i64 [B, T]; S and T are the longest in the batch
-  // + 1.
+  // input i64 [B, S], decoder_input and target i64 [B, T]; S and T are the longest in the batch + 1.
   Batch get_batch(const std::vector<int64_t>& indices, uint64_t seed) const override;
 
   const TranslationPair& pair(int64_t i) const { return pairs_.at(static_cast<size_t>(i)); }
@@ -38,8 +37,7 @@ class TranslationDataset : public Dataset {
  private:
   std::vector<TranslationPair> pairs_;
   CharVocab source_vocab_, target_vocab_;
-  // All pairs' ids back to back; pair i's source is source_ids_[source_begin_[i] ..
-  // source_begin_[i+1]).
+  // All pairs' ids back to back; pair i's source is source_ids_[source_begin_[i] .. source_begin_[i+1]).
   std::vector<int32_t> source_ids_, target_ids_;
   std::vector<int64_t> source_begin_, target_begin_;
   int64_t max_source_ = 0, max_target_ = 0;

@@ -42,8 +42,7 @@ bool parse_hex(std::string_view digits, uint32_t& value) {
   return ec == std::errc() && end == digits.data() + digits.size();
 }
 
-// "U+6CB3<TAB>field<TAB>value" of one Unihan file, calling f(codepoint, value) for lines of
-// `field`.
+// "U+6CB3<TAB>field<TAB>value" of one Unihan file, calling f(codepoint, value) for lines of `field`.
 template <class F>
 void read_unihan_field(const std::string& path, std::string_view field, F&& f) {
   const std::string text = read_bzip2_file(path, kUnicodeHint);
@@ -111,8 +110,7 @@ std::string read_bzip2_file(const std::string& path, const std::string& hint) {
     DTRAIN_CHECK(rc == BZ_STREAM_END, path,
                  rc == BZ_UNEXPECTED_EOF ? " is truncated" : " is corrupt", " (bzip2 error ", rc,
                  ")", "; ", hint);
-    // Trailing bytes that do not open another stream are padding some writers leave; bunzip2
-    // ignores them.
+    // Trailing bytes that do not open another stream are padding some writers leave; bunzip2 ignores them.
     if (compressed.compare(consumed, 3, "BZh") != 0) break;
   }
   return out;
@@ -128,8 +126,7 @@ std::vector<UnihanEntry> read_unihan(const UnihanFiles& files) {
   std::unordered_map<char32_t, int32_t> radicals;
   read_unihan_field(
       files.irg_sources, "kRSUnicode", [&](char32_t cp, std::string_view value, int64_t line) {
-        // "85.5", "35.6 66.6" (the first is the primary), "120'.3" (the simplified form of radical
-        // 120).
+        // "85.5", "35.6 66.6" (the first is the primary), "120'.3" (the simplified form of radical 120).
         const std::string_view first = value.substr(0, value.find(' '));
         const std::string_view number = first.substr(0, first.find_first_of("'."));
         int32_t radical = 0;

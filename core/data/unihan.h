@@ -1,12 +1,9 @@
-// CJK ideographs with their glyph, radical and English definition, from three files Debian
-// installs:
+// CJK ideographs with their glyph, radical and English definition, from three files Debian installs:
 //   unifont.hex (package unifont): "XXXX:hexbits" per code point; 64 hex digits are a 16x16 glyph,
-//     row by row, most significant bit leftmost (32 digits are an 8x16 glyph, which no ideograph
-//     has);
-//   Unihan_IRGSources.txt.bz2 (unicode-data): "U+6CB3<TAB>kRSUnicode<TAB>85.5", radical.strokes,
-//   where
-//     a trailing ' marks the simplified form of a radical (the same Kangxi radical number) and
-//     several space-separated values list alternatives (the first is the primary one);
+//     row by row, most significant bit leftmost (32 digits are an 8x16 glyph, which no ideograph has);
+//   Unihan_IRGSources.txt.bz2 (unicode-data): "U+6CB3<TAB>kRSUnicode<TAB>85.5", radical.strokes, where
+//     a trailing ' marks the simplified form of a radical (the same Kangxi radical number) and several
+//     space-separated values list alternatives (the first is the primary one);
 //   Unihan_Readings.txt.bz2 (unicode-data): "U+6CB3<TAB>kDefinition<TAB>river; ...".
 // A sample is a code point with all three: its glyph, its definition's characters and its Kangxi
 // radical (1..214) as the class radical - 1.
@@ -42,8 +39,8 @@ struct UnihanFiles {
   static UnihanFiles in(const std::string& data_dir);
 };
 
-// A bzip2 file's decompressed bytes (concatenated streams one after another, as bunzip2 reads
-// them). Errors are one line naming the file, with `hint` appended.
+// A bzip2 file's decompressed bytes (concatenated streams one after another, as bunzip2 reads them).
+// Errors are one line naming the file, with `hint` appended.
 std::string read_bzip2_file(const std::string& path, const std::string& hint);
 
 // Every code point that has a 16x16 glyph, a kRSUnicode and a kDefinition, in code point order.
@@ -75,8 +72,8 @@ class UnihanDataset : public Dataset {
                 int64_t seq_len);
   int64_t size() const override { return static_cast<int64_t>(indices_.size()); }
   // input f32 [B, 1, 16, 16] the glyphs (ink 0.5, paper -0.5); decoder_input i64 [B, seq_len] the
-  // definitions' character ids, padded with 0 (Batch has no second input field: decoder_input is
-  // the one that carries token ids beside `input`, as for translation); target i64 [B] radical - 1.
+  // definitions' character ids, padded with 0 (Batch has no second input field: decoder_input is the
+  // one that carries token ids beside `input`, as for translation); target i64 [B] radical - 1.
   // Deterministic: `seed` is ignored.
   Batch get_batch(const std::vector<int64_t>& indices, uint64_t seed) const override;
   // One entry as a batch of one (for predict).

@@ -1,7 +1,6 @@
-// Character vocabularies for the text datasets. A character is a Unicode code point (text is
-// UTF-8), so "ä" is one token, not two bytes. Ids are dense: the specials first (when the
-// vocabulary has them), then the characters in code point order, so the same set of characters
-// always gives the same ids.
+// Character vocabularies for the text datasets. A character is a Unicode code point (text is UTF-8), so
+// "ä" is one token, not two bytes. Ids are dense: the specials first (when the vocabulary has them),
+// then the characters in code point order, so the same set of characters always gives the same ids.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -39,8 +39,8 @@ std::string parent_of(const std::string& dir) {
   return parent.empty() ? "." : parent.string();
 }
 
-// Every directory a writer makes holds this file from its first moment, so a directory carrying it
-// is dtrain's own: the only kind dtrain ever replaces or removes.
+// Every directory a writer makes holds this file from its first moment, so a directory carrying it is
+// dtrain's own: the only kind dtrain ever replaces or removes.
 constexpr const char* kMarkerFile = ".dtrain-checkpoint";
 
 bool has_marker(const fs::path& dir) {
@@ -81,8 +81,8 @@ pid_t owner_pid(const std::string& name, const std::string& dir, const char* tag
   return static_cast<pid_t>(std::stol(digits));
 }
 
-// A killed process whose parent has not reaped it yet is a zombie: it still answers kill(pid, 0)
-// but will never write again, so it counts as gone.
+// A killed process whose parent has not reaped it yet is a zombie: it still answers kill(pid, 0) but
+// will never write again, so it counts as gone.
 bool process_alive(pid_t pid) {
   if (::kill(pid, 0) != 0 && errno != EPERM) return false;
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
@@ -108,9 +108,8 @@ std::vector<fs::path> own_siblings(const std::string& dir, const char* tag) {
 // Directories `<dir>.old-<pid>` that an interrupted commit (between its two renames) left behind.
 std::vector<fs::path> left_aside(const std::string& dir) { return own_siblings(dir, ".old-"); }
 
-// Removes a directory dtrain wrote with its marker last, so that a kill part way leaves a folder
-// that is still recognisably dtrain's (and is removed at the next commit) instead of an anonymous
-// remainder.
+// Removes a directory dtrain wrote with its marker last, so that a kill part way leaves a folder that is
+// still recognisably dtrain's (and is removed at the next commit) instead of an anonymous remainder.
 void remove_own(const fs::path& dir) {
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
@@ -119,8 +118,7 @@ void remove_own(const fs::path& dir) {
   fs::remove_all(dir, ec);
 }
 
-// Temporary directories of writers whose process is gone (killed mid-save): never committed,
-// garbage.
+// Temporary directories of writers whose process is gone (killed mid-save): never committed, garbage.
 void remove_dead_writers(const std::string& dir) {
   std::error_code ec;
   for (const auto& p : own_siblings(dir, ".tmp-")) {
@@ -233,8 +231,7 @@ void CheckpointWriter::commit() {
   fs::file_status st = fs::symlink_status(dir_, ec);
   if (fs::exists(st)) {
     check_target(dir_);  // it may have appeared since the writer started
-    // A checkpoint of an older dtrain gets the marker, so that a copy of it left aside is known
-    // too.
+    // A checkpoint of an older dtrain gets the marker, so that a copy of it left aside is known too.
     if (!has_marker(dir_)) mark(dir_);
     // One atomic step: the new directory takes the final name and the old one takes the temporary
     // name, so there is no instant without a whole checkpoint at `dir_`.
@@ -246,8 +243,8 @@ void CheckpointWriter::commit() {
       DTRAIN_CHECK(errno == EINVAL || errno == ENOSYS || errno == ENOTSUP,
                    "checkpoint: cannot move ", temp_dir_, " into place at ", dir_, ": ",
                    errno_text());
-      // No exchange on this filesystem: move the old checkpoint aside, the new one in, then drop
-      // the old one. A crash between the two renames leaves the old one whole at `aside`.
+      // No exchange on this filesystem: move the old checkpoint aside, the new one in, then drop the
+      // old one. A crash between the two renames leaves the old one whole at `aside`.
       const std::string aside = dir_ + ".old-" + std::to_string(::getpid());
       if (fs::exists(fs::symlink_status(aside, ec))) {
         DTRAIN_CHECK(has_marker(aside), "checkpoint: ", aside,
@@ -271,8 +268,7 @@ void CheckpointWriter::commit() {
                  temp_dir_, " into place at ", dir_, ": ", errno_text());
     committed_ = true;
   }
-  // Copies left aside by interrupted commits are superseded now, and killed writers' folders are
-  // junk.
+  // Copies left aside by interrupted commits are superseded now, and killed writers' folders are junk.
   for (const auto& p : left_aside(dir_)) remove_own(p);
   remove_dead_writers(dir_);
   fsync_directory(parent);
@@ -366,8 +362,7 @@ nlohmann::json Checkpoint::json(const std::string& file) const {
 
 std::string Checkpoint::text(const std::string& file) const { return read_file(path(file)); }
 
-// ---------------------------------------------------------------------------------------- RNG
-// state
+// ---------------------------------------------------------------------------------------- RNG state
 
 nlohmann::json generator_state_to_json(const Generator& gen) {
   nlohmann::json out = nlohmann::json::array();

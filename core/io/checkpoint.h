@@ -1,22 +1,21 @@
-// A checkpoint is a directory of named files: `model.safetensors`, usually `optimizer.safetensors`,
-// and `state.json` (step, data position, scheduler state, RNG states, ...), plus whatever else a
-// caller adds. This file knows nothing of modules or optimizers: they hand over their own named
-// tensors and JSON, and read them back from a Checkpoint.
+// A checkpoint is a directory of named files: `model.safetensors`, usually `optimizer.safetensors`, and
+// `state.json` (step, data position, scheduler state, RNG states, ...), plus whatever else a caller
+// adds. This file knows nothing of modules or optimizers: they hand over their own named tensors and
+// JSON, and read them back from a Checkpoint.
 //
 // Atomicity: CheckpointWriter writes everything into `<dir>.tmp-<pid>`, syncs each file and the
 // directory, and only commit() puts it in place of `<dir>`, in one atomic rename exchange where the
 // filesystem supports it (Linux renameat2), otherwise by renaming the old directory aside to
 // `<dir>.old-<pid>`, renaming the new one in, and removing the old one. A crash at any point leaves
-// the previous checkpoint whole: at `<dir>`, or (in the second path's brief window) at
-// `<dir>.old-<pid>`, where Checkpoint finds it when `<dir>` is missing.
+// the previous checkpoint whole: at `<dir>`, or (in the second path's brief window) at `<dir>.old-<pid>`,
+// where Checkpoint finds it when `<dir>` is missing.
 //
-// Ownership: dtrain replaces or removes only directories it wrote. Every directory a writer makes
-// holds a marker file (`.dtrain-checkpoint`) from its first moment; an existing `<dir>` is replaced
-// only when it holds the marker, is empty, or is a checkpoint of an older dtrain (state.json +
-// model.safetensors, no subdirectories); anything else is refused with an error. Siblings are
-// removed only when named exactly `<dir>.old-<pid>` / `<dir>.tmp-<pid>` and marked; a `.tmp-<pid>`
-// is removed at the next commit once its process is gone (a writer killed mid-save), so kills leave
-// no growing litter.
+// Ownership: dtrain replaces or removes only directories it wrote. Every directory a writer makes holds
+// a marker file (`.dtrain-checkpoint`) from its first moment; an existing `<dir>` is replaced only when
+// it holds the marker, is empty, or is a checkpoint of an older dtrain (state.json + model.safetensors,
+// no subdirectories); anything else is refused with an error. Siblings are removed only when named
+// exactly `<dir>.old-<pid>` / `<dir>.tmp-<pid>` and marked; a `.tmp-<pid>` is removed at the next
+// commit once its process is gone (a writer killed mid-save), so kills leave no growing litter.
 #pragma once
 #include <map>
 #include <string>
@@ -53,8 +52,7 @@ class CheckpointWriter {
   void write_json(const std::string& file, const nlohmann::json& value);
   void write_text(const std::string& file, const std::string& content);
 
-  // Puts the checkpoint in place of `dir` (see the top of this file). After commit() the writer is
-  // done.
+  // Puts the checkpoint in place of `dir` (see the top of this file). After commit() the writer is done.
   void commit();
   // Removes the temporary directory now; the same as destroying the writer uncommitted.
   void abandon();
@@ -76,8 +74,8 @@ class CheckpointWriter {
 // Reads a committed checkpoint directory.
 class Checkpoint {
  public:
-  // Throws a dtrain::Error naming `dir` when there is no checkpoint there (and none left aside by
-  // an interrupted commit at `<dir>.old-<pid>`).
+  // Throws a dtrain::Error naming `dir` when there is no checkpoint there (and none left aside by an
+  // interrupted commit at `<dir>.old-<pid>`).
   explicit Checkpoint(std::string dir);
   // Whether `dir` (or a copy left aside by an interrupted commit) holds a checkpoint.
   static bool exists(const std::string& dir);
@@ -96,15 +94,14 @@ class Checkpoint {
   std::string dir_;
 };
 
-// Removes checkpoint directory `dir` when dtrain wrote it (it holds the marker): its state.json
-// first, so that a kill part way leaves a directory no reader takes for a checkpoint. Returns
-// false, and leaves `dir` alone, when it is missing or not dtrain's.
+// Removes checkpoint directory `dir` when dtrain wrote it (it holds the marker): its state.json first,
+// so that a kill part way leaves a directory no reader takes for a checkpoint. Returns false, and
+// leaves `dir` alone, when it is missing or not dtrain's.
 bool remove_checkpoint(const std::string& dir);
 
-// Removes, in directory `parent`, the temporary directories `<name>.tmp-<pid>` of writers whose
-// process is gone (killed mid-save) and that hold the marker (or nothing): for a caller that writes
-// checkpoints of ever new names into one directory, where a writer's own commit would not find
-// them.
+// Removes, in directory `parent`, the temporary directories `<name>.tmp-<pid>` of writers whose process
+// is gone (killed mid-save) and that hold the marker (or nothing): for a caller that writes checkpoints
+// of ever new names into one directory, where a writer's own commit would not find them.
 void remove_abandoned_writes(const std::string& parent);
 
 // A Generator's full state as JSON (one 16-digit hex string per state word: exact, and readable by

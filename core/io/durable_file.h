@@ -1,15 +1,15 @@
-// Writing files so that a crash never leaves a half-written one under the final name: data goes to
-// a temporary name, is flushed to the disk (fsync), and only then renamed; the rename is made
-// durable by syncing the directory that holds it. POSIX rename within one filesystem is atomic, so
-// a reader sees either the old file or the new one.
+// Writing files so that a crash never leaves a half-written one under the final name: data goes to a
+// temporary name, is flushed to the disk (fsync), and only then renamed; the rename is made durable by
+// syncing the directory that holds it. POSIX rename within one filesystem is atomic, so a reader sees
+// either the old file or the new one.
 #pragma once
 #include <cstddef>
 #include <string>
 
 namespace dtrain {
 
-// A file opened for writing (created or truncated). close() syncs it to the disk; a DurableFile
-// that is destroyed without close() is closed unsynced (the caller is abandoning it).
+// A file opened for writing (created or truncated). close() syncs it to the disk; a DurableFile that
+// is destroyed without close() is closed unsynced (the caller is abandoning it).
 class DurableFile {
  public:
   explicit DurableFile(std::string path);

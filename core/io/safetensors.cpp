@@ -178,8 +178,7 @@ SafetensorsHeader read_header(std::ifstream& in, const std::string& path, uint64
     out.entries.push_back(std::move(e));
   }
 
-  // The tensors must tile [0, data_size) exactly: sorted by offset, each begins where the last
-  // ended.
+  // The tensors must tile [0, data_size) exactly: sorted by offset, each begins where the last ended.
   std::stable_sort(out.entries.begin(), out.entries.end(), [](const auto& a, const auto& b) {
     return std::pair(a.begin, a.end) < std::pair(b.begin, b.end);
   });

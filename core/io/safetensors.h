@@ -1,12 +1,10 @@
-// The safetensors format, read and written exactly as the Python `safetensors` package does, so
-// that checkpoints move between dtrain, PyTorch and timm:
+// The safetensors format, read and written exactly as the Python `safetensors` package does, so that
+// checkpoints move between dtrain, PyTorch and timm:
 //
 //   [8 bytes]  N, the header length, u64 little-endian
-//   [N bytes]  JSON object: name -> {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin,
-//   end]},
+//   [N bytes]  JSON object: name -> {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]},
 //              plus an optional "__metadata__": {string: string}; padded with spaces
-//   [rest]     the tensors' bytes, row-major and little-endian; offsets are relative to the start
-//   of
+//   [rest]     the tensors' bytes, row-major and little-endian; offsets are relative to the start of
 //              this buffer, and the tensors tile it exactly (no holes, no overlap, nothing after)
 //
 // dtypes: F32, F64, F16, BF16, I32, I64 (the DType set); any other is rejected with its name.
@@ -23,14 +21,14 @@ namespace dtrain {
 // Ordered (name, tensor) pairs: the order a file is written in, and the order it is read back in.
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 
-// Writes `tensors` (copied to host and made contiguous; autograd is not involved) in the given
-// order. The file is written to path + ".tmp", synced and renamed over `path`, so a crash leaves
-// either the old file or the new one. Names must be unique, non-empty and not "__metadata__".
+// Writes `tensors` (copied to host and made contiguous; autograd is not involved) in the given order.
+// The file is written to path + ".tmp", synced and renamed over `path`, so a crash leaves either the
+// old file or the new one. Names must be unique, non-empty and not "__metadata__".
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
-// A loaded file: the tensors (CPU, contiguous, requires_grad false) in the order of their data in
-// the file, and the metadata map.
+// A loaded file: the tensors (CPU, contiguous, requires_grad false) in the order of their data in the
+// file, and the metadata map.
 class SafetensorsFile {
  public:
   SafetensorsFile() = default;
@@ -55,12 +53,11 @@ class SafetensorsFile {
 
 // Reads and validates a whole file. Every defect (too short, header past the end, bad JSON, a bad
 // entry, unknown dtype, shape that disagrees with the byte range, holes, overlap, truncated data,
-// trailing bytes) is a one-line dtrain::Error naming the file and, where one is at fault, the
-// tensor.
+// trailing bytes) is a one-line dtrain::Error naming the file and, where one is at fault, the tensor.
 SafetensorsFile load_safetensors(const std::string& path);
 
-// Reads only the header: names, dtypes and shapes (tensors left undefined), for inspecting a file
-// or checking a checkpoint against a model without reading the data.
+// Reads only the header: names, dtypes and shapes (tensors left undefined), for inspecting a file or
+// checking a checkpoint against a model without reading the data.
 struct SafetensorsEntry {
   std::string name;
   DType dtype = DType::f32;

@@ -104,17 +104,15 @@ class Module {
 
   // ---- profiling. Every forward() begins with
   //   auto scope = forward_scope();
-  // While the profiler records (core/profiler/trace.h), that is this module's "forward" event,
-  // named by path(), or by the type for the outermost module, and the module the autograd nodes
-  // made until the scope closes are attributed to in the backward events. Otherwise it is one
-  // relaxed atomic load.
+  // While the profiler records (core/profiler/trace.h), that is this module's "forward" event, named
+  // by path(), or by the type for the outermost module, and the module the autograd nodes made until
+  // the scope closes are attributed to in the backward events. Otherwise it is one relaxed atomic load.
   [[nodiscard]] profiler::ModuleScope forward_scope() const {
     if (!profiler::recording()) return {};
     return profiler::ModuleScope(profiler_name());
   }
   // The dotted path from the outermost module that holds this one ("blocks.3.attn"): the names it
-  // was registered under, through the first parent that registered it; "" for a module of no
-  // parent.
+  // was registered under, through the first parent that registered it; "" for a module of no parent.
   std::string path() const;
 
  protected:

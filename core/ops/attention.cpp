@@ -25,9 +25,9 @@ namespace dtrain {
 namespace {
 
 // Additive causal mask [Tq, Tk]: query i may attend to keys j <= i (the top-left aligned triangle,
-// as torch's is_causal); -inf above the diagonal, 0 elsewhere. Made once per shape, dtype and
-// device and kept (a model sees a handful of lengths), so a step does not build and upload it per
-// layer. Nothing writes to it: every use adds it to the scores out of place.
+// as torch's is_causal); -inf above the diagonal, 0 elsewhere. Made once per shape, dtype and device
+// and kept (a model sees a handful of lengths), so a step does not build and upload it per layer.
+// Nothing writes to it: every use adds it to the scores out of place.
 Tensor causal_mask(int64_t tq, int64_t tk, DType dtype, Device device) {
   using Key = std::tuple<int64_t, int64_t, DType, int, int>;
   static std::mutex mutex;
@@ -45,8 +45,8 @@ Tensor causal_mask(int64_t tq, int64_t tk, DType dtype, Device device) {
   return cache->emplace(key, Tensor::from_vector(m, {tq, tk}, dtype, device)).first->second;
 }
 
-// The mask as the fused kernels take it: contiguous [B or 1, 1, Tq or 1, Tk], f64 for f64 inputs
-// and f32 otherwise. Undefined when the mask has another layout (the composed path handles any
+// The mask as the fused kernels take it: contiguous [B or 1, 1, Tq or 1, Tk], f64 for f64 inputs and
+// f32 otherwise. Undefined when the mask has another layout (the composed path handles any
 // broadcastable mask).
 Tensor fused_mask(const Tensor& mask, DType dtype, int64_t batch, int64_t tq, int64_t tk) {
   Shape s = mask.shape();

@@ -57,9 +57,8 @@ Tensor dense(const Tensor& t) {
   return t.contiguous();
 }
 
-// Under autocast, elementwise arithmetic runs in f32 (amp's "other" class): 16-bit operands, such
-// as a bf16 GEMM output added to an f32 residual, are cast up first. Outside autocast, returns them
-// as given.
+// Under autocast, elementwise arithmetic runs in f32 (amp's "other" class): 16-bit operands, such as a
+// bf16 GEMM output added to an f32 residual, are cast up first. Outside autocast, returns them as given.
 std::pair<Tensor, Tensor> autocast_operands(const Tensor& a, const Tensor& b) {
   if (!amp::autocast_enabled()) return {a, b};
   return {amp::autocast(amp::OpClass::other, a), amp::autocast(amp::OpClass::other, b)};

@@ -25,11 +25,10 @@ Tensor embedding(const Tensor& weight_in, const Tensor& indices_in, int64_t padd
 
   const Tensor indices =
       (indices_in.dtype() == DType::i64 ? indices_in : indices_in.to(DType::i64)).contiguous();
-  // On the CPU the indices are checked here, where it costs no wait: an index out of range would
-  // read (or, in backward, write) outside the table, and the error should say which one. Device
-  // indices are not read back (a wait on every step): the data pipeline checks them on the host
-  // before the copy (launch/workload.cpp), and the device kernels leave an out-of-range row NaN and
-  // its gradient unsent.
+  // On the CPU the indices are checked here, where it costs no wait: an index out of range would read
+  // (or, in backward, write) outside the table, and the error should say which one. Device indices are
+  // not read back (a wait on every step): the data pipeline checks them on the host before the copy
+  // (launch/workload.cpp), and the device kernels leave an out-of-range row NaN and its gradient unsent.
   if (indices.device().is_cpu()) {
     const int64_t* idx = indices.data<int64_t>();
     for (int64_t i = 0; i < indices.numel(); ++i) {

@@ -45,8 +45,8 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in, int64_t 
   const Tensor targets =
       (targets_in.dtype() == DType::i64 ? targets_in : targets_in.to(DType::i64)).contiguous();
   // On the CPU the targets are range-checked here, where it costs no wait. Device targets are not
-  // read back (that would stall every step): the data pipeline checks them on the host before the
-  // copy (launch/workload.cpp), and the device kernels give an out-of-range row a NaN loss.
+  // read back (that would stall every step): the data pipeline checks them on the host before the copy
+  // (launch/workload.cpp), and the device kernels give an out-of-range row a NaN loss.
   if (targets.device().is_cpu()) {
     const int64_t* t = targets.data<int64_t>();
     for (int64_t i = 0; i < targets.numel(); ++i) {
@@ -72,10 +72,10 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& targets_in, int64_t 
     out = Tensor::empty({}, dtype, device);
     be.reduce(ReduceOp::sum, losses, 1, rows, 1, out, Tensor());
     if (reduction == Reduction::mean) {
-      // As torch: divide by the rows that were not ignored, counted where the targets are (0/0 =
-      // nan when all were ignored); the gradient scale is 1 / max(count, 1) (with no row counted,
-      // every row is ignored and gets no gradient whatever the scale). Counted in f32 (f64 for
-      // f64), exact up to 2^24 rows whatever the logits' dtype.
+      // As torch: divide by the rows that were not ignored, counted where the targets are (0/0 = nan
+      // when all were ignored); the gradient scale is 1 / max(count, 1) (with no row counted, every
+      // row is ignored and gets no gradient whatever the scale).
+      // Counted in f32 (f64 for f64), exact up to 2^24 rows whatever the logits' dtype.
       const DType count_type = dtype == DType::f64 ? DType::f64 : DType::f32;
       Tensor kept = Tensor::empty({rows}, count_type, device);
       Tensor count = Tensor::empty({}, count_type, device);

@@ -1,5 +1,4 @@
-// Views (share storage, recorded by autograd) and copies/conversions: the Tensor methods that are
-// ops.
+// Views (share storage, recorded by autograd) and copies/conversions: the Tensor methods that are ops.
 #include <algorithm>
 #include <numeric>
 
@@ -210,8 +209,7 @@ Tensor copy_to(const Tensor& src, DType dtype, Device device) {
     backend_for(device).copy(src, out);
     return out;
   }
-  // Across devices: make the source contiguous in the target dtype on its own device, then move
-  // bytes.
+  // Across devices: make the source contiguous in the target dtype on its own device, then move bytes.
   Tensor staged = src;
   if (!src.is_contiguous() || src.dtype() != dtype) {
     staged = Tensor::empty(src.shape(), dtype, src.device());

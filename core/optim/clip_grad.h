@@ -18,9 +18,8 @@ Tensor grad_norm_tensor(const std::vector<Tensor>& params);
 // clipping. A non-finite norm makes c 0 or NaN and the gradients follow, as in PyTorch; the loss
 // scaler (core/amp) skips such steps.
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
-// The same without reading the norm back: the gradients are multiplied by min(1, c), computed on
-// the device (a product with exactly 1 changes nothing), and the norm is returned as
-// grad_norm_tensor's.
+// The same without reading the norm back: the gradients are multiplied by min(1, c), computed on the
+// device (a product with exactly 1 changes nothing), and the norm is returned as grad_norm_tensor's.
 Tensor clip_grad_norm_tensor(const std::vector<Tensor>& params, double max_norm);
 
 // Clamps every gradient element into [-clip_value, clip_value].

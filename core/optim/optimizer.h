@@ -98,9 +98,9 @@ class Optimizer {
 
  protected:
   Optimizer() = default;
-  // The checks load_state_dict makes of a saved state's JSON before reading it: the optimizer's
-  // kind, the number of groups and each group's number of parameters. Throws dtrain::Error naming
-  // the first difference.
+  // The checks load_state_dict makes of a saved state's JSON before reading it: the optimizer's kind,
+  // the number of groups and each group's number of parameters. Throws dtrain::Error naming the first
+  // difference.
   void check_saved_layout(const nlohmann::json& scalars) const;
   // Appends a group's parameters (checked: defined, f32/f64, not already in another group).
   void add_group_params(std::vector<Tensor> params);

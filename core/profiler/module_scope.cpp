@@ -27,8 +27,7 @@ void ModuleScope::close() {
 
 void BackwardScopes::enter(const ModuleFramePtr& frame) {
   if (!frame || (!open_.empty() && open_.back().frame == frame)) return;
-  // The chain root ... frame, as pointers to the handles that hold each frame (alive while `frame`
-  // is).
+  // The chain root ... frame, as pointers to the handles that hold each frame (alive while `frame` is).
   std::vector<const ModuleFramePtr*> chain;
   for (const ModuleFramePtr* f = &frame; *f; f = &(*f)->parent) chain.push_back(f);
   std::reverse(chain.begin(), chain.end());

@@ -1,19 +1,18 @@
 // Forward and backward per module in the trace (core/profiler/trace.h).
 //
-// Forward: each nn::Module's forward opens a ModuleScope (Module::forward_scope()), a "forward"
-// event named by the module's path, nested as the calls nest.
+// Forward: each nn::Module's forward opens a ModuleScope (Module::forward_scope()), a "forward" event
+// named by the module's path, nested as the calls nest.
 //
-// Backward: while recording, an open ModuleScope is also this thread's current ModuleFrame, and
-// every autograd node created under it keeps a reference to that frame (autograd::record). Frames
-// link to the frame of the calling module, so a node knows its chain root model -> ... -> innermost
-// module. The backward engine feeds each node it runs to a BackwardScopes, which keeps one
-// "backward" event open per module of the chain: a node whose chain shares a prefix with the open
-// one closes the events below that prefix and opens the rest. Backward thus shows the forward's
-// nesting in reverse, one event per run of consecutive nodes of one module call. Nodes without a
-// frame (AccumulateGrad, ops outside any module) stay in the events open around them.
+// Backward: while recording, an open ModuleScope is also this thread's current ModuleFrame, and every
+// autograd node created under it keeps a reference to that frame (autograd::record). Frames link to
+// the frame of the calling module, so a node knows its chain root model -> ... -> innermost module. The
+// backward engine feeds each node it runs to a BackwardScopes, which keeps one "backward" event open
+// per module of the chain: a node whose chain shares a prefix with the open one closes the events
+// below that prefix and opens the rest. Backward thus shows the forward's nesting in reverse, one event
+// per run of consecutive nodes of one module call. Nodes without a frame (AccumulateGrad, ops outside
+// any module) stay in the events open around them.
 //
-// Not recording: no frame is made or stored, and a ModuleScope is a relaxed load and an empty
-// object.
+// Not recording: no frame is made or stored, and a ModuleScope is a relaxed load and an empty object.
 #pragma once
 #include <memory>
 #include <string>

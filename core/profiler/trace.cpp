@@ -37,11 +37,10 @@ struct Event {
   json args;  // null: none
 };
 
-// One per thread that ever recorded or was named. Its thread appends to `events` without a lock:
-// the controller (start, stop) touches them only after turning recording off and seeing `busy`
-// clear, and a thread appends only while `busy` is set and the session it recorded into is still
-// the current one (both sides store, then load, sequentially consistent: one of them sees the
-// other).
+// One per thread that ever recorded or was named. Its thread appends to `events` without a lock: the
+// controller (start, stop) touches them only after turning recording off and seeing `busy` clear, and
+// a thread appends only while `busy` is set and the session it recorded into is still the current one
+// (both sides store, then load, sequentially consistent: one of them sees the other).
 struct ThreadBuffer {
   uint32_t tid = 0;
   std::string name;   // guarded by Registry::mutex
@@ -78,8 +77,8 @@ Registry& registry() {
   return *r;
 }
 
-// The calling thread's buffer, registered on first use; at thread exit an empty one is forgotten,
-// one holding events stays until the next start() (its events belong to the session).
+// The calling thread's buffer, registered on first use; at thread exit an empty one is forgotten, one
+// holding events stays until the next start() (its events belong to the session).
 struct ThreadSlot {
   std::shared_ptr<ThreadBuffer> buffer;
   ~ThreadSlot() {
@@ -158,8 +157,8 @@ void write_trace(const std::string& path, const std::string& text) {
   }
 }
 
-// The deferred event's interval, waiting for it; nullopt when asking failed (the work itself
-// failed: that error is reported where the work is waited for, not here).
+// The deferred event's interval, waiting for it; nullopt when asking failed (the work itself failed:
+// that error is reported where the work is waited for, not here).
 std::optional<Interval> wait_for_interval(const Deferred& d) {
   try {
     for (;;) {

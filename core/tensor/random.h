@@ -13,8 +13,7 @@ class Generator {
   uint64_t next_u64();
   double next_double() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }  // [0, 1)
   double next_normal();  // standard normal (Box-Muller, the second value cached)
-  // 4 state words, whether a normal is cached, and its bits: restoring it continues the stream
-  // exactly.
+  // 4 state words, whether a normal is cached, and its bits: restoring it continues the stream exactly.
   std::array<uint64_t, 6> state() const;
   void set_state(const std::array<uint64_t, 6>& s);
 

@@ -1,7 +1,6 @@
-// Tensor: a cheap, shared handle to (Storage, shape, strides, offset, dtype) plus the autograd
-// fields. Copies of a Tensor share everything; views share Storage. Ops live in core/ops; the few
-// methods here that look like ops (view, reshape, to, ...) are defined there too and are recorded
-// by autograd.
+// Tensor: a cheap, shared handle to (Storage, shape, strides, offset, dtype) plus the autograd fields.
+// Copies of a Tensor share everything; views share Storage. Ops live in core/ops; the few methods here
+// that look like ops (view, reshape, to, ...) are defined there too and are recorded by autograd.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -26,8 +25,7 @@ namespace autograd {
 class Node;
 }
 
-// Owns one allocation on one device, returned to that device's backend (and so its caching
-// allocator).
+// Owns one allocation on one device, returned to that device's backend (and so its caching allocator).
 class Storage {
  public:
   Storage(size_t nbytes, Device device);
@@ -74,8 +72,7 @@ class Tensor {
                      Device device = Device::cpu());
   static Tensor scalar(double value, DType dtype = DType::f32, Device device = Device::cpu());
   static Tensor arange(int64_t n, DType dtype = DType::i64, Device device = Device::cpu());
-  // Copies host values in; T is float, double, int32_t or int64_t and `dtype` may differ
-  // (converted).
+  // Copies host values in; T is float, double, int32_t or int64_t and `dtype` may differ (converted).
   template <class T>
   static Tensor from_vector(const std::vector<T>& values, const Shape& shape, DType dtype,
                             Device device = Device::cpu());

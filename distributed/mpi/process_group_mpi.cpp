@@ -12,9 +12,9 @@ namespace dtrain::dist {
 
 namespace {
 
-// ---- f16 / bf16 reductions. MPI has no 16-bit float types, so these travel as MPI_UINT16_T and
-// are combined by user-defined operations: each combining step converts to f32, adds (or takes the
-// max) and rounds back once, which is what a bf16/f16 reduction on a GPU does too.
+// ---- f16 / bf16 reductions. MPI has no 16-bit float types, so these travel as MPI_UINT16_T and are
+// combined by user-defined operations: each combining step converts to f32, adds (or takes the max) and
+// rounds back once, which is what a bf16/f16 reduction on a GPU does too.
 template <class H, float (*ToF)(H), H (*FromF)(float), bool Max>
 void combine_half(void* in, void* inout, int* len, MPI_Datatype*) {
   const H* a = static_cast<const H*>(in);
@@ -108,8 +108,8 @@ void check_cpu_contiguous(const Tensor& t, const char* op, const char* role) {
 }
 
 // True when `part` is chunk `rank` of `whole` in memory: an in-place reduce_scatter (output = that
-// chunk of the input) or all_gather (input = that chunk of the output), as NCCL defines in place.
-// MPI forbids aliased buffers, so these go through MPI_IN_PLACE; any other overlap is an error.
+// chunk of the input) or all_gather (input = that chunk of the output), as NCCL defines in place. MPI
+// forbids aliased buffers, so these go through MPI_IN_PLACE; any other overlap is an error.
 bool own_chunk(const Tensor& whole, const Tensor& part, int rank, const char* op) {
   if (whole.numel() == 0 || part.numel() == 0) return false;
   const auto w = reinterpret_cast<uintptr_t>(whole.raw_data());
@@ -158,8 +158,8 @@ class ProcessGroupMPI::MpiWork final : public Work {
   int root = 0;
   Tensor out;  // the tensor written (broadcast, all_reduce: in place)
   Tensor in;   // reduce_scatter, all_gather: the input
-  // reduce_scatter, all_gather: `out` is chunk `rank` of `in` (reduce_scatter) or `in` is chunk
-  // `rank` of `out` (all_gather); run with MPI_IN_PLACE, which every rank must then use.
+  // reduce_scatter, all_gather: `out` is chunk `rank` of `in` (reduce_scatter) or `in` is chunk `rank`
+  // of `out` (all_gather); run with MPI_IN_PLACE, which every rank must then use.
   bool in_place = false;
   std::string what;  // for the timeout message
 
@@ -226,8 +226,8 @@ std::shared_ptr<ProcessGroupMPI> ProcessGroupMPI::create(ProcessGroupOptions opt
   MPI_Comm comm = MPI_COMM_NULL;
   MPI_Comm_dup(MPI_COMM_WORLD, &comm);
   MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
-  // Ranks that share memory share a node, whichever launcher started them (mpirun, srun with PMIx,
-  // a hostfile): their order there is the local rank, their count the local size.
+  // Ranks that share memory share a node, whichever launcher started them (mpirun, srun with PMIx, a
+  // hostfile): their order there is the local rank, their count the local size.
   MPI_Comm node = MPI_COMM_NULL;
   if (MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
     int local_rank = 0, local_size = 1;
@@ -283,8 +283,7 @@ WorkPtr ProcessGroupMPI::enqueue(std::shared_ptr<MpiWork> work) {
 void ProcessGroupMPI::run_loop() {
   for (;;) {
     std::shared_ptr<MpiWork> work;
-    // Collectives often come in bursts (one per bucket): look for the next one briefly before
-    // sleeping.
+    // Collectives often come in bursts (one per bucket): look for the next one briefly before sleeping.
     const Clock::time_point until = Clock::now() + std::chrono::microseconds(50);
     while (queued_.load(std::memory_order_acquire) == 0 && Clock::now() < until) {
       std::this_thread::yield();
@@ -389,8 +388,8 @@ void ProcessGroupMPI::run_one(MpiWork& w) {
 namespace {
 
 // The collective signature of `w` (process_group.h): its input where there is one, else the tensor
-// it works on in place. An aliased reduce_scatter or all_gather marks its root word -2 (otherwise
-// -1 there): MPI_IN_PLACE must be used on every rank or none.
+// it works on in place. An aliased reduce_scatter or all_gather marks its root word -2 (otherwise -1
+// there): MPI_IN_PLACE must be used on every rank or none.
 std::vector<int64_t> signature(const ProcessGroupMPI::MpiWork& w, bool full) {
   std::vector<int64_t> s =
       collective_signature(w.kind, w.op, w.root, w.in.defined() ? w.in : w.out, full);
@@ -410,8 +409,8 @@ std::string ProcessGroupMPI::check_agreement(const MpiWork& w) {
   const std::vector<int64_t> mine = signature(w, full);
   const int n = static_cast<int>(mine.size());
   if (!full) {
-    // One all-reduce of (x, -x) with max yields each word's maximum and minimum over the ranks:
-    // they agree exactly when the two are equal for every word.
+    // One all-reduce of (x, -x) with max yields each word's maximum and minimum over the ranks: they
+    // agree exactly when the two are equal for every word.
     std::vector<int64_t> both(mine);
     for (int64_t v : mine) both.push_back(-v);
     int rc = MPI_Allreduce(MPI_IN_PLACE, both.data(), 2 * n, MPI_INT64_T, MPI_MAX, comm_);
@@ -423,8 +422,7 @@ std::string ProcessGroupMPI::check_agreement(const MpiWork& w) {
              both[static_cast<size_t>(i)] == -both[static_cast<size_t>(n) + static_cast<size_t>(i)];
     if (same) return "";
   }
-  // Every rank's description, to name both sides of the first difference (all ranks get here
-  // together).
+  // Every rank's description, to name both sides of the first difference (all ranks get here together).
   std::vector<int64_t> all(static_cast<size_t>(n) * static_cast<size_t>(size_));
   int rc = MPI_Allgather(mine.data(), n, MPI_INT64_T, all.data(), n, MPI_INT64_T, comm_);
   if (rc != MPI_SUCCESS)

@@ -1,14 +1,14 @@
-// ProcessGroupMPI: collectives on CPU tensors over Open MPI, and the job's bootstrap (rank, size,
-// and the channel NCCL's unique id travels on).
+// ProcessGroupMPI: collectives on CPU tensors over Open MPI, and the job's bootstrap (rank, size, and
+// the channel NCCL's unique id travels on).
 //
-// One communication thread per group runs the collectives, in the order they were issued, with
-// MPI's blocking calls (MPI_Allreduce, ...: the library's tuned algorithms, and MPI keeps them
-// progressing); the caller gets a Work at once and continues - DDP's backward pass, for instance. A
-// second thread is the watchdog: a collective still running after the timeout prints a message
-// naming it, its size and the rank, then MPI_Abort brings the whole job down.
+// One communication thread per group runs the collectives, in the order they were issued, with MPI's
+// blocking calls (MPI_Allreduce, ...: the library's tuned algorithms, and MPI keeps them progressing);
+// the caller gets a Work at once and continues - DDP's backward pass, for instance. A second thread is
+// the watchdog: a collective still running after the timeout prints a message naming it, its size and
+// the rank, then MPI_Abort brings the whole job down.
 //
-// f16 and bf16 travel as 16-bit words and are reduced by user-defined MPI operations that compute
-// in f32 and round once per combining step.
+// f16 and bf16 travel as 16-bit words and are reduced by user-defined MPI operations that compute in
+// f32 and round once per combining step.
 #pragma once
 #include <mpi.h>
 
@@ -30,9 +30,8 @@ MPI_Datatype mpi_type(DType t);
 class ProcessGroupMPI final : public ProcessGroup {
  public:
   // A group over MPI_COMM_WORLD (duplicated, so dtrain's messages never mix with the caller's).
-  // Initialises MPI when nobody has yet, asking for MPI_THREAD_MULTIPLE; without a launcher this
-  // makes a one-rank job (MPI singleton). An MPI initialised below MPI_THREAD_SERIALIZED is an
-  // error.
+  // Initialises MPI when nobody has yet, asking for MPI_THREAD_MULTIPLE; without a launcher this makes
+  // a one-rank job (MPI singleton). An MPI initialised below MPI_THREAD_SERIALIZED is an error.
   static std::shared_ptr<ProcessGroupMPI> create(
       ProcessGroupOptions options = ProcessGroupOptions::from_environment());
   ~ProcessGroupMPI() override;
@@ -59,8 +58,7 @@ class ProcessGroupMPI final : public ProcessGroup {
   void run_loop();
   void run_one(MpiWork& work);
   void watch_loop();
-  // Before a collective moves data: do all ranks issue the same one? "" when they do, else the
-  // error.
+  // Before a collective moves data: do all ranks issue the same one? "" when they do, else the error.
   std::string check_agreement(const MpiWork& work);
 
   MPI_Comm comm_ = MPI_COMM_NULL;
@@ -86,13 +84,13 @@ class ProcessGroupMPI final : public ProcessGroup {
 };
 
 // Finalises MPI if it is initialised and not yet finalised. Call it once at the end of a successful
-// run, after every ProcessGroupMPI is gone: a rank that exits without it counts as failed and
-// mpiexec takes the job down (which is what an error path wants - see abort_job).
+// run, after every ProcessGroupMPI is gone: a rank that exits without it counts as failed and mpiexec
+// takes the job down (which is what an error path wants - see abort_job).
 void finalize_mpi();
 // This process's rank in MPI_COMM_WORLD; 0 when MPI is not running.
 int world_rank();
-// Prints `message` (when not empty) prefixed with the rank and ends every rank of the job with
-// `code` (MPI_Abort); without MPI initialised, just exits.
+// Prints `message` (when not empty) prefixed with the rank and ends every rank of the job with `code`
+// (MPI_Abort); without MPI initialised, just exits.
 [[noreturn]] void abort_job(const std::string& message, int code = 1);
 
 }  // namespace dtrain::dist

@@ -108,8 +108,8 @@ std::string cuda_error_text(cudaError_t status) {
 
 class ProcessGroupNCCL::NcclWork final : public Work {
  public:
-  // `check`: this collective's agreement slot in pinned memory (nullptr when the ranks agreed on
-  // the host); `host_wait`: wait() blocks the host (barrier).
+  // `check`: this collective's agreement slot in pinned memory (nullptr when the ranks agreed on the
+  // host); `host_wait`: wait() blocks the host (barrier).
   NcclWork(int device, std::string what, int64_t number, std::vector<int64_t> signature,
            const int64_t* check, bool host_wait)
       : device_(device),
@@ -169,8 +169,8 @@ class ProcessGroupNCCL::NcclWork final : public Work {
   cudaEvent_t done_event() const { return done_; }
   void keep(const Tensor& t) { tensors_.push_back(t); }
 
-  // Called once the done event has fired: the end is now; the start is the end less the duration
-  // the stream measured (never before the host issued the collective).
+  // Called once the done event has fired: the end is now; the start is the end less the duration the
+  // stream measured (never before the host issued the collective).
   void mark_completed() {
     const Clock::time_point now = Clock::now();
     std::lock_guard<std::mutex> lock(mutex_);
@@ -268,8 +268,8 @@ std::shared_ptr<ProcessGroupNCCL> ProcessGroupNCCL::create(
   run_on_every_rank(*bootstrap, [&] { cuda::cuda_select_device(device); });
   (void)cuda::device_context(device);  // the compute stream exists before any collective
 
-  // Rank 0 makes the id; the MPI group broadcasts it (through its queue and watchdog, so a rank
-  // that never arrives ends the job instead of hanging it).
+  // Rank 0 makes the id; the MPI group broadcasts it (through its queue and watchdog, so a rank that
+  // never arrives ends the job instead of hanging it).
   static_assert(sizeof(ncclUniqueId) % sizeof(int64_t) == 0,
                 "ncclUniqueId is a whole number of words");
   Tensor id_words =
@@ -378,8 +378,8 @@ ProcessGroupNCCL::~ProcessGroupNCCL() {
   if (ready_) (void)cudaEventDestroy(ready_);
   if (agreement_host_) (void)cudaFreeHost(agreement_host_);
   // stream_ is left to the process, like the backend's own streams: tensors the collectives used
-  // were marked as used on it, and the caching allocator records an event on it when they are
-  // freed, which may be after this group is gone.
+  // were marked as used on it, and the caching allocator records an event on it when they are freed,
+  // which may be after this group is gone.
 }
 
 void ProcessGroupNCCL::abort_with(const std::string& message) {
@@ -404,8 +404,8 @@ void ProcessGroupNCCL::watchdog_loop() {
       if (in_flight_.empty()) return;  // stopping, and nothing left
       oldest = in_flight_.front();
     }
-    // Collectives on one stream finish in order: the oldest is the one to wait for. The started
-    // event fires once the agreement check's answer is in pinned memory, before the data moves.
+    // Collectives on one stream finish in order: the oldest is the one to wait for. The started event
+    // fires once the agreement check's answer is in pinned memory, before the data moves.
     cudaError_t status = cudaEventSynchronize(oldest->started_event());
     if (status == cudaSuccess) {
       if (const std::string disagreement = oldest->disagreement(); !disagreement.empty()) {
@@ -477,8 +477,8 @@ void ProcessGroupNCCL::finish_call(ncclResult_t status, const char* call, const 
   const std::string context = std::string(call) + " (" + what + ")";
   if (status != ncclInProgress) check_nccl(status, context.c_str(), comm_);
   // A non-blocking communicator may still be enqueuing (connecting to its peers on the first use of
-  // an algorithm, for instance); nothing else may be called on it until that is done. This waits
-  // for NCCL's host-side setup, not for the device, so it is not counted as a host synchronisation.
+  // an algorithm, for instance); nothing else may be called on it until that is done. This waits for
+  // NCCL's host-side setup, not for the device, so it is not counted as a host synchronisation.
   const Clock::time_point deadline = Clock::now() + options_.timeout;
   for (;;) {
     ncclResult_t state = ncclSuccess;

@@ -8,24 +8,24 @@
 // caching allocator does not reuse their memory until the collective is done.
 //
 // Work::wait() does not block the host: it makes the compute stream wait for the collective's done
-// event (cudaStreamWaitEvent), as PyTorch's c10d does. Everything queued on the compute stream
-// after wait() sees the result, while the host runs ahead - DDP queues the optimizer step while the
-// last bucket is still being reduced. A host read of the result (item(), to_vector()) waits as it
-// would for any kernel. The exception is barrier(), whose wait() blocks the host (that is what a
-// barrier is for); it counts as a host synchronisation (dtrain::host_sync_count).
+// event (cudaStreamWaitEvent), as PyTorch's c10d does. Everything queued on the compute stream after
+// wait() sees the result, while the host runs ahead - DDP queues the optimizer step while the last
+// bucket is still being reduced. A host read of the result (item(), to_vector()) waits as it would
+// for any kernel. The exception is barrier(), whose wait() blocks the host (that is what a barrier
+// is for); it counts as a host synchronisation (dtrain::host_sync_count).
 //
-// Timing: a Work's end_time() is the moment the watchdog saw the done event fire (epoch until
-// then), and start_time() becomes end_time() minus the collective's duration measured by CUDA
-// events on the stream; before completion it is the moment the host issued the collective.
+// Timing: a Work's end_time() is the moment the watchdog saw the done event fire (epoch until then),
+// and start_time() becomes end_time() minus the collective's duration measured by CUDA events on the
+// stream; before completion it is the moment the host issued the collective.
 //
 // Agreement: before a collective moves data, the ranks check that they issued the same one (kind,
 // op, dtype, element count, root), as ProcessGroupMPI does. Normally on the device: a 10-word
 // all-reduce (max of the signature and of its negation) on the NCCL stream just ahead of the data,
-// copied back to pinned memory; the watchdog compares the words once they arrive and, on a
-// mismatch, aborts the job with a message naming the collective - before the mismatched collective
-// can hang it, and without a host round trip on the caller's thread. With debug_collectives the
-// full shapes are compared rank by rank through the MPI group before the collective is issued (a
-// host round trip per collective), and a mismatch is an AllRanksError thrown on every rank.
+// copied back to pinned memory; the watchdog compares the words once they arrive and, on a mismatch,
+// aborts the job with a message naming the collective - before the mismatched collective can hang it,
+// and without a host round trip on the caller's thread. With debug_collectives the full shapes are
+// compared rank by rank through the MPI group before the collective is issued (a host round trip per
+// collective), and a mismatch is an AllRanksError thrown on every rank.
 //
 // Watchdog: one thread blocks in cudaEventSynchronize on the oldest collective's events (created
 // with cudaEventBlockingSync: the thread sleeps in the driver instead of spinning a core) and marks
@@ -36,8 +36,8 @@
 // hanging.
 //
 // The communicator is non-blocking (ncclConfig_t::blocking = 0): its initialisation is bounded by
-// the group's timeout, and any NCCL call that answers ncclInProgress is polled to completion,
-// within the timeout, before the next one.
+// the group's timeout, and any NCCL call that answers ncclInProgress is polled to completion, within
+// the timeout, before the next one.
 #pragma once
 #include <cuda_runtime_api.h>
 #include <nccl.h>
@@ -59,11 +59,11 @@ class ProcessGroupNCCL final : public ProcessGroup {
  public:
   // A group over the ranks of `bootstrap` (collective: every rank must call it), which it keeps.
   // `device` >= 0 is used as given and no other GPU is touched; < 0 picks cuda:(local rank), the
-  // launcher's local rank (local_rank_from_environment()), after checking that the node has a GPU
-  // for each of its ranks. Placement errors (no GPU, too few GPUs, two ranks of a node on one GPU,
-  // a process that already drives another GPU) are AllRanksErrors, reported alike on every rank.
-  // Selects `device` for the process (cuda_select_device): current on the calling thread, and on
-  // the group's own threads before they make any CUDA call.
+  // launcher's local rank (local_rank_from_environment()), after checking that the node has a GPU for
+  // each of its ranks. Placement errors (no GPU, too few GPUs, two ranks of a node on one GPU, a
+  // process that already drives another GPU) are AllRanksErrors, reported alike on every rank.
+  // Selects `device` for the process (cuda_select_device): current on the calling thread, and on the
+  // group's own threads before they make any CUDA call.
   static std::shared_ptr<ProcessGroupNCCL> create(
       const std::shared_ptr<ProcessGroupMPI>& bootstrap, int device = -1,
       ProcessGroupOptions options = ProcessGroupOptions::from_environment());
@@ -126,8 +126,8 @@ class ProcessGroupNCCL final : public ProcessGroup {
   cudaStream_t stream_ = nullptr;
   cudaEvent_t ready_ = nullptr;  // recorded on the compute stream, waited for by the group's stream
 
-  // The device-side agreement check: one slot of 2 x kSignatureWords i64 per collective in flight,
-  // in pinned host memory (written by the host, read back by the watchdog) and on the device.
+  // The device-side agreement check: one slot of 2 x kSignatureWords i64 per collective in flight, in
+  // pinned host memory (written by the host, read back by the watchdog) and on the device.
   static constexpr int kSignatureWords = kCollectiveSignatureWords;
   static constexpr size_t kAgreementSlots = 1024;
   int64_t* agreement_host_ = nullptr;

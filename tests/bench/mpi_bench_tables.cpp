@@ -1,6 +1,5 @@
-// `dtrain bench allreduce`'s tables at several ranks (run under mpiexec at 2, 3 and 4): every
-// collective's in-place and out-of-place columns filled, their results checked (#wrong 0), busbw by
-// nccl-tests' factor.
+// `dtrain bench allreduce`'s tables at several ranks (run under mpiexec at 2, 3 and 4): every collective's
+// in-place and out-of-place columns filled, their results checked (#wrong 0), busbw by nccl-tests' factor.
 #include <gtest/gtest.h>
 
 #include <sstream>

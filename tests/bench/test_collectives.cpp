@@ -1,5 +1,5 @@
-// The collective benchmarks' arithmetic and tables on a one-rank MPI group (no launcher needed):
-// the busbw factors nccl-tests defines, the --collective names, and every collective's table in
+// The collective benchmarks' arithmetic and tables on a one-rank MPI group (no launcher needed): the
+// busbw factors nccl-tests defines, the --collective names, and every collective's table in
 // nccl-tests' out-of-place / in-place columns with its correctness check.
 #include <gtest/gtest.h>
 
@@ -97,8 +97,8 @@ TEST(BenchCollectives, CpuAllReduceTableHasBothColumnsAndRaw) {
   for (const AllReduceRow& r : rows) EXPECT_GT(r.raw_algbw_gbs, 0.0);  // busbw: 0 at one rank
 }
 
-// reduce_scatter and all_gather: both columns through dtrain (in place: the chunk is chunk `rank`
-// of the whole buffer, which ProcessGroupMPI runs with MPI_IN_PLACE); no raw call on the CPU.
+// reduce_scatter and all_gather: both columns through dtrain (in place: the chunk is chunk `rank` of
+// the whole buffer, which ProcessGroupMPI runs with MPI_IN_PLACE); no raw call on the CPU.
 TEST(BenchCollectives, CpuReduceScatterAndAllGatherInAndOutOfPlace) {
   auto pg = ProcessGroupMPI::create();
   for (BenchCollective c : {BenchCollective::reduce_scatter, BenchCollective::all_gather}) {

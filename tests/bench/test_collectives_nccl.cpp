@@ -1,6 +1,6 @@
-// The nccl-tests tables of `dtrain bench allreduce --device cuda` on a one-rank job (MPI singleton,
-// no launcher): every collective's rows checked (#wrong 0) beside the library's own call. Without a
-// GPU it skips, saying so.
+// The nccl-tests tables of `dtrain bench allreduce --device cuda` on a one-rank job (MPI singleton, no
+// launcher): every collective's rows checked (#wrong 0) beside the library's own call. Without a GPU it
+// skips, saying so.
 #include <gtest/gtest.h>
 
 #include <chrono>

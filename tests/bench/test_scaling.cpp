@@ -1,6 +1,6 @@
 // `dtrain bench scaling` and `dtrain bench project` run as a user runs them. What is checked is the
-// arithmetic of their tables (speed-up, efficiency, the model's error, the projection's step split
-// and compute time from FLOPs) and their one-line errors, never a timing.
+// arithmetic of their tables (speed-up, efficiency, the model's error, the projection's step split and
+// compute time from FLOPs) and their one-line errors, never a timing.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -45,8 +45,8 @@ double num(const nlohmann::json& j, const char* key) { return j.at(key).get<doub
 TEST_F(BenchScaling, SweepWritesTheTableJsonAndTheModelsError) {
   REQUIRE_MPIEXEC();
   const fs::path out = dir_ / "sweep";
-  // The link is given: a fitted one depends on how busy the machine is (and without one the sweep
-  // runs on without the model's columns, which the calibration test below accepts).
+  // The link is given: a fitted one depends on how busy the machine is (and without one the sweep runs
+  // on without the model's columns, which the calibration test below accepts).
   RunResult r = bench("scaling", {"--ranks", "2,1", "--scaling", "both", "--out", out.string(),
                                   "--plot", "0", "--launcher", launcher(), "--steps", "2",
                                   "--batch-size", "8", "--link", "5,2.5"});
@@ -76,16 +76,14 @@ TEST_F(BenchScaling, SweepWritesTheTableJsonAndTheModelsError) {
     const double step = num(p, "step_ms"), compute = num(p, "compute_ms");
     EXPECT_GT(step, 0.0);
     EXPECT_GT(compute, 0.0);
-    // images/s = images per step over the step; speed-up against one rank; efficiency = speed-up /
-    // ranks.
+    // images/s = images per step over the step; speed-up against one rank; efficiency = speed-up / ranks.
     EXPECT_NEAR(num(p, "throughput"), batch_per_rank[i] * ranks / (step / 1e3),
                 1e-6 * num(p, "throughput"));
     EXPECT_NEAR(num(p, "speedup"), num(p, "throughput") / num(base, "throughput"), 1e-12);
     EXPECT_NEAR(num(p, "efficiency"), num(p, "speedup") / ranks, 1e-12);
     EXPECT_NEAR(num(p, "exposed_ms"), step - compute, 1e-9);
     EXPECT_NEAR(num(p, "vs_independent"), compute / step, 1e-12);
-    // The model's compute is the point's independent processes, plus whatever communication it
-    // predicts.
+    // The model's compute is the point's independent processes, plus whatever communication it predicts.
     EXPECT_GE(num(p, "predicted_step_ms"), compute - 1e-9);
     EXPECT_NEAR(num(p, "error_percent"), 100.0 * (num(p, "predicted_step_ms") / step - 1.0), 1e-9);
   }
@@ -93,9 +91,8 @@ TEST_F(BenchScaling, SweepWritesTheTableJsonAndTheModelsError) {
               1e-9);  // one rank: no comm
 }
 
-// Without --link the sweep fits one to `bench allreduce` at its smallest world size above one:
-// either a link with a positive bandwidth, or (timings too noisy to fit) one line saying so and no
-// model columns.
+// Without --link the sweep fits one to `bench allreduce` at its smallest world size above one: either a
+// link with a positive bandwidth, or (timings too noisy to fit) one line saying so and no model columns.
 TEST_F(BenchScaling, CalibratesTheLinkOrSaysWhyNot) {
   REQUIRE_MPIEXEC();
   const fs::path out = dir_ / "sweep";
@@ -149,8 +146,8 @@ TEST_F(BenchScaling, ProjectionSplitsTheStepAndDerivesComputeFromFlops) {
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("# cluster a100-nvlink-ib200: 8 GPUs per node"), std::string::npos) << r.out;
   const nlohmann::json p = nlohmann::json::parse(read_text(json));
-  // Compute per GPU step: 3 x forward FLOPs x 4 images at 0.5 x 312 TFLOP/s, with the optimizer's
-  // share of the measured step added in proportion.
+  // Compute per GPU step: 3 x forward FLOPs x 4 images at 0.5 x 312 TFLOP/s, with the optimizer's share
+  // of the measured step added in proportion.
   dtrain::models::VitConfig vc = dtrain::models::VitConfig::preset("fm");
   vc.dim = 16, vc.depth = 1, vc.heads = 2, vc.mlp_dim = 32, vc.patch_size = 7;
   const double flops_s = 3.0 * dtrain::models::vit_forward_flops(vc) * 4 / (0.5 * 312e12);

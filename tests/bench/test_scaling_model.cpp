@@ -1,5 +1,5 @@
-// The alpha-beta scaling model's arithmetic on hand-computed cases (no processes needed). Each
-// expected number has its hand computation beside it.
+// The alpha-beta scaling model's arithmetic on hand-computed cases (no processes needed). Each expected
+// number has its hand computation beside it.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -76,8 +76,8 @@ TEST(ScalingModel, HierarchicalAllReduceByHand) {
 
   // W = 64 (8 nodes), S = 8e3 bytes: latency-bound, so the tree wins between nodes.
   //   reduce-scatter: 7e-6 + 7/8 * 8e3/100e9 = 7e-6 + 0.07e-6 = 7.07e-6 (all-gather the same)
-  //   inter, 1e3 bytes over 8: ring 14*5e-6 + 1.75*1e3/1e10 = 70.175e-6; tree 6*5e-6 + 2e3/1e10
-  //   = 30.2e-6 total 2*7.07e-6 + 30.2e-6 = 44.34e-6
+  //   inter, 1e3 bytes over 8: ring 14*5e-6 + 1.75*1e3/1e10 = 70.175e-6; tree 6*5e-6 + 2e3/1e10 = 30.2e-6
+  //   total 2*7.07e-6 + 30.2e-6 = 44.34e-6
   const AllReduceEstimate small = estimate_allreduce(c, 64, 8e3);
   EXPECT_NEAR(small.seconds, 44.34e-6, 1e-15);
   EXPECT_EQ(small.algorithm, "hier(tree)");
@@ -230,8 +230,7 @@ TEST(ScalingModel, BestBucketCapByHand) {
   EXPECT_NEAR(best.prediction.exposed_s, 0.19, 1e-12);
   EXPECT_NEAR(best.prediction.step_s, 1.19, 1e-12);
   EXPECT_NEAR(predict_step(p, plan_buckets(p, static_cast<int64_t>(kMiB)), t).step_s, 1.48, 1e-12);
-  // Caps 50 and 25 both hold all 4 MiB in one bucket: a tie goes to the smaller cap, wherever
-  // listed.
+  // Caps 50 and 25 both hold all 4 MiB in one bucket: a tie goes to the smaller cap, wherever listed.
   EXPECT_EQ(best_bucket_cap(p, {50, 25}, t).cap_mb, 25.0);
   EXPECT_EQ(default_bucket_caps_mb().size(), 9u);
   EXPECT_THROW(best_bucket_cap(p, {}, t), Error);

@@ -28,8 +28,8 @@ class Mlp : public nn::Module {
   std::shared_ptr<nn::Linear> fc1, fc2, unused;
 };
 
-// Builds an Mlp whose initial weights depend on `seed` (ranks pass different seeds; DDP must make
-// them rank 0's).
+// Builds an Mlp whose initial weights depend on `seed` (ranks pass different seeds; DDP must make them
+// rank 0's).
 inline std::shared_ptr<Mlp> make_mlp(uint64_t seed, int64_t in = 8, int64_t hidden = 16,
                                      int64_t out = 4, bool with_unused = false) {
   manual_seed(seed);

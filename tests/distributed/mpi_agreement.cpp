@@ -1,8 +1,7 @@
 // Ranks that issue different collectives get an error naming both sides, on every rank, before any
-// data moves: never a buffer overrun (the defect this guards against: rank 0 all-reducing one f64
-// while rank 1 all-reduced 39,316 f32 wrote 39 KB into rank 0's 8-byte buffer). Each test makes its
-// own group, because a disagreement breaks the group for good (its ranks' sequences of collectives
-// no longer pair).
+// data moves: never a buffer overrun (the defect this guards against: rank 0 all-reducing one f64 while
+// rank 1 all-reduced 39,316 f32 wrote 39 KB into rank 0's 8-byte buffer). Each test makes its own group,
+// because a disagreement breaks the group for good (its ranks' sequences of collectives no longer pair).
 #include <string>
 
 #include "mpi_test_main.h"
@@ -44,8 +43,7 @@ TEST(MpiAgreement, CountAndDtypeMismatchIsAnErrorNotAnOverrun) {
   expect_mentions(msg, {"ranks disagree on collective #1", "rank 0 issued all_reduce(max) of 1 f64",
                         "issued all_reduce(sum) of 39316 f32"});
   EXPECT_EQ(guarded.to_vector<double>(), (std::vector<double>{7.0, 7.0, 7.0}));
-  // The group is broken from then on: later collectives fail at once with the same message, no
-  // hang.
+  // The group is broken from then on: later collectives fail at once with the same message, no hang.
   EXPECT_EQ(all_ranks_error(pg->barrier()), msg);
 }
 

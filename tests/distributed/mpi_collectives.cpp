@@ -1,6 +1,6 @@
-// Every collective of ProcessGroupMPI, for every dtype, at sizes 1, 7 and 1e6+3 (odd, so no
-// algorithm gets an evenly divisible message). Values are small integers (exact in bf16) so
-// expected results are exact except for avg, checked to the dtype's precision.
+// Every collective of ProcessGroupMPI, for every dtype, at sizes 1, 7 and 1e6+3 (odd, so no algorithm
+// gets an evenly divisible message). Values are small integers (exact in bf16) so expected results are
+// exact except for avg, checked to the dtype's precision.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -216,8 +216,7 @@ TEST(MpiCollectives, AllGather) {
 
 TEST(MpiCollectives, BarrierOrdersRanks) {
   auto pg = test::world();
-  // Each rank writes its arrival count before the barrier; after it, an all-gather sees every
-  // rank's.
+  // Each rank writes its arrival count before the barrier; after it, an all-gather sees every rank's.
   for (int round = 0; round < 3; ++round) {
     pg->barrier()->wait();
     std::vector<int64_t> all = dist::all_gather_values(*pg, {round});
@@ -269,9 +268,9 @@ TEST(MpiCollectives, HelpersAndRawAllReduce) {
       c, [](int64_t) { return 1.5; }, 0, "coalesced f64");
 }
 
-// The node placement comes from MPI (ranks sharing memory), not from a launcher's variables: on
-// this one machine every rank is local, the local ranks are 0..n-1 once each, and they agree with
-// what Open MPI's mpiexec also exports. The host group of an MPI group is itself.
+// The node placement comes from MPI (ranks sharing memory), not from a launcher's variables: on this
+// one machine every rank is local, the local ranks are 0..n-1 once each, and they agree with what
+// Open MPI's mpiexec also exports. The host group of an MPI group is itself.
 TEST(MpiCollectives, LocalRankAndSizeFromMpi) {
   auto pg = test::world();
   EXPECT_EQ(dist::local_size(), pg->size());

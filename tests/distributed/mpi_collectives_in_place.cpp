@@ -1,6 +1,6 @@
 // In-place reduce_scatter and all_gather on ProcessGroupMPI (output = chunk `rank` of the input,
-// input = chunk `rank` of the output, as nccl-tests and NCCL define in place; run with
-// MPI_IN_PLACE), at several ranks.
+// input = chunk `rank` of the output, as nccl-tests and NCCL define in place; run with MPI_IN_PLACE),
+// at several ranks.
 #include <sstream>
 #include <string>
 #include <vector>

@@ -125,8 +125,7 @@ TEST(MpiDdp, Bf16CompressionIsCloseToF32) {
   std::vector<float> b = test::flat_grads(compressed->parameters());
   double scale = 0;
   for (float v : a) scale = std::max(scale, static_cast<double>(std::abs(v)));
-  // bf16 keeps 8 significant bits: each staged value and each partial sum is off by <= 2^-9
-  // relative.
+  // bf16 keeps 8 significant bits: each staged value and each partial sum is off by <= 2^-9 relative.
   EXPECT_LT(test::max_abs_diff(a, b), scale * 1e-2);
   EXPECT_EQ(compressed->parameters()[0].grad().dtype(), DType::f32);
 }

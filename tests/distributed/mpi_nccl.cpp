@@ -1,9 +1,9 @@
-// ProcessGroupNCCL under mpiexec: every collective on CUDA tensors against exact expected values,
-// the ordering of collectives after compute-stream work, wait() as a stream wait (no host sync),
-// the blocking barrier, the agreement check, and the placement checks of create(). NCCL needs one
-// GPU per rank of a node; where any rank lacks one (or dtrain is built without CUDA) every rank
-// skips the tests that need it, so the ranks never disagree about which collectives run. The
-// placement errors run exactly there.
+// ProcessGroupNCCL under mpiexec: every collective on CUDA tensors against exact expected values, the
+// ordering of collectives after compute-stream work, wait() as a stream wait (no host sync), the
+// blocking barrier, the agreement check, and the placement checks of create(). NCCL needs one GPU per
+// rank of a node; where any rank lacks one (or dtrain is built without CUDA) every rank skips the
+// tests that need it, so the ranks never disagree about which collectives run. The placement errors
+// run exactly there.
 //
 // `mpi_nccl --expect-abort=disagreement|timeout` runs a job meant to be aborted by the NCCL group
 // (ranks that issue different collectives; a rank that never joins one) instead of the tests.

@@ -1,9 +1,9 @@
-// DistributedDataParallel over NCCL under mpiexec: training on the GPUs ends with the weights that
-// the same training over MPI on the CPU reaches (SGD, and AdamW with one bucket per parameter, so
-// many all-reduces are in flight), the replicas stay identical, and
-// finish_gradient_synchronization() queues its waits on the device instead of blocking the host.
-// NCCL needs a GPU of its own for each rank of a node; where any rank lacks one (or dtrain is built
-// without CUDA) every rank skips, and the skip message gives each short rank's reason.
+// DistributedDataParallel over NCCL under mpiexec: training on the GPUs ends with the weights that the
+// same training over MPI on the CPU reaches (SGD, and AdamW with one bucket per parameter, so many
+// all-reduces are in flight), the replicas stay identical, and finish_gradient_synchronization()
+// queues its waits on the device instead of blocking the host. NCCL needs a GPU of its own for each
+// rank of a node; where any rank lacks one (or dtrain is built without CUDA) every rank skips, and the
+// skip message gives each short rank's reason.
 #include <unistd.h>
 
 #include <string>

@@ -1,7 +1,7 @@
 // The main() of an MPI test program (tests/distributed/mpi_<name>.cpp), run by CTest under mpiexec.
 // Every rank runs every test. Rank 0 prints GoogleTest's usual report; other ranks print only their
-// failures, prefixed with the rank. The program's exit status is the same on every rank: failed if
-// any rank failed, so mpiexec and CTest see one verdict.
+// failures, prefixed with the rank. The program's exit status is the same on every rank: failed if any
+// rank failed, so mpiexec and CTest see one verdict.
 #pragma once
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -14,8 +14,7 @@
 namespace dtrain::test {
 
 // The group every test of the program shares. Its timeout is short so that a test where ranks
-// disagree (one failed an ASSERT and skipped a collective) aborts within a minute instead of
-// hanging.
+// disagree (one failed an ASSERT and skipped a collective) aborts within a minute instead of hanging.
 inline std::shared_ptr<dist::ProcessGroupMPI>& world_slot() {
   static std::shared_ptr<dist::ProcessGroupMPI> pg;
   return pg;

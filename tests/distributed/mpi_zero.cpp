@@ -1,6 +1,5 @@
-// ZeRO-1 as an optim::Optimizer, under mpiexec: the sharded optimizer steps, saves and loads
-// exactly as the unsharded optimizer of the same kind over the same groups does, and holds ~1/N of
-// its state.
+// ZeRO-1 as an optim::Optimizer, under mpiexec: the sharded optimizer steps, saves and loads exactly as
+// the unsharded optimizer of the same kind over the same groups does, and holds ~1/N of its state.
 #include <cstdio>
 
 #include "core/optim/optim.h"
@@ -19,12 +18,12 @@ using test::Mlp;
 constexpr int64_t kGlobalBatch = 24;  // divisible by every world size the tests run at (1..4)
 constexpr uint64_t kSeed = 7;
 
-// Builds an optimizer over parameter groups (the plain one over the parameters, ZeRO's inner one
-// over the pieces).
+// Builds an optimizer over parameter groups (the plain one over the parameters, ZeRO's inner one over
+// the pieces).
 using Make = std::function<std::unique_ptr<optim::Optimizer>(std::vector<std::vector<Tensor>>)>;
 
-// The groups the trainer makes: weights decayed, biases not. `unused` (no gradient, ever) sits in
-// the decayed group, so an optimizer that stepped it with a zero gradient would move it.
+// The groups the trainer makes: weights decayed, biases not. `unused` (no gradient, ever) sits in the
+// decayed group, so an optimizer that stepped it with a zero gradient would move it.
 std::vector<std::vector<Tensor>> decay_groups(const Mlp& m) {
   return {{m.fc1->weight, m.fc2->weight, m.unused->weight},
           {m.fc1->bias, m.fc2->bias, m.unused->bias}};
@@ -67,8 +66,8 @@ struct Training {
   std::unique_ptr<optim::Optimizer> opt;
 };
 
-// `model_seed` differs between ranks for DDP runs (DDP must broadcast rank 0's weights); runs
-// without DDP build the same weights everywhere.
+// `model_seed` differs between ranks for DDP runs (DDP must broadcast rank 0's weights); runs without
+// DDP build the same weights everywhere.
 Training start(const Make& make, bool zero, bool with_ddp, std::shared_ptr<dist::ProcessGroup> pg,
                uint64_t model_seed = kSeed) {
   Training r;
@@ -85,9 +84,8 @@ Training start(const Make& make, bool zero, bool with_ddp, std::shared_ptr<dist:
   return r;
 }
 
-// Steps [first, first + steps). With DDP each rank takes its rows of the global batch and DDP
-// averages the gradients; without, every rank takes the whole batch (identical gradients
-// everywhere).
+// Steps [first, first + steps). With DDP each rank takes its rows of the global batch and DDP averages
+// the gradients; without, every rank takes the whole batch (identical gradients everywhere).
 void train(Training& r, int first, int steps) {
   auto pg = test::world();
   for (int step = first; step < first + steps; ++step) {
@@ -106,8 +104,8 @@ void train(Training& r, int first, int steps) {
 
 std::vector<float> values(const Training& r) { return test::flat_values(r.model->parameters()); }
 
-// The largest |a - b| over two optimizer states, after checking they have the same tensor names in
-// the same order, the same shapes and dtypes, and equal JSON.
+// The largest |a - b| over two optimizer states, after checking they have the same tensor names in the
+// same order, the same shapes and dtypes, and equal JSON.
 double state_difference(const optim::OptimizerState& a, const optim::OptimizerState& b) {
   EXPECT_EQ(a.scalars, b.scalars) << a.scalars.dump() << "\nvs\n" << b.scalars.dump();
   EXPECT_EQ(a.tensors.size(), b.tensors.size());
@@ -227,8 +225,8 @@ TEST(MpiZero, FrozenParameterIsSkipped) {
   EXPECT_EQ(zero.opt->state_dict().scalars, plain.opt->state_dict().scalars);
 }
 
-// LrScheduler sees only optim::Optimizer's interface (num_groups, lr, set_lr): it drives the
-// shards' lrs, keeping the groups' ratio, as it drives a plain optimizer's.
+// LrScheduler sees only optim::Optimizer's interface (num_groups, lr, set_lr): it drives the shards'
+// lrs, keeping the groups' ratio, as it drives a plain optimizer's.
 TEST(MpiZero, LrSchedulerDrivesTheShards) {
   auto pg = test::world();
   Training plain = start(sgd_momentum, false, false, pg);
@@ -287,8 +285,8 @@ TEST(MpiZero, ResumesAcrossZeroPlainAndWorldSizes) {
     train(uninterrupted, 0, 2 * kHalf);
     const std::vector<float> expected = values(uninterrupted);
 
-    // Saved by `save` after kHalf steps, loaded into `resume` (fresh, with the saved weights),
-    // which takes the other kHalf.
+    // Saved by `save` after kHalf steps, loaded into `resume` (fresh, with the saved weights), which
+    // takes the other kHalf.
     auto resumed = [&](bool save_zero, std::shared_ptr<dist::ProcessGroup> save_pg,
                        bool resume_zero, std::shared_ptr<dist::ProcessGroup> resume_pg) {
       Training save = start(kind.make, save_zero, false, save_pg);

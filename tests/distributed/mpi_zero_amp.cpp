@@ -1,5 +1,5 @@
-// The dynamic loss scaler under mpiexec: its overflow agreement, and mixed precision end to end
-// with DDP and a plain or a ZeRO-1 optimizer (the training loop is the same for both).
+// The dynamic loss scaler under mpiexec: its overflow agreement, and mixed precision end to end with DDP
+// and a plain or a ZeRO-1 optimizer (the training loop is the same for both).
 #include "core/amp/autocast.h"
 #include "core/amp/loss_scaler.h"
 #include "core/optim/optim.h"
@@ -76,9 +76,9 @@ TEST(MpiLossScaler, InfOnOneRankMakesEveryRankSkipAndHalveWithZero1) {
 }
 
 // Mixed precision end to end: the MLP's GEMMs in f16 under autocast (the casts an op makes, written
-// out here), f32 master weights, a dynamic loss scaler, DDP. It must track the f32 run closely.
-// ZeRO-1 is only another optimizer here: DDP averages the gradients, the scaler unscales and checks
-// them whole, and the sharded step runs inside scaler.step like any optimizer's.
+// out here), f32 master weights, a dynamic loss scaler, DDP. It must track the f32 run closely. ZeRO-1
+// is only another optimizer here: DDP averages the gradients, the scaler unscales and checks them whole,
+// and the sharded step runs inside scaler.step like any optimizer's.
 std::vector<float> train_mixed(bool f16, bool zero) {
   auto pg = test::world();
   auto model = make_mlp(31 + static_cast<uint64_t>(pg->rank()));

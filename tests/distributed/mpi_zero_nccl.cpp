@@ -1,7 +1,6 @@
 // ZeRO-1 over NCCL under mpiexec: the sharded step (its all-gather) and the checkpoint gathering
-// (all_gather_strings and one all-gather per kind of state) on CUDA tensors. NCCL needs a GPU of
-// its own for each rank of a node; where any rank lacks one (or dtrain is built without CUDA) every
-// rank skips.
+// (all_gather_strings and one all-gather per kind of state) on CUDA tensors. NCCL needs a GPU of its own
+// for each rank of a node; where any rank lacks one (or dtrain is built without CUDA) every rank skips.
 #include <unistd.h>
 
 #include <string>

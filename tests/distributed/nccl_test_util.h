@@ -1,6 +1,5 @@
-// For the NCCL programs under mpiexec: whether every rank has a GPU of its own, and a skip that
-// says which ranks do not. NCCL needs one GPU per rank of a node; where any rank lacks one, every
-// rank skips.
+// For the NCCL programs under mpiexec: whether every rank has a GPU of its own, and a skip that says
+// which ranks do not. NCCL needs one GPU per rank of a node; where any rank lacks one, every rank skips.
 #pragma once
 #include <unistd.h>
 
@@ -12,8 +11,7 @@
 
 namespace dtrain::test {
 
-// Why this rank cannot run NCCL ("" when it can): no GPU, or fewer GPUs than ranks on its node.
-// Collective.
+// Why this rank cannot run NCCL ("" when it can): no GPU, or fewer GPUs than ranks on its node. Collective.
 inline std::string gpu_shortage() {
   char name[256] = {};
   gethostname(name, sizeof name - 1);
@@ -29,8 +27,7 @@ inline std::string gpu_shortage() {
   return "";
 }
 
-// Every short rank's reason, "rank r: ..." joined by "; " ("" when every rank has a GPU).
-// Collective.
+// Every short rank's reason, "rank r: ..." joined by "; " ("" when every rank has a GPU). Collective.
 inline std::string nccl_skip_reason() {
   const std::vector<std::string> reasons = dist::all_gather_strings(*world(), gpu_shortage());
   std::string all;

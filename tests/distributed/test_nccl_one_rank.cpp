@@ -1,8 +1,7 @@
-// ProcessGroupNCCL on a one-rank job (MPI singleton, no launcher): the NCCL checks a one-GPU
-// machine can run, where the mpiexec tests (2 to 4 ranks, one GPU each) skip. Collectives, wait()
-// as a stream wait, end times from the watchdog, and DDP with the optimizer queued behind the last
-// bucket (the benchmark tables over NCCL: tests/bench/test_collectives_nccl.cpp). Without a GPU
-// every test skips.
+// ProcessGroupNCCL on a one-rank job (MPI singleton, no launcher): the NCCL checks a one-GPU machine
+// can run, where the mpiexec tests (2 to 4 ranks, one GPU each) skip. Collectives, wait() as a stream
+// wait, end times from the watchdog, and DDP with the optimizer queued behind the last bucket (the
+// benchmark tables over NCCL: tests/bench/test_collectives_nccl.cpp). Without a GPU every test skips.
 #include <gtest/gtest.h>
 
 #include <chrono>

@@ -128,8 +128,8 @@ TEST(EvalShardSampler, EverySampleOnceOverAllRanks) {
   }
 }
 
-// A partial eval scores a subset spread over the whole split, the same at every world size, each
-// sample once: not the split's first samples (splits are often ordered by file or by letter).
+// A partial eval scores a subset spread over the whole split, the same at every world size, each sample
+// once: not the split's first samples (splits are often ordered by file or by letter).
 TEST(EvalShardSampler, PartialEvalIsASpreadSampleTheSameAtEveryWorldSize) {
   const int64_t n = 1000, sample = 100;
   const std::vector<int64_t> scored = EvalShardSampler::scored(n, sample);

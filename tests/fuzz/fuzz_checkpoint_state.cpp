@@ -1,7 +1,7 @@
-// Fuzz.CheckpointState: a checkpoint's state.json as `--resume` reads it: Checkpoint::json, then
-// the launch layer's field checks (parse_train_state). Byte mutations mostly test the JSON loading;
-// the other cases edit the JSON as JSON (odd values, missing and renamed keys) so the field checks
-// run. A few replace state.json by a symbolic link to itself.
+// Fuzz.CheckpointState: a checkpoint's state.json as `--resume` reads it: Checkpoint::json, then the
+// launch layer's field checks (parse_train_state). Byte mutations mostly test the JSON loading; the
+// other cases edit the JSON as JSON (odd values, missing and renamed keys) so the field checks run. A
+// few replace state.json by a symbolic link to itself.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>

@@ -1,7 +1,6 @@
-// Fuzz.Cifar10: the CIFAR-10 dataset on a --data-dir of mutated binary batches. Most cases read the
-// test split (one file); some read the train split, five files of which one is mutated. A few
-// replace the mutated file by a symbolic link to itself (a loop), which must be an error like a
-// missing file.
+// Fuzz.Cifar10: the CIFAR-10 dataset on a --data-dir of mutated binary batches. Most cases read the test
+// split (one file); some read the train split, five files of which one is mutated. A few replace the
+// mutated file by a symbolic link to itself (a loop), which must be an error like a missing file.
 #include <gtest/gtest.h>
 
 #include "core/data/cifar10.h"

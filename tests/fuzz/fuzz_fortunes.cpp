@@ -1,6 +1,6 @@
-// Fuzz.Fortunes: load_fortunes on a directory of one or two mutated fortune files (text, or gzip'd
-// text), sometimes with the things a real fortunes directory holds beside them (.dat indexes, .u8
-// links) or odd entries (a link loop, a dangling link, a subdirectory, an empty file).
+// Fuzz.Fortunes: load_fortunes on a directory of one or two mutated fortune files (text, or gzip'd text),
+// sometimes with the things a real fortunes directory holds beside them (.dat indexes, .u8 links) or
+// odd entries (a link loop, a dangling link, a subdirectory, an empty file).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -47,8 +47,8 @@ TEST(Fuzz, Fortunes) {
   Harness h("Fortunes", 0xf0e7a9e5ull);
   const std::vector<Seed> seeds = read_corpus("fortunes");
   ASSERT_FALSE(seeds.empty());
-  // Separators, overstrikes, line ends, a NUL (marks a binary file), the gzip magic, UTF-8
-  // fragments (a lone lead byte, a truncated sequence, a surrogate, a code point past U+10FFFF).
+  // Separators, overstrikes, line ends, a NUL (marks a binary file), the gzip magic, UTF-8 fragments
+  // (a lone lead byte, a truncated sequence, a surrogate, a code point past U+10FFFF).
   const MutationHints hints{{},
                             {"%", "\n%\n", "%\r\n", "\n", "\r", "\b", "_\b", "\b\b\b", "\t",
                              std::string(1, '\0'), "\x1f\x8b", "\x7f", "\xc3", "\xe2\x82",
@@ -67,8 +67,8 @@ TEST(Fuzz, Fortunes) {
     if (!is_seed && c.rng.chance(10)) odd_entry(c, dir);
     data::TextCorpusOptions options;
     options.dir = dir;
-    // A message may be about a file or about the directory as a whole ("holds no fortune files");
-    // the directory's path is part of every file's, so naming it is what is checked.
+    // A message may be about a file or about the directory as a whole ("holds no fortune files"); the
+    // directory's path is part of every file's, so naming it is what is checked.
     h.check(
         c, is_seed, {dir}, [&] { data::load_fortunes(options); }, input);
   });

@@ -1,7 +1,6 @@
-// Fuzz.FreeDict: load_freedict on a dictd database (.dict.dz or .dict, and the .index beside it)
-// with one of three parts mutated: the index text, the dictionary text (then compressed again, or
-// not), or the compressed dictionary bytes. A few replace one of the files by a symbolic link to
-// itself.
+// Fuzz.FreeDict: load_freedict on a dictd database (.dict.dz or .dict, and the .index beside it) with
+// one of three parts mutated: the index text, the dictionary text (then compressed again, or not), or
+// the compressed dictionary bytes. A few replace one of the files by a symbolic link to itself.
 #include <gtest/gtest.h>
 
 #include <algorithm>

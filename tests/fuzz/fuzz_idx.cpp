@@ -1,5 +1,5 @@
-// Fuzz.IdxRaw, Fuzz.IdxGzip and Fuzz.FashionMnist: read_idx on mutated plain and gzip'd IDX files,
-// and the Fashion-MNIST dataset on a directory of mutated image and label files.
+// Fuzz.IdxRaw, Fuzz.IdxGzip and Fuzz.FashionMnist: read_idx on mutated plain and gzip'd IDX files, and
+// the Fashion-MNIST dataset on a directory of mutated image and label files.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -80,8 +80,8 @@ TEST(Fuzz, IdxGzip) {
   });
 }
 
-// Directory layouts that are not about the bytes: a missing file, both the .gz and the plain file,
-// a directory or a link loop where a file should be. `images` and `labels` are valid files.
+// Directory layouts that are not about the bytes: a missing file, both the .gz and the plain file, a
+// directory or a link loop where a file should be. `images` and `labels` are valid files.
 void odd_layout(Case& c, const std::string& dir, const std::string& images,
                 const std::string& labels) {
   const fs::path d(dir);

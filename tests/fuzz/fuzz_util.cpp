@@ -61,8 +61,7 @@ std::string random_bytes(Rng& rng, size_t n) {
   return out;
 }
 
-// A value for a field: extreme, near the input's size (which length checks compare against), or
-// random.
+// A value for a field: extreme, near the input's size (which length checks compare against), or random.
 uint64_t field_value(Rng& rng, size_t input_size) {
   switch (rng.below(4)) {
     case 0:
@@ -312,8 +311,8 @@ std::string type_name(const std::type_info& t) {
 }
 
 // Where a message was thrown, to group failures by: its text up to the first quote or ", got" (what
-// follows is the input's bytes, which vary from case to case), with digit runs (paths, line
-// numbers) as '#'.
+// follows is the input's bytes, which vary from case to case), with digit runs (paths, line numbers)
+// as '#'.
 std::string message_shape(const std::string& message) {
   std::string out;
   for (size_t i = 0; i < message.size() && out.size() < 110; ++i) {

@@ -2,10 +2,9 @@
 // mutations, the seed corpus, a scratch directory, and the check applied to every case: only a
 // dtrain::Error may escape a parser, and its message is one line that names the file.
 //
-// Replaying: every case draws from its own generator, seeded from the harness seed and the case
-// index, so DTRAIN_FUZZ_CASE=<index> runs just that case (and prints its input) exactly as in the
-// full run. DTRAIN_FUZZ_STATS=1 prints how often each error message was seen, to show which checks
-// are reached.
+// Replaying: every case draws from its own generator, seeded from the harness seed and the case index,
+// so DTRAIN_FUZZ_CASE=<index> runs just that case (and prints its input) exactly as in the full run.
+// DTRAIN_FUZZ_STATS=1 prints how often each error message was seen, to show which checks are reached.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -68,8 +67,7 @@ std::string mutate(std::string data, Rng& rng, const std::string& partner,
 // `bytes` gzip'd in memory (one member, no file name), as gzip(1) would write them.
 std::string gzip(const std::string& bytes);
 
-// Replaces whatever is at `path` (a file, or a link a previous case left) by a file holding
-// `bytes`.
+// Replaces whatever is at `path` (a file, or a link a previous case left) by a file holding `bytes`.
 void write_file(const std::string& path, const std::string& bytes);
 
 // Replaces whatever is at `path` by a symbolic link to itself: opening or stat'ing it fails with
@@ -134,8 +132,8 @@ class Harness {
   std::filesystem::path dir_;
   size_t cases_ = 0, rejected_ = 0, accepted_ = 0, other_ = 0;  // other_: non-dtrain exceptions
   bool only_one_ = false;
-  // Failures by kind ("std::out_of_range", "message does not name the file", ...): how many, and
-  // the report of the first one.
+  // Failures by kind ("std::out_of_range", "message does not name the file", ...): how many, and the
+  // report of the first one.
   std::map<std::string, std::pair<size_t, std::string>> failures_;
   std::map<std::string, size_t> messages_;  // rejections by message shape, for DTRAIN_FUZZ_STATS
 };

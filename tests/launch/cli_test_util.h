@@ -1,6 +1,6 @@
-// Helpers for tests that run the dtrain program as a child process (tests/launch): running it
-// through the shell with stdout and stderr captured, a small Fashion-MNIST look-alike for
-// --data-dir, a tiny ViT's options, and checks on errors, metrics files and checkpoints.
+// Helpers for tests that run the dtrain program as a child process (tests/launch): running it through
+// the shell with stdout and stderr captured, a small Fashion-MNIST look-alike for --data-dir, a tiny
+// ViT's options, and checks on errors, metrics files and checkpoints.
 #pragma once
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -178,8 +178,8 @@ class CliTest : public ::testing::Test {
   fs::path data_dir() const { return dir_ / "data"; }
 
   // `dtrain eval` of the whole split of the run in `run_dir` gives the same eval line (holding
-  // `metric`) in batches of 16 and of 5, and on two ranks where there is an mpiexec: its metrics
-  // are sums over samples, not means of per-batch figures.
+  // `metric`) in batches of 16 and of 5, and on two ranks where there is an mpiexec: its metrics are
+  // sums over samples, not means of per-batch figures.
   void expect_eval_independent_of_batching(const fs::path& run_dir, const std::string& metric);
 
   fs::path dir_;
@@ -276,8 +276,7 @@ inline std::set<std::string> keys_of(const nlohmann::json& record) {
   return keys;
 }
 
-// Every tensor of two safetensors files: same names in the same order, same dtype and shape, same
-// bytes.
+// Every tensor of two safetensors files: same names in the same order, same dtype and shape, same bytes.
 inline void expect_bitwise_equal(const fs::path& a_path, const fs::path& b_path) {
   SafetensorsFile a = load_safetensors(a_path), b = load_safetensors(b_path);
   ASSERT_EQ(a.names(), b.names()) << a_path << " vs " << b_path;

@@ -1,5 +1,5 @@
-// The text classifier on --dataset fortune-files: a short run on topic files this test writes into
-// a temporary fortunes directory (each file's fortunes share a few words of their own among common
+// The text classifier on --dataset fortune-files: a short run on topic files this test writes into a
+// temporary fortunes directory (each file's fortunes share a few words of their own among common
 // ones, so the file is learnable from the words), its eval records (loss falls, accuracy well above
 // chance, the bag-of-words baseline beside them), predict on the trained checkpoint, and a missing
 // topic file as a one-line error. No timing is checked.
@@ -18,8 +18,7 @@ const std::vector<std::string> kCommonWords = {"the", "a",   "is",   "of",   "an
                                                "in",  "it",  "you",  "that", "was", "for",
                                                "on",  "are", "with", "as"};
 
-// The words that mark file `c`: four made-up ones, distinct per file ("kab", "kac", ... for file
-// 0).
+// The words that mark file `c`: four made-up ones, distinct per file ("kab", "kac", ... for file 0).
 std::vector<std::string> marker_words(size_t c) {
   std::vector<std::string> words;
   for (char k : std::string("bcde"))
@@ -95,9 +94,9 @@ TEST_F(Classifier, ShortRunLearnsBeatsChanceThenPredicts) {
     EXPECT_GE(e["accuracy"].get<double>(), 0.0) << e.dump();
     EXPECT_LE(e["accuracy"].get<double>(), 1.0) << e.dump();
   }
-  // Eight files: chance is 1/8, and an untrained model's loss is about ln 8 = 2.08. The markers
-  // decide the file outright, so 120 steps take the loss to under half the first eval's and
-  // accuracy far above chance; naive Bayes, which sees the same words, gets them too.
+  // Eight files: chance is 1/8, and an untrained model's loss is about ln 8 = 2.08. The markers decide
+  // the file outright, so 120 steps take the loss to under half the first eval's and accuracy far
+  // above chance; naive Bayes, which sees the same words, gets them too.
   const double first = evals.front()["loss"].get<double>(),
                last = evals.back()["loss"].get<double>();
   EXPECT_LT(last, 0.5 * first) << "first eval loss " << first << ", last " << last;
@@ -105,8 +104,8 @@ TEST_F(Classifier, ShortRunLearnsBeatsChanceThenPredicts) {
   EXPECT_GT(evals.back()["baseline_accuracy"].get<double>(), 0.6) << evals.back().dump();
   EXPECT_NE(r.out.find("baseline: bag-of-words naive Bayes accuracy "), std::string::npos) << r.out;
 
-  // predict reloads the files from the checkpoint's --data-dir: markers of "law" (file 3) and
-  // common words put law first, five files with their probabilities, likeliest first.
+  // predict reloads the files from the checkpoint's --data-dir: markers of "law" (file 3) and common
+  // words put law first, five files with their probabilities, likeliest first.
   const std::vector<std::string> law = marker_words(3);
   RunResult p = run({"predict", "--resume", run_dir.string(), "--text",
                      "the " + law[0] + " is " + law[2], "--threads", "1"});

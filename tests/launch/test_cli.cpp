@@ -1,10 +1,10 @@
-// The dtrain command seen from outside: it is run as a child process (the way a person or a job
-// script runs it), and its exit status, stderr, stdout, metrics file and checkpoints are checked.
+// The dtrain command seen from outside: it is run as a child process (the way a person or a job script
+// runs it), and its exit status, stderr, stdout, metrics file and checkpoints are checked.
 //
-// Image runs use a small Fashion-MNIST look-alike written into a temporary --data-dir, so they need
-// no package and take well under a second each; the Transformer and GPT runs read the Debian
-// packages dict-freedict-eng-deu and fortunes (scripts/bootstrap installs them) and skip, naming
-// the package, where they are missing.
+// Image runs use a small Fashion-MNIST look-alike written into a temporary --data-dir, so they need no
+// package and take well under a second each; the Transformer and GPT runs read the Debian packages
+// dict-freedict-eng-deu and fortunes (scripts/bootstrap installs them) and skip, naming the package,
+// where they are missing.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -21,9 +21,9 @@ namespace {
 
 class Cli : public CliTest {
  protected:
-  // A 3-step run of a tiny text model (dim 16, 2 heads, 1 block) on `dataset`; returns the run's
-  // output after checking that it succeeded, printed nothing to stderr and ended with a tokens/s
-  // summary line, which is left in `summary`.
+  // A 3-step run of a tiny text model (dim 16, 2 heads, 1 block) on `dataset`; returns the run's output
+  // after checking that it succeeded, printed nothing to stderr and ended with a tokens/s summary line,
+  // which is left in `summary`.
   std::string train_tiny_text(const std::string& model, const std::string& dataset,
                               const std::string& seq_len, const std::string& batch,
                               std::string& summary) {
@@ -67,8 +67,8 @@ TEST_F(Cli, BadValues) {
   expect_one_line_error(train({"--steps", "many"}), {"many"});
 }
 
-// Where no GPU can be used (no device, no driver, a build without CUDA), asking for one says why
-// and what to do, in one line, before any work; a GPU machine runs these instead of failing them.
+// Where no GPU can be used (no device, no driver, a build without CUDA), asking for one says why and
+// what to do, in one line, before any work; a GPU machine runs these instead of failing them.
 TEST_F(Cli, UnusableGpuIsOneLine) {
   if (dtrain::cuda_available()) GTEST_SKIP() << "a CUDA device is usable here";
   expect_one_line_error(train({"--device", "cuda", "--progress", "0"}),

@@ -1,6 +1,6 @@
-// Options in one place: every option has a Setting (so the rank agreement and the resume check
-// cannot miss one), the validation names the option and its range, the INI reader names file and
-// line, and state.json is checked field by field.
+// Options in one place: every option has a Setting (so the rank agreement and the resume check cannot
+// miss one), the validation names the option and its range, the INI reader names file and line, and
+// state.json is checked field by field.
 #include <gtest/gtest.h>
 
 #include <cmath>

@@ -1,11 +1,11 @@
-// Faults seen from outside: the real `dtrain train` under mpiexec (or alone), on the tiny
-// Fashion-MNIST look-alike of cli_test_util.h, is killed, stopped, given ranks that disagree, given
-// bad values, or pointed at a user's directory, and must fail cleanly: a non-zero exit in bounded
-// time, one line on stderr, a loadable checkpoint, no user file deleted, no stale temporaries.
+// Faults seen from outside: the real `dtrain train` under mpiexec (or alone), on the tiny Fashion-MNIST
+// look-alike of cli_test_util.h, is killed, stopped, given ranks that disagree, given bad values, or
+// pointed at a user's directory, and must fail cleanly: a non-zero exit in bounded time, one line on
+// stderr, a loadable checkpoint, no user file deleted, no stale temporaries.
 //
 // mpiexec is the one CMake found (MPIEXEC_EXECUTABLE in the build's CMakeCache.txt), else the first
-// mpiexec or mpirun on PATH; the tests that need it skip, saying so, where there is none. Every
-// child runs under a time limit, so a hang fails its test instead of stalling the suite.
+// mpiexec or mpirun on PATH; the tests that need it skip, saying so, where there is none. Every child
+// runs under a time limit, so a hang fails its test instead of stalling the suite.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/types.h>
@@ -46,9 +46,8 @@ std::string dtrain_command(const std::string& subcommand, const std::vector<std:
   return command;
 }
 
-// `base` with each of `options` set: an option already in `base` loses its old value, and every
-// given one goes last as a single `--name=value` token (so that values like -5 are not taken for
-// options).
+// `base` with each of `options` set: an option already in `base` loses its old value, and every given
+// one goes last as a single `--name=value` token (so that values like -5 are not taken for options).
 std::vector<std::string> with_options(std::vector<std::string> base, const Options& options) {
   for (const auto& [name, value] : options) {
     auto it = std::find(base.begin(), base.end(), name);
@@ -67,8 +66,8 @@ std::vector<std::string> lines_starting_with(const std::string& text, const std:
   return lines;
 }
 
-// `value` as a number of its own in `text` (not part of a longer number; trailing zeros allowed
-// after a decimal point, so 0.5 matches "0.50").
+// `value` as a number of its own in `text` (not part of a longer number; trailing zeros allowed after
+// a decimal point, so 0.5 matches "0.50").
 bool mentions_number(const std::string& text, const std::string& value) {
   std::string escaped;
   for (char c : value)
@@ -86,9 +85,9 @@ void expect_no_crash_output(const std::string& text) {
   }
 }
 
-// A failure as the user must see it: a non-zero exit (not a time-out, not a signal), exactly one
-// line on stderr from dtrain (lines that do not start with "dtrain", such as Open MPI's banners,
-// are not counted), and that line names everything in `mentions`. Returns the line.
+// A failure as the user must see it: a non-zero exit (not a time-out, not a signal), exactly one line
+// on stderr from dtrain (lines that do not start with "dtrain", such as Open MPI's banners, are not
+// counted), and that line names everything in `mentions`. Returns the line.
 std::string expect_one_dtrain_line(const RunResult& r, const std::vector<std::string>& mentions) {
   EXPECT_NE(r.exit_code, 0) << "the run succeeded; stdout:\n" << r.out << "stderr:\n" << r.err;
   EXPECT_NE(r.exit_code, 124) << "the run hung and was ended by `timeout`:\n" << r.err;
@@ -106,8 +105,7 @@ std::string expect_one_dtrain_line(const RunResult& r, const std::vector<std::st
 
 // ---- children in the background, to be killed or stopped while they run
 
-// Starts `command` under /bin/sh in a process group of its own, stdout and stderr to the given
-// files.
+// Starts `command` under /bin/sh in a process group of its own, stdout and stderr to the given files.
 pid_t start_background(const std::string& command, const fs::path& out, const fs::path& err) {
   const std::string out_path = out.string(), err_path = err.string();
   const pid_t pid = ::fork();
@@ -181,8 +179,7 @@ std::map<int, pid_t> ranks_below(pid_t root) {
   return ranks;
 }
 
-// Waits up to `seconds` for `pid` to end; its exit code (128 + signal when a signal ended it), or
-// none.
+// Waits up to `seconds` for `pid` to end; its exit code (128 + signal when a signal ended it), or none.
 std::optional<int> wait_for_exit(pid_t pid, double seconds) {
   const auto deadline = Clock::now() + std::chrono::duration<double>(seconds);
   for (;;) {
@@ -195,8 +192,8 @@ std::optional<int> wait_for_exit(pid_t pid, double seconds) {
   }
 }
 
-// A background job that is always ended and reaped, even when an assertion returns early: SIGKILL
-// to the whole tree (and to any rank seen earlier, which mpiexec's death may have orphaned).
+// A background job that is always ended and reaped, even when an assertion returns early: SIGKILL to
+// the whole tree (and to any rank seen earlier, which mpiexec's death may have orphaned).
 class BackgroundJob {
  public:
   BackgroundJob(const std::string& command, const fs::path& out, const fs::path& err)
@@ -342,8 +339,7 @@ class Faults : public CliTest {
     return with_options(base, options);
   }
 
-  // `dtrain <subcommand> args` alone, or under mpiexec with `np` ranks, ended after `limit`
-  // seconds.
+  // `dtrain <subcommand> args` alone, or under mpiexec with `np` ranks, ended after `limit` seconds.
   RunResult run_dtrain(const std::string& subcommand, const std::vector<std::string>& args,
                        int np = 0, int limit = 30) {
     const std::string launcher = np > 0 ? mpi_prefix(np) : "";
@@ -352,8 +348,8 @@ class Faults : public CliTest {
                      dir_);
   }
 
-  // A short curve whose losses runs at different world sizes can compare: 12 samples a step, a
-  // constant learning rate, every step logged; plus `extra`.
+  // A short curve whose losses runs at different world sizes can compare: 12 samples a step, a constant
+  // learning rate, every step logged; plus `extra`.
   std::vector<std::string> curve_args(const Options& extra) {
     Options all = {{"--batch-size", "12"},
                    {"--seed", "5"},
@@ -381,8 +377,7 @@ class Faults : public CliTest {
   }
 
   // Two ranks started as two application contexts of one job, the second with `option` changed:
-  // the job must stop within seconds, with one line that names the option, both values and both
-  // ranks.
+  // the job must stop within seconds, with one line that names the option, both values and both ranks.
   void expect_ranks_disagree(const std::string& option, const std::string& value0,
                              const std::string& value1) {
     const Options base = {{"--steps", "6"},
@@ -421,14 +416,13 @@ class Faults : public CliTest {
                 value1.c_str(), r.exit_code, seconds, line.c_str());
   }
 
-  // 2k steps straight, or k steps and k more resumed from the checkpoint, on `np` ranks with
-  // dropout: the same final model file, byte for byte, and the same loss at every step.
+  // 2k steps straight, or k steps and k more resumed from the checkpoint, on `np` ranks with dropout:
+  // the same final model file, byte for byte, and the same loss at every step.
   void expect_bitwise_resume(int np) {
     constexpr int k = 7;  // 14 steps cross an epoch boundary at np 2 (12 per epoch) and np 3 (8)
     const fs::path straight = dir_ / "straight", first = dir_ / "first", resumed = dir_ / "resumed";
-    // A constant schedule after a warmup that spans the resume point: the learning rate then does
-    // not depend on the run's length (a cosine decay over k steps would), yet the scheduler's state
-    // matters.
+    // A constant schedule after a warmup that spans the resume point: the learning rate then does not
+    // depend on the run's length (a cosine decay over k steps would), yet the scheduler's state matters.
     const Options common = {{"--batch-size", std::to_string(8 * np)},
                             {"--seed", "5"},
                             {"--dropout", "0.1"},
@@ -508,9 +502,9 @@ TEST_F(Faults, KillDuringCheckpointWrites) {
   ensure_data();
   const bool have_mpi = !mpiexec().empty();
   struct Trial {
-    int np;             // 0: dtrain alone; else mpiexec -np
-    bool on_temporary;  // the delay counts from the moment a <ckpt>.tmp-* appears, else from the
-                        // first commit
+    int np;  // 0: dtrain alone; else mpiexec -np
+    bool
+        on_temporary;  // the delay counts from the moment a <ckpt>.tmp-* appears, else from the first commit
     int delay_us;
   };
   const std::vector<Trial> trials = {{0, true, 0},    {2, true, 0},      {0, true, 500},
@@ -609,8 +603,7 @@ TEST_F(Faults, KillDuringCheckpointWrites) {
       << "no kill landed inside a checkpoint write: the trials tested little";
 }
 
-// ---- 1b. preemption: SIGTERM (Slurm, a scheduler) and SIGINT (Ctrl-C) end the run with a
-// checkpoint
+// ---- 1b. preemption: SIGTERM (Slurm, a scheduler) and SIGINT (Ctrl-C) end the run with a checkpoint
 
 // The losses a metrics file logged, by step.
 static std::map<int64_t, double> logged_losses(const fs::path& metrics) {
@@ -621,10 +614,9 @@ static std::map<int64_t, double> logged_losses(const fs::path& metrics) {
   return out;
 }
 
-// Starts a long run (np 0: dtrain alone), waits for three logged steps, sends `signal` to
-// `victim_rank`, and checks what a preempted job must do: stop at the end of a step on every rank,
-// checkpoint that step, exit with 128 + signal, and resume from it with the same command plus
-// --resume auto.
+// Starts a long run (np 0: dtrain alone), waits for three logged steps, sends `signal` to `victim_rank`,
+// and checks what a preempted job must do: stop at the end of a step on every rank, checkpoint that
+// step, exit with 128 + signal, and resume from it with the same command plus --resume auto.
 static void expect_stop_with_checkpoint(
     Faults& f, const fs::path& dir, int np, int signal, int victim_rank,
     const std::function<std::vector<std::string>(const Options&)>& vit_args) {

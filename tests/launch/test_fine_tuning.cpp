@@ -1,7 +1,7 @@
-// Fine-tuning (launch/optimizer_factory.h, load_initial_weights in launch/checkpoints.h): which
-// layer each parameter belongs to, freezing all but the last blocks, layer-wise learning rates, and
-// a run that starts from another run's weights (--init-from) with frozen blocks whose weights stay
-// exactly the checkpoint's while the head trains.
+// Fine-tuning (launch/optimizer_factory.h, load_initial_weights in launch/checkpoints.h): which layer
+// each parameter belongs to, freezing all but the last blocks, layer-wise learning rates, and a run
+// that starts from another run's weights (--init-from) with frozen blocks whose weights stay exactly
+// the checkpoint's while the head trains.
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -49,8 +49,7 @@ TEST(FineTuning, ParameterLayersCountBlocksFromOneWithEmbeddingsAtZeroAndTheHead
   EXPECT_EQ(layer_of(vit, "norm.weight"), 3);
   EXPECT_EQ(layer_of(vit, "head.weight"), 3);
 
-  // The Transformer's two stacks number their layers alike; its encoder's final norm follows
-  // blocks.
+  // The Transformer's two stacks number their layers alike; its encoder's final norm follows blocks.
   models::Transformer transformer(models::TransformerConfig::preset("tiny", 20, 20, 16, 0));
   const int64_t depth = parameter_layers(transformer).depth;
   EXPECT_EQ(depth, transformer.config().encoder_layers);
@@ -98,8 +97,7 @@ TEST(FineTuning, LayerWiseLearningRatesDecayFromTheHead) {
     EXPECT_DOUBLE_EQ(groups[g].lr_scale, scales[g / 2]) << "group " << g;
     EXPECT_EQ(groups[g].decay, g % 2 == 0) << "group " << g;
   }
-  // head.weight (a matrix, decayed) is in the head's first group; blocks.0's LayerNorm in block 0's
-  // second.
+  // head.weight (a matrix, decayed) is in the head's first group; blocks.0's LayerNorm in block 0's second.
   auto holds = [](const GroupSpec& g, const Tensor& t) {
     for (const Tensor& p : g.params) {
       if (p.same(t)) return true;

@@ -38,8 +38,8 @@ TEST_F(Fusion, ShortRunLearnsTheRadicalThenPredicts) {
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
   const std::vector<nlohmann::json> evals = eval_records(metrics);
   ASSERT_GE(evals.size(), 2u) << read_text(metrics);
-  // Eight radicals, each marked in the glyph and named by the definition's first word: 60 steps
-  // take the loss to well under half the first eval's and the accuracy far above chance (1/8).
+  // Eight radicals, each marked in the glyph and named by the definition's first word: 60 steps take
+  // the loss to well under half the first eval's and the accuracy far above chance (1/8).
   const double first = evals.front()["loss"].get<double>(),
                last = evals.back()["loss"].get<double>();
   EXPECT_LT(last, 0.5 * first) << "first eval loss " << first << ", last " << last;

@@ -149,13 +149,11 @@ TEST_F(GettextTranslation, ShortRunLearnsAndReportsBleuAndChrfThenPredicts) {
   EXPECT_NE(r.out.find("sample: "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(" -> "), std::string::npos) << r.out;
 
-  // predict reloads the corpus from the checkpoint's --data-dir and translates with greedy
-  // decoding.
+  // predict reloads the corpus from the checkpoint's --data-dir and translates with greedy decoding.
   RunResult p =
       run({"predict", "--resume", run_dir.string(), "--text", "kalo mipe", "--threads", "1"});
   ASSERT_EQ(p.exit_code, 0) << p.err << p.out;
-  // The mapping is simple enough that the model gets it exactly (its last eval's exact match is 1
-  // here).
+  // The mapping is simple enough that the model gets it exactly (its last eval's exact match is 1 here).
   EXPECT_EQ(p.out, "卡罗米佩\n") << p.err;
 }
 

@@ -65,8 +65,8 @@ TEST_F(HostSyncs, VitStepsReadNothingBackUnlessF16) {
 }
 
 TEST_F(HostSyncs, TextModelStepsReadNothingBack) {
-  // The Transformer's padding masks and the cross entropy's count of non-padding targets stay on
-  // the device; GPT's targets are checked on the host before the copy.
+  // The Transformer's padding masks and the cross entropy's count of non-padding targets stay on the
+  // device; GPT's targets are checked on the host before the copy.
   const std::vector<std::string> tiny = {
       "--model-size",   "tiny", "--dim",     "16", "--heads",      "2",
       "--mlp-dim",      "32",   "--depth",   "1",  "--batch-size", "4",

@@ -1,8 +1,8 @@
-// `dtrain predict` seen from outside: a tiny model is trained for a few steps with a checkpoint,
-// the dtrain program is run on an input, and its output is checked against the same model driven
-// through the library here (the eval batch through the ViT, Gpt::generate,
-// Transformer::greedy_decode). The GPT and Transformer tests read the Debian packages fortunes and
-// dict-freedict-eng-deu and skip, naming the package, where they are missing.
+// `dtrain predict` seen from outside: a tiny model is trained for a few steps with a checkpoint, the
+// dtrain program is run on an input, and its output is checked against the same model driven through
+// the library here (the eval batch through the ViT, Gpt::generate, Transformer::greedy_decode).
+// The GPT and Transformer tests read the Debian packages fortunes and dict-freedict-eng-deu and skip,
+// naming the package, where they are missing.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -141,8 +141,7 @@ class Predict : public CliTest {
 }  // namespace
 
 // The five lines are the model's five likeliest classes with their softmax probabilities, computed
-// here from the eval split's copy of the image; a PNG or PGM of the same pixels gives the same
-// lines.
+// here from the eval split's copy of the image; a PNG or PGM of the same pixels gives the same lines.
 TEST_F(Predict, VitTopFiveIsTheModelsSoftmax) {
   train_vit();
   const int64_t index = 5;
@@ -230,8 +229,7 @@ TEST_F(Predict, VitInputsThatDoNotFit) {
   expect_predict_error(predict({"--image", images, "--index", "1", "--temperature", "0"}),
                        {"--temperature is for gpt"});
   expect_predict_error(predict({"--index", "1"}), {"--index", "give --image FILE"});
-  // An option on the command line overrides the checkpoint's: here one that no longer fits its
-  // weights.
+  // An option on the command line overrides the checkpoint's: here one that no longer fits its weights.
   expect_predict_error(predict({"--dim", "32", "--image", images, "--index", "1"}),
                        {checkpoint_.string(), "does not fit"});
   expect_predict_error(predict({"--image", images, "--index", "1", "--lr", "0.1"}), {"--lr"});
@@ -239,8 +237,8 @@ TEST_F(Predict, VitInputsThatDoNotFit) {
   expect_predict_error(no_checkpoint, {"--resume"});
 }
 
-// Greedy decoding (temperature 0), and top-k 1 at any temperature, is Gpt::generate's arg max; a
-// seeded sample is Gpt::generate's sample with that seed, the same on every run.
+// Greedy decoding (temperature 0), and top-k 1 at any temperature, is Gpt::generate's arg max; a seeded
+// sample is Gpt::generate's sample with that seed, the same on every run.
 TEST_F(Predict, GptContinuationIsGenerate) {
   if (!fs::exists(data::kFortunesDir))
     GTEST_SKIP() << "fortunes is not installed (scripts/bootstrap installs it)";

@@ -1,6 +1,6 @@
-// `dtrain train --profile-steps A:B`: each rank writes <profile-dir>/trace-rank<r>.json, a Chrome
-// trace of optimizer steps A..B with the model's modules in forward and backward, the optimizer,
-// the data waits, and (under mpiexec) DDP's all-reduces on a track of their own.
+// `dtrain train --profile-steps A:B`: each rank writes <profile-dir>/trace-rank<r>.json, a Chrome trace of
+// optimizer steps A..B with the model's modules in forward and backward, the optimizer, the data waits,
+// and (under mpiexec) DDP's all-reduces on a track of their own.
 #include <map>
 #include <string>
 #include <vector>

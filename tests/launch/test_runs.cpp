@@ -1,7 +1,6 @@
-// Runs a user manages: the run directory (step-N checkpoints, the newest K kept, best/), --resume
-// auto, the refusal to train over an existing run, eval from a checkpoint alone, what a checkpoint
-// records, intervals in epochs, elapsed time across sessions, --version and --help, and a
-// torchrun-style start.
+// Runs a user manages: the run directory (step-N checkpoints, the newest K kept, best/), --resume auto,
+// the refusal to train over an existing run, eval from a checkpoint alone, what a checkpoint records,
+// intervals in epochs, elapsed time across sessions, --version and --help, and a torchrun-style start.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -37,8 +36,8 @@ class Runs : public CliTest {
   }
 };
 
-// The same command line starts a run, continues it after an interruption, and, once it is done,
-// says so; the data, optimizer and schedule continue where the checkpoint left them.
+// The same command line starts a run, continues it after an interruption, and, once it is done, says
+// so; the data, optimizer and schedule continue where the checkpoint left them.
 TEST_F(Runs, ResumeAutoStartsContinuesAndFinishes) {
   const fs::path rundir = dir_ / "rundir", metrics = dir_ / "m.jsonl";
   auto command = [&](const std::string& steps) {
@@ -267,8 +266,7 @@ TEST_F(Runs, HelpIsGroupedAndEvalListsItsOwn) {
   EXPECT_NE(top.out.find("--version"), std::string::npos) << top.out;
 }
 
-// Started as torchrun starts workers, each process would train alone: one line saying how to
-// launch.
+// Started as torchrun starts workers, each process would train alone: one line saying how to launch.
 TEST_F(Runs, TorchrunStyleStartIsRefused) {
   ensure_data();
   std::vector<std::string> args = {"train", "--steps", "1", "--data-dir", data_dir().string()};
@@ -278,8 +276,8 @@ TEST_F(Runs, TorchrunStyleStartIsRefused) {
 }
 
 // On a terminal, alone: one live line redrawn in place, with a rate from the first step. Under a
-// launcher (Open MPI gives every rank a terminal): plain lines from rank 0 only, so `| tee log`
-// keeps a readable log. `script` runs the command on a pseudo-terminal.
+// launcher (Open MPI gives every rank a terminal): plain lines from rank 0 only, so `| tee log` keeps
+// a readable log. `script` runs the command on a pseudo-terminal.
 TEST_F(Runs, LiveLineAloneAndPlainLinesUnderALauncher) {
   ensure_data();
   std::string tiny;

@@ -115,8 +115,7 @@ TEST(GradCheck, FusionClassifierWholeModel) {
     ASSERT_TRUE(p.grad().defined()) << name << " got no gradient";
     const std::vector<double> analytic = p.grad().to_vector<double>();
     if (name == "token_embed.weight") {
-      // The pad row (id 0) gets no gradient by design: check that, and the other rows below as
-      // usual.
+      // The pad row (id 0) gets no gradient by design: check that, and the other rows below as usual.
       for (int64_t i = 0; i < model.config().dim; ++i)
         EXPECT_EQ(analytic[static_cast<size_t>(i)], 0.0) << name;
     }

@@ -1,6 +1,5 @@
 // The models against PyTorch, and in use.
-//   ModelReference.*: loss and every parameter gradient of a small ViT (patch and dwsep stems),
-//   Transformer and GPT equal
+//   ModelReference.*: loss and every parameter gradient of a small ViT (patch and dwsep stems), Transformer and GPT equal
 //     PyTorch's for the same weights and batch (fixtures from tests/reference/generate_models.py).
 //   ModelTraining.*: 30 AdamW steps on a tiny synthetic task lower each model's loss.
 //   TransformerDecoding.*, GptGeneration.*: greedy decoding and sampling, checked against the
@@ -76,9 +75,9 @@ void expect_matches_torch(const nn::Module& model, const Tensor& loss, const Saf
   EXPECT_EQ(checked, with_prefix(f, "grad.").size()) << what << ": a torch gradient went unchecked";
 }
 
-// Torch computed in f64 from the fixture's f32 weights, so dtrain in f64 agrees to rounding
-// (measured: under 1e-15), and in f32, the precision training uses, to f32 rounding through the
-// layers (measured: under 3e-7). The error is |ours - torch| / (1 + |torch|) per element.
+// Torch computed in f64 from the fixture's f32 weights, so dtrain in f64 agrees to rounding (measured:
+// under 1e-15), and in f32, the precision training uses, to f32 rounding through the layers (measured:
+// under 3e-7). The error is |ours - torch| / (1 + |torch|) per element.
 constexpr double kTolF64 = 1e-12;
 constexpr double kTolF32 = 5e-6;
 
@@ -321,8 +320,7 @@ TEST(ModelTraining, Transformer30Steps) {
   expect_loss_falls(losses, 0.8);
 }
 
-// Counting: each sequence steps by +1 (mod vocab) from a random start, so one token predicts the
-// next.
+// Counting: each sequence steps by +1 (mod vocab) from a random start, so one token predicts the next.
 TEST(ModelTraining, Gpt30Steps) {
   manual_seed(3);
   GptConfig c{.vocab_size = 13, .max_len = 16, .dim = 32, .depth = 2, .heads = 2, .mlp_dim = 64};
@@ -345,8 +343,7 @@ TEST(ModelTraining, Gpt30Steps) {
   expect_loss_falls(losses, 0.5);
 }
 
-// ---- Transformer: greedy decoding and torch names
-// ------------------------------------------------
+// ---- Transformer: greedy decoding and torch names ------------------------------------------------
 
 TransformerConfig small_transformer(double dropout = 0.0) {
   return {.src_vocab = kVocab,
@@ -384,8 +381,8 @@ TEST(TransformerDecoding, EachTokenIsTheArgMaxOfTheForwardPass) {
   for (size_t b = 0; b < kSources.size(); ++b) {
     const auto& out = decoded[b];
     ASSERT_LE(static_cast<int64_t>(out.size()), max_len);
-    // Teacher-force bos + out through forward(); its arg max must reproduce out, then eos unless
-    // the length limit stopped the row.
+    // Teacher-force bos + out through forward(); its arg max must reproduce out, then eos unless the
+    // length limit stopped the row.
     std::vector<int64_t> tgt_in = {kBos};
     tgt_in.insert(tgt_in.end(), out.begin(), out.end());
     if (static_cast<int64_t>(out.size()) == max_len) tgt_in.pop_back();
@@ -506,8 +503,7 @@ TEST(TransformerTorchState, RoundTrip) {
   EXPECT_THROW(b.from_torch_state(missing), Error);
 }
 
-// ---- GPT: sampling
-// --------------------------------------------------------------------------------
+// ---- GPT: sampling --------------------------------------------------------------------------------
 
 GptConfig small_gpt() {
   return {.vocab_size = 13, .max_len = 10, .dim = 16, .depth = 2, .heads = 2, .mlp_dim = 32};
@@ -574,8 +570,7 @@ TEST(GptGeneration, LogitsAreCausal) {
   NoGradGuard no_grad;
   Tensor a = Tensor::from_vector(std::vector<int64_t>{1, 2, 3, 4, 5, 6}, {1, 6}, DType::i64);
   Tensor b = Tensor::from_vector(std::vector<int64_t>{1, 2, 3, 4, 9, 0}, {1, 6}, DType::i64);
-  // Changing tokens 4 and 5 leaves the logits at positions 0..3 unchanged, and changes position
-  // 4's.
+  // Changing tokens 4 and 5 leaves the logits at positions 0..3 unchanged, and changes position 4's.
   expect_close(model.forward(b).narrow(1, 0, 4), model.forward(a).narrow(1, 0, 4), 1e-6,
                "prefix logits");
   std::vector<double> la = model.forward(a).select(1, 4).to_vector<double>();

@@ -156,9 +156,9 @@ Run transformer() {
           }};
 }
 
-// f32: the GPU sums in another order (cuBLAS, tree reductions), so losses agree to f32 rounding
-// grown through 8 steps; bf16: both round every GEMM and attention output to 8 bits of mantissa, at
-// places that may differ by one rounding.
+// f32: the GPU sums in another order (cuBLAS, tree reductions), so losses agree to f32 rounding grown
+// through 8 steps; bf16: both round every GEMM and attention output to 8 bits of mantissa, at places
+// that may differ by one rounding.
 constexpr double kTolF32 = 1e-4, kTolBf16 = 3e-2;
 
 TEST(GPU, VitMatchesTheCpu) {

@@ -1,7 +1,7 @@
 // Transformer::beam_search against the model's own teacher-forced log-probabilities:
 //   beam 1 is greedy_decode; with a beam as wide as every candidate of a tiny model it finds the
-//   exhaustive best under the length penalty; a wider beam never scores below greedy here; and a
-//   row's result does not depend on the rows beside it.
+//   exhaustive best under the length penalty; a wider beam never scores below greedy here; and a row's
+//   result does not depend on the rows beside it.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -97,10 +97,10 @@ TEST(TransformerBeam, WidthOneIsGreedyDecoding) {
 }
 
 // Every decode of `source` a search can return with `vocab` tokens and `max_len`: the sequences of
-// 0 .. max_len - 1 tokens ended by eos, and those of max_len tokens (cut), each with its
-// teacher-forced log-probability (tokens, and eos unless cut) and its length for the penalty. All
-// are scored in one batched forward pass, right-padded: the decoder is causal, so padding after a
-// prefix changes nothing before it.
+// 0 .. max_len - 1 tokens ended by eos, and those of max_len tokens (cut), each with its teacher-forced
+// log-probability (tokens, and eos unless cut) and its length for the penalty. All are scored in one
+// batched forward pass, right-padded: the decoder is causal, so padding after a prefix changes
+// nothing before it.
 struct Decode {
   std::vector<int64_t> tokens;
   double log_prob = 0;
@@ -143,8 +143,7 @@ std::vector<Decode> every_decode(const Transformer& model, const std::vector<int
     for (size_t t = 0; t < out.size(); ++t)
       d.log_prob += log_probs[(i * width + t) * v + static_cast<size_t>(out[t])];
     d.length = static_cast<int64_t>(out.size());
-    // The batched scores are the one-at-a-time ones (checked on every 8th decode; alpha 0: no
-    // penalty).
+    // The batched scores are the one-at-a-time ones (checked on every 8th decode; alpha 0: no penalty).
     if (i % 8 == 0) {
       EXPECT_NEAR(d.log_prob, score(model, source, d.tokens, max_len, 0.0), 1e-9);
     }
@@ -154,8 +153,7 @@ std::vector<Decode> every_decode(const Transformer& model, const std::vector<int
 
 // A beam as wide as the most candidates any step before the last has keeps them all, and the last
 // step's candidates are all of one length, so its best kept is the best: the search must find the
-// exhaustive arg max of every_decode under the penalty. Returns how often greedy decoding missed
-// it.
+// exhaustive arg max of every_decode under the penalty. Returns how often greedy decoding missed it.
 int expect_exhaustive_best(int64_t vocab, int64_t max_len, int64_t beam) {
   int greedy_missed = 0;
   for (uint64_t seed : {31, 32, 33, 34}) {
@@ -191,8 +189,7 @@ int expect_exhaustive_best(int64_t vocab, int64_t max_len, int64_t beam) {
           const std::string what = "seed " + std::to_string(seed) + ", logit scale " +
                                    std::to_string(logit_scale) + ", alpha " + std::to_string(alpha);
           EXPECT_NEAR(scored(found, alpha), best_score, 1e-9) << what;
-          // The arg max itself, where the runner-up is clearly behind (log-softmax runs in f64
-          // here).
+          // The arg max itself, where the runner-up is clearly behind (log-softmax runs in f64 here).
           if (best_score - second > 1e-9) {
             EXPECT_EQ(found, best) << what;
           }
@@ -215,8 +212,8 @@ TEST(TransformerBeam, AWideBeamFindsTheExhaustiveBestOfFourTokensToLength4) {
   EXPECT_GT(expect_exhaustive_best(4, 4, 36), 0);
 }
 
-// Equal log-probabilities go to the lower token id: with the generator's weight zeroed its logits
-// are its bias on every row, exactly, and tokens 3 and 4 tie for the most probable.
+// Equal log-probabilities go to the lower token id: with the generator's weight zeroed its logits are
+// its bias on every row, exactly, and tokens 3 and 4 tie for the most probable.
 TEST(TransformerBeam, TiesGoToTheLowerTokenId) {
   const auto model_ptr = make_model(71, 11);
   Transformer& model = *model_ptr;
@@ -234,8 +231,8 @@ TEST(TransformerBeam, TiesGoToTheLowerTokenId) {
   }
 }
 
-// Beam search can in principle lose the greedy path and end below it; on these models it never
-// does, and a scoring or bookkeeping error would show as a wider beam scoring lower.
+// Beam search can in principle lose the greedy path and end below it; on these models it never does,
+// and a scoring or bookkeeping error would show as a wider beam scoring lower.
 TEST(TransformerBeam, AWiderBeamScoresAtLeastAsHighAsGreedy) {
   constexpr int64_t kMaxLen = 8;
   int better = 0;

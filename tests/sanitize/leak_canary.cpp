@@ -1,9 +1,9 @@
 // Built only by `make test-sanitize` (DTRAIN_SANITIZE=ON). An MPI job that does what a training run
-// does with MPI (init through ProcessGroupMPI, a collective, finalize) and then leaks one block of
-// its own on every rank. The test Sanitize.leak_of_ours_is_reported_under_mpiexec expects each
-// rank's LeakSanitizer report to name exactly that block and nothing else, which proves three
-// things at once: the sanitizer options reach ranks started by mpiexec, tests/sanitize/lsan.supp
-// covers all of Open MPI's own leaks, and it does not hide ours.
+// does with MPI (init through ProcessGroupMPI, a collective, finalize) and then leaks one block of its
+// own on every rank. The test Sanitize.leak_of_ours_is_reported_under_mpiexec expects each rank's
+// LeakSanitizer report to name exactly that block and nothing else, which proves three things at once:
+// the sanitizer options reach ranks started by mpiexec, tests/sanitize/lsan.supp covers all of Open
+// MPI's own leaks, and it does not hide ours.
 #include <cstdio>
 
 #include "core/tensor/tensor.h"

@@ -2,14 +2,12 @@
 // within it, query rows are taken in blocks of kBlock:
 //   S = scale Q K^T + mask (-inf above the diagonal when causal),  P = softmax over each row of S,
 //   O = P V,  stats_i = m_i + log l_i  (m_i the row max, l_i = sum_j exp(S_ij - m_i)).
-// The backward pass recomputes P = exp(S - stats) and, with D_i = sum_d dO_id O_id (= sum_j P_ij
-// dP_ij),
+// The backward pass recomputes P = exp(S - stats) and, with D_i = sum_d dO_id O_id (= sum_j P_ij dP_ij),
 //   dV += P^T dO,  dP = dO V^T,  dS = P (dP - D),  dQ = scale dS K,  dK += scale dS^T Q.
-// One block of scores (kBlock x Tk) is all the scratch there is: no [B, H, Tq, Tk] tensor is made,
-// and q, k, v, out and the gradients are read and written through their strides (last dim
-// unit-stride), so heads sliced out of a fused qkv projection, and an output laid out as [B, Tq, H,
-// D], need no copies. A causal block stops at its last row's diagonal: keys past it are never
-// multiplied.
+// One block of scores (kBlock x Tk) is all the scratch there is: no [B, H, Tq, Tk] tensor is made, and
+// q, k, v, out and the gradients are read and written through their strides (last dim unit-stride),
+// so heads sliced out of a fused qkv projection, and an output laid out as [B, Tq, H, D], need no copies.
+// A causal block stops at its last row's diagonal: keys past it are never multiplied.
 #include <cblas.h>
 
 #include <algorithm>

@@ -17,8 +17,7 @@ constexpr size_t kAlignment = 64;  // a cache line, and enough for any SIMD load
 
 // Training allocates and frees the same activation sizes every step. glibc serves large blocks with
 // fresh mmap()s by default, so each step would pay page faults and page clearing for every
-// activation; keeping freed memory in the heap turns those into reuse, a caching allocator for
-// free.
+// activation; keeping freed memory in the heap turns those into reuse, a caching allocator for free.
 const bool g_heap_tuned = [] {
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);

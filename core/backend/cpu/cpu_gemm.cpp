@@ -171,8 +171,8 @@ void CpuBackend::gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const
       blas_int(g.m, "m");
       const CBLAS_TRANSPOSE ta = trans_flag(g.trans_a), tb = trans_flag(g.trans_b);
       // One thread pool: OpenBLAS runs single-threaded inside OpenMP's threads, each taking whole
-      // matrices of the batch or a block of C's rows (rows of op(A)). Two pools (OpenMP for our
-      // loops, OpenBLAS's pthreads for GEMM) spin against each other on a few cores.
+      // matrices of the batch or a block of C's rows (rows of op(A)). Two pools (OpenMP for our loops,
+      // OpenBLAS's pthreads for GEMM) spin against each other on a few cores.
       const int threads = omp_get_max_threads();
       const double flops = 2.0 * static_cast<double>(g.m) * g.n * g.k * g.batch;
       const int64_t row_blocks = (threads > 1 && g.batch < threads && flops > 2e5)
@@ -185,8 +185,7 @@ void CpuBackend::gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const
         const int64_t i = item / row_blocks, r0 = (item % row_blocks) * rows_per_block;
         const int64_t rows = std::min(rows_per_block, g.m - r0);
         if (rows <= 0) continue;
-        // Row r of op(A) starts at A + r*lda when A is stored as is, at A + r when it is
-        // transposed.
+        // Row r of op(A) starts at A + r*lda when A is stored as is, at A + r when it is transposed.
         const T* a_rows = pa + i * g.stride_a + (g.trans_a ? r0 : r0 * g.lda);
         T* c_rows = pc + i * g.stride_c + r0 * g.ldc;
         const blasint m = static_cast<blasint>(rows);

@@ -10,8 +10,8 @@
 #include <cmath>
 #include <cstdint>
 
-// Builds a hot loop three times, for x86-64-v4 (AVX-512), x86-64-v3 (AVX2 + FMA) and the baseline
-// the rest of the project targets, and lets the loader pick the widest the CPU runs (an ifunc). The
+// Builds a hot loop three times, for x86-64-v4 (AVX-512), x86-64-v3 (AVX2 + FMA) and the baseline the
+// rest of the project targets, and lets the loader pick the widest the CPU runs (an ifunc). The
 // function's body must inline its callees (always_inline) so that each copy vectorises for its ISA.
 #if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__)
 #define DTRAIN_CPU_CLONES [[gnu::target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")]]

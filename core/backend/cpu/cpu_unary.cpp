@@ -58,9 +58,8 @@ template <class T>
   }
 }
 
-// The f32 spans, built per ISA (DTRAIN_CPU_CLONES): GELU is the widest elementwise op of a
-// transformer block (its MLP hidden layer), and AVX-512 runs it about 3x faster than the baseline's
-// SSE2.
+// The f32 spans, built per ISA (DTRAIN_CPU_CLONES): GELU is the widest elementwise op of a transformer
+// block (its MLP hidden layer), and AVX-512 runs it about 3x faster than the baseline's SSE2.
 DTRAIN_CPU_CLONES void gelu_erf_f32(const float* x, float* y, int64_t n) { gelu_erf_span(x, y, n); }
 DTRAIN_CPU_CLONES void gelu_erf_backward_f32(const float* x, const float* g, float* y, int64_t n) {
   gelu_erf_backward_span(x, g, y, n);

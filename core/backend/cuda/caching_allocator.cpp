@@ -7,8 +7,8 @@
 
 namespace dtrain::cuda {
 
-// One piece of a segment. Blocks of a segment form a doubly linked list in address order; a block
-// is either handed out (allocated), free in a bin, or free but waiting for events (pending > 0).
+// One piece of a segment. Blocks of a segment form a doubly linked list in address order; a block is
+// either handed out (allocated), free in a bin, or free but waiting for events (pending > 0).
 struct CachingAllocator::Block {
   char* ptr = nullptr;
   size_t size = 0;
@@ -95,9 +95,8 @@ CachingAllocator::Block* CachingAllocator::find_free(Pool& pool, size_t rounded,
   key.stream = stream;
   key.size = rounded;
   key.ptr = nullptr;
-  // Blocks in lower bins are smaller than 2^floor(log2(rounded)) <= rounded, so the search starts
-  // at the request's own bin; within a bin, lower_bound gives the smallest block of this stream
-  // that fits.
+  // Blocks in lower bins are smaller than 2^floor(log2(rounded)) <= rounded, so the search starts at
+  // the request's own bin; within a bin, lower_bound gives the smallest block of this stream that fits.
   for (int i = bin_index(rounded); i < kBins; ++i) {
     Bin& bin = pool.bins[static_cast<size_t>(i)];
     auto it = bin.lower_bound(&key);

@@ -1,17 +1,14 @@
-// A caching allocator for one device. cudaMalloc and cudaFree synchronise the device and cost tens
-// of microseconds, so freed blocks are kept and handed out again:
+// A caching allocator for one device. cudaMalloc and cudaFree synchronise the device and cost tens of
+// microseconds, so freed blocks are kept and handed out again:
 //
 // - Requests are rounded up to 512 bytes. Requests up to 1 MiB come from 2 MiB segments (the small
 //   pool); larger ones from segments of 20 MiB, or of the request rounded up to 2 MiB when that is
 //   bigger (the large pool). A block larger than the request is split, and the rest stays free.
 // - Free blocks sit in size-class bins (one per power of two) ordered by (stream, size, address); a
-//   request takes the smallest free block of its stream that fits. Freed neighbours in a segment
-//   merge.
-// - Frees are stream-ordered: a block is reused only by work on the stream it was allocated on,
-// which
-//   runs after everything queued before the free. A block also used on other streams
-//   (record_stream) returns to the bins only once events recorded on those streams at free time
-//   have completed.
+//   request takes the smallest free block of its stream that fits. Freed neighbours in a segment merge.
+// - Frees are stream-ordered: a block is reused only by work on the stream it was allocated on, which
+//   runs after everything queued before the free. A block also used on other streams (record_stream)
+//   returns to the bins only once events recorded on those streams at free time have completed.
 // - When the device is out of memory, cached segments that are entirely free are released and the
 //   request is retried once.
 //

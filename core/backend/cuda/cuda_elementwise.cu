@@ -1,5 +1,5 @@
-// CUDA elementwise kernels: converting strided copy, fill, unary ops and their derivatives, binary
-// ops with broadcast strides, and ops with a scalar. The math of each op (the rows of
+// CUDA elementwise kernels: converting strided copy, fill, unary ops and their derivatives, binary ops
+// with broadcast strides, and ops with a scalar. The math of each op (the rows of
 // core/backend/unary_ops.def and binary_ops.def) is in cuda_elementwise_math.cuh.
 //
 // The host plans each launch with strided_layout.h: dims are coalesced, then

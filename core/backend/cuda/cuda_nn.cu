@@ -1,11 +1,11 @@
-// CUDA kernels for softmax, layer norm, embedding and cross entropy. Row kernels run one block of
-// 256 threads per row: threads stride over the columns, and block_sum / block_max combine their
-// partials in a fixed order, so results are bitwise reproducible. Compute is f32 for f32/f16/bf16
-// data and f64 for f64; operands are read and written with their own dtypes (weights in f32 beside
-// bf16 activations, f32 statistics).
+// CUDA kernels for softmax, layer norm, embedding and cross entropy. Row kernels run one block of 256
+// threads per row: threads stride over the columns, and block_sum / block_max combine their partials in
+// a fixed order, so results are bitwise reproducible. Compute is f32 for f32/f16/bf16 data and f64 for
+// f64; operands are read and written with their own dtypes (weights in f32 beside bf16 activations, f32
+// statistics).
 //
-// Parameter gradients (layer norm weight and bias, embedding rows) are reduced without atomics, in
-// a fixed order, so they are deterministic too.
+// Parameter gradients (layer norm weight and bias, embedding rows) are reduced without atomics, in a
+// fixed order, so they are deterministic too.
 //
 // Class targets and embedding indices are not range-checked on the host (that would cost a device
 // to host sync per step; the data pipeline validates them before the upload). The kernels stay
@@ -165,9 +165,9 @@ __global__ void layer_norm_backward_dx_kernel(LayerNormBackwardArgs a) {
   }
 }
 
-// dw_j = sum_rows dy_j xhat_j,  db_j = sum_rows dy_j. First pass: block (cb, chunk) sums rows of
-// its chunk for 256 columns into partial_w/partial_b [chunks, cols]; the chunks are then summed in
-// order by reduce().
+// dw_j = sum_rows dy_j xhat_j,  db_j = sum_rows dy_j. First pass: block (cb, chunk) sums rows of its
+// chunk for 256 columns into partial_w/partial_b [chunks, cols]; the chunks are then summed in order
+// by reduce().
 template <class C>
 __global__ void layer_norm_param_partials_kernel(LayerNormBackwardArgs a, int64_t chunk_rows,
                                                  C* partial_w, C* partial_b) {
@@ -237,10 +237,10 @@ __global__ void embedding_backward_kernel(const void* grad, DType gt, const uint
 // ---------------------------------------------------------------------------------------------
 // Cross entropy of a row with label smoothing s over C classes, lse = log sum_j exp(x_j):
 //   loss = (1 - s) (lse - x_t) + s (lse - mean_j x_j)
-// and its gradient g (softmax_j - q_j) with q = (1 - s) onehot(t) + s / C, recomputed from the
-// logits in the backward kernel, so no probabilities are stored between the two. A row whose target
-// is ignore_index has loss 0 and gradient 0; a target outside [0, C) otherwise has loss NaN and a
-// NaN gradient row (the logits are not read at the bad target).
+// and its gradient g (softmax_j - q_j) with q = (1 - s) onehot(t) + s / C, recomputed from the logits
+// in the backward kernel, so no probabilities are stored between the two. A row whose target is
+// ignore_index has loss 0 and gradient 0; a target outside [0, C) otherwise has loss NaN and a NaN
+// gradient row (the logits are not read at the bad target).
 struct CrossEntropyArgs {
   const void* logits;
   DType lt;

@@ -1,7 +1,7 @@
 // CUDA 2-D max and average pooling, NCHW, forward and backward, with the CPU backend's conventions:
 // max pooling looks only at the in-image part of each window (padding never wins), NaN wins, and
-// `indices` holds the flat position h * W + w of the max within its plane; average pooling divides
-// by the window clipped to the padded image (PyTorch's count_include_pad=True).
+// `indices` holds the flat position h * W + w of the max within its plane; average pooling divides by
+// the window clipped to the padded image (PyTorch's count_include_pad=True).
 //
 // Both backward passes gather: each input element sums what reaches it in a fixed order, with no
 // atomics, so they are deterministic (and max pooling's matches the CPU's bits).

@@ -1,12 +1,12 @@
-// CUDA random fills from Philox4x32-10 (philox.h). Each call draws one 64-bit key from the
-// Generator, so the fill is reproducible from the generator's state, and successive calls are
-// independent. Thread t evaluates counter (t, 0, 0, 0) and writes elements [4t, 4t + 4) (f32 and
-// narrower) or [2t, 2t + 2) (f64, which takes two words per value):
+// CUDA random fills from Philox4x32-10 (philox.h). Each call draws one 64-bit key from the Generator,
+// so the fill is reproducible from the generator's state, and successive calls are independent.
+// Thread t evaluates counter (t, 0, 0, 0) and writes elements [4t, 4t + 4) (f32 and narrower) or
+// [2t, 2t + 2) (f64, which takes two words per value):
 //   uniform:   a + (b - a) u,               u in [0, 1); a value that rounds to b in the storage
 //              dtype becomes the largest stored value below b, so the interval stays half-open
 //              (the CPU backend's rule)
-//   normal:    a + b z, with the Box-Muller pair z = sqrt(-2 ln u1) (cos 2 pi u2, sin 2 pi u2), u1
-//   in (0, 1] bernoulli: 1 if u < a else 0
+//   normal:    a + b z, with the Box-Muller pair z = sqrt(-2 ln u1) (cos 2 pi u2, sin 2 pi u2), u1 in (0, 1]
+//   bernoulli: 1 if u < a else 0
 // The values differ from the CPU generator's (a different algorithm); tests compare distributions.
 #include <cmath>
 

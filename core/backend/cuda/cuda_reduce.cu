@@ -1,13 +1,10 @@
-// CUDA reductions of x viewed as [outer, n, inner] over n: sum, and max/min with the (first) arg
-// position.
+// CUDA reductions of x viewed as [outer, n, inner] over n: sum, and max/min with the (first) arg position.
 //
 // Two mappings, both deterministic (a fixed combination order, no atomics):
-//   inner == 1 (reducing the last dim): a block of 256 threads per row, tree-combined in shared
-//   memory; inner > 1: 32 x 8 blocks, 32 adjacent inner columns (coalesced loads) times 8 row lanes
-//   over n.
-// When outer * inner is too small to fill the GPU and n is long, n is cut into chunks that reduce
-// in parallel into partials [outer, chunks, inner]; a second pass of the same kernels reduces the
-// chunks.
+//   inner == 1 (reducing the last dim): a block of 256 threads per row, tree-combined in shared memory;
+//   inner > 1: 32 x 8 blocks, 32 adjacent inner columns (coalesced loads) times 8 row lanes over n.
+// When outer * inner is too small to fill the GPU and n is long, n is cut into chunks that reduce in
+// parallel into partials [outer, chunks, inner]; a second pass of the same kernels reduces the chunks.
 //
 // Sums accumulate in f64 for floating inputs and i64 for integers; max/min compare in the same type
 // (exact). NaN wins max/min, and among equal values the lowest position wins, as in PyTorch.
@@ -36,8 +33,7 @@ __device__ __forceinline__ bool nan_of(C v) {
   return v != v;
 }
 
-// Whether candidate (vb, ib) replaces the current (va, ia) for max/min. Index -1 marks "nothing
-// yet".
+// Whether candidate (vb, ib) replaces the current (va, ia) for max/min. Index -1 marks "nothing yet".
 template <class C>
 __device__ __forceinline__ bool better(bool is_max, C vb, int64_t ib, C va, int64_t ia) {
   if (ib < 0) return false;

@@ -1,9 +1,8 @@
-// The row-major GEMM of the backend interface as the column-major problem cuBLAS solves. A
-// row-major matrix with leading dimension ld is, read column-major, its transpose with the same ld,
-// so
+// The row-major GEMM of the backend interface as the column-major problem cuBLAS solves. A row-major
+// matrix with leading dimension ld is, read column-major, its transpose with the same ld, so
 //   C = op(A) op(B)  (row-major, m x n)   <=>   C^T = op(B)^T op(A)^T  (column-major, n x m),
-// which is a column-major GEMM with B as the first operand and A as the second, each keeping its
-// own transpose flag. Plain C++, tested without a GPU.
+// which is a column-major GEMM with B as the first operand and A as the second, each keeping its own
+// transpose flag. Plain C++, tested without a GPU.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -30,8 +29,7 @@ inline ColMajorGemm to_col_major(const GemmArgs& g) {
   p.m = g.n;
   p.n = g.m;
   p.k = g.k;
-  // first = B. Untransposed, B is k x n row-major = n x k column-major; transposed, n x k
-  // row-major.
+  // first = B. Untransposed, B is k x n row-major = n x k column-major; transposed, n x k row-major.
   p.first.transposed = g.trans_b;
   p.first.rows = g.trans_b ? g.k : g.n;
   p.first.cols = g.trans_b ? g.n : g.k;

@@ -1,5 +1,5 @@
-// Device-side helpers shared by the .cu files of the CUDA backend: element conversions, loads and
-// stores with the dtype known only at run time, launch geometry, and block-wide reductions.
+// Device-side helpers shared by the .cu files of the CUDA backend: element conversions, loads and stores
+// with the dtype known only at run time, launch geometry, and block-wide reductions.
 //
 // Conversions follow the CPU backend: f16 and bf16 widen exactly to f32 and narrow from f32 with
 // round-to-nearest-even; f64 narrows to f16/bf16 through f32 (as the CPU's converting copy does).
@@ -43,8 +43,7 @@ __device__ __forceinline__ To cast(From v) {
   }
 }
 
-// The type a kernel computes in for storage type T: f32 for f32/f16/bf16, f64 for f64, i64 for
-// ints.
+// The type a kernel computes in for storage type T: f32 for f32/f16/bf16, f64 for f64, i64 for ints.
 template <class T>
 struct ComputeOf {
   using type = float;
@@ -150,9 +149,8 @@ __device__ __forceinline__ C warp_max(C v) {
   return v;
 }
 
-// Sum over the block, returned to every thread. blockDim.x must be a multiple of 32 (<= 1024). Safe
-// to call repeatedly: the leading barrier keeps a new call from overwriting the previous call's
-// result.
+// Sum over the block, returned to every thread. blockDim.x must be a multiple of 32 (<= 1024). Safe to
+// call repeatedly: the leading barrier keeps a new call from overwriting the previous call's result.
 template <class C>
 __device__ C block_sum(C v) {
   __shared__ C partial[32];

@@ -1,8 +1,7 @@
-// Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC 2011): a
-// counter-based generator. Each 128-bit counter gives four independent 32-bit words under a 64-bit
-// key, so element block i of a random fill is a pure function of (key, i) and every GPU thread
-// computes its own values with no shared state. One round, with multipliers M0, M1 and Weyl
-// increments W0, W1:
+// Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC 2011): a counter-based
+// generator. Each 128-bit counter gives four independent 32-bit words under a 64-bit key, so element
+// block i of a random fill is a pure function of (key, i) and every GPU thread computes its own values
+// with no shared state. One round, with multipliers M0, M1 and Weyl increments W0, W1:
 //   (hi0, lo0) = M0 * c0,  (hi1, lo1) = M1 * c2            (32 x 32 -> 64-bit products)
 //   c = (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0);  k0 += W0;  k1 += W1
 // Plain C++ so the host compiler (and the tests) see the same function as the kernels.

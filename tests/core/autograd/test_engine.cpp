@@ -1,8 +1,8 @@
 // core/autograd: the backward engine and the per-parameter post-accumulate hooks, on one process.
-// DDP starts a bucket's all-reduce from these hooks, so they must fire exactly once per backward
-// for each parameter that gets a gradient, only once that gradient is final (every use of the
-// parameter has delivered its part), and as early as that: in the order backward reaches the
-// parameters, which for a chain of layers is the last layer first.
+// DDP starts a bucket's all-reduce from these hooks, so they must fire exactly once per backward for
+// each parameter that gets a gradient, only once that gradient is final (every use of the parameter
+// has delivered its part), and as early as that: in the order backward reaches the parameters, which
+// for a chain of layers is the last layer first.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -50,9 +50,8 @@ TEST(AutogradHooks, FireOncePerBackwardWithTheGradientSoFar) {
   std::vector<std::vector<double>> first = seen;
   for (size_t i = 0; i < 3; ++i) EXPECT_EQ(seen[i], chain.w[i].grad().to_vector<double>()) << i;
 
-  // A second backward (a fresh forward, gradients not zeroed): one more call each, and the hook
-  // sees the gradient accumulated over both passes, as gradient accumulation before an all-reduce
-  // needs.
+  // A second backward (a fresh forward, gradients not zeroed): one more call each, and the hook sees
+  // the gradient accumulated over both passes, as gradient accumulation before an all-reduce needs.
   chain.loss().backward();
   EXPECT_EQ(calls, (std::vector<int>{2, 2, 2}));
   for (size_t i = 0; i < 3; ++i) {

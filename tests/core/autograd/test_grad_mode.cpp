@@ -1,6 +1,5 @@
-// core/autograd/grad_mode: NoGradGuard turns recording off for a scope, nests, restores what was
-// there before, and is per thread (a data-loader thread's ops do not change what the training
-// thread records).
+// core/autograd/grad_mode: NoGradGuard turns recording off for a scope, nests, restores what was there
+// before, and is per thread (a data-loader thread's ops do not change what the training thread records).
 #include <gtest/gtest.h>
 
 #include <thread>

@@ -1,5 +1,4 @@
-// Helpers shared by the data tests: a scratch directory per test, and the message of an expected
-// error.
+// Helpers shared by the data tests: a scratch directory per test, and the message of an expected error.
 #pragma once
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -64,8 +63,8 @@ struct CropFlipsSeen {
   std::set<bool> flips;
 };
 
-// How many of the (2 pad + 1)^2 x 2 transforms "pad by `pad` with black, take the window at (dy,
-// dx), maybe mirror left-right" of a [C, H, W] source give `out`, written out from that definition.
+// How many of the (2 pad + 1)^2 x 2 transforms "pad by `pad` with black, take the window at (dy, dx),
+// maybe mirror left-right" of a [C, H, W] source give `out`, written out from that definition.
 // `source(c, y, x)` is the source pixel, `normalised(p, c)` what the dataset makes of pixel p.
 inline int count_crop_flips(const float* out, int channels, int height, int width, int pad,
                             const std::function<uint8_t(int, int, int)>& source,

@@ -8,8 +8,8 @@
 namespace dtrain::test {
 
 // MO bytes written from the format's layout: the 28-byte header, the original table at 28, the
-// translation table after it, then every string with its NUL. `raw` pairs are (original,
-// translation) as stored: "ctxt\x04msgid", "msgid\0plural" and "form0\0form1".
+// translation table after it, then every string with its NUL. `raw` pairs are (original, translation)
+// as stored: "ctxt\x04msgid", "msgid\0plural" and "form0\0form1".
 inline std::string mo_bytes(const std::vector<std::pair<std::string, std::string>>& raw,
                             bool big_endian = false, uint32_t revision = 0) {
   std::string out;

@@ -104,9 +104,8 @@ TEST(Cifar10, AugmentationIsSeeded) {
                          a.input.data<float>() + 5 * image));
 }
 
-// Every augmented image is one of the 9 x 9 x 2 crop/flip transforms of its source, written out
-// here from the definition: pad by 4 with black, take the 32x32 window at (dy, dx), mirror
-// left-right.
+// Every augmented image is one of the 9 x 9 x 2 crop/flip transforms of its source, written out here
+// from the definition: pad by 4 with black, take the 32x32 window at (dy, dx), mirror left-right.
 TEST(Cifar10, AugmentedImageIsAPaddedCropOrFlip) {
   TempDir dir;
   write_cifar_dir(dir, 1);

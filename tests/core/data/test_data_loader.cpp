@@ -104,8 +104,7 @@ TEST(DataLoader, ResumeFromPositionMatchesUninterruptedRun) {
   const auto whole = run_epochs(full, 0, 0, 4);
   ASSERT_EQ(whole.size(), 4u * 7u);  // drop_last: 57 / 8 = 7 batches per epoch
 
-  // Interrupt after 10 batches (epoch 1, batch 3), as a checkpoint would, and resume in a new
-  // loader.
+  // Interrupt after 10 batches (epoch 1, batch 3), as a checkpoint would, and resume in a new loader.
   DataLoader first(ds, sampler, options);
   std::vector<Seen> before;
   LoaderPosition saved;

@@ -102,8 +102,7 @@ TEST(FashionMnist, RealDatasetSizesAndNormalisation) {
   for (uint8_t l : train.labels()) ++per_class[l];
   for (int c = 0; c < 10; ++c) EXPECT_EQ(per_class[c], 6000) << FashionMnist::class_names()[c];
 
-  // 0.2860 / 0.3530 are the training set's statistics, so a large batch comes out near mean 0,
-  // std 1.
+  // 0.2860 / 0.3530 are the training set's statistics, so a large batch comes out near mean 0, std 1.
   std::vector<int64_t> idx(6000);
   for (int64_t i = 0; i < 6000; ++i) idx[i] = i * 10;
   const Batch b = train.get_batch(idx, 0);
@@ -120,9 +119,8 @@ TEST(FashionMnist, RealDatasetSizesAndNormalisation) {
   EXPECT_NEAR(std, 1.0, 0.03);
 }
 
-// With augmentation on, each training image is one of the 5 x 5 x 2 transforms "pad by 2 with
-// black, take the window at (dy, dx), maybe mirror left-right" of its source, chosen by the seed
-// and the sample alone.
+// With augmentation on, each training image is one of the 5 x 5 x 2 transforms "pad by 2 with black, take
+// the window at (dy, dx), maybe mirror left-right" of its source, chosen by the seed and the sample alone.
 TEST(FashionMnist, AugmentationIsASeededPaddedCropOrFlip) {
   TempDir dir;
   const int n = 4, h = 6, w = 5;
@@ -151,8 +149,7 @@ TEST(FashionMnist, AugmentationIsASeededPaddedCropOrFlip) {
   EXPECT_EQ(seen.flips.size(), 2u);
   EXPECT_GT(seen.offsets.size(), 12u);  // 64 draws over 25 offsets
 
-  // Same seed, same images, whichever batch a sample is in; another seed, other images; off, the
-  // source.
+  // Same seed, same images, whichever batch a sample is in; another seed, other images; off, the source.
   const Batch a = aug.get_batch({3, 1}, 7), again = aug.get_batch({1}, 7),
               other = aug.get_batch({3, 1}, 8);
   const float* pa = a.input.data<float>();

@@ -21,8 +21,8 @@ FortuneFilesOptions small_options(const TempDir& dir) {
   return options;
 }
 
-// Two files sharing one fortune ("Shared fortune."), one fortune repeated within a file, and an
-// ASCII art fortune without words.
+// Two files sharing one fortune ("Shared fortune."), one fortune repeated within a file, and an ASCII
+// art fortune without words.
 void write_small_dir(const TempDir& dir) {
   write_bytes(dir.file("cats"),
               "A cat purrs.\n%\nCats nap a lot.\n%\nShared fortune.\n%\nA cat purrs.\n%\n");
@@ -102,8 +102,8 @@ TEST(FortuneFiles, MissingFileIsAOneLineErrorNamingIt) {
   EXPECT_EQ(message.find('\n'), std::string::npos) << message;
 }
 
-// The files of the fortunes package (scripts/bootstrap installs them): every topic file is there
-// and big enough to be a class.
+// The files of the fortunes package (scripts/bootstrap installs them): every topic file is there and
+// big enough to be a class.
 TEST(FortuneFiles, RealTopicFilesLoad) {
   const FortuneFiles f = load_fortune_files();
   EXPECT_EQ(f.class_names, fortune_topic_files());

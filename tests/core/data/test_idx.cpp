@@ -17,8 +17,8 @@ void put_be32(std::string& out, uint32_t v) {
   for (int s = 24; s >= 0; s -= 8) out.push_back(static_cast<char>((v >> s) & 0xff));
 }
 
-// An IDX file's bytes, written out by hand: 0 0 type ndims, big-endian dims, then `payload`
-// (already big-endian).
+// An IDX file's bytes, written out by hand: 0 0 type ndims, big-endian dims, then `payload` (already
+// big-endian).
 std::string idx_bytes(uint8_t type, const std::vector<uint32_t>& dims, const std::string& payload) {
   std::string out = {0, 0, static_cast<char>(type), static_cast<char>(dims.size())};
   for (uint32_t d : dims) put_be32(out, d);

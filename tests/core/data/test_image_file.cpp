@@ -1,7 +1,6 @@
-// PGM, PNG and IDX images for `dtrain predict` (core/data/image_file.h). PNG files are written here
-// from the standard: chunks with their CRC-32, rows filtered by each of the five filter types,
-// compressed by zlib; decoding must give back the pixels, and every damaged file one line that
-// names it.
+// PGM, PNG and IDX images for `dtrain predict` (core/data/image_file.h). PNG files are written here from
+// the standard: chunks with their CRC-32, rows filtered by each of the five filter types, compressed by
+// zlib; decoding must give back the pixels, and every damaged file one line that names it.
 #include <gtest/gtest.h>
 #include <zlib.h>
 
@@ -51,9 +50,8 @@ std::string zlib_compress(const std::string& raw) {
 
 const std::string kSignature = "\x89PNG\r\n\x1a\n";
 
-// PNG's filters applied as an encoder applies them (the definitions of the standard, section 9):
-// row y of `pixels` (interleaved samples, `bpp` bytes per pixel) is stored with filter types[y %
-// size].
+// PNG's filters applied as an encoder applies them (the definitions of the standard, section 9): row y
+// of `pixels` (interleaved samples, `bpp` bytes per pixel) is stored with filter types[y % size].
 std::string filter_rows(const std::vector<uint8_t>& pixels, size_t width, size_t height, size_t bpp,
                         const std::vector<int>& types) {
   const size_t stride = width * bpp;
@@ -80,8 +78,7 @@ std::string filter_rows(const std::vector<uint8_t>& pixels, size_t width, size_t
   return out;
 }
 
-// A whole PNG of `pixels` (interleaved) with colour type `color`; the IDAT stream split into
-// `parts`.
+// A whole PNG of `pixels` (interleaved) with colour type `color`; the IDAT stream split into `parts`.
 std::string make_png(const std::vector<uint8_t>& pixels, uint32_t width, uint32_t height, int color,
                      const std::vector<int>& filters, int parts = 1) {
   const size_t bpp = color == 0 ? 1 : color == 4 ? 2 : color == 2 ? 3 : 4;
@@ -122,15 +119,15 @@ std::string small_png(const std::string& filtered_rows) {
 
 }  // namespace
 
-// Rows filtered by hand from the standard's definitions, so an error shared by the test's encoder
-// and the decoder cannot hide: each file decodes to kSmall.
+// Rows filtered by hand from the standard's definitions, so an error shared by the test's encoder and
+// the decoder cannot hide: each file decodes to kSmall.
 TEST(PngDecode, HandFilteredRows) {
   // Row 0 Sub: 10, 11-10, 1-11 = 246; row 1 Up: 12-10, 21-11, 40-1.
   const std::string sub_up = {1, 10, 1, static_cast<char>(246), 2, 2, 10, 39};
   // Row 0 None; row 1 Average: 12-(0+10)/2, 21-(12+11)/2, 40-(21+1)/2.
   const std::string none_average = {0, 10, 11, 1, 3, 7, 10, 29};
-  // Row 1 Paeth: x0 predicts b=10 (p=10), x1 predicts a=12 (p=13: |1| < |2| < |3|), x2 predicts
-  // c=11 (a=21, b=1, p=11).
+  // Row 1 Paeth: x0 predicts b=10 (p=10), x1 predicts a=12 (p=13: |1| < |2| < |3|), x2 predicts c=11
+  // (a=21, b=1, p=11).
   const std::string none_paeth = {0, 10, 11, 1, 4, 2, 9, 29};
   for (const std::string& rows : {sub_up, none_average, none_paeth}) {
     Image image = decode_png(small_png(rows), "small.png");
@@ -140,16 +137,16 @@ TEST(PngDecode, HandFilteredRows) {
     EXPECT_EQ(image.pixels, kSmall);
     EXPECT_EQ(image.description(), "3x2 grayscale");
   }
-  // Paeth's tie rule: at x1 of row 1, a=4, b=1, c=2 give p=3 and |p-a| = |p-c| = 1 < |p-b|, so a
-  // (4) is the prediction, not c (2): 50 is stored as 46.
+  // Paeth's tie rule: at x1 of row 1, a=4, b=1, c=2 give p=3 and |p-a| = |p-c| = 1 < |p-b|, so a (4)
+  // is the prediction, not c (2): 50 is stored as 46.
   const std::string tie = "\x89PNG\r\n\x1a\n" + ihdr(2, 2, 8, 0) +
                           chunk("IDAT", zlib_compress(std::string({0, 2, 1, 4, 2, 46}))) +
                           chunk("IEND", "");
   EXPECT_EQ(decode_png(tie, "tie.png").pixels, (std::vector<uint8_t>{2, 1, 4, 50}));
 }
 
-// Every colour type the decoder reads, under every filter type and a mix of them, with the IDAT
-// stream in one chunk or split over several; alpha is composited over black.
+// Every colour type the decoder reads, under every filter type and a mix of them, with the IDAT stream
+// in one chunk or split over several; alpha is composited over black.
 TEST(PngDecode, EveryColourTypeAndFilter) {
   std::mt19937 rng(7);
   const uint32_t width = 5, height = 4;
@@ -205,8 +202,7 @@ TEST(PngDecode, DamagedFilesAreOneLineErrors) {
 
   // Cut anywhere: never a crash or a wrong image, always one line.
   for (size_t n = 0; n < good.size(); ++n) png_error(good.substr(0, n));
-  // Any byte changed: the CRC (or the signature, or a length) catches it; a dtrain::Error, nothing
-  // else.
+  // Any byte changed: the CRC (or the signature, or a length) catches it; a dtrain::Error, nothing else.
   for (size_t i = 0; i < good.size(); ++i) {
     for (int mask : {0x01, 0x80, 0xff}) {
       std::string changed = good;

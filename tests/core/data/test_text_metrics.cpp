@@ -122,8 +122,8 @@ TEST(TextMetricsReference, CorporaMatchSacrebleu) {
 // ---------------------------------------------------------------- worked by hand
 
 TEST(Bleu, BrevityPenaltyOfAShortHypothesis) {
-  // Every n-gram of "a b c d" is in the reference: matches/totals 4/4, 3/3, 2/2, 1/1. c = 4 < r =
-  // 6, so bp = exp(1 - 6/4) = exp(-0.5) and BLEU = 100 * exp(-0.5).
+  // Every n-gram of "a b c d" is in the reference: matches/totals 4/4, 3/3, 2/2, 1/1. c = 4 < r = 6,
+  // so bp = exp(1 - 6/4) = exp(-0.5) and BLEU = 100 * exp(-0.5).
   const BleuScore s = corpus_bleu({"a b c d"}, {"a b c d e f"});
   EXPECT_EQ(s.sys_len, 4);
   EXPECT_EQ(s.ref_len, 6);
@@ -135,9 +135,9 @@ TEST(Bleu, BrevityPenaltyOfAShortHypothesis) {
 }
 
 TEST(Bleu, ClippingAndExpSmoothing) {
-  // "the" occurs 4 times but the reference has it once: p1 = 1/4 = 25%. No bigram, trigram or
-  // 4-gram matches; 'exp' smoothing gives the k-th such order 100 / (2^k * total): p2 = 100 / (2 *
-  // 3), p3 = 100 / (4 * 2) = 12.5, p4 = 100 / (8 * 1) = 12.5. c = 4 >= r = 2, so bp = 1.
+  // "the" occurs 4 times but the reference has it once: p1 = 1/4 = 25%. No bigram, trigram or 4-gram
+  // matches; 'exp' smoothing gives the k-th such order 100 / (2^k * total): p2 = 100 / (2 * 3),
+  // p3 = 100 / (4 * 2) = 12.5, p4 = 100 / (8 * 1) = 12.5. c = 4 >= r = 2, so bp = 1.
   const BleuScore s = corpus_bleu({"the the the the"}, {"the cat"});
   EXPECT_EQ(s.counts, (std::array<int64_t, 4>{1, 0, 0, 0}));
   EXPECT_EQ(s.totals, (std::array<int64_t, 4>{4, 3, 2, 1}));

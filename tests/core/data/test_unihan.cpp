@@ -1,6 +1,6 @@
-// The Unihan reader and dataset on files the tests write (core/data/unihan_test_writer.h): which
-// code points become samples, the kRSUnicode forms, the bzip2 reading, the split, the batch layout,
-// and one-line errors for missing, corrupt and malformed files.
+// The Unihan reader and dataset on files the tests write (core/data/unihan_test_writer.h): which code
+// points become samples, the kRSUnicode forms, the bzip2 reading, the split, the batch layout, and
+// one-line errors for missing, corrupt and malformed files.
 #include "core/data/unihan.h"
 
 #include <gtest/gtest.h>
@@ -129,8 +129,7 @@ TEST(Unihan, SplitIsStableAndRoughlyNinetyFiveFive) {
   EXPECT_NEAR(counts[UnihanSplit::train] / n, 0.90, 0.01);
   EXPECT_NEAR(counts[UnihanSplit::valid] / n, 0.05, 0.01);
   EXPECT_NEAR(counts[UnihanSplit::test] / n, 0.05, 0.01);
-  // A code point's split depends on nothing else: the same answer twice, and for a corpus of any
-  // size.
+  // A code point's split depends on nothing else: the same answer twice, and for a corpus of any size.
   for (char32_t c = 0x4E00; c < 0x4F00; ++c) EXPECT_EQ(unihan_split_of(c), unihan_split_of(c));
 }
 

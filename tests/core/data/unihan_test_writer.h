@@ -1,6 +1,6 @@
 // Writes Unihan-like data directories for tests: unifont.hex and the two bzip2'd Unihan files the
-// reader takes (core/data/unihan.h), with a learnable radical: the glyph and the definition both
-// name it.
+// reader takes (core/data/unihan.h), with a learnable radical: the glyph and the definition both name
+// it.
 #pragma once
 #include <bzlib.h>
 #include <gtest/gtest.h>
@@ -41,10 +41,9 @@ inline const std::vector<std::string>& synthetic_words() {
   return words;
 }
 
-// `count` characters from U+4E00 on; character i has radical synthetic_radicals()[i % 8], a glyph
-// with rows 2k and 2k + 1 inked for that k plus a pixel pattern from i, and a definition of the
-// radical's word and two filler syllables from i. Every third line of each file is another field,
-// to be skipped.
+// `count` characters from U+4E00 on; character i has radical synthetic_radicals()[i % 8], a glyph with
+// rows 2k and 2k + 1 inked for that k plus a pixel pattern from i, and a definition of the radical's
+// word and two filler syllables from i. Every third line of each file is another field, to be skipped.
 inline void write_synthetic_unihan(const std::filesystem::path& dir, int count) {
   std::filesystem::create_directories(dir);
   const std::vector<std::string> fillers = {"ka", "lo", "mi", "nu", "pe", "ri", "so", "tu"};
@@ -64,8 +63,8 @@ inline void write_synthetic_unihan(const std::filesystem::path& dir, int count) 
     }
     hex += std::string(code) + ":" + bits + "\n";
     irg += "U+" + std::string(code) + "\tkIRG_GSource\tG0-" + code + "\n";
-    // Every fifth character lists a second radical and marks the first a simplified form: the
-    // reader takes the first, without the '.
+    // Every fifth character lists a second radical and marks the first a simplified form: the reader
+    // takes the first, without the '.
     irg += "U+" + std::string(code) + "\tkRSUnicode\t" + std::to_string(synthetic_radicals()[k]) +
            (i % 5 == 0 ? "'.3 1.2" : ".4") + "\n";
     readings += "U+" + std::string(code) + "\tkMandarin\tyi\n";

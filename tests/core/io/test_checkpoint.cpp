@@ -113,16 +113,15 @@ TEST_F(CheckpointIo, CrashedWriterLeavesOldCheckpoint) {
   EXPECT_TRUE(fs::exists(stale));
   expect_checkpoint(dir, 1.0f, 10);  // the reader ignores the half-written directory
 
-  // The next save (same pid here, as after a restart that reuses it) clears it and replaces the
-  // old.
+  // The next save (same pid here, as after a restart that reuses it) clears it and replaces the old.
   write_checkpoint(dir, 3.0f, 30);
   expect_checkpoint(dir, 3.0f, 30);
   EXPECT_FALSE(fs::exists(stale));
 }
 
 TEST_F(CheckpointIo, InterruptedCommitIsRecovered) {
-  // The fallback commit renames the old checkpoint to <dir>.old-<pid> before moving the new one in;
-  // a crash between the two renames leaves only that copy, which the reader finds.
+  // The fallback commit renames the old checkpoint to <dir>.old-<pid> before moving the new one in; a
+  // crash between the two renames leaves only that copy, which the reader finds.
   std::string dir = path("ckpt");
   write_checkpoint(dir, 4.0f, 40);
   fs::rename(dir, dir + ".old-12345");

@@ -278,9 +278,8 @@ TEST(GradCheck, linear) {
 }
 
 // ---- the unary ops: GradCheck.<name> for every row of core/backend/unary_ops.def that has a
-// public op, on a contiguous input and on a transposed view. Inputs are drawn where the op is
-// defined (positive: [0.2, 3)) and away from 0 for an op with a kink there; the others span a few
-// units.
+// public op, on a contiguous input and on a transposed view. Inputs are drawn where the op is defined
+// (positive: [0.2, 3)) and away from 0 for an op with a kink there; the others span a few units.
 
 void expect_unary_gradcheck(UnaryOp op) {
   const testing::UnaryCase& c = testing::unary_case(op);

@@ -233,10 +233,10 @@ TEST(Attention, ForwardMatchesLoops) {
 }
 
 // The CPU backend's fused kernel against the composed path (matmul, softmax, matmul), forward and
-// backward, on heads sliced from one qkv tensor as a self-attention layer makes them: strided
-// views, more query rows than one block of the kernel (64), causal with a padding mask, in f32 and
-// f64. A mask that needs a gradient sends the op down the composed path (the fused one gives the
-// mask none); it holds the same values, so both paths compute the same function.
+// backward, on heads sliced from one qkv tensor as a self-attention layer makes them: strided views,
+// more query rows than one block of the kernel (64), causal with a padding mask, in f32 and f64. A
+// mask that needs a gradient sends the op down the composed path (the fused one gives the mask none);
+// it holds the same values, so both paths compute the same function.
 TEST(Attention, FusedKernelMatchesComposition) {
   for (DType dt : {DType::f32, DType::f64}) {
     for (bool causal : {false, true}) {

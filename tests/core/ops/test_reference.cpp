@@ -1,6 +1,6 @@
 // Every op against PyTorch: forward values and input gradients for the cases that
-// tests/reference/generate_ops.py stored in tests/reference/fixtures/ops.safetensors. The op
-// parameters (dims, strides, eps, ...) below must match that script's.
+// tests/reference/generate_ops.py stored in tests/reference/fixtures/ops.safetensors. The op parameters
+// (dims, strides, eps, ...) below must match that script's.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -21,8 +21,7 @@ const SafetensorsFile& reference() {
   return file;
 }
 
-// A fresh copy, so nothing a test does (requires_grad, in-place updates) reaches the cached
-// fixture.
+// A fresh copy, so nothing a test does (requires_grad, in-place updates) reaches the cached fixture.
 Tensor fixture(const std::string& name) { return reference().at(name).clone(); }
 
 // The reference is f64 math rounded to f32 once; ours is f32 throughout, so allow f32 rounding
@@ -103,8 +102,7 @@ void check(const std::string& c, const std::vector<std::string>& names, const Si
       c, names, [&](In in) { return std::vector<Tensor>{f(in)}; }, tol);
 }
 
-// ----------------------------------------------------------------------------------------
-// elementwise
+// ---------------------------------------------------------------------------------------- elementwise
 
 TEST(Reference, add) {
   check("add.broadcast", {"a", "b"}, [](In in) { return add(in[0], in[1]); });
@@ -181,8 +179,7 @@ void check_unary(UnaryOp op) {
 #define DTRAIN_UNARY_OP_INTERNAL(...)
 #include "core/backend/unary_ops.def"
 
-// ----------------------------------------------------------------------------------------
-// reductions
+// ---------------------------------------------------------------------------------------- reductions
 
 TEST(Reference, sum) {
   check("sum.all", {"x"}, [](In in) { return sum(in[0]); });
@@ -220,8 +217,7 @@ TEST(Reference, split) {
   check_multi("chunk", {"x"}, [](In in) { return chunk(in[0], 2, 0); });
 }
 
-// ----------------------------------------------------------------------------------------
-// activations
+// ---------------------------------------------------------------------------------------- activations
 
 TEST(Reference, softmax) {
   check("softmax.last", {"x"}, [](In in) { return softmax(in[0], -1); });

@@ -1,8 +1,8 @@
 // The test cases of the unary elementwise ops, generated from core/backend/unary_ops.def: for each
 // row, where its inputs are drawn (domain, kink) and how to call its public op. The gradient checks
 // (test_gradcheck_elementwise.cpp), the PyTorch reference (test_reference.cpp) and the CUDA parity
-// tests (tests/core/backend/cuda/test_cuda_parity_elementwise.cpp) loop over kUnaryCases or expand
-// the table themselves; none of them lists the ops by hand.
+// tests (tests/core/backend/cuda/test_cuda_parity_elementwise.cpp) loop over kUnaryCases or expand the
+// table themselves; none of them lists the ops by hand.
 #pragma once
 #include <iterator>
 

@@ -1,8 +1,8 @@
-// The profiler's Chrome trace: scopes nest and carry their names and args, threads get their own
-// tids and names, nothing is recorded outside a session, the file is a Trace Event Format document
-// written by rename, modules show up in forward and backward under their paths, the training
-// thread's data waits are events, deferred events (DDP's all-reduces) sit on their own track, and
-// an unwritable path is a one-line error.
+// The profiler's Chrome trace: scopes nest and carry their names and args, threads get their own tids
+// and names, nothing is recorded outside a session, the file is a Trace Event Format document written
+// by rename, modules show up in forward and backward under their paths, the training thread's data
+// waits are events, deferred events (DDP's all-reduces) sit on their own track, and an unwritable
+// path is a one-line error.
 #include <gtest/gtest.h>
 #include <unistd.h>
 

@@ -37,8 +37,7 @@ TEST(HalfConversion, RoundsToNearestEven) {
   EXPECT_EQ(half_bits(1.0f), 0x3c00);
   EXPECT_EQ(half_bits(-2.0f), 0xc000);
   EXPECT_EQ(half_bits(-0.0f), 0x8000);
-  // The spacing at 1 is 2^-10: halfway up stays at the even 1.0, three halves go up to the even
-  // 0x3c02.
+  // The spacing at 1 is 2^-10: halfway up stays at the even 1.0, three halves go up to the even 0x3c02.
   EXPECT_EQ(half_bits(1.0f + std::ldexp(1.0f, -11)), 0x3c00);
   EXPECT_EQ(half_bits(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3c02);
   EXPECT_EQ(half_bits(65504.0f), 0x7bff);  // the largest finite half

@@ -1,8 +1,8 @@
 // core/tensor/tensor: the Tensor handle itself. Factories make row-major contiguous tensors; views
-// share their base's Storage (a write through one is seen through the other) and differ only in
-// shape, strides and offset; reshape copies only when no view can express the result; views that
-// would run past their storage and out-of-range dims are refused. (Values through dtype conversions
-// and strided copies are checked by the kernel tests in tests/core/ops.)
+// share their base's Storage (a write through one is seen through the other) and differ only in shape,
+// strides and offset; reshape copies only when no view can express the result; views that would run
+// past their storage and out-of-range dims are refused. (Values through dtype conversions and strided
+// copies are checked by the kernel tests in tests/core/ops.)
 #include <gtest/gtest.h>
 
 #include <string>

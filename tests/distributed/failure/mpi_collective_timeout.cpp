@@ -1,6 +1,6 @@
 // A job in which rank 0 skips a collective that the other ranks enter (a code path that differs by
-// rank). With a 2 s collective timeout the waiting ranks must abort the job with a message naming
-// the collective, its size and their rank, instead of hanging.
+// rank). With a 2 s collective timeout the waiting ranks must abort the job with a message naming the
+// collective, its size and their rank, instead of hanging.
 #include <mpi.h>
 
 #include <chrono>

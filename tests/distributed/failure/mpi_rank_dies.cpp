@@ -1,5 +1,5 @@
-// A job in which one rank dies mid-run while the others are inside a collective. The job must end
-// with a non-zero status promptly (CTest allows 60 s; expect_job_failure.cmake checks), not hang.
+// A job in which one rank dies mid-run while the others are inside a collective. The job must end with
+// a non-zero status promptly (CTest allows 60 s; expect_job_failure.cmake checks), not hang.
 //   mpi_rank_dies kill    the last rank sends itself SIGKILL (a crash, OOM kill)
 //   mpi_rank_dies throw   the last rank lets a dtrain::Error escape main (std::terminate)
 //   mpi_rank_dies exit    the last rank calls exit(3) without MPI_Finalize

@@ -1,8 +1,7 @@
-// The CUDA parity harness (ggml's test-backend-ops is the model): the same inputs go through the
-// CPU backend (the reference) and the CUDA backend, and the results are compared by their
-// normalised mean squared error, NMSE = sum (gpu - cpu)^2 / sum cpu^2, against a bound per dtype. A
-// bound on NMSE tolerates a few last-bit differences from another summation order, but not a wrong
-// element.
+// The CUDA parity harness (ggml's test-backend-ops is the model): the same inputs go through the CPU
+// backend (the reference) and the CUDA backend, and the results are compared by their normalised mean
+// squared error, NMSE = sum (gpu - cpu)^2 / sum cpu^2, against a bound per dtype. A bound on NMSE
+// tolerates a few last-bit differences from another summation order, but not a wrong element.
 #pragma once
 #include <gtest/gtest.h>
 

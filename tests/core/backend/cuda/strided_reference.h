@@ -1,6 +1,6 @@
-// The reference the strided-indexing tests check the kernels' index math against: the element
-// offset of row-major position `linear` in a view of `shape` and `strides`, by plain division, one
-// dim at a time (sum_d idx_d * stride_d).
+// The reference the strided-indexing tests check the kernels' index math against: the element offset
+// of row-major position `linear` in a view of `shape` and `strides`, by plain division, one dim at a
+// time (sum_d idx_d * stride_d).
 #pragma once
 #include <cstdint>
 

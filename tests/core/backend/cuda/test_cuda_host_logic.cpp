@@ -1,6 +1,6 @@
 // The host-side arithmetic the CUDA kernels rely on, checked without a GPU: Philox against the
-// published known-answer vectors, dim coalescing of strided layouts against direct indexing, and
-// the row-major -> column-major GEMM mapping against a direct row-major product.
+// published known-answer vectors, dim coalescing of strided layouts against direct indexing, and the
+// row-major -> column-major GEMM mapping against a direct row-major product.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -97,8 +97,8 @@ TEST(CudaKernelMath, strided_layout_coalesces_and_indexes) {
   }
 }
 
-// cuBLAS's column-major GEMM, written out: C(m x n) = alpha op(A) op(B) + beta C, element (i, j) of
-// a column-major matrix X at X[i + j * ld].
+// cuBLAS's column-major GEMM, written out: C(m x n) = alpha op(A) op(B) + beta C, element (i, j) of a
+// column-major matrix X at X[i + j * ld].
 void col_major_gemm(const cuda::ColMajorGemm& p, double alpha, const std::vector<double>& first,
                     const std::vector<double>& second, double beta, std::vector<double>& out) {
   auto at = [](const cuda::ColMajorMatrix& mat, const std::vector<double>& data, int64_t i,

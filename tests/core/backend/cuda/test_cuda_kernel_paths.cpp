@@ -1,8 +1,7 @@
 // The host-side plan of the CUDA elementwise kernels (strided_layout.h), checked without a GPU:
-// which dims coalesce, when a launch is flat, when 32-bit index arithmetic is safe, the
-// multiply-high division the 32-bit path uses, the offsets both index types compute, the type a
-// converting copy passes through, and the key width of the sorts behind the deterministic backward
-// passes.
+// which dims coalesce, when a launch is flat, when 32-bit index arithmetic is safe, the multiply-high
+// division the 32-bit path uses, the offsets both index types compute, the type a converting copy
+// passes through, and the key width of the sorts behind the deterministic backward passes.
 #include <gtest/gtest.h>
 
 #include <array>

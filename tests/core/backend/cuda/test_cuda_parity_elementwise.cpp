@@ -1,5 +1,5 @@
-// CUDA vs CPU parity for memory, copies, elementwise ops, reductions, random fills and GEMM. Every
-// test skips with a reason where no GPU is visible.
+// CUDA vs CPU parity for memory, copies, elementwise ops, reductions, random fills and GEMM. Every test
+// skips with a reason where no GPU is visible.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -165,8 +165,8 @@ TEST(Cuda, copy_flat_casts_vector_tail_and_misaligned) {
 
 TEST(Cuda, copy_and_fill_with_64_bit_indexing) {
   DTRAIN_SKIP_WITHOUT_CUDA();
-  // 2^31 + 8 elements (4 GiB of f16): more than int32 counts, so the strided kernels run with
-  // 64-bit index arithmetic. Checked on the device (a sum) and at both ends, not against the CPU.
+  // 2^31 + 8 elements (4 GiB of f16): more than int32 counts, so the strided kernels run with 64-bit
+  // index arithmetic. Checked on the device (a sum) and at both ends, not against the CPU.
   const int64_t rows = (int64_t{1} << 28) + 1, cols = 8, numel = rows * cols;
   std::vector<float> row_values(static_cast<size_t>(cols));
   double row_sum = 0.0;

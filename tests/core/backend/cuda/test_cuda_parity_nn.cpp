@@ -429,8 +429,8 @@ TEST(Cuda, sdpa_declines_so_attention_is_composed) {
 
 TEST(Cuda, ops_training_step_matches_cpu) {
   DTRAIN_SKIP_WITHOUT_CUDA();
-  // linear -> gelu -> layer_norm -> linear -> cross_entropy, forward and backward through the ops
-  // on both devices, in f32: the loss and every gradient agree.
+  // linear -> gelu -> layer_norm -> linear -> cross_entropy, forward and backward through the ops on
+  // both devices, in f32: the loss and every gradient agree.
   Generator gen(28);
   Tensor x = uniform_tensor({16, 24}, DType::f32, gen);
   Tensor w1 = uniform_tensor({32, 24}, DType::f32, gen, -0.3, 0.3);
