@@ -30,9 +30,10 @@ struct BenchModel {
   std::string unit;
 };
 
-// --model vit (sizes from --model-size and the shape options), vit-b16 (ViT-B/16 at 224x224), gpt
-// (byte vocabulary, --model-size), gpt2 (the GPT-2 124M shape: width 768, 12 blocks, 12 heads,
-// vocabulary 50257, context --seq-len).
+// The training workload of --model on `--dataset synthetic` (launch/workload.h), its loss on a fixed
+// batch of `batch` samples: vit (sizes from --model-size and the shape options), vit-b16 (ViT-B/16 at
+// 224x224, 1000 classes), gpt (byte vocabulary, --model-size), gpt2 (GPT-2 small's shape: width 768,
+// 12 blocks, 12 heads, vocabulary 50257, context --seq-len).
 BenchModel make_bench_model(const launch::TrainConfig& c, int64_t batch, Device device);
 
 // The best f32 (CPU) or bf16 (GPU) GEMM rate this device reaches, the denominator of MFU.

@@ -11,8 +11,7 @@
 #ifdef DTRAIN_WITH_CUDA
 #include "distributed/nccl/process_group_nccl.h"
 #endif
-#include "models/gpt.h"
-#include "models/vit.h"
+#include "launch/workload.h"
 
 namespace dtrain::bench {
 
@@ -24,53 +23,35 @@ double ms_since(Clock::time_point t) {
 }  // namespace
 
 BenchModel make_bench_model(const TrainConfig& c, int64_t batch, Device device) {
-  manual_seed(c.seed);
-  BenchModel m;
-  const bool mixed = c.precision != "f32";
-  const DType low = c.precision == "f16" ? DType::f16 : DType::bf16;
-  if (c.model == "vit" || c.model == "vit-b16") {
-    models::VitConfig vc = models::VitConfig::preset(c.model == "vit-b16" ? "base" : c.model_size);
-    if (c.dim) vc.dim = c.dim;
-    if (c.depth) vc.depth = c.depth;
-    if (c.heads) vc.heads = c.heads;
-    if (c.mlp_dim) vc.mlp_dim = c.mlp_dim;
-    if (c.patch) vc.patch_size = c.patch;
-    auto vit = std::make_shared<models::VisionTransformer>(vc);
-    vit->to(device);
-    Tensor images =
-        Tensor::randn({batch, vc.in_channels, vc.image_size, vc.image_size}, DType::f32, device);
-    Tensor labels = Tensor::zeros({batch}, DType::i64, device);
-    m.loss = [=] {
-      amp::AutocastGuard autocast(low, mixed);
-      return cross_entropy(vit->forward(images).to(DType::f32), labels);
-    };
-    m.module = vit;
-    m.flops_per_step = 3.0 * models::vit_forward_flops(vc) * static_cast<double>(batch);
-    m.items = batch;
-    m.unit = "images";
-  } else if (c.model == "gpt" || c.model == "gpt2") {
-    models::GptConfig gc;
-    if (c.model == "gpt2") {
-      gc.vocab_size = 50257, gc.max_len = c.seq_len;
-      gc.dim = 768, gc.depth = 12, gc.heads = 12, gc.mlp_dim = 3072;
-    } else {
-      gc = models::GptConfig::preset(c.model_size == "fm" ? "small" : c.model_size, 256, c.seq_len);
-    }
-    auto gpt = std::make_shared<models::Gpt>(gc);
-    gpt->to(device);
-    Tensor tokens = Tensor::zeros({batch, c.seq_len}, DType::i64, device);
-    m.loss = [=] {
-      amp::AutocastGuard autocast(low, mixed);
-      return cross_entropy(gpt->forward(tokens).to(DType::f32).flatten(0, 1), tokens.flatten());
-    };
-    m.module = gpt;
-    m.flops_per_step = 3.0 * models::gpt_forward_flops_per_token(gc, c.seq_len) *
-                       static_cast<double>(batch * c.seq_len);
-    m.items = batch * c.seq_len;
-    m.unit = "tokens";
-  } else {
+  // The training workload itself, on seeded random samples of its input shape.
+  TrainConfig w = c;
+  w.dataset = "synthetic";
+  if (c.model == "vit-b16") {
+    w.model = "vit", w.model_size = "base";
+  } else if (c.model == "gpt2") {
+    w.model = "gpt", w.model_size = "gpt2";
+  } else if (c.model != "vit" && c.model != "gpt") {
     throw Error("dtrain bench: --model must be vit, vit-b16, gpt or gpt2, got '" + c.model + "'");
   }
+  w.batch_size = std::max(w.batch_size, batch);
+  manual_seed(c.seed);
+  std::shared_ptr<launch::Workload> workload = launch::make_workload(w, device);
+  std::vector<int64_t> indices(static_cast<size_t>(batch));
+  for (size_t i = 0; i < indices.size(); ++i) indices[i] = static_cast<int64_t>(i);
+  data::Batch b = workload->train_set->get_batch(indices, c.seed);
+  b.input = b.input.to(device);
+  b.target = b.target.to(device);
+  BenchModel m;
+  m.module = workload->shared_model();
+  m.items = workload->items(b);
+  m.flops_per_step = workload->train_flops_per_item() * static_cast<double>(m.items);
+  m.unit = workload->unit();
+  const bool mixed = c.precision != "f32";
+  const DType low = c.precision == "f16" ? DType::f16 : DType::bf16;
+  m.loss = [workload, b, low, mixed] {
+    amp::AutocastGuard autocast(low, mixed);
+    return workload->loss(b);
+  };
   return m;
 }
 

@@ -304,7 +304,7 @@ OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& co
       "layer-wise lr: the head trains at lr, block i of L (from 1) at lr * decay^(L + 1 - i), the embeddings "
       "at lr * decay^(L + 1) (1: one lr)");
   group("Data");
-  add(kAll, "dataset", po::value(&c.dataset)->default_value(c.dataset), "fashion-mnist | cifar10 (vit); freedict | gettext-zh | gettext-de (transformer); fortunes (gpt); fortune-files (classifier); unihan (fusion)");
+  add(kAll, "dataset", po::value(&c.dataset)->default_value(c.dataset), "fashion-mnist | cifar10 (vit); freedict | gettext-zh | gettext-de (transformer); fortunes (gpt); fortune-files (classifier); unihan (fusion); synthetic (vit, gpt: random samples, for benchmarks)");
   add(kAll, "data-dir", po::value(&c.data_dir)->default_value(c.data_dir, kEmpty), "dataset directory (empty: the Debian package's)");
   add(kAll | kBench, "seq-len", po::value(&c.seq_len)->default_value(c.seq_len), "GPT context; Transformer max length; classifier and fusion: tokens read per text");
   add(kTrain, "augment", po::value(&c.augment)->default_value(c.augment),

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/data/synthetic.h"
 #include "core/data/text_corpus.h"
 #include "models/gpt.h"
 
@@ -15,15 +16,27 @@ namespace {
 class GptWorkload : public Workload {
  public:
   GptWorkload(const TrainConfig& c, Device device) : device_(device) {
-    DTRAIN_CHECK(c.dataset == "fortunes", "model gpt trains on --dataset fortunes, not '",
-                 c.dataset, "'");
-    data::TextCorpusOptions options;
-    if (!c.data_dir.empty()) options.dir = c.data_dir;
-    corpus_ = data::load_fortunes(options);
-    train_set = std::make_shared<data::TextDataset>(corpus_.train_text, corpus_.vocab, c.seq_len);
-    eval_set = std::make_shared<data::TextDataset>(corpus_.val_text, corpus_.vocab, c.seq_len);
+    DTRAIN_CHECK(c.dataset == "fortunes" || c.dataset == "synthetic",
+                 "model gpt trains on --dataset fortunes or synthetic, not '", c.dataset, "'");
+    int64_t vocab_size = 0;
+    if (c.dataset == "synthetic") {
+      // Random token windows, for benchmarks: GPT-2's 50,257-token vocabulary for --model-size
+      // gpt2, bytes otherwise. There is no text to sample from or to read a prompt with.
+      synthetic_ = true;
+      vocab_size = c.model_size == "gpt2" ? 50257 : 256;
+      const int64_t n = std::max<int64_t>(1024, c.batch_size);
+      train_set = std::make_shared<data::SyntheticTokens>(n, c.seq_len, vocab_size, c.seed);
+      eval_set = std::make_shared<data::SyntheticTokens>(64, c.seq_len, vocab_size, c.seed + 1);
+    } else {
+      data::TextCorpusOptions options;
+      if (!c.data_dir.empty()) options.dir = c.data_dir;
+      corpus_ = data::load_fortunes(options);
+      train_set = std::make_shared<data::TextDataset>(corpus_.train_text, corpus_.vocab, c.seq_len);
+      eval_set = std::make_shared<data::TextDataset>(corpus_.val_text, corpus_.vocab, c.seq_len);
+      vocab_size = static_cast<int64_t>(corpus_.vocab.size());
+    }
     models::GptConfig m = models::GptConfig::preset(c.model_size == "fm" ? "small" : c.model_size,
-                                                    corpus_.vocab.size(), c.seq_len);
+                                                    vocab_size, c.seq_len);
     override_sizes(c, m);
     if (c.depth) m.depth = c.depth;
     model_ = std::make_shared<models::Gpt>(m);
@@ -52,6 +65,7 @@ class GptWorkload : public Workload {
   }
   std::string headline_metric() const override { return "bpc"; }
   std::vector<std::string> samples() override {
+    if (synthetic_) return {};
     Generator gen(7);
     // "The " where the corpus has those characters; otherwise the validation text's first character.
     std::u32string prompt_text;
@@ -69,6 +83,8 @@ class GptWorkload : public Workload {
   // The prompt and its continuation. The vocabulary is the corpus's characters with no unk token, so a
   // character the corpus lacks cannot be fed to the model.
   std::vector<std::string> predict(const PredictInput& input) override {
+    DTRAIN_CHECK(!synthetic_, "this gpt model was trained on --dataset synthetic: it has no text ",
+                 "vocabulary to read a prompt with; train it on --dataset fortunes");
     DTRAIN_CHECK(!input.prompt.empty(),
                  "this checkpoint holds a gpt model: give --prompt \"text to continue\"");
     for (char32_t ch : data::utf8_decode(input.prompt)) {
@@ -92,6 +108,7 @@ class GptWorkload : public Workload {
  private:
   Device device_;
   data::TextCorpus corpus_;
+  bool synthetic_ = false;
   std::shared_ptr<models::Gpt> model_;
 };
 

@@ -3,6 +3,7 @@
 
 #include "core/data/cifar10.h"
 #include "core/data/fashion_mnist.h"
+#include "core/data/synthetic.h"
 #include "models/vit.h"
 
 #include "core/ops/ops.h"
@@ -36,8 +37,15 @@ class VitWorkload : public Workload {
                                                   data::Cifar10Options{.augment = c.augment});
       eval_set = std::make_shared<data::Cifar10>(data::Split::test, c.data_dir);
       m.image_size = 32, m.in_channels = 3, m.num_classes = 10;
+    } else if (c.dataset == "synthetic") {
+      // Random images of the preset's shape (fm: 28x28x1, 10 classes; tiny/small/base: 224x224x3,
+      // 1000 classes), for benchmarks.
+      const int64_t n = std::max<int64_t>(1024, c.batch_size);
+      train_set = std::make_shared<data::SyntheticImages>(n, m.in_channels, m.image_size, m.num_classes, c.seed);
+      eval_set = std::make_shared<data::SyntheticImages>(256, m.in_channels, m.image_size, m.num_classes,
+                                                         c.seed + 1);
     } else {
-      throw Error("model vit trains on fashion-mnist or cifar10, not '" + c.dataset + "'");
+      throw Error("model vit trains on fashion-mnist, cifar10 or synthetic, not '" + c.dataset + "'");
     }
     override_sizes(c, m);
     if (c.depth) m.depth = c.depth;

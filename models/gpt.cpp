@@ -18,8 +18,10 @@ GptConfig GptConfig::preset(const std::string& name, int64_t vocab_size, int64_t
     c.dim = 128, c.depth = 4, c.heads = 4, c.mlp_dim = 512;
   } else if (name == "medium") {
     c.dim = 256, c.depth = 6, c.heads = 8, c.mlp_dim = 1024;
+  } else if (name == "gpt2") {  // GPT-2 small's shape (124M parameters with 50,257 tokens)
+    c.dim = 768, c.depth = 12, c.heads = 12, c.mlp_dim = 3072;
   } else {
-    throw Error("unknown GPT size '" + name + "': use tiny, small or medium");
+    throw Error("unknown GPT size '" + name + "': use tiny, small, medium or gpt2");
   }
   return c;
 }
