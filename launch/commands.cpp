@@ -162,7 +162,8 @@ void print_summary(const TrainResult& r) {
                 r.peak_rss_mb);
   std::cout << line;
   if (r.peak_device_mb > 0) {
-    std::snprintf(line, sizeof line, " (GPU tensors %.0f MiB)", r.peak_device_mb);
+    std::snprintf(line, sizeof line, " (%stensors %.0f MiB)", r.on_gpu ? "GPU " : "",
+                  r.peak_device_mb);
     std::cout << line;
   }
   if (!r.eval.empty()) std::cout << "; eval: " << format_metrics(r.eval);

@@ -177,6 +177,21 @@ void validate(const TrainConfig& c, const std::map<std::string, std::string>& or
   DTRAIN_CHECK(c.resume != "auto" || !c.checkpoint_dir.empty(), where("resume"),
                "--resume auto continues the run in --checkpoint-dir: give --checkpoint-dir too");
   c.profile_range();  // throws for a malformed A:B
+  DTRAIN_CHECK(
+      !c.checkpoint_activations || c.model == "vit" || c.model == "gpt" || c.model == "transformer",
+      where("checkpoint-activations"),
+      "--checkpoint-activations applies to vit, gpt and "
+      "transformer, not ",
+      c.model, "; leave it at 0");
+  DTRAIN_CHECK(
+      c.fused_optimizer == "auto" || c.fused_optimizer == "on" || c.fused_optimizer == "off",
+      where("fused-optimizer"), "--fused-optimizer must be auto, on or off, got '",
+      c.fused_optimizer, "'");
+  DTRAIN_CHECK(c.fused_optimizer != "on" || c.optimizer == "sgd" || c.optimizer == "adam" ||
+                   c.optimizer == "adamw",
+               where("fused-optimizer"),
+               "--fused-optimizer on needs --optimizer sgd, adam or adamw (", c.optimizer,
+               " has no fused path); use auto or off");
   DTRAIN_CHECK(c.precision == "f32" || c.precision == "bf16" || c.precision == "f16",
                where("precision"), "--precision must be f32, bf16 or f16, got '", c.precision, "'");
 }
@@ -214,6 +229,7 @@ std::vector<Setting> settings(const TrainConfig& c) {
       {"steps", integer(c.steps), all},
       {"epochs", num(c.epochs), all},
       {"optimizer", c.optimizer, fixed},
+      {"fused-optimizer", c.fused_optimizer, all},
       {"lr", num(c.lr), all},
       {"min-lr", num(c.min_lr), all},
       {"schedule", c.schedule, fixed},
@@ -224,6 +240,7 @@ std::vector<Setting> settings(const TrainConfig& c) {
       {"precision", c.precision, all},
       {"device", c.device, all},
       {"tf32", integer(c.tf32), all},
+      {"checkpoint-activations", integer(c.checkpoint_activations), all},
       {"seed", std::to_string(c.seed), fixed},
       {"threads", integer(c.threads), Setting::local},
       {"bucket-cap-mb", num(c.bucket_cap_mb), all},
@@ -317,6 +334,8 @@ OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& co
   add(kTrain, "grad-accum", po::value(&c.grad_accum)->default_value(c.grad_accum), "micro-batches accumulated per step");
   add(kTrain | kBench, "optimizer", po::value(&c.optimizer)->default_value(c.optimizer),
       "sgd | adam | adamw | adagrad | rmsprop | adamax | nadam");
+  add(kTrain | kBench, "fused-optimizer", po::value(&c.fused_optimizer)->default_value(c.fused_optimizer),
+      "auto (on for cuda) | on | off: sgd, adam and adamw update each group in one kernel call");
   add(kTrain | kBench, "lr", po::value(&c.lr)->default_value(c.lr), "peak learning rate");
   add(kTrain, "min-lr", po::value(&c.min_lr)->default_value(c.min_lr), "final learning rate of the decay");
   add(kTrain, "schedule", po::value(&c.schedule)->default_value(c.schedule), "cosine | linear | step | constant");
@@ -331,6 +350,8 @@ OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& co
       "cpu | cuda (each rank takes its local rank's GPU) | cuda:K (this GPU; one rank per node)");
   add(kAll | kBench, "tf32", po::value(&c.tf32)->default_value(c.tf32),
       "TF32 tensor cores for f32 matmul and convolution on GPUs (0: exact f32)");
+  add(kTrain | kBench, "checkpoint-activations", po::value(&c.checkpoint_activations)->default_value(c.checkpoint_activations),
+      "1: recompute each block's forward in backward instead of storing its activations (vit, gpt, transformer)");
   add(kTrain | kPredict | kBench, "seed", po::value(&c.seed)->default_value(c.seed),
       "seed for initialisation, shuffling and dropout (predict: for sampling)");
   add(kAll | kBench, "threads", po::value(&c.threads)->default_value(c.threads), "CPU threads per rank (0: cores / local ranks)");

@@ -55,6 +55,9 @@ struct TrainConfig {
   double epochs = 1;
   // optimisation
   std::string optimizer = "adamw";
+  // One kernel call per group for sgd, adam and adamw (auto: on CUDA devices; the CPU updates one
+  // tensor at a time).
+  std::string fused_optimizer = "auto";  // auto | on | off
   double lr = 1e-3;
   double min_lr = 0.0;
   std::string schedule = "cosine";  // cosine | linear | step | constant
@@ -69,6 +72,9 @@ struct TrainConfig {
   // TF32 tensor cores for f32 matmul and convolution on GPUs (10-bit mantissa products, f32 sums),
   // on by default as PyTorch users expect of convolutions; off makes f32 match the CPU to f32 accuracy.
   bool tf32 = true;
+  // Recompute each block's forward in backward instead of keeping its activations (vit, gpt,
+  // transformer): less memory for about one more forward pass.
+  bool checkpoint_activations = false;
   uint64_t seed = 0;
   int threads = 0;  // 0: all cores of this rank's share
   // distributed

@@ -101,6 +101,12 @@ std::vector<std::vector<Tensor>> decay_groups(const nn::Module& model) {
   return groups;
 }
 
+namespace {
+// Every optimizer by name, with the per-tensor update (make_optimizer turns the fused path on).
+std::unique_ptr<optim::Optimizer> make_unfused_optimizer(const TrainConfig& c,
+                                                         std::vector<GroupSpec> groups);
+}  // namespace
+
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c,
                                                  std::vector<std::vector<Tensor>> groups) {
   DTRAIN_CHECK(groups.size() == 2, "make_optimizer expects {decay, no_decay} parameter groups");
@@ -112,6 +118,16 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c,
 
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c,
                                                  std::vector<GroupSpec> groups) {
+  std::unique_ptr<optim::Optimizer> opt = make_unfused_optimizer(c, std::move(groups));
+  const bool has_fused = c.optimizer == "sgd" || c.optimizer == "adam" || c.optimizer == "adamw";
+  opt->set_fused(c.fused_optimizer == "on" ||
+                 (c.fused_optimizer == "auto" && has_fused && Device::parse(c.device).is_cuda()));
+  return opt;
+}
+
+namespace {
+std::unique_ptr<optim::Optimizer> make_unfused_optimizer(const TrainConfig& c,
+                                                         std::vector<GroupSpec> groups) {
   const std::string& o = c.optimizer;
   if (o == "sgd") {
     return grouped<optim::SGDOptions, optim::SGD>({.lr = c.lr, .momentum = 0.9}, c.weight_decay,
@@ -141,6 +157,7 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c,
   throw Error("unknown optimizer '" + o +
               "': use sgd, adam, adamw, adagrad, rmsprop, adamax or nadam");
 }
+}  // namespace
 
 optim::LrSchedule make_schedule(const TrainConfig& c, int64_t total_steps) {
   double min_ratio = c.lr > 0 ? c.min_lr / c.lr : 0.0;

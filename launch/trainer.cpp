@@ -476,6 +476,7 @@ TrainResult train(const TrainConfig& c, std::shared_ptr<dist::ProcessGroup> pg_p
   result.eval = last_eval;
   result.peak_rss_mb = peak_rss_mb();
   result.peak_device_mb = static_cast<double>(peak_device_memory_bytes(device)) / (1 << 20);
+  result.on_gpu = device.is_cuda();
   if (lead && result.stopped_by == 0) {
     for (const std::string& s : w->samples()) std::cout << "sample: " << s << "\n";
   }

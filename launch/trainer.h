@@ -20,8 +20,9 @@ struct TrainResult {
   std::string checkpoint;  // the last checkpoint written, if any
   std::string finished_at;  // set when the run resumed was already finished: its checkpoint
   int stopped_by = 0;       // SIGTERM or SIGINT when a signal ended the run early
-  double peak_rss_mb = 0,
-         peak_device_mb = 0;  // this rank's peak resident memory; allocator peak on a GPU
+  // This rank's peak resident memory, and the peak held in tensors on its device.
+  double peak_rss_mb = 0, peak_device_mb = 0;
+  bool on_gpu = false;  // whether peak_device_mb is a GPU's
 };
 
 // The device this rank trains on: the CPU, its local rank's GPU (--device cuda; at most one rank per

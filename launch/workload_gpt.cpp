@@ -40,6 +40,7 @@ class GptWorkload : public Workload {
     override_sizes(c, m);
     if (c.depth) m.depth = c.depth;
     model_ = std::make_shared<models::Gpt>(m);
+    model_->checkpoint_activations = c.checkpoint_activations;
     model_->to(device);
   }
   std::shared_ptr<nn::Module> shared_model() override { return model_; }

@@ -70,6 +70,7 @@ class TransformerWorkload : public Workload {
     override_sizes(c, m);
     if (c.depth) m.encoder_layers = m.decoder_layers = c.depth;
     model_ = std::make_shared<models::Transformer>(m);
+    model_->checkpoint_activations = c.checkpoint_activations;
     model_->to(device);
     device_ = device;
     beam_ = c.beam, length_penalty_ = c.length_penalty;

@@ -41,17 +41,20 @@ class VitWorkload : public Workload {
       // Random images of the preset's shape (fm: 28x28x1, 10 classes; tiny/small/base: 224x224x3,
       // 1000 classes), for benchmarks.
       const int64_t n = std::max<int64_t>(1024, c.batch_size);
-      train_set = std::make_shared<data::SyntheticImages>(n, m.in_channels, m.image_size, m.num_classes, c.seed);
-      eval_set = std::make_shared<data::SyntheticImages>(256, m.in_channels, m.image_size, m.num_classes,
-                                                         c.seed + 1);
+      train_set = std::make_shared<data::SyntheticImages>(n, m.in_channels, m.image_size,
+                                                          m.num_classes, c.seed);
+      eval_set = std::make_shared<data::SyntheticImages>(256, m.in_channels, m.image_size,
+                                                         m.num_classes, c.seed + 1);
     } else {
-      throw Error("model vit trains on fashion-mnist, cifar10 or synthetic, not '" + c.dataset + "'");
+      throw Error("model vit trains on fashion-mnist, cifar10 or synthetic, not '" + c.dataset +
+                  "'");
     }
     override_sizes(c, m);
     if (c.depth) m.depth = c.depth;
     if (c.patch) m.patch_size = c.patch;
     m.stem = c.stem;
     model_ = std::make_shared<models::VisionTransformer>(m);
+    model_->checkpoint_activations = c.checkpoint_activations;
     model_->to(device);
     label_smoothing_ = c.label_smoothing;
     dataset_ = c.dataset;

@@ -59,8 +59,12 @@ Tensor Gpt::forward(const Tensor& tokens) const {
                shape_str(tokens.shape()));
   Tensor h = pos_embed->forward(tok_embed->forward(tokens));
   nn::AttentionMask causal{.causal = true};
-  for (size_t i = 0; i < blocks->size(); ++i)
-    h = blocks->at<nn::EncoderLayer>(i)->forward(h, causal);
+  for (size_t i = 0; i < blocks->size(); ++i) {
+    auto block = blocks->at<nn::EncoderLayer>(i);
+    h = nn::maybe_checkpoint(
+        checkpoint_activations, *block, {h},
+        [block, causal](const std::vector<Tensor>& in) { return block->forward(in[0], causal); });
+  }
   h = norm->forward(h);
   return linear(h, tok_embed->weight.to(h.dtype()));  // the head shares the embedding's weight
 }

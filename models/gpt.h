@@ -28,6 +28,10 @@ class Gpt : public nn::Module {
   explicit Gpt(const GptConfig& config);
   // tokens i64 [B, T] (T <= max_len) -> logits [B, T, vocab]
   Tensor forward(const Tensor& tokens) const;
+
+  // Recompute each block's forward in backward instead of keeping its activations
+  // (core/nn/checkpoint.h): the same gradients for less memory and about one more forward.
+  bool checkpoint_activations = false;
   // Appends `count` tokens to `prompt` (ids in [0, vocab_size)), each sampled with `gen` from
   // softmax(logits / temperature) restricted to the top_k likeliest tokens (top_k <= 0: all; equal
   // logits rank in id order, so top_k 1 is greedy); temperature <= 0 picks the arg max (the lowest id

@@ -68,7 +68,10 @@ Tensor Transformer::encode(const Tensor& src) const {
   Tensor x = position->forward(src_embed->forward(src) * scale);
   nn::AttentionMask mask{.key_padding_mask = padding_mask(src)};
   for (size_t i = 0; i < encoder_layers->size(); ++i) {
-    x = encoder_layers->at<nn::EncoderLayer>(i)->forward(x, mask);
+    auto layer = encoder_layers->at<nn::EncoderLayer>(i);
+    x = nn::maybe_checkpoint(
+        checkpoint_activations, *layer, {x},
+        [layer, mask](const std::vector<Tensor>& in) { return layer->forward(in[0], mask); });
   }
   return encoder_norm->forward(x);
 }
@@ -79,7 +82,11 @@ Tensor Transformer::decode(const Tensor& tgt_in, const Tensor& memory, const Ten
   nn::AttentionMask self_mask{.key_padding_mask = padding_mask(tgt_in), .causal = true};
   nn::AttentionMask memory_mask{.key_padding_mask = padding_mask(src)};
   for (size_t i = 0; i < decoder_layers->size(); ++i) {
-    x = decoder_layers->at<nn::DecoderLayer>(i)->forward(x, memory, self_mask, memory_mask);
+    auto layer = decoder_layers->at<nn::DecoderLayer>(i);
+    x = nn::maybe_checkpoint(checkpoint_activations, *layer, {x, memory},
+                             [layer, self_mask, memory_mask](const std::vector<Tensor>& in) {
+                               return layer->forward(in[0], in[1], self_mask, memory_mask);
+                             });
   }
   return generator->forward(decoder_norm->forward(x));
 }

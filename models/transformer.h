@@ -36,6 +36,10 @@ class Transformer : public nn::Module {
   explicit Transformer(const TransformerConfig& config);
   // src i64 [B, S], tgt_in i64 [B, T] -> logits [B, T, tgt_vocab]
   Tensor forward(const Tensor& src, const Tensor& tgt_in) const;
+
+  // Recompute each block's forward in backward instead of keeping its activations
+  // (core/nn/checkpoint.h): the same gradients for less memory and about one more forward.
+  bool checkpoint_activations = false;
   Tensor encode(const Tensor& src) const;
   Tensor decode(const Tensor& tgt_in, const Tensor& memory, const Tensor& src) const;
   // Greedy decoding of each source row: starts from bos and appends the arg max token until eos or

@@ -97,7 +97,12 @@ Tensor VisionTransformer::forward(const Tensor& images) const {
   int64_t batch = x.size(0);
   Tensor cls = cls_token.to(x.dtype()).expand({batch, 1, config_.dim});
   x = add(cat({cls, x}, 1), pos_embed.to(x.dtype()));  // [B, N+1, D]
-  for (size_t i = 0; i < blocks->size(); ++i) x = blocks->at<nn::EncoderLayer>(i)->forward(x);
+  for (size_t i = 0; i < blocks->size(); ++i) {
+    auto block = blocks->at<nn::EncoderLayer>(i);
+    x = nn::maybe_checkpoint(
+        checkpoint_activations, *block, {x},
+        [block](const std::vector<Tensor>& in) { return block->forward(in[0]); });
+  }
   x = norm->forward(x);
   return head->forward(x.select(1, 0));  // the class token
 }

@@ -60,6 +60,10 @@ class VisionTransformer : public nn::Module {
   explicit VisionTransformer(const VitConfig& config);
   // images f32 [B, C, H, W] -> logits [B, num_classes]
   Tensor forward(const Tensor& images) const;
+
+  // Recompute each block's forward in backward instead of keeping its activations
+  // (core/nn/checkpoint.h): the same gradients for less memory and about one more forward.
+  bool checkpoint_activations = false;
   const VitConfig& config() const { return config_; }
 
   std::shared_ptr<DwsepStem> stem;  // null unless config.stem is "dwsep"

@@ -16,16 +16,28 @@ namespace cuda {
 void cuda_set_allow_tf32(bool allow);
 void cuda_select_device(int index);
 size_t cuda_peak_allocated_bytes(int device);
+void cuda_reset_peak_memory_stats(int device);
 }  // namespace cuda
 #endif
 
 size_t peak_device_memory_bytes(Device device) {
+  if (device.is_cpu()) return cpu_tensor_memory().peak;
 #ifdef DTRAIN_WITH_CUDA
   if (device.is_cuda() && cuda_device_count() > device.index)
     return cuda::cuda_peak_allocated_bytes(device.index);
 #endif
-  (void)device;
   return 0;
+}
+
+void reset_peak_device_memory(Device device) {
+  if (device.is_cpu()) {
+    reset_cpu_tensor_memory_peak();
+    return;
+  }
+#ifdef DTRAIN_WITH_CUDA
+  if (device.is_cuda() && cuda_device_count() > device.index)
+    cuda::cuda_reset_peak_memory_stats(device.index);
+#endif
 }
 
 std::string cuda_unavailable_reason() {

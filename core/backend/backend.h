@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/backend/optim_update.h"
 #include "core/backend/runtime.h"
 #include "core/tensor/tensor.h"
 
@@ -96,20 +97,25 @@ class Backend {
   // ---- fused attention: q [B, H, Tq, D], k/v [B, H, Tk, D], out like q, each with any strides whose
   // last one is 1 (a backend that needs more returns false); attn_mask additive [B or 1, 1, Tq or 1,
   // Tk] contiguous, or undefined; stats [B, H, Tq] contiguous; mask and stats are f64 for f64 inputs,
-  // else f32. A
-  // backend that has no fused path, or declines these shapes, returns false and the op composes
-  // attention from matmul and softmax instead.
+  // else f32. Causal: key j is visible to query i iff j <= i (top-left aligned). Dropout (0 <= p <= 1,
+  // 0 = none) multiplies the softmax weights P by M / (1 - p), where the keep mask M of score
+  // (b, h, i, j) is sdpa_dropout_keep(seed, b, h, i, j, p) (core/backend/sdpa_dropout.h) on every
+  // backend, so forward and backward (and CPU and CUDA) see the same mask; stats stay those of the
+  // undropped softmax. A backend that has no fused path, or declines these shapes, returns false and
+  // the op composes attention from matmul and softmax instead.
   virtual bool sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
-                    bool causal, double scale, const Tensor& out, const Tensor& stats) {
-    (void)q, (void)k, (void)v, (void)attn_mask, (void)causal, (void)scale, (void)out, (void)stats;
+                    bool causal, double scale, double dropout_p, uint64_t seed, const Tensor& out,
+                    const Tensor& stats) {
+    (void)q, (void)k, (void)v, (void)attn_mask, (void)causal, (void)scale, (void)dropout_p;
+    (void)seed, (void)out, (void)stats;
     return false;
   }
   virtual bool sdpa_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                              const Tensor& out, const Tensor& stats, const Tensor& attn_mask,
-                             bool causal, double scale, const Tensor& dq, const Tensor& dk,
-                             const Tensor& dv) {
+                             bool causal, double scale, double dropout_p, uint64_t seed,
+                             const Tensor& dq, const Tensor& dk, const Tensor& dv) {
     (void)dout, (void)q, (void)k, (void)v, (void)out, (void)stats, (void)attn_mask, (void)causal;
-    (void)scale, (void)dq, (void)dk, (void)dv;
+    (void)scale, (void)dropout_p, (void)seed, (void)dq, (void)dk, (void)dv;
     return false;
   }
 

@@ -27,9 +27,12 @@ void select_device(Device device);
 uint64_t host_sync_count();
 void count_host_sync();
 
-// The most memory dtrain's allocator has held in tensors on `device` since the process started, in
-// bytes (the caching allocator's peak for a GPU); 0 for the CPU, whose peak the process's RSS shows.
+// The most memory dtrain's allocator has held in tensors on `device` since the process started (or
+// the last reset_peak_device_memory), in bytes: the caching allocator's peak for a GPU; for the CPU,
+// the peak of the bytes held by live tensors (the process's RSS adds the heap's own overhead).
 size_t peak_device_memory_bytes(Device device);
+// Starts a new peak from the memory held now (e.g. before measuring one step).
+void reset_peak_device_memory(Device device);
 
 // TF32 tensor cores for f32 GEMM and convolution on GPUs (no effect on the CPU). Off unless set here
 // or by DTRAIN_ALLOW_TF32=1; `dtrain train` sets it from --tf32 (on by default).

@@ -1,7 +1,6 @@
 #include "core/nn/decoder_layer.h"
 
-#include "core/ops/activation.h"
-#include "core/ops/elementwise.h"
+#include "core/nn/residual.h"
 
 namespace dtrain::nn {
 
@@ -30,17 +29,20 @@ DecoderLayer::DecoderLayer(int64_t dim, int64_t num_heads, int64_t mlp_hidden,
 Tensor DecoderLayer::forward(const Tensor& x, const Tensor& memory, const AttentionMask& self_mask,
                              const AttentionMask& memory_mask) const {
   auto scope = forward_scope();
-  auto drop = [&](const Tensor& branch) {
-    return residual_dropout(branch, options_, is_training());
-  };
+  const bool training = is_training();
+  // The residual adds run fused: into the norm that follows them, or into the dropout before them
+  // (core/nn/residual.h).
   if (options_.pre_norm) {
-    Tensor h = x + drop(attn->forward(norm1->forward(x), self_mask));
-    h = h + drop(cross_attn->forward(norm2->forward(h), memory, memory_mask));
-    return h + drop(mlp->forward(norm3->forward(h)));
+    auto [h1, y1] = residual_add_norm(x, attn->forward(norm1->forward(x), self_mask), *norm2,
+                                      options_, training);
+    auto [h2, y2] = residual_add_norm(h1, cross_attn->forward(y1, memory, memory_mask), *norm3,
+                                      options_, training);
+    return residual_add(h2, mlp->forward(y2), options_, training);
   }
-  Tensor h = norm1->forward(x + drop(attn->forward(x, self_mask)));
-  h = norm2->forward(h + drop(cross_attn->forward(h, memory, memory_mask)));
-  return norm3->forward(h + drop(mlp->forward(h)));
+  Tensor h = residual_add_norm(x, attn->forward(x, self_mask), *norm1, options_, training).y;
+  h = residual_add_norm(h, cross_attn->forward(h, memory, memory_mask), *norm2, options_, training)
+          .y;
+  return residual_add_norm(h, mlp->forward(h), *norm3, options_, training).y;
 }
 
 }  // namespace dtrain::nn

@@ -1,7 +1,6 @@
 #include "core/nn/encoder_layer.h"
 
-#include "core/ops/activation.h"
-#include "core/ops/elementwise.h"
+#include "core/nn/residual.h"
 
 namespace dtrain::nn {
 
@@ -21,15 +20,16 @@ EncoderLayer::EncoderLayer(int64_t dim, int64_t num_heads, int64_t mlp_hidden,
 
 Tensor EncoderLayer::forward(const Tensor& x, const AttentionMask& mask) const {
   auto scope = forward_scope();
-  auto drop = [&](const Tensor& branch) {
-    return residual_dropout(branch, options_, is_training());
-  };
+  const bool training = is_training();
+  // The residual adds run fused: into the norm that follows them, or into the dropout before them
+  // (core/nn/residual.h).
   if (options_.pre_norm) {
-    Tensor h = x + drop(attn->forward(norm1->forward(x), mask));
-    return h + drop(mlp->forward(norm2->forward(h)));
+    auto [h, y] =
+        residual_add_norm(x, attn->forward(norm1->forward(x), mask), *norm2, options_, training);
+    return residual_add(h, mlp->forward(y), options_, training);
   }
-  Tensor h = norm1->forward(x + drop(attn->forward(x, mask)));
-  return norm2->forward(h + drop(mlp->forward(h)));
+  Tensor h = residual_add_norm(x, attn->forward(x, mask), *norm1, options_, training).y;
+  return residual_add_norm(h, mlp->forward(h), *norm2, options_, training).y;
 }
 
 }  // namespace dtrain::nn

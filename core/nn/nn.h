@@ -1,5 +1,6 @@
 // Everything in core/nn, for convenience.
 #pragma once
+#include "core/nn/checkpoint.h"
 #include "core/nn/conv2d.h"
 #include "core/nn/cross_modal_attention.h"
 #include "core/nn/decoder_layer.h"

@@ -1,18 +1,10 @@
 #include "core/nn/transformer_layer_options.h"
 
-#include "core/ops/activation.h"
-
 namespace dtrain::nn {
 
 void check_layer_options(const char* layer, const TransformerLayerOptions& options) {
   DTRAIN_CHECK(options.dropout >= 0.0 && options.dropout < 1.0, layer, ": dropout ",
                options.dropout, " must be in [0, 1)");
-}
-
-Tensor residual_dropout(const Tensor& branch, const TransformerLayerOptions& options,
-                        bool training) {
-  if (!training || options.dropout == 0.0) return branch;
-  return dropout(branch, options.dropout, true);
 }
 
 }  // namespace dtrain::nn

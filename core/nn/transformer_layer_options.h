@@ -17,9 +17,4 @@ struct TransformerLayerOptions {
 // Throws unless the options are valid for `layer` (the block's name, for the message).
 void check_layer_options(const char* layer, const TransformerLayerOptions& options);
 
-// The dropout on a residual branch, x + drop(f(x)): the branch itself in eval mode or when
-// options.dropout is 0.
-Tensor residual_dropout(const Tensor& branch, const TransformerLayerOptions& options,
-                        bool training);
-
 }  // namespace dtrain::nn

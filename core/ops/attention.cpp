@@ -1,8 +1,10 @@
 // Scaled dot-product attention:
 //   out = dropout(softmax(q k^T * scale + mask)) v,   scale = 1/sqrt(D) unless given.
-// A backend with a fused kernel (cuDNN / flash style) serves it whole when it accepts the shapes
-// and no dropout is asked for; otherwise attention is composed from matmul, add, softmax and
-// dropout, and autograd differentiates the composition.
+// A backend with a fused kernel (flash style) serves it whole when it accepts the shapes, dropout
+// included: one 64-bit seed drawn from the Generator per call keys the mask of every score
+// (b, h, i, j) (core/backend/sdpa_dropout.h), and the backward pass regenerates it from the same
+// seed. Otherwise attention is composed from matmul, add, softmax and dropout, and autograd
+// differentiates the composition.
 #include "core/amp/autocast.h"
 #include "core/ops/attention.h"
 
@@ -69,7 +71,7 @@ Tensor unit_last(const Tensor& t) { return t.strides().back() == 1 ? t : t.conti
 // they are (heads sliced from a fused projection are strided views), and the output is laid out as
 // [B, Tq, H, D] and handed back as its [B, H, Tq, D] view, so merging the heads afterwards is free.
 Tensor try_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& mask_in,
-                 bool causal, double scale) {
+                 bool causal, double scale, double dropout_p, uint64_t seed) {
   const Tensor q = unit_last(q_in.detach()), k = unit_last(k_in.detach()),
                v = unit_last(v_in.detach());
   Tensor mask;
@@ -83,11 +85,11 @@ Tensor try_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
   // stats: the per-row log-sum-exp of the scores, which the fused backward needs.
   Tensor stats =
       Tensor::empty({q.size(0), q.size(1), q.size(2)}, fused_dtype(q.dtype()), q.device());
-  if (!be.sdpa(q, k, v, mask, causal, scale, out, stats)) return Tensor();
+  if (!be.sdpa(q, k, v, mask, causal, scale, dropout_p, seed, out, stats)) return Tensor();
 
   return autograd::record(
       "scaled_dot_product_attention", {q_in, k_in, v_in}, out,
-      [qd = q, kd = k, vd = v, od = out.detach(), stats, mask, causal, scale](
+      [qd = q, kd = k, vd = v, od = out.detach(), stats, mask, causal, scale, dropout_p, seed](
           const Tensor& grad_out, const std::vector<bool>& needs) {
         (void)needs;  // the fused backward produces all three gradients at once
         Tensor dq = Tensor::empty(qd.shape(), qd.dtype(), qd.device());
@@ -95,7 +97,7 @@ Tensor try_fused(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
         Tensor dv = Tensor::empty(vd.shape(), vd.dtype(), vd.device());
         const bool done = backend_for(qd.device())
                               .sdpa_backward(unit_last(grad_out), qd, kd, vd, od, stats, mask,
-                                             causal, scale, dq, dk, dv);
+                                             causal, scale, dropout_p, seed, dq, dk, dv);
         DTRAIN_CHECK(done, "scaled_dot_product_attention: the ", backend_for(qd.device()).name(),
                      " backend ran the fused forward for q ", shape_str(qd.shape()),
                      " but declined its backward; a backend must accept both or neither");
@@ -164,12 +166,22 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   if (scale <= 0.0) scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
   const bool use_dropout = training && dropout_p > 0.0;
 
-  // The fused path has no dropout and gives no gradient to the mask.
+  // The fused path gives no gradient to the mask. With dropout it draws one seed for its mask; when
+  // the backend declines, the generator is put back, so the composed dropout draws what it would
+  // have drawn without the attempt.
   const bool mask_needs_grad =
       attn_mask.defined() && attn_mask.requires_grad() && autograd::grad_enabled();
-  if (!use_dropout && !mask_needs_grad && v.size(3) == q.size(3)) {
-    Tensor fused = try_fused(q, k, v, attn_mask, causal, scale);
-    if (fused.defined()) return fused;
+  if (!mask_needs_grad && v.size(3) == q.size(3)) {
+    if (!use_dropout) {
+      Tensor fused = try_fused(q, k, v, attn_mask, causal, scale, 0.0, 0);
+      if (fused.defined()) return fused;
+    } else {
+      Generator& g = gen ? *gen : default_generator();
+      const auto state = g.state();
+      Tensor fused = try_fused(q, k, v, attn_mask, causal, scale, dropout_p, g.next_u64());
+      if (fused.defined()) return fused;
+      g.set_state(state);
+    }
   }
 
   Tensor scores = mul(matmul(q, k.transpose(-2, -1)), scale);  // [B, H, Tq, Tk]

@@ -46,6 +46,8 @@ class Adam : public OptimizerWithOptions<AdamOptions> {
 
  protected:
   void update(size_t group, Tensor& param, const Tensor& grad, ParamState& state) override;
+  void update_group(size_t group, const std::vector<PendingUpdate>& pending) override;
+  bool has_fused_path() const override { return true; }
 };
 
 class AdamW : public OptimizerWithOptions<AdamWOptions> {
@@ -57,6 +59,8 @@ class AdamW : public OptimizerWithOptions<AdamWOptions> {
 
  protected:
   void update(size_t group, Tensor& param, const Tensor& grad, ParamState& state) override;
+  void update_group(size_t group, const std::vector<PendingUpdate>& pending) override;
+  bool has_fused_path() const override { return true; }
 };
 
 }  // namespace dtrain::optim

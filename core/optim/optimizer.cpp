@@ -80,6 +80,7 @@ const ParamState* Optimizer::state(size_t index) const {
 void Optimizer::step() {
   NoGradGuard no_grad;
   size_t index = 0;
+  std::vector<PendingUpdate> pending;
   for (size_t g = 0; g < groups_.size(); ++g) {
     for (Tensor& param : groups_[g]) {
       const size_t i = index++;
@@ -94,9 +95,42 @@ void Optimizer::step() {
       if (!state_[i]) state_[i].emplace();
       ParamState& st = *state_[i];
       ++st.step;
-      update(g, param, grad, st);
+      pending.push_back({&param, grad, &st});
     }
+    if (!pending.empty()) update_group(g, pending);
+    pending.clear();
   }
+}
+
+FusedLists split_for_fused(const std::vector<PendingUpdate>& pending) {
+  FusedLists out;
+  std::vector<std::pair<Device, DType>> keys;
+  for (const PendingUpdate& u : pending) {
+    const Tensor& p = *u.param;
+    if (!p.is_contiguous() || !u.grad.is_contiguous()) {
+      out.per_tensor.push_back(&u);
+      continue;
+    }
+    const std::pair<Device, DType> key{p.device(), p.dtype()};
+    size_t k = 0;
+    while (k < keys.size() && keys[k] != key) ++k;
+    if (k == keys.size()) {
+      keys.push_back(key);
+      out.lists.emplace_back();
+    }
+    out.lists[k].push_back(&u);
+  }
+  return out;
+}
+
+void Optimizer::set_fused(bool on) {
+  DTRAIN_CHECK(!on || has_fused_path(), name(),
+               " has no fused path; use sgd, adam or adamw, or turn the fused optimizer off");
+  fused_ = on;
+}
+
+void Optimizer::update_group(size_t group, const std::vector<PendingUpdate>& pending) {
+  for (const PendingUpdate& u : pending) update(group, *u.param, u.grad, *u.state);
 }
 
 void Optimizer::zero_grad(bool set_to_none) {

@@ -15,7 +15,10 @@
 // advance, as in PyTorch. The update rules are PyTorch 1.13's (torch.optim, single-tensor path),
 // written with the in-place ops of core/ops, so they run on whichever device the parameter lives
 // on. Optimizer state lives beside each parameter, on its device and in its dtype (f32 master
-// weights; f64 is accepted too, f16/bf16 parameters are refused).
+// weights; f64 is accepted too, f16/bf16 parameters are refused). SGD, Adam and AdamW also have a
+// fused path (set_fused(true), as torch's fused=True): each group's parameters of one device and
+// dtype are updated by one kernel call (one CUDA launch) with the same arithmetic, equal to the
+// per-tensor path to rounding (tests/core/optim/test_fused_optim.cpp states the tolerance).
 //
 // state_dict() gives named tensors "state.<i>.<name>" (i = the parameter's index counted across the
 // groups in order, name as in PyTorch: exp_avg, exp_avg_sq, momentum_buffer, ...) plus a JSON
@@ -62,6 +65,21 @@ bool parse_parameter_index(const std::string& digits, size_t& index);
 // Splits a state_dict() tensor name "state.<i>.<name>" into (i, name); false for any other form.
 bool parse_state_tensor_name(const std::string& full, size_t& index, std::string& key);
 
+// One parameter of a group's update this step (Optimizer::update_group).
+struct PendingUpdate {
+  Tensor* param;
+  Tensor grad;  // converted to the parameter's dtype
+  ParamState* state;
+};
+
+// The pending updates split for fused kernel calls: lists of one device and dtype (in first-seen
+// order), and the parameters the fused kernels do not take (not contiguous), for the per-tensor path.
+struct FusedLists {
+  std::vector<std::vector<const PendingUpdate*>> lists;
+  std::vector<const PendingUpdate*> per_tensor;
+};
+FusedLists split_for_fused(const std::vector<PendingUpdate>& pending);
+
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
@@ -90,6 +108,12 @@ class Optimizer {
   // shards) has none here, and its state_dict() is the way to read it.
   const ParamState* state(size_t index) const;
 
+  // The fused path: each group's parameters of one device and dtype updated by one kernel call.
+  // An execution choice, not state: state_dict() does not record it. Throws a dtrain::Error when
+  // turned on for an optimizer without one (only SGD, Adam and AdamW have it).
+  void set_fused(bool on);
+  bool fused() const { return fused_; }
+
   virtual OptimizerState state_dict() const;
   // Restores group options and state from state_dict() of an optimizer of the same kind over
   // parameters of the same shapes, grouped the same way. State tensors are copied onto each
@@ -107,6 +131,10 @@ class Optimizer {
   // Applies one update to `param` with `grad` (same shape, dtype and device); state.step is already
   // incremented. Runs under NoGradGuard. Called by Optimizer::step() only.
   virtual void update(size_t group, Tensor& param, const Tensor& grad, ParamState& state) = 0;
+  // Updates a group's parameters that have gradients this step: update() on each by default; an
+  // optimizer with a fused path (one kernel call for the whole list) overrides it.
+  virtual void update_group(size_t group, const std::vector<PendingUpdate>& pending);
+  virtual bool has_fused_path() const { return false; }
   // Used by Optimizer::state_dict() and Optimizer::load_state_dict() only.
   virtual nlohmann::json group_options_json(size_t group) const = 0;
   // Parses and sets every group's options at once, or throws and changes nothing.
@@ -115,6 +143,7 @@ class Optimizer {
  private:
   std::vector<std::vector<Tensor>> groups_;
   std::vector<std::optional<ParamState>> state_;  // by parameter index
+  bool fused_ = false;
 };
 
 template <class Options>

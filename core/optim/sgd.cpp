@@ -1,6 +1,7 @@
 #include "core/optim/sgd.h"
 
 #include "core/ops/elementwise.h"
+#include "core/ops/optim_update.h"
 
 namespace dtrain::optim {
 
@@ -37,6 +38,31 @@ void SGD::update(size_t group, Tensor& param, const Tensor& grad, ParamState& st
     }
   }
   add_(param, d, -o.lr);
+}
+
+void SGD::update_group(size_t group, const std::vector<PendingUpdate>& pending) {
+  if (!fused()) {
+    Optimizer::update_group(group, pending);
+    return;
+  }
+  const SGDOptions& o = options(group);
+  const FusedLists split = split_for_fused(pending);
+  for (const PendingUpdate* u : split.per_tensor) update(group, *u->param, u->grad, *u->state);
+  const SgdUpdateArgs args{o.lr, o.momentum, o.dampening, o.weight_decay, o.nesterov};
+  for (const auto& list : split.lists) {
+    std::vector<SgdUpdateTensors> tensors;
+    tensors.reserve(list.size());
+    for (const PendingUpdate* u : list) {
+      SgdUpdateTensors e{*u->param, u->grad, Tensor(), false};
+      if (o.momentum != 0) {
+        // The buffer is created here and receives g itself in the kernel on the first step.
+        e.first_step = u->state->tensors.count("momentum_buffer") == 0;
+        e.momentum_buffer = u->state->tensor_or_fill("momentum_buffer", *u->param);
+      }
+      tensors.push_back(std::move(e));
+    }
+    sgd_update_(args, tensors);
+  }
 }
 
 }  // namespace dtrain::optim

@@ -30,6 +30,8 @@ class SGD : public OptimizerWithOptions<SGDOptions> {
 
  protected:
   void update(size_t group, Tensor& param, const Tensor& grad, ParamState& state) override;
+  void update_group(size_t group, const std::vector<PendingUpdate>& pending) override;
+  bool has_fused_path() const override { return true; }
 };
 
 }  // namespace dtrain::optim

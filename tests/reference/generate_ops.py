@@ -238,6 +238,12 @@ case("linear.no_bias", F.linear, {"x": randn(3, 4), "weight": randn(2, 4)})
 # ------------------------------------------------------------------------------------- added later
 # Cases added after the file was first made are drawn last, so the cases above keep their values.
 case("silu", F.silu, {"x": randn(2, 5) * 2})
+# add_layer_norm: h = x + residual and layer_norm(h), with upstream gradients on both outputs.
+case("add_layer_norm",
+     lambda x, residual, weight, bias: (lambda h: (h, F.layer_norm(h, (7,), weight, bias, eps=1e-5)))(
+         x + residual),
+     {"x": randn(2, 3, 7), "residual": randn(2, 3, 7) * 2 + 1, "weight": 1 + 0.5 * randn(7),
+      "bias": randn(7)})
 
 
 if __name__ == "__main__":

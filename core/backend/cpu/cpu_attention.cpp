@@ -8,6 +8,12 @@
 // q, k, v, out and the gradients are read and written through their strides (last dim unit-stride),
 // so heads sliced out of a fused qkv projection, and an output laid out as [B, Tq, H, D], need no copies.
 // A causal block stops at its last row's diagonal: keys past it are never multiplied.
+// Dropout (p > 0) multiplies P by Z = M / (1 - p), M the keep mask of sdpa_dropout.h, after the
+// softmax (whose statistics stay those of the undropped P): O = (P Z) V. In the backward pass
+//   dV += (P Z)^T dO,  dP = (dO V^T) Z,  dS = P (dP - D),
+// and D_i = sum_d dO_id O_id still equals sum_j P_ij dP_ij, because O_i = sum_j P_ij Z_ij V_j.
+// A row whose every key is masked (-inf) has max -inf, so exp(S - m) is NaN: its output and stats
+// are NaN, as the composed softmax gives, and the NaN reaches the gradients the row touches.
 #include <cblas.h>
 
 #include <algorithm>
@@ -18,6 +24,7 @@
 #include "core/backend/cpu/cpu_backend.h"
 #include "core/backend/cpu/cpu_loops.h"
 #include "core/backend/cpu/cpu_math.h"
+#include "core/backend/sdpa_dropout.h"
 
 namespace dtrain {
 
@@ -82,6 +89,29 @@ struct Shape4 {
   int64_t keys(int64_t i0, int64_t rows) const { return causal ? std::min(tk, i0 + rows) : tk; }
 };
 
+// The dropout of a call: p, the seed of its mask and the value Z takes for a kept score (off at
+// p = 0).
+template <class T>
+struct Dropout {
+  bool on;
+  float p;
+  T kept_scale;
+  uint64_t seed;
+  Dropout(double p_, uint64_t seed_)
+      : on(p_ > 0.0),
+        p(static_cast<float>(p_)),
+        kept_scale(static_cast<T>(sdpa_dropout_scale(p_))),
+        seed(seed_) {}
+  // Z for scores (b, h, i, j) of j in [0, kn), multiplied into row.
+  void apply(int64_t b, int64_t h, int64_t i, int64_t kn, T* row) const {
+    for (int64_t j = 0; j < kn; ++j) {
+      const bool keep = sdpa_dropout_keep(seed, static_cast<uint32_t>(b), static_cast<uint32_t>(h),
+                                          static_cast<uint32_t>(i), static_cast<uint32_t>(j), p);
+      row[j] *= keep ? kept_scale : T(0);
+    }
+  }
+};
+
 // S (rows x kn, row-major) = scale Q_blk K^T + mask, with -inf above the diagonal when causal.
 template <class T>
 void block_scores(const Shape4<T>& s, int64_t b, const T* q, int64_t qst, const T* k, int64_t kst,
@@ -103,8 +133,8 @@ void block_scores(const Shape4<T>& s, int64_t b, const T* q, int64_t qst, const 
 
 template <class T>
 void sdpa_forward_typed(const Tensor& q_t, const Tensor& k_t, const Tensor& v_t,
-                        const Tensor& mask_t, bool causal, double scale, const Tensor& out_t,
-                        const Tensor& stats_t) {
+                        const Tensor& mask_t, bool causal, double scale, const Dropout<T>& drop,
+                        const Tensor& out_t, const Tensor& stats_t) {
   const Shape4<T> s(q_t, k_t, mask_t, causal);
   const Heads<const T> q(q_t), k(k_t), v(v_t);
   const Heads<T> out(out_t);
@@ -134,6 +164,7 @@ void sdpa_forward_typed(const Tensor& q_t, const Tensor& k_t, const Tensor& v_t,
 #pragma omp simd
           for (int64_t j = 0; j < kn; ++j) row[j] *= inv;
           stats[pair * s.tq + i0 + r] = m + std::log(l);
+          if (drop.on) drop.apply(b, h, i0 + r, kn, row);
         }
         gemm(false, false, rows, s.d, kn, T(1), scores.data(), kn, vp, v.st, T(0), op + i0 * out.st,
              out.st);
@@ -145,8 +176,8 @@ void sdpa_forward_typed(const Tensor& q_t, const Tensor& k_t, const Tensor& v_t,
 template <class T>
 void sdpa_backward_typed(const Tensor& dout_t, const Tensor& q_t, const Tensor& k_t,
                          const Tensor& v_t, const Tensor& out_t, const Tensor& stats_t,
-                         const Tensor& mask_t, bool causal, double scale_d, const Tensor& dq_t,
-                         const Tensor& dk_t, const Tensor& dv_t) {
+                         const Tensor& mask_t, bool causal, double scale_d, const Dropout<T>& drop,
+                         const Tensor& dq_t, const Tensor& dk_t, const Tensor& dv_t) {
   const Shape4<T> s(q_t, k_t, mask_t, causal);
   const Heads<const T> dout(dout_t), q(q_t), k(k_t), v(v_t), out(out_t);
   const Heads<T> dq(dq_t), dk(dk_t), dv(dv_t);
@@ -156,6 +187,7 @@ void sdpa_backward_typed(const Tensor& dout_t, const Tensor& q_t, const Tensor& 
   parallel_for(pairs, 10 * s.tq * s.tk * s.d, [&](int64_t begin, int64_t end) {
     const size_t block = static_cast<size_t>(std::min(kBlock, s.tq) * s.tk);
     std::vector<T> p(block), dp(block), delta(static_cast<size_t>(kBlock));
+    std::vector<T> z(drop.on ? static_cast<size_t>(s.tk) : 0);
     for (int64_t pair = begin; pair < end; ++pair) {
       const int64_t b = pair / s.heads, h = pair % s.heads;
       const T *qp = q.at(b, h), *kp = k.at(b, h), *vp = v.at(b, h), *op = out.at(b, h),
@@ -180,15 +212,25 @@ void sdpa_backward_typed(const Tensor& dout_t, const Tensor& q_t, const Tensor& 
           delta[static_cast<size_t>(r)] = dot;
         }
         const T* dob = dop + i0 * dout.st;
-        gemm(true, false, kn, s.d, rows, T(1), p.data(), kn, dob, dout.st, T(1), dvp, dv.st);
         gemm(false, true, rows, kn, s.d, T(1), dob, dout.st, vp, v.st, T(0), dp.data(), kn);
         for (int64_t r = 0; r < rows; ++r) {
-          const T* pr = p.data() + r * kn;
+          T* pr = p.data() + r * kn;
           T* dr = dp.data() + r * kn;
           const T dl = delta[static_cast<size_t>(r)];
+          if (drop.on) {
+            // dS = P (Z (dO V^T) - D); then P becomes P Z for dV.
+            std::fill_n(z.data(), kn, T(1));
+            drop.apply(b, h, i0 + r, kn, z.data());
+            for (int64_t j = 0; j < kn; ++j) {
+              dr[j] = pr[j] * (z[static_cast<size_t>(j)] * dr[j] - dl);
+              pr[j] *= z[static_cast<size_t>(j)];
+            }
+          } else {
 #pragma omp simd
-          for (int64_t j = 0; j < kn; ++j) dr[j] = pr[j] * (dr[j] - dl);
+            for (int64_t j = 0; j < kn; ++j) dr[j] = pr[j] * (dr[j] - dl);
+          }
         }
+        gemm(true, false, kn, s.d, rows, T(1), p.data(), kn, dob, dout.st, T(1), dvp, dv.st);
         gemm(false, false, rows, s.d, kn, scale, dp.data(), kn, kp, k.st, T(0), dqp + i0 * dq.st,
              dq.st);
         gemm(true, false, kn, s.d, rows, scale, dp.data(), kn, qp + i0 * q.st, q.st, T(1), dkp,
@@ -213,25 +255,31 @@ bool accepts(const Tensor& q, const Tensor& k, const Tensor& stats, const Tensor
 }  // namespace
 
 bool CpuBackend::sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask,
-                      bool causal, double scale, const Tensor& out, const Tensor& stats) {
+                      bool causal, double scale, double dropout_p, uint64_t seed, const Tensor& out,
+                      const Tensor& stats) {
   if (!accepts(q, k, stats, attn_mask, {&q, &k, &v, &out})) return false;
   if (q.dtype() == DType::f32) {
-    sdpa_forward_typed<float>(q, k, v, attn_mask, causal, scale, out, stats);
+    sdpa_forward_typed<float>(q, k, v, attn_mask, causal, scale, Dropout<float>(dropout_p, seed),
+                              out, stats);
   } else {
-    sdpa_forward_typed<double>(q, k, v, attn_mask, causal, scale, out, stats);
+    sdpa_forward_typed<double>(q, k, v, attn_mask, causal, scale, Dropout<double>(dropout_p, seed),
+                               out, stats);
   }
   return true;
 }
 
 bool CpuBackend::sdpa_backward(const Tensor& dout, const Tensor& q, const Tensor& k,
                                const Tensor& v, const Tensor& out, const Tensor& stats,
-                               const Tensor& attn_mask, bool causal, double scale, const Tensor& dq,
-                               const Tensor& dk, const Tensor& dv) {
+                               const Tensor& attn_mask, bool causal, double scale, double dropout_p,
+                               uint64_t seed, const Tensor& dq, const Tensor& dk,
+                               const Tensor& dv) {
   if (!accepts(q, k, stats, attn_mask, {&dout, &q, &k, &v, &out, &dq, &dk, &dv})) return false;
   if (q.dtype() == DType::f32) {
-    sdpa_backward_typed<float>(dout, q, k, v, out, stats, attn_mask, causal, scale, dq, dk, dv);
+    sdpa_backward_typed<float>(dout, q, k, v, out, stats, attn_mask, causal, scale,
+                               Dropout<float>(dropout_p, seed), dq, dk, dv);
   } else {
-    sdpa_backward_typed<double>(dout, q, k, v, out, stats, attn_mask, causal, scale, dq, dk, dv);
+    sdpa_backward_typed<double>(dout, q, k, v, out, stats, attn_mask, causal, scale,
+                                Dropout<double>(dropout_p, seed), dq, dk, dv);
   }
   return true;
 }

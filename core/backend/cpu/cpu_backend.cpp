@@ -6,6 +6,7 @@
 
 #include <malloc.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -23,17 +24,30 @@ const bool g_heap_tuned = [] {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   return true;
 }();
+
+// Bytes held by live CPU tensors, and their peak (peak_device_memory_bytes).
+std::atomic<size_t> g_live_bytes{0};
+std::atomic<size_t> g_peak_bytes{0};
 }  // namespace
+
+CpuTensorMemory cpu_tensor_memory() { return {g_live_bytes.load(), g_peak_bytes.load()}; }
+void reset_cpu_tensor_memory_peak() { g_peak_bytes.store(g_live_bytes.load()); }
 
 void* CpuBackend::allocate(size_t nbytes, int) {
   size_t rounded = (nbytes + kAlignment - 1) / kAlignment * kAlignment;
   if (rounded == 0) rounded = kAlignment;
   void* p = std::aligned_alloc(kAlignment, rounded);
   if (!p) throw Error("out of host memory allocating " + std::to_string(nbytes) + " bytes");
+  const size_t live = g_live_bytes.fetch_add(nbytes) + nbytes;
+  size_t peak = g_peak_bytes.load();
+  while (live > peak && !g_peak_bytes.compare_exchange_weak(peak, live)) {}
   return p;
 }
 
-void CpuBackend::deallocate(void* ptr, size_t, int) { std::free(ptr); }
+void CpuBackend::deallocate(void* ptr, size_t nbytes, int) {
+  std::free(ptr);
+  g_live_bytes.fetch_sub(nbytes);
+}
 
 void CpuBackend::copy_to_host(const void* src, void* dst_host, size_t nbytes, int) {
   std::memcpy(dst_host, src, nbytes);

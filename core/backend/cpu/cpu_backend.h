@@ -10,12 +10,20 @@
 //   cpu_nn.cpp           layer_norm, embedding, cross_entropy (+ backward)
 //   cpu_conv.cpp         conv2d, max_pool2d, avg_pool2d (+ backward)
 //   cpu_attention.cpp    sdpa (+ backward): fused attention, f32 and f64
+//   cpu_optim.cpp        adam_update, sgd_update: the fused optimizer steps
 // and two internal headers: cpu_loops.h (dtype dispatch, threading, strided loops, and F32Staging,
 // the f16/bf16 path, shared by the kernel files) and cpu_math.h (f32 exp/erf that vectorise).
 #pragma once
 #include "core/backend/backend.h"
 
 namespace dtrain {
+
+// Bytes held by live CPU tensors now and at their peak (since start or the last reset).
+struct CpuTensorMemory {
+  size_t live = 0, peak = 0;
+};
+CpuTensorMemory cpu_tensor_memory();
+void reset_cpu_tensor_memory_peak();
 
 class CpuBackend final : public Backend {
  public:
@@ -26,10 +34,12 @@ class CpuBackend final : public Backend {
 
   // Fused attention (optional in the interface).
   bool sdpa(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& attn_mask, bool causal,
-            double scale, const Tensor& out, const Tensor& stats) override;
+            double scale, double dropout_p, uint64_t seed, const Tensor& out,
+            const Tensor& stats) override;
   bool sdpa_backward(const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                      const Tensor& out, const Tensor& stats, const Tensor& attn_mask, bool causal,
-                     double scale, const Tensor& dq, const Tensor& dk, const Tensor& dv) override;
+                     double scale, double dropout_p, uint64_t seed, const Tensor& dq,
+                     const Tensor& dk, const Tensor& dv) override;
 };
 
 // A dense f32 copy of an f16/bf16 tensor; any other tensor (or an undefined one) as it is. The

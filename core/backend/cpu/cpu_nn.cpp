@@ -1,8 +1,8 @@
-// CPU kernels for layer norm, embedding and cross entropy. Each works on f32 and f64 directly; f16
-// and bf16 go through f32 stand-ins and are written back (F32Staging, cpu_loops.h). Row statistics
-// accumulate in double. Every reduction that produces a parameter gradient runs in a fixed order
-// (sequential over rows, parallel only across columns), so results are bitwise the same for any
-// thread count.
+// CPU kernels for layer norm (alone and fused with a residual add), embedding and cross entropy.
+// Each works on f32 and f64 directly; f16 and bf16 go through f32 stand-ins and are written back
+// (F32Staging, cpu_loops.h). Row statistics accumulate in double. Every reduction that produces a
+// parameter gradient runs in a fixed order (sequential over rows, parallel only across columns), so
+// results are bitwise the same for any thread count.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -192,6 +192,34 @@ void layer_norm_backward_kernel(const Tensor& dy, const Tensor& x, const Tensor&
   }
 }
 
+// Fused residual add and layer norm, row by row: h = x + residual (rounded to T), then the row of
+// h is normalised while it is still in cache. The same arithmetic as add then layer_norm.
+template <class T>
+void add_layer_norm_kernel(const Tensor& x, const Tensor& residual, const Tensor& weight,
+                           const Tensor& bias, double eps, const Tensor& h, const Tensor& out,
+                           const Tensor& mean, const Tensor& rstd) {
+  const int64_t cols = x.size(-1);
+  const int64_t rows = cols == 0 ? 0 : x.numel() / cols;
+  const T* xp = x.data<T>();
+  const T* rp = residual.data<T>();
+  const T* wp = weight.defined() ? weight.data<T>() : nullptr;
+  const T* bp = bias.defined() ? bias.data<T>() : nullptr;
+  T* hp = h.data<T>();
+  T* yp = out.data<T>();
+#pragma omp parallel for schedule(static) if (rows * cols > kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = xp + r * cols;
+    const T* rr = rp + r * cols;
+    T* hr = hp + r * cols;
+#pragma omp simd
+    for (int64_t j = 0; j < cols; ++j) hr[j] = xr[j] + rr[j];
+    double stats[2];
+    layer_norm_row_any(hr, yp + r * cols, wp, bp, cols, eps, stats);
+    if (mean.defined()) store_stat(mean, r, stats[0]);
+    if (rstd.defined()) store_stat(rstd, r, stats[1]);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Embedding gradient: dweight[idx[i], :] += grad[i, :]. Threads split the embedding dim, and each
 // walks all indices in order, so repeated indices are summed in the same order every time.
@@ -331,6 +359,38 @@ void CpuBackend::layer_norm_backward(const Tensor& dy, const Tensor& x, const Te
     using T = typename decltype(tag)::type;
     layer_norm_backward_kernel<T>(dy, x, weight, mean, rstd, dx, dweight, dbias);
   });
+}
+
+void CpuBackend::add_layer_norm(const Tensor& x, const Tensor& residual, const Tensor& weight,
+                                const Tensor& bias, double eps, const Tensor& h, const Tensor& out,
+                                const Tensor& mean, const Tensor& rstd) {
+  if (is_half(x.dtype())) {
+    // h is rounded to its 16-bit dtype before the statistics are taken, as add then layer_norm.
+    binary(BinaryOp::add, x, residual, h);
+    return layer_norm(h, weight, bias, eps, out, mean, rstd);
+  }
+  check_same_dtype("add_layer_norm", x, residual);
+  check_same_numel("add_layer_norm", x, residual);
+  dispatch_float(x.dtype(), "add_layer_norm", [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    add_layer_norm_kernel<T>(x, residual, weight, bias, eps, h, out, mean, rstd);
+  });
+}
+
+// dx = dh + layer_norm_backward(dy): the reference composes the two (f16/bf16 in f32 stand-ins, so
+// dx is rounded once).
+void CpuBackend::add_layer_norm_backward(const Tensor& dy, const Tensor& dh, const Tensor& h,
+                                         const Tensor& weight, const Tensor& mean,
+                                         const Tensor& rstd, const Tensor& dx,
+                                         const Tensor& dweight, const Tensor& dbias) {
+  if (is_half(h.dtype()) || is_half(dy.dtype())) {
+    F32Staging f32;
+    add_layer_norm_backward(f32.in(dy), f32.in(dh), f32.in(h), f32.in(weight), mean, rstd,
+                            f32.out(dx), f32.out(dweight), f32.out(dbias));
+    return f32.write_back();
+  }
+  layer_norm_backward(dy, h, weight, mean, rstd, dx, dweight, dbias);
+  if (dx.defined() && dh.defined()) binary(BinaryOp::add, dx, dh, dx);
 }
 
 void CpuBackend::embedding(const Tensor& weight, const Tensor& indices, const Tensor& out) {

@@ -1,11 +1,10 @@
-// CUDA kernels for softmax, layer norm, embedding and cross entropy. Row kernels run one block of 256
-// threads per row: threads stride over the columns, and block_sum / block_max combine their partials in
-// a fixed order, so results are bitwise reproducible. Compute is f32 for f32/f16/bf16 data and f64 for
-// f64; operands are read and written with their own dtypes (weights in f32 beside bf16 activations, f32
-// statistics).
+// CUDA kernels for softmax, embedding and cross entropy (layer norm is in cuda_layer_norm.cu). Row
+// kernels run one block of 256 threads per row: threads stride over the columns, and block_sum /
+// block_max combine their partials in a fixed order, so results are bitwise reproducible. Compute
+// is f32 for f32/f16/bf16 data and f64 for f64; operands are read and written with their own
+// dtypes.
 //
-// Parameter gradients (layer norm weight and bias, embedding rows) are reduced without atomics, in a
-// fixed order, so they are deterministic too.
+// Embedding gradients are reduced without atomics, in a fixed order, so they are deterministic too.
 //
 // Class targets and embedding indices are not range-checked on the host (that would cost a device
 // to host sync per step; the data pipeline validates them before the upload). The kernels stay
@@ -26,8 +25,6 @@ __device__ __forceinline__ float exp_c(float x) { return expf(x); }
 __device__ __forceinline__ double exp_c(double x) { return exp(x); }
 __device__ __forceinline__ float log_c(float x) { return logf(x); }
 __device__ __forceinline__ double log_c(double x) { return log(x); }
-__device__ __forceinline__ float sqrt_c(float x) { return sqrtf(x); }
-__device__ __forceinline__ double sqrt_c(double x) { return sqrt(x); }
 
 // ---------------------------------------------------------------------------------------------
 // softmax:     y_j = exp(x_j - m) / s,   m = max_j x_j,  s = sum_j exp(x_j - m)
@@ -75,115 +72,6 @@ __global__ void softmax_backward_kernel(const void* y, DType yt, const void* dy,
     const C yv = load_as<C>(y, base + j, yt), g = load_as<C>(dy, base + j, dyt);
     store_as<C>(dx, base + j, dxt, log ? g - exp_c(yv) * s : yv * (g - s));
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Layer norm over the last dim (D = cols):
-//   mean = sum_j x_j / D,  var = sum_j (x_j - mean)^2 / D,  rstd = 1 / sqrt(var + eps)
-//   y_j = (x_j - mean) rstd w_j + b_j
-// The variance is taken around the mean (two passes over the row), which stays accurate when
-// |mean| >> std.
-struct LayerNormArgs {
-  const void* x;
-  DType xt;
-  const void* w;  // may be null
-  DType wt;
-  const void* b;  // may be null
-  DType bt;
-  double eps;
-  void* y;
-  DType yt;
-  void* mean;  // may be null
-  DType mt;
-  void* rstd;  // may be null
-  DType rt;
-  int64_t cols;
-};
-
-template <class C>
-__global__ void layer_norm_kernel(LayerNormArgs a) {
-  const int64_t row = blockIdx.x, base = row * a.cols;
-  C s = C(0);
-  for (int64_t j = threadIdx.x; j < a.cols; j += blockDim.x) s += load_as<C>(a.x, base + j, a.xt);
-  const C mu = block_sum(s) / static_cast<C>(a.cols);
-  C ss = C(0);
-  for (int64_t j = threadIdx.x; j < a.cols; j += blockDim.x) {
-    const C d = load_as<C>(a.x, base + j, a.xt) - mu;
-    ss += d * d;
-  }
-  const C var = block_sum(ss) / static_cast<C>(a.cols);
-  const C rs = C(1) / sqrt_c(var + static_cast<C>(a.eps));
-  for (int64_t j = threadIdx.x; j < a.cols; j += blockDim.x) {
-    C h = (load_as<C>(a.x, base + j, a.xt) - mu) * rs;
-    if (a.w) h *= load_as<C>(a.w, j, a.wt);
-    if (a.b) h += load_as<C>(a.b, j, a.bt);
-    store_as<C>(a.y, base + j, a.yt, h);
-  }
-  if (threadIdx.x == 0) {
-    if (a.mean) store_as<C>(a.mean, row, a.mt, mu);
-    if (a.rstd) store_as<C>(a.rstd, row, a.rt, rs);
-  }
-}
-
-// With xhat = (x - mean) rstd and g = dy w (g = dy without weight):
-//   dx_j = rstd (g_j - mean_k(g_k) - xhat_j mean_k(g_k xhat_k))
-struct LayerNormBackwardArgs {
-  const void* dy;
-  DType dyt;
-  const void* x;
-  DType xt;
-  const void* w;  // may be null
-  DType wt;
-  const void* mean;
-  DType mt;
-  const void* rstd;
-  DType rt;
-  void* dx;
-  DType dxt;
-  int64_t rows, cols;
-};
-
-template <class C>
-__global__ void layer_norm_backward_dx_kernel(LayerNormBackwardArgs a) {
-  const int64_t row = blockIdx.x, base = row * a.cols;
-  const C mu = load_as<C>(a.mean, row, a.mt), rs = load_as<C>(a.rstd, row, a.rt);
-  C sg = C(0), sgh = C(0);
-  for (int64_t j = threadIdx.x; j < a.cols; j += blockDim.x) {
-    C g = load_as<C>(a.dy, base + j, a.dyt);
-    if (a.w) g *= load_as<C>(a.w, j, a.wt);
-    sg += g;
-    sgh += g * (load_as<C>(a.x, base + j, a.xt) - mu) * rs;
-  }
-  const C inv_d = C(1) / static_cast<C>(a.cols);
-  const C mean_g = block_sum(sg) * inv_d;
-  const C mean_gh = block_sum(sgh) * inv_d;
-  for (int64_t j = threadIdx.x; j < a.cols; j += blockDim.x) {
-    C g = load_as<C>(a.dy, base + j, a.dyt);
-    if (a.w) g *= load_as<C>(a.w, j, a.wt);
-    const C h = (load_as<C>(a.x, base + j, a.xt) - mu) * rs;
-    store_as<C>(a.dx, base + j, a.dxt, rs * (g - mean_g - h * mean_gh));
-  }
-}
-
-// dw_j = sum_rows dy_j xhat_j,  db_j = sum_rows dy_j. First pass: block (cb, chunk) sums rows of its
-// chunk for 256 columns into partial_w/partial_b [chunks, cols]; the chunks are then summed in order
-// by reduce().
-template <class C>
-__global__ void layer_norm_param_partials_kernel(LayerNormBackwardArgs a, int64_t chunk_rows,
-                                                 C* partial_w, C* partial_b) {
-  const int64_t col = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int64_t chunk = blockIdx.y;
-  if (col >= a.cols) return;
-  const int64_t r0 = chunk * chunk_rows, r1 = min(a.rows, r0 + chunk_rows);
-  C acc_w = C(0), acc_b = C(0);
-  for (int64_t r = r0; r < r1; ++r) {
-    const C g = load_as<C>(a.dy, r * a.cols + col, a.dyt);
-    const C mu = load_as<C>(a.mean, r, a.mt), rs = load_as<C>(a.rstd, r, a.rt);
-    acc_w += g * (load_as<C>(a.x, r * a.cols + col, a.xt) - mu) * rs;
-    acc_b += g;
-  }
-  if (partial_w) partial_w[chunk * a.cols + col] = acc_w;
-  if (partial_b) partial_b[chunk * a.cols + col] = acc_b;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -321,13 +209,6 @@ __global__ void cross_entropy_backward_kernel(CrossEntropyArgs a) {
 
 int64_t last_dim(const Tensor& t) { return t.dim() == 0 ? 1 : t.shape().back(); }
 
-const void* ptr_or_null(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
-void* mut_or_null(const Tensor& t) { return t.defined() ? t.raw_data() : nullptr; }
-
-Tensor contiguous_or_undefined(const Tensor& t) {
-  return t.defined() ? contiguous_as(t, t.dtype()) : t;
-}
-
 }  // namespace
 }  // namespace cuda
 
@@ -365,84 +246,6 @@ void CudaBackend::softmax_backward(const Tensor& y, const Tensor& dy, const Tens
         cdata(ys), ys.dtype(), cdata(dys), dys.dtype(), mdata(dx), dx.dtype(), cols, log);
   });
   check_launch("softmax_backward_kernel");
-}
-
-void CudaBackend::layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps,
-                             const Tensor& out, const Tensor& mean, const Tensor& rstd) {
-  const int64_t cols = last_dim(x);
-  if (x.numel() == 0 || cols == 0) return;
-  check_cuda_tensor(out, "layer_norm", "out");
-  const Tensor xs = contiguous_as(x, x.dtype());
-  const Tensor ws = contiguous_or_undefined(weight), bs = contiguous_or_undefined(bias);
-  const int64_t rows = x.numel() / cols;
-  const int dev = out.device().index;
-  DeviceGuard guard(dev);
-  cudaStream_t stream = compute_stream(dev);
-  LayerNormArgs a{cdata(xs),
-                  xs.dtype(),
-                  ptr_or_null(ws),
-                  dtype_or(ws, DType::f32),
-                  ptr_or_null(bs),
-                  dtype_or(bs, DType::f32),
-                  eps,
-                  mdata(out),
-                  out.dtype(),
-                  mut_or_null(mean),
-                  dtype_or(mean, DType::f32),
-                  mut_or_null(rstd),
-                  dtype_or(rstd, DType::f32),
-                  cols};
-  dispatch_compute(x.dtype(), "layer_norm", [&](auto tag) {
-    using C = decltype(tag);
-    layer_norm_kernel<C><<<rows_grid(rows), kThreads, 0, stream>>>(a);
-  });
-  check_launch("layer_norm_kernel");
-}
-
-void CudaBackend::layer_norm_backward(const Tensor& dy, const Tensor& x, const Tensor& weight,
-                                      const Tensor& mean, const Tensor& rstd, const Tensor& dx,
-                                      const Tensor& dweight, const Tensor& dbias) {
-  const int64_t cols = last_dim(x);
-  if (x.numel() == 0 || cols == 0) return;
-  const Tensor dys = contiguous_as(dy, dy.dtype()), xs = contiguous_as(x, x.dtype());
-  const Tensor ws = contiguous_or_undefined(weight);
-  const Tensor ms = contiguous_as(mean, mean.dtype()), rs = contiguous_as(rstd, rstd.dtype());
-  const int64_t rows = x.numel() / cols;
-  const int dev = x.device().index;
-  DeviceGuard guard(dev);
-  cudaStream_t stream = compute_stream(dev);
-  LayerNormBackwardArgs a{
-      cdata(dys), dys.dtype(), cdata(xs), xs.dtype(), ptr_or_null(ws), dtype_or(ws, DType::f32),
-      cdata(ms),  ms.dtype(),  cdata(rs), rs.dtype(), nullptr,         DType::f32,
-      rows,       cols};
-  dispatch_compute(x.dtype(), "layer_norm_backward", [&](auto tag) {
-    using C = decltype(tag);
-    if (dx.defined()) {
-      check_cuda_tensor(dx, "layer_norm_backward", "dx");
-      LayerNormBackwardArgs ad = a;
-      ad.dx = mdata(dx);
-      ad.dxt = dx.dtype();
-      layer_norm_backward_dx_kernel<C><<<rows_grid(rows), kThreads, 0, stream>>>(ad);
-      check_launch("layer_norm_backward_dx_kernel");
-    }
-    if (!dweight.defined() && !dbias.defined()) return;
-    // Enough row chunks that about 1024 blocks run; each chunk at least 32 rows.
-    const int64_t col_blocks = (cols + kThreads - 1) / kThreads;
-    int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(1024 / col_blocks, (rows + 31) / 32));
-    chunks = std::min<int64_t>(chunks, 65535);
-    const int64_t chunk_rows = (rows + chunks - 1) / chunks;
-    chunks = (rows + chunk_rows - 1) / chunk_rows;
-    const DType acc = std::is_same_v<C, double> ? DType::f64 : DType::f32;
-    Tensor pw = dweight.defined() ? Tensor::empty({chunks, cols}, acc, x.device()) : Tensor();
-    Tensor pb = dbias.defined() ? Tensor::empty({chunks, cols}, acc, x.device()) : Tensor();
-    layer_norm_param_partials_kernel<C>
-        <<<dim3(static_cast<unsigned>(col_blocks), static_cast<unsigned>(chunks)), kThreads, 0,
-           stream>>>(a, chunk_rows, pw.defined() ? pw.data<C>() : nullptr,
-                     pb.defined() ? pb.data<C>() : nullptr);
-    check_launch("layer_norm_param_partials_kernel");
-    if (dweight.defined()) reduce(ReduceOp::sum, pw, 1, chunks, cols, dweight, Tensor());
-    if (dbias.defined()) reduce(ReduceOp::sum, pb, 1, chunks, cols, dbias, Tensor());
-  });
 }
 
 void CudaBackend::embedding(const Tensor& weight, const Tensor& indices, const Tensor& out) {

@@ -1,5 +1,6 @@
-// Finite-difference gradient checks (f64) of the neural-network ops: layer norm, dropout,
-// embedding, cross entropy, attention, convolution and pooling.
+// Finite-difference gradient checks (f64) of the neural-network ops: layer norm, dropout, the fused
+// residual ops (add_layer_norm, dropout_add), embedding, cross entropy, attention, convolution and
+// pooling.
 #include <gtest/gtest.h>
 
 #include "core/ops/ops.h"
@@ -45,6 +46,41 @@ TEST(GradCheck, dropout) {
         return dropout(in[0].transpose(0, 1), 0.5, true, &gen);
       },
       {randn64({4, 3})});
+}
+
+// Both outputs enter the checked function (stacked), so the gradient through h and through y, and
+// their sum in the one backward kernel, are all checked; then y alone (the post-LN use).
+TEST(GradCheck, add_layer_norm) {
+  manual_seed(3);
+  expect_gradcheck(
+      [](const std::vector<Tensor>& in) {
+        auto [h, y] = add_layer_norm(in[0], in[1], in[2], in[3], 1e-5);
+        return stack({h, y}, 0);
+      },
+      {randn64({2, 3, 5}), randn64({2, 3, 5}), randn64({5}), randn64({5})});
+  expect_gradcheck(
+      [](const std::vector<Tensor>& in) {
+        return add_layer_norm(in[0], in[1], Tensor(), Tensor(), 0.1).y;
+      },
+      {randn64({4, 7}), randn64({4, 7})});
+}
+
+TEST(GradCheck, dropout_add) {
+  manual_seed(4);
+  Generator gen;
+  expect_gradcheck(
+      [&gen](const std::vector<Tensor>& in) {
+        gen.manual_seed(79);  // the same seed, so the same mask, on every evaluation
+        return dropout_add(in[0], in[1], 0.4, true, &gen);
+      },
+      {randn64({5, 7}), randn64({5, 7})});
+  // A non-contiguous branch.
+  expect_gradcheck(
+      [&gen](const std::vector<Tensor>& in) {
+        gen.manual_seed(80);
+        return dropout_add(in[0].transpose(0, 1), in[1], 0.5, true, &gen);
+      },
+      {randn64({4, 3}), randn64({3, 4})});
 }
 
 TEST(GradCheck, embedding) {

@@ -238,6 +238,13 @@ TEST(Reference, layer_norm) {
         [](In in) { return layer_norm(in[0], Tensor(), Tensor(), 1e-6); });
 }
 
+TEST(Reference, add_layer_norm) {
+  check_multi("add_layer_norm", {"x", "residual", "weight", "bias"}, [](In in) {
+    auto [h, y] = add_layer_norm(in[0], in[1], in[2], in[3], 1e-5);
+    return std::vector<Tensor>{h, y};
+  });
+}
+
 TEST(Reference, embedding) {
   check("embedding.basic", {"weight", "indices"}, [](In in) { return embedding(in[0], in[1]); });
   check("embedding.padding_idx", {"weight", "indices"},
@@ -376,7 +383,8 @@ TEST(Reference, every_fixture_case_is_tested) {
                                      "matmul.vec_mat",
                                      "matmul.mat_vec",
                                      "linear.bias",
-                                     "linear.no_bias"};
+                                     "linear.no_bias",
+                                     "add_layer_norm"};
   for (const auto& c : testing::kUnaryCases) {
     if (c.call) tested.push_back(c.name);  // Reference.<name>, generated above
   }

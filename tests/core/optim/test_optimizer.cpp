@@ -67,10 +67,24 @@ void step(Trajectory& r, int k) {
   r.opt->step();
 }
 
+void expect_trajectory(const std::string& name, const MakeOptimizer& make, bool fused);
+
+// The case on the per-tensor path and, for an optimizer that has one, on the fused path (one kernel
+// call per group): both against the same PyTorch values.
 void expect_trajectory(const std::string& name, const MakeOptimizer& make) {
-  SCOPED_TRACE("case " + name);
+  expect_trajectory(name, make, false);
+  Trajectory probe = start(make);
+  if (probe.opt->name() == std::string("sgd") || probe.opt->name() == std::string("adam") ||
+      probe.opt->name() == std::string("adamw")) {
+    expect_trajectory(name, make, true);
+  }
+}
+
+void expect_trajectory(const std::string& name, const MakeOptimizer& make, bool fused) {
+  SCOPED_TRACE("case " + name + (fused ? " (fused)" : ""));
   const auto& f = optim_fixture();
   Trajectory r = start(make);
+  r.opt->set_fused(fused);
   for (int k = 0; k < kSteps; ++k) {
     step(r, k);
     ASSERT_TRUE(all_close(r.p0, f.at(name + ".p0").select(0, k), kRtol)) << "p0 after step " << k;

@@ -412,12 +412,13 @@ TEST(Cuda, max_pool_backward_gathers_in_output_order) {
 
 TEST(Cuda, sdpa_declines_so_attention_is_composed) {
   DTRAIN_SKIP_WITHOUT_CUDA();
-  // No fused attention kernel: the backend declines, and the op composes gemm + softmax.
+  // Head dim 8 is not one the fused kernel takes (32, 64, 128): the backend declines, and the op
+  // composes gemm + softmax (test_cuda_parity_attention.cpp covers the fused kernel).
   Generator gen(27);
   Tensor q = on_gpu(uniform_tensor({1, 2, 5, 8}, DType::f32, gen));
   Tensor out = Tensor::empty({1, 2, 5, 8}, DType::f32, gpu());
   Tensor stats = Tensor::empty({1, 2, 5}, DType::f32, gpu());
-  EXPECT_FALSE(gpu_be().sdpa(q, q, q, Tensor(), true, 0.0, out, stats));
+  EXPECT_FALSE(gpu_be().sdpa(q, q, q, Tensor(), true, 0.0, 0.0, 0, out, stats));
 
   Tensor qc = uniform_tensor({2, 2, 6, 8}, DType::f32, gen);
   Tensor kc = uniform_tensor({2, 2, 7, 8}, DType::f32, gen);

@@ -1,0 +1,86 @@
+// The training options that trade memory or launches for nothing in the result: the whole `dtrain
+// train` with --checkpoint-activations 1 writes bitwise the weights it writes without (dropout on,
+// one rank and two under DDP, whose bucket hooks then fire inside the recomputation), and
+// --fused-optimizer on the same weights to f32 rounding; both refuse what they cannot do in one
+// line.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/io/safetensors.h"
+#include "tests/launch/cli_test_util.h"
+
+namespace dtrain::cli_test {
+namespace {
+
+class TrainingOptions : public CliTest {
+ protected:
+  // Trains the tiny ViT for 3 steps with dropout into dir_/name; the final weights' path.
+  fs::path train_into(const std::string& name, const std::vector<std::string>& extra,
+                      const std::string& prefix = "") {
+    ensure_data();
+    const fs::path rundir = dir_ / name;
+    std::vector<std::string> args = {
+        "train",     "--data-dir", data_dir().string(), "--steps",      "3",
+        "--dropout", "0.1",        "--checkpoint-dir",  rundir.string()};
+    args.insert(args.end(), kTinyVit.begin(), kTinyVit.end());
+    args.insert(args.end(), extra.begin(), extra.end());
+    const RunResult r = run(args, prefix);
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    return rundir / "step-00000003" / "model.safetensors";
+  }
+};
+
+TEST_F(TrainingOptions, CheckpointedActivationsTrainTheSameWeights) {
+  const fs::path plain = train_into("plain", {});
+  const fs::path checkpointed = train_into("checkpointed", {"--checkpoint-activations", "1"});
+  ASSERT_TRUE(fs::exists(plain) && fs::exists(checkpointed));
+  expect_bitwise_equal(plain, checkpointed);
+}
+
+TEST_F(TrainingOptions, CheckpointedActivationsUnderDdpTrainTheSameWeights) {
+  if (mpiexec().empty()) GTEST_SKIP() << "no mpiexec or mpirun found";
+  const std::string two_ranks =
+      "timeout 120 " + shell_quote(mpiexec()) + " --allow-run-as-root --oversubscribe -np 2 ";
+  const fs::path plain = train_into("plain", {}, two_ranks);
+  const fs::path checkpointed =
+      train_into("checkpointed", {"--checkpoint-activations", "1"}, two_ranks);
+  ASSERT_TRUE(fs::exists(plain) && fs::exists(checkpointed));
+  expect_bitwise_equal(plain, checkpointed);
+}
+
+TEST_F(TrainingOptions, FusedOptimizerTrainsTheSameWeightsToRounding) {
+  for (const char* optimizer : {"adamw", "sgd"}) {
+    SCOPED_TRACE(optimizer);
+    const std::string o = optimizer;
+    const SafetensorsFile off =
+        load_safetensors(train_into(o + "-off", {"--optimizer", o, "--fused-optimizer", "off"}));
+    const SafetensorsFile on =
+        load_safetensors(train_into(o + "-on", {"--optimizer", o, "--fused-optimizer", "on"}));
+    ASSERT_EQ(off.names(), on.names());
+    for (const auto& [name, a] : off.tensors()) {
+      const std::vector<double> x = a.to_vector<double>(), y = on.at(name).to_vector<double>();
+      double scale = 0.0, worst = 0.0;
+      for (size_t i = 0; i < x.size(); ++i) scale = std::max(scale, std::fabs(x[i]));
+      for (size_t i = 0; i < x.size(); ++i) worst = std::max(worst, std::fabs(x[i] - y[i]));
+      // Relative to the tensor's scale, plus 1e-6 absolute: a bias that starts at 0 moves by about
+      // lr (1e-3) a step, and Adam's m / (sqrt(v) + eps) of near-zero gradients amplifies rounding
+      // to ~1e-7 there; a wrong update would differ by ~lr.
+      EXPECT_LE(worst, 1e-5 * scale + 1e-6) << name;
+    }
+  }
+}
+
+TEST_F(TrainingOptions, RefusedInOneLine) {
+  expect_one_line_error(train_tiny_vit({"--optimizer", "rmsprop", "--fused-optimizer", "on"}),
+                        {"--fused-optimizer on", "rmsprop", "auto or off"});
+  expect_one_line_error(train_tiny_vit({"--fused-optimizer", "yes"}),
+                        {"--fused-optimizer must be auto, on or off", "yes"});
+  expect_one_line_error(train({"--model", "classifier", "--dataset", "fortune-files",
+                               "--checkpoint-activations", "1", "--steps", "1"}),
+                        {"--checkpoint-activations applies to vit, gpt and transformer"});
+}
+
+}  // namespace
+}  // namespace dtrain::cli_test
