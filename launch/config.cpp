@@ -335,7 +335,7 @@ OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& co
   add(kTrain | kBench, "optimizer", po::value(&c.optimizer)->default_value(c.optimizer),
       "sgd | adam | adamw | adagrad | rmsprop | adamax | nadam");
   add(kTrain | kBench, "fused-optimizer", po::value(&c.fused_optimizer)->default_value(c.fused_optimizer),
-      "auto (on for cuda) | on | off: sgd, adam and adamw update each group in one kernel call");
+      "auto | on | off: sgd, adam and adamw update each group in one kernel call (auto: on for those)");
   add(kTrain | kBench, "lr", po::value(&c.lr)->default_value(c.lr), "peak learning rate");
   add(kTrain, "min-lr", po::value(&c.min_lr)->default_value(c.min_lr), "final learning rate of the decay");
   add(kTrain, "schedule", po::value(&c.schedule)->default_value(c.schedule), "cosine | linear | step | constant");

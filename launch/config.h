@@ -55,8 +55,7 @@ struct TrainConfig {
   double epochs = 1;
   // optimisation
   std::string optimizer = "adamw";
-  // One kernel call per group for sgd, adam and adamw (auto: on CUDA devices; the CPU updates one
-  // tensor at a time).
+  // One kernel call per group for sgd, adam and adamw (auto: on for those three, off for the rest).
   std::string fused_optimizer = "auto";  // auto | on | off
   double lr = 1e-3;
   double min_lr = 0.0;
