@@ -67,6 +67,11 @@ constexpr bool binary_op_takes_integers(BinaryOp op) {
 enum class ReduceOp : uint8_t { sum, max, min };
 enum class RandomKind : uint8_t { uniform, normal, bernoulli };
 
+// What a GEMM does besides the product (the gemm row of backend_kernels.def states the contract):
+// bias adds GemmArgs::bias [n] to every row of C; bias_grad also writes op(A)'s row sums into
+// GemmArgs::bias [m] (a linear layer's bias gradient next to its weight gradient).
+enum class GemmEpilogue : uint8_t { none, bias, bias_grad };
+
 struct GemmArgs {
   // C[b] = alpha * op(A[b]) @ op(B[b]) + beta * C[b], row-major, op = transpose when trans_*.
   // op(A) is m x k, op(B) is k x n, C is m x n with row stride ldc. A batch stride of 0 broadcasts.
@@ -75,6 +80,8 @@ struct GemmArgs {
   int64_t lda = 0, ldb = 0, ldc = 0;
   int64_t stride_a = 0, stride_b = 0, stride_c = 0;
   double alpha = 1.0, beta = 0.0;
+  GemmEpilogue epilogue = GemmEpilogue::none;
+  Tensor bias;  // the epilogue's vector: read for bias, written for bias_grad; else undefined
 };
 
 struct Conv2dArgs {

@@ -104,7 +104,9 @@ Tensor materialise(const Tensor& t, const Shape& batch) {
 }
 
 // out = a @ b for a [..., m, k], b [..., k, n] (both at least 2-D), batch dims broadcast. No graph.
-Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in) {
+// An epilogue (backend_kernels.def's gemm row) needs 2-D operands; `bias` is its vector.
+Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in,
+                     GemmEpilogue epilogue = GemmEpilogue::none, const Tensor& bias = Tensor()) {
   Tensor a = a_in, b = b_in;
   const int64_t m = a.size(-2), k = a.size(-1), n = b.size(-1);
   DTRAIN_CHECK(b.size(-2) == k, "matmul: shapes ", shape_str(a.shape()), " and ",
@@ -142,6 +144,8 @@ Tensor matmul_kernel(const Tensor& a_in, const Tensor& b_in) {
 
   GemmArgs g = gemm_args(la, lb, m, n, k);
   g.batch = batch_count;
+  g.epilogue = epilogue;
+  g.bias = bias;
   g.stride_a = sa;
   g.stride_b = sb;
   g.stride_c = m * n;
@@ -204,7 +208,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 // y = x W^T + b over x [..., in], W [out, in]. W^T is W with swapped strides (a transpose flag),
-// and the bias is written into the output first so the GEMM adds onto it (beta = 1).
+// and the GEMM adds the bias in its epilogue. Backward: dx = g W, dW = g^T x, and db = sum_r g[r]
+// from the dW GEMM's bias_grad epilogue when W and b both need gradients.
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   if (amp::autocast_enabled()) {
     Tensor x16 = amp::autocast(amp::OpClass::gemm, x),
@@ -252,9 +257,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     }
     GemmArgs g = gemm_args(lx, lw, rows, out_features, in);
     if (bias.defined()) {
-      backend.copy(make_view(bias, {rows, out_features}, {0, bias.strides()[0]}, bias.offset()),
-                   out2);
-      g.beta = 1.0;
+      NoGradGuard no_grad;
+      g.epilogue = GemmEpilogue::bias;
+      g.bias = bias.contiguous();
     }
     backend.gemm(g, x2, w, out2);
   }
@@ -267,7 +272,17 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                   Tensor g2 = g.reshape({-1, out_features});
                   Tensor gx, gw, gb;
                   if (needs[0]) gx = matmul_kernel(g2, sw).reshape(x_shape);  // g W
-                  if (needs[1]) gw = matmul_kernel(g2.transpose(0, 1), sx);   // g^T x
+                  // One GEMM for dW and db, unless dW is empty or sum would reduce in another
+                  // dtype (under autocast).
+                  const bool fused_db =
+                      needs[1] && needs[2] && sw.numel() > 0 &&
+                      amp::autocast_target(amp::OpClass::reduction, g2.dtype()) == g2.dtype();
+                  if (fused_db) {
+                    gb = Tensor::empty({out_features}, g2.dtype(), g2.device());
+                    gw = matmul_kernel(g2.transpose(0, 1), sx, GemmEpilogue::bias_grad, gb);
+                    return Grads{gx, gw, gb};
+                  }
+                  if (needs[1]) gw = matmul_kernel(g2.transpose(0, 1), sx);  // g^T x
                   if (needs[2]) gb = sum(g2, {0});
                   return Grads{gx, gw, gb};
                 });

@@ -3,6 +3,12 @@
 // cuBLAS's column-major one by gemm_layout.h. Descriptors, layouts and the heuristic's choice are
 // cached per problem (LtPlan); where cuBLASLt offers no algorithm (and for f64) the classic
 // cublasGemmStridedBatchedEx runs instead.
+// Epilogues (backend_kernels.def): bias runs as CUBLASLT_EPILOGUE_BIAS and bias_grad as
+// CUBLASLT_EPILOGUE_BGRADB (gemm_layout.h says why), the vector of C's dtype as cuBLASLt requires
+// (BIAS_DATA_TYPE = D's type, f32 GEMMs included). Where cuBLASLt does not take the case (f64,
+// alpha != 1, k = 0, a strided C, no algorithm from the heuristic, NOT_SUPPORTED at launch) the
+// epilogue is composed as on the CPU: bias rows copied into C and the GEMM with beta 1, or the
+// GEMM and then a sum over the rows of op(A)^T.
 #include <cstring>
 #include <map>
 #include <memory>
@@ -83,20 +89,30 @@ void make_layout(Layout& l, const ColMajorMatrix& m, cudaDataType_t type, int32_
   }
 }
 
+// The cuBLASLt epilogue of one GEMM and its vector (bias read, or bias gradient written).
+struct LtEpilogue {
+  cublasLtEpilogue_t kind = CUBLASLT_EPILOGUE_DEFAULT;
+  void* vector = nullptr;
+};
+
 // Everything a plan depends on: device, data/compute/scale types (the compute type carries the TF32
-// setting), transposes, shape, leading dimensions, batch and strides, and the operands' alignments.
+// setting), transposes, shape, leading dimensions, batch and strides, the operands' alignments, and
+// the epilogue with its vector's alignment.
 using AlgoKey =
     std::tuple<int, int, int, int, bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-               int32_t, int64_t, int64_t, int64_t, uint32_t, uint32_t, uint32_t>;
+               int32_t, int64_t, int64_t, int64_t, uint32_t, uint32_t, uint32_t, int, uint32_t>;
 
 // A cuBLASLt problem ready to run: its descriptors and the heuristic's algorithm (none: cuBLASLt
 // has no algorithm for it). Made once per problem, so a training step's GEMMs cost one map look-up
 // of host work each instead of five descriptor creations and a heuristic query. Immutable once
-// cached.
+// cached, except an epilogue's vector pointer, which each call sets under vector_mutex just before
+// cublasLtMatmul (which reads the descriptor when it enqueues: PyTorch destroys its descriptors
+// right after the call).
 struct LtPlan {
   MatmulDesc desc;
   Layout first, second, out;
   std::optional<cublasLtMatmulAlgo_t> algo;
+  std::mutex vector_mutex;
 };
 
 std::mutex& cache_mutex() {
@@ -112,7 +128,7 @@ std::map<AlgoKey, std::unique_ptr<LtPlan>>& plan_cache() {
 
 std::unique_ptr<LtPlan> make_plan(DeviceContext& ctx, const ColMajorGemm& p, int32_t batch,
                                   const GemmTypes& ty, uint32_t al_first, uint32_t al_second,
-                                  uint32_t al_out) {
+                                  uint32_t al_out, const LtEpilogue& ep) {
   auto plan = std::make_unique<LtPlan>();
   DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc.d, ty.compute, ty.scale));
   const cublasOperation_t op_first = p.first.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -121,6 +137,16 @@ std::unique_ptr<LtPlan> make_plan(DeviceContext& ctx, const ColMajorGemm& p, int
                                                      &op_first, sizeof(op_first)));
   DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc.d, CUBLASLT_MATMUL_DESC_TRANSB,
                                                      &op_second, sizeof(op_second)));
+  if (ep.kind != CUBLASLT_EPILOGUE_DEFAULT) {
+    // The heuristic reads the vector pointer for its alignment (part of the key).
+    const int32_t vector_type = ty.data;
+    DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->desc.d, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                                       &ep.kind, sizeof(ep.kind)));
+    DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        plan->desc.d, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &vector_type, sizeof(vector_type)));
+    DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        plan->desc.d, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &ep.vector, sizeof(ep.vector)));
+  }
   make_layout(plan->first, p.first, ty.data, batch);
   make_layout(plan->second, p.second, ty.data, batch);
   make_layout(plan->out, p.out, ty.data, batch);
@@ -149,8 +175,8 @@ std::unique_ptr<LtPlan> make_plan(DeviceContext& ctx, const ColMajorGemm& p, int
   return plan;
 }
 
-const LtPlan& lt_plan(DeviceContext& ctx, const ColMajorGemm& p, int32_t batch, const GemmTypes& ty,
-                      uint32_t al_first, uint32_t al_second, uint32_t al_out) {
+LtPlan& lt_plan(DeviceContext& ctx, const ColMajorGemm& p, int32_t batch, const GemmTypes& ty,
+                uint32_t al_first, uint32_t al_second, uint32_t al_out, const LtEpilogue& ep) {
   const AlgoKey key{ctx.index,
                     static_cast<int>(ty.data),
                     static_cast<int>(ty.compute),
@@ -169,7 +195,9 @@ const LtPlan& lt_plan(DeviceContext& ctx, const ColMajorGemm& p, int32_t batch, 
                     p.out.batch_stride,
                     al_first,
                     al_second,
-                    al_out};
+                    al_out,
+                    static_cast<int>(ep.kind),
+                    alignment_of(ep.vector)};
   {
     std::lock_guard<std::mutex> lock(cache_mutex());
     auto it = plan_cache().find(key);
@@ -177,23 +205,35 @@ const LtPlan& lt_plan(DeviceContext& ctx, const ColMajorGemm& p, int32_t batch, 
   }
   // Made outside the lock (the heuristic takes a while); a plan another thread cached meanwhile
   // wins.
-  std::unique_ptr<LtPlan> plan = make_plan(ctx, p, batch, ty, al_first, al_second, al_out);
+  std::unique_ptr<LtPlan> plan = make_plan(ctx, p, batch, ty, al_first, al_second, al_out, ep);
   std::lock_guard<std::mutex> lock(cache_mutex());
   return *plan_cache().emplace(key, std::move(plan)).first->second;
 }
 
-// One (possibly batched) GEMM through cuBLASLt. Returns false, having done nothing, when cuBLASLt
-// has no algorithm for this problem.
+// One (possibly batched) GEMM through cuBLASLt, with an epilogue when ep has one. Returns false,
+// having done nothing, when cuBLASLt has no algorithm for this problem (or, with an epilogue,
+// refuses it at launch).
 bool lt_gemm(DeviceContext& ctx, const ColMajorGemm& p, int32_t batch, const GemmTypes& ty,
-             const void* alpha, const void* beta, const void* first, const void* second,
-             void* out) {
-  const LtPlan& plan =
-      lt_plan(ctx, p, batch, ty, alignment_of(first), alignment_of(second), alignment_of(out));
+             const void* alpha, const void* beta, const void* first, const void* second, void* out,
+             const LtEpilogue& ep) {
+  LtPlan& plan =
+      lt_plan(ctx, p, batch, ty, alignment_of(first), alignment_of(second), alignment_of(out), ep);
   if (!plan.algo) return false;
-  DTRAIN_CUBLAS_CHECK(cublasLtMatmul(ctx.cublaslt(), plan.desc.d, alpha, first, plan.first.d,
-                                     second, plan.second.d, beta, out, plan.out.d, out, plan.out.d,
-                                     &*plan.algo, ctx.gemm_workspace(),
-                                     DeviceContext::kGemmWorkspace, ctx.stream));
+  auto matmul = [&] {
+    return cublasLtMatmul(ctx.cublaslt(), plan.desc.d, alpha, first, plan.first.d, second,
+                          plan.second.d, beta, out, plan.out.d, out, plan.out.d, &*plan.algo,
+                          ctx.gemm_workspace(), DeviceContext::kGemmWorkspace, ctx.stream);
+  };
+  if (ep.kind == CUBLASLT_EPILOGUE_DEFAULT) {
+    DTRAIN_CUBLAS_CHECK(matmul());
+    return true;
+  }
+  std::lock_guard<std::mutex> lock(plan.vector_mutex);
+  DTRAIN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc.d, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                     &ep.vector, sizeof(ep.vector)));
+  const cublasStatus_t status = matmul();
+  if (status == CUBLAS_STATUS_NOT_SUPPORTED) return false;
+  check_cublas(status, "cublasLtMatmul with an epilogue");
   return true;
 }
 
@@ -209,6 +249,67 @@ void classic_gemm(DeviceContext& ctx, const ColMajorGemm& p, int32_t batch, cons
       CUBLAS_GEMM_DEFAULT));
 }
 
+void check_epilogue(const GemmArgs& g, const Tensor& c) {
+  const bool grad = g.epilogue == GemmEpilogue::bias_grad;
+  const int64_t len = grad ? g.m : g.n;
+  DTRAIN_CHECK(g.batch == 1 && g.beta == 0.0,
+               "cuda gemm: an epilogue needs batch 1 and beta 0, got ", g.batch, " and ", g.beta,
+               "; run the GEMM without one and add the bias separately");
+  DTRAIN_CHECK(g.bias.defined() && g.bias.dtype() == c.dtype() && g.bias.device() == c.device() &&
+                   g.bias.numel() == len && g.bias.is_contiguous(),
+               "cuda gemm: the ", grad ? "bias_grad" : "bias", " epilogue needs a contiguous ",
+               dtype_name(c.dtype()), " vector of ", len, " elements on ", c.device().str(),
+               " in args.bias; pass one (a .contiguous() copy if strided)");
+}
+
+// The epilogue inside cuBLASLt's GEMM. False, having done nothing, where cuBLASLt does not take the
+// case: f64 (cuBLASLt's epilogues are for f32/f16/bf16 here, and f64 GEMMs run classic cuBLAS),
+// alpha != 1 (whether BGRADB scales the gradient by alpha is not documented), empty sizes or
+// k = 0, a C with row stride != n (a cuBLASLt release skipped the bias for ld > rows on pre-A100
+// GPUs, see dfyz/cublaslt-bias-epilogue), dims past int32, or no algorithm.
+bool fused_epilogue(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& c) {
+  const int64_t kIntMax = 2147483647;
+  if (c.dtype() == DType::f64 || g.alpha != 1.0 || g.m == 0 || g.n == 0 || g.k == 0 ||
+      g.ldc != g.n || g.m > kIntMax || g.n > kIntMax || g.k > kIntMax || g.lda > kIntMax ||
+      g.ldb > kIntMax) {
+    return false;
+  }
+  const int dev = c.device().index;
+  DeviceGuard guard(dev);
+  DeviceContext& ctx = device_context(dev);
+  const GemmTypes ty = gemm_types(c.dtype());
+  const float alpha = 1.0f, beta = 0.0f;  // the scale type of f32, f16 and bf16 GEMMs
+  LtEpilogue ep;
+  ep.kind = g.epilogue == GemmEpilogue::bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_BGRADB;
+  ep.vector = g.bias.raw_data();
+  // The row-major problem as cuBLAS's: first = B, second = A (gemm_layout.h).
+  return lt_gemm(ctx, to_col_major(g), 1, ty, &alpha, &beta, b.raw_data(), a.raw_data(),
+                 c.raw_data(), ep);
+}
+
+// The epilogue composed as the CPU backend composes it: bias rows copied into C and the GEMM adds
+// onto them (beta 1); or the plain GEMM, then bias[i] = sum_p op(A)[i, p] as the column sums of
+// op(A)^T [k, m] made dense.
+void composed_epilogue(Backend& be, const GemmArgs& g, const Tensor& a, const Tensor& b,
+                       const Tensor& c) {
+  GemmArgs plain = g;
+  plain.epilogue = GemmEpilogue::none;
+  plain.bias = Tensor();
+  if (g.epilogue == GemmEpilogue::bias) {
+    if (g.m > 0 && g.n > 0) {
+      be.copy(make_view(g.bias, {g.m, g.n}, {0, 1}, g.bias.offset()),
+              make_view(c, {g.m, g.n}, {g.ldc, 1}, c.offset()));
+    }
+    plain.beta = 1.0;
+    return be.gemm(plain, a, b, c);
+  }
+  be.gemm(plain, a, b, c);
+  if (g.m == 0) return;
+  if (g.k == 0) return be.fill(g.bias, 0.0);
+  Tensor at = make_view(a, {g.k, g.m}, g.trans_a ? Shape{g.lda, 1} : Shape{1, g.lda}, a.offset());
+  be.reduce(ReduceOp::sum, contiguous_as(at, at.dtype()), 1, g.k, g.m, g.bias, Tensor());
+}
+
 }  // namespace
 }  // namespace cuda
 
@@ -218,6 +319,11 @@ void CudaBackend::gemm(const GemmArgs& args, const Tensor& a, const Tensor& b, c
   DTRAIN_CHECK(a.dtype() == c.dtype() && b.dtype() == c.dtype(), "cuda gemm: operands are ",
                dtype_name(a.dtype()), ", ", dtype_name(b.dtype()), " and ", dtype_name(c.dtype()),
                "; convert them to one dtype first");
+  if (args.epilogue != GemmEpilogue::none) {
+    check_epilogue(args, c);
+    if (!fused_epilogue(args, a, b, c)) composed_epilogue(*this, args, a, b, c);
+    return;
+  }
   if (args.m == 0 || args.n == 0 || args.batch == 0) return;
   const int dev = c.device().index;
   DeviceGuard guard(dev);
@@ -257,7 +363,7 @@ void CudaBackend::gemm(const GemmArgs& args, const Tensor& a, const Tensor& b, c
   auto run = [&](const ColMajorGemm& q, int32_t batch, const char* first, const char* second,
                  char* out) {
     if (ty.compute == CUBLAS_COMPUTE_64F ||
-        !lt_gemm(ctx, q, batch, ty, alpha, beta, first, second, out)) {
+        !lt_gemm(ctx, q, batch, ty, alpha, beta, first, second, out, LtEpilogue{})) {
       classic_gemm(ctx, q, batch, ty, alpha, beta, first, second, out);
     }
   };

@@ -24,6 +24,17 @@ struct ColMajorGemm {
   int64_t m = 0, n = 0, k = 0;
 };
 
+// The epilogues after the swap. cuBLAS's D is C^T, n x m: its rows are C's columns and its
+// columns are C's rows, and its second operand is A.
+//   bias      (bias [n] added to each row of C)  = CUBLASLT_EPILOGUE_BIAS, whose vector has one
+//             element per row of D (D.rows = n) and is broadcast over D's columns (C's rows);
+//   bias_grad (bias[i] = sum_p op(A)[i, p])      = CUBLASLT_EPILOGUE_BGRADB, which reduces
+//             cuBLAS's B = second = A over k into one element per column of D (D.cols = m).
+// BGRADA would reduce our B instead (one element per column of C), which is not the contract.
+inline int64_t epilogue_vector_length(const ColMajorGemm& p, GemmEpilogue e) {
+  return e == GemmEpilogue::bias_grad ? p.out.cols : p.out.rows;
+}
+
 inline ColMajorGemm to_col_major(const GemmArgs& g) {
   ColMajorGemm p;
   p.m = g.n;
