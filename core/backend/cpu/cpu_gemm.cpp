@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/backend/cpu/cpu_backend.h"
+#include "core/backend/gemm_epilogue.h"
 
 namespace dtrain {
 
@@ -137,53 +138,6 @@ void check_args(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tenso
                " are too small for m=", g.m, " n=", g.n, " k=", g.k);
 }
 
-void check_epilogue(const GemmArgs& g, const Tensor& c) {
-  const bool grad = g.epilogue == GemmEpilogue::bias_grad;
-  const int64_t len = grad ? g.m : g.n;
-  DTRAIN_CHECK(g.batch == 1 && g.beta == 0.0,
-               "cpu gemm: an epilogue needs batch 1 and beta 0, got ", g.batch, " and ", g.beta,
-               "; run the GEMM without one and add the bias separately");
-  DTRAIN_CHECK(g.bias.defined() && g.bias.dtype() == c.dtype() && g.bias.device() == c.device() &&
-                   g.bias.numel() == len && g.bias.is_contiguous(),
-               "cpu gemm: the ", grad ? "bias_grad" : "bias", " epilogue needs a contiguous ",
-               dtype_name(c.dtype()), " vector of ", len, " elements on ", c.device().str(),
-               " in args.bias; pass one (a .contiguous() copy if strided)");
-}
-
-// bias[i] = sum_p op(A)[i, p], summed as sum(op(A)^T, {0}) sums: op(A)^T [k, m], made dense when
-// it is not, reduced over its rows (the numbers linear's sum(g, {0}) gave before the epilogue).
-void row_sums_of_op_a(Backend& be, const GemmArgs& g, const Tensor& a, const Tensor& bias) {
-  if (g.m == 0) return;
-  if (g.k == 0) return be.fill(bias, 0.0);
-  Tensor at = make_view(a, {g.k, g.m}, g.trans_a ? Shape{g.lda, 1} : Shape{1, g.lda}, a.offset());
-  if (!at.is_contiguous()) {
-    Tensor dense = Tensor::empty({g.k, g.m}, a.dtype(), a.device());
-    be.copy(at, dense);
-    at = dense;
-  }
-  be.reduce(ReduceOp::sum, at, 1, g.k, g.m, bias, Tensor());
-}
-
-// The epilogues by composition, the numbers linear computed before it used them: the bias rows are
-// copied into C and the GEMM adds onto them (beta 1); the bias gradient follows the plain GEMM.
-void composed_epilogue(Backend& be, const GemmArgs& g, const Tensor& a, const Tensor& b,
-                       const Tensor& c) {
-  check_epilogue(g, c);
-  GemmArgs plain = g;
-  plain.epilogue = GemmEpilogue::none;
-  plain.bias = Tensor();
-  if (g.epilogue == GemmEpilogue::bias) {
-    if (g.m > 0 && g.n > 0) {
-      be.copy(make_view(g.bias, {g.m, g.n}, {0, 1}, g.bias.offset()),
-              make_view(c, {g.m, g.n}, {g.ldc, 1}, c.offset()));
-    }
-    plain.beta = 1.0;
-    return be.gemm(plain, a, b, c);
-  }
-  be.gemm(plain, a, b, c);
-  row_sums_of_op_a(be, g, a, g.bias);
-}
-
 template <class F>
 void dispatch_gemm(DType t, F&& f) {
   switch (t) {
@@ -205,7 +159,10 @@ void dispatch_gemm(DType t, F&& f) {
 
 void CpuBackend::gemm(const GemmArgs& g, const Tensor& a, const Tensor& b, const Tensor& c) {
   check_args(g, a, b, c);
-  if (g.epilogue != GemmEpilogue::none) return composed_epilogue(*this, g, a, b, c);
+  if (g.epilogue != GemmEpilogue::none) {
+    check_gemm_epilogue("cpu", g, c);
+    return compose_gemm_epilogue(*this, g, a, b, c);
+  }
   if (g.m == 0 || g.n == 0 || g.batch == 0) return;
   dispatch_gemm(c.dtype(), [&](auto tag) {
     using T = decltype(tag);

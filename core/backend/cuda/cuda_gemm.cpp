@@ -21,6 +21,7 @@
 #include "core/backend/cuda/cuda_device.h"
 #include "core/backend/cuda/cuda_tensor_util.h"
 #include "core/backend/cuda/gemm_layout.h"
+#include "core/backend/gemm_epilogue.h"
 
 namespace dtrain {
 namespace cuda {
@@ -249,19 +250,6 @@ void classic_gemm(DeviceContext& ctx, const ColMajorGemm& p, int32_t batch, cons
       CUBLAS_GEMM_DEFAULT));
 }
 
-void check_epilogue(const GemmArgs& g, const Tensor& c) {
-  const bool grad = g.epilogue == GemmEpilogue::bias_grad;
-  const int64_t len = grad ? g.m : g.n;
-  DTRAIN_CHECK(g.batch == 1 && g.beta == 0.0,
-               "cuda gemm: an epilogue needs batch 1 and beta 0, got ", g.batch, " and ", g.beta,
-               "; run the GEMM without one and add the bias separately");
-  DTRAIN_CHECK(g.bias.defined() && g.bias.dtype() == c.dtype() && g.bias.device() == c.device() &&
-                   g.bias.numel() == len && g.bias.is_contiguous(),
-               "cuda gemm: the ", grad ? "bias_grad" : "bias", " epilogue needs a contiguous ",
-               dtype_name(c.dtype()), " vector of ", len, " elements on ", c.device().str(),
-               " in args.bias; pass one (a .contiguous() copy if strided)");
-}
-
 // The epilogue inside cuBLASLt's GEMM. False, having done nothing, where cuBLASLt does not take the
 // case: f64 (cuBLASLt's epilogues are for f32/f16/bf16 here, and f64 GEMMs run classic cuBLAS),
 // alpha != 1 (whether BGRADB scales the gradient by alpha is not documented), empty sizes or
@@ -287,29 +275,6 @@ bool fused_epilogue(const GemmArgs& g, const Tensor& a, const Tensor& b, const T
                  c.raw_data(), ep);
 }
 
-// The epilogue composed as the CPU backend composes it: bias rows copied into C and the GEMM adds
-// onto them (beta 1); or the plain GEMM, then bias[i] = sum_p op(A)[i, p] as the column sums of
-// op(A)^T [k, m] made dense.
-void composed_epilogue(Backend& be, const GemmArgs& g, const Tensor& a, const Tensor& b,
-                       const Tensor& c) {
-  GemmArgs plain = g;
-  plain.epilogue = GemmEpilogue::none;
-  plain.bias = Tensor();
-  if (g.epilogue == GemmEpilogue::bias) {
-    if (g.m > 0 && g.n > 0) {
-      be.copy(make_view(g.bias, {g.m, g.n}, {0, 1}, g.bias.offset()),
-              make_view(c, {g.m, g.n}, {g.ldc, 1}, c.offset()));
-    }
-    plain.beta = 1.0;
-    return be.gemm(plain, a, b, c);
-  }
-  be.gemm(plain, a, b, c);
-  if (g.m == 0) return;
-  if (g.k == 0) return be.fill(g.bias, 0.0);
-  Tensor at = make_view(a, {g.k, g.m}, g.trans_a ? Shape{g.lda, 1} : Shape{1, g.lda}, a.offset());
-  be.reduce(ReduceOp::sum, contiguous_as(at, at.dtype()), 1, g.k, g.m, g.bias, Tensor());
-}
-
 }  // namespace
 }  // namespace cuda
 
@@ -320,8 +285,8 @@ void CudaBackend::gemm(const GemmArgs& args, const Tensor& a, const Tensor& b, c
                dtype_name(a.dtype()), ", ", dtype_name(b.dtype()), " and ", dtype_name(c.dtype()),
                "; convert them to one dtype first");
   if (args.epilogue != GemmEpilogue::none) {
-    check_epilogue(args, c);
-    if (!fused_epilogue(args, a, b, c)) composed_epilogue(*this, args, a, b, c);
+    check_gemm_epilogue("cuda", args, c);
+    if (!fused_epilogue(args, a, b, c)) compose_gemm_epilogue(*this, args, a, b, c);
     return;
   }
   if (args.m == 0 || args.n == 0 || args.batch == 0) return;
