@@ -19,8 +19,8 @@ void check_sizes(const char* what, std::initializer_list<int64_t> sizes) {
 
 }  // namespace
 
-SyntheticImages::SyntheticImages(int64_t size, int64_t channels, int64_t image_size, int64_t classes,
-                                 uint64_t seed)
+SyntheticImages::SyntheticImages(int64_t size, int64_t channels, int64_t image_size,
+                                 int64_t classes, uint64_t seed)
     : size_(size), channels_(channels), image_size_(image_size), classes_(classes), seed_(seed) {
   check_sizes("synthetic images", {size, channels, image_size, classes});
 }
@@ -34,7 +34,8 @@ Batch SyntheticImages::get_batch(const std::vector<int64_t>& indices, uint64_t) 
     for (int64_t p = 0; p < pixels; ++p) {
       // The top 24 bits as a fraction in [0, 1), mapped to [-1, 1).
       const double u = static_cast<double>(draw(seed_, indices[b], p + 1) >> 40) / 16777216.0;
-      x[b * static_cast<size_t>(pixels) + static_cast<size_t>(p)] = static_cast<float>(2.0 * u - 1.0);
+      x[b * static_cast<size_t>(pixels) + static_cast<size_t>(p)] =
+          static_cast<float>(2.0 * u - 1.0);
     }
     y[b] = static_cast<int64_t>(draw(seed_, indices[b], 0) % static_cast<uint64_t>(classes_));
   }
@@ -58,8 +59,8 @@ Batch SyntheticTokens::get_batch(const std::vector<int64_t>& indices, uint64_t) 
   for (size_t b = 0; b < indices.size(); ++b) {
     // A window of seq_len + 1 tokens: the input is its first seq_len, the target its last seq_len.
     for (size_t k = 0; k <= t; ++k) {
-      const auto token =
-          static_cast<int64_t>(draw(seed_, indices[b], static_cast<int64_t>(k)) % static_cast<uint64_t>(vocab_));
+      const auto token = static_cast<int64_t>(draw(seed_, indices[b], static_cast<int64_t>(k)) %
+                                              static_cast<uint64_t>(vocab_));
       if (k < t) input[b * t + k] = token;
       if (k > 0) target[b * t + k - 1] = token;
     }

@@ -12,7 +12,8 @@ namespace dtrain::data {
 // Images f32 [B, C, S, S] uniform in [-1, 1), labels i64 [B] uniform in [0, classes).
 class SyntheticImages : public Dataset {
  public:
-  SyntheticImages(int64_t size, int64_t channels, int64_t image_size, int64_t classes, uint64_t seed);
+  SyntheticImages(int64_t size, int64_t channels, int64_t image_size, int64_t classes,
+                  uint64_t seed);
   int64_t size() const override { return size_; }
   // Ignores `seed` (there is no augmentation).
   Batch get_batch(const std::vector<int64_t>& indices, uint64_t seed) const override;

@@ -242,9 +242,10 @@ TEST_F(Predict, VitInputsThatDoNotFit) {
 // A GPT trained on --dataset synthetic (random token windows, for benchmarks) trains like any other
 // and has no text vocabulary: predict refuses it in one line.
 TEST_F(Predict, GptOnSyntheticTokensTrainsButCannotReadAPrompt) {
-  train_model({"--model", "gpt", "--dataset", "synthetic", "--model-size", "tiny", "--dim", "16",
-               "--heads", "2", "--mlp-dim", "32", "--depth", "1", "--seq-len", "16", "--threads", "1"},
-              {"--batch-size", "4"});
+  train_model(
+      {"--model", "gpt", "--dataset", "synthetic", "--model-size", "tiny", "--dim", "16", "--heads",
+       "2", "--mlp-dim", "32", "--depth", "1", "--seq-len", "16", "--threads", "1"},
+      {"--batch-size", "4"});
   RunResult r = predict({"--prompt", "The "});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
