@@ -119,8 +119,8 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c,
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& c,
                                                  std::vector<GroupSpec> groups) {
   std::unique_ptr<optim::Optimizer> opt = make_unfused_optimizer(c, std::move(groups));
-  const bool has_fused = c.optimizer == "sgd" || c.optimizer == "adam" || c.optimizer == "adamw";
-  opt->set_fused(c.fused_optimizer == "on" || (c.fused_optimizer == "auto" && has_fused));
+  opt->set_fused(c.fused_optimizer == "on" ||
+                 (c.fused_optimizer == "auto" && opt->has_fused_path()));
   return opt;
 }
 

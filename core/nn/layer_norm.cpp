@@ -14,10 +14,14 @@ LayerNorm::LayerNorm(int64_t dim, double eps, bool elementwise_affine)
   }
 }
 
-Tensor LayerNorm::forward(const Tensor& x) const {
-  auto scope = forward_scope();
+void LayerNorm::check_input(const Tensor& x) const {
   DTRAIN_CHECK(x.dim() >= 1 && x.size(-1) == dim_, "LayerNorm(", dim_, "): input of shape ",
                shape_str(x.shape()), " does not end in ", dim_, " features");
+}
+
+Tensor LayerNorm::forward(const Tensor& x) const {
+  auto scope = forward_scope();
+  check_input(x);
   return layer_norm(x, weight, bias, eps_);
 }
 

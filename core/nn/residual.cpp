@@ -16,9 +16,7 @@ AddLayerNormResult residual_add_norm(const Tensor& x, const Tensor& branch, cons
     return {h, norm.forward(h)};
   }
   auto scope = norm.forward_scope();  // the norm's profiler event, as norm.forward would open
-  DTRAIN_CHECK(x.dim() >= 1 && x.size(-1) == norm.dim(), "LayerNorm(", norm.dim(),
-               "): input of shape ", shape_str(x.shape()), " does not end in ", norm.dim(),
-               " features");
+  norm.check_input(x);
   return add_layer_norm(branch, x, norm.weight, norm.bias, norm.eps());
 }
 

@@ -113,6 +113,7 @@ class Optimizer {
   // turned on for an optimizer without one (only SGD, Adam and AdamW have it).
   void set_fused(bool on);
   bool fused() const { return fused_; }
+  virtual bool has_fused_path() const { return false; }
 
   virtual OptimizerState state_dict() const;
   // Restores group options and state from state_dict() of an optimizer of the same kind over
@@ -134,7 +135,6 @@ class Optimizer {
   // Updates a group's parameters that have gradients this step: update() on each by default; an
   // optimizer with a fused path (one kernel call for the whole list) overrides it.
   virtual void update_group(size_t group, const std::vector<PendingUpdate>& pending);
-  virtual bool has_fused_path() const { return false; }
   // Used by Optimizer::state_dict() and Optimizer::load_state_dict() only.
   virtual nlohmann::json group_options_json(size_t group) const = 0;
   // Parses and sets every group's options at once, or throws and changes nothing.

@@ -9,6 +9,10 @@
 #include <cmath>
 
 #include "core/io/safetensors.h"
+#include "launch/optimizer_factory.h"
+#include "launch/workload.h"
+#include "models/gpt.h"
+#include "models/vit.h"
 #include "tests/launch/cli_test_util.h"
 
 namespace dtrain::cli_test {
@@ -68,6 +72,47 @@ TEST_F(TrainingOptions, FusedOptimizerTrainsTheSameWeightsToRounding) {
       // lr (1e-3) a step, and Adam's m / (sqrt(v) + eps) of near-zero gradients amplifies rounding
       // to ~1e-7 there; a wrong update would differ by ~lr.
       EXPECT_LE(worst, 1e-5 * scale + 1e-6) << name;
+    }
+  }
+}
+
+using launch::make_optimizer;
+using launch::make_workload;
+using launch::TrainConfig;
+
+// The whole-run comparisons above would also pass if an option never reached the model or the
+// optimizer; these check that it does.
+TEST(TrainingOptionsWiring, CheckpointActivationsReachesTheModels) {
+  for (bool on : {false, true}) {
+    TrainConfig c;
+    c.dataset = "synthetic";
+    c.checkpoint_activations = on;
+    c.model = "vit";
+    auto vit = std::dynamic_pointer_cast<models::VisionTransformer>(
+        make_workload(c, Device::cpu())->shared_model());
+    ASSERT_NE(vit, nullptr);
+    EXPECT_EQ(vit->checkpoint_activations, on);
+    c.model = "gpt";
+    c.model_size = "tiny";
+    auto gpt =
+        std::dynamic_pointer_cast<models::Gpt>(make_workload(c, Device::cpu())->shared_model());
+    ASSERT_NE(gpt, nullptr);
+    EXPECT_EQ(gpt->checkpoint_activations, on);
+  }
+}
+
+TEST(TrainingOptionsWiring, FusedOptimizerFollowsTheFlag) {
+  const Tensor p = Tensor::zeros({4}).set_requires_grad(true);
+  for (const char* optimizer : {"sgd", "adam", "adamw", "rmsprop"}) {
+    SCOPED_TRACE(optimizer);
+    TrainConfig c;
+    c.optimizer = optimizer;
+    const bool has_fused = c.optimizer != "rmsprop";
+    for (const char* mode : {"auto", "on", "off"}) {
+      c.fused_optimizer = mode;
+      if (c.fused_optimizer == "on" && !has_fused) continue;  // refused by the config check
+      const bool want = c.fused_optimizer == "on" || (c.fused_optimizer == "auto" && has_fused);
+      EXPECT_EQ(make_optimizer(c, {{p}, {}})->fused(), want) << mode;
     }
   }
 }

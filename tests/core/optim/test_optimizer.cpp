@@ -73,11 +73,7 @@ void expect_trajectory(const std::string& name, const MakeOptimizer& make, bool 
 // call per group): both against the same PyTorch values.
 void expect_trajectory(const std::string& name, const MakeOptimizer& make) {
   expect_trajectory(name, make, false);
-  Trajectory probe = start(make);
-  if (probe.opt->name() == std::string("sgd") || probe.opt->name() == std::string("adam") ||
-      probe.opt->name() == std::string("adamw")) {
-    expect_trajectory(name, make, true);
-  }
+  if (start(make).opt->has_fused_path()) expect_trajectory(name, make, true);
 }
 
 void expect_trajectory(const std::string& name, const MakeOptimizer& make, bool fused) {
