@@ -29,7 +29,7 @@ class FusionWorkload : public Workload {
     if (c.depth) m.depth = c.depth;
     if (c.patch) m.patch_size = c.patch;
     m.image_size = data::kGlyphSize;
-    m.pad_id = data::CharVocab::kPad;
+    m.pad_id = data::WordVocab::kPad;
     model_ = std::make_shared<models::FusionClassifier>(m);
     model_->to(device);
   }
@@ -38,7 +38,7 @@ class FusionWorkload : public Workload {
   int64_t items(const data::Batch& b) const override { return b.size(); }
   void check_batch(const data::Batch& b) const override {
     check_ids(b.target, model_->config().num_classes, -100, "radical");
-    check_ids(b.decoder_input, model_->config().vocab_size, data::CharVocab::kPad, "character");
+    check_ids(b.decoder_input, model_->config().vocab_size, data::WordVocab::kPad, "word");
   }
   Tensor loss(const data::Batch& b) override { return cross_entropy(logits(b), b.target); }
   std::vector<double> eval_sums(const data::Batch& b) override {

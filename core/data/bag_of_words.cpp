@@ -6,24 +6,6 @@
 
 namespace dtrain::data {
 
-std::vector<std::string> lowercase_words(std::string_view text) {
-  std::vector<std::string> words;
-  std::string current;
-  for (char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
-    const bool ascii_word =
-        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '\'';
-    if (ascii_word || c >= 0x80) {
-      current.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : ch);
-    } else if (!current.empty()) {
-      words.push_back(std::move(current));
-      current.clear();
-    }
-  }
-  if (!current.empty()) words.push_back(std::move(current));
-  return words;
-}
-
 NaiveBayes::NaiveBayes(const std::vector<std::string>& texts, const std::vector<int32_t>& labels,
                        int32_t num_classes, double alpha)
     : num_classes_(num_classes) {

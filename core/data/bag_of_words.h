@@ -14,11 +14,9 @@
 #include <unordered_map>
 #include <vector>
 
-namespace dtrain::data {
+#include "core/data/vocab.h"
 
-// The words of `text`, lowercased: maximal runs of ASCII letters, digits and apostrophes, and of
-// non-ASCII bytes (so a UTF-8 word such as "café" stays one word). Everything else separates words.
-std::vector<std::string> lowercase_words(std::string_view text);
+namespace dtrain::data {
 
 class NaiveBayes {
  public:

@@ -17,31 +17,6 @@ const std::vector<std::string>& fortune_topic_files() {
   return files;
 }
 
-WordVocab WordVocab::build(const std::vector<std::string>& texts, int64_t min_count) {
-  std::map<std::string, int64_t> counts;  // ordered: ids follow byte order
-  for (const std::string& text : texts) {
-    for (std::string& w : lowercase_words(text)) ++counts[std::move(w)];
-  }
-  WordVocab vocab;
-  for (const auto& [word, count] : counts) {
-    if (count < min_count) continue;
-    vocab.ids_.emplace(word, static_cast<int32_t>(vocab.words_.size()) + kNumSpecials);
-    vocab.words_.push_back(word);
-  }
-  return vocab;
-}
-
-int32_t WordVocab::id(const std::string& word) const {
-  auto it = ids_.find(word);
-  return it == ids_.end() ? kUnk : it->second;
-}
-
-std::vector<int32_t> WordVocab::encode(std::string_view text) const {
-  std::vector<int32_t> ids;
-  for (const std::string& w : lowercase_words(text)) ids.push_back(id(w));
-  return ids;
-}
-
 FortuneFiles load_fortune_files(const FortuneFilesOptions& options) {
   const std::string hint =
       "install fortunes (scripts/bootstrap) or pass --data-dir with the topic files";

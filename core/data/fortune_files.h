@@ -20,6 +20,7 @@
 
 #include "core/data/dataset.h"
 #include "core/data/text_corpus.h"
+#include "core/data/vocab.h"
 
 namespace dtrain::data {
 
@@ -30,25 +31,6 @@ namespace dtrain::data {
 // the files), from 74 (medicine) to 1051 (computers): always answering "computers" scores 0.32 on
 // the validation split.
 const std::vector<std::string>& fortune_topic_files();
-
-// Lowercase words to ids: pad 0, unk 1 (a word outside the vocabulary), then the words in byte order.
-class WordVocab {
- public:
-  static constexpr int32_t kPad = 0, kUnk = 1;
-  static constexpr int32_t kNumSpecials = 2;
-
-  WordVocab() = default;
-  // The words of `texts` (lowercase_words) that occur at least `min_count` times.
-  static WordVocab build(const std::vector<std::string>& texts, int64_t min_count);
-  int64_t size() const { return static_cast<int64_t>(words_.size()) + kNumSpecials; }
-  int32_t id(const std::string& word) const;
-  // The ids of the words of `text`, unknown words as unk.
-  std::vector<int32_t> encode(std::string_view text) const;
-
- private:
-  std::vector<std::string> words_;  // sorted
-  std::unordered_map<std::string, int32_t> ids_;
-};
 
 struct LabelledTexts {
   std::vector<std::string> texts;

@@ -214,7 +214,7 @@ UnihanCorpus load_unihan(const std::string& data_dir) {
                files.irg_sources, " and a kDefinition in ", files.readings,
                ", too few for a train and a valid split (", corpus.train.size(), " and ",
                corpus.valid.size(), "); ", kUnicodeHint);
-  corpus.vocab = CharVocab::build(train_texts, /*with_specials=*/true);
+  corpus.vocab = WordVocab::build(train_texts, /*min_count=*/2);
   return corpus;
 }
 
@@ -248,7 +248,7 @@ UnihanDataset::UnihanDataset(std::shared_ptr<const UnihanCorpus> corpus,
   DTRAIN_CHECK(seq_len_ >= 1, "UnihanDataset: seq_len must be positive, got ", seq_len_);
 }
 
-Batch UnihanDataset::encode(const UnihanEntry& entry, const CharVocab& vocab, int64_t seq_len) {
+Batch UnihanDataset::encode(const UnihanEntry& entry, const WordVocab& vocab, int64_t seq_len) {
   Batch batch;
   batch.input = Tensor::empty({1, 1, kGlyphSize, kGlyphSize}, DType::f32);
   batch.decoder_input = Tensor::zeros({1, seq_len}, DType::i64);
@@ -261,8 +261,8 @@ Batch UnihanDataset::encode(const UnihanEntry& entry, const CharVocab& vocab, in
   for (int64_t r = 0; r < kGlyphSize; ++r) {
     for (int64_t c = 0; c < kGlyphSize; ++c) x[r * kGlyphSize + c] = entry.ink(r, c) ? 0.5f : -0.5f;
   }
-  // Definitions run from a word to a few hundred characters; the first seq_len characters hold the
-  // leading gloss, which carries most of the meaning, and a fixed length bounds attention's cost.
+  // Definitions run from one word to a few dozen; the first seq_len words hold the leading gloss,
+  // which carries most of the meaning, and a fixed length bounds attention's cost.
   const std::vector<int32_t> ids = vocab.encode(entry.definition);
   int64_t* t = batch.decoder_input.data<int64_t>();
   for (int64_t j = 0; j < std::min<int64_t>(seq_len, static_cast<int64_t>(ids.size())); ++j)

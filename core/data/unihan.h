@@ -5,8 +5,18 @@
 //     a trailing ' marks the simplified form of a radical (the same Kangxi radical number) and several
 //     space-separated values list alternatives (the first is the primary one);
 //   Unihan_Readings.txt.bz2 (unicode-data): "U+6CB3<TAB>kDefinition<TAB>river; ...".
-// A sample is a code point with all three: its glyph, its definition's characters and its Kangxi
-// radical (1..214) as the class radical - 1.
+// A sample is a code point with all three: its glyph, its definition's words and its Kangxi radical
+// (1..214) as the class radical - 1.
+//
+// The definition is read as lowercase words (WordVocab), not characters. Measured on the installed
+// files: the text-only fusion model (examples/fusion_unihan.ini) names the radical of 41% of the
+// valid split from the first 16 words, and of 16% from the first 32 characters; a multinomial naive
+// Bayes over the words reaches 59% (22,903 characters with a radical and a definition, a random 5%
+// held out). Definitions gloss a meaning ("river; stream",
+// "to wash"), and the radical is most often the meaning's class (water), so a word is the unit that
+// carries it; a character model must first learn to spell out the words. A definition has a median of
+// 4 words and 28 characters; 16 words cover 95% of them whole. The vocabulary is the training split's
+// words seen at least twice (7,836; 6.4% of the held-out words are then unk).
 #pragma once
 #include <array>
 #include <memory>
@@ -51,12 +61,11 @@ std::vector<UnihanEntry> read_unihan(const UnihanFiles& files);
 enum class UnihanSplit { train, valid, test };
 UnihanSplit unihan_split_of(char32_t codepoint);
 
-// The entries read once, split, and the character vocabulary of the train split's definitions.
+// The entries read once, split, and the word vocabulary of the train split's definitions.
 struct UnihanCorpus {
   std::vector<UnihanEntry> entries;         // all, in code point order
   std::vector<int64_t> train, valid, test;  // indices into entries
-  CharVocab
-      vocab;  // with specials: pad 0 fills short definitions, unk stands for unseen characters
+  WordVocab vocab;  // pad 0 fills short definitions, unk stands for a word seen less than twice
 };
 UnihanCorpus load_unihan(const std::string& data_dir);
 
@@ -67,17 +76,17 @@ std::vector<std::string> read_radical_characters(const std::string& path);
 
 class UnihanDataset : public Dataset {
  public:
-  // Samples entries[indices[i]] of `corpus`, whose definitions are cut to `seq_len` characters.
+  // Samples entries[indices[i]] of `corpus`, whose definitions are cut to `seq_len` words.
   UnihanDataset(std::shared_ptr<const UnihanCorpus> corpus, std::vector<int64_t> indices,
                 int64_t seq_len);
   int64_t size() const override { return static_cast<int64_t>(indices_.size()); }
   // input f32 [B, 1, 16, 16] the glyphs (ink 0.5, paper -0.5); decoder_input i64 [B, seq_len] the
-  // definitions' character ids, padded with 0 (Batch has no second input field: decoder_input is the
+  // definitions' word ids, padded with 0 (Batch has no second input field: decoder_input is the
   // one that carries token ids beside `input`, as for translation); target i64 [B] radical - 1.
   // Deterministic: `seed` is ignored.
   Batch get_batch(const std::vector<int64_t>& indices, uint64_t seed) const override;
   // One entry as a batch of one (for predict).
-  static Batch encode(const UnihanEntry& entry, const CharVocab& vocab, int64_t seq_len);
+  static Batch encode(const UnihanEntry& entry, const WordVocab& vocab, int64_t seq_len);
 
  private:
   std::shared_ptr<const UnihanCorpus> corpus_;

@@ -1,6 +1,7 @@
 #include "core/data/vocab.h"
 
 #include <algorithm>
+#include <map>
 
 #include "core/error.h"
 
@@ -170,6 +171,49 @@ std::string CharVocab::decode(const std::vector<int64_t>& ids) const {
     utf8_append(out, char_of(static_cast<int32_t>(id)));
   }
   return out;
+}
+
+std::vector<std::string> lowercase_words(std::string_view text) {
+  std::vector<std::string> words;
+  std::string current;
+  for (char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    const bool ascii_word =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '\'';
+    if (ascii_word || c >= 0x80) {
+      current.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : ch);
+    } else if (!current.empty()) {
+      words.push_back(std::move(current));
+      current.clear();
+    }
+  }
+  if (!current.empty()) words.push_back(std::move(current));
+  return words;
+}
+
+WordVocab WordVocab::build(const std::vector<std::string>& texts, int64_t min_count) {
+  std::map<std::string, int64_t> counts;  // ordered: ids follow byte order
+  for (const std::string& text : texts) {
+    for (std::string& w : lowercase_words(text)) ++counts[std::move(w)];
+  }
+  WordVocab vocab;
+  for (const auto& [word, count] : counts) {
+    if (count < min_count) continue;
+    vocab.ids_.emplace(word, static_cast<int32_t>(vocab.words_.size()) + kNumSpecials);
+    vocab.words_.push_back(word);
+  }
+  return vocab;
+}
+
+int32_t WordVocab::id(const std::string& word) const {
+  auto it = ids_.find(word);
+  return it == ids_.end() ? kUnk : it->second;
+}
+
+std::vector<int32_t> WordVocab::encode(std::string_view text) const {
+  std::vector<int32_t> ids;
+  for (const std::string& w : lowercase_words(text)) ids.push_back(id(w));
+  return ids;
 }
 
 }  // namespace dtrain::data

@@ -1,6 +1,9 @@
-// Character vocabularies for the text datasets. A character is a Unicode code point (text is UTF-8), so
-// "ä" is one token, not two bytes. Ids are dense: the specials first (when the vocabulary has them),
-// then the characters in code point order, so the same set of characters always gives the same ids.
+// Vocabularies for the text datasets.
+// CharVocab: a character is a Unicode code point (text is UTF-8), so "ä" is one token, not two bytes.
+// Ids are dense: the specials first (when the vocabulary has them), then the characters in code point
+// order, so the same set of characters always gives the same ids.
+// WordVocab: lowercase words (lowercase_words), the training texts' words seen at least min_count
+// times, in byte order after the specials.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -54,6 +57,29 @@ class CharVocab {
   std::vector<char32_t> chars_;  // sorted, unique
   std::unordered_map<char32_t, int32_t> ids_;
   int32_t ascii_ids_[128] = {};  // fast path for ASCII; -1 when absent
+};
+
+// The words of `text`, lowercased: maximal runs of ASCII letters, digits and apostrophes, and of
+// non-ASCII bytes (so a UTF-8 word such as "café" stays one word). Everything else separates words.
+std::vector<std::string> lowercase_words(std::string_view text);
+
+// Lowercase words to ids: pad 0, unk 1 (a word outside the vocabulary), then the words in byte order.
+class WordVocab {
+ public:
+  static constexpr int32_t kPad = 0, kUnk = 1;
+  static constexpr int32_t kNumSpecials = 2;
+
+  WordVocab() = default;
+  // The words of `texts` (lowercase_words) that occur at least `min_count` times.
+  static WordVocab build(const std::vector<std::string>& texts, int64_t min_count);
+  int64_t size() const { return static_cast<int64_t>(words_.size()) + kNumSpecials; }
+  int32_t id(const std::string& word) const;
+  // The ids of the words of `text`, unknown words as unk.
+  std::vector<int32_t> encode(std::string_view text) const;
+
+ private:
+  std::vector<std::string> words_;  // sorted
+  std::unordered_map<std::string, int32_t> ids_;
 };
 
 }  // namespace dtrain::data

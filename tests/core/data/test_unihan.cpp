@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 
 #include "core/data/unihan_test_writer.h"
@@ -155,19 +156,35 @@ TEST(Unihan, BatchHoldsGlyphsDefinitionIdsAndRadicals) {
     for (int64_t p = 0; p < 256; ++p) {
       EXPECT_EQ(b.input.data<float>()[i * 256 + p], e.ink(p / 16, p % 16) ? 0.5f : -0.5f);
     }
-    // The definition's first seq_len characters ("person kaka" -> "person").
+    // The definition's words ("Person kalo" -> "person", "kalo"), then pad.
     const std::vector<int32_t> ids = corpus->vocab.encode(e.definition);
-    for (int64_t j = 0; j < seq_len; ++j)
-      EXPECT_EQ(b.decoder_input.data<int64_t>()[i * seq_len + j], ids[j]);
+    ASSERT_EQ(ids.size(), 2u);
+    const auto& radicals = test::synthetic_radicals();
+    const size_t k = std::find(radicals.begin(), radicals.end(), e.radical) - radicals.begin();
+    ASSERT_LT(k, radicals.size());
+    EXPECT_EQ(ids[0], corpus->vocab.id(lowercase_words(test::synthetic_words()[k])[0]));
+    EXPECT_NE(ids[0], WordVocab::kUnk);
+    for (int64_t j = 0; j < seq_len; ++j) {
+      EXPECT_EQ(b.decoder_input.data<int64_t>()[i * seq_len + j], j < 2 ? ids[j] : WordVocab::kPad);
+    }
   }
-  // A short definition is padded with pad (0) after its characters.
-  UnihanEntry short_entry = corpus->entries[0];
-  short_entry.definition = "ox";
-  Batch one = UnihanDataset::encode(short_entry, corpus->vocab, seq_len);
+  // Words seen twice or more in the train split have their own id; rarer ones are unk.
+  EXPECT_NE(corpus->vocab.id("water"), WordVocab::kUnk);
+  EXPECT_EQ(corpus->vocab.id("ox"), WordVocab::kUnk);  // in no synthetic definition
+  // A long definition keeps its first seq_len words; a short one is padded with pad (0).
+  UnihanEntry entry = corpus->entries[0];
+  entry.definition = "Water; fire, water ox tree tree hand";
+  Batch one = UnihanDataset::encode(entry, corpus->vocab, seq_len);
   const int64_t* t = one.decoder_input.data<int64_t>();
-  EXPECT_NE(t[0], CharVocab::kPad);
-  EXPECT_EQ(t[1], CharVocab::kUnk);  // 'x' is in no synthetic definition
-  for (int64_t j = 2; j < seq_len; ++j) EXPECT_EQ(t[j], CharVocab::kPad);
+  const std::vector<int32_t> expected = {corpus->vocab.id("water"), corpus->vocab.id("fire"),
+                                         corpus->vocab.id("water"), WordVocab::kUnk,
+                                         corpus->vocab.id("tree"),  corpus->vocab.id("tree")};
+  for (int64_t j = 0; j < seq_len; ++j) EXPECT_EQ(t[j], expected[j]) << j;
+  entry.definition = "hand";
+  one = UnihanDataset::encode(entry, corpus->vocab, seq_len);
+  t = one.decoder_input.data<int64_t>();
+  EXPECT_EQ(t[0], corpus->vocab.id("hand"));
+  for (int64_t j = 1; j < seq_len; ++j) EXPECT_EQ(t[j], WordVocab::kPad);
 }
 
 TEST(Unihan, RadicalCharactersSkipSimplifiedForms) {
