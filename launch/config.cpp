@@ -150,6 +150,9 @@ void validate(const TrainConfig& c, const std::map<std::string, std::string>& or
   in_range("trainable-blocks", c.trainable_blocks, -1, 1024, " (-1: all)");
   in_range("layer-lr-decay", c.layer_lr_decay, 0.01, 1);
   in_range("seq-len", c.seq_len, 4, 65536);
+  in_range("bpe-merges", c.bpe_merges, 0, 1 << 20, " (0: characters)");
+  DTRAIN_CHECK(c.bpe_merges == 0 || c.model == "transformer", where("bpe-merges"),
+               "--bpe-merges applies to model transformer, not ", c.model, "; leave it at 0");
   in_range("batch-size", c.batch_size, 1, 1 << 24);
   in_range("grad-accum", c.grad_accum, 1, static_cast<double>(c.batch_size),
            " (at most --batch-size)");
@@ -161,6 +164,8 @@ void validate(const TrainConfig& c, const std::map<std::string, std::string>& or
   in_range("min-lr", c.min_lr, 0, c.lr, " (at most --lr)");
   in_range("warmup-steps", c.warmup_steps, 0, kMaxCount);
   in_range("weight-decay", c.weight_decay, 0, 1e3);
+  in_range("beta1", c.beta1, 0, 0.999999);
+  in_range("beta2", c.beta2, 0, 0.999999);
   in_range("clip-grad-norm", c.clip_grad_norm, -1e30, 1e30, " (<= 0: off)");
   in_range("label-smoothing", c.label_smoothing, 0, 0.99);
   const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
@@ -192,6 +197,11 @@ void validate(const TrainConfig& c, const std::map<std::string, std::string>& or
                where("fused-optimizer"),
                "--fused-optimizer on needs --optimizer sgd, adam or adamw (", c.optimizer,
                " has no fused path); use auto or off");
+  const bool adam_family = c.optimizer == "adam" || c.optimizer == "adamw" ||
+                           c.optimizer == "adamax" || c.optimizer == "nadam";
+  DTRAIN_CHECK(adam_family || (c.beta1 == 0.9 && c.beta2 == 0.999), where("beta2"),
+               "--beta1 and --beta2 apply to adam, adamw, adamax and nadam, not ", c.optimizer,
+               "; leave them at 0.9 and 0.999");
   DTRAIN_CHECK(c.precision == "f32" || c.precision == "bf16" || c.precision == "f16",
                where("precision"), "--precision must be f32, bf16 or f16, got '", c.precision, "'");
 }
@@ -224,6 +234,7 @@ std::vector<Setting> settings(const TrainConfig& c) {
       {"dataset", c.dataset, fixed},
       {"data-dir", c.data_dir, all},
       {"seq-len", integer(c.seq_len), fixed},
+      {"bpe-merges", integer(c.bpe_merges), fixed},
       {"batch-size", integer(c.batch_size), fixed},
       {"grad-accum", integer(c.grad_accum), all},
       {"steps", integer(c.steps), all},
@@ -235,6 +246,8 @@ std::vector<Setting> settings(const TrainConfig& c) {
       {"schedule", c.schedule, fixed},
       {"warmup-steps", integer(c.warmup_steps), all},
       {"weight-decay", num(c.weight_decay), all},
+      {"beta1", num(c.beta1), all},
+      {"beta2", num(c.beta2), all},
       {"clip-grad-norm", num(c.clip_grad_norm), all},
       {"label-smoothing", num(c.label_smoothing), all},
       {"precision", c.precision, all},
@@ -324,6 +337,9 @@ OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& co
   add(kAll, "dataset", po::value(&c.dataset)->default_value(c.dataset), "fashion-mnist | cifar10 (vit); freedict | gettext-zh | gettext-de (transformer); fortunes (gpt); fortune-files (classifier); unihan (fusion); synthetic (vit, gpt: random samples, for benchmarks)");
   add(kAll, "data-dir", po::value(&c.data_dir)->default_value(c.data_dir, kEmpty), "dataset directory (empty: the Debian package's)");
   add(kAll | kBench, "seq-len", po::value(&c.seq_len)->default_value(c.seq_len), "GPT context; Transformer max length; classifier and fusion: tokens read per text");
+  add(kAll, "bpe-merges", po::value(&c.bpe_merges)->default_value(c.bpe_merges),
+      "transformer: source tokens are characters and this many byte-pair merges learnt from the training "
+      "sources (0: characters)");
   add(kTrain, "augment", po::value(&c.augment)->default_value(c.augment),
       "vit: random crop (zero padding 2 for fashion-mnist, 4 for cifar10) and horizontal flip of training images");
   add(kTrainEval | kBench, "batch-size", po::value(&c.batch_size)->default_value(c.batch_size),
@@ -341,6 +357,9 @@ OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& co
   add(kTrain, "schedule", po::value(&c.schedule)->default_value(c.schedule), "cosine | linear | step | constant");
   add(kTrain, "warmup-steps", po::value(&c.warmup_steps)->default_value(c.warmup_steps), "linear warmup steps");
   add(kTrain | kBench, "weight-decay", po::value(&c.weight_decay)->default_value(c.weight_decay, short_text(c.weight_decay)), "weight decay");
+  add(kTrain | kBench, "beta1", po::value(&c.beta1)->default_value(c.beta1, short_text(c.beta1)), "adam, adamw, adamax, nadam: decay rate of the gradient's running mean");
+  add(kTrain | kBench, "beta2", po::value(&c.beta2)->default_value(c.beta2, short_text(c.beta2)),
+      "adam, adamw, adamax, nadam: decay rate of the running mean of the squared gradient (adamax: of its maximum)");
   add(kTrain, "clip-grad-norm", po::value(&c.clip_grad_norm)->default_value(c.clip_grad_norm),
       "clip the global gradient L2 norm (<= 0: off)");
   add(kTrain, "label-smoothing", po::value(&c.label_smoothing)->default_value(c.label_smoothing), "cross-entropy label smoothing");

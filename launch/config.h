@@ -46,8 +46,9 @@ struct TrainConfig {
   // data
   // fashion-mnist | cifar10 | freedict | gettext-zh | gettext-de | fortunes | fortune-files | unihan
   std::string dataset = "fashion-mnist";
-  std::string data_dir;  // empty: the Debian package's location
-  int64_t seq_len = 64;  // gpt context, transformer max length
+  std::string data_dir;    // empty: the Debian package's location
+  int64_t seq_len = 64;    // gpt context, transformer max length
+  int64_t bpe_merges = 0;  // transformer: byte-pair merges of the source tokens (0: characters)
   // schedule of work
   int64_t batch_size = 128;  // global: summed over ranks and accumulation steps
   int64_t grad_accum = 1;
@@ -62,7 +63,8 @@ struct TrainConfig {
   std::string schedule = "cosine";  // cosine | linear | step | constant
   int64_t warmup_steps = 0;
   double weight_decay = 0.05;
-  double clip_grad_norm = 1.0;  // <= 0: off
+  double beta1 = 0.9, beta2 = 0.999;  // adam, adamw, adamax, nadam: the moment decay rates
+  double clip_grad_norm = 1.0;        // <= 0: off
   double label_smoothing = 0.0;
   bool augment = false;  // random crop + flip of training images (vit)
   // numerics and placement

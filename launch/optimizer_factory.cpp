@@ -133,11 +133,11 @@ std::unique_ptr<optim::Optimizer> make_unfused_optimizer(const TrainConfig& c,
                                                   std::move(groups));
   }
   if (o == "adam")
-    return grouped<optim::AdamOptions, optim::Adam>({.lr = c.lr}, c.weight_decay,
-                                                    std::move(groups));
+    return grouped<optim::AdamOptions, optim::Adam>(
+        {.lr = c.lr, .beta1 = c.beta1, .beta2 = c.beta2}, c.weight_decay, std::move(groups));
   if (o == "adamw")
-    return grouped<optim::AdamWOptions, optim::AdamW>({.lr = c.lr}, c.weight_decay,
-                                                      std::move(groups));
+    return grouped<optim::AdamWOptions, optim::AdamW>(
+        {.lr = c.lr, .beta1 = c.beta1, .beta2 = c.beta2}, c.weight_decay, std::move(groups));
   if (o == "adagrad") {
     return grouped<optim::AdagradOptions, optim::Adagrad>({.lr = c.lr}, c.weight_decay,
                                                           std::move(groups));
@@ -147,12 +147,12 @@ std::unique_ptr<optim::Optimizer> make_unfused_optimizer(const TrainConfig& c,
                                                           std::move(groups));
   }
   if (o == "adamax") {
-    return grouped<optim::AdamaxOptions, optim::Adamax>({.lr = c.lr}, c.weight_decay,
-                                                        std::move(groups));
+    return grouped<optim::AdamaxOptions, optim::Adamax>(
+        {.lr = c.lr, .beta1 = c.beta1, .beta2 = c.beta2}, c.weight_decay, std::move(groups));
   }
   if (o == "nadam")
-    return grouped<optim::NAdamOptions, optim::NAdam>({.lr = c.lr}, c.weight_decay,
-                                                      std::move(groups));
+    return grouped<optim::NAdamOptions, optim::NAdam>(
+        {.lr = c.lr, .beta1 = c.beta1, .beta2 = c.beta2}, c.weight_decay, std::move(groups));
   throw Error("unknown optimizer '" + o +
               "': use sgd, adam, adamw, adagrad, rmsprop, adamax or nadam");
 }

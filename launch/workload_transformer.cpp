@@ -18,10 +18,11 @@ namespace {
 // (gettext-zh, gettext-de): token cross entropy, exact match and CER of greedy decodes (beam search
 // with --beam above 1, under --length-penalty), and for gettext corpus BLEU and chrF of the same decodes.
 //
-// Characters are the tokens on both sides, for now: dtrain has no tokenizer learning (BPE,
-// SentencePiece) yet, and a character vocabulary needs none. Pairs with a side longer than
-// --seq-len - 2 characters are dropped, for both datasets, never truncated: a cut-off target would
-// teach the model to stop mid-sentence, and a cut-off source to translate words it never saw.
+// Target tokens are characters (BLEU's zh tokenizer scores Chinese by character, too). Source tokens
+// are characters and --bpe-merges byte-pair merges learnt from the training sources
+// (core/data/subword_vocab.h). Pairs with a side longer than --seq-len - 2 characters are dropped,
+// for both datasets and whatever the source tokens, never truncated: a cut-off target would teach
+// the model to stop mid-sentence, and a cut-off source to translate words it never saw.
 class TransformerWorkload : public Workload {
  public:
   TransformerWorkload(const TrainConfig& c, Device device) {
@@ -58,7 +59,7 @@ class TransformerWorkload : public Workload {
       bleu_ = c.dataset == "gettext-zh" ? data::BleuTokenizer::kZh : data::BleuTokenizer::k13a;
       target_language_ = c.dataset == "gettext-zh" ? "Chinese" : "German";
     }
-    auto [src_vocab, tgt_vocab] = data::build_translation_vocabs(train_pairs);
+    auto [src_vocab, tgt_vocab] = data::build_translation_vocabs(train_pairs, c.bpe_merges);
     auto train =
         std::make_shared<data::TranslationDataset>(std::move(train_pairs), src_vocab, tgt_vocab);
     auto held_out =
@@ -192,7 +193,7 @@ class TransformerWorkload : public Workload {
                  target_language_, "): give --text \"an English word or phrase\"");
     std::vector<int32_t> ids = eval_->source_vocab().encode(input.text);
     DTRAIN_CHECK(static_cast<int64_t>(ids.size()) + 1 <= m.max_len, "--text is ", ids.size(),
-                 " characters but this model reads at most ", m.max_len - 1,
+                 " tokens but this model reads at most ", m.max_len - 1,
                  " (its --seq-len minus the end token): give a shorter text");
     ids.push_back(data::CharVocab::kEos);
     Tensor source = Tensor::from_vector(std::vector<int64_t>(ids.begin(), ids.end()),

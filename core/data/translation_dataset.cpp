@@ -6,8 +6,8 @@
 
 namespace dtrain::data {
 
-std::pair<CharVocab, CharVocab> build_translation_vocabs(
-    const std::vector<TranslationPair>& pairs) {
+std::pair<SubwordVocab, CharVocab> build_translation_vocabs(
+    const std::vector<TranslationPair>& pairs, int64_t source_merges) {
   std::vector<std::string> sources, targets;
   sources.reserve(pairs.size());
   targets.reserve(pairs.size());
@@ -15,18 +15,18 @@ std::pair<CharVocab, CharVocab> build_translation_vocabs(
     sources.push_back(p.source);
     targets.push_back(p.target);
   }
-  return {CharVocab::build(sources, true), CharVocab::build(targets, true)};
+  return {SubwordVocab::learn(sources, source_merges), CharVocab::build(targets, true)};
 }
 
-TranslationDataset::TranslationDataset(std::vector<TranslationPair> pairs, CharVocab source_vocab,
-                                       CharVocab target_vocab)
+TranslationDataset::TranslationDataset(std::vector<TranslationPair> pairs,
+                                       SubwordVocab source_vocab, CharVocab target_vocab)
     : pairs_(std::move(pairs)),
       source_vocab_(std::move(source_vocab)),
       target_vocab_(std::move(target_vocab)) {
   DTRAIN_CHECK(
-      source_vocab_.has_specials() && target_vocab_.has_specials(),
-      "TranslationDataset: both vocabularies need the pad/bos/eos/unk specials; build them with "
-      "with_specials = true");
+      target_vocab_.has_specials(),
+      "TranslationDataset: the target vocabulary needs the pad/bos/eos/unk specials; build "
+      "it with with_specials = true");
   source_begin_.reserve(pairs_.size() + 1);
   target_begin_.reserve(pairs_.size() + 1);
   source_begin_.push_back(0);

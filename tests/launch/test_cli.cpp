@@ -182,7 +182,10 @@ TEST_F(Cli, HelpListsEveryOptionWithItsDefault) {
       {"trainable-blocks", "-1"},
       {"layer-lr-decay", "1"},
       {"fused-optimizer", "auto"},
-      {"checkpoint-activations", "0"}};
+      {"checkpoint-activations", "0"},
+      {"beta1", "0.9"},
+      {"beta2", "0.999"},
+      {"bpe-merges", "0"}};
   for (const auto& [name, value] : expected) {
     const std::string shown = "--" + name + " arg (=" + value + ")";
     EXPECT_NE(r.out.find(shown), std::string::npos) << "--help lacks '" << shown << "':\n" << r.out;

@@ -3,11 +3,13 @@
 // mapping), its eval records (loss falls; bleu and chrf in [0, 100]), predict on the trained
 // checkpoint, and an unknown gettext language as a one-line error. No timing is checked.
 #include <cmath>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "core/data/mo_test_writer.h"
+#include "core/io/safetensors.h"
 
 #include "cli_test_util.h"
 
@@ -192,6 +194,80 @@ TEST_F(GettextTranslation, EvalAndPredictDecodeWithABeam) {
   ASSERT_EQ(p.exit_code, 0) << p.err << p.out;
   EXPECT_FALSE(p.out.empty()) << p.err;
   EXPECT_EQ(p.out.find('\n'), p.out.size() - 1) << p.out;  // one line: the translation
+}
+
+// --bpe-merges: the source is read as characters and 30 merges learnt from the training sources
+// (the encoder's embedding has those rows), the run learns as the character run does, and predict
+// learns the same merges again from the recorded settings (else the checkpoint would not load).
+TEST_F(GettextTranslation, SubwordSourcesLearnAndPredict) {
+  const fs::path locale = write_locale();
+  const fs::path metrics = dir_ / "metrics.jsonl", run_dir = dir_ / "run";
+  RunResult r = train({"--model",
+                       "transformer",
+                       "--dataset",
+                       "gettext-zh",
+                       "--data-dir",
+                       locale.string(),
+                       "--seq-len",
+                       "16",
+                       "--depth",
+                       "1",
+                       "--dim",
+                       "32",
+                       "--heads",
+                       "2",
+                       "--mlp-dim",
+                       "64",
+                       "--dropout",
+                       "0",
+                       "--batch-size",
+                       "16",
+                       "--steps",
+                       "150",
+                       "--lr",
+                       "0.003",
+                       "--warmup-steps",
+                       "10",
+                       "--eval-interval",
+                       "50",
+                       "--eval-batches",
+                       "2",
+                       "--threads",
+                       "1",
+                       "--progress",
+                       "0",
+                       "--bpe-merges",
+                       "30",
+                       "--metrics-file",
+                       metrics.string(),
+                       "--checkpoint-dir",
+                       run_dir.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  const std::vector<nlohmann::json> evals = eval_records(metrics);
+  ASSERT_GE(evals.size(), 2u) << read_text(metrics);
+  const double first = evals.front()["loss"].get<double>(),
+               last = evals.back()["loss"].get<double>();
+  EXPECT_LT(last, 0.7 * first) << "first eval loss " << first << ", last " << last;
+
+  std::set<char> letters = {' '};
+  for (const std::string& s : kSyllables) letters.insert(s.begin(), s.end());
+  const SafetensorsHeader header =
+      read_safetensors_header((run_dir / "step-00000150" / "model.safetensors").string());
+  bool found = false;
+  for (const SafetensorsEntry& e : header.entries) {
+    if (e.name != "src_embed.weight") continue;
+    found = true;
+    EXPECT_EQ(e.shape[0], static_cast<int64_t>(4 + letters.size() + 30));
+  }
+  EXPECT_TRUE(found);
+
+  RunResult p =
+      run({"predict", "--resume", run_dir.string(), "--text", "kalo mipe", "--threads", "1"});
+  ASSERT_EQ(p.exit_code, 0) << p.err << p.out;
+  EXPECT_EQ(p.out.find('\n'), p.out.size() - 1) << p.out;
+  expect_one_line_error(train({"--model", "gpt", "--dataset", "fortunes", "--bpe-merges", "8",
+                               "--steps", "1", "--threads", "1"}),
+                        {"--bpe-merges applies to model transformer", "gpt"});
 }
 
 TEST_F(GettextTranslation, UnknownGettextLanguageIsAOneLineError) {

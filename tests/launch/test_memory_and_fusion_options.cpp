@@ -2,7 +2,7 @@
 // train` with --checkpoint-activations 1 writes bitwise the weights it writes without (dropout on,
 // one rank and two under DDP, whose bucket hooks then fire inside the recomputation), and
 // --fused-optimizer on the same weights to f32 rounding; both refuse what they cannot do in one
-// line.
+// line. --beta1/--beta2 reach every Adam-family group and are refused for the other optimizers.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -117,6 +117,25 @@ TEST(TrainingOptionsWiring, FusedOptimizerFollowsTheFlag) {
   }
 }
 
+TEST(TrainingOptionsWiring, BetasReachTheAdamFamily) {
+  const Tensor p = Tensor::zeros({4, 4}).set_requires_grad(true);
+  const Tensor q = Tensor::zeros({4}).set_requires_grad(true);
+  for (const char* optimizer : {"adam", "adamw", "adamax", "nadam"}) {
+    SCOPED_TRACE(optimizer);
+    TrainConfig c;
+    c.optimizer = optimizer;
+    c.beta1 = 0.8, c.beta2 = 0.95;
+    const auto opt = make_optimizer(c, {{p}, {q}});
+    const nlohmann::json groups = opt->state_dict().scalars.at("param_groups");
+    ASSERT_EQ(groups.size(), 2u);
+    for (const nlohmann::json& g : groups) {
+      const nlohmann::json& o = g.at("options");
+      EXPECT_EQ(o.at("beta1").get<double>(), 0.8) << o.dump();
+      EXPECT_EQ(o.at("beta2").get<double>(), 0.95) << o.dump();
+    }
+  }
+}
+
 TEST_F(TrainingOptions, RefusedInOneLine) {
   expect_one_line_error(train_tiny_vit({"--optimizer", "rmsprop", "--fused-optimizer", "on"}),
                         {"--fused-optimizer on", "rmsprop", "auto or off"});
@@ -125,6 +144,9 @@ TEST_F(TrainingOptions, RefusedInOneLine) {
   expect_one_line_error(train({"--model", "classifier", "--dataset", "fortune-files",
                                "--checkpoint-activations", "1", "--steps", "1"}),
                         {"--checkpoint-activations applies to vit, gpt and transformer"});
+  expect_one_line_error(train_tiny_vit({"--optimizer", "sgd", "--beta2", "0.95"}),
+                        {"--beta1 and --beta2 apply to adam", "sgd"});
+  expect_one_line_error(train_tiny_vit({"--beta2", "1"}), {"beta2"});
 }
 
 }  // namespace

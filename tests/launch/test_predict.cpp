@@ -328,7 +328,7 @@ TEST_F(Predict, TransformerTranslationIsGreedyDecode) {
   }
 
   expect_predict_error(predict({"--text", ""}), {"--text is empty"});
-  expect_predict_error(predict({"--text", std::string(30, 'a')}), {"30 characters", "at most 23"});
+  expect_predict_error(predict({"--text", std::string(30, 'a')}), {"30 tokens", "at most 23"});
   expect_predict_error(predict({"--prompt", "house"}),
                        {"--prompt is for gpt", "transformer", "--text"});
 }

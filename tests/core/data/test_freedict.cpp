@@ -245,8 +245,8 @@ TEST(CharVocab, Utf8DecodeEncode) {
 
 TEST(TranslationDataset, BatchLayoutWithPadding) {
   std::vector<TranslationPair> pairs = {{"ab", "xyz"}, {"abba", "y"}, {"b", "zq"}};
-  const CharVocab src = CharVocab::build({"ab"}, true);   // a=4 b=5
-  const CharVocab tgt = CharVocab::build({"xyz"}, true);  // x=4 y=5 z=6; q is unknown
+  const SubwordVocab src = SubwordVocab::learn({"ab"}, 0);  // a=4 b=5
+  const CharVocab tgt = CharVocab::build({"xyz"}, true);    // x=4 y=5 z=6; q is unknown
   TranslationDataset ds(pairs, src, tgt);
   const Batch b = ds.get_batch({0, 1, 2}, 0);
   const int64_t P = CharVocab::kPad, B = CharVocab::kBos, E = CharVocab::kEos, U = CharVocab::kUnk;
