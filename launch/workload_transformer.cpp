@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "core/data/freedict.h"
 #include "core/data/gettext_corpus.h"
@@ -57,6 +58,16 @@ class TransformerWorkload : public Workload {
                    " characters in the catalogs (*.mo) of ", where, ": install packages with ",
                    options.language, " translations, or give a larger --seq-len");
       bleu_ = c.dataset == "gettext-zh" ? data::BleuTokenizer::kZh : data::BleuTokenizer::k13a;
+      // The copy baseline: every English source left as it is, scored against its translation over
+      // the whole valid split. Placeholders, options and names pass through untranslated, so it is
+      // not zero; a model has to beat it.
+      std::vector<std::string> sources, targets;
+      for (const data::TranslationPair& p : eval_pairs) {
+        sources.push_back(p.source);
+        targets.push_back(p.target);
+      }
+      copy_bleu_ = data::corpus_bleu(sources, targets, *bleu_).score;
+      copy_chrf_ = data::corpus_chrf(sources, targets);
       target_language_ = c.dataset == "gettext-zh" ? "Chinese" : "German";
     }
     auto [src_vocab, tgt_vocab] = data::build_translation_vocabs(train_pairs, c.bpe_merges);
@@ -163,6 +174,8 @@ class TransformerWorkload : public Workload {
       }
       metrics["bleu"] = data::bleu_from_statistics(bleu).score;
       metrics["chrf"] = data::chrf_from_statistics(chrf);
+      metrics["copy_bleu"] = copy_bleu_;
+      metrics["copy_chrf"] = copy_chrf_;
     }
     return metrics;
   }
@@ -174,6 +187,10 @@ class TransformerWorkload : public Workload {
     data::Batch b = eval_->get_batch(idx, 0);
     auto decoded = translate(b.input.to(device_), b.target.size(1) + 4);
     std::vector<std::string> out;
+    if (bleu_) {
+      out.push_back("baseline: copying the source scores BLEU " + format_score(copy_bleu_) +
+                    ", chrF " + format_score(copy_chrf_) + " on the whole valid split");
+    }
     for (size_t i = 0; i < idx.size(); ++i) {
       const auto& pair = eval_->pair(idx[i]);
       out.push_back(pair.source + " -> " + eval_->target_vocab().decode(decoded[i]) +
@@ -225,6 +242,11 @@ class TransformerWorkload : public Workload {
     }
     return row[b.size()];
   }
+  static std::string format_score(double v) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.2f", v);
+    return text;
+  }
   static constexpr size_t kBleuAt = 6;  // where BLEU's statistics start in eval_sums
   std::shared_ptr<models::Transformer> model_;
   std::shared_ptr<data::TranslationDataset> eval_;
@@ -234,6 +256,7 @@ class TransformerWorkload : public Workload {
   std::string target_language_;
   std::optional<data::BleuTokenizer>
       bleu_;  // gettext: BLEU's tokenizer (zh for Chinese, 13a for German)
+  double copy_bleu_ = 0.0, copy_chrf_ = 0.0;  // gettext: the copy baseline on the valid split
 };
 
 }  // namespace

@@ -150,6 +150,14 @@ TEST_F(GettextTranslation, ShortRunLearnsAndReportsBleuAndChrfThenPredicts) {
   EXPECT_LT(last, 0.7 * first) << "first eval loss " << first << ", last " << last;
   EXPECT_NE(r.out.find("sample: "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(" -> "), std::string::npos) << r.out;
+  // The copy baseline: Latin sources share no character with Chinese references, so 0 here.
+  EXPECT_NE(r.out.find("baseline: copying the source scores BLEU 0.00, chrF 0.00"),
+            std::string::npos)
+      << r.out;
+  for (const nlohmann::json& e : evals) {
+    EXPECT_EQ(e.at("copy_bleu").get<double>(), 0.0) << e.dump();
+    EXPECT_EQ(e.at("copy_chrf").get<double>(), 0.0) << e.dump();
+  }
 
   // predict reloads the corpus from the checkpoint's --data-dir and translates with greedy decoding.
   RunResult p =
