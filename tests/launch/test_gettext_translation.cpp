@@ -54,40 +54,28 @@ class GettextTranslation : public CliTest {
     write_text(locale / "zh_CN" / "LC_MESSAGES" / "coreutils.mo", mo_bytes(synthetic_pairs(400)));
     return locale;
   }
+  // The one-block Transformer on `locale`, one thread, no progress display.
+  static std::vector<std::string> model_args(const fs::path& locale) {
+    return {"--model",   "transformer", "--dataset", "gettext-zh", "--data-dir",   locale.string(),
+            "--seq-len", "16",          "--depth",   "1",          "--dim",        "32",
+            "--heads",   "2",           "--mlp-dim", "64",         "--batch-size", "16",
+            "--lr",      "0.003",       "--threads", "1",          "--progress",   "0"};
+  }
+  // model_args for `steps` steps, evaluated every `eval_interval` steps on 2 batches.
+  static std::vector<std::string> tiny(const fs::path& locale, const std::string& steps,
+                                       const std::string& eval_interval) {
+    std::vector<std::string> args = model_args(locale);
+    args.insert(args.end(), {"--dropout", "0", "--steps", steps, "--warmup-steps", "10",
+                             "--eval-interval", eval_interval, "--eval-batches", "2"});
+    return args;
+  }
   // 70 steps on the synthetic catalog into `run_dir`: the decodes are partly right (BLEU about 10,
   // chrF about 19), of varied length.
   void train_partly(const fs::path& run_dir) {
-    const fs::path locale = write_locale();
-    RunResult r = train({"--model",
-                         "transformer",
-                         "--dataset",
-                         "gettext-zh",
-                         "--data-dir",
-                         locale.string(),
-                         "--seq-len",
-                         "16",
-                         "--depth",
-                         "1",
-                         "--dim",
-                         "32",
-                         "--heads",
-                         "2",
-                         "--mlp-dim",
-                         "64",
-                         "--batch-size",
-                         "16",
-                         "--steps",
-                         "70",
-                         "--lr",
-                         "0.003",
-                         "--eval-batches",
-                         "1",
-                         "--threads",
-                         "1",
-                         "--progress",
-                         "0",
-                         "--checkpoint-dir",
-                         run_dir.string()});
+    std::vector<std::string> args = model_args(write_locale());
+    args.insert(args.end(),
+                {"--steps", "70", "--eval-batches", "1", "--checkpoint-dir", run_dir.string()});
+    RunResult r = train(args);
     ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
   }
 };
@@ -95,44 +83,10 @@ class GettextTranslation : public CliTest {
 TEST_F(GettextTranslation, ShortRunLearnsAndReportsBleuAndChrfThenPredicts) {
   const fs::path locale = write_locale();
   const fs::path metrics = dir_ / "metrics.jsonl", run_dir = dir_ / "run";
-  RunResult r = train({"--model",
-                       "transformer",
-                       "--dataset",
-                       "gettext-zh",
-                       "--data-dir",
-                       locale.string(),
-                       "--seq-len",
-                       "16",
-                       "--depth",
-                       "1",
-                       "--dim",
-                       "32",
-                       "--heads",
-                       "2",
-                       "--mlp-dim",
-                       "64",
-                       "--dropout",
-                       "0",
-                       "--batch-size",
-                       "16",
-                       "--steps",
-                       "150",
-                       "--lr",
-                       "0.003",
-                       "--warmup-steps",
-                       "10",
-                       "--eval-interval",
-                       "25",
-                       "--eval-batches",
-                       "2",
-                       "--threads",
-                       "1",
-                       "--progress",
-                       "0",
-                       "--metrics-file",
-                       metrics.string(),
-                       "--checkpoint-dir",
-                       run_dir.string()});
+  std::vector<std::string> args = tiny(locale, "150", "25");
+  args.insert(args.end(),
+              {"--metrics-file", metrics.string(), "--checkpoint-dir", run_dir.string()});
+  RunResult r = train(args);
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
   const std::vector<nlohmann::json> evals = eval_records(metrics);
   ASSERT_GE(evals.size(), 2u) << read_text(metrics);
@@ -210,46 +164,10 @@ TEST_F(GettextTranslation, EvalAndPredictDecodeWithABeam) {
 TEST_F(GettextTranslation, SubwordSourcesLearnAndPredict) {
   const fs::path locale = write_locale();
   const fs::path metrics = dir_ / "metrics.jsonl", run_dir = dir_ / "run";
-  RunResult r = train({"--model",
-                       "transformer",
-                       "--dataset",
-                       "gettext-zh",
-                       "--data-dir",
-                       locale.string(),
-                       "--seq-len",
-                       "16",
-                       "--depth",
-                       "1",
-                       "--dim",
-                       "32",
-                       "--heads",
-                       "2",
-                       "--mlp-dim",
-                       "64",
-                       "--dropout",
-                       "0",
-                       "--batch-size",
-                       "16",
-                       "--steps",
-                       "150",
-                       "--lr",
-                       "0.003",
-                       "--warmup-steps",
-                       "10",
-                       "--eval-interval",
-                       "50",
-                       "--eval-batches",
-                       "2",
-                       "--threads",
-                       "1",
-                       "--progress",
-                       "0",
-                       "--bpe-merges",
-                       "30",
-                       "--metrics-file",
-                       metrics.string(),
-                       "--checkpoint-dir",
-                       run_dir.string()});
+  std::vector<std::string> args = tiny(locale, "150", "50");
+  args.insert(args.end(), {"--bpe-merges", "30", "--metrics-file", metrics.string(),
+                           "--checkpoint-dir", run_dir.string()});
+  RunResult r = train(args);
   ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
   const std::vector<nlohmann::json> evals = eval_records(metrics);
   ASSERT_GE(evals.size(), 2u) << read_text(metrics);
