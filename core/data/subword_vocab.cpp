@@ -60,12 +60,12 @@ SubwordVocab SubwordVocab::learn(const std::vector<std::string>& texts, int64_t 
     for (auto [begin, end] : piece_ranges(cps)) ++piece_counts[cps.substr(begin, end - begin)];
   }
   SubwordVocab v;
-  for (const auto& [piece, count] : piece_counts) {
-    v.characters_.insert(v.characters_.end(), piece.begin(), piece.end());
-  }
-  std::sort(v.characters_.begin(), v.characters_.end());
-  v.characters_.erase(std::unique(v.characters_.begin(), v.characters_.end()), v.characters_.end());
-  for (char32_t c : v.characters_) {
+  std::vector<char32_t> characters;  // ids kNumSpecials.. in code point order
+  for (const auto& [piece, count] : piece_counts)
+    characters.insert(characters.end(), piece.begin(), piece.end());
+  std::sort(characters.begin(), characters.end());
+  characters.erase(std::unique(characters.begin(), characters.end()), characters.end());
+  for (char32_t c : characters) {
     v.char_ids_.emplace(c, static_cast<int32_t>(v.tokens_.size()) + CharVocab::kNumSpecials);
     std::string text;
     utf8_append(text, c);

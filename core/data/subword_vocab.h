@@ -39,7 +39,7 @@ class SubwordVocab {
   static std::vector<std::string> pieces(std::string_view text);
 
   int64_t size() const { return static_cast<int64_t>(tokens_.size()) + CharVocab::kNumSpecials; }
-  int64_t merges() const { return static_cast<int64_t>(tokens_.size() - characters_.size()); }
+  int64_t merges() const { return static_cast<int64_t>(tokens_.size() - char_ids_.size()); }
   std::vector<int32_t> encode(std::string_view text) const;
   // The text of a non-special id.
   const std::string& token(int32_t id) const;
@@ -51,7 +51,6 @@ class SubwordVocab {
   }
   int32_t character_id(char32_t c) const;
 
-  std::vector<char32_t> characters_;  // sorted: ids kNumSpecials.. in this order
   std::unordered_map<char32_t, int32_t> char_ids_;
   std::vector<std::string> tokens_;              // the text of id kNumSpecials + i
   std::unordered_map<uint64_t, int32_t> merge_;  // pair_key(left, right) -> the merged id
