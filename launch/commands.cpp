@@ -210,7 +210,8 @@ int run_eval(const std::vector<std::string>& args) {
     auto pg = make_process_group(config, error);
     nlohmann::json metrics = evaluate_checkpoint(config, *pg);
     if (pg->rank() == 0)
-      std::cout << "eval " << config.resume << ": " << format_metrics(metrics) << std::endl;
+      std::cout << "eval " << config.resume << (config.split == "test" ? " (test split)" : "")
+                << ": " << format_metrics(metrics) << std::endl;
   }
   dist::finalize_mpi();
   return 0;

@@ -153,6 +153,8 @@ void validate(const TrainConfig& c, const std::map<std::string, std::string>& or
   in_range("bpe-merges", c.bpe_merges, 0, 1 << 20, " (0: characters)");
   DTRAIN_CHECK(c.bpe_merges == 0 || c.model == "transformer", where("bpe-merges"),
                "--bpe-merges applies to model transformer, not ", c.model, "; leave it at 0");
+  DTRAIN_CHECK(c.split == "valid" || c.split == "test", where("split"),
+               "--split must be valid or test, got '", c.split, "'");
   in_range("batch-size", c.batch_size, 1, 1 << 24);
   in_range("grad-accum", c.grad_accum, 1, static_cast<double>(c.batch_size),
            " (at most --batch-size)");
@@ -392,6 +394,9 @@ OptionGroups option_groups(TrainConfig& c, IntervalTexts& texts, std::string& co
       "auto (the latest checkpoint in --checkpoint-dir, or a fresh start) | a checkpoint or run directory");
   add(kTrain, "eval-interval", po::value(&texts.eval)->default_value(texts.eval),
       "steps (or epochs: 1ep) between evaluations (0: at the end)");
+  add(kEval, "split", po::value(&c.split)->default_value(c.split),
+      "the held-out split to score: valid | test (gettext-zh and gettext-de keep a test split that "
+      "neither training nor its evaluations see)");
   add(kTrainEval, "eval-batches", po::value(&c.eval_batches)->default_value(c.eval_batches), "global batches per eval, drawn spread over the whole split, the same samples at any world size (0: the whole split)");
   group("Output and profiling");
   add(kTrain, "log-interval", po::value(&texts.log)->default_value(texts.log), "steps (or epochs: 1ep) between log lines");

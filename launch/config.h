@@ -49,6 +49,9 @@ struct TrainConfig {
   std::string data_dir;    // empty: the Debian package's location
   int64_t seq_len = 64;    // gpt context, transformer max length
   int64_t bpe_merges = 0;  // transformer: byte-pair merges of the source tokens (0: characters)
+  // The held-out split that evaluation scores: valid, or test where the dataset keeps one apart
+  // (gettext-zh, gettext-de); training always evaluates on valid.
+  std::string split = "valid";
   // schedule of work
   int64_t batch_size = 128;  // global: summed over ranks and accumulation steps
   int64_t grad_accum = 1;

@@ -58,6 +58,10 @@ std::string code_point_name(char32_t c) {
 }
 
 std::unique_ptr<Workload> make_workload(const TrainConfig& c, Device device) {
+  // Checked here, not with the options: `dtrain eval` learns the dataset from the checkpoint.
+  DTRAIN_CHECK(c.split == "valid" || c.dataset == "gettext-zh" || c.dataset == "gettext-de",
+               "--split test applies to gettext-zh and gettext-de; ", c.dataset,
+               " has one held-out split, so leave it at valid");
   if (c.model == "vit") return make_vit_workload(c, device);
   if (c.model == "transformer") return make_transformer_workload(c, device);
   if (c.model == "gpt") return make_gpt_workload(c, device);

@@ -49,17 +49,20 @@ class TransformerWorkload : public Workload {
       options.language = c.dataset == "gettext-zh" ? "zh_CN" : "de";
       options.max_chars = c.seq_len - 2;
       data::GettextCorpus corpus = data::load_gettext_corpus(options);
-      // Evaluation is on the valid split; the test split is kept for a final report.
-      train_pairs = std::move(corpus.train), eval_pairs = std::move(corpus.valid);
+      // Training evaluates on the valid split; `dtrain eval --split test` scores the test split,
+      // kept apart for a final report.
+      split_ = c.split;
+      train_pairs = std::move(corpus.train);
+      eval_pairs = std::move(c.split == "test" ? corpus.test : corpus.valid);
       const std::string where = options.locale_dir + "/" + options.language + "/LC_MESSAGES";
       DTRAIN_CHECK(!train_pairs.empty() && !eval_pairs.empty(), "--dataset ", c.dataset, " found ",
-                   train_pairs.size(), " training and ", eval_pairs.size(),
-                   " validation pairs of at most ", options.max_chars,
+                   train_pairs.size(), " training and ", eval_pairs.size(), " ", split_,
+                   " pairs of at most ", options.max_chars,
                    " characters in the catalogs (*.mo) of ", where, ": install packages with ",
                    options.language, " translations, or give a larger --seq-len");
       bleu_ = c.dataset == "gettext-zh" ? data::BleuTokenizer::kZh : data::BleuTokenizer::k13a;
       // The copy baseline: every English source left as it is, scored against its translation over
-      // the whole valid split. Placeholders, options and names pass through untranslated, so it is
+      // the whole held-out split. Placeholders, options and names pass through untranslated, so it is
       // not zero; a model has to beat it.
       std::vector<std::string> sources, targets;
       for (const data::TranslationPair& p : eval_pairs) {
@@ -189,7 +192,7 @@ class TransformerWorkload : public Workload {
     std::vector<std::string> out;
     if (bleu_) {
       out.push_back("baseline: copying the source scores BLEU " + format_score(copy_bleu_) +
-                    ", chrF " + format_score(copy_chrf_) + " on the whole valid split");
+                    ", chrF " + format_score(copy_chrf_) + " on the whole " + split_ + " split");
     }
     for (size_t i = 0; i < idx.size(); ++i) {
       const auto& pair = eval_->pair(idx[i]);
@@ -255,8 +258,9 @@ class TransformerWorkload : public Workload {
   double length_penalty_ = 0.6;  // --length-penalty: beam search's alpha
   std::string target_language_;
   std::optional<data::BleuTokenizer>
-      bleu_;  // gettext: BLEU's tokenizer (zh for Chinese, 13a for German)
-  double copy_bleu_ = 0.0, copy_chrf_ = 0.0;  // gettext: the copy baseline on the valid split
+      bleu_;                     // gettext: BLEU's tokenizer (zh for Chinese, 13a for German)
+  std::string split_ = "valid";  // gettext: the held-out split scored (--split)
+  double copy_bleu_ = 0.0, copy_chrf_ = 0.0;  // gettext: the copy baseline on that split
 };
 
 }  // namespace

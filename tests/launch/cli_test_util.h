@@ -240,12 +240,13 @@ inline void CliTest::expect_eval_independent_of_batching(const fs::path& run_dir
 }
 
 // What every failure must look like: a non-zero exit and exactly one line on stderr, the
-// "dtrain train: error: ..." that main prints, naming what was wrong.
-inline void expect_one_line_error(const RunResult& r, const std::vector<std::string>& mentions) {
+// "dtrain <subcommand>: error: ..." that main prints, naming what was wrong.
+inline void expect_one_line_error(const RunResult& r, const std::vector<std::string>& mentions,
+                                  const std::string& subcommand = "train") {
   EXPECT_NE(r.exit_code, 0) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "stderr:\n" << r.err;
   EXPECT_TRUE(r.err.ends_with("\n")) << r.err;
-  EXPECT_TRUE(r.err.starts_with("dtrain train: error: ")) << r.err;
+  EXPECT_TRUE(r.err.starts_with("dtrain " + subcommand + ": error: ")) << r.err;
   for (const std::string& m : mentions) {
     EXPECT_NE(r.err.find(m), std::string::npos) << "no '" << m << "' in: " << r.err;
   }

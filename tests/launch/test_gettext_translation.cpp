@@ -2,13 +2,17 @@
 // temporary locale directory (a few hundred synthetic English -> Chinese pairs with a learnable
 // mapping), its eval records (loss falls; bleu and chrf in [0, 100]), predict on the trained
 // checkpoint, and an unknown gettext language as a one-line error. No timing is checked.
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "core/data/gettext_corpus.h"
 #include "core/data/mo_test_writer.h"
+#include "core/data/text_metrics.h"
 #include "core/io/safetensors.h"
 
 #include "cli_test_util.h"
@@ -194,6 +198,61 @@ TEST_F(GettextTranslation, SubwordSourcesLearnAndPredict) {
   expect_one_line_error(train({"--model", "gpt", "--dataset", "fortunes", "--bpe-merges", "8",
                                "--steps", "1", "--threads", "1"}),
                         {"--bpe-merges applies to model transformer", "gpt"});
+}
+
+// The number after `key ` in a `dtrain eval` line ("... copy_bleu 12.3456  copy_chrf ..."), or NaN.
+double metric_in(const std::string& line, const std::string& key) {
+  const size_t at = line.find(key + " ");
+  return at == std::string::npos ? std::nan("") : std::stod(line.substr(at + key.size() + 1));
+}
+
+// The copy baseline scores the split's own pairs, and `dtrain eval --split test` scores the test
+// split: every third target here keeps its English source in brackets, so copying scores above 0,
+// and each split's baseline is recomputed from the pairs gettext_split_of puts in it.
+TEST_F(GettextTranslation, CopyBaselineAndTestSplitScoreTheirOwnPairs) {
+  std::vector<std::pair<std::string, std::string>> entries = synthetic_pairs(400);
+  for (size_t i = 1; i < entries.size(); i += 3) entries[i].second += " (" + entries[i].first + ")";
+  const fs::path locale = dir_ / "locale", run_dir = dir_ / "run";
+  fs::create_directories(locale / "zh_CN" / "LC_MESSAGES");
+  write_text(locale / "zh_CN" / "LC_MESSAGES" / "coreutils.mo", mo_bytes(entries));
+  std::vector<std::string> args = model_args(locale);
+  args[std::find(args.begin(), args.end(), "--seq-len") - args.begin() + 1] = "32";
+  args.insert(args.end(), {"--steps", "2", "--checkpoint-dir", run_dir.string()});
+  RunResult r = train(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+
+  const data::GettextCorpusOptions options;
+  std::map<data::GettextSplit, std::pair<std::vector<std::string>, std::vector<std::string>>> split;
+  for (size_t i = 1; i < entries.size(); ++i) {
+    auto& [sources, targets] = split[data::gettext_split_of(
+        entries[i].first, options.valid_fraction, options.test_fraction)];
+    sources.push_back(entries[i].first);
+    targets.push_back(entries[i].second);
+  }
+  for (data::GettextSplit which : {data::GettextSplit::valid, data::GettextSplit::test}) {
+    const bool test = which == data::GettextSplit::test;
+    std::vector<std::string> eval = {"eval", "--resume", run_dir.string(), "--threads", "1"};
+    if (test) eval.insert(eval.end(), {"--split", "test"});
+    const std::string line = eval_line(run(eval));
+    EXPECT_EQ(line.find("(test split)") != std::string::npos, test) << line;
+    const auto& [sources, targets] = split[which];
+    ASSERT_GE(sources.size(), 5u);
+    const double bleu = data::corpus_bleu(sources, targets, data::BleuTokenizer::kZh).score;
+    const double chrf = data::corpus_chrf(sources, targets);
+    EXPECT_GT(chrf, 1.0);
+    EXPECT_NEAR(metric_in(line, "copy_bleu"), bleu, 1e-4) << line;
+    EXPECT_NEAR(metric_in(line, "copy_chrf"), chrf, 1e-4) << line;
+  }
+  const auto& [valid_sources, valid_targets] = split[data::GettextSplit::valid];
+  const auto& [test_sources, test_targets] = split[data::GettextSplit::test];
+  EXPECT_NE(data::corpus_chrf(valid_sources, valid_targets),
+            data::corpus_chrf(test_sources, test_targets));
+
+  expect_one_line_error(run({"eval", "--resume", run_dir.string(), "--split", "train"}),
+                        {"--split must be valid or test", "train"}, "eval");
+  expect_one_line_error(
+      run({"eval", "--resume", run_dir.string(), "--dataset", "freedict", "--split", "test"}),
+      {"--split test applies to gettext-zh and gettext-de", "freedict"}, "eval");
 }
 
 TEST_F(GettextTranslation, UnknownGettextLanguageIsAOneLineError) {

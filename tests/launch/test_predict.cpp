@@ -54,11 +54,7 @@ std::string png_bytes(const std::string& interleaved, uint32_t width, uint32_t h
 
 // "dtrain predict: error: ..." on one line, naming each of `mentions`, and a failure status.
 void expect_predict_error(const RunResult& r, const std::vector<std::string>& mentions) {
-  EXPECT_NE(r.exit_code, 0) << r.out << r.err;
-  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "stderr:\n" << r.err;
-  EXPECT_TRUE(r.err.starts_with("dtrain predict: error: ")) << r.err;
-  for (const std::string& m : mentions)
-    EXPECT_NE(r.err.find(m), std::string::npos) << "no '" << m << "' in: " << r.err;
+  expect_one_line_error(r, mentions, "predict");
   EXPECT_EQ(r.out, "");
 }
 
