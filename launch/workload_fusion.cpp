@@ -32,6 +32,7 @@ class FusionWorkload : public Workload {
     m.pad_id = data::WordVocab::kPad;
     model_ = std::make_shared<models::FusionClassifier>(m);
     model_->to(device);
+    label_smoothing_ = c.label_smoothing;
   }
   std::shared_ptr<nn::Module> shared_model() override { return model_; }
   const char* unit() const override { return "characters"; }
@@ -40,7 +41,9 @@ class FusionWorkload : public Workload {
     check_ids(b.target, model_->config().num_classes, -100, "radical");
     check_ids(b.decoder_input, model_->config().vocab_size, data::WordVocab::kPad, "word");
   }
-  Tensor loss(const data::Batch& b) override { return cross_entropy(logits(b), b.target); }
+  Tensor loss(const data::Batch& b) override {
+    return cross_entropy(logits(b), b.target, -100, label_smoothing_);
+  }
   std::vector<double> eval_sums(const data::Batch& b) override {
     return classification_sums(logits(b), b.target);
   }
@@ -79,6 +82,7 @@ class FusionWorkload : public Workload {
   Device device_;
   std::string data_dir_;
   std::shared_ptr<const data::UnihanCorpus> corpus_;
+  double label_smoothing_ = 0.0;  // the training loss's; evaluation scores plain cross entropy
   std::shared_ptr<models::FusionClassifier> model_;
 };
 

@@ -42,6 +42,7 @@ class GptWorkload : public Workload {
     model_ = std::make_shared<models::Gpt>(m);
     model_->checkpoint_activations = c.checkpoint_activations;
     model_->to(device);
+    label_smoothing_ = c.label_smoothing;
   }
   std::shared_ptr<nn::Module> shared_model() override { return model_; }
   const char* unit() const override { return "tokens"; }
@@ -52,7 +53,7 @@ class GptWorkload : public Workload {
   }
   Tensor loss(const data::Batch& b) override {
     Tensor logits = model_->forward(b.input).to(DType::f32);
-    return cross_entropy(logits.flatten(0, 1), b.target.flatten());
+    return cross_entropy(logits.flatten(0, 1), b.target.flatten(), -100, label_smoothing_);
   }
   std::vector<double> eval_sums(const data::Batch& b) override {
     Tensor logits = model_->forward(b.input).to(DType::f32);
@@ -110,6 +111,7 @@ class GptWorkload : public Workload {
   Device device_;
   data::TextCorpus corpus_;
   bool synthetic_ = false;
+  double label_smoothing_ = 0.0;  // the training loss's; evaluation scores plain cross entropy
   std::shared_ptr<models::Gpt> model_;
 };
 

@@ -89,6 +89,7 @@ class TransformerWorkload : public Workload {
     model_->to(device);
     device_ = device;
     beam_ = c.beam, length_penalty_ = c.length_penalty;
+    label_smoothing_ = c.label_smoothing;
   }
   std::shared_ptr<nn::Module> shared_model() override { return model_; }
   const char* unit() const override { return "tokens"; }
@@ -105,7 +106,8 @@ class TransformerWorkload : public Workload {
   }
   Tensor loss(const data::Batch& b) override {
     Tensor logits = model_->forward(b.input, b.decoder_input).to(DType::f32);
-    return cross_entropy(logits.flatten(0, 1), b.target.flatten(), data::CharVocab::kPad);
+    return cross_entropy(logits.flatten(0, 1), b.target.flatten(), data::CharVocab::kPad,
+                         label_smoothing_);
   }
   std::vector<double> eval_sums(const data::Batch& b) override {
     Tensor logits = model_->forward(b.input, b.decoder_input).to(DType::f32);
@@ -254,8 +256,9 @@ class TransformerWorkload : public Workload {
   std::shared_ptr<models::Transformer> model_;
   std::shared_ptr<data::TranslationDataset> eval_;
   Device device_;
-  int64_t beam_ = 1;             // --beam: 1 decodes greedily
-  double length_penalty_ = 0.6;  // --length-penalty: beam search's alpha
+  double label_smoothing_ = 0.0;  // the training loss's; evaluation scores plain cross entropy
+  int64_t beam_ = 1;              // --beam: 1 decodes greedily
+  double length_penalty_ = 0.6;   // --length-penalty: beam search's alpha
   std::string target_language_;
   std::optional<data::BleuTokenizer>
       bleu_;                     // gettext: BLEU's tokenizer (zh for Chinese, 13a for German)

@@ -271,6 +271,22 @@ inline std::vector<nlohmann::json> eval_records(const fs::path& path) {
   return evals;
 }
 
+// The loss of a run's first training record (no "split"; `--log-interval 1`: step 1's), or NaN.
+inline double first_train_loss(const fs::path& metrics) {
+  for (const nlohmann::json& record : read_jsonl(metrics)) {
+    if (!record.contains("split") && record.contains("loss")) return record["loss"].get<double>();
+  }
+  return std::nan("");
+}
+
+// A short run learnt: the last eval record's loss is below `fraction` of the first one's.
+inline void expect_loss_falls(const std::vector<nlohmann::json>& evals, double fraction) {
+  ASSERT_GE(evals.size(), 2u);
+  const double first = evals.front()["loss"].get<double>(),
+               last = evals.back()["loss"].get<double>();
+  EXPECT_LT(last, fraction * first) << "first eval loss " << first << ", last " << last;
+}
+
 inline std::set<std::string> keys_of(const nlohmann::json& record) {
   std::set<std::string> keys;
   for (auto it = record.begin(); it != record.end(); ++it) keys.insert(it.key());

@@ -2,7 +2,8 @@
 // train` with --checkpoint-activations 1 writes bitwise the weights it writes without (dropout on,
 // one rank and two under DDP, whose bucket hooks then fire inside the recomputation), and
 // --fused-optimizer on the same weights to f32 rounding; both refuse what they cannot do in one
-// line. --beta1/--beta2 reach every Adam-family group and are refused for the other optimizers.
+// line. --beta1/--beta2 reach every Adam-family group and are refused for the other optimizers;
+// --label-smoothing reaches the GPT's loss.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -147,6 +148,49 @@ TEST_F(TrainingOptions, RefusedInOneLine) {
   expect_one_line_error(train_tiny_vit({"--optimizer", "sgd", "--beta2", "0.95"}),
                         {"--beta1 and --beta2 apply to adam", "sgd"});
   expect_one_line_error(train_tiny_vit({"--beta2", "1"}), {"beta2"});
+}
+
+// --label-smoothing reaches the GPT's training loss (synthetic tokens: no data to install): step 1,
+// from the same weights on the same batch, logs another loss with it than without.
+TEST_F(TrainingOptions, LabelSmoothingReachesTheGptLoss) {
+  auto step_one = [&](const std::string& smoothing) {
+    const fs::path metrics = dir_ / ("metrics-" + smoothing + ".jsonl");
+    RunResult r = train({"--model",
+                         "gpt",
+                         "--dataset",
+                         "synthetic",
+                         "--model-size",
+                         "tiny",
+                         "--dim",
+                         "16",
+                         "--heads",
+                         "2",
+                         "--mlp-dim",
+                         "32",
+                         "--depth",
+                         "1",
+                         "--seq-len",
+                         "16",
+                         "--batch-size",
+                         "4",
+                         "--steps",
+                         "1",
+                         "--log-interval",
+                         "1",
+                         "--label-smoothing",
+                         smoothing,
+                         "--metrics-file",
+                         metrics.string(),
+                         "--threads",
+                         "1",
+                         "--progress",
+                         "0"});
+    EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
+    return first_train_loss(metrics);
+  };
+  const double plain = step_one("0"), smoothed = step_one("0.5");
+  ASSERT_TRUE(std::isfinite(plain) && std::isfinite(smoothed)) << plain << " " << smoothed;
+  EXPECT_NE(plain, smoothed);
 }
 
 }  // namespace
