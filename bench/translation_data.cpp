@@ -110,10 +110,8 @@ int export_data(const std::map<std::string, std::string>& flags) {
   const std::string out = flags.at("--out");
 
   // As TransformerWorkload builds its data for a gettext dataset.
-  data::GettextCorpusOptions options;
-  if (flags.count("--data-dir")) options.locale_dir = flags.at("--data-dir");
-  options.language = dataset == "gettext-zh" ? "zh_CN" : "de";
-  options.max_chars = seq_len - 2;
+  const data::GettextCorpusOptions options = data::gettext_dataset_options(
+      dataset, seq_len, flags.count("--data-dir") ? flags.at("--data-dir") : std::string());
   data::GettextCorpus corpus = data::load_gettext_corpus(options);
   DTRAIN_CHECK(!corpus.train.empty() && !corpus.valid.empty(), "--dataset ", dataset, " found ",
                corpus.train.size(), " training and ", corpus.valid.size(), " valid pairs in ",

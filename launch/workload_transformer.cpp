@@ -44,10 +44,8 @@ class TransformerWorkload : public Workload {
       train_pairs = std::move(splits.train), eval_pairs = std::move(splits.held_out);
       target_language_ = "German";
     } else {
-      data::GettextCorpusOptions options;
-      if (!c.data_dir.empty()) options.locale_dir = c.data_dir;
-      options.language = c.dataset == "gettext-zh" ? "zh_CN" : "de";
-      options.max_chars = c.seq_len - 2;
+      const data::GettextCorpusOptions options =
+          data::gettext_dataset_options(c.dataset, c.seq_len, c.data_dir);
       data::GettextCorpus corpus = data::load_gettext_corpus(options);
       // Training evaluates on the valid split; `dtrain eval --split test` scores the test split,
       // kept apart for a final report.

@@ -266,6 +266,17 @@ bool is_format_only(std::string_view s) {
   return true;
 }
 
+GettextCorpusOptions gettext_dataset_options(const std::string& dataset, int64_t seq_len,
+                                             const std::string& locale_dir) {
+  DTRAIN_CHECK(dataset == "gettext-zh" || dataset == "gettext-de", "dataset '", dataset,
+               "' is not a gettext corpus: give gettext-zh or gettext-de");
+  GettextCorpusOptions options;
+  if (!locale_dir.empty()) options.locale_dir = locale_dir;
+  options.language = dataset == "gettext-zh" ? "zh_CN" : "de";
+  options.max_chars = seq_len - 2;
+  return options;
+}
+
 GettextCorpus load_gettext_corpus(const GettextCorpusOptions& options) {
   check_name("language", options.language);
   DTRAIN_CHECK(options.valid_fraction >= 0 && options.test_fraction >= 0 &&

@@ -75,6 +75,12 @@ struct GettextCorpus {
 // and for a damaged catalog (naming the file).
 GettextCorpus load_gettext_corpus(const GettextCorpusOptions& options = {});
 
+// The options of `--dataset gettext-zh|gettext-de` at `--seq-len`: language zh_CN or de, pairs with a
+// side over seq_len - 2 characters dropped (room for bos and eos), `locale_dir` when not empty.
+// Throws dtrain::Error for another dataset name.
+GettextCorpusOptions gettext_dataset_options(const std::string& dataset, int64_t seq_len,
+                                             const std::string& locale_dir);
+
 enum class GettextSplit { train, valid, test };
 
 // FNV-1a 64 of the bytes (offset basis 0xcbf29ce484222325, prime 0x100000001b3).

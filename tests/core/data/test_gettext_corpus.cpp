@@ -198,3 +198,17 @@ TEST(GettextCorpus, RealZhCnCatalogs) {
     ASSERT_NE(p.source, p.target);
   }
 }
+
+// --dataset names map to the catalog language, --seq-len leaves room for bos and eos, and an empty
+// --data-dir keeps the system's locale directory.
+TEST(GettextCorpus, DatasetOptionsFollowTheFlags) {
+  const GettextCorpusOptions zh = gettext_dataset_options("gettext-zh", 80, "");
+  EXPECT_EQ(zh.language, "zh_CN");
+  EXPECT_EQ(zh.max_chars, 78);
+  EXPECT_EQ(zh.locale_dir, GettextCorpusOptions{}.locale_dir);
+  const GettextCorpusOptions de = gettext_dataset_options("gettext-de", 16, "/tmp/locale");
+  EXPECT_EQ(de.language, "de");
+  EXPECT_EQ(de.max_chars, 14);
+  EXPECT_EQ(de.locale_dir, "/tmp/locale");
+  EXPECT_THROW(gettext_dataset_options("freedict", 16, ""), Error);
+}
